@@ -1,0 +1,293 @@
+"""structlog setup: console for humans, JSON lines for workers, secrets always masked.
+
+:func:`configure_logging` routes structlog *and* the standard library's ``logging`` (aiohttp,
+asyncio, redis ...) through one ``logging`` handler whose
+:class:`structlog.stdlib.ProcessorFormatter` runs the same chain for both: ISO UTC timestamp,
+level, logger name, merged ``structlog.contextvars``, formatted exceptions, then
+:func:`redact_event` and the renderer. Redaction therefore covers messages, fields, nested
+fields and traceback text of every record that reaches that handler.
+
+What is masked (replaced by ``***``):
+
+* values registered with :func:`register_secret` (the client registers its API key);
+* ``sk-...`` keys and ``Bearer <token>``;
+* ``api_key=...`` / ``"password": "..."``-style pairs inside text;
+* the whole value of any mapping key named like ``api_key``, ``api-key``, ``authorization``,
+  ``password``, ``secret``, ``token`` (case-insensitive; ``max_tokens`` is not a secret).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Mapping
+from typing import IO, Any
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = [
+    "RedactingFilter",
+    "configure_logging",
+    "get_logger",
+    "redact",
+    "redact_event",
+    "register_secret",
+    "reset_logging",
+]
+
+MASK = "***"
+_MIN_SECRET_LEN = 8
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+# Rebuilt on every register_secret(); readers take the current object without locking.
+_secrets_re: re.Pattern[str] | None = None
+
+_KEY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), MASK),
+    (re.compile(r"\b(Bearer)\s+(?!\*\*\*)\S+", re.IGNORECASE), r"\1 " + MASK),
+    # key=value / "key": "value" / api-key: value inside free text (headers, URLs, reprs).
+    (
+        re.compile(
+            r"""(?ix)
+            \b((?:api[_-]?key|password|passwd|secret|token|access[_-]?token)["']?
+            \s*[:=]\s*["']?)
+            (?!\*\*\*|Bearer\b)[^\s"',;&}\])]+
+            """
+        ),
+        r"\1" + MASK,
+    ),
+)
+
+# Mapping keys whose values are secrets: the name ends in one of these words.
+_SENSITIVE_KEY = re.compile(
+    r"(?:^|[_-])(?:api[_-]?key|apikey|authorization|password|passwd|secret|token)$",
+    re.IGNORECASE,
+)
+
+_HANDLER_MARK = "_runtime_logging_handler"
+_configured_as: tuple[str, str, int] | None = None
+
+
+def register_secret(value: str) -> None:
+    """Mask ``value`` wherever it appears in log output from now on.
+
+    Args:
+        value: a secret such as an API key; values shorter than 8 characters are ignored
+            (masking them would garble ordinary text).
+    """
+    global _secrets_re
+    if not isinstance(value, str) or len(value) < _MIN_SECRET_LEN:
+        return
+    with _secrets_lock:
+        if value in _secrets:
+            return
+        _secrets.add(value)
+        # Longest first so a secret containing another is masked whole.
+        alternatives = sorted(_secrets, key=len, reverse=True)
+        _secrets_re = re.compile("|".join(re.escape(s) for s in alternatives))
+
+
+def redact(text: str) -> str:
+    """Mask registered secrets and known key patterns in ``text``.
+
+    Args:
+        text: any string (message, error text, repr, traceback).
+
+    Returns:
+        ``text`` with every secret replaced by ``***``.
+    """
+    pattern = _secrets_re
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    for regex, replacement in _KEY_PATTERNS:
+        text = regex.sub(replacement, text)
+    return text
+
+
+def _is_sensitive_key(key: object) -> bool:
+    return isinstance(key, str) and _SENSITIVE_KEY.search(key) is not None
+
+
+def _redact_value(value: Any) -> Any:
+    """Recursively redact strings in dicts, lists and tuples; other objects by their repr."""
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k: (MASK if _is_sensitive_key(k) and v is not None else _redact_value(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_redact_value(item) for item in value]
+        return items if isinstance(value, list) else tuple(items)
+    # Renderers fall back to repr(); replace the object only if that repr would leak.
+    text = repr(value)
+    masked = redact(text)
+    return value if masked == text else masked
+
+
+def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: mask secrets in every value of the event dict.
+
+    Runs after exceptions have been formatted to text, so tracebacks are covered too.
+    """
+    for key, value in event_dict.items():
+        if key.startswith("_"):  # processor metadata such as ProcessorFormatter's _record
+            continue
+        if _is_sensitive_key(key) and value is not None:
+            event_dict[key] = MASK
+        else:
+            event_dict[key] = _redact_value(value)
+    return event_dict
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in plain stdlib records, for handlers other than ours.
+
+    Our own handler needs no filter (its formatter redacts); attach this to handlers that
+    an application installs itself.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message and exception text in place; never drop it."""
+        if isinstance(record.msg, str):
+            record.msg = redact(record.getMessage())
+            record.args = ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+def _shared_processors() -> list[Processor]:
+    """Steps both structlog and stdlib records take before redaction and rendering."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def _foreign_stack(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """A stdlib record's ``stack_info`` is already text: show it like structlog's ``stack``."""
+    stack = event_dict.pop("stack_info", None)
+    if isinstance(stack, str):
+        event_dict["stack"] = stack
+    return event_dict
+
+
+def _renderer(fmt: str, stream: IO[str]) -> Processor:
+    is_tty = _isatty(stream)
+    if fmt == "auto":
+        fmt = "console" if is_tty else "json"
+    if fmt == "console":
+        return structlog.dev.ConsoleRenderer(
+            colors=is_tty, exception_formatter=structlog.dev.plain_traceback
+        )
+    if fmt == "json":
+        return structlog.processors.JSONRenderer()
+    raise ValueError(f"log format must be 'auto', 'console' or 'json', not {fmt!r}")
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed or minimal file-like objects
+        return False
+
+
+def configure_logging(
+    level: str = "INFO", fmt: str = "auto", stream: IO[str] | None = None
+) -> None:
+    """Configure structlog and stdlib logging to write redacted records to ``stream``.
+
+    Idempotent: calling it again replaces only the handler it installed before (other
+    root handlers are left alone), and a call with the same arguments does nothing.
+
+    Args:
+        level: minimum level name (``DEBUG`` ... ``CRITICAL``), case-insensitive.
+        fmt: ``auto`` (console renderer on a TTY, JSON lines otherwise), ``console``
+            or ``json``.
+        stream: text stream to write to; ``sys.stderr`` by default.
+    """
+    global _configured_as
+    out = stream if stream is not None else sys.stderr
+    level_no = logging.getLevelNamesMapping().get(level.upper())
+    if level_no is None:
+        raise ValueError(f"unknown log level {level!r}")
+    key = (level.upper(), fmt, id(out))
+    root = logging.getLogger()
+    if _configured_as == key and structlog.is_configured() and _our_handler(root) is not None:
+        return
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _foreign_stack,
+            structlog.processors.format_exc_info,
+            redact_event,
+            _renderer(fmt, out),
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+
+    _remove_our_handler(root)
+    root.addHandler(handler)
+    root.setLevel(level_no)
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # No caching: loggers made at import time must follow a later reconfiguration.
+        cache_logger_on_first_use=False,
+    )
+    _configured_as = key
+
+
+def reset_logging() -> None:
+    """Undo :func:`configure_logging`: remove our handler and restore structlog defaults."""
+    global _configured_as
+    _remove_our_handler(logging.getLogger())
+    structlog.reset_defaults()
+    _configured_as = None
+
+
+def _our_handler(root: logging.Logger) -> logging.Handler | None:
+    return next((h for h in root.handlers if getattr(h, _HANDLER_MARK, False)), None)
+
+
+def _remove_our_handler(root: logging.Logger) -> None:
+    while (handler := _our_handler(root)) is not None:
+        root.removeHandler(handler)
+
+
+def get_logger(name: str | None = None, **bound: Any) -> structlog.stdlib.BoundLogger:
+    """A structlog logger, lazily bound to the configuration current at each call.
+
+    Args:
+        name: stdlib logger name (use ``__name__``); guessed from the caller if omitted.
+        **bound: context fields added to every event of this logger.
+
+    Returns:
+        A logger: ``log.info("tool.finished", name="clock", seconds=0.01)``.
+    """
+    args = (name,) if name is not None else ()
+    return structlog.stdlib.get_logger(*args, **bound)
