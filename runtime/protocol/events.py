@@ -1,0 +1,213 @@
+"""Typed stream events, keyed by event name.
+
+:func:`parse_event` turns one :class:`~runtime.protocol.sse.SSERecord` into an event object.
+The hot events (``thread.message.delta`` and ``thread.run.step.delta``) keep their decoded
+dict and build their pydantic model only when ``.delta`` is read, so a stream of many deltas
+costs one ``json.loads`` per event. Unknown event names become :class:`UnknownEvent`, never an
+exception; an ``error`` event becomes :class:`ErrorEvent` whether its data is the flat error
+object or wrapped in ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from typing import Any
+
+from runtime.errors import StreamEventError
+from runtime.protocol.models import Message, MessageDelta, Run, RunStep, RunStepDelta, Thread
+from runtime.protocol.sse import SSERecord
+
+RUN_EVENTS = frozenset(
+    {
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.requires_action",
+        "thread.run.completed",
+        "thread.run.incomplete",
+        "thread.run.failed",
+        "thread.run.cancelling",
+        "thread.run.cancelled",
+        "thread.run.expired",
+    }
+)
+STEP_EVENTS = frozenset(
+    {
+        "thread.run.step.created",
+        "thread.run.step.in_progress",
+        "thread.run.step.completed",
+        "thread.run.step.failed",
+        "thread.run.step.cancelled",
+        "thread.run.step.expired",
+    }
+)
+MESSAGE_EVENTS = frozenset(
+    {
+        "thread.message.created",
+        "thread.message.in_progress",
+        "thread.message.completed",
+        "thread.message.incomplete",
+    }
+)
+
+
+class StreamEvent:
+    """Base of every stream event.
+
+    Attributes:
+        event: the SSE event name.
+        data: the decoded JSON data (a dict for API objects), or the raw text when it was not JSON.
+    """
+
+    def __init__(self, event: str, data: Any) -> None:
+        self.event = event
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(event={self.event!r})"
+
+
+class ThreadCreatedEvent(StreamEvent):
+    """``thread.created``: the thread of a create-thread-and-run call."""
+
+    @cached_property
+    def thread(self) -> Thread:
+        """The created thread."""
+        return Thread.model_validate(self.data)
+
+
+class RunEvent(StreamEvent):
+    """``thread.run.*``: the run changed status."""
+
+    @cached_property
+    def run(self) -> Run:
+        """The run as the event carried it."""
+        return Run.model_validate(self.data)
+
+
+class RunStepEvent(StreamEvent):
+    """``thread.run.step.*`` (not delta): a step changed status."""
+
+    @cached_property
+    def step(self) -> RunStep:
+        """The step as the event carried it."""
+        return RunStep.model_validate(self.data)
+
+
+class RunStepDeltaEvent(StreamEvent):
+    """``thread.run.step.delta``: fragments of tool calls."""
+
+    @cached_property
+    def delta(self) -> RunStepDelta:
+        """The typed delta (built on first access)."""
+        return RunStepDelta.model_validate(self.data)
+
+
+class MessageEvent(StreamEvent):
+    """``thread.message.*`` (not delta): a message changed status."""
+
+    @cached_property
+    def message(self) -> Message:
+        """The message as the event carried it."""
+        return Message.model_validate(self.data)
+
+
+class MessageDeltaEvent(StreamEvent):
+    """``thread.message.delta``: fragments of message content."""
+
+    @cached_property
+    def delta(self) -> MessageDelta:
+        """The typed delta (built on first access)."""
+        return MessageDelta.model_validate(self.data)
+
+
+class ErrorEvent(StreamEvent):
+    """``error``: the server reports an error inside the stream."""
+
+    @cached_property
+    def error(self) -> StreamEventError:
+        """The error as our typed exception (not raised)."""
+        return error_from_data(self.data)
+
+
+class DoneEvent(StreamEvent):
+    """``done`` / ``[DONE]``: the stream is over."""
+
+
+class UnknownEvent(StreamEvent):
+    """An event name this version does not know; delivered raw."""
+
+
+class MalformedEvent(StreamEvent):
+    """A known event whose data is not a JSON object (e.g. a lost ``data:`` prefix).
+
+    Attributes:
+        reason: why the data could not be used.
+    """
+
+    def __init__(self, event: str, data: Any, reason: str) -> None:
+        super().__init__(event, data)
+        self.reason = reason
+
+
+def error_from_data(data: Any) -> StreamEventError:
+    """Build the typed error of an ``error`` event, flat or wrapped in ``{"error": ...}``."""
+    body = data.get("error") if isinstance(data, dict) and "error" in data else data
+    if not isinstance(body, dict):
+        return StreamEventError(str(body or "error event without details"), data=data)
+    return StreamEventError(
+        str(body.get("message") or "error event without a message"),
+        code=_opt_str(body.get("code")),
+        error_type=_opt_str(body.get("type")),
+        param=_opt_str(body.get("param")),
+        data=data,
+    )
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _event_class(name: str) -> type[StreamEvent]:
+    if name == "thread.message.delta":
+        return MessageDeltaEvent
+    if name == "thread.run.step.delta":
+        return RunStepDeltaEvent
+    if name in RUN_EVENTS:
+        return RunEvent
+    if name in STEP_EVENTS:
+        return RunStepEvent
+    if name in MESSAGE_EVENTS:
+        return MessageEvent
+    if name == "thread.created":
+        return ThreadCreatedEvent
+    return UnknownEvent
+
+
+_CLASS_CACHE: dict[str, type[StreamEvent]] = {}
+
+
+def parse_event(record: SSERecord) -> StreamEvent:
+    """Turn one SSE record into a typed event; never raises on bad data."""
+    name = record.event
+    raw = record.data
+    if name == "done" or raw == "[DONE]":
+        return DoneEvent("done", raw)
+    cls = _CLASS_CACHE.get(name)
+    if cls is None:
+        cls = _event_class(name)
+        if cls is not UnknownEvent:  # only known names: a hostile stream cannot grow the cache
+            _CLASS_CACHE[name] = cls
+    try:
+        data: Any = json.loads(raw)
+    except ValueError:
+        data = raw
+    if name == "error":
+        return ErrorEvent(name, data)
+    if cls is UnknownEvent:
+        return UnknownEvent(name, data)
+    if not isinstance(data, dict):
+        reason = "no data" if not raw else "data is not a JSON object"
+        return MalformedEvent(name, data, reason)
+    return cls(name, data)

@@ -1,0 +1,168 @@
+"""Incremental server-sent-events decoder (WHATWG framing, bytes in, records out).
+
+Feed it byte chunks exactly as they arrive from the socket; it yields one :class:`SSERecord`
+per dispatched event. It handles LF, CRLF and CR line endings (also when a CRLF pair is split
+between two chunks), comments, ``id:`` and ``retry:`` fields, multi-line ``data:``, events
+without an ``event:`` line, multi-byte UTF-8 split across chunks and a stream that ends
+without a trailing blank line. Lines and events are bounded in size (:class:`SSEDecodeError`
+past the limit) so a hostile stream cannot grow memory without bound.
+
+Deviation from the letter of the spec, on purpose: an event that has an ``event:`` line but no
+``data:`` line is still dispatched (with empty data). The OpenAI reference contains such an
+event (a ``thread.run.completed`` whose data line lost its ``data:`` prefix) and dropping it
+silently would hide the run's terminal state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runtime.errors import SSEDecodeError
+
+DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SSERecord:
+    """One dispatched server-sent event.
+
+    Attributes:
+        event: the ``event:`` field, or "message" when the event had none.
+        data: the ``data:`` lines joined with "\\n" ("" when there were none).
+        id: the last event id seen on the stream so far, if any.
+        retry: the reconnection time in ms, when this event carried a ``retry:`` field.
+    """
+
+    event: str
+    data: str
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Turns byte chunks into :class:`SSERecord` objects, incrementally."""
+
+    __slots__ = (
+        "_data_lines",
+        "_data_size",
+        "_event",
+        "_has_fields",
+        "_last_id",
+        "_max_bytes",
+        "_pending",
+        "_retry",
+        "_skip_lf",
+    )
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._max_bytes = max_event_bytes
+        self._pending = bytearray()
+        self._skip_lf = False
+        self._event: str | None = None
+        self._data_lines: list[str] = []
+        self._data_size = 0
+        self._has_fields = False
+        self._last_id: str | None = None
+        self._retry: int | None = None
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The last ``id:`` seen, for a reconnecting client's Last-Event-ID."""
+        return self._last_id
+
+    def feed(self, chunk: bytes) -> list[SSERecord]:
+        """Decode one chunk and return the events it completed (possibly none)."""
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        cut = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+        if cut < 0:
+            self._pending += chunk
+            self._check_pending()
+            return []
+        if self._pending:
+            head = bytes(self._pending) + chunk[: cut + 1]
+            self._pending.clear()
+        else:
+            head = chunk[: cut + 1]
+        self._pending += chunk[cut + 1 :]
+        self._check_pending()
+        if cut == len(chunk) - 1 and chunk[cut:] == b"\r":
+            # A CR at the chunk's very end may be the first half of a CRLF pair.
+            self._skip_lf = True
+        return self._process(head)
+
+    def flush(self) -> list[SSERecord]:
+        """Finish the stream: process a last unterminated line and event."""
+        out: list[SSERecord] = []
+        if self._pending:
+            tail = bytes(self._pending) + b"\n"
+            self._pending.clear()
+            out = self._process(tail)
+        record = self._dispatch()
+        if record is not None:
+            out.append(record)
+        return out
+
+    def _check_pending(self) -> None:
+        if len(self._pending) > self._max_bytes:
+            size = len(self._pending)
+            self._pending.clear()
+            raise SSEDecodeError(f"SSE line of more than {self._max_bytes} bytes ({size} so far)")
+
+    def _process(self, block: bytes) -> list[SSERecord]:
+        text = block.decode("utf-8", errors="replace")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.split("\n")
+        lines.pop()  # the block ends with a line break: the last piece is empty
+        out: list[SSERecord] = []
+        for line in lines:
+            if not line:
+                record = self._dispatch()
+                if record is not None:
+                    out.append(record)
+            elif line[0] != ":":
+                self._field(line)
+        return out
+
+    def _field(self, line: str) -> None:
+        name, sep, value = line.partition(":")
+        if sep and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data_size += len(value) + 1
+            if self._data_size > self._max_bytes:
+                self._reset()
+                raise SSEDecodeError(f"SSE event data larger than {self._max_bytes} bytes")
+            self._data_lines.append(value)
+            self._has_fields = True
+        elif name == "event":
+            self._event = value
+            self._has_fields = True
+        elif name == "id":
+            if "\0" not in value:
+                self._last_id = value
+        elif name == "retry" and value.isdigit():
+            self._retry = int(value)
+
+    def _dispatch(self) -> SSERecord | None:
+        if not self._has_fields:
+            self._retry = None
+            return None
+        record = SSERecord(
+            event=self._event or "message",
+            data="\n".join(self._data_lines),
+            id=self._last_id,
+            retry=self._retry,
+        )
+        self._reset()
+        return record
+
+    def _reset(self) -> None:
+        self._event = None
+        self._data_lines = []
+        self._data_size = 0
+        self._has_fields = False
+        self._retry = None

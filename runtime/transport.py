@@ -1,0 +1,188 @@
+"""The HTTP seam: the only module that imports aiohttp on the client side.
+
+The client talks to a :class:`Transport` with one async method, :meth:`Transport.send`, and
+``aclose()``. :class:`AiohttpTransport` is the real one; aiohttp's exceptions become ours in
+exactly one place, :func:`map_aiohttp_errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+from runtime.errors import ConnectError, RequestTimeout, TransportError
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request, fully resolved.
+
+    Attributes:
+        method: HTTP method.
+        url: absolute URL.
+        headers: request headers (may hold the API key: never log them).
+        json: JSON body, or None.
+        params: query parameters.
+        stream: True to return the body as a chunk iterator.
+        timeout_s: total timeout for a non-stream request.
+        idle_timeout_s: longest silence allowed between two chunks of a stream.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(repr=False, default_factory=dict)
+    json: Any = None
+    params: Mapping[str, str] = field(default_factory=dict)
+    stream: bool = False
+    timeout_s: float | None = None
+    idle_timeout_s: float | None = None
+
+
+class Response:
+    """An HTTP answer: status, headers, and either the body or a chunk iterator."""
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes = b"",
+        chunks: AsyncIterator[bytes] | None = None,
+        release: Any = None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.chunks = chunks
+        self._release = release
+
+    async def aclose(self) -> None:
+        """Release the connection of a streamed response."""
+        release = self._release
+        self._release = None
+        if release is not None:
+            release()
+
+    @property
+    def request_id(self) -> str | None:
+        """The x-request-id header."""
+        return self.headers.get("x-request-id")
+
+    @property
+    def server_time(self) -> float | None:
+        """The server's clock from the Date header (epoch seconds)."""
+        value = self.headers.get("date")
+        if not value:
+            return None
+        try:
+            return email.utils.parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            return None
+
+
+class Transport(Protocol):
+    """What the client needs from HTTP."""
+
+    async def send(self, request: Request) -> Response:
+        """Send one request; raise TransportError subclasses only."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release all connections."""
+        ...
+
+
+@contextmanager
+def map_aiohttp_errors(sent: bool = False) -> Iterator[None]:
+    """Translate aiohttp and socket errors into our TransportError tree.
+
+    Args:
+        sent: whether the request may already have reached the server (for the message).
+    """
+    try:
+        yield
+    except aiohttp.ServerTimeoutError as exc:
+        raise RequestTimeout(f"the server went silent: {exc}") from exc
+    except TimeoutError as exc:
+        raise RequestTimeout("the request timed out") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise ConnectError(f"could not connect: {exc.os_error}") from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError) as exc:
+        where = "after the request was sent" if sent else "during the request"
+        raise ConnectError(f"the connection was lost {where}: {exc}") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise ConnectError(f"the response body was cut: {exc}") from exc
+    except aiohttp.ClientError as exc:
+        raise TransportError(f"HTTP client error: {type(exc).__name__}: {exc}") from exc
+
+
+class AiohttpTransport:
+    """The real transport: one aiohttp session and connection pool.
+
+    Args:
+        connect_timeout_s: time allowed to open a connection.
+        max_connections: pool size.
+    """
+
+    def __init__(self, *, connect_timeout_s: float = 10.0, max_connections: int = 100) -> None:
+        self._connect_timeout_s = connect_timeout_s
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout_s),
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def send(self, request: Request) -> Response:
+        """Send ``request`` and return its answer (streamed when ``request.stream``)."""
+        session = self._get_session()
+        timeout = aiohttp.ClientTimeout(
+            total=None if request.stream else request.timeout_s,
+            sock_connect=self._connect_timeout_s,
+            sock_read=request.idle_timeout_s if request.stream else None,
+        )
+        with map_aiohttp_errors():
+            resp = await session.request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                json=request.json,
+                params=dict(request.params) or None,
+                timeout=timeout,
+            )
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        if request.stream and resp.status < 400:
+            return Response(resp.status, headers, chunks=_chunks(resp), release=resp.release)
+        try:
+            with map_aiohttp_errors(sent=True):
+                body = await resp.read()
+        finally:
+            resp.release()
+        return Response(resp.status, headers, body=body)
+
+    async def aclose(self) -> None:
+        """Close the session (idempotent)."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+async def _chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        with map_aiohttp_errors(sent=True):
+            async for chunk in resp.content.iter_any():
+                yield chunk
+    except asyncio.CancelledError:
+        resp.close()
+        raise
