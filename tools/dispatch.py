@@ -1,0 +1,437 @@
+"""Execute one batch of tool calls: concurrency limits, deadlines, error capture, caching.
+
+Every call ends in exactly one ``ToolCallResult``; nothing a tool or the model does crashes
+the batch. Failed calls get a JSON error output::
+
+    {"error": {"type": "<error_type>", "message": "...", "tool": "<name>"}}
+
+plus ``"details": [{"loc", "msg", "type"}, ...]`` for ``invalid_arguments``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from tools.calls import ToolCall, ToolCallResult
+from tools.context import ToolContext
+from tools.encoding import MIN_OUTPUT_CHARS, encode_output, error_output, truncate
+from tools.errors import ArgumentIssue, ToolArgumentsError, ToolError
+from tools.limits import (
+    DEFAULT_PROCESS_LIMIT,
+    DEFAULT_THREAD_POOL_SIZE,
+    process_limiter,
+    set_process_limit,
+    set_thread_pool_size,
+    thread_pool,
+)
+from tools.registry import Tool, ToolRegistry
+
+__all__ = [
+    "DEFAULT_PROCESS_LIMIT",
+    "DEFAULT_THREAD_POOL_SIZE",
+    "ToolDispatcher",
+    "set_process_limit",
+    "set_thread_pool_size",
+]
+
+OnStart = Callable[[ToolCall], Awaitable[None]]
+OnFinish = Callable[[ToolCallResult], Awaitable[None]]
+
+
+class _Failure(Exception):
+    """Internal: a call failed; carries what the error output needs."""
+
+    def __init__(
+        self,
+        error_type: str,
+        message: str,
+        exception: BaseException | None = None,
+        details: tuple[ArgumentIssue, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.exception = exception
+        self.details = details
+
+
+@dataclass
+class _Flight:
+    """A call being executed; batches asking for the same id share it."""
+
+    call: ToolCall
+    started: float
+    task: asyncio.Task[ToolCallResult] = field(init=False)
+    waiters: int = 0
+
+
+@dataclass(frozen=True)
+class _Batch:
+    semaphore: asyncio.Semaphore
+    deadline: float | None
+    on_start: OnStart | None
+    on_finish: OnFinish | None
+
+
+class ToolDispatcher:
+    """Runs batches of tool calls against a registry; one instance per run.
+
+    A ``tool_call_id`` executes at most once per dispatcher: later batches (and concurrent
+    ones) get the cached or in-flight result.
+
+    Args:
+        registry: where tool names are looked up.
+        max_concurrency: calls of one batch executing at once.
+        default_timeout_s: per-call timeout for tools without their own (None: no timeout).
+        max_output_chars: cap on each output, truncation marker included.
+        log_payloads: log arguments and outputs (they may hold personal data).
+        run_id: bound into logs and ToolContext.
+        thread_id: bound into logs and ToolContext.
+    """
+
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        *,
+        max_concurrency: int = 32,
+        default_timeout_s: float | None = 60.0,
+        max_output_chars: int = 32_768,
+        log_payloads: bool = False,
+        run_id: str | None = None,
+        thread_id: str | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        if default_timeout_s is not None and not default_timeout_s > 0:
+            raise ValueError("default_timeout_s must be > 0 or None")
+        if max_output_chars < MIN_OUTPUT_CHARS:
+            raise ValueError(f"max_output_chars must be >= {MIN_OUTPUT_CHARS}")
+        self.registry = registry
+        self.max_concurrency = max_concurrency
+        self.default_timeout_s = default_timeout_s
+        self.max_output_chars = max_output_chars
+        self.log_payloads = log_payloads
+        self.run_id = run_id
+        self.thread_id = thread_id
+        self._log: Any = structlog.get_logger("tools")
+        self._cache: dict[str, ToolCallResult] = {}
+        self._flights: dict[str, _Flight] = {}
+
+    # -- public API -------------------------------------------------------------------------
+
+    async def run_batch(
+        self,
+        calls: Sequence[ToolCall],
+        *,
+        deadline: float | None = None,
+        on_start: OnStart | None = None,
+        on_finish: OnFinish | None = None,
+    ) -> list[ToolCallResult]:
+        """Execute calls concurrently and return one result per call, in call order.
+
+        Args:
+            calls: the calls of one ``requires_action``.
+            deadline: absolute ``time.monotonic()`` by which every call must be done; calls
+                still running then get a ``timeout`` output.
+            on_start: awaited when a call of this batch starts executing.
+            on_finish: awaited with each result of this batch as it completes (not for cached
+                results, nor when the batch is cancelled).
+
+        Returns:
+            The results, in the order of calls.
+
+        Raises:
+            asyncio.CancelledError: the batch was cancelled; its running calls are cancelled
+                (async tools) or flagged (sync tools) and recorded as ``cancelled``.
+        """
+        batch = _Batch(asyncio.Semaphore(self.max_concurrency), deadline, on_start, on_finish)
+        flights: list[_Flight] = []
+        for call in calls:
+            if call.id in self._cache:
+                continue
+            flight = self._flights.get(call.id) or self._launch(call, batch)
+            flight.waiters += 1
+            flights.append(flight)
+        if flights:
+            await self._wait(flights)
+        return [self._cache.get(call.id) or self._settle(self._flights[call.id]) for call in calls]
+
+    def cached(self, tool_call_id: str) -> ToolCallResult | None:
+        """Return the result already computed for tool_call_id, if any."""
+        return self._cache.get(tool_call_id)
+
+    def seed_cache(self, results: Iterable[ToolCallResult]) -> None:
+        """Record results computed earlier (e.g. before a crash) so they are not re-executed."""
+        for result in results:
+            self._cache[result.tool_call_id] = result
+
+    async def aclose(self) -> None:
+        """Cancel calls still in flight and wait for them to settle."""
+        tasks = [flight.task for flight in self._flights.values()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    # -- batch plumbing ---------------------------------------------------------------------
+
+    def _launch(self, call: ToolCall, batch: _Batch) -> _Flight:
+        flight = _Flight(call=call, started=time.monotonic())
+        flight.task = asyncio.create_task(self._run_call(call, batch, flight.started))
+        flight.task.add_done_callback(lambda _task: self._settle(flight))
+        self._flights[call.id] = flight
+        return flight
+
+    async def _wait(self, flights: list[_Flight]) -> None:
+        try:
+            await asyncio.wait({flight.task for flight in flights})
+        except asyncio.CancelledError:
+            orphans = self._abandon(flights)
+            if orphans:
+                # Reap what we cancelled so the caller sees a consistent state.
+                await asyncio.wait(orphans)
+            raise
+        for flight in flights:
+            flight.waiters -= 1
+
+    def _abandon(self, flights: list[_Flight]) -> set[asyncio.Task[ToolCallResult]]:
+        orphans: set[asyncio.Task[ToolCallResult]] = set()
+        for flight in flights:
+            flight.waiters -= 1
+            if flight.waiters <= 0 and not flight.task.done():
+                flight.task.cancel()
+                orphans.add(flight.task)
+        return orphans
+
+    def _settle(self, flight: _Flight) -> ToolCallResult:
+        """Turn a finished flight into its cached result (idempotent)."""
+        call = flight.call
+        existing = self._cache.get(call.id)
+        if existing is not None:
+            return existing
+        task = flight.task
+        if task.cancelled():
+            failure = _Failure("cancelled", f"the call of tool {call.name!r} was cancelled")
+            result = self._failed(call, failure, flight.started)
+            self._log_finished(result)
+        elif (exc := task.exception()) is not None:
+            failure = _Failure("internal_error", f"dispatcher error: {exc!r}", exc)
+            result = self._failed(call, failure, flight.started)
+            self._log_finished(result)
+        else:
+            result = task.result()
+        self._cache[call.id] = result
+        self._flights.pop(call.id, None)
+        return result
+
+    # -- one call ---------------------------------------------------------------------------
+
+    async def _run_call(self, call: ToolCall, batch: _Batch, started: float) -> ToolCallResult:
+        self._log_started(call)
+        try:
+            output = await self._produce(call, batch)
+            result = ToolCallResult(
+                tool_call_id=call.id,
+                name=call.name,
+                arguments=call.arguments,
+                output=output,
+                is_error=False,
+                seconds=time.monotonic() - started,
+            )
+        except _Failure as failure:
+            result = self._failed(call, failure, started)
+        self._log_finished(result)
+        if batch.on_finish is not None:
+            await self._callback(batch.on_finish, result, call)
+        return result
+
+    async def _produce(self, call: ToolCall, batch: _Batch) -> str:
+        tool = self.registry.get(call.name)
+        if tool is None:
+            raise _Failure("unknown_tool", self._unknown_message(call.name))
+        try:
+            validated = tool.schema.validate(call.arguments)
+        except ToolArgumentsError as exc:
+            raise _Failure(exc.error_type, str(exc), exc, exc.details) from None
+        await self._acquire(batch)
+        try:
+            if batch.on_start is not None:
+                await self._callback(batch.on_start, call, call)
+            value = await self._execute(tool, call, validated, batch.deadline)
+        finally:
+            process_limiter.release()
+            batch.semaphore.release()
+        return self._encode(value)
+
+    async def _acquire(self, batch: _Batch) -> None:
+        remaining = None if batch.deadline is None else batch.deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise _Failure("timeout", "the batch deadline passed before the call started")
+        try:
+            async with asyncio.timeout(remaining):
+                await batch.semaphore.acquire()
+                try:
+                    await process_limiter.acquire()
+                except BaseException:
+                    batch.semaphore.release()
+                    raise
+        except TimeoutError:
+            raise _Failure(
+                "timeout", "the batch deadline passed while the call waited for a slot"
+            ) from None
+
+    async def _execute(
+        self, tool: Tool, call: ToolCall, validated: Any, batch_deadline: float | None
+    ) -> Any:
+        timeout_s = tool.timeout_s if tool.timeout_s is not None else self.default_timeout_s
+        if timeout_s is not None and math.isinf(timeout_s):
+            timeout_s = None
+        now = time.monotonic()
+        deadline, by_tool = _earliest(now, timeout_s, batch_deadline)
+        context = self._context(tool, call, deadline) if tool.schema.context_param else None
+        args, kwargs = tool.schema.call_args(validated, context)
+        timer = asyncio.timeout(None if deadline is None else deadline - now)
+        try:
+            async with timer:
+                return await self._invoke(tool, args, kwargs)
+        except TimeoutError as exc:
+            _flag(context)
+            if not timer.expired():
+                raise _Failure("tool_exception", _describe(exc), exc) from None
+            if by_tool:
+                message = f"tool {tool.name!r} did not finish within its timeout of {timeout_s:g} s"
+            else:
+                message = f"the batch deadline passed before tool {tool.name!r} finished"
+            raise _Failure("timeout", message, exc) from None
+        except asyncio.CancelledError as exc:
+            _flag(context)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            raise _Failure("cancelled", f"tool {tool.name!r} was cancelled", exc) from None
+        except ToolError as exc:
+            raise _Failure("tool_error", str(exc) or type(exc).__name__, exc) from None
+        except Exception as exc:
+            raise _Failure("tool_exception", _describe(exc), exc) from None
+
+    async def _invoke(self, tool: Tool, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if tool.is_async:
+            value = await tool.fn(*args, **kwargs)
+        else:
+            run = functools.partial(contextvars.copy_context().run, tool.fn, *args, **kwargs)
+            value = await asyncio.get_running_loop().run_in_executor(thread_pool(), run)
+        if inspect.isawaitable(value):  # a sync wrapper around a coroutine function
+            value = await value
+        return value
+
+    def _encode(self, value: Any) -> str:
+        try:
+            text = encode_output(value)
+        except Exception as exc:
+            raise _Failure("invalid_output", f"the result cannot be encoded: {exc}", exc) from None
+        return truncate(text, self.max_output_chars)
+
+    def _context(self, tool: Tool, call: ToolCall, deadline: float | None) -> ToolContext:
+        return ToolContext(
+            tool_call_id=call.id,
+            tool_name=tool.name,
+            run_id=self.run_id,
+            thread_id=self.thread_id,
+            deadline=deadline,
+            log=self._log,
+        )
+
+    async def _callback(
+        self, hook: Callable[[Any], Awaitable[None]], arg: Any, call: ToolCall
+    ) -> None:
+        try:
+            await hook(arg)
+        except Exception as exc:
+            self._log.warning(
+                "tool.callback_failed",
+                tool=call.name,
+                tool_call_id=call.id,
+                run_id=self.run_id,
+                error=_describe(exc),
+            )
+
+    def _failed(self, call: ToolCall, failure: _Failure, started: float) -> ToolCallResult:
+        output = error_output(
+            failure.error_type, failure.message, call.name, details=failure.details
+        )
+        return ToolCallResult(
+            tool_call_id=call.id,
+            name=call.name,
+            arguments=call.arguments,
+            output=truncate(output, self.max_output_chars),
+            is_error=True,
+            seconds=time.monotonic() - started,
+            error_type=failure.error_type,
+            exception=failure.exception,
+        )
+
+    def _unknown_message(self, name: str) -> str:
+        known = ", ".join(self.registry.names()) or "none"
+        return f"no tool named {name!r}; available tools: {known}"
+
+    # -- logs -------------------------------------------------------------------------------
+
+    def _log_started(self, call: ToolCall) -> None:
+        fields: dict[str, Any] = {
+            "tool": call.name,
+            "tool_call_id": call.id,
+            "run_id": self.run_id,
+            "thread_id": self.thread_id,
+        }
+        if self.log_payloads:
+            fields["arguments"] = call.arguments
+        self._log.info("tool.started", **fields)
+
+    def _log_finished(self, result: ToolCallResult) -> None:
+        fields: dict[str, Any] = {
+            "tool": result.name,
+            "tool_call_id": result.tool_call_id,
+            "run_id": self.run_id,
+            "thread_id": self.thread_id,
+            "seconds": round(result.seconds, 6),
+            "outcome": "error" if result.is_error else "ok",
+            "error_type": result.error_type,
+        }
+        if self.log_payloads:
+            fields["output"] = result.output
+        if result.error_type in ("tool_exception", "internal_error", "invalid_output"):
+            self._log.warning("tool.finished", exc_info=result.exception, **fields)
+        else:
+            self._log.info("tool.finished", **fields)
+
+
+def _earliest(
+    now: float, timeout_s: float | None, batch_deadline: float | None
+) -> tuple[float | None, bool]:
+    """Return the call's deadline and whether the tool's own timeout is what sets it."""
+    tool_deadline = None if timeout_s is None else now + timeout_s
+    if tool_deadline is None:
+        return batch_deadline, False
+    if batch_deadline is None or tool_deadline <= batch_deadline:
+        return tool_deadline, True
+    return batch_deadline, False
+
+
+def _flag(context: ToolContext | None) -> None:
+    if context is not None:
+        context.cancelled.set()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
