@@ -1,11 +1,13 @@
 """structlog setup: console for humans, JSON lines for workers, secrets always masked.
 
 :func:`configure_logging` routes structlog *and* the standard library's ``logging`` (aiohttp,
-asyncio, redis ...) through one ``logging`` handler whose
-:class:`structlog.stdlib.ProcessorFormatter` runs the same chain for both: ISO UTC timestamp,
-level, logger name, merged ``structlog.contextvars``, formatted exceptions, then
-:func:`redact_event` and the renderer. Redaction therefore covers messages, fields, nested
-fields and traceback text of every record that reaches that handler.
+asyncio, redis ...) through one root ``logging`` handler whose
+:class:`structlog.stdlib.ProcessorFormatter` renders both alike: ISO UTC timestamp, level,
+logger name, merged ``structlog.contextvars``, formatted exceptions. :func:`redact_event`
+runs after exceptions are formatted to text, so it covers messages, fields, nested fields and
+tracebacks: structlog events are redacted before they are handed to ``logging`` (so any
+handler gets clean events), stdlib records in our handler's formatter (attach
+:class:`RedactingFilter` to handlers of your own).
 
 What is masked (replaced by ``***``):
 
@@ -184,6 +186,13 @@ def _foreign_stack(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
     return event_dict
 
 
+def _redact_foreign(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    """Redact stdlib records; structlog events were redacted before they left structlog."""
+    if event_dict.get("_from_structlog"):
+        return event_dict
+    return redact_event(logger, method, event_dict)
+
+
 def _renderer(fmt: str, stream: IO[str]) -> Processor:
     is_tty = _isatty(stream)
     if fmt == "auto":
@@ -231,10 +240,10 @@ def configure_logging(
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
         processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _foreign_stack,
             structlog.processors.format_exc_info,
-            redact_event,
+            _redact_foreign,
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _renderer(fmt, out),
         ],
     )
@@ -252,6 +261,8 @@ def configure_logging(
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            # Before the hand-over, so every stdlib handler (not only ours) gets clean events.
+            redact_event,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),

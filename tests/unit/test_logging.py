@@ -1,0 +1,301 @@
+"""Logging setup: renderer choice, context, levels, and secret redaction on every path."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import LogCapture
+
+from runtime.logging import (
+    RedactingFilter,
+    configure_logging,
+    get_logger,
+    redact,
+    redact_event,
+    register_secret,
+    reset_logging,
+)
+
+KEY = "azkey-0123456789-REGISTERED"  # no sk- shape: only registration can catch it
+
+
+class TtyStream(io.StringIO):
+    """A StringIO that claims to be a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging() -> Iterator[None]:
+    """Each test configures logging itself and leaves no handler or context behind."""
+    register_secret(KEY)
+    yield
+    structlog.contextvars.clear_contextvars()
+    reset_logging()
+
+
+def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def our_handlers() -> list[logging.Handler]:
+    return [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h.formatter, structlog.stdlib.ProcessorFormatter)
+    ]
+
+
+# --- renderer, fields, levels --------------------------------------------------------------
+
+
+def test_auto_format_is_json_when_not_a_tty() -> None:
+    """fmt=auto on a non-TTY writes one JSON object per line with level, logger, UTC ISO time."""
+    out = io.StringIO()
+    configure_logging("INFO", "auto", out)
+    get_logger("runtime.test", job="j1").info("tool.finished", name="clock", seconds=0.25)
+    [record] = json_lines(out)
+    assert record["event"] == "tool.finished"
+    assert record["level"] == "info"
+    assert record["logger"] == "runtime.test"
+    assert record["job"] == "j1"
+    assert record["seconds"] == 0.25
+    assert record["timestamp"].endswith("Z")
+    assert datetime.fromisoformat(record["timestamp"]).utcoffset() is not None
+
+
+def test_auto_format_is_console_on_a_tty() -> None:
+    """fmt=auto on a TTY uses the human console renderer, not JSON."""
+    out = TtyStream()
+    configure_logging("INFO", "auto", out)
+    get_logger("runtime.test").info("run.started", run_id="run_1")
+    text = out.getvalue()
+    assert "run.started" in text
+    assert "run_id" in text and "run_1" in text
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+
+
+def test_explicit_console_without_tty_has_no_colour_codes() -> None:
+    """fmt=console on a plain stream renders key=value text without ANSI escapes."""
+    out = io.StringIO()
+    configure_logging("INFO", "console", out)
+    get_logger("runtime.test").warning("retry.scheduled", attempt=2)
+    text = out.getvalue()
+    assert "retry.scheduled" in text and "attempt=2" in text
+    assert "\x1b[" not in text
+
+
+def test_level_filters_structlog_and_stdlib() -> None:
+    """Below-level events from both APIs are dropped."""
+    out = io.StringIO()
+    configure_logging("warning", "json", out)
+    log = get_logger("runtime.test")
+    log.info("drop.me")
+    logging.getLogger("aiohttp.access").info("drop me too")
+    log.warning("keep.me")
+    assert [r["event"] for r in json_lines(out)] == ["keep.me"]
+
+
+def test_contextvars_are_merged() -> None:
+    """Fields bound with structlog.contextvars appear on every event."""
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    structlog.contextvars.bind_contextvars(run_id="run_9", thread_id="thread_9")
+    get_logger("runtime.test").info("stream.event")
+    [record] = json_lines(out)
+    assert record["run_id"] == "run_9"
+    assert record["thread_id"] == "thread_9"
+
+
+def test_configure_is_idempotent_and_replaces_its_own_handler() -> None:
+    """Repeated calls keep one handler; a new stream takes over from the old one."""
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging("INFO", "json", first)
+    configure_logging("INFO", "json", first)
+    assert len(our_handlers()) == 1
+    log = get_logger("runtime.test")  # made before the switch: must follow it
+    log.info("one")
+    configure_logging("INFO", "json", second)
+    assert len(our_handlers()) == 1
+    log.info("two")
+    assert [r["event"] for r in json_lines(first)] == ["one"]
+    assert [r["event"] for r in json_lines(second)] == ["two"]
+
+
+def test_invalid_level_or_format_is_rejected() -> None:
+    """Typos in level or format fail loudly instead of logging nothing."""
+    with pytest.raises(ValueError, match="level"):
+        configure_logging("LOUD", "json", io.StringIO())
+    with pytest.raises(ValueError, match="format"):
+        configure_logging("INFO", "xml", io.StringIO())
+
+
+# --- redaction -----------------------------------------------------------------------------
+
+
+def test_registered_key_and_patterns_are_masked_in_message_fields_and_nesting() -> None:
+    """Secrets vanish from the message, flat fields, nested dict/list/tuple values and key names."""
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    get_logger("runtime.test").info(
+        f"request with {KEY}",
+        note=f"key={KEY}",
+        openai="sk-proj-abcdefghijklmnop",
+        header="Bearer eyJhbGciOi.payload.sig",
+        nested={
+            "headers": {"Authorization": "Bearer xyz", "api-key": "raw"},
+            "list": [KEY, (KEY,)],
+        },
+        api_key="plain-but-named",
+        password=1234,
+        max_tokens=5,
+        usage={"prompt_tokens": 3},
+    )
+    line = out.getvalue()
+    assert KEY not in line
+    assert "abcdefghijklmnop" not in line
+    assert "eyJhbGciOi" not in line and "xyz" not in line and "raw" not in line
+    assert "plain-but-named" not in line and "1234" not in line
+    [record] = json_lines(out)
+    assert record["event"] == "request with ***"
+    assert record["note"] == "key=***"
+    assert record["header"] == "Bearer ***"
+    assert record["nested"]["headers"] == {"Authorization": "***", "api-key": "***"}
+    assert record["nested"]["list"] == ["***", ["***"]]
+    assert record["api_key"] == "***"
+    assert record["max_tokens"] == 5  # token counts are not tokens
+    assert record["usage"] == {"prompt_tokens": 3}
+
+
+def test_exception_traceback_is_masked() -> None:
+    """log.exception() formats the traceback first, then masks the key inside it."""
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    try:
+        raise RuntimeError(f"auth failed for {KEY} / sk-live-abcdefghijk")
+    except RuntimeError:
+        get_logger("runtime.test").exception("api.failed")
+    [record] = json_lines(out)
+    assert "RuntimeError: auth failed for *** / ***" in record["exception"]
+    assert "Traceback" in record["exception"]
+    assert KEY not in out.getvalue()
+
+
+def test_exception_object_as_field_is_masked() -> None:
+    """An exception passed as a field value is rendered without the key."""
+    out = io.StringIO()
+    configure_logging("INFO", "console", out)
+    get_logger("runtime.test").warning("api.error", error=ValueError(f"bad key {KEY}"))
+    assert "api.error" in out.getvalue()
+    assert KEY not in out.getvalue()
+    assert "***" in out.getvalue()
+
+
+def test_stdlib_logging_is_redacted_too() -> None:
+    """aiohttp-style stdlib records (args and exc_info) pass through the same redaction."""
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    lib = logging.getLogger("aiohttp.client")
+    lib.warning("sending headers %s", {"Authorization": f"Bearer {KEY}"})
+    try:
+        raise ConnectionError(f"reset while sending api-key: {KEY}")
+    except ConnectionError:
+        lib.exception("request failed %s", "?api-key=abcdef123456&x=1")
+    assert KEY not in out.getvalue()
+    assert "abcdef123456" not in out.getvalue()
+    first, second = json_lines(out)
+    assert first["logger"] == "aiohttp.client"
+    assert first["level"] == "warning"
+    assert "Bearer ***" in first["event"]
+    assert second["event"] == "request failed ?api-key=***&x=1"
+    assert "ConnectionError: reset while sending api-key: ***" in second["exception"]
+
+
+def test_structlog_events_reach_other_handlers_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    """Handlers we did not install (here pytest's) receive structlog events already masked."""
+    configure_logging("INFO", "json", io.StringIO())
+    get_logger("runtime.test").info("client.created", api_key=KEY, note=f"using {KEY}")
+    [record] = [r for r in caplog.records if r.name == "runtime.test"]
+    assert isinstance(record.msg, dict)
+    assert record.msg["api_key"] == "***"
+    assert record.msg["note"] == "using ***"
+
+
+def test_console_output_is_redacted() -> None:
+    """The human renderer gets the redacted event too, exceptions included."""
+    out = TtyStream()
+    configure_logging("DEBUG", "auto", out)
+    try:
+        raise OSError(KEY)
+    except OSError:
+        get_logger("runtime.test").exception("boom", token="t0ken-value-1")
+    text = out.getvalue()
+    assert "boom" in text and "OSError" in text
+    assert KEY not in text and "t0ken-value-1" not in text
+
+
+def test_redact_function_patterns() -> None:
+    """redact() masks the key shapes and leaves ordinary text alone."""
+    assert redact("use sk-abcdefgh1234 now") == "use *** now"
+    assert redact("Authorization: Bearer abc.def") == "Authorization: Bearer ***"
+    assert redact('{"api_key": "xyz123", "password": "hunter2"}') == (
+        '{"api_key": "***", "password": "***"}'
+    )
+    assert redact(f"k={KEY}!") == "k=***!"
+    assert redact("max_tokens=50 sk-short tokens: 12") == "max_tokens=50 sk-short tokens: 12"
+
+
+def test_short_secrets_are_not_registered() -> None:
+    """Values under 8 characters are ignored (they would mask ordinary words)."""
+    register_secret("abc")
+    register_secret("")
+    assert redact("abc abcdef") == "abc abcdef"
+
+
+def test_redact_event_in_a_capture_pipeline() -> None:
+    """redact_event works as a plain structlog processor (here before a LogCapture)."""
+    capture = LogCapture()
+    structlog.configure(processors=[redact_event, capture])
+    structlog.get_logger().info("client.created", api_key=KEY, base="http://h/v1", extra=[KEY])
+    assert capture.entries == [
+        {
+            "event": "client.created",
+            "log_level": "info",
+            "api_key": "***",
+            "base": "http://h/v1",
+            "extra": ["***"],
+        }
+    ]
+
+
+def test_redacting_filter_for_foreign_handlers() -> None:
+    """RedactingFilter masks message and traceback for a handler we did not install."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    lib = logging.getLogger("third.party")
+    lib.addHandler(handler)
+    lib.setLevel(logging.INFO)
+    lib.propagate = False
+    try:
+        try:
+            raise KeyError(KEY)
+        except KeyError:
+            lib.exception("lookup %s", KEY)
+    finally:
+        lib.removeHandler(handler)
+        lib.propagate = True
+    text = out.getvalue()
+    assert text.startswith("ERROR lookup ***")
+    assert "KeyError" in text
+    assert KEY not in text
