@@ -1,0 +1,268 @@
+"""Job, progress and result records shared by every queue backend.
+
+A :class:`Job` is what a client submits; its ``id`` is also the idempotency key (submitting the
+same id twice gives one job). A :class:`JobRecord` is what a queue stores about the job: the
+job, its state, the fencing attempt counter, the durable progress of the run (thread id, run
+id, tool outputs already computed) and, once finished, the :class:`JobResult`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "Job",
+    "JobRecord",
+    "JobResult",
+    "JobState",
+    "JobTimings",
+    "Lease",
+    "Progress",
+    "QueueStats",
+    "ToolOutput",
+    "UsageRecord",
+    "new_job_id",
+]
+
+
+def new_job_id() -> str:
+    """Return a fresh random job id (``job_`` + 24 hex characters)."""
+    return f"job_{uuid.uuid4().hex[:24]}"
+
+
+class JobState(StrEnum):
+    """Where a job is in its life.
+
+    ``queued`` waits for a worker, ``running`` is leased by one, ``done`` has a stored result,
+    ``dead`` was moved to the dead-letter store after too many deliveries.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    DEAD = "dead"
+
+
+FINISHED_STATES = frozenset({JobState.DONE, JobState.DEAD})
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Message(_Frozen):
+    """One message of a new thread.
+
+    Attributes:
+        role: ``user`` or ``assistant``.
+        content: the message text.
+    """
+
+    role: Literal["user", "assistant"] = "user"
+    content: str
+
+
+class Job(_Frozen):
+    """A unit of work: run one assistant on one thread.
+
+    Attributes:
+        id: job id and idempotency key; the same id submitted twice is one job.
+        assistant_id: the assistant to run.
+        thread_id: run on this existing thread; ``None`` creates a new thread from ``messages``.
+        messages: messages of the new thread (required when ``thread_id`` is ``None``).
+        run_options: extra parameters of the create-run request (``instructions``,
+            ``max_completion_tokens``, ``model``, ...), passed through unchanged.
+        metadata: free-form string metadata, copied into the run's metadata.
+    """
+
+    id: str = Field(default_factory=new_job_id, min_length=1, max_length=200)
+    assistant_id: str = Field(min_length=1)
+    thread_id: str | None = None
+    messages: tuple[Message, ...] = ()
+    run_options: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _thread_or_messages(self) -> Job:
+        if self.thread_id is None and not self.messages:
+            raise ValueError("a job needs thread_id or at least one message for a new thread")
+        if self.thread_id is not None and self.messages:
+            raise ValueError("messages are only for a new thread; omit them with thread_id")
+        if "metadata" in self.run_options:
+            raise ValueError("put run metadata in Job.metadata, not run_options")
+        return self
+
+
+class ToolOutput(_Frozen):
+    """A tool call's output as stored durably (mirrors ``tools.ToolCallResult``).
+
+    Attributes:
+        id: the tool call id.
+        name: the tool name.
+        arguments: the raw JSON arguments the model sent.
+        output: the string output submitted to the run.
+        is_error: whether the output describes an error.
+        seconds: how long the tool ran.
+    """
+
+    id: str
+    name: str
+    arguments: str = ""
+    output: str = ""
+    is_error: bool = False
+    seconds: float = 0.0
+
+
+class UsageRecord(_Frozen):
+    """Token usage of a run."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class JobTimings(_Frozen):
+    """Wall-clock timestamps (epoch seconds) and durations of a job.
+
+    Attributes:
+        submitted_at: when the job was first submitted.
+        started_at: when the attempt that finished it was claimed.
+        finished_at: when the result was produced.
+        run_seconds: duration of the finishing attempt.
+        total_seconds: from submission to result.
+    """
+
+    submitted_at: float
+    started_at: float
+    finished_at: float
+    run_seconds: float
+    total_seconds: float
+
+
+class JobResult(_Frozen):
+    """The outcome of a job.
+
+    Attributes:
+        job_id: the job.
+        run_id: the run that produced the result (``None`` if no run was created).
+        thread_id: the thread of the run.
+        status: the run's terminal status (``completed``, ``failed``, ``incomplete``,
+            ``expired``, ``cancelled``) or ``error`` when the job could not run.
+        text: the assistant text the run produced.
+        tool_calls: every tool call of the run, including outputs computed before a crash.
+        usage: token usage, when the server reported it.
+        error: a readable reason for any status other than ``completed``.
+        timings: timestamps and durations.
+        attempts: deliveries it took (1 when no worker crashed or drained).
+    """
+
+    job_id: str
+    run_id: str | None
+    thread_id: str | None
+    status: str
+    text: str = ""
+    tool_calls: tuple[ToolOutput, ...] = ()
+    usage: UsageRecord | None = None
+    error: str | None = None
+    timings: JobTimings
+    attempts: int
+
+
+class Progress(_Frozen):
+    """What survives a crash about a running job.
+
+    Attributes:
+        thread_id: the thread the run is on, stored as soon as it is known.
+        run_id: the run, stored the moment it exists.
+        run_seq: run generation; bumped when a worker cancelled the run while draining so the
+            next attempt starts a fresh run under a new idempotency key.
+        drain_cancelled: the current run was cancelled by a draining worker.
+        tool_outputs: outputs already computed, by tool call id; never executed again.
+    """
+
+    thread_id: str | None = None
+    run_id: str | None = None
+    run_seq: int = 0
+    drain_cancelled: bool = False
+    tool_outputs: dict[str, ToolOutput] = Field(default_factory=dict)
+
+
+class Lease(_Frozen):
+    """One delivery of a job to one worker.
+
+    Attributes:
+        job: the job.
+        attempt: the fencing token: the job's attempt counter after this claim. Every write
+            of the lease holder is conditional on the stored counter still being this value,
+            so a worker wrongly declared dead cannot overwrite its successor's work.
+        consumer: the worker that holds the lease.
+        token: backend detail (the Redis stream entry id).
+        progress: the job's durable progress when claimed.
+        submitted_at: when the job was submitted.
+        claimed_at: when this lease was taken.
+    """
+
+    job: Job
+    attempt: int
+    consumer: str
+    token: str = ""
+    progress: Progress = Field(default_factory=Progress)
+    submitted_at: float = 0.0
+    claimed_at: float = Field(default_factory=time.time)
+
+
+class JobRecord(_Frozen):
+    """Everything a queue knows about one job.
+
+    Attributes:
+        job: the submitted job.
+        state: queued, running, done or dead.
+        attempt: deliveries so far (the fencing counter).
+        owner: the worker holding (or last holding) the lease.
+        progress: durable run progress.
+        submitted_at: submission time.
+        updated_at: last state change.
+        last_error: the error of the last failed attempt.
+        result: the stored result once ``state`` is ``done``.
+    """
+
+    job: Job
+    state: JobState
+    attempt: int = 0
+    owner: str | None = None
+    progress: Progress = Field(default_factory=Progress)
+    submitted_at: float
+    updated_at: float
+    last_error: str | None = None
+    result: JobResult | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job reached ``done`` or ``dead``."""
+        return self.state in FINISHED_STATES
+
+
+class QueueStats(_Frozen):
+    """Counts for metrics, readiness and burst mode.
+
+    Attributes:
+        queued: jobs waiting for a worker (including ones released for retry).
+        running: jobs leased by some worker.
+        dead: jobs in the dead-letter store.
+        oldest_queued_age_s: age of the oldest waiting job (queue lag), 0 when none waits.
+    """
+
+    queued: int
+    running: int
+    dead: int
+    oldest_queued_age_s: float = 0.0
+
+    @property
+    def unfinished(self) -> int:
+        """Jobs not yet done or dead."""
+        return self.queued + self.running

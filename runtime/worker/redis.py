@@ -1,0 +1,557 @@
+"""Redis Streams queue backend: many workers on many machines.
+
+Layout (``P`` is the key prefix)::
+
+    P:jobs             stream, one entry per job (XADD ... MAXLEN ~), consumer group G
+    P:dead             dead-letter stream (job_id, attempts, error)
+    P:job:ID           hash: the job, state, attempt (fencing counter), owner, thread_id,
+                       run_id, run_seq, result, last_error, timestamps, stream entry id
+    P:job:ID:tools     hash: tool_call_id -> stored ToolOutput JSON
+    P:recent           zset of job ids by submission time (``python -m runtime jobs``)
+    P:open             set of unfinished job ids (burst mode, metrics)
+    P:waiting          zset of job ids waiting for a worker, by submission time (queue lag)
+    P:stats            hash of counters (completed)
+
+Delivery: XAUTOCLAIM first takes entries idle longer than the lease (their worker died), then
+XREADGROUP reads new entries, never more than the free slots. Each delivered entry goes through
+one Lua script that increments the job's attempt counter (the fencing token) or, past
+``max_deliveries``, moves the job to the dead-letter stream. The lease holder heartbeats with
+``XCLAIM ... JUSTID`` (resets the entry's idle time) only while the counter is still its own,
+and stores the result and XACKs in one script, fenced the same way: a worker wrongly declared
+dead cannot overwrite its successor's result.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from runtime.worker.models import (
+    Job,
+    JobRecord,
+    JobResult,
+    JobState,
+    Lease,
+    Progress,
+    QueueStats,
+    ToolOutput,
+)
+from runtime.worker.queue import LeaseLost, QueueError
+
+__all__ = ["RedisQueue"]
+
+_BLOCK_SLICE_S = 0.25
+
+# Every fenced script gets the job hash as KEYS[1] and the lease's attempt as ARGV[1].
+_FENCE = """
+local function fenced()
+  return redis.call('HGET', KEYS[1], 'attempt') == ARGV[1]
+     and redis.call('HGET', KEYS[1], 'state') == 'running'
+end
+"""
+
+_SUBMIT = """
+-- KEYS: job, stream, recent, open, waiting
+-- ARGV: job_id, job_json, now, maxlen, thread_id, recent_cap
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'job_id', ARGV[1])
+redis.call('HSET', KEYS[1], 'job', ARGV[2], 'state', 'queued', 'attempt', 0,
+  'submitted_at', ARGV[3], 'updated_at', ARGV[3], 'entry', entry, 'run_seq', 0,
+  'drain_cancelled', 0)
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'thread_id', ARGV[5]) end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[6]) - 1)
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+return 1
+"""
+
+_BEGIN = """
+-- KEYS: job, tools, stream, dead, open, waiting
+-- ARGV: group, entry, consumer, now, max_deliveries, job_id, dead_maxlen
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+  return {'missing'}
+end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'done' or state == 'dead' or redis.call('HGET', KEYS[1], 'entry') ~= ARGV[2] then
+  redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+  return {'finished'}
+end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+redis.call('ZREM', KEYS[6], ARGV[6])
+if attempt > tonumber(ARGV[5]) then
+  local err = 'delivered ' .. (attempt - 1) .. ' times without a result'
+  redis.call('HSET', KEYS[1], 'state', 'dead', 'last_error', err, 'updated_at', ARGV[4])
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'job_id', ARGV[6],
+    'attempts', attempt - 1, 'error', err)
+  redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+  redis.call('SREM', KEYS[5], ARGV[6])
+  return {'dead'}
+end
+redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[3], 'updated_at', ARGV[4])
+return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+"""
+
+_HEARTBEAT = (
+    _FENCE
+    + """
+-- KEYS: job, stream   ARGV: attempt, group, consumer, entry
+if not fenced() then return 0 end
+redis.call('XCLAIM', KEYS[2], ARGV[2], ARGV[3], 0, ARGV[4], 'JUSTID')
+return 1
+"""
+)
+
+_PROGRESS = (
+    _FENCE
+    + """
+-- KEYS: job, tools   ARGV: attempt, now, thread_id, run_id, tool_call_id, tool_json
+if not fenced() then return 0 end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'thread_id', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'run_id', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], ARGV[5], ARGV[6]) end
+return 1
+"""
+)
+
+_COMPLETE = (
+    _FENCE
+    + """
+-- KEYS: job, tools, stream, open, stats
+-- ARGV: attempt, now, group, entry, result_json, job_id, ttl_s
+if not fenced() then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'done', 'result', ARGV[5], 'updated_at', ARGV[2])
+redis.call('XACK', KEYS[3], ARGV[3], ARGV[4])
+redis.call('SREM', KEYS[4], ARGV[6])
+redis.call('HINCRBY', KEYS[5], 'completed', 1)
+if tonumber(ARGV[7]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
+  redis.call('EXPIRE', KEYS[2], ARGV[7])
+end
+return 1
+"""
+)
+
+_RELEASE = (
+    _FENCE
+    + """
+-- KEYS: job, stream, waiting
+-- ARGV: attempt, now, group, consumer, entry, idle_ms, error, drain_cancelled, job_id
+if not fenced() then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'updated_at', ARGV[2])
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'last_error', ARGV[7]) end
+if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'drain_cancelled', 1) end
+redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'submitted_at'), ARGV[9])
+-- Setting the entry's idle time makes XAUTOCLAIM hand it out again after the delay.
+redis.call('XCLAIM', KEYS[2], ARGV[3], ARGV[4], 0, ARGV[5], 'IDLE', ARGV[6], 'JUSTID')
+return 1
+"""
+)
+
+_DEAD = (
+    _FENCE
+    + """
+-- KEYS: job, stream, dead, open
+-- ARGV: attempt, now, group, entry, error, job_id, dead_maxlen
+if not fenced() then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'dead', 'last_error', ARGV[5], 'updated_at', ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'job_id', ARGV[6],
+  'attempts', ARGV[1], 'error', ARGV[5])
+redis.call('XACK', KEYS[2], ARGV[3], ARGV[4])
+redis.call('SREM', KEYS[4], ARGV[6])
+return 1
+"""
+)
+
+_NEW_GENERATION = (
+    _FENCE
+    + """
+-- KEYS: job, tools   ARGV: attempt
+if not fenced() then return 0 end
+redis.call('HDEL', KEYS[1], 'run_id')
+redis.call('HINCRBY', KEYS[1], 'run_seq', 1)
+redis.call('HSET', KEYS[1], 'drain_cancelled', 0)
+redis.call('DEL', KEYS[2])
+return 1
+"""
+)
+
+
+class RedisQueue:
+    """A :class:`~runtime.worker.queue.JobQueue` on Redis Streams.
+
+    Args:
+        url: ``redis://host:port/db``.
+        prefix: key prefix shared by every worker of one queue.
+        group: consumer group name.
+        lease_s: an entry idle this long (no heartbeat) is reclaimed with XAUTOCLAIM.
+        max_deliveries: deliveries after which a job goes to the dead-letter stream.
+        maxlen: approximate cap of the job stream (XADD MAXLEN ~); must exceed the backlog.
+        dead_maxlen: approximate cap of the dead-letter stream.
+        result_ttl_s: finished job records expire after this long (0: never). Submitting a
+            job id again after its record expired creates a new job.
+        recent_cap: how many job ids ``recent()`` can list.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "agent-runtime",
+        group: str = "workers",
+        lease_s: float = 30.0,
+        max_deliveries: int = 5,
+        maxlen: int = 100_000,
+        dead_maxlen: int = 10_000,
+        result_ttl_s: int = 7 * 24 * 3600,
+        recent_cap: int = 10_000,
+    ) -> None:
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self._prefix = prefix
+        self._group = group
+        self._lease_ms = max(1, int(lease_s * 1000))
+        self._max_deliveries = max_deliveries
+        self._maxlen = maxlen
+        self._dead_maxlen = dead_maxlen
+        self._result_ttl_s = result_ttl_s
+        self._recent_cap = recent_cap
+        self._stream = f"{prefix}:jobs"
+        self._dead = f"{prefix}:dead"
+        self._recent = f"{prefix}:recent"
+        self._open = f"{prefix}:open"
+        self._waiting = f"{prefix}:waiting"
+        self._stats = f"{prefix}:stats"
+        self._cursor = "0-0"
+        self._group_ready = False
+        r = self._redis
+        self._submit = r.register_script(_SUBMIT)
+        self._begin = r.register_script(_BEGIN)
+        self._heartbeat = r.register_script(_HEARTBEAT)
+        self._progress = r.register_script(_PROGRESS)
+        self._complete = r.register_script(_COMPLETE)
+        self._release = r.register_script(_RELEASE)
+        self._bury = r.register_script(_DEAD)
+        self._new_generation = r.register_script(_NEW_GENERATION)
+
+    @property
+    def stream(self) -> str:
+        """The job stream's key."""
+        return self._stream
+
+    @property
+    def dead_stream(self) -> str:
+        """The dead-letter stream's key."""
+        return self._dead
+
+    def _job_key(self, job_id: str) -> str:
+        return f"{self._prefix}:job:{job_id}"
+
+    def _tools_key(self, job_id: str) -> str:
+        return f"{self._prefix}:job:{job_id}:tools"
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self._redis.xgroup_create(self._stream, self._group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def submit(self, job: Job) -> bool:
+        """Enqueue ``job`` unless its id exists (one atomic script)."""
+        try:
+            await self._ensure_group()
+            keys = [self._job_key(job.id), self._stream, self._recent, self._open, self._waiting]
+            args = [
+                job.id,
+                job.model_dump_json(),
+                repr(time.time()),
+                self._maxlen,
+                job.thread_id or "",
+                self._recent_cap,
+            ]
+            return bool(await self._submit(keys=keys, args=args))
+        except RedisError as exc:
+            raise QueueError(f"redis: {exc}") from exc
+
+    async def claim(self, consumer: str, count: int, wait_s: float) -> list[Lease]:
+        """Reclaim idle entries (XAUTOCLAIM), then read new ones (XREADGROUP) for free slots."""
+        if count <= 0:
+            return []
+        deadline = time.monotonic() + wait_s
+        try:
+            await self._ensure_group()
+            while True:
+                leases = await self._claim_once(consumer, count, deadline)
+                if leases or time.monotonic() >= deadline:
+                    return leases
+        except RedisError as exc:
+            raise QueueError(f"redis: {exc}") from exc
+
+    async def _claim_once(self, consumer: str, count: int, deadline: float) -> list[Lease]:
+        entry_ids = await self._autoclaim(consumer, count)
+        if len(entry_ids) < count:
+            # Block in short slices so idle entries of dead workers are picked up promptly.
+            wait_s = 0.0 if entry_ids else min(_BLOCK_SLICE_S, deadline - time.monotonic())
+            entry_ids += await self._read_new(consumer, count - len(entry_ids), wait_s)
+        leases = [await self._start(consumer, entry_id, job_id) for entry_id, job_id in entry_ids]
+        return [lease for lease in leases if lease is not None]
+
+    async def _autoclaim(self, consumer: str, count: int) -> list[tuple[str, str]]:
+        reply = await self._redis.xautoclaim(
+            self._stream, self._group, consumer, self._lease_ms, self._cursor, count=count
+        )
+        self._cursor = reply[0]
+        return [(entry_id, (fields or {}).get("job_id", "")) for entry_id, fields in reply[1]]
+
+    async def _read_new(self, consumer: str, count: int, wait_s: float) -> list[tuple[str, str]]:
+        # BLOCK 0 would block forever: a zero wait means no BLOCK at all.
+        block = None if wait_s <= 0.001 else int(wait_s * 1000)
+        reply = await self._redis.xreadgroup(
+            self._group, consumer, {self._stream: ">"}, count=count, block=block
+        )
+        if not reply:
+            return []
+        _stream, entries = reply[0]
+        return [(entry_id, fields.get("job_id", "")) for entry_id, fields in entries]
+
+    async def _start(self, consumer: str, entry_id: str, job_id: str) -> Lease | None:
+        keys = [
+            self._job_key(job_id),
+            self._tools_key(job_id),
+            self._stream,
+            self._dead,
+            self._open,
+            self._waiting,
+        ]
+        args = [
+            self._group,
+            entry_id,
+            consumer,
+            repr(time.time()),
+            self._max_deliveries,
+            job_id,
+            self._dead_maxlen,
+        ]
+        reply = await self._begin(keys=keys, args=args)
+        if reply[0] != "ok":
+            return None
+        fields, tools = _pairs(reply[1]), _pairs(reply[2])
+        return Lease(
+            job=Job.model_validate_json(fields["job"]),
+            attempt=int(fields["attempt"]),
+            consumer=consumer,
+            token=entry_id,
+            progress=_progress(fields, tools),
+            submitted_at=float(fields["submitted_at"]),
+            claimed_at=float(fields["updated_at"]),
+        )
+
+    async def heartbeat(self, lease: Lease) -> bool:
+        """``XCLAIM ... JUSTID`` the entry to reset its idle time, while still fenced to us."""
+        keys = [self._job_key(lease.job.id), self._stream]
+        args = [lease.attempt, self._group, lease.consumer, lease.token]
+        return bool(await self._run(self._heartbeat, keys, args))
+
+    async def save_progress(
+        self,
+        lease: Lease,
+        *,
+        thread_id: str | None = None,
+        run_id: str | None = None,
+        tool_output: ToolOutput | None = None,
+    ) -> None:
+        """Record progress or raise :class:`LeaseLost`."""
+        keys = [self._job_key(lease.job.id), self._tools_key(lease.job.id)]
+        args = [
+            lease.attempt,
+            repr(time.time()),
+            thread_id or "",
+            run_id or "",
+            tool_output.id if tool_output else "",
+            tool_output.model_dump_json() if tool_output else "",
+        ]
+        if not await self._run(self._progress, keys, args):
+            raise LeaseLost(lease.job.id, lease.attempt)
+
+    async def complete(self, lease: Lease, result: JobResult) -> bool:
+        """Store the result, XACK and close the job in one fenced script."""
+        job_id = lease.job.id
+        keys = [self._job_key(job_id), self._tools_key(job_id), self._stream, self._open, self._stats]
+        args = [
+            lease.attempt,
+            repr(time.time()),
+            self._group,
+            lease.token,
+            result.model_dump_json(),
+            job_id,
+            self._result_ttl_s,
+        ]
+        return bool(await self._run(self._complete, keys, args))
+
+    async def release(
+        self,
+        lease: Lease,
+        *,
+        delay_s: float = 0.0,
+        error: str | None = None,
+        drain_cancelled: bool = False,
+    ) -> bool:
+        """Leave the entry unacknowledged and make it claimable after ``delay_s``."""
+        idle_ms = max(0, self._lease_ms - int(delay_s * 1000))
+        keys = [self._job_key(lease.job.id), self._stream, self._waiting]
+        args = [
+            lease.attempt,
+            repr(time.time()),
+            self._group,
+            lease.consumer,
+            lease.token,
+            idle_ms,
+            error or "",
+            "1" if drain_cancelled else "0",
+            lease.job.id,
+        ]
+        return bool(await self._run(self._release, keys, args))
+
+    async def dead_letter(self, lease: Lease, error: str) -> bool:
+        """XADD the job to the dead-letter stream and XACK it."""
+        keys = [self._job_key(lease.job.id), self._stream, self._dead, self._open]
+        args = [
+            lease.attempt,
+            repr(time.time()),
+            self._group,
+            lease.token,
+            error,
+            lease.job.id,
+            self._dead_maxlen,
+        ]
+        return bool(await self._run(self._bury, keys, args))
+
+    async def new_run_generation(self, lease: Lease) -> Lease:
+        """Forget a drain-cancelled run so the next run gets a fresh idempotency key."""
+        keys = [self._job_key(lease.job.id), self._tools_key(lease.job.id)]
+        if not await self._run(self._new_generation, keys, [lease.attempt]):
+            raise LeaseLost(lease.job.id, lease.attempt)
+        record = await self.get(lease.job.id)
+        if record is None:
+            raise LeaseLost(lease.job.id, lease.attempt)
+        return lease.model_copy(update={"progress": record.progress})
+
+    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except RedisError as exc:
+            raise QueueError(f"redis: {exc}") from exc
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The job's record, or ``None``."""
+        records = await self._records([job_id])
+        return records[0] if records else None
+
+    async def _records(self, job_ids: list[str]) -> list[JobRecord]:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.hgetall(self._job_key(job_id))
+                    pipe.hgetall(self._tools_key(job_id))
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise QueueError(f"redis: {exc}") from exc
+        records = []
+        for fields, tools in zip(replies[::2], replies[1::2], strict=True):
+            if fields:
+                records.append(_record(fields, tools))
+        return records
+
+    async def recent(self, limit: int = 20) -> list[JobRecord]:
+        """Newest jobs first."""
+        try:
+            job_ids = await self._redis.zrevrange(self._recent, 0, max(0, limit - 1))
+        except RedisError as exc:
+            raise QueueError(f"redis: {exc}") from exc
+        return await self._records(list(job_ids))
+
+    async def dead_letters(self, limit: int = 100) -> list[JobRecord]:
+        """Jobs in the dead-letter stream, oldest first."""
+        try:
+            entries = await self._redis.xrange(self._dead, count=limit)
+        except RedisError as exc:
+            raise QueueError(f"redis: {exc}") from exc
+        return await self._records([fields["job_id"] for _id, fields in entries])
+
+    async def stats(self) -> QueueStats:
+        """Counts from the open set, the waiting zset and the dead-letter stream."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.scard(self._open)
+                pipe.zcard(self._waiting)
+                pipe.xlen(self._dead)
+                pipe.zrange(self._waiting, 0, 0, withscores=True)
+                unfinished, waiting, dead, oldest = await pipe.execute()
+        except RedisError as exc:
+            raise QueueError(f"redis: {exc}") from exc
+        age = max(0.0, time.time() - float(oldest[0][1])) if oldest else 0.0
+        return QueueStats(
+            queued=int(waiting),
+            running=max(0, int(unfinished) - int(waiting)),
+            dead=int(dead),
+            oldest_queued_age_s=age,
+        )
+
+    async def completed_count(self) -> int:
+        """How many results were stored (each job's result is stored once)."""
+        value = await self._redis.hget(self._stats, "completed")
+        return int(value or 0)
+
+    async def ping(self) -> None:
+        """PING the server."""
+        try:
+            await self._redis.ping()
+        except RedisError as exc:
+            raise QueueError(f"redis: {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _progress(fields: dict[str, str], tools: dict[str, str]) -> Progress:
+    outputs = {k: ToolOutput.model_validate_json(v) for k, v in tools.items()}
+    return Progress(
+        thread_id=fields.get("thread_id") or None,
+        run_id=fields.get("run_id") or None,
+        run_seq=int(fields.get("run_seq", 0)),
+        drain_cancelled=fields.get("drain_cancelled") == "1",
+        tool_outputs=outputs,
+    )
+
+
+def _record(fields: dict[str, str], tools: dict[str, str]) -> JobRecord:
+    result = fields.get("result")
+    return JobRecord(
+        job=Job.model_validate_json(fields["job"]),
+        state=JobState(fields["state"]),
+        attempt=int(fields.get("attempt", 0)),
+        owner=fields.get("owner"),
+        progress=_progress(fields, tools),
+        submitted_at=float(fields["submitted_at"]),
+        updated_at=float(fields.get("updated_at", fields["submitted_at"])),
+        last_error=fields.get("last_error"),
+        result=JobResult.model_validate_json(result) if result else None,
+    )
+

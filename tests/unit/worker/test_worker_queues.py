@@ -1,0 +1,204 @@
+"""The queue contract, run against every backend (memory, sqlite, redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from runtime.worker.models import Job, JobResult, JobState, JobTimings, Lease, Message, ToolOutput
+from runtime.worker.queue import JobQueue, LeaseLost, wait_for_result
+
+QueueFactory = Callable[..., Awaitable[JobQueue]]
+
+
+def _job(job_id: str) -> Job:
+    return Job(id=job_id, assistant_id="asst_1", messages=(Message(content="hi"),))
+
+
+def _result(lease: Lease, text: str) -> JobResult:
+    now = time.time()
+    return JobResult(
+        job_id=lease.job.id,
+        run_id="run_1",
+        thread_id="thread_1",
+        status="completed",
+        text=text,
+        timings=JobTimings(
+            submitted_at=now, started_at=now, finished_at=now, run_seconds=0, total_seconds=0
+        ),
+        attempts=lease.attempt,
+    )
+
+
+async def _claim_one(queue: object, consumer: str, wait_s: float = 0.5) -> Lease:
+    leases = await queue.claim(consumer, 1, wait_s)  # type: ignore[attr-defined]
+    assert len(leases) == 1, leases
+    return leases[0]
+
+
+async def test_submit_is_idempotent(make_queue: QueueFactory) -> None:
+    """Submitting the same job id twice stores one job and reports the duplicate."""
+    queue = await make_queue()
+    assert await queue.submit(_job("j1")) is True
+    assert await queue.submit(_job("j1")) is False
+    leases = await queue.claim("w1", 5, 0.2)
+    assert [lease.job.id for lease in leases] == ["j1"]
+    assert (await queue.stats()).unfinished == 1
+
+
+async def test_claim_respects_count_and_order(make_queue: QueueFactory) -> None:
+    """A claim never returns more than the free slots, oldest jobs first."""
+    queue = await make_queue()
+    for i in range(5):
+        await queue.submit(_job(f"j{i}"))
+    first = await queue.claim("w1", 2, 0.2)
+    second = await queue.claim("w1", 10, 0.2)
+    assert [lease.job.id for lease in first] == ["j0", "j1"]
+    assert sorted(lease.job.id for lease in second) == ["j2", "j3", "j4"]
+    assert all(lease.attempt == 1 for lease in first + second)
+    assert await queue.claim("w2", 1, 0.1) == []
+
+
+async def test_complete_stores_result_once(make_queue: QueueFactory) -> None:
+    """complete() stores the result and finishes the job; a second complete is refused."""
+    queue = await make_queue()
+    await queue.submit(_job("j1"))
+    lease = await _claim_one(queue, "w1")
+    assert await queue.complete(lease, _result(lease, "first")) is True
+    assert await queue.complete(lease, _result(lease, "second")) is False
+    record = await wait_for_result(queue, "j1", timeout_s=1)
+    assert record is not None and record.state is JobState.DONE
+    assert record.result is not None and record.result.text == "first"
+    stats = await queue.stats()
+    assert (stats.queued, stats.running) == (0, 0)
+
+
+async def test_fencing_refuses_writes_of_a_superseded_worker(make_queue: QueueFactory) -> None:
+    """After a successor reclaims an idle job, the old holder can no longer write anything."""
+    queue = await make_queue(lease_s=0.2)
+    await queue.submit(_job("j1"))
+    old = await _claim_one(queue, "w-old")
+    await asyncio.sleep(0.35)  # no heartbeat: the lease expires
+    new = await _claim_one(queue, "w-new")
+    assert (old.attempt, new.attempt) == (1, 2)
+    assert await queue.heartbeat(old) is False
+    with pytest.raises(LeaseLost):
+        await queue.save_progress(old, run_id="run_stale")
+    assert await queue.complete(old, _result(old, "stale")) is False
+    assert await queue.release(old) is False
+    assert await queue.complete(new, _result(new, "fresh")) is True
+    record = await queue.get("j1")
+    assert record is not None and record.result is not None
+    assert record.result.text == "fresh" and record.progress.run_id is None
+
+
+async def test_progress_survives_reclaim(make_queue: QueueFactory) -> None:
+    """thread id, run id and tool outputs saved by a dead worker reach its successor."""
+    queue = await make_queue(lease_s=0.2)
+    await queue.submit(_job("j1"))
+    old = await _claim_one(queue, "w-old")
+    await queue.save_progress(old, thread_id="thread_9")
+    await queue.save_progress(old, run_id="run_9")
+    out = ToolOutput(id="call_1", name="echo", arguments="{}", output="ok", seconds=0.1)
+    await queue.save_progress(old, tool_output=out)
+    await asyncio.sleep(0.35)
+    new = await _claim_one(queue, "w-new")
+    assert new.progress.thread_id == "thread_9"
+    assert new.progress.run_id == "run_9"
+    assert new.progress.tool_outputs == {"call_1": out}
+
+
+async def test_heartbeat_keeps_the_lease(make_queue: QueueFactory) -> None:
+    """A job whose holder heartbeats is not handed to another worker after the lease time."""
+    queue = await make_queue(lease_s=0.3)
+    await queue.submit(_job("j1"))
+    lease = await _claim_one(queue, "w1")
+    for _ in range(6):
+        await asyncio.sleep(0.1)
+        assert await queue.heartbeat(lease) is True
+    assert await queue.claim("w2", 1, 0.0) == []
+    assert await queue.complete(lease, _result(lease, "ok")) is True
+
+
+async def test_release_redelivers_and_drain_starts_a_new_generation(
+    make_queue: QueueFactory,
+) -> None:
+    """A released job is claimable again; a drain-cancelled run is forgotten by the next holder."""
+    queue = await make_queue(lease_s=5)
+    await queue.submit(_job("j1"))
+    first = await _claim_one(queue, "w1")
+    await queue.save_progress(first, thread_id="thread_1", run_id="run_1")
+    await queue.save_progress(first, tool_output=ToolOutput(id="call_1", name="t"))
+    assert await queue.release(first, error="drained", drain_cancelled=True) is True
+    second = await _claim_one(queue, "w2")
+    assert second.attempt == 2 and second.progress.drain_cancelled
+    fresh = await queue.new_run_generation(second)
+    assert fresh.progress.run_id is None and fresh.progress.run_seq == 1
+    assert fresh.progress.thread_id == "thread_1" and fresh.progress.tool_outputs == {}
+    record = await queue.get("j1")
+    assert record is not None and record.last_error == "drained"
+
+
+async def test_release_with_delay_holds_the_job_back(make_queue: QueueFactory) -> None:
+    """A job released with a delay is not claimable before the delay."""
+    queue = await make_queue(lease_s=5)
+    await queue.submit(_job("j1"))
+    lease = await _claim_one(queue, "w1")
+    assert await queue.release(lease, delay_s=0.4) is True
+    assert await queue.claim("w1", 1, 0.0) == []
+    again = await _claim_one(queue, "w1", wait_s=2.0)
+    assert again.attempt == 2
+
+
+async def test_job_dies_after_max_deliveries(make_queue: QueueFactory) -> None:
+    """A job delivered max_deliveries times without a result lands in the dead-letter store."""
+    queue = await make_queue(lease_s=5, max_deliveries=2)
+    await queue.submit(_job("poison"))
+    for attempt in (1, 2):
+        lease = await _claim_one(queue, "w1")
+        assert lease.attempt == attempt
+        await queue.release(lease, error="boom")
+    assert await queue.claim("w1", 1, 0.2) == []
+    record = await queue.get("poison")
+    assert record is not None and record.state is JobState.DEAD
+    assert [r.job.id for r in await queue.dead_letters()] == ["poison"]
+    assert (await queue.stats()).dead == 1
+
+
+async def test_explicit_dead_letter(make_queue: QueueFactory) -> None:
+    """dead_letter() moves a job to the dead-letter store with its error."""
+    queue = await make_queue()
+    await queue.submit(_job("j1"))
+    lease = await _claim_one(queue, "w1")
+    assert await queue.dead_letter(lease, "invalid job") is True
+    dead = await queue.dead_letters()
+    assert [r.job.id for r in dead] == ["j1"] and dead[0].last_error == "invalid job"
+    assert await queue.claim("w1", 1, 0.1) == []
+
+
+async def test_recent_lists_newest_first(make_queue: QueueFactory) -> None:
+    """recent() lists jobs newest first with their states."""
+    queue = await make_queue()
+    for i in range(3):
+        await queue.submit(_job(f"j{i}"))
+        await asyncio.sleep(0.002)
+    lease = await _claim_one(queue, "w1")
+    records = await queue.recent(2)
+    assert [r.job.id for r in records] == ["j2", "j1"]
+    assert lease.job.id == "j0"
+    assert (await queue.get("j0")) is not None
+    assert await queue.get("missing") is None
+
+
+async def test_two_queue_objects_share_one_store(make_queue: QueueFactory) -> None:
+    """Two queue objects (two workers) never lease the same job twice."""
+    a = await make_queue()
+    b = await make_queue()
+    for i in range(20):
+        await a.submit(_job(f"j{i}"))
+    got_a, got_b = await asyncio.gather(a.claim("wa", 20, 0.2), b.claim("wb", 20, 0.2))
+    ids = [lease.job.id for lease in got_a + got_b]
+    assert sorted(ids) == sorted(f"j{i}" for i in range(20))
