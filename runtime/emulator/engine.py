@@ -1,0 +1,567 @@
+"""In-memory state and the run state machine of the Assistants front end.
+
+A run is driven by :meth:`RunEngine.start` (new run) or :meth:`RunEngine.resume` (after tool
+outputs) until it reaches ``requires_action`` or a terminal status, emitting stream events to a
+:class:`Sink`. Streaming requests drive the run inside the request handler with an SSE sink;
+non-streaming requests drive it in an owned background task with a :class:`NullSink`, so pollers
+see it progress. Timers (expiry of an unanswered ``requires_action``, the ``cancelling`` ->
+``cancelled`` step) are owned tasks too, reaped by :meth:`RunEngine.aclose`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from runtime.emulator.errors import invalid
+from runtime.emulator.ids import IdFactory
+from runtime.emulator.model import (
+    ChatMessage,
+    FunctionSpec,
+    ModelInput,
+    ScriptedModel,
+    ToolExchange,
+    Turn,
+    argument_pieces,
+)
+from runtime.emulator.objects import (
+    Obj,
+    message_obj,
+    run_obj,
+    step_obj,
+    text_part,
+    usage_obj,
+)
+
+ACTIVE = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
+TERMINAL = frozenset({"cancelled", "failed", "completed", "incomplete", "expired"})
+CANCELLABLE = frozenset({"queued", "in_progress", "requires_action"})
+
+
+class Sink(Protocol):
+    """Where a driven run sends its stream events."""
+
+    async def emit(self, event: str, data: Obj) -> None:
+        """Send one event (``data`` is serialised at once, so it may change afterwards)."""
+
+
+class NullSink:
+    """Sink of a run nobody streams (created with ``stream=false``)."""
+
+    async def emit(self, event: str, data: Obj) -> None:
+        """Drop the event."""
+
+
+@dataclass(eq=False)
+class ThreadState:
+    """A thread with its messages and runs (dicts keep creation order)."""
+
+    obj: Obj
+    messages: dict[str, Obj] = field(default_factory=dict)
+    runs: dict[str, RunState] = field(default_factory=dict)
+    active_run: RunState | None = None
+
+
+@dataclass(eq=False)
+class RunState:
+    """A run: its wire object plus what the emulator needs to drive it."""
+
+    obj: Obj
+    thread: ThreadState
+    deadline: float
+    steps: dict[str, Obj] = field(default_factory=dict)
+    exchanges: list[ToolExchange] = field(default_factory=list)
+    pending_step: Obj | None = None
+    pending_usage: tuple[int, int] = (0, 0)
+    message: Obj | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    expiry: asyncio.Task[None] | None = None
+
+    @property
+    def status(self) -> str:
+        """Current run status."""
+        return str(self.obj["status"])
+
+
+@dataclass
+class Store:
+    """Everything the emulator holds in memory."""
+
+    assistants: dict[str, Obj] = field(default_factory=dict)
+    threads: dict[str, ThreadState] = field(default_factory=dict)
+    runs: dict[str, RunState] = field(default_factory=dict)
+
+
+def now() -> int:
+    """Unix time in seconds, as in the wire objects."""
+    return int(time.time())
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """The text parts of a message joined by newlines."""
+    parts = [p["text"]["value"] for p in message.get("content", []) if p.get("type") == "text"]
+    return "\n".join(parts)
+
+
+class RunEngine:
+    """Drives runs through their lifecycle with the scripted model."""
+
+    def __init__(
+        self,
+        store: Store,
+        model: ScriptedModel,
+        ids: IdFactory,
+        stats: dict[str, int],
+        *,
+        run_ttl_s: float = 600.0,
+        delta_delay_s: float = 0.0,
+        cancel_delay_s: float = 0.05,
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.ids = ids
+        self.stats = stats
+        self.run_ttl_s = run_ttl_s
+        self.delta_delay_s = delta_delay_s
+        self.cancel_delay_s = cancel_delay_s
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- task ownership ---------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a coroutine as a task owned (and reaped) by the engine."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def aclose(self) -> None:
+        """Cancel and reap every owned task."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- creation ---------------------------------------------------------------------------
+
+    def create_run(self, thread: ThreadState, assistant: Obj, body: Mapping[str, Any]) -> RunState:
+        """Create a queued run on a thread (the caller validated the body and the thread)."""
+        created = now()
+        loop_now = asyncio.get_running_loop().time()
+        obj = run_obj(
+            self.ids.new("run"),
+            created,
+            thread.obj["id"],
+            assistant,
+            body,
+            expires_at=int(time.time() + self.run_ttl_s),
+        )
+        run = RunState(obj=obj, thread=thread, deadline=loop_now + self.run_ttl_s)
+        for raw in body.get("additional_messages") or []:
+            self.add_message(thread, raw, run_id=obj["id"])
+        thread.runs[obj["id"]] = run
+        thread.active_run = run
+        self.store.runs[obj["id"]] = run
+        self.stats["runs_created"] += 1
+        return run
+
+    def add_message(
+        self, thread: ThreadState, raw: Mapping[str, Any], *, run_id: str | None = None
+    ) -> Obj:
+        """Append a validated user/assistant message to a thread."""
+        message = message_obj(
+            self.ids.new("msg"),
+            now(),
+            thread.obj["id"],
+            role=raw["role"],
+            content=raw["content"],
+            run_id=run_id,
+            attachments=raw.get("attachments") or [],
+            metadata=raw.get("metadata"),
+        )
+        thread.messages[message["id"]] = message
+        return message
+
+    # -- driving ----------------------------------------------------------------------------
+
+    async def start(self, run: RunState, sink: Sink) -> None:
+        """Drive a new run: created, queued, then the first model turn."""
+        await sink.emit("thread.run.created", run.obj)
+        await sink.emit("thread.run.queued", run.obj)
+        await self._advance(run, sink)
+
+    async def resume(self, run: RunState, sink: Sink, step: Obj) -> None:
+        """Drive a run after its tool outputs were accepted."""
+        await sink.emit("thread.run.step.completed", step)
+        await sink.emit("thread.run.queued", run.obj)
+        await self._advance(run, sink)
+
+    def drive_in_background(self, run: RunState, step: Obj | None = None) -> None:
+        """Drive a run nobody streams (``stream=false`` or a fault took the response away)."""
+        sink = NullSink()
+        coro = self.start(run, sink) if step is None else self.resume(run, sink, step)
+        self.spawn(coro)
+
+    async def _advance(self, run: RunState, sink: Sink) -> None:
+        if await self._stopped(run, sink):
+            return
+        run.obj["status"] = "in_progress"
+        run.obj["started_at"] = run.obj["started_at"] or now()
+        await sink.emit("thread.run.in_progress", run.obj)
+        turn = self.model.decide(self._model_input(run))
+        if turn.delay_s > 0:
+            await asyncio.sleep(turn.delay_s)
+        if await self._stopped(run, sink):
+            return
+        limit = run.obj["max_prompt_tokens"]
+        if limit is not None and turn.prompt_tokens > limit:
+            self._add_usage(run, turn.prompt_tokens, 0)
+            await self._end(run, sink, "incomplete", reason="max_prompt_tokens")
+        elif turn.kind == "fail":
+            self._add_usage(run, turn.prompt_tokens, 0)
+            error = {"code": turn.error_code, "message": turn.error_message}
+            await self._end(run, sink, "failed", error=error)
+        elif turn.kind == "tool_calls":
+            await self._tool_calls(run, sink, turn)
+        else:
+            await self._message(run, sink, turn)
+
+    def _model_input(self, run: RunState) -> ModelInput:
+        messages = list(run.thread.messages.values())
+        strategy = run.obj["truncation_strategy"] or {}
+        if strategy.get("type") == "last_messages" and strategy.get("last_messages"):
+            messages = messages[-int(strategy["last_messages"]) :]
+        tools = [
+            FunctionSpec(t["function"]["name"], t["function"].get("parameters") or {})
+            for t in run.obj["tools"]
+            if t.get("type") == "function" and isinstance(t.get("function"), Mapping)
+        ]
+        response_format = run.obj["response_format"]
+        json_mode = isinstance(response_format, Mapping) and response_format.get("type") in {
+            "json_object",
+            "json_schema",
+        }
+        return ModelInput(
+            messages=[ChatMessage(m["role"], message_text(m)) for m in messages],
+            instructions=run.obj["instructions"],
+            tools=tools,
+            tool_choice=run.obj["tool_choice"],
+            parallel_tool_calls=run.obj["parallel_tool_calls"],
+            exchanges=list(run.exchanges),
+            json_mode=json_mode,
+        )
+
+    def _budget(self, run: RunState) -> int | None:
+        limit = run.obj["max_completion_tokens"]
+        if limit is None:
+            return None
+        used = run.obj["usage"]["completion_tokens"] if run.obj["usage"] else 0
+        return max(int(limit) - used, 0)
+
+    async def _message(self, run: RunState, sink: Sink, turn: Turn) -> None:
+        pieces = turn.text_pieces()
+        reason = turn.incomplete_reason if turn.kind == "incomplete" else None
+        budget = self._budget(run)
+        if budget is not None and len(pieces) > budget:
+            pieces, reason = pieces[:budget], "max_completion_tokens"
+        message = self._new_assistant_message(run)
+        step = self._new_step(
+            run,
+            "message_creation",
+            {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
+        )
+        await sink.emit("thread.run.step.created", step)
+        await sink.emit("thread.run.step.in_progress", step)
+        await sink.emit("thread.message.created", message)
+        await sink.emit("thread.message.in_progress", message)
+        if not await self._stream_text(run, sink, turn, message["id"], pieces):
+            await self._stopped(run, sink)
+            return
+        message["content"] = [text_part("".join(pieces))]
+        self._complete_step(step, turn.prompt_tokens, len(pieces))
+        self._add_usage(run, turn.prompt_tokens, len(pieces))
+        run.message = None
+        if reason is None:
+            message["status"], message["completed_at"] = "completed", now()
+            await sink.emit("thread.message.completed", message)
+            await sink.emit("thread.run.step.completed", step)
+            await self._end(run, sink, "completed")
+            return
+        message["status"], message["incomplete_at"] = "incomplete", now()
+        message["incomplete_details"] = {"reason": "max_tokens"}
+        await sink.emit("thread.message.incomplete", message)
+        await sink.emit("thread.run.step.completed", step)
+        await self._end(run, sink, "incomplete", reason=reason)
+
+    async def _stream_text(
+        self, run: RunState, sink: Sink, turn: Turn, message_id: str, pieces: list[str]
+    ) -> bool:
+        """Emit the text deltas; False if the run was stopped (cancelled) meanwhile."""
+        delay = self.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
+        for index, piece in enumerate(pieces):
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if run.status != "in_progress":
+                return False
+            text: Obj = {"value": piece, "annotations": []} if index == 0 else {"value": piece}
+            delta = {"content": [{"index": 0, "type": "text", "text": text}]}
+            await sink.emit(
+                "thread.message.delta",
+                {"id": message_id, "object": "thread.message.delta", "delta": delta},
+            )
+        return run.status == "in_progress"
+
+    async def _tool_calls(self, run: RunState, sink: Sink, turn: Turn) -> None:
+        budget = self._budget(run)
+        if budget is not None and turn.completion_tokens > budget:
+            self._add_usage(run, turn.prompt_tokens, budget)
+            await self._end(run, sink, "incomplete", reason="max_completion_tokens")
+            return
+        step = self._new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
+        await sink.emit("thread.run.step.created", step)
+        await sink.emit("thread.run.step.in_progress", step)
+        delay = self.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
+        calls: list[Obj] = []
+        for index, planned in enumerate(turn.calls):
+            call_id = self.ids.new("call")
+            first = {
+                "index": index,
+                "id": call_id,
+                "type": "function",
+                "function": {"name": planned.name, "arguments": "", "output": None},
+            }
+            await sink.emit("thread.run.step.delta", _step_delta(step["id"], first))
+            for piece in argument_pieces(planned.arguments):
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if run.status != "in_progress":
+                    await self._stopped(run, sink)
+                    return
+                fragment = {"index": index, "type": "function", "function": {"arguments": piece}}
+                await sink.emit("thread.run.step.delta", _step_delta(step["id"], fragment))
+            calls.append(
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {
+                        "name": planned.name,
+                        "arguments": planned.arguments,
+                        "output": None,
+                    },
+                }
+            )
+        if await self._stopped(run, sink):
+            return
+        step["step_details"]["tool_calls"] = calls
+        run.pending_step = step
+        run.pending_usage = (turn.prompt_tokens, turn.completion_tokens)
+        self._add_usage(run, turn.prompt_tokens, turn.completion_tokens)
+        run.obj["required_action"] = {
+            "type": "submit_tool_outputs",
+            "submit_tool_outputs": {
+                "tool_calls": [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {
+                            "name": c["function"]["name"],
+                            "arguments": c["function"]["arguments"],
+                        },
+                    }
+                    for c in calls
+                ]
+            },
+        }
+        run.obj["status"] = "requires_action"
+        run.expiry = self.spawn(self._expire_later(run))
+        self.stats["requires_action"] += 1
+        await sink.emit("thread.run.requires_action", run.obj)
+
+    # -- tool outputs, cancel, expiry -------------------------------------------------------
+
+    def accept_outputs(self, run: RunState, outputs: Any) -> Obj:
+        """Validate and record a batch of tool outputs; return the tool step to complete."""
+        if run.status != "requires_action" or run.pending_step is None:
+            raise invalid(
+                f'Runs in status "{run.status}" do not accept tool outputs.', param="tool_outputs"
+            )
+        if not isinstance(outputs, list):
+            raise invalid(
+                "Invalid type for 'tool_outputs': expected an array.",
+                param="tool_outputs",
+                code="invalid_type",
+            )
+        required = [
+            c["id"] for c in run.obj["required_action"]["submit_tool_outputs"]["tool_calls"]
+        ]
+        given: list[str] = []
+        by_id: dict[str, str] = {}
+        for index, item in enumerate(outputs):
+            if not isinstance(item, Mapping) or not isinstance(item.get("tool_call_id"), str):
+                raise invalid(
+                    f"Missing required parameter: 'tool_outputs[{index}].tool_call_id'.",
+                    param=f"tool_outputs[{index}].tool_call_id",
+                    code="missing_required_parameter",
+                )
+            output = item.get("output", "")
+            if not isinstance(output, str):
+                raise invalid(
+                    f"Invalid type for 'tool_outputs[{index}].output': expected a string.",
+                    param=f"tool_outputs[{index}].output",
+                    code="invalid_type",
+                )
+            given.append(item["tool_call_id"])
+            by_id[item["tool_call_id"]] = output
+        if sorted(given) != sorted(required):
+            raise invalid(
+                f"Expected tool outputs for call_ids {sorted(required)}, got {sorted(given)}",
+                param="tool_outputs",
+            )
+        step = run.pending_step
+        for call in step["step_details"]["tool_calls"]:
+            call["function"]["output"] = by_id[call["id"]]
+            run.exchanges.append(
+                ToolExchange(
+                    call_id=call["id"],
+                    name=call["function"]["name"],
+                    arguments=call["function"]["arguments"],
+                    output=by_id[call["id"]],
+                )
+            )
+        self._complete_step(step, *run.pending_usage)
+        run.pending_step = None
+        run.obj["required_action"] = None
+        run.obj["status"] = "queued"
+        self._cancel_expiry(run)
+        self.stats["tool_output_submissions"] += 1
+        return step
+
+    def cancel(self, run: RunState) -> None:
+        """Move a run to ``cancelling``; it becomes ``cancelled`` shortly after."""
+        if run.status not in CANCELLABLE:
+            raise invalid(f"Cannot cancel run with status '{run.status}'.")
+        run.obj["status"] = "cancelling"
+        self._cancel_expiry(run)
+        self.spawn(self._finish_cancel(run))
+
+    async def _finish_cancel(self, run: RunState) -> None:
+        await asyncio.sleep(self.cancel_delay_s)
+        if run.status != "cancelling":
+            return
+        stamp = now()
+        for step in run.steps.values():
+            if step["status"] == "in_progress":
+                step["status"], step["cancelled_at"] = "cancelled", stamp
+        if run.message is not None and run.message["status"] == "in_progress":
+            run.message["status"], run.message["incomplete_at"] = "incomplete", stamp
+            run.message["incomplete_details"] = {"reason": "run_cancelled"}
+        run.obj["required_action"] = None
+        run.obj["cancelled_at"] = stamp
+        self._finish(run, "cancelled")
+
+    async def _expire_later(self, run: RunState) -> None:
+        await asyncio.sleep(max(run.deadline - asyncio.get_running_loop().time(), 0.0))
+        if run.status != "requires_action":
+            return
+        for step in run.steps.values():
+            if step["status"] == "in_progress":
+                step["status"] = "expired"
+        run.obj["required_action"] = None
+        run.pending_step = None
+        run.expiry = None
+        self._finish(run, "expired", keep_expires_at=True)
+
+    def _cancel_expiry(self, run: RunState) -> None:
+        if run.expiry is not None and run.expiry is not asyncio.current_task():
+            run.expiry.cancel()
+        run.expiry = None
+
+    async def _stopped(self, run: RunState, sink: Sink) -> bool:
+        """If the run was cancelled or ended meanwhile, emit its end to the sink; else False."""
+        status = run.status
+        if status in {"queued", "in_progress"}:
+            return False
+        if status == "cancelling":
+            await sink.emit("thread.run.cancelling", run.obj)
+            await run.finished.wait()
+            for step in run.steps.values():
+                if step["status"] == "cancelled":
+                    await sink.emit("thread.run.step.cancelled", step)
+        await sink.emit(f"thread.run.{run.status}", run.obj)
+        return True
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _new_assistant_message(self, run: RunState) -> Obj:
+        message = message_obj(
+            self.ids.new("msg"),
+            now(),
+            run.thread.obj["id"],
+            role="assistant",
+            content=[],
+            run_id=run.obj["id"],
+            assistant_id=run.obj["assistant_id"],
+            status="in_progress",
+        )
+        run.thread.messages[message["id"]] = message
+        run.message = message
+        return message
+
+    def _new_step(self, run: RunState, step_type: str, details: Obj) -> Obj:
+        step = step_obj(self.ids.new("step"), now(), run.obj, step_type, details)
+        run.steps[step["id"]] = step
+        return step
+
+    @staticmethod
+    def _complete_step(step: Obj, prompt_tokens: int, completion_tokens: int) -> None:
+        step["status"], step["completed_at"] = "completed", now()
+        step["usage"] = usage_obj(prompt_tokens, completion_tokens)
+
+    @staticmethod
+    def _add_usage(run: RunState, prompt_tokens: int, completion_tokens: int) -> None:
+        usage = run.obj["usage"]
+        if usage is not None:
+            prompt_tokens += usage["prompt_tokens"]
+            completion_tokens += usage["completion_tokens"]
+        run.obj["usage"] = usage_obj(prompt_tokens, completion_tokens)
+
+    async def _end(
+        self,
+        run: RunState,
+        sink: Sink,
+        status: str,
+        *,
+        reason: str | None = None,
+        error: Obj | None = None,
+    ) -> None:
+        stamp = now()
+        if status == "completed":
+            run.obj["completed_at"] = stamp
+        elif status == "failed":
+            run.obj["failed_at"], run.obj["last_error"] = stamp, error
+        elif status == "incomplete":
+            run.obj["incomplete_details"] = {"reason": reason}
+        if run.obj["usage"] is None:
+            run.obj["usage"] = usage_obj(0, 0)
+        self._finish(run, status)
+        await sink.emit(f"thread.run.{status}", run.obj)
+
+    def _finish(self, run: RunState, status: str, *, keep_expires_at: bool = False) -> None:
+        run.obj["status"] = status
+        if not keep_expires_at:
+            run.obj["expires_at"] = None
+        if run.thread.active_run is run:
+            run.thread.active_run = None
+        run.finished.set()
+        self.stats[f"runs_{status}"] += 1
+
+
+def _step_delta(step_id: str, tool_call: Obj) -> Obj:
+    return {
+        "id": step_id,
+        "object": "thread.run.step.delta",
+        "delta": {"step_details": {"type": "tool_calls", "tool_calls": [tool_call]}},
+    }

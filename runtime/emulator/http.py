@@ -1,0 +1,380 @@
+"""HTTP plumbing of the emulator: routes, auth, fault injection, request log, SSE rendering."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import struct
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from runtime.emulator.api import AssistantsApi, Call, JsonReply, Reply, StreamReply
+from runtime.emulator.engine import NullSink, RunEngine
+from runtime.emulator.errors import ApiError, invalid, overloaded, rate_limited, server_error
+from runtime.emulator.faults import Fault, FaultInjector, FaultSpecError, make_rule
+from runtime.emulator.ids import IdFactory
+from runtime.emulator.objects import Obj
+
+Handler = Callable[[Call], Awaitable[Reply]]
+API_PREFIXES = ("/v1", "/openai")
+MAX_LOGGED_REQUESTS = 20_000
+_DONE = b"event: done\ndata: [DONE]\n\n"
+
+
+@dataclass
+class ServerContext:
+    """What the HTTP layer shares with the :class:`~runtime.emulator.Emulator`."""
+
+    api: AssistantsApi
+    engine: RunEngine
+    faults: FaultInjector
+    ids: IdFactory
+    stats: Counter[str]
+    api_key: str | None = None
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    max_stall_s: float = 300.0
+
+    def log(self, entry: dict[str, Any]) -> None:
+        """Append to the request log, dropping the oldest entries past the cap."""
+        self.requests.append(entry)
+        if len(self.requests) > MAX_LOGGED_REQUESTS:
+            del self.requests[: len(self.requests) - MAX_LOGGED_REQUESTS]
+
+
+def build_app(ctx: ServerContext) -> web.Application:
+    """The aiohttp application: API routes under /v1 and /openai, control under /_emulator."""
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    api = ctx.api
+    routes: list[tuple[str, str, Handler]] = [
+        ("POST", "/assistants", api.create_assistant),
+        ("GET", "/assistants", api.list_assistants),
+        ("GET", "/assistants/{assistant_id}", api.get_assistant),
+        ("POST", "/assistants/{assistant_id}", api.update_assistant),
+        ("DELETE", "/assistants/{assistant_id}", api.delete_assistant),
+        ("POST", "/threads", api.create_thread),
+        ("POST", "/threads/runs", api.create_thread_and_run),
+        ("GET", "/threads/{thread_id}", api.get_thread),
+        ("POST", "/threads/{thread_id}", api.update_thread),
+        ("DELETE", "/threads/{thread_id}", api.delete_thread),
+        ("POST", "/threads/{thread_id}/messages", api.create_message),
+        ("GET", "/threads/{thread_id}/messages", api.list_messages),
+        ("GET", "/threads/{thread_id}/messages/{message_id}", api.get_message),
+        ("POST", "/threads/{thread_id}/messages/{message_id}", api.update_message),
+        ("DELETE", "/threads/{thread_id}/messages/{message_id}", api.delete_message),
+        ("POST", "/threads/{thread_id}/runs", api.create_run),
+        ("GET", "/threads/{thread_id}/runs", api.list_runs),
+        ("GET", "/threads/{thread_id}/runs/{run_id}", api.get_run),
+        ("POST", "/threads/{thread_id}/runs/{run_id}", api.update_run),
+        ("POST", "/threads/{thread_id}/runs/{run_id}/cancel", api.cancel_run),
+        ("POST", "/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", api.submit_tool_outputs),
+        ("GET", "/threads/{thread_id}/runs/{run_id}/steps", api.list_steps),
+        ("GET", "/threads/{thread_id}/runs/{run_id}/steps/{step_id}", api.get_step),
+    ]
+    for prefix in API_PREFIXES:
+        for method, path, handler in routes:
+            app.router.add_route(method, prefix + path, _ApiRoute(ctx, handler, prefix))
+    control = _Control(ctx)
+    app.router.add_get("/_emulator/stats", control.stats)
+    app.router.add_get("/_emulator/requests", control.requests)
+    app.router.add_post("/_emulator/faults", control.set_faults)
+    app.router.add_post("/_emulator/inject", control.inject)
+    app.router.add_route("*", "/{tail:.*}", _ApiRoute(ctx, _unknown_route, ""))
+    return app
+
+
+async def _unknown_route(call: Call) -> Reply:
+    raise ApiError(404, "Invalid URL", code="unknown_url")
+
+
+class _ApiRoute:
+    """Wraps an API handler with request id, log, faults, auth and rendering."""
+
+    def __init__(self, ctx: ServerContext, handler: Handler, prefix: str) -> None:
+        self.ctx = ctx
+        self.handler = handler
+        self.prefix = prefix
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        ctx = self.ctx
+        request_id = ctx.ids.request_id()
+        entry: dict[str, Any] = {
+            "time": time.time(),
+            "method": request.method,
+            "path": request.path,
+            "status": None,
+            "fault": None,
+            "request_id": request_id,
+            "json": None,
+        }
+        ctx.log(entry)
+        ctx.stats["requests"] += 1
+        fault: Fault | None = None
+        try:
+            body = await _read_json(request)
+            entry["json"] = body
+            streaming = bool(body.get("stream"))
+            if self.prefix:
+                fault = ctx.faults.choose(request.method, request.path, streaming)
+            entry["fault"] = fault.kind if fault else None
+            if fault is not None and await self._fault_before(fault, request):
+                return web.Response(status=499)  # never sent: the connection is gone
+            self._authenticate(request)
+            if self.handler is _unknown_route:
+                raise ApiError(404, f"Invalid URL ({request.method} {request.path})")
+            reply = await self.handler(
+                Call(body=body, params=request.match_info, query=request.query)
+            )
+        except ApiError as exc:
+            reply = JsonReply(exc.body(), exc.status, exc.headers)
+        if fault is not None and fault.kind in {"reset_after", "500_after"}:
+            if isinstance(reply, StreamReply):
+                ctx.engine.spawn(reply.drive(NullSink()))
+            if fault.kind == "reset_after":
+                _reset(request)
+                return web.Response(status=499)
+            error = server_error()
+            reply = JsonReply(error.body(), error.status)
+        if isinstance(reply, JsonReply):
+            entry["status"] = reply.status
+            return _json_response(reply, request_id)
+        entry["status"] = 200
+        ctx.stats["streams"] += 1
+        return await self._stream(request, reply, request_id, fault)
+
+    async def _fault_before(self, fault: Fault, request: web.Request) -> bool:
+        """Apply a fault that acts before processing; True if the connection was reset."""
+        if fault.kind == "slow":
+            await asyncio.sleep(float(fault.params.get("ms", 500)) / 1000.0)
+        elif fault.kind == "reset":
+            _reset(request)
+            return True
+        elif fault.kind == "500":
+            raise server_error()
+        elif fault.kind in {"429", "503"}:
+            headers = _retry_headers(fault)
+            raise rate_limited(headers) if fault.kind == "429" else overloaded(headers)
+        return False
+
+    def _authenticate(self, request: web.Request) -> None:
+        if not self.prefix:
+            return
+        if self.prefix == "/openai" and not request.query.get("api-version"):
+            raise ApiError(
+                404, "Resource not found: the 'api-version' query parameter is required."
+            )
+        key = request.headers.get("api-key") if self.prefix == "/openai" else None
+        auth = request.headers.get("Authorization", "")
+        if key is None and auth.lower().startswith("bearer "):
+            key = auth[7:].strip()
+        if not key:
+            raise ApiError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            )
+        if self.ctx.api_key is not None and key != self.ctx.api_key:
+            raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+    async def _stream(
+        self, request: web.Request, reply: StreamReply, request_id: str, fault: Fault | None
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "x-request-id": request_id,
+            },
+        )
+        await response.prepare(request)
+        sink = SseSink(response, request, fault)
+        await reply.drive(sink)
+        await sink.finish(self.ctx)
+        return response
+
+
+def _json_response(reply: JsonReply, request_id: str) -> web.Response:
+    headers = {"x-request-id": request_id, **reply.headers}
+    return web.Response(
+        body=json.dumps(reply.body, separators=(",", ":")).encode(),
+        status=reply.status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+async def _read_json(request: web.Request) -> dict[str, Any]:
+    if not request.body_exists:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise invalid(
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly.)"
+        ) from None
+    if not isinstance(body, dict):
+        raise invalid("Invalid body: expected a JSON object.")
+    return body
+
+
+def _retry_headers(fault: Fault) -> dict[str, str]:
+    if "retry_after_ms" in fault.params:
+        return {"retry-after-ms": str(int(fault.params["retry_after_ms"]))}
+    if "retry_after" in fault.params:
+        return {"retry-after": f"{float(fault.params['retry_after']):g}"}
+    return {}
+
+
+def _reset(request: web.Request) -> None:
+    """Reset the connection (RST, no response)."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+class SseSink:
+    """Writes events as SSE, applying ``cut`` (close after N events) and ``stall`` faults."""
+
+    def __init__(self, response: web.StreamResponse, request: web.Request, fault: Fault | None):
+        self.response = response
+        self.request = request
+        self.sent = 0
+        self.dead = False
+        self.stalled = False
+        kind = fault.kind if fault is not None else None
+        after = int(fault.params.get("after", 3)) if fault is not None else 0
+        self.cut_after = after if kind == "cut" else None
+        self.stall_after = after if kind == "stall" else None
+
+    async def emit(self, event: str, data: Obj) -> None:
+        """Serialise and send one event (dropped once the stream is cut, stalled or gone)."""
+        if self.dead or self.stalled:
+            return
+        await self._send(
+            b"event: "
+            + event.encode()
+            + b"\ndata: "
+            + json.dumps(data, separators=(",", ":")).encode()
+            + b"\n\n"
+        )
+
+    async def _send(self, chunk: bytes) -> None:
+        if self.cut_after is not None and self.sent >= self.cut_after:
+            self.dead = True
+            if self.request.transport is not None:
+                self.request.transport.close()  # flushes what was sent, then closes mid-stream
+            return
+        if self.stall_after is not None and self.sent >= self.stall_after:
+            self.stalled = True
+            return
+        try:
+            await self.response.write(chunk)
+        except (ConnectionError, RuntimeError):
+            self.dead = True  # the client went away; the run goes on without it
+            return
+        self.sent += 1
+
+    async def finish(self, ctx: ServerContext) -> None:
+        """Send ``done`` and end the stream; a stalled stream stays open until the client leaves."""
+        if not (self.dead or self.stalled):
+            await self._send(_DONE)
+        if self.stalled:
+            await self._stall(ctx)
+            return
+        if self.dead:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.response.write_eof()
+
+    async def _stall(self, ctx: ServerContext) -> None:
+        deadline = asyncio.get_running_loop().time() + ctx.max_stall_s
+        while asyncio.get_running_loop().time() < deadline and not ctx.closing.is_set():
+            transport = self.request.transport
+            if transport is None or transport.is_closing():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.closing.wait(), 0.1)
+        self.dead = True
+        if self.request.transport is not None:
+            self.request.transport.close()
+
+
+class _Control:
+    """The /_emulator control endpoints for tests in another process."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """GET /_emulator/stats."""
+        return web.json_response(stats_snapshot(self.ctx))
+
+    async def requests(self, request: web.Request) -> web.Response:
+        """GET /_emulator/requests (``?limit=N`` for the last N)."""
+        items = self.ctx.requests
+        limit = request.query.get("limit")
+        if limit:
+            items = items[-int(limit) :]
+        return web.json_response({"object": "list", "data": items})
+
+    async def set_faults(self, request: web.Request) -> web.Response:
+        """POST /_emulator/faults with ``{"spec": "429=0.1,..."}`` (empty spec: no faults)."""
+        from runtime.emulator.faults import FaultSpec
+
+        try:
+            body = await request.json()
+            self.ctx.faults.spec = FaultSpec.parse(str(body.get("spec", "")))
+            if body.get("clear_rules"):
+                self.ctx.faults.clear_rules()
+        except (ValueError, AttributeError, FaultSpecError) as exc:
+            return web.json_response(invalid(str(exc), param="spec").body(), status=400)
+        return web.json_response({"spec": self.ctx.faults.spec.to_string()})
+
+    async def inject(self, request: web.Request) -> web.Response:
+        """POST /_emulator/inject with ``{"kind", "method", "path", "times", ...params}``."""
+        try:
+            body = dict(await request.json())
+            kind = str(body.pop("kind"))
+            rule = make_rule(
+                kind,
+                method=body.pop("method", None),
+                path=body.pop("path", None),
+                times=int(body.pop("times", 1)),
+                **body,
+            )
+        except (ValueError, KeyError, TypeError, FaultSpecError) as exc:
+            return web.json_response(invalid(str(exc), param="kind").body(), status=400)
+        self.ctx.faults.add_rule(rule)
+        return web.json_response({"pending": self.ctx.faults.pending_rules})
+
+
+def stats_snapshot(ctx: ServerContext) -> dict[str, Any]:
+    """Counters: requests, runs, submissions, streams and injected faults by kind."""
+    snapshot: dict[str, Any] = dict(ctx.stats)
+    snapshot["faults"] = dict(ctx.faults.counts)
+    snapshot["faults_total"] = sum(ctx.faults.counts.values())
+    snapshot["pending_injected_faults"] = ctx.faults.pending_rules
+    snapshot["active_runs"] = sum(
+        1 for r in ctx.engine.store.runs.values() if r.obj["status"] in _ACTIVE
+    )
+    return snapshot
+
+
+_ACTIVE = frozenset({"queued", "in_progress", "requires_action", "cancelling"})

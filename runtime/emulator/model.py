@@ -1,0 +1,301 @@
+"""The scripted, deterministic model behind the emulator, independent of any wire protocol.
+
+A front end (the Assistants API here; a Responses API front end can reuse it) turns its request
+into a :class:`ModelInput` and asks :meth:`ScriptedModel.decide` for the next :class:`Turn`:
+text, tool calls, a failure or an incomplete answer, with deterministic token usage.
+
+Default rules (when no scenario turn applies):
+
+1. lines ``/call NAME {json}`` in the last message, if it is a user message, become tool calls
+   (all in one turn, or one per turn when parallel tool calls are off);
+2. otherwise a forced ``tool_choice`` (a named function, or ``"required"``) calls that function
+   with arguments built from its JSON schema;
+3. once the calls of this run have outputs, the reply quotes every output verbatim
+   (``NAME returned: OUTPUT`` per call);
+4. otherwise a deterministic text reply (``You said: ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+TurnKind = Literal["text", "tool_calls", "fail", "incomplete"]
+
+_CALL_LINE = re.compile(r"^\s*/call\s+([A-Za-z0-9_.-]+)\s*(.*?)\s*$")
+_TEXT_PIECE = re.compile(r"\s*\S+|\s+$")
+_ARG_PIECE = re.compile(r"\w+|\W+")
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message of the conversation as the model sees it.
+
+    Attributes:
+        role: ``user`` or ``assistant``.
+        text: the text parts of the message joined by newlines.
+    """
+
+    role: str
+    text: str
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A function tool offered to the model.
+
+    Attributes:
+        name: function name.
+        parameters: its JSON schema (may be empty).
+    """
+
+    name: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolExchange:
+    """A tool call made earlier in this run, with the output the client returned.
+
+    Attributes:
+        call_id: the tool call id.
+        name: function name.
+        arguments: the JSON arguments string the model produced.
+        output: the output string the client submitted.
+    """
+
+    call_id: str
+    name: str
+    arguments: str
+    output: str
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """Everything the model may look at to decide its next turn.
+
+    Attributes:
+        messages: the conversation, oldest first (already truncated).
+        instructions: system instructions, if any.
+        tools: function tools offered.
+        tool_choice: ``"auto"``, ``"none"``, ``"required"`` or ``{"type": "function", ...}``.
+        parallel_tool_calls: whether several calls may be made in one turn.
+        exchanges: tool calls of this run that already have outputs, in order.
+        json_mode: the reply must be a JSON object (``response_format`` json_object/json_schema).
+    """
+
+    messages: Sequence[ChatMessage]
+    instructions: str | None = None
+    tools: Sequence[FunctionSpec] = ()
+    tool_choice: Any = "auto"
+    parallel_tool_calls: bool = True
+    exchanges: Sequence[ToolExchange] = ()
+    json_mode: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """A tool call the model wants to make.
+
+    Attributes:
+        name: function name.
+        arguments: JSON arguments string (passed through as written, even if not valid JSON).
+    """
+
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The model's decision for one step.
+
+    Attributes:
+        kind: ``text``, ``tool_calls``, ``fail`` or ``incomplete``.
+        text: reply text (``text`` and ``incomplete``).
+        calls: tool calls (``tool_calls``).
+        delay_s: "thinking" time before the turn starts streaming.
+        delta_delay_s: pause between streamed pieces (overrides the server knob when set).
+        error_code: ``last_error.code`` for ``fail``.
+        error_message: ``last_error.message`` for ``fail``.
+        incomplete_reason: ``incomplete_details.reason`` for ``incomplete``.
+        prompt_tokens: deterministic prompt size (words of everything the model read).
+    """
+
+    kind: TurnKind
+    text: str = ""
+    calls: tuple[PlannedCall, ...] = ()
+    delay_s: float = 0.0
+    delta_delay_s: float | None = None
+    error_code: str = "server_error"
+    error_message: str = "Sorry, something went wrong."
+    incomplete_reason: str = "max_completion_tokens"
+    prompt_tokens: int = 0
+
+    def text_pieces(self) -> list[str]:
+        """Return the text as word-sized deltas whose concatenation is exactly the text."""
+        return text_pieces(self.text)
+
+    @property
+    def completion_tokens(self) -> int:
+        """Deterministic completion size: one token per text piece or argument piece."""
+        if self.kind == "tool_calls":
+            return sum(1 + len(argument_pieces(c.arguments)) for c in self.calls)
+        return len(self.text_pieces())
+
+
+def text_pieces(text: str) -> list[str]:
+    """Split text into word-sized pieces (leading whitespace kept) that join back exactly."""
+    return _TEXT_PIECE.findall(text)
+
+
+def argument_pieces(arguments: str) -> list[str]:
+    """Split a JSON arguments string into fragments as the service streams them."""
+    return _ARG_PIECE.findall(arguments)
+
+
+def count_words(text: str | None) -> int:
+    """The emulator's token count: whitespace-separated words."""
+    return len(text.split()) if text else 0
+
+
+def prompt_tokens(inp: ModelInput) -> int:
+    """Count the words of everything the model reads for a turn."""
+    total = count_words(inp.instructions)
+    total += sum(count_words(m.text) for m in inp.messages)
+    total += sum(count_words(e.arguments) + count_words(e.output) for e in inp.exchanges)
+    return total
+
+
+def parse_call_lines(text: str) -> list[PlannedCall]:
+    """Find ``/call NAME {json}`` lines; valid JSON is compacted, anything else passed through."""
+    calls = []
+    for line in text.splitlines():
+        match = _CALL_LINE.match(line)
+        if match is None:
+            continue
+        name, raw = match.group(1), match.group(2)
+        calls.append(PlannedCall(name=name, arguments=_normalise_arguments(raw)))
+    return calls
+
+
+def _normalise_arguments(raw: str) -> str:
+    if not raw:
+        return "{}"
+    try:
+        return json.dumps(json.loads(raw), separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        return raw  # invalid JSON reaches the client as is, so its error handling can be tested
+
+
+def quote_outputs(exchanges: Sequence[ToolExchange]) -> str:
+    """The reply after tool outputs: one ``NAME returned: OUTPUT`` line per call, verbatim."""
+    return "\n".join(f"{e.name} returned: {e.output}" for e in exchanges)
+
+
+def example_arguments(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Build arguments satisfying a JSON schema's required properties (deterministically)."""
+    props = schema.get("properties") or {}
+    required = schema.get("required") or list(props)
+    return {name: example_value(props.get(name) or {}) for name in required}
+
+
+def example_value(schema: Mapping[str, Any]) -> Any:
+    """A deterministic value for one JSON schema node."""
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "default" in schema:
+        return schema["default"]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    values: dict[str, Any] = {
+        "string": "example",
+        "integer": 1,
+        "number": 1.0,
+        "boolean": True,
+        "array": [],
+        "null": None,
+    }
+    if kind == "object":
+        return example_arguments(schema)
+    return values.get(str(kind), "example")
+
+
+def last_user_text(messages: Sequence[ChatMessage]) -> str | None:
+    """Text of the last message if it is a user message (an unanswered request), else None."""
+    if messages and messages[-1].role == "user":
+        return messages[-1].text
+    return None
+
+
+def forced_function(inp: ModelInput) -> str | None:
+    """Name of the function a ``tool_choice`` forces, if any."""
+    choice = inp.tool_choice
+    if isinstance(choice, Mapping) and choice.get("type") == "function":
+        function = choice.get("function") or {}
+        name = function.get("name") if isinstance(function, Mapping) else None
+        return str(name) if name else None
+    if choice == "required" and inp.tools:
+        return inp.tools[0].name
+    return None
+
+
+class ScriptedModel:
+    """Deterministic model: scenario turns first, then the default rules of the module doc."""
+
+    def __init__(self, scenario: Any = None) -> None:
+        """Create the model.
+
+        Args:
+            scenario: a :class:`runtime.emulator.scenario.Scenario` (or None for default rules).
+        """
+        self.scenario = scenario
+
+    def decide(self, inp: ModelInput) -> Turn:
+        """Return the next turn for this input (scenario first, then default rules)."""
+        tokens = prompt_tokens(inp)
+        if self.scenario is not None:
+            scripted = self.scenario.next_turn(inp)
+            if scripted is not None:
+                return _with_prompt_tokens(scripted, tokens)
+        return _with_prompt_tokens(self.default_turn(inp), tokens)
+
+    def default_turn(self, inp: ModelInput) -> Turn:
+        """The default rules, without scenario."""
+        planned = self._planned_calls(inp)
+        remaining = planned[len(inp.exchanges) :]
+        if remaining and inp.tool_choice != "none":
+            calls = remaining if inp.parallel_tool_calls else remaining[:1]
+            return Turn(kind="tool_calls", calls=tuple(calls))
+        if inp.exchanges:
+            return Turn(kind="text", text=self._shape(inp, quote_outputs(inp.exchanges)))
+        user_text = last_user_text(inp.messages)
+        if user_text is None:
+            return Turn(kind="text", text=self._shape(inp, "Hello! How can I assist you today?"))
+        return Turn(kind="text", text=self._shape(inp, f"You said: {user_text}"))
+
+    def _planned_calls(self, inp: ModelInput) -> list[PlannedCall]:
+        user_text = last_user_text(inp.messages)
+        calls = parse_call_lines(user_text) if user_text is not None else []
+        if calls:
+            return calls
+        forced = forced_function(inp)
+        if forced is None:
+            return []
+        spec = next((t for t in inp.tools if t.name == forced), FunctionSpec(name=forced))
+        arguments = json.dumps(example_arguments(spec.parameters), separators=(",", ":"))
+        return [PlannedCall(name=forced, arguments=arguments)]
+
+    @staticmethod
+    def _shape(inp: ModelInput, text: str) -> str:
+        if inp.json_mode:
+            return json.dumps({"reply": text}, ensure_ascii=False)
+        return text
+
+
+def _with_prompt_tokens(turn: Turn, tokens: int) -> Turn:
+    return replace(turn, prompt_tokens=tokens)
