@@ -1,0 +1,65 @@
+"""RunPolicy: how the orchestrator retries, waits, bounds and cancels a run.
+
+Defaults match ``config/runtime.toml`` (section ``[policy]``), where each is documented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+BusyThreadAction = Literal["wait", "cancel", "fail"]
+IDEMPOTENCY_METADATA_KEY = "runtime_idempotency_key"
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """Policies of one run.
+
+    Attributes:
+        expiry_margin_s: tools must finish this long before the run's ``expires_at``.
+        max_tool_rounds: most ``requires_action`` rounds per run; past it the run is cancelled.
+        max_tool_calls: most tool calls per run; past it the run is cancelled.
+        tool_timeout_s: per-call timeout for tools without their own (None: none).
+        max_tool_concurrency: calls of one batch executing at once.
+        max_output_chars: cap on each tool output (a truncation marker shows the cut).
+        busy_thread: what to do when the thread already has an active run.
+        busy_wait_s: how long "wait" waits for the other run to end.
+        cancel_wait_s: how long cancellation waits for the server to confirm ``cancelled``.
+        poll_interval_s: first polling interval when the stream is lost.
+        max_poll_interval_s: polling backs off up to this interval.
+        rerun_on_server_error: start a new run when one fails with server_error or
+            rate_limit_exceeded.
+        max_reruns: most reruns of one call.
+        total_deadline_s: a deadline for the whole run (Responses; Assistants uses expires_at).
+        log_tool_payloads: log tool arguments and outputs (they may hold personal data).
+        create_attempts: attempts at creating a run after ambiguous failures.
+        submit_attempts: attempts at submitting outputs after ambiguous failures.
+    """
+
+    expiry_margin_s: float = 10.0
+    max_tool_rounds: int = 16
+    max_tool_calls: int = 128
+    tool_timeout_s: float | None = 60.0
+    max_tool_concurrency: int = 32
+    max_output_chars: int = 32_768
+    busy_thread: BusyThreadAction = "wait"
+    busy_wait_s: float = 120.0
+    cancel_wait_s: float = 10.0
+    poll_interval_s: float = 1.0
+    max_poll_interval_s: float = 5.0
+    rerun_on_server_error: bool = False
+    max_reruns: int = 1
+    total_deadline_s: float | None = None
+    log_tool_payloads: bool = False
+    create_attempts: int = 3
+    submit_attempts: int = 3
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> RunPolicy:
+        """Build from :class:`runtime.config.Settings` (its ``policy`` section)."""
+        section = settings.policy
+        names = {f.name for f in fields(cls)}
+        values = {n: getattr(section, n) for n in names if hasattr(section, n)}
+        values.update(overrides)
+        return cls(**values)
