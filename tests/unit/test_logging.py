@@ -251,7 +251,11 @@ def test_redact_function_patterns() -> None:
         '{"api_key": "***", "password": "***"}'
     )
     assert redact(f"k={KEY}!") == "k=***!"
-    assert redact("max_tokens=50 sk-short tokens: 12") == "max_tokens=50 sk-short tokens: 12"
+    assert redact("client_secret=abc&x-api-key: zz") == "client_secret=***&x-api-key: ***"
+    assert redact("redis://user:pa55w0rd@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact("Bearer ***") == "Bearer ***"  # idempotent
+    plain = "max_tokens=50 sk-short tokens: 12 prompt_tokens=3 task-abcdefghijkl api-version=v1"
+    assert redact(plain) == plain
 
 
 def test_short_secrets_are_not_registered() -> None:
