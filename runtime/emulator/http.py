@@ -80,13 +80,13 @@ def build_app(ctx: ServerContext) -> web.Application:
     ]
     for prefix in API_PREFIXES:
         for method, path, handler in routes:
-            app.router.add_route(method, prefix + path, _ApiRoute(ctx, handler, prefix))
+            app.router.add_route(method, prefix + path, _ApiRoute(ctx, handler, prefix).handle)
     control = _Control(ctx)
     app.router.add_get("/_emulator/stats", control.stats)
     app.router.add_get("/_emulator/requests", control.requests)
     app.router.add_post("/_emulator/faults", control.set_faults)
     app.router.add_post("/_emulator/inject", control.inject)
-    app.router.add_route("*", "/{tail:.*}", _ApiRoute(ctx, _unknown_route, ""))
+    app.router.add_route("*", "/{tail:.*}", _ApiRoute(ctx, _unknown_route, "").handle)
     return app
 
 
@@ -102,7 +102,8 @@ class _ApiRoute:
         self.handler = handler
         self.prefix = prefix
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Serve one request."""
         ctx = self.ctx
         request_id = ctx.ids.request_id()
         entry: dict[str, Any] = {

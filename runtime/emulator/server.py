@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 from collections import Counter
 from pathlib import Path
@@ -80,7 +81,7 @@ class Emulator:
             scenario = Scenario.load(scenario)
         spec = FaultSpec.parse(faults) if isinstance(faults, str) else faults
         if spec is not None and spec.seed == 0 and seed:
-            spec = FaultSpec(**{**spec.__dict__, "seed": seed})
+            spec = dataclasses.replace(spec, seed=seed)
         self.seed = seed
         ids = IdFactory(seed)
         stats: Counter[str] = Counter()

@@ -1,0 +1,160 @@
+"""Stream event order and object shapes, against the recorded stream and the references."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
+
+
+def recorded() -> list[tuple[str, Any]]:
+    lines = (REFERENCE / "assistants-stream-recorded.jsonl").read_text().splitlines()
+    return [(e["event"], e["data"]) for e in map(json.loads, filter(None, lines))]
+
+
+def names(events: list[tuple[str, Any]]) -> list[str]:
+    """Event names with runs of deltas collapsed to one."""
+    out: list[str] = []
+    for event, _ in events:
+        if not (out and out[-1] == event and event.endswith(".delta")):
+            out.append(event)
+    return out
+
+
+async def test_text_run_follows_recorded_event_order(api: Any) -> None:
+    """A text run streams exactly the recorded event sequence, then done."""
+    assistant = await api.assistant(instructions="You are a helpful assistant.")
+    thread = await api.thread("Hello")
+    events = await api.stream(f"/threads/{thread['id']}/runs", {"assistant_id": assistant["id"]})
+    assert names(events) == [*names(recorded()), "done"]
+    assert events[-1] == ("done", "[DONE]")
+
+
+async def test_objects_have_every_field_of_the_recorded_stream(api: Any) -> None:
+    """Run, step and message objects carry the same keys as the recorded ones (nulls included)."""
+    assistant = await api.assistant()
+    thread = await api.thread("Hello")
+    ours = await api.stream(f"/threads/{thread['id']}/runs", {"assistant_id": assistant["id"]})
+    theirs = dict(recorded())
+    mine = dict(ours)
+    for event in ("thread.run.created", "thread.run.step.created", "thread.message.created"):
+        assert list(mine[event]) == list(theirs[event]), event
+    assert set(mine["thread.run.completed"]["usage"]) == set(theirs["thread.run.completed"]["usage"])
+    first_delta = next(d for e, d in ours if e == "thread.message.delta")
+    assert first_delta["delta"]["content"][0]["text"] == {"value": "You", "annotations": []}
+
+
+async def test_text_deltas_are_words_that_rebuild_the_message(api: Any) -> None:
+    """Deltas are word-sized and concatenate to the completed message text."""
+    assistant = await api.assistant()
+    thread = await api.thread("How are you today?")
+    events = await api.stream(f"/threads/{thread['id']}/runs", {"assistant_id": assistant["id"]})
+    pieces = [d["delta"]["content"][0]["text"]["value"] for e, d in events if e.endswith("delta")]
+    completed = dict(events)["thread.message.completed"]
+    assert "".join(pieces) == completed["content"][0]["text"]["value"]
+    assert pieces == ["You", " said:", " How", " are", " you", " today?"]
+    run = dict(events)["thread.run.completed"]
+    assert run["usage"]["completion_tokens"] == len(pieces)
+    assert run["expires_at"] is None and run["completed_at"] is not None
+
+
+async def test_create_thread_and_run_starts_with_thread_created(api: Any) -> None:
+    """POST /threads/runs streams thread.created first, then the run events."""
+    assistant = await api.assistant()
+    events = await api.stream(
+        "/threads/runs",
+        {"assistant_id": assistant["id"], "thread": {"messages": [{"role": "user", "content": "Hi"}]}},
+    )
+    assert [e for e, _ in events[:4]] == [
+        "thread.created",
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+    ]
+    assert events[1][1]["thread_id"] == events[0][1]["id"]
+    assert events[-2][0] == "thread.run.completed"
+
+
+async def test_tool_calls_stream_fragments_then_requires_action(api: Any) -> None:
+    """/call lines become parallel calls: id and name first, arguments in pieces, then done."""
+    assistant = await api.assistant()
+    thread = await api.thread(
+        'weather please\n/call get_weather {"location": "Paris"}\n/call get_weather {"location": "Oslo", "unit": "f"}'
+    )
+    events = await api.stream(f"/threads/{thread['id']}/runs", {"assistant_id": assistant["id"]})
+    assert [e for e, _ in events[-2:]] == ["thread.run.requires_action", "done"]
+    deltas = [d for e, d in events if e == "thread.run.step.delta"]
+    rebuilt: dict[int, dict[str, str]] = {}
+    for delta in deltas:
+        (call,) = delta["delta"]["step_details"]["tool_calls"]
+        slot = rebuilt.setdefault(call["index"], {"arguments": ""})
+        if "id" in call:
+            assert slot == {"arguments": ""} and call["function"]["arguments"] == ""
+            slot.update(id=call["id"], name=call["function"]["name"])
+        slot["arguments"] += call["function"]["arguments"]
+    run = events[-2][1]
+    required = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+    assert [(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in required] == [
+        (s["id"], s["name"], s["arguments"]) for s in rebuilt.values()
+    ]
+    assert [json.loads(c["function"]["arguments"]) for c in required] == [
+        {"location": "Paris"},
+        {"location": "Oslo", "unit": "f"},
+    ]
+    assert len(deltas) > 4  # arguments really come in pieces
+    assert run["status"] == "requires_action" and run["usage"] is not None
+
+
+async def test_submit_stream_completes_with_reply_quoting_every_output(api: Any) -> None:
+    """After submit_tool_outputs the stream resumes and the reply quotes each output verbatim."""
+    assistant = await api.assistant()
+    thread = await api.thread('/call get_weather {"location": "Paris"}\n/call get_weather {}')
+    events = await api.stream(f"/threads/{thread['id']}/runs", {"assistant_id": assistant["id"]})
+    run = events[-2][1]
+    calls = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+    outputs = [{"tool_call_id": c["id"], "output": f"out-{i} {{\"t\": 21}}"} for i, c in enumerate(calls)]
+    resumed = await api.stream(
+        f"/threads/{thread['id']}/runs/{run['id']}/submit_tool_outputs", {"tool_outputs": outputs}
+    )
+    assert [e for e, _ in resumed[:3]] == [
+        "thread.run.step.completed",
+        "thread.run.queued",
+        "thread.run.in_progress",
+    ]
+    step = resumed[0][1]
+    assert [c["function"]["output"] for c in step["step_details"]["tool_calls"]] == [
+        o["output"] for o in outputs
+    ]
+    text = dict(resumed)["thread.message.completed"]["content"][0]["text"]["value"]
+    assert text == 'get_weather returned: out-0 {"t": 21}\nget_weather returned: out-1 {"t": 21}'
+    assert resumed[-2][0] == "thread.run.completed"
+
+
+async def test_non_streaming_run_proceeds_in_background(api: Any) -> None:
+    """stream=false returns the queued run; polling sees it reach requires_action."""
+    assistant = await api.assistant()
+    thread = await api.thread('/call get_weather {"location": "Rome"}')
+    run = await api.post(f"/threads/{thread['id']}/runs", {"assistant_id": assistant["id"]})
+    assert run["status"] == "queued" and run["usage"] is None
+    done = await api.wait_run(thread["id"], run["id"], {"requires_action"})
+    (call,) = done["required_action"]["submit_tool_outputs"]["tool_calls"]
+    await api.post(
+        f"/threads/{thread['id']}/runs/{run['id']}/submit_tool_outputs",
+        {"tool_outputs": [{"tool_call_id": call["id"], "output": "hot"}]},
+    )
+    final = await api.wait_run(thread["id"], run["id"], {"completed"})
+    assert final["usage"]["total_tokens"] > 0
+    messages = await api.get(f"/threads/{thread['id']}/messages")
+    assert messages["data"][0]["content"][0]["text"]["value"] == "get_weather returned: hot"
+
+
+async def test_run_retrieve_sends_poll_after_header(api: Any, session: Any, emu: Any) -> None:
+    """GET run answers with openai-poll-after-ms and x-request-id."""
+    assistant = await api.assistant()
+    thread = await api.thread("hi")
+    run = await api.post(f"/threads/{thread['id']}/runs", {"assistant_id": assistant["id"]})
+    async with session.get(f"{emu.base_url}/threads/{thread['id']}/runs/{run['id']}") as resp:
+        assert resp.headers["openai-poll-after-ms"] == "100"
+        assert resp.headers["x-request-id"].startswith("req_")
