@@ -11,8 +11,11 @@ object or wrapped in ``{"error": ...}``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
+
+from pydantic import ValidationError
 
 from runtime.errors import StreamEventError
 from runtime.protocol.models import Message, MessageDelta, Run, RunStep, RunStepDelta, Thread
@@ -187,6 +190,13 @@ def _event_class(name: str) -> type[StreamEvent]:
 
 _CLASS_CACHE: dict[str, type[StreamEvent]] = {}
 
+_EAGER: dict[type[StreamEvent], Callable[[Any], object]] = {
+    RunEvent: lambda e: e.run,
+    RunStepEvent: lambda e: e.step,
+    MessageEvent: lambda e: e.message,
+    ThreadCreatedEvent: lambda e: e.thread,
+}
+
 
 def parse_event(record: SSERecord) -> StreamEvent:
     """Turn one SSE record into a typed event; never raises on bad data."""
@@ -201,7 +211,7 @@ def parse_event(record: SSERecord) -> StreamEvent:
             _CLASS_CACHE[name] = cls
     try:
         data: Any = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
         data = raw
     if name == "error":
         return ErrorEvent(name, data)
@@ -210,4 +220,14 @@ def parse_event(record: SSERecord) -> StreamEvent:
     if not isinstance(data, dict):
         reason = "no data" if not raw else "data is not a JSON object"
         return MalformedEvent(name, data, reason)
-    return cls(name, data)
+    event = cls(name, data)
+    validate = _EAGER.get(cls)
+    if validate is not None:
+        # Status events are rare: validating them here means a consumer reading ``.run`` /
+        # ``.step`` / ``.message`` / ``.thread`` never meets a pydantic ValidationError.
+        # The hot delta events stay lazy (see the module docstring).
+        try:
+            validate(event)
+        except ValidationError as exc:
+            return MalformedEvent(name, data, f"invalid {name} object: {exc.error_count()} errors")
+    return event

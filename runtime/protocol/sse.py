@@ -117,6 +117,10 @@ class SSEDecoder:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         lines = text.split("\n")
         lines.pop()  # the block ends with a line break: the last piece is empty
+        if len(text) > self._max_bytes and max(map(len, lines)) > self._max_bytes:
+            # A complete line can arrive inside one big chunk, never touching _pending.
+            self._reset()
+            raise SSEDecodeError(f"SSE line of more than {self._max_bytes} bytes")
         out: list[SSERecord] = []
         for line in lines:
             if not line:
@@ -144,7 +148,8 @@ class SSEDecoder:
         elif name == "id":
             if "\0" not in value:
                 self._last_id = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and value.isascii() and value.isdigit():
+            # isascii(): str.isdigit() accepts e.g. "²", which int() rejects.
             self._retry = int(value)
 
     def _dispatch(self) -> SSERecord | None:

@@ -1,0 +1,53 @@
+"""Shared, generic fixtures for the whole test suite (keep this file small)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+import runtime.retry
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+ServeApp = Callable[[web.Application], Awaitable[str]]
+
+
+@pytest.fixture
+def reference_dir() -> Path:
+    """The protocol ground truth: ``../shared/reference`` next to the repository."""
+    return REPO_ROOT.parent / "shared" / "reference"
+
+
+@pytest.fixture
+def no_retry_waits() -> Iterator[None]:
+    """Turn retry waits off for one test (attempts still happen), then back on."""
+    runtime.retry.set_testing(True)
+    try:
+        yield
+    finally:
+        runtime.retry.set_testing(False)
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[ServeApp]:
+    """Start aiohttp apps on ephemeral loopback ports; ``await serve(app)`` returns its root URL.
+
+    Every server is closed when the test ends.
+    """
+    servers: list[TestServer] = []
+
+    async def start(app: web.Application) -> str:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return str(server.make_url("")).rstrip("/")
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            await server.close()
