@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 import types
@@ -126,7 +127,7 @@ def build_schema(
     """
     try:
         signature = inspect.signature(fn)
-        hints = typing.get_type_hints(fn, include_extras=True)
+        hints = typing.get_type_hints(_annotated_object(fn), include_extras=True)
     except (NameError, TypeError, ValueError) as exc:
         raise ToolRegistrationError(f"tool {name!r}: cannot read the signature: {exc}") from exc
     doc = parse_docstring(inspect.getdoc(fn))
@@ -161,6 +162,16 @@ def build_schema(
         context_param=context_param,
         context_positional=context_positional,
     )
+
+
+def _annotated_object(fn: Any) -> Any:
+    """Return the object whose annotations describe fn's parameters."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn):
+        return fn
+    call = getattr(type(fn), "__call__", None)
+    return call if inspect.isfunction(call) else fn
 
 
 def _is_context(annotation: Any) -> bool:
