@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 DEFAULT_PROCESS_LIMIT = 256
 DEFAULT_THREAD_POOL_SIZE = 32
@@ -93,8 +99,82 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 process_limiter = ProcessLimiter(DEFAULT_PROCESS_LIMIT)
 
+
+class DaemonThreadPool(Executor):
+    """A bounded pool of daemon threads for sync tools.
+
+    Unlike ThreadPoolExecutor, whose threads are joined at interpreter exit, a sync tool
+    stuck after its timeout cannot keep a draining worker process alive.
+    """
+
+    def __init__(self, max_workers: int, name: str = "tools") -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be >= 1")
+        self._max_workers = max_workers
+        self._name = name
+        self._queue: queue.SimpleQueue[_WorkItem | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._shutdown = False
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Schedule fn(*args, **kwargs) on a pool thread."""
+        future: Future[T] = Future()
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new calls after shutdown")
+            self._queue.put(_WorkItem(future, lambda: fn(*args, **kwargs)))
+            self._grow()
+        return future
+
+    def _grow(self) -> None:
+        if self._idle.acquire(timeout=0) or len(self._threads) >= self._max_workers:
+            return
+        thread = threading.Thread(
+            target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            item.run()
+            del item
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking calls; threads exit after the calls already queued."""
+        with self._lock:
+            self._shutdown = True
+            threads = list(self._threads)
+            for _ in threads:
+                self._queue.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+
+class _WorkItem:
+    __slots__ = ("call", "future")
+
+    def __init__(self, future: Future[Any], call: Callable[[], Any]) -> None:
+        self.future = future
+        self.call = call
+
+    def run(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = self.call()
+        except BaseException as exc:  # handed to the awaiting side, like ThreadPoolExecutor
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
+
+
 _pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
+_pool: DaemonThreadPool | None = None
 _pool_size = DEFAULT_THREAD_POOL_SIZE
 
 
@@ -117,10 +197,10 @@ def set_thread_pool_size(max_workers: int) -> None:
         old.shutdown(wait=False)
 
 
-def thread_pool() -> ThreadPoolExecutor:
+def thread_pool() -> DaemonThreadPool:
     """Return the shared pool for sync tools, created on first use."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_pool_size, thread_name_prefix="tools")
+            _pool = DaemonThreadPool(_pool_size)
         return _pool

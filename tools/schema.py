@@ -170,7 +170,7 @@ def _annotated_object(fn: Any) -> Any:
         fn = fn.func
     if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn):
         return fn
-    call = getattr(type(fn), "__call__", None)
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - the class attribute, not callable()
     return call if inspect.isfunction(call) else fn
 
 

@@ -90,3 +90,38 @@ async def test_limiter_works_across_event_loops() -> None:
     await asyncio.to_thread(thread.join, 5)
     assert got.is_set()
     assert limiter.active == 0
+
+
+async def test_thread_pool_size_bounds_sync_tools_and_threads_are_daemons() -> None:
+    """set_thread_pool_size caps concurrent sync tools; pool threads never block exit."""
+    from tools import ToolCall, ToolDispatcher, ToolRegistry
+    from tools.limits import DEFAULT_THREAD_POOL_SIZE, set_thread_pool_size
+
+    registry = ToolRegistry()
+    lock = threading.Lock()
+    active = 0
+    peak = 0
+    daemons: list[bool] = []
+
+    @registry.tool
+    def work() -> str:
+        """Track concurrency in threads."""
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            daemons.append(threading.current_thread().daemon)
+        threading.Event().wait(0.02)
+        with lock:
+            active -= 1
+        return "ok"
+
+    set_thread_pool_size(2)
+    try:
+        calls = [ToolCall(f"c{i}", "work", "{}") for i in range(6)]
+        results = await ToolDispatcher(registry).run_batch(calls)
+    finally:
+        set_thread_pool_size(DEFAULT_THREAD_POOL_SIZE)
+    assert [r.output for r in results] == ["ok"] * 6
+    assert peak == 2
+    assert all(daemons)
