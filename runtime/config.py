@@ -75,8 +75,6 @@ _VENDOR_ENV: dict[str, str] = {
 # Field names whose input must never be echoed in an error message.
 _SECRET_FIELDS = frozenset({"api_key", "azure_api_key"})
 
-_SECTIONS = frozenset({"api", "retry", "policy", "log", "demo"})
-
 # The TOML file of the current load_settings() call; a ContextVar so that concurrent loads
 # (threads, tasks) cannot see each other's file.
 _toml_file: ContextVar[Path | None] = ContextVar("runtime_config_toml_file", default=None)
@@ -99,9 +97,9 @@ class ConfigError(ValueError):
     def __init__(self, issues: list[str], source: Path | None = None) -> None:
         self.issues = tuple(issues)
         self.source = source
-        origin = f"{source} + environment" if source else "defaults + environment"
+        origin = f" (file {source})" if source else ""
         lines = "\n".join(f"  {issue}" for issue in self.issues)
-        super().__init__(f"invalid runtime configuration ({origin}):\n{lines}")
+        super().__init__(f"invalid runtime configuration{origin}:\n{lines}")
 
 
 class _Section(BaseModel):
@@ -330,6 +328,13 @@ class Settings(BaseSettings):
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
+
+
+_SECTIONS = frozenset(
+    name
+    for name, info in Settings.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+)
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
