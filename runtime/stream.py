@@ -8,7 +8,8 @@ costs O(N), not the O(N^2) of rebuilding the whole text per delta.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import types
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -89,7 +90,11 @@ class MessageSnapshot:
     def text(self) -> str:
         """All text of the message so far (joined once per change, then cached)."""
         if self._joined is None:
-            self._joined = "".join("".join(self._parts[i]) for i in sorted(self._parts))
+            for parts in self._parts.values():
+                if len(parts) > 1:
+                    # Collapse, so reading after every delta does not re-join all fragments.
+                    parts[:] = ["".join(parts)]
+            self._joined = "".join(self._parts[i][0] for i in sorted(self._parts))
         return self._joined
 
     def __repr__(self) -> str:
@@ -122,6 +127,10 @@ class ToolCallSnapshot:
     def append_arguments(self, fragment: str) -> None:
         """Append a fragment of the JSON arguments."""
         self._args.append(fragment)
+
+    def replace_arguments(self, arguments: str) -> None:
+        """Replace the assembled arguments (when the run's required_action disagrees)."""
+        self._args[:] = [arguments]
 
     @property
     def arguments(self) -> str:
@@ -176,6 +185,7 @@ class RunStream:
         self._close = close
         self._closed = False
         self._started = False
+        self._gen: AsyncGenerator[StreamEvent, None] | None = None
         self.run: Run | None = None
         self.run_id = run_id
         self.thread: Thread | None = None
@@ -221,12 +231,19 @@ class RunStream:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the connection (idempotent)."""
+        """Release the connection and finish an abandoned iteration (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        if self._close is not None:
-            await self._close()
+        try:
+            if self._close is not None:
+                await self._close()
+        finally:
+            gen = self._gen
+            if isinstance(gen, types.AsyncGeneratorType) and not gen.ag_running:
+                # The consumer broke out of ``async for``: run the generator's cleanup
+                # (on_end) now rather than whenever the loop's asyncgen hook gets to it.
+                await gen.aclose()
 
     async def until_done(self) -> RunStream:
         """Consume the whole stream (calling the handler) and return self."""
@@ -238,16 +255,19 @@ class RunStream:
         if self._started:
             raise RuntimeError("a RunStream can be iterated only once")
         self._started = True
-        return self._iterate()
+        self._gen = self._iterate()
+        return self._gen
 
-    async def _iterate(self) -> AsyncIterator[StreamEvent]:
+    async def _iterate(self) -> AsyncGenerator[StreamEvent, None]:
         try:
             async for event in self._events():
                 await self._handle(event)
                 yield event
                 if isinstance(event, DoneEvent):
-                    return
+                    break
             if not self.stopped:
+                # Also after ``done``: a stream that says it is over without a stopping
+                # status (e.g. after an ``error`` event) leaves the run's state unknown.
                 raise StreamInterrupted(
                     "the stream ended before the run stopped", run_id=self.run_id, reason="eof"
                 )
@@ -306,7 +326,7 @@ class RunStream:
 
     async def _malformed(self, event: MalformedEvent) -> None:
         log.warning(
-            "stream.malformed_event", event=event.event, reason=event.reason, run_id=self.run_id
+            "stream.malformed_event", sse_event=event.event, reason=event.reason, run_id=self.run_id
         )
         if event.event.startswith("thread.run.") and event.event.count(".") == 2:
             # The run's status is in the event name even when its data is unusable.
@@ -350,16 +370,21 @@ class RunStream:
         message_id = data.get("id")
         delta = data.get("delta")
         if not isinstance(message_id, str) or not isinstance(delta, dict):
-            log.warning("stream.malformed_delta", event="thread.message.delta")
+            log.warning("stream.malformed_delta", sse_event="thread.message.delta")
             return
         snapshot = self.messages.get(message_id)
         if snapshot is None:
             snapshot = self.messages[message_id] = MessageSnapshot(message_id, self.run_id)
-        for part in delta.get("content") or ():
+        content = delta.get("content")
+        if not isinstance(content, list):
+            return
+        for part in content:
             text = part.get("text") if isinstance(part, dict) else None
             value = text.get("value") if isinstance(text, dict) else None
             if isinstance(value, str):
-                snapshot.append(part.get("index", 0), value)
+                index = part.get("index", 0)
+                # A non-int index from a broken server must not poison sorting in .text.
+                snapshot.append(index if type(index) is int else 0, value)
                 if self._on_text_delta is not None:
                     await self._call("on_text_delta", self._on_text_delta, value, snapshot)
 
@@ -368,15 +393,18 @@ class RunStream:
         delta = data.get("delta")
         details = delta.get("step_details") if isinstance(delta, dict) else None
         if not isinstance(step_id, str) or not isinstance(details, dict):
-            log.warning("stream.malformed_delta", event="thread.run.step.delta")
+            log.warning("stream.malformed_delta", sse_event="thread.run.step.delta")
             return
-        for fragment in details.get("tool_calls") or ():
+        fragments = details.get("tool_calls")
+        if not isinstance(fragments, list):
+            return
+        for fragment in fragments:
             if isinstance(fragment, dict):
                 await self._tool_call_fragment(step_id, fragment)
 
     async def _tool_call_fragment(self, step_id: str, fragment: dict[str, Any]) -> None:
         index = fragment.get("index", 0)
-        key = (step_id, index if isinstance(index, int) else 0)
+        key = (step_id, index if type(index) is int else 0)
         snapshot = self.tool_calls.get(key)
         created = snapshot is None
         if snapshot is None:
@@ -409,10 +437,22 @@ class RunStream:
             await self._call("on_run_step_done", self._on_run_step_done, step)
 
     async def _finish_tool_calls(self, run: Run) -> None:
-        required = {call.id for call in run.required_tool_calls}
+        required = {call.id: call for call in run.required_tool_calls}
         for snapshot in self.tool_calls.values():
-            if snapshot.id in required:
-                await self._tool_call_done(snapshot)
+            call = required.get(snapshot.id)
+            if call is None:
+                continue
+            final = call.function.arguments
+            if final and final != snapshot.arguments:
+                # As for message text: the run object is authoritative, fragments may be lost.
+                log.warning(
+                    "stream.tool_arguments_mismatch",
+                    tool_call_id=snapshot.id,
+                    streamed_chars=len(snapshot.arguments),
+                    final_chars=len(final),
+                )
+                snapshot.replace_arguments(final)
+            await self._tool_call_done(snapshot)
 
     def _step_calls(self, step_id: str) -> list[ToolCallSnapshot]:
         return [s for (sid, _), s in self.tool_calls.items() if sid == step_id]
