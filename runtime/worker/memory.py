@@ -7,6 +7,7 @@ in the durable backends, so a service can swap backends by configuration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -105,10 +106,8 @@ class MemoryQueue:
                 return leases
             async with self._changed:
                 # Wake on submit/release, or re-check soon for expiring leases and delays.
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.05))
-                except TimeoutError:
-                    pass
 
     def _claim_now(self, consumer: str, count: int) -> list[Lease]:
         now = time.time()

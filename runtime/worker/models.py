@@ -22,6 +22,7 @@ __all__ = [
     "JobState",
     "JobTimings",
     "Lease",
+    "Message",
     "Progress",
     "QueueStats",
     "ToolOutput",

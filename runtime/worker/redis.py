@@ -211,7 +211,9 @@ class RedisQueue:
         result_ttl_s: int = 7 * 24 * 3600,
         recent_cap: int = 10_000,
     ) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        # Typed as Any: redis-py's stubs type replies as unions of bytes/str/None per RESP
+        # version, which would force casts on every call; replies are checked where parsed.
+        self._redis: Any = aioredis.Redis.from_url(url, decode_responses=True)
         self._prefix = prefix
         self._group = group
         self._lease_ms = max(1, int(lease_s * 1000))
@@ -229,8 +231,8 @@ class RedisQueue:
         self._cursor = "0-0"
         self._group_ready = False
         r = self._redis
-        self._submit = r.register_script(_SUBMIT)
-        self._begin = r.register_script(_BEGIN)
+        self._submit: Any = r.register_script(_SUBMIT)
+        self._begin: Any = r.register_script(_BEGIN)
         self._heartbeat = r.register_script(_HEARTBEAT)
         self._progress = r.register_script(_PROGRESS)
         self._complete = r.register_script(_COMPLETE)
@@ -386,7 +388,13 @@ class RedisQueue:
     async def complete(self, lease: Lease, result: JobResult) -> bool:
         """Store the result, XACK and close the job in one fenced script."""
         job_id = lease.job.id
-        keys = [self._job_key(job_id), self._tools_key(job_id), self._stream, self._open, self._stats]
+        keys = [
+            self._job_key(job_id),
+            self._tools_key(job_id),
+            self._stream,
+            self._open,
+            self._stats,
+        ]
         args = [
             lease.attempt,
             repr(time.time()),
@@ -554,4 +562,3 @@ def _record(fields: dict[str, str], tools: dict[str, str]) -> JobRecord:
         last_error=fields.get("last_error"),
         result=JobResult.model_validate_json(result) if result else None,
     )
-

@@ -134,9 +134,7 @@ class SqliteQueue:
         deadline = time.monotonic() + wait_s
         interval = 0.02
         while True:
-            leases = await self._call(
-                _claim, consumer, count, self._lease_s, self._max_deliveries
-            )
+            leases = await self._call(_claim, consumer, count, self._lease_s, self._max_deliveries)
             remaining = deadline - time.monotonic()
             if leases or count <= 0 or remaining <= 0:
                 return leases
@@ -197,9 +195,7 @@ class SqliteQueue:
 
     async def dead_letters(self, limit: int = 100) -> list[JobRecord]:
         """Dead jobs, oldest first."""
-        return await self._call(
-            _select, "state = 'dead' ORDER BY dead_at, seq LIMIT ?", (limit,)
-        )
+        return await self._call(_select, "state = 'dead' ORDER BY dead_at, seq LIMIT ?", (limit,))
 
     async def stats(self) -> QueueStats:
         """Counts by state and the age of the oldest waiting job."""
@@ -381,7 +377,9 @@ def _new_generation(conn: sqlite3.Connection, lease: Lease) -> Progress | None:
             conn.execute("ROLLBACK")
             return None
         conn.execute("DELETE FROM tool_outputs WHERE job_id = ?", (lease.job.id,))
-        row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (lease.job.id,)).fetchone()
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (lease.job.id,)
+        ).fetchone()
         progress = _progress(conn, row)
         conn.execute("COMMIT")
     except BaseException:

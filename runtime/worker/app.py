@@ -1,0 +1,118 @@
+"""Composition root: build the queue, client, orchestrator, worker and HTTP server from settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
+
+import structlog
+
+from runtime.worker.http import HealthServer
+from runtime.worker.memory import MemoryQueue
+from runtime.worker.metrics import WorkerMetrics
+from runtime.worker.queue import JobQueue
+from runtime.worker.redis import RedisQueue
+from runtime.worker.runner import OrchestratorExecutor
+from runtime.worker.service import Worker, WorkerOptions
+from runtime.worker.settings import WorkerSettings, build_registry
+from runtime.worker.sqlite import SqliteQueue
+
+__all__ = ["open_queue", "serve", "worker_options"]
+
+log = structlog.get_logger("runtime.worker")
+
+
+def open_queue(settings: WorkerSettings) -> JobQueue:
+    """The queue backend the settings name (not connected until first use).
+
+    Args:
+        settings: worker settings (``queue`` section).
+
+    Returns:
+        A memory, sqlite or redis queue.
+    """
+    q = settings.queue
+    if q.backend == "memory":
+        return MemoryQueue(lease_s=q.lease_s, max_deliveries=q.max_deliveries)
+    if q.backend == "sqlite":
+        return SqliteQueue(q.sqlite.path, lease_s=q.lease_s, max_deliveries=q.max_deliveries)
+    return RedisQueue(
+        q.redis.url,
+        prefix=q.redis.prefix,
+        group=q.redis.group,
+        lease_s=q.lease_s,
+        max_deliveries=q.max_deliveries,
+        maxlen=q.redis.maxlen,
+        dead_maxlen=q.redis.dead_maxlen,
+        result_ttl_s=q.redis.result_ttl_s,
+    )
+
+
+def worker_options(settings: WorkerSettings, *, burst: bool | None = None) -> WorkerOptions:
+    """The loop options from settings (``burst`` overrides the file when given)."""
+    w, q = settings.worker, settings.queue
+    return WorkerOptions(
+        consumer=settings.consumer_name,
+        concurrency=w.concurrency,
+        grace_period_s=w.grace_period_s,
+        heartbeat_s=q.heartbeat_s,
+        claim_wait_s=w.claim_wait_s,
+        retry_delay_s=w.retry_delay_s,
+        max_deliveries=q.max_deliveries,
+        burst=w.burst if burst is None else burst,
+    )
+
+
+async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
+    """Run a worker process until SIGTERM/SIGINT (or, in burst mode, an empty queue).
+
+    Args:
+        settings: worker settings.
+        burst: override ``worker.burst``.
+
+    Returns:
+        The process exit code (0).
+    """
+    from runtime import AssistantsClient, Orchestrator, RunPolicy
+
+    queue = open_queue(settings)
+    registry = build_registry(settings.worker.tools)
+    try:
+        async with AssistantsClient.from_settings(settings) as client:
+            orchestrator = Orchestrator(client, registry, policy=RunPolicy.from_settings(settings))
+            executor = OrchestratorExecutor(client, orchestrator)
+            worker = Worker(queue, executor, worker_options(settings, burst=burst), WorkerMetrics())
+            http = HealthServer(worker, host=settings.http.host, port=settings.http.port)
+            with _drain_on_signals(worker):
+                if settings.http.enabled:
+                    await http.start()
+                try:
+                    await worker.run()
+                finally:
+                    await http.aclose()
+                    await orchestrator.aclose()
+    finally:
+        await queue.aclose()
+    return 0
+
+
+@contextlib.contextmanager
+def _drain_on_signals(worker: Worker) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, _on_signal, worker, sig)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _on_signal(worker: Worker, sig: signal.Signals) -> None:
+    log.info("worker.signal", signal=sig.name)
+    worker.drain()

@@ -1,0 +1,239 @@
+"""``python -m runtime worker|submit|jobs``.
+
+Exit codes: 0 success; 1 a waited-for job did not complete (failed, error, dead); 2 usage or
+configuration error; 3 ``submit --wait`` timed out; 4 the queue is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from runtime.config import ConfigError
+from runtime.logging import configure_logging
+from runtime.worker.app import open_queue, serve
+from runtime.worker.models import Job, JobRecord, Message
+from runtime.worker.queue import QueueError, wait_for_result
+from runtime.worker.settings import WorkerSettings, load_worker_settings
+
+__all__ = ["jobs_main", "submit_main", "worker_main"]
+
+
+def worker_main(argv: list[str]) -> int:
+    """``python -m runtime worker [--config FILE] [--burst] [--concurrency N] [--name NAME]``."""
+    parser = argparse.ArgumentParser(prog="python -m runtime worker", description=__doc__)
+    _config_arg(parser)
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    parser.add_argument("--concurrency", type=int, help="override worker.concurrency")
+    parser.add_argument("--name", help="override worker.name (consumer name in the queue)")
+    args = parser.parse_args(argv)
+    worker: dict[str, Any] = {}
+    if args.concurrency is not None:
+        worker["concurrency"] = args.concurrency
+    if args.name:
+        worker["name"] = args.name
+    settings = _load(args.config, worker=worker)
+    if settings is None:
+        return 2
+    if settings.queue.backend == "memory":
+        print("error: the memory backend only works embedded in a service", file=sys.stderr)
+        return 2
+    configure_logging(settings.log.level, settings.log.format)
+    try:
+        return asyncio.run(serve(settings, burst=True if args.burst else None))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def submit_main(argv: list[str]) -> int:
+    """``python -m runtime submit --assistant ID [--thread ID] [--wait] MESSAGE...``."""
+    parser = argparse.ArgumentParser(prog="python -m runtime submit", description="enqueue a job")
+    _config_arg(parser)
+    parser.add_argument("--assistant", required=True, help="assistant id")
+    parser.add_argument("--thread", help="run on this existing thread (no messages then)")
+    parser.add_argument("--job-id", help="job id = idempotency key (default: random)")
+    parser.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="job metadata"
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="run option, e.g. max_completion_tokens=200 or instructions='\"be brief\"'",
+    )
+    parser.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    parser.add_argument("--timeout", type=float, default=300.0, help="--wait limit in seconds")
+    parser.add_argument("message", nargs="*", help="user messages of a new thread")
+    args = parser.parse_args(argv)
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    try:
+        job = _job_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_submit(settings, job, wait=args.wait, timeout_s=args.timeout))
+
+
+def jobs_main(argv: list[str]) -> int:
+    """``python -m runtime jobs [--limit N] [--dead] [--json] [JOB_ID]``."""
+    parser = argparse.ArgumentParser(prog="python -m runtime jobs", description="list jobs")
+    _config_arg(parser)
+    parser.add_argument("--limit", type=int, default=20, help="how many recent jobs")
+    parser.add_argument("--dead", action="store_true", help="list the dead-letter store")
+    parser.add_argument("--json", action="store_true", help="one JSON record per line")
+    parser.add_argument("job_id", nargs="?", help="show one job in full (JSON)")
+    args = parser.parse_args(argv)
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    return asyncio.run(_jobs(settings, args))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", help="worker TOML file (default: $RUNTIME_WORKER_CONFIG or config/worker.toml)"
+    )
+
+
+def _load(path: str | None, **overrides: Any) -> WorkerSettings | None:
+    try:
+        return load_worker_settings(path, **{k: v for k, v in overrides.items() if v})
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _job_from_args(args: argparse.Namespace) -> Job:
+    metadata = dict(_pair(item, "metadata") for item in args.metadata)
+    options = {k: _json_value(v, k) for k, v in (_pair(o, "option") for o in args.option)}
+    fields: dict[str, Any] = {
+        "assistant_id": args.assistant,
+        "thread_id": args.thread,
+        "messages": tuple(Message(content=text) for text in args.message),
+        "run_options": options,
+        "metadata": metadata,
+    }
+    if args.job_id:
+        fields["id"] = args.job_id
+    try:
+        return Job(**fields)
+    except Exception as exc:  # pydantic's ValidationError: report it as a usage error
+        raise ValueError(str(exc)) from exc
+
+
+def _pair(item: str, what: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--{what} expects KEY=VALUE, got {item!r}")
+    return key, value
+
+
+def _json_value(text: str, key: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--option {key}: not JSON ({exc.msg}); quote strings") from exc
+
+
+async def _submit(settings: WorkerSettings, job: Job, *, wait: bool, timeout_s: float) -> int:
+    if settings.queue.backend == "memory":
+        print("error: submit needs a durable backend (sqlite or redis)", file=sys.stderr)
+        return 2
+    queue = open_queue(settings)
+    try:
+        created = await queue.submit(job)
+        print(json.dumps({"job_id": job.id, "created": created}), flush=True)
+        if not wait:
+            return 0
+        record = await wait_for_result(queue, job.id, timeout_s=timeout_s)
+    except QueueError as exc:
+        print(f"error: queue unreachable: {exc}", file=sys.stderr)
+        return 4
+    finally:
+        await queue.aclose()
+    if record is None:
+        print(f"error: no result within {timeout_s:g} s", file=sys.stderr)
+        return 3
+    print(_record_json(record, full=True))
+    ok = record.result is not None and record.result.status == "completed"
+    return 0 if ok else 1
+
+
+async def _jobs(settings: WorkerSettings, args: argparse.Namespace) -> int:
+    queue = open_queue(settings)
+    try:
+        if args.job_id:
+            record = await queue.get(args.job_id)
+            if record is None:
+                print(f"error: no job {args.job_id!r}", file=sys.stderr)
+                return 1
+            print(_record_json(record, full=True))
+            return 0
+        records = await (queue.dead_letters(args.limit) if args.dead else queue.recent(args.limit))
+        stats = await queue.stats()
+    except QueueError as exc:
+        print(f"error: queue unreachable: {exc}", file=sys.stderr)
+        return 4
+    finally:
+        await queue.aclose()
+    if args.json:
+        for record in records:
+            print(_record_json(record, full=False))
+        return 0
+    print(_table(records))
+    print(f"\nqueued={stats.queued} running={stats.running} dead={stats.dead}")
+    return 0
+
+
+def _summary(record: JobRecord) -> dict[str, Any]:
+    result = record.result
+    return {
+        "job_id": record.job.id,
+        "state": record.state.value,
+        "status": result.status if result else None,
+        "attempts": record.attempt,
+        "run_id": (result.run_id if result else None) or record.progress.run_id,
+        "submitted_at": record.submitted_at,
+        "seconds": round(result.timings.total_seconds, 3) if result else None,
+        "error": (result.error if result else None) or record.last_error,
+    }
+
+
+def _record_json(record: JobRecord, *, full: bool) -> str:
+    if full:
+        return record.model_dump_json(indent=2)
+    return json.dumps(_summary(record))
+
+
+def _table(records: list[JobRecord]) -> str:
+    header = ("JOB", "STATE", "STATUS", "ATT", "RUN", "SUBMITTED", "SECONDS", "ERROR")
+    rows = [header]
+    for record in records:
+        s = _summary(record)
+        rows.append(
+            (
+                s["job_id"],
+                s["state"],
+                s["status"] or "-",
+                str(s["attempts"]),
+                s["run_id"] or "-",
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s["submitted_at"])),
+                "-" if s["seconds"] is None else f"{s['seconds']:.2f}",
+                (s["error"] or "")[:60],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

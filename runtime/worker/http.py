@@ -1,0 +1,99 @@
+"""``/healthz``, ``/readyz`` and ``/metrics`` of a worker, served on loopback by aiohttp.
+
+* ``/healthz``: 200 while the process's event loop answers (liveness).
+* ``/readyz``: 200 when the queue answers a ping within 2 s and the worker is not draining,
+  else 503 with the reason (readiness: a load balancer or orchestrator stops routing).
+* ``/metrics``: Prometheus text format; queue gauges are refreshed on each scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from runtime.worker.queue import QueueError
+from runtime.worker.service import Worker
+
+__all__ = ["HealthServer"]
+
+log = structlog.get_logger("runtime.worker")
+
+_PING_TIMEOUT_S = 2.0
+
+
+class HealthServer:
+    """The worker's HTTP endpoints.
+
+    Args:
+        worker: the worker to report on.
+        host: bind address (loopback by default).
+        port: port; 0 picks a free one (see :attr:`port` after :meth:`start`).
+    """
+
+    def __init__(self, worker: Worker, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._worker = worker
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (after :meth:`start`)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+        return f"http://{self._host}:{self._port}"
+
+    def app(self) -> web.Application:
+        """The aiohttp application (routes only)."""
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def start(self) -> None:
+        """Bind and serve."""
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        # Binding the socket ourselves tells us the port when 0 asked for any free one.
+        sock = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self._port))
+        self._port = int(sock.getsockname()[1])
+        await web.SockSite(self._runner, sock).start()
+        log.info("worker.http_started", host=self._host, port=self._port)
+
+    async def aclose(self) -> None:
+        """Stop serving."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "in_flight": self._worker.in_flight})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        if self._worker.draining:
+            return web.json_response({"status": "draining"}, status=503)
+        try:
+            await asyncio.wait_for(self._worker.queue.ping(), timeout=_PING_TIMEOUT_S)
+        except (QueueError, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            return web.json_response({"status": "queue_unreachable", "error": reason}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        metrics = self._worker.metrics
+        try:
+            stats = await asyncio.wait_for(self._worker.queue.stats(), timeout=_PING_TIMEOUT_S)
+            metrics.observe_queue(stats)
+        except (QueueError, TimeoutError) as exc:
+            log.warning("worker.metrics_queue_stats_failed", error=str(exc))
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

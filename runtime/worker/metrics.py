@@ -1,0 +1,82 @@
+"""Prometheus metrics of one worker process (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from runtime.worker.models import QueueStats
+
+__all__ = ["WorkerMetrics"]
+
+_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class WorkerMetrics:
+    """The worker's counters, gauges and histograms.
+
+    Series (all prefixed ``agent_worker_``): ``runs_total{status}``,
+    ``tool_calls_total{tool,outcome}``, ``job_duration_seconds``,
+    ``tool_duration_seconds{tool}``, ``retries_total{reason}``, ``dead_letters_total``,
+    ``jobs_in_flight``, ``queue_depth{state}``, ``queue_lag_seconds``, ``draining``.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.runs = Counter(
+            "agent_worker_runs", "Jobs finished, by final status.", ["status"], registry=r
+        )
+        self.tool_calls = Counter(
+            "agent_worker_tool_calls",
+            "Tool calls executed, by tool and outcome (ok, error).",
+            ["tool", "outcome"],
+            registry=r,
+        )
+        self.job_duration = Histogram(
+            "agent_worker_job_duration_seconds",
+            "Duration of the attempt that finished a job.",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.tool_duration = Histogram(
+            "agent_worker_tool_duration_seconds",
+            "Duration of tool calls.",
+            ["tool"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "agent_worker_retries",
+            "Jobs given back for another attempt (error, drain) or resumed after a crash "
+            "(reclaimed).",
+            ["reason"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "agent_worker_dead_letters", "Jobs moved to the dead-letter store.", registry=r
+        )
+        self.in_flight = Gauge(
+            "agent_worker_jobs_in_flight", "Jobs this process is running.", registry=r
+        )
+        self.queue_depth = Gauge(
+            "agent_worker_queue_depth", "Unfinished jobs in the queue.", ["state"], registry=r
+        )
+        self.queue_lag = Gauge(
+            "agent_worker_queue_lag_seconds",
+            "Age of the oldest job waiting for a worker.",
+            registry=r,
+        )
+        self.draining = Gauge(
+            "agent_worker_draining", "1 while the worker drains after SIGTERM.", registry=r
+        )
+
+    def observe_queue(self, stats: QueueStats) -> None:
+        """Copy queue statistics into the gauges."""
+        self.queue_depth.labels(state="queued").set(stats.queued)
+        self.queue_depth.labels(state="running").set(stats.running)
+        self.queue_depth.labels(state="dead").set(stats.dead)
+        self.queue_lag.set(stats.oldest_queued_age_s)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return bytes(generate_latest(self.registry))

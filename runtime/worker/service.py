@@ -1,0 +1,362 @@
+"""The worker loop: claim jobs for free slots, run them, heartbeat, store results, drain.
+
+Guarantees:
+
+* a job is acknowledged (``complete``/``dead_letter``) only after its result is stored, and
+  both happen in one fenced queue operation;
+* the loop never claims more jobs than it has free slots;
+* ``drain()`` (SIGTERM/SIGINT) stops claiming, lets in-flight jobs finish within the grace
+  period, then cancels the rest: the orchestrator cancels their runs on the server and the
+  jobs are released unacknowledged (flagged ``drain_cancelled``) for another worker;
+* a job whose attempt raised is released for a retry after ``retry_delay_s``, and moved to the
+  dead-letter store once it has used ``max_deliveries`` deliveries;
+* a lease taken over by another worker (heartbeat refused) stops the local attempt and
+  writes nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from runtime.worker.metrics import WorkerMetrics
+from runtime.worker.models import JobResult, JobTimings, Lease, ToolOutput
+from runtime.worker.queue import JobQueue, LeaseLost, QueueError
+from runtime.worker.runner import JobContext, JobExecutor, JobFailed, RunOutcome
+
+__all__ = ["Worker", "WorkerOptions"]
+
+log = structlog.get_logger("runtime.worker")
+
+_STORE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Knobs of the worker loop (see ``config/worker.toml`` for each).
+
+    Attributes:
+        consumer: this worker's name in the queue.
+        concurrency: jobs at once.
+        grace_period_s: drain: how long in-flight jobs may still finish.
+        heartbeat_s: lease heartbeat interval.
+        claim_wait_s: longest blocking wait of one claim.
+        retry_delay_s: delay before a failed attempt's job is offered again.
+        max_deliveries: deliveries after which a failing job is dead-lettered.
+        burst: return once the queue has no unfinished job.
+    """
+
+    consumer: str
+    concurrency: int = 4
+    grace_period_s: float = 30.0
+    heartbeat_s: float = 10.0
+    claim_wait_s: float = 1.0
+    retry_delay_s: float = 2.0
+    max_deliveries: int = 5
+    burst: bool = False
+
+
+@dataclass
+class _InFlight:
+    ctx: JobContext
+    task: asyncio.Task[None]
+    drained: bool = False
+
+
+class Worker:
+    """Processes jobs from a queue with bounded concurrency until drained.
+
+    Args:
+        queue: where jobs come from and results go.
+        executor: runs one job (see :class:`~runtime.worker.runner.OrchestratorExecutor`).
+        options: loop settings.
+        metrics: Prometheus series to update (a fresh set by default).
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        executor: JobExecutor,
+        options: WorkerOptions,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self.queue = queue
+        self.options = options
+        self.metrics = metrics or WorkerMetrics()
+        self._executor = executor
+        self._in_flight: dict[str, _InFlight] = {}
+        self._draining = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._processed = 0
+
+    @property
+    def draining(self) -> bool:
+        """Whether :meth:`drain` was called."""
+        return self._draining.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs running now."""
+        return len(self._in_flight)
+
+    @property
+    def processed(self) -> int:
+        """Jobs this worker finished (result stored or dead-lettered)."""
+        return self._processed
+
+    def drain(self) -> None:
+        """Stop taking jobs; :meth:`run` then finishes in-flight jobs and returns."""
+        if not self._draining.is_set():
+            log.info("worker.draining", in_flight=self.in_flight)
+            self.metrics.draining.set(1)
+        self._draining.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Process jobs until drained (or, in burst mode, until the queue is empty)."""
+        log.info("worker.started", consumer=self.options.consumer, **_opts(self.options))
+        heartbeats = asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeats")
+        try:
+            await self._claim_loop()
+            await self._finish_in_flight()
+        finally:
+            heartbeats.cancel()
+            await asyncio.gather(heartbeats, return_exceptions=True)
+            # Reached only on an error or outside cancellation: never leave tasks behind.
+            await self._cancel_all()
+        log.info("worker.stopped", processed=self._processed)
+
+    # -- claiming -------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        backoff = 0.1
+        while not self.draining:
+            free = self.options.concurrency - len(self._in_flight)
+            if free <= 0:
+                await self._wait_wake()
+                continue
+            try:
+                leases = await self.queue.claim(
+                    self.options.consumer, free, self.options.claim_wait_s
+                )
+            except QueueError as exc:
+                log.warning("worker.claim_failed", error=str(exc), retry_in_s=backoff)
+                await self._sleep_unless_draining(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if self.draining:
+                await self._give_back(leases)
+                return
+            for lease in leases:
+                self._start(lease)
+            if self.options.burst and not leases and await self._queue_empty():
+                log.info("worker.burst_done")
+                return
+
+    async def _queue_empty(self) -> bool:
+        if self._in_flight:
+            return False
+        try:
+            return (await self.queue.stats()).unfinished == 0
+        except QueueError:
+            return False
+
+    async def _give_back(self, leases: list[Lease]) -> None:
+        for lease in leases:
+            with contextlib.suppress(QueueError):
+                await self.queue.release(lease, error="claimed while draining")
+
+    async def _wait_wake(self) -> None:
+        self._wake.clear()
+        if self.draining or len(self._in_flight) < self.options.concurrency:
+            return
+        await self._wake.wait()
+
+    async def _sleep_unless_draining(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._draining.wait(), timeout=seconds)
+
+    # -- one job --------------------------------------------------------------------------
+
+    def _start(self, lease: Lease) -> None:
+        ctx = JobContext(queue=self.queue, lease=lease, on_tool=self._observe_tool)
+        task = asyncio.create_task(self._process(ctx), name=f"job-{lease.job.id}")
+        self._in_flight[lease.job.id] = _InFlight(ctx=ctx, task=task)
+        self.metrics.in_flight.set(len(self._in_flight))
+        task.add_done_callback(functools.partial(self._reap, lease.job.id))
+        if lease.attempt > 1:
+            self.metrics.retries.labels(reason="redelivered").inc()
+
+    def _reap(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        entry = self._in_flight.pop(job_id, None)
+        self.metrics.in_flight.set(len(self._in_flight))
+        self._wake.set()
+        if entry is not None and not entry.task.cancelled() and entry.task.exception():
+            log.error("worker.job_crashed", job_id=job_id, error=repr(entry.task.exception()))
+
+    async def _process(self, ctx: JobContext) -> None:
+        lease = ctx.lease
+        with structlog.contextvars.bound_contextvars(job_id=lease.job.id, attempt=lease.attempt):
+            log.info("worker.job_started", run_id=lease.progress.run_id)
+            started = time.time()
+            try:
+                outcome = await self._executor(ctx)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._after_cancel(ctx))
+                raise
+            except JobFailed as exc:
+                outcome = RunOutcome(
+                    status="error", run_id=ctx.run_id, thread_id=ctx.thread_id, error=exc.reason
+                )
+            except LeaseLost:
+                ctx.lost = True
+                log.warning("worker.job_abandoned", reason="lease_lost")
+                return
+            except Exception as exc:
+                await self._retry_or_bury(ctx, exc)
+                return
+            await self._store(ctx, outcome, started)
+
+    async def _store(self, ctx: JobContext, outcome: RunOutcome, started: float) -> None:
+        if ctx.lost:
+            log.warning("worker.result_discarded", reason="lease_lost", status=outcome.status)
+            return
+        result = _result(ctx.lease, outcome, started)
+        for attempt in range(1, _STORE_ATTEMPTS + 1):
+            try:
+                stored = await self.queue.complete(ctx.lease, result)
+                break
+            except QueueError as exc:
+                log.warning("worker.store_failed", error=str(exc), attempt=attempt)
+                if attempt == _STORE_ATTEMPTS:
+                    return  # unacknowledged: a successor resumes the finished run
+                await asyncio.sleep(0.2 * attempt)
+        if not stored:
+            log.warning("worker.result_discarded", reason="lease_lost", status=outcome.status)
+            return
+        self._processed += 1
+        self.metrics.runs.labels(status=result.status).inc()
+        self.metrics.job_duration.observe(result.timings.run_seconds)
+        log.info(
+            "worker.job_finished",
+            status=result.status,
+            run_id=result.run_id,
+            seconds=round(result.timings.run_seconds, 3),
+            tool_calls=len(result.tool_calls),
+        )
+
+    async def _retry_or_bury(self, ctx: JobContext, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        lease = ctx.lease
+        try:
+            if lease.attempt >= self.options.max_deliveries:
+                if await self.queue.dead_letter(lease, error):
+                    self._processed += 1
+                    self.metrics.dead_letters.inc()
+                    self.metrics.runs.labels(status="dead").inc()
+                    log.error("worker.job_dead", error=error, attempts=lease.attempt)
+                return
+            delay = self.options.retry_delay_s * lease.attempt
+            if await self.queue.release(lease, delay_s=delay, error=error):
+                self.metrics.retries.labels(reason="error").inc()
+                log.warning("worker.job_retry", error=error, retry_in_s=delay)
+        except QueueError as qexc:
+            log.error("worker.release_failed", error=str(qexc), job_error=error)
+
+    async def _after_cancel(self, ctx: JobContext) -> None:
+        entry = self._in_flight.get(ctx.lease.job.id)
+        if ctx.lost or entry is None or not entry.drained:
+            return
+        try:
+            released = await self.queue.release(
+                ctx.lease, error="worker drained", drain_cancelled=ctx.run_id is not None
+            )
+        except QueueError as exc:
+            log.warning("worker.release_failed", error=str(exc))
+            return
+        if released:
+            self.metrics.retries.labels(reason="drain").inc()
+            log.warning("worker.job_released", reason="drain", run_id=ctx.run_id)
+
+    def _observe_tool(self, output: ToolOutput) -> None:
+        outcome = "error" if output.is_error else "ok"
+        self.metrics.tool_calls.labels(tool=output.name, outcome=outcome).inc()
+        self.metrics.tool_duration.labels(tool=output.name).observe(output.seconds)
+
+    # -- heartbeats and shutdown ------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.heartbeat_s)
+            for job_id, entry in list(self._in_flight.items()):
+                await self._heartbeat(job_id, entry)
+
+    async def _heartbeat(self, job_id: str, entry: _InFlight) -> None:
+        try:
+            alive = await self.queue.heartbeat(entry.ctx.lease)
+        except QueueError as exc:
+            log.warning("worker.heartbeat_failed", job_id=job_id, error=str(exc))
+            return
+        if not alive and not entry.task.done():
+            # Another worker owns the job now: stop here and write nothing more.
+            entry.ctx.lost = True
+            log.warning("worker.lease_lost", job_id=job_id, attempt=entry.ctx.lease.attempt)
+            entry.task.cancel()
+
+    async def _finish_in_flight(self) -> None:
+        if not self._in_flight:
+            return
+        tasks = [entry.task for entry in self._in_flight.values()]
+        log.info("worker.drain_waiting", in_flight=len(tasks), grace_s=self.options.grace_period_s)
+        _done, pending = await asyncio.wait(tasks, timeout=self.options.grace_period_s)
+        if pending:
+            log.warning("worker.drain_cancelling", jobs=len(pending))
+        for entry in list(self._in_flight.values()):
+            if entry.task in pending:
+                entry.drained = True
+                entry.task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _cancel_all(self) -> None:
+        entries = list(self._in_flight.values())
+        for entry in entries:
+            entry.drained = True
+            entry.task.cancel()
+        await asyncio.gather(*(e.task for e in entries), return_exceptions=True)
+
+
+def _result(lease: Lease, outcome: RunOutcome, started: float) -> JobResult:
+    finished = time.time()
+    submitted = lease.submitted_at or started
+    return JobResult(
+        job_id=lease.job.id,
+        run_id=outcome.run_id,
+        thread_id=outcome.thread_id,
+        status=outcome.status,
+        text=outcome.text,
+        tool_calls=outcome.tool_calls,
+        usage=outcome.usage,
+        error=outcome.error,
+        timings=JobTimings(
+            submitted_at=submitted,
+            started_at=started,
+            finished_at=finished,
+            run_seconds=max(0.0, finished - started),
+            total_seconds=max(0.0, finished - submitted),
+        ),
+        attempts=lease.attempt,
+    )
+
+
+def _opts(options: WorkerOptions) -> dict[str, object]:
+    return {
+        "concurrency": options.concurrency,
+        "grace_period_s": options.grace_period_s,
+        "burst": options.burst,
+    }

@@ -1,0 +1,256 @@
+"""Worker settings: ``config/worker.toml`` + environment, validated by pydantic-settings.
+
+Precedence, highest first: keyword overrides of :func:`load_worker_settings`, then
+``RUNTIME_WORKER_*`` environment variables (nested keys with a double underscore:
+``RUNTIME_WORKER_QUEUE__BACKEND=redis``, ``RUNTIME_WORKER_API__API_KEY=sk-...``), then
+``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` for the ``api`` section, then the TOML file, then the
+defaults below (they equal the shipped ``config/worker.toml``). The ``api``, ``retry``,
+``policy`` and ``log`` sections are the runtime's own (:mod:`runtime.config`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from runtime.config import ApiSettings, ConfigError, LogSettings, PolicySettings, RetrySettings
+from runtime.logging import register_secret
+from tools import ToolRegistry
+
+__all__ = [
+    "DEFAULT_WORKER_CONFIG",
+    "HttpSettings",
+    "QueueSettings",
+    "RedisSettings",
+    "SqliteSettings",
+    "WorkerSection",
+    "WorkerSettings",
+    "build_registry",
+    "load_worker_settings",
+]
+
+DEFAULT_WORKER_CONFIG = Path(__file__).resolve().parents[2] / "config" / "worker.toml"
+
+_toml_file: ContextVar[Path | None] = ContextVar("_worker_toml_file", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class WorkerSection(_Section):
+    """The worker process."""
+
+    name: str = ""
+    """Consumer name in the queue; empty means ``<hostname>-<pid>``."""
+    concurrency: int = Field(default=4, ge=1)
+    """Jobs processed at once by this process."""
+    grace_period_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM/SIGINT: how long in-flight jobs may finish before their runs are cancelled."""
+    claim_wait_s: float = Field(default=1.0, gt=0)
+    """Longest wait of one claim for new jobs (how fast a drain or burst end is noticed)."""
+    retry_delay_s: float = Field(default=2.0, ge=0)
+    """A job whose attempt failed with an error is offered again after this delay."""
+    burst: bool = False
+    """Exit once the queue has no unfinished job (also ``--burst``)."""
+    tools: list[str] = Field(default_factory=lambda: ["tools.builtin:register_builtins"])
+    """Tool sources, ``module:attribute``: a ToolRegistry whose tools are added, or a callable
+    taking the worker's registry (like ``tools.builtin:register_builtins``)."""
+
+
+class SqliteSettings(_Section):
+    """The ``sqlite`` backend."""
+
+    path: str = "var/worker.db"
+    """Database file, relative to the working directory; shared by workers on this node."""
+
+
+class RedisSettings(_Section):
+    """The ``redis`` backend."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    """Server URL (env ``RUNTIME_WORKER_QUEUE__REDIS__URL``)."""
+    prefix: str = "agent-runtime"
+    """Key prefix; workers with the same prefix and group share one queue."""
+    group: str = "workers"
+    """Consumer group of the job stream."""
+    maxlen: int = Field(default=100_000, ge=1)
+    """Approximate cap of the job stream (XADD MAXLEN ~). Keep it above the largest backlog:
+    trimming drops the oldest entries whether or not they were processed."""
+    dead_maxlen: int = Field(default=10_000, ge=1)
+    """Approximate cap of the dead-letter stream."""
+    result_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
+    """Finished job records expire after this long (0: keep). Also the idempotency window."""
+
+
+class QueueSettings(_Section):
+    """The job queue, common to all backends."""
+
+    backend: Literal["memory", "sqlite", "redis"] = "sqlite"
+    """``memory`` (in-process), ``sqlite`` (durable, one node) or ``redis`` (many nodes)."""
+    lease_s: float = Field(default=30.0, gt=0)
+    """A job whose worker has not heartbeated for this long is reclaimed by another worker."""
+    heartbeat_s: float = Field(default=10.0, gt=0)
+    """Interval of lease heartbeats; keep it well below ``lease_s``."""
+    max_deliveries: int = Field(default=5, ge=1)
+    """Deliveries after which a job without a result goes to the dead-letter store."""
+    sqlite: SqliteSettings = SqliteSettings()
+    redis: RedisSettings = RedisSettings()
+
+
+class HttpSettings(_Section):
+    """Health and metrics endpoints."""
+
+    enabled: bool = True
+    """Serve ``/healthz``, ``/readyz`` and ``/metrics``."""
+    host: str = "127.0.0.1"
+    """Bind address; loopback by default (put a proxy in front to expose it)."""
+    port: int = Field(default=9464, ge=0, le=65535)
+    """Port; 0 picks a free one (logged as ``worker.http_started``)."""
+
+
+class _VendorEnv(PydanticBaseSettingsSource):
+    """``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` fill the ``api`` section."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        api = {
+            key: os.environ[env]
+            for key, env in (("api_key", "OPENAI_API_KEY"), ("base_url", "OPENAI_BASE_URL"))
+            if os.environ.get(env, "").strip()
+        }
+        return {"api": api} if api else {}
+
+
+class WorkerSettings(BaseSettings):
+    """All settings of ``python -m runtime worker|submit|jobs``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RUNTIME_WORKER_",
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    worker: WorkerSection = WorkerSection()
+    queue: QueueSettings = QueueSettings()
+    http: HttpSettings = HttpSettings()
+    api: ApiSettings = ApiSettings()
+    retry: RetrySettings = RetrySettings()
+    policy: PolicySettings = PolicySettings()
+    log: LogSettings = LogSettings(format="json")
+
+    @property
+    def consumer_name(self) -> str:
+        """The configured worker name or ``<hostname>-<pid>``."""
+        return self.worker.name or f"{socket.gethostname()}-{os.getpid()}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Overrides > RUNTIME_WORKER_* env > OPENAI_* env > TOML file > defaults."""
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            _VendorEnv(settings_cls),
+        ]
+        toml_file = _toml_file.get()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def load_worker_settings(path: str | Path | None = None, **overrides: Any) -> WorkerSettings:
+    """Load worker settings.
+
+    Args:
+        path: the TOML file; ``None`` reads ``$RUNTIME_WORKER_CONFIG`` if set, else the
+            repository's ``config/worker.toml`` if it exists, else defaults only.
+        **overrides: top-level sections as dicts, e.g. ``queue={"backend": "memory"}``.
+
+    Returns:
+        The validated, frozen settings; the API key is registered for log redaction.
+
+    Raises:
+        ConfigError: a value is invalid, the file is missing or not valid TOML.
+    """
+    toml_file = _resolve(path)
+    token = _toml_file.set(toml_file)
+    try:
+        settings = WorkerSettings(**overrides)
+    except ValidationError as exc:
+        issues = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(issues, toml_file) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], toml_file) from None
+    finally:
+        _toml_file.reset(token)
+    for key in (settings.api.api_key, settings.api.azure_api_key):
+        if key is not None:
+            register_secret(key.get_secret_value())
+    return settings
+
+
+def _resolve(path: str | Path | None) -> Path | None:
+    if path is None:
+        env_path = os.environ.get("RUNTIME_WORKER_CONFIG", "").strip()
+        if not env_path:
+            return DEFAULT_WORKER_CONFIG if DEFAULT_WORKER_CONFIG.is_file() else None
+        path = env_path
+    resolved = Path(path).expanduser()
+    if not resolved.is_file():
+        raise ConfigError([f"config file not found: {resolved}"], None)
+    return resolved
+
+
+def build_registry(sources: list[str]) -> ToolRegistry:
+    """Build the worker's tool registry from ``module:attribute`` sources.
+
+    Args:
+        sources: each names a ToolRegistry (its tools are added) or a callable that takes
+            the registry and registers tools on it.
+
+    Returns:
+        The registry.
+
+    Raises:
+        ConfigError: a source cannot be imported or is neither kind.
+    """
+    registry = ToolRegistry()
+    for source in sources:
+        module_name, _, attr = source.partition(":")
+        try:
+            target = getattr(importlib.import_module(module_name), attr or "registry")
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError([f"worker.tools: cannot load {source!r}: {exc}"]) from exc
+        if isinstance(target, ToolRegistry):
+            for tool in target:
+                registry.add(tool)
+        elif callable(target):
+            target(registry)
+        else:
+            raise ConfigError([f"worker.tools: {source!r} is not a ToolRegistry or callable"])
+    return registry
