@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from runtime.emulator.api import AssistantsApi, Call, JsonReply, Reply, StreamReply
@@ -26,6 +27,7 @@ Handler = Callable[[Call], Awaitable[Reply]]
 API_PREFIXES = ("/v1", "/openai")
 MAX_LOGGED_REQUESTS = 20_000
 _DONE = b"event: done\ndata: [DONE]\n\n"
+log = structlog.get_logger("runtime.emulator")
 
 
 @dataclass
@@ -135,6 +137,11 @@ class _ApiRoute:
             )
         except ApiError as exc:
             reply = JsonReply(exc.body(), exc.status, exc.headers)
+        except Exception:  # a bug in the emulator still answers like the service would
+            log.exception("emulator.handler_failed", method=request.method, path=request.path)
+            ctx.stats["internal_errors"] += 1
+            error = server_error()
+            reply = JsonReply(error.body(), error.status)
         if fault is not None and fault.kind in {"reset_after", "500_after"}:
             if isinstance(reply, StreamReply):
                 ctx.engine.spawn(reply.drive(NullSink()))

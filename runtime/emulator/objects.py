@@ -339,7 +339,7 @@ def check_run_options(body: Mapping[str, Any]) -> None:
         raise invalid("Invalid type for 'tools': expected an array.", param="tools")
     choice = body.get("tool_choice")
     if choice is not None and not (
-        choice in {"none", "auto", "required"}
+        (isinstance(choice, str) and choice in {"none", "auto", "required"})
         or (isinstance(choice, Mapping) and choice.get("type") in {"function", "file_search"})
     ):
         raise invalid(

@@ -57,9 +57,7 @@ class Api:
         self, method: str, path: str, body: Any = None, *, status: int = 200, **query: Any
     ) -> Any:
         params = {**self.query, **{k: str(v) for k, v in query.items()}}
-        async with self.session.request(
-            method, self.base + path, json=body, params=params
-        ) as resp:
+        async with self.session.request(method, self.base + path, json=body, params=params) as resp:
             payload = await resp.json()
             assert resp.status == status, (resp.status, payload)
             assert resp.headers["x-request-id"].startswith("req_")

@@ -41,7 +41,9 @@ async def test_submit_must_cover_exactly_the_required_calls(api: Any) -> None:
     )
     ids = [c["id"] for c in run["required_action"]["submit_tool_outputs"]["tool_calls"]]
     url = f"/threads/{thread['id']}/runs/{run['id']}/submit_tool_outputs"
-    partial = await api.post(url, {"tool_outputs": [{"tool_call_id": ids[0], "output": "x"}]}, status=400)
+    partial = await api.post(
+        url, {"tool_outputs": [{"tool_call_id": ids[0], "output": "x"}]}, status=400
+    )
     assert "Expected tool outputs for call_ids" in partial["error"]["message"]
     assert partial["error"]["param"] == "tool_outputs"
     extra = [{"tool_call_id": i, "output": "x"} for i in [*ids, "call_unknown"]]
@@ -60,7 +62,7 @@ async def test_unanswered_requires_action_expires_at_ttl(make_api: Any) -> None:
     """With a short run TTL an unanswered run becomes expired and frees the thread."""
     async with Emulator(run_ttl_s=0.3) as emu:
         api = make_api(emu)
-        assistant, thread, run = await _requires_action(api)
+        _, thread, run = await _requires_action(api)
         assert run["expires_at"] <= int(time.time() + 1)
         expired = await api.wait_run(thread["id"], run["id"], {"expired"}, timeout=3)
         assert expired["required_action"] is None
@@ -126,11 +128,15 @@ async def test_validation_errors(api: Any) -> None:
     thread = await api.thread("hi")
     error = await api.post(f"/threads/{thread['id']}/runs", {}, status=400)
     assert error["error"]["code"] == "missing_required_parameter"
-    await api.post(f"/threads/{thread['id']}/messages", {"role": "system", "content": "x"}, status=400)
+    await api.post(
+        f"/threads/{thread['id']}/messages", {"role": "system", "content": "x"}, status=400
+    )
     assistant = await api.assistant()
     bad = {"assistant_id": assistant["id"], "tool_choice": "sometimes"}
     await api.post(f"/threads/{thread['id']}/runs", bad, status=400)
-    error = await api.post(f"/threads/{thread['id']}/runs", {"assistant_id": "asst_nope"}, status=404)
+    error = await api.post(
+        f"/threads/{thread['id']}/runs", {"assistant_id": "asst_nope"}, status=404
+    )
     assert error["error"]["message"] == "No assistant found with id 'asst_nope'."
     await api.get("/threads/thread_nope", status=404)
     await api.get(f"/threads/{thread['id']}/runs/run_nope", status=404)
@@ -146,9 +152,10 @@ async def test_auth_and_bad_json(emu: Emulator, session: Any) -> None:
         assert (await resp.json())["error"]["type"] == "invalid_request_error"
     import aiohttp
 
-    async with aiohttp.ClientSession() as anonymous, anonymous.get(
-        emu.base_url + "/assistants"
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as anonymous,
+        anonymous.get(emu.base_url + "/assistants") as resp,
+    ):
         assert resp.status == 401
         assert "x-request-id" in resp.headers
 

@@ -41,7 +41,9 @@ async def test_objects_have_every_field_of_the_recorded_stream(api: Any) -> None
     mine = dict(ours)
     for event in ("thread.run.created", "thread.run.step.created", "thread.message.created"):
         assert list(mine[event]) == list(theirs[event]), event
-    assert set(mine["thread.run.completed"]["usage"]) == set(theirs["thread.run.completed"]["usage"])
+    assert set(mine["thread.run.completed"]["usage"]) == set(
+        theirs["thread.run.completed"]["usage"]
+    )
     first_delta = next(d for e, d in ours if e == "thread.message.delta")
     assert first_delta["delta"]["content"][0]["text"] == {"value": "You", "annotations": []}
 
@@ -65,7 +67,10 @@ async def test_create_thread_and_run_starts_with_thread_created(api: Any) -> Non
     assistant = await api.assistant()
     events = await api.stream(
         "/threads/runs",
-        {"assistant_id": assistant["id"], "thread": {"messages": [{"role": "user", "content": "Hi"}]}},
+        {
+            "assistant_id": assistant["id"],
+            "thread": {"messages": [{"role": "user", "content": "Hi"}]},
+        },
     )
     assert [e for e, _ in events[:4]] == [
         "thread.created",
@@ -114,7 +119,9 @@ async def test_submit_stream_completes_with_reply_quoting_every_output(api: Any)
     events = await api.stream(f"/threads/{thread['id']}/runs", {"assistant_id": assistant["id"]})
     run = events[-2][1]
     calls = run["required_action"]["submit_tool_outputs"]["tool_calls"]
-    outputs = [{"tool_call_id": c["id"], "output": f"out-{i} {{\"t\": 21}}"} for i, c in enumerate(calls)]
+    outputs = [
+        {"tool_call_id": c["id"], "output": f'out-{i} {{"t": 21}}'} for i, c in enumerate(calls)
+    ]
     resumed = await api.stream(
         f"/threads/{thread['id']}/runs/{run['id']}/submit_tool_outputs", {"tool_outputs": outputs}
     )
