@@ -123,7 +123,9 @@ class ToolDispatcher:
         self.log_payloads = log_payloads
         self.run_id = run_id
         self.thread_id = thread_id
-        self._log: Any = structlog.get_logger("tools")
+        # Resolved once (not a lazy proxy per event): dispatchers are per run, and logging is
+        # configured long before a run starts.
+        self._log: Any = structlog.get_logger("tools").bind()
         self._cache: dict[str, ToolCallResult] = {}
         self._flights: dict[str, _Flight] = {}
 
@@ -277,6 +279,11 @@ class ToolDispatcher:
         remaining = None if batch.deadline is None else batch.deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise _Failure("timeout", "the batch deadline passed before the call started")
+        if not batch.semaphore.locked():
+            await batch.semaphore.acquire()  # free: returns without suspending
+            if process_limiter.try_acquire():
+                return
+            batch.semaphore.release()
         try:
             async with asyncio.timeout(remaining):
                 await batch.semaphore.acquire()

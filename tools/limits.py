@@ -56,6 +56,14 @@ class ProcessLimiter:
             self._limit = limit
             self._wake_locked()
 
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free right now, without waiting."""
+        with self._lock:
+            if self._active < self._limit and not self._waiters:
+                self._active += 1
+                return True
+            return False
+
     async def acquire(self) -> None:
         """Wait for a slot (FIFO); cancellation while waiting never leaks a slot."""
         with self._lock:

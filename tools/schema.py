@@ -62,7 +62,13 @@ class FunctionSchema:
                 (``invalid_arguments``, with field-level details).
         """
         try:
-            data = json.loads(raw) if raw.strip() else {}
+            # Fast path: one pass in pydantic-core; failures are re-examined below so that
+            # bad JSON and schema violations get distinct, precise errors.
+            return self.model.model_validate_json(raw if raw.strip() else "{}")
+        except pydantic.ValidationError:
+            pass
+        try:
+            data = json.loads(raw)
         except ValueError as exc:
             raise ToolArgumentsError(
                 f"arguments are not valid JSON: {exc}", error_type="invalid_json"
