@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import structlog  # noqa: E402
+import structlog
 
-from tools import ToolCall, ToolDispatcher, ToolRegistry  # noqa: E402
+from tools import ToolCall, ToolDispatcher, ToolRegistry
 
 registry = ToolRegistry()
 
