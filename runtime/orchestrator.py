@@ -30,6 +30,7 @@ from runtime.errors import (
     APIStatusError,
     BadRequestError,
     ConnectError,
+    HandlerError,
     NotFoundError,
     RateLimitError,
     RequestTimeout,
@@ -465,13 +466,13 @@ class Orchestrator:
         self, state: _RunState, run: Run, calls: list[ToolCall]
     ) -> list[ToolCallResult] | None:
         """Run the batch under the expiry deadline; None when a cancel request interrupted it."""
-        handler = state.handler
+        callbacks = _HandlerCallbacks(state.handler)
         batch = asyncio.ensure_future(
             state.dispatcher.run_batch(
                 calls,
                 deadline=self._tool_deadline(run),
-                on_start=handler.on_tool_call_started if handler else None,
-                on_finish=handler.on_tool_call_finished if handler else None,
+                on_start=callbacks.started if state.handler else None,
+                on_finish=callbacks.finished if state.handler else None,
             )
         )
         cancel_wait = asyncio.ensure_future(state.cancel_requested.wait())
@@ -482,11 +483,10 @@ class Orchestrator:
                 if not task.done():
                     task.cancel()
             await asyncio.gather(batch, cancel_wait, return_exceptions=True)
-        if batch.cancelled() or batch.exception() is not None:
-            if batch.cancelled() and state.cancel_requested.is_set():
-                return None
-            batch.result()  # re-raise the batch's own failure
-        results = batch.result()
+        if batch.cancelled() and state.cancel_requested.is_set():
+            return None
+        results = batch.result()  # re-raises the batch's own failure
+        callbacks.raise_if_failed()
         for result in results:
             state.results[result.tool_call_id] = result
         return results
@@ -584,6 +584,37 @@ class Orchestrator:
                     state.texts[message.id] = message.text
         except APIStatusError as exc:
             log.warning("run.messages_unavailable", run_id=run.id, error=exc.message)
+
+
+class _HandlerCallbacks:
+    """Adapts EventHandler tool callbacks for the dispatcher, keeping their first failure.
+
+    The dispatcher only logs a failing callback (a tool must not fail because a UI did);
+    the orchestrator re-raises it as HandlerError once the batch is over.
+    """
+
+    def __init__(self, handler: EventHandler | None) -> None:
+        self._handler = handler
+        self._error: tuple[str, Exception] | None = None
+
+    async def started(self, call: ToolCall) -> None:
+        await self._call("on_tool_call_started", call)
+
+    async def finished(self, result: ToolCallResult) -> None:
+        await self._call("on_tool_call_finished", result)
+
+    async def _call(self, name: str, arg: Any) -> None:
+        try:
+            await getattr(self._handler, name)(arg)
+        except Exception as exc:
+            if self._error is None:
+                self._error = (name, exc)
+            raise
+
+    def raise_if_failed(self) -> None:
+        if self._error is not None:
+            name, exc = self._error
+            raise HandlerError(f"EventHandler.{name} raised {exc!r}", callback=name) from exc
 
 
 def _event_status(stream: RunStream) -> tuple[str, ...]:

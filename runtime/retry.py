@@ -162,7 +162,10 @@ async def call_with_retries(
         retry=_t.retry_if_exception(lambda exc: _retryable(exc, idempotent)),
         reraise=True,
     )
-    return await retrying(func)
+    async for attempt in retrying:
+        with attempt:
+            return await func()
+    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 
 def _retryable(error: BaseException, idempotent: bool) -> bool:
