@@ -35,6 +35,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from runtime.logging import redact
+
 _SECRET_PATTERNS = (
     re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"(?i)bearer\s+\S+"),
@@ -42,7 +44,13 @@ _SECRET_PATTERNS = (
 
 
 def _redact(text: str) -> str:
-    """Mask anything that looks like an API key (defence in depth)."""
+    """Mask anything that looks like an API key (defence in depth).
+
+    Besides ``sk-`` keys and bearer tokens this masks every secret registered with
+    :func:`runtime.logging.register_secret` (the client registers its key): Azure keys are
+    plain hex and a server may echo a wrong key back in its error message.
+    """
+    text = redact(text)
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub("***", text)
     return text
