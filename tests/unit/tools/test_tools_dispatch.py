@@ -586,3 +586,39 @@ def test_dispatcher_rejects_bad_settings() -> None:
         ToolDispatcher(registry, max_output_chars=10)
     with pytest.raises(ValueError):
         ToolDispatcher(registry, default_timeout_s=0)
+
+
+async def test_unencodable_result_shape() -> None:
+    """A result that cannot be encoded (bytes that are not UTF-8) gives invalid_output."""
+    local = ToolRegistry()
+
+    @local.tool
+    async def cyclic() -> dict[str, Any]:
+        """Return raw binary data."""
+        return {"value": b"\xff\xfe"}
+
+    (result,) = await ToolDispatcher(local).run_batch([ToolCall("c1", "cyclic", "{}")])
+    assert result.error_type == "invalid_output"
+    body = error(result)
+    assert set(body) == {"type", "message", "tool"}
+    assert body["message"].startswith("the result cannot be encoded: ")
+
+
+async def test_aclose_cancels_in_flight_calls() -> None:
+    """aclose() cancels calls still running; their batch returns cancelled results."""
+    dispatcher = ToolDispatcher(registry)
+    batch = asyncio.create_task(dispatcher.run_batch([ToolCall("c1", "nap", '{"seconds": 60}')]))
+    await asyncio.sleep(0.02)
+    await dispatcher.aclose()
+    (result,) = await asyncio.wait_for(batch, 1)
+    assert result.error_type == "cancelled"
+    assert error(result) == {
+        "type": "cancelled",
+        "message": "the call of tool 'nap' was cancelled",
+        "tool": "nap",
+    }
+
+
+async def test_empty_batch() -> None:
+    """An empty batch returns an empty list."""
+    assert await ToolDispatcher(registry).run_batch([]) == []
