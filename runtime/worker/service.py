@@ -89,7 +89,9 @@ class Worker:
         self.options = options
         self.metrics = metrics or WorkerMetrics()
         self._executor = executor
-        self._in_flight: dict[str, _InFlight] = {}
+        # Keyed by (job id, attempt): after a stall this worker may reclaim a job whose older
+        # attempt it still runs; the older one is then fenced off by its next heartbeat.
+        self._in_flight: dict[tuple[str, int], _InFlight] = {}
         self._draining = asyncio.Event()
         self._wake = asyncio.Event()
         self._processed = 0
@@ -186,19 +188,20 @@ class Worker:
 
     def _start(self, lease: Lease) -> None:
         ctx = JobContext(queue=self.queue, lease=lease, on_tool=self._observe_tool)
-        task = asyncio.create_task(self._process(ctx), name=f"job-{lease.job.id}")
-        self._in_flight[lease.job.id] = _InFlight(ctx=ctx, task=task)
+        key = (lease.job.id, lease.attempt)
+        task = asyncio.create_task(self._process(ctx), name=f"job-{lease.job.id}-{lease.attempt}")
+        self._in_flight[key] = _InFlight(ctx=ctx, task=task)
         self.metrics.in_flight.set(len(self._in_flight))
-        task.add_done_callback(functools.partial(self._reap, lease.job.id))
+        task.add_done_callback(functools.partial(self._reap, key))
         if lease.attempt > 1:
             self.metrics.retries.labels(reason="redelivered").inc()
 
-    def _reap(self, job_id: str, _task: asyncio.Task[None]) -> None:
-        entry = self._in_flight.pop(job_id, None)
+    def _reap(self, key: tuple[str, int], _task: asyncio.Task[None]) -> None:
+        entry = self._in_flight.pop(key, None)
         self.metrics.in_flight.set(len(self._in_flight))
         self._wake.set()
         if entry is not None and not entry.task.cancelled() and entry.task.exception():
-            log.error("worker.job_crashed", job_id=job_id, error=repr(entry.task.exception()))
+            log.error("worker.job_crashed", job_id=key[0], error=repr(entry.task.exception()))
 
     async def _process(self, ctx: JobContext) -> None:
         lease = ctx.lease
@@ -270,7 +273,7 @@ class Worker:
             log.error("worker.release_failed", error=str(qexc), job_error=error)
 
     async def _after_cancel(self, ctx: JobContext) -> None:
-        entry = self._in_flight.get(ctx.lease.job.id)
+        entry = self._in_flight.get((ctx.lease.job.id, ctx.lease.attempt))
         if ctx.lost or entry is None or not entry.drained:
             return
         try:
@@ -294,7 +297,7 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.options.heartbeat_s)
-            for job_id, entry in list(self._in_flight.items()):
+            for (job_id, _attempt), entry in list(self._in_flight.items()):
                 await self._heartbeat(job_id, entry)
 
     async def _heartbeat(self, job_id: str, entry: _InFlight) -> None:

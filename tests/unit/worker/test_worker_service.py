@@ -1,0 +1,220 @@
+"""The worker loop on the memory queue with small executors: slots, burst, drain, retries."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from runtime.worker import (
+    Job,
+    JobContext,
+    JobFailed,
+    JobState,
+    MemoryQueue,
+    Message,
+    RunOutcome,
+    ToolOutput,
+    Worker,
+    WorkerOptions,
+)
+from runtime.worker.http import HealthServer
+
+
+def _job(job_id: str) -> Job:
+    return Job(id=job_id, assistant_id="asst_1", messages=(Message(content="hi"),))
+
+
+def _options(**overrides: object) -> WorkerOptions:
+    values: dict[str, object] = {
+        "consumer": "w1",
+        "concurrency": 3,
+        "grace_period_s": 5.0,
+        "heartbeat_s": 0.05,
+        "claim_wait_s": 0.05,
+        "retry_delay_s": 0.0,
+        "max_deliveries": 3,
+        "burst": True,
+    }
+    values.update(overrides)
+    return WorkerOptions(**values)  # type: ignore[arg-type]
+
+
+class SleepExecutor:
+    """Sleeps per job, records concurrency, stores run and tool progress like a real run."""
+
+    def __init__(self, seconds: float = 0.02) -> None:
+        self.seconds = seconds
+        self.running = 0
+        self.max_running = 0
+        self.cancelled: list[str] = []
+
+    async def __call__(self, ctx: JobContext) -> RunOutcome:
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            await ctx.save_run(f"run_{ctx.lease.job.id}")
+            await asyncio.sleep(self.seconds)
+            await ctx.save_tool_output(ToolOutput(id="call_1", name="echo", output="x"))
+        except asyncio.CancelledError:
+            self.cancelled.append(ctx.lease.job.id)
+            raise
+        finally:
+            self.running -= 1
+        return RunOutcome(status="completed", run_id=ctx.run_id, thread_id="thread_1", text="done")
+
+
+async def test_burst_processes_everything_within_the_concurrency_bound() -> None:
+    """Burst mode finishes every job, never running more than `concurrency` at once."""
+    queue = MemoryQueue()
+    for i in range(10):
+        await queue.submit(_job(f"j{i}"))
+    executor = SleepExecutor()
+    worker = Worker(queue, executor, _options())
+    await asyncio.wait_for(worker.run(), timeout=10)
+    assert executor.max_running == 3
+    records = await queue.recent(20)
+    assert len(records) == 10 and all(r.state is JobState.DONE for r in records)
+    result = records[0].result
+    assert result is not None and result.status == "completed" and result.attempts == 1
+    assert result.run_id == f"run_{records[0].job.id}"
+    assert worker.processed == 10
+
+
+async def test_drain_finishes_within_grace_and_releases_the_rest() -> None:
+    """A drain completes short jobs and releases long ones unacknowledged, flagged as cancelled."""
+    queue = MemoryQueue()
+    await queue.submit(_job("short"))
+    await queue.submit(_job("long"))
+
+    class Mixed(SleepExecutor):
+        async def __call__(self, ctx: JobContext) -> RunOutcome:
+            self.seconds = 0.05 if ctx.lease.job.id == "short" else 30.0
+            return await super().__call__(ctx)
+
+    executor = Mixed()
+    worker = Worker(queue, executor, _options(burst=False, grace_period_s=0.3))
+    task = asyncio.create_task(worker.run())
+    while worker.in_flight < 2:
+        await asyncio.sleep(0.01)
+    worker.drain()
+    await asyncio.wait_for(task, timeout=5)
+    short, long = await queue.get("short"), await queue.get("long")
+    assert short is not None and short.state is JobState.DONE
+    assert long is not None and long.state is JobState.QUEUED and long.result is None
+    assert long.progress.drain_cancelled and long.progress.run_id == "run_long"
+    assert long.last_error == "worker drained"
+    assert executor.cancelled == ["long"]
+
+
+async def test_failing_job_is_retried_then_dead_lettered() -> None:
+    """An attempt that raises is released for retry; after max_deliveries the job is dead."""
+    queue = MemoryQueue(max_deliveries=3)
+    await queue.submit(_job("poison"))
+    await queue.submit(_job("fine"))
+    attempts: list[int] = []
+
+    async def executor(ctx: JobContext) -> RunOutcome:
+        if ctx.lease.job.id == "poison":
+            attempts.append(ctx.lease.attempt)
+            raise RuntimeError("tool module exploded")
+        return RunOutcome(status="completed", run_id="run_1", thread_id="thread_1")
+
+    worker = Worker(queue, executor, _options())
+    await asyncio.wait_for(worker.run(), timeout=10)
+    poison = await queue.get("poison")
+    assert attempts == [1, 2, 3]
+    assert poison is not None and poison.state is JobState.DEAD
+    assert poison.last_error == "RuntimeError: tool module exploded"
+    assert [r.job.id for r in await queue.dead_letters()] == ["poison"]
+    fine = await queue.get("fine")
+    assert fine is not None and fine.state is JobState.DONE
+
+
+async def test_hopeless_job_stores_an_error_result() -> None:
+    """JobFailed (e.g. unknown assistant) is a final result with status error, not a retry."""
+    queue = MemoryQueue()
+    await queue.submit(_job("bad"))
+
+    async def executor(ctx: JobContext) -> RunOutcome:
+        raise JobFailed("NotFoundError: no assistant asst_1")
+
+    await asyncio.wait_for(Worker(queue, executor, _options()).run(), timeout=10)
+    record = await queue.get("bad")
+    assert record is not None and record.state is JobState.DONE and record.attempt == 1
+    assert record.result is not None and record.result.status == "error"
+    assert record.result.error == "NotFoundError: no assistant asst_1"
+
+
+async def test_lost_lease_stops_the_attempt_and_writes_nothing() -> None:
+    """When another worker took the job over, the old attempt is cancelled and stores nothing."""
+    queue = MemoryQueue(lease_s=0.1)
+    await queue.submit(_job("j1"))
+    executor = SleepExecutor(seconds=5.0)
+    # Heartbeats slower than the lease: the lease expires and a thief can claim the job.
+    worker = Worker(queue, executor, _options(burst=False, heartbeat_s=0.4, concurrency=1))
+    task = asyncio.create_task(worker.run())
+    while worker.in_flight < 1:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.15)
+    (stolen,) = await queue.claim("thief", 1, 1.0)
+    assert stolen.attempt == 2
+    while executor.cancelled != ["j1"]:
+        assert await queue.heartbeat(stolen)
+        await asyncio.sleep(0.02)
+    worker.drain()
+    await asyncio.wait_for(task, timeout=5)
+    record = await queue.get("j1")
+    assert record is not None and record.state is JobState.RUNNING and record.owner == "thief"
+    assert record.last_error is None and not record.progress.drain_cancelled
+    assert await queue.complete(stolen, _outcome_result(stolen.job.id, stolen.attempt))
+
+
+def _outcome_result(job_id: str, attempt: int) -> object:
+    from runtime.worker.models import JobResult, JobTimings
+
+    return JobResult(
+        job_id=job_id,
+        run_id=None,
+        thread_id=None,
+        status="completed",
+        timings=JobTimings(
+            submitted_at=0, started_at=0, finished_at=0, run_seconds=0, total_seconds=0
+        ),
+        attempts=attempt,
+    )
+
+
+async def test_health_ready_and_metrics_endpoints() -> None:
+    """/healthz answers, /readyz turns 503 on drain, /metrics shows runs, tools and queue depth."""
+    queue = MemoryQueue()
+    for i in range(2):
+        await queue.submit(_job(f"j{i}"))
+    worker = Worker(queue, SleepExecutor(), _options(burst=False))
+    server = HealthServer(worker, port=0)
+    await server.start()
+    task = asyncio.create_task(worker.run())
+    try:
+        while worker.processed < 2:
+            await asyncio.sleep(0.01)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.url + "/healthz") as resp:
+                assert resp.status == 200 and (await resp.json())["status"] == "ok"
+            async with http.get(server.url + "/readyz") as resp:
+                assert resp.status == 200
+            async with http.get(server.url + "/metrics") as resp:
+                assert resp.status == 200
+                text = await resp.text()
+            worker.drain()
+            async with http.get(server.url + "/readyz") as resp:
+                assert resp.status == 503 and (await resp.json())["status"] == "draining"
+    finally:
+        worker.drain()
+        await asyncio.wait_for(task, timeout=5)
+        await server.aclose()
+    assert 'agent_worker_runs_total{status="completed"} 2.0' in text
+    assert 'agent_worker_tool_calls_total{outcome="ok",tool="echo"} 2.0' in text
+    assert "agent_worker_job_duration_seconds_count 2.0" in text
+    assert "agent_worker_jobs_in_flight" in text
+    assert 'agent_worker_queue_depth{state="queued"} 0.0' in text
+    assert "agent_worker_queue_lag_seconds 0.0" in text
