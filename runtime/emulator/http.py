@@ -202,10 +202,20 @@ class _ApiRoute:
                 "x-request-id": request_id,
             },
         )
-        await response.prepare(request)
-        sink = SseSink(response, request, fault)
-        await reply.drive(sink)
-        await sink.finish(self.ctx)
+        stats = self.ctx.stats
+        stats["streams_open"] += 1
+        stats["streams_open_peak"] = max(stats["streams_open_peak"], stats["streams_open"])
+        try:
+            try:
+                await response.prepare(request)
+            except (ConnectionError, RuntimeError):
+                self.ctx.engine.spawn(reply.drive(NullSink()))  # the run goes on without us
+                return response
+            sink = SseSink(response, request, fault)
+            await reply.drive(sink)
+            await sink.finish(self.ctx)
+        finally:
+            stats["streams_open"] -= 1
         return response
 
 
