@@ -353,11 +353,13 @@ class AssistantsClient:
     async def update_run(self, thread_id: str, run_id: str, *, metadata: dict[str, str]) -> Run:
         """Replace a run's metadata."""
         path = f"/threads/{thread_id}/runs/{run_id}"
-        return await self._call("POST", path, Run, body={"metadata": metadata})
+        return await self._call("POST", path, Run, body={"metadata": metadata}, idempotent=True)
 
     async def cancel_run(self, thread_id: str, run_id: str) -> Run:
         """Ask the server to cancel a run (it goes cancelling, then cancelled)."""
-        return await self._call("POST", f"/threads/{thread_id}/runs/{run_id}/cancel", Run)
+        path = f"/threads/{thread_id}/runs/{run_id}/cancel"
+        # Idempotent in effect: a repeated cancel at worst answers 400 "already cancelling".
+        return await self._call("POST", path, Run, idempotent=True)
 
     @overload
     async def submit_tool_outputs(

@@ -41,7 +41,7 @@ from runtime.errors import (
 )
 from runtime.handler import EventHandler
 from runtime.policy import IDEMPOTENCY_METADATA_KEY, RunPolicy
-from runtime.protocol.models import Message, Run
+from runtime.protocol.models import Message, Run, Thread
 from runtime.result import RunResult
 from runtime.stream import RunStream
 from tools import ToolCall, ToolCallResult, ToolDispatcher, ToolRegistry
@@ -149,7 +149,7 @@ class Orchestrator:
         """
         thread_params = dict(thread or {})
         all_messages = list(thread_params.pop("messages", [])) + list(messages)
-        created = await self.client.create_thread(messages=all_messages, **thread_params)
+        created = await self._create_thread(all_messages, thread_params)
         return await self.run(
             created.id,
             assistant_id,
@@ -158,6 +158,22 @@ class Orchestrator:
             raise_on_failure=raise_on_failure,
             **run_params,
         )
+
+    async def _create_thread(
+        self, messages: list[Mapping[str, Any]], params: dict[str, Any]
+    ) -> Thread:
+        """Create the thread, retrying ambiguous failures: a stray empty thread costs nothing,
+        unlike a second run."""
+        for attempt in range(1, self.policy.create_attempts + 1):
+            try:
+                return await self.client.create_thread(messages=messages, **params)
+            except AMBIGUOUS_ERRORS as exc:
+                log.warning(
+                    "run.thread_create_ambiguous", attempt=attempt, error=type(exc).__name__
+                )
+                if attempt == self.policy.create_attempts:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def resume(
         self,

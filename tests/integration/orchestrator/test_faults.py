@@ -215,3 +215,13 @@ async def test_busy_thread_wait_policy_waits_for_the_other_run(
     await finisher
     assert result.ok
     assert emu.get_run(other)["status"] == "completed"
+
+
+@pytest.mark.parametrize("kind", ["500", "500_after", "reset_after", "503"])
+async def test_faults_on_thread_creation_are_retried(
+    orch: Orchestrator, assistant_id: str, emu: Emulator, counter: ToolCounter, kind: str
+) -> None:
+    """create_thread_and_run survives a failed thread creation (a stray thread has no run)."""
+    inject(emu, kind, r"/threads$")
+    result = await orch.create_thread_and_run(assistant_id, messages=TWO_CITIES)
+    assert_one_run_each_tool_once(emu, result, counter)
