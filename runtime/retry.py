@@ -139,27 +139,35 @@ async def call_with_retries(
         What ``func`` returned on the first successful attempt.
     """
 
+    planned: list[float] = [0.0]
+
     def _wait(state: _t.RetryCallState) -> float:
+        # tenacity computes the wait before it decides to stop, so this also runs after the
+        # final attempt: only remember the wait here; log and count in _before_sleep.
         error = state.outcome.exception() if state.outcome else None
-        wait = policy.wait_s(state.attempt_number, error)
-        if error is not None:
-            status = getattr(error, "status", None)
-            log.warning(
-                "runtime.retry_scheduled",
-                operation=operation,
-                attempt=state.attempt_number,
-                wait_s=round(wait, 3),
-                status=status,
-                error=type(error).__name__,
-            )
-            if on_retry is not None:
-                on_retry(state.attempt_number, error, wait)
-        return 0.0 if _TESTING else wait
+        planned[0] = policy.wait_s(state.attempt_number, error)
+        return 0.0 if _TESTING else planned[0]
+
+    def _before_sleep(state: _t.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        if error is None:
+            return
+        log.warning(
+            "runtime.retry_scheduled",
+            operation=operation,
+            attempt=state.attempt_number,
+            wait_s=round(planned[0], 3),
+            status=getattr(error, "status", None),
+            error=type(error).__name__,
+        )
+        if on_retry is not None:
+            on_retry(state.attempt_number, error, planned[0])
 
     retrying = _t.AsyncRetrying(
         stop=_t.stop_after_attempt(max(1, policy.max_attempts)),
         wait=_wait,
         retry=_t.retry_if_exception(lambda exc: _retryable(exc, idempotent)),
+        before_sleep=_before_sleep,
         reraise=True,
     )
     async for attempt in retrying:
