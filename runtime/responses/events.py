@@ -1,0 +1,220 @@
+"""Typed Responses API stream events, decoded from the same SSE records as Assistants events.
+
+:func:`parse_response_event` turns one :class:`~runtime.protocol.sse.SSERecord` into an event.
+The event name is the SSE ``event:`` field, or the data's ``type`` when the server sent no
+``event:`` line. Lifecycle events (``response.created`` ... ``response.failed``) validate their
+:class:`~runtime.responses.models.Response` at once; the hot delta events read their few fields
+straight from the decoded dict. Unknown names become
+:class:`~runtime.protocol.events.UnknownEvent`, an ``error`` event an
+:class:`~runtime.protocol.events.ErrorEvent`, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from runtime.protocol.events import (
+    DoneEvent,
+    ErrorEvent,
+    MalformedEvent,
+    StreamEvent,
+    UnknownEvent,
+)
+from runtime.protocol.sse import SSERecord
+from runtime.responses.models import OutputContent, OutputItem, Response
+
+LIFECYCLE_EVENTS = frozenset(
+    {
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+        "response.cancelled",
+    }
+)
+TERMINAL_EVENTS = frozenset(
+    {"response.completed", "response.incomplete", "response.failed", "response.cancelled"}
+)
+
+_ITEM = TypeAdapter[OutputItem](OutputItem)
+_PART = TypeAdapter[OutputContent](OutputContent)
+
+
+def _int(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    return value if isinstance(value, int) else 0
+
+
+def _str(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) else ""
+
+
+class ResponseStreamEvent(StreamEvent):
+    """Base of the Responses events; ``data`` is the decoded JSON object."""
+
+    data: dict[str, Any]
+
+    @property
+    def sequence_number(self) -> int | None:
+        """The server's event counter, when it sent one."""
+        value = self.data.get("sequence_number")
+        return value if isinstance(value, int) else None
+
+
+class ResponseLifecycleEvent(ResponseStreamEvent):
+    """``response.created / queued / in_progress / completed / incomplete / failed``."""
+
+    @cached_property
+    def response(self) -> Response:
+        """The response as the event carried it."""
+        return Response.model_validate(self.data.get("response"))
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for completed, incomplete, failed and cancelled."""
+        return self.event in TERMINAL_EVENTS
+
+
+class _ItemAddressed(ResponseStreamEvent):
+    @property
+    def output_index(self) -> int:
+        """Position of the item in ``response.output``."""
+        return _int(self.data, "output_index")
+
+    @property
+    def item_id(self) -> str:
+        """The id of the item the event refers to (may disagree with the item's; see stream)."""
+        return _str(self.data, "item_id")
+
+
+class OutputItemEvent(_ItemAddressed):
+    """``response.output_item.added`` / ``.done``: an output item started or finished."""
+
+    @cached_property
+    def item(self) -> OutputItem:
+        """The item as the event carried it."""
+        return _ITEM.validate_python(self.data.get("item"))
+
+    @property
+    def item_id(self) -> str:
+        """The id of the item itself."""
+        item = self.data.get("item")
+        return _str(item, "id") if isinstance(item, dict) else ""
+
+
+class ContentPartEvent(_ItemAddressed):
+    """``response.content_part.added`` / ``.done``: a content part of a message item."""
+
+    @property
+    def content_index(self) -> int:
+        """Position of the part in the item's content."""
+        return _int(self.data, "content_index")
+
+    @cached_property
+    def part(self) -> OutputContent:
+        """The part as the event carried it."""
+        return _PART.validate_python(self.data.get("part"))
+
+
+class OutputTextDeltaEvent(_ItemAddressed):
+    """``response.output_text.delta``: a piece of text to append."""
+
+    @property
+    def content_index(self) -> int:
+        """Position of the part in the item's content."""
+        return _int(self.data, "content_index")
+
+    @property
+    def delta(self) -> str:
+        """The text to append."""
+        return _str(self.data, "delta")
+
+
+class OutputTextDoneEvent(_ItemAddressed):
+    """``response.output_text.done``: the final text of one content part."""
+
+    @property
+    def content_index(self) -> int:
+        """Position of the part in the item's content."""
+        return _int(self.data, "content_index")
+
+    @property
+    def text(self) -> str:
+        """The whole text of the part, as the server says it ended."""
+        return _str(self.data, "text")
+
+
+class FunctionCallArgumentsDeltaEvent(_ItemAddressed):
+    """``response.function_call_arguments.delta``: a fragment of JSON arguments."""
+
+    @property
+    def delta(self) -> str:
+        """The fragment to append."""
+        return _str(self.data, "delta")
+
+
+class FunctionCallArgumentsDoneEvent(_ItemAddressed):
+    """``response.function_call_arguments.done``: the complete arguments."""
+
+    @property
+    def arguments(self) -> str:
+        """The whole JSON arguments string."""
+        return _str(self.data, "arguments")
+
+
+_CLASSES: dict[str, type[ResponseStreamEvent]] = {
+    **dict.fromkeys(LIFECYCLE_EVENTS, ResponseLifecycleEvent),
+    "response.output_item.added": OutputItemEvent,
+    "response.output_item.done": OutputItemEvent,
+    "response.content_part.added": ContentPartEvent,
+    "response.content_part.done": ContentPartEvent,
+    "response.output_text.delta": OutputTextDeltaEvent,
+    "response.output_text.done": OutputTextDoneEvent,
+    "response.function_call_arguments.delta": FunctionCallArgumentsDeltaEvent,
+    "response.function_call_arguments.done": FunctionCallArgumentsDoneEvent,
+}
+
+
+def _validate_eagerly(event: ResponseStreamEvent) -> None:
+    if isinstance(event, ResponseLifecycleEvent):
+        _ = event.response
+    elif isinstance(event, OutputItemEvent):
+        _ = event.item
+    elif isinstance(event, ContentPartEvent):
+        _ = event.part
+
+
+def parse_response_event(record: SSERecord) -> StreamEvent:
+    """Turn one SSE record of a Responses stream into a typed event; never raises."""
+    raw = record.data
+    if record.event == "done" or raw == "[DONE]":
+        return DoneEvent("done", raw)
+    try:
+        data: Any = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
+        data = raw
+    name = record.event
+    if name == "message" and isinstance(data, dict) and isinstance(data.get("type"), str):
+        name = data["type"]
+    if name == "error":
+        return ErrorEvent(name, data)
+    cls = _CLASSES.get(name)
+    if cls is None:
+        return UnknownEvent(name, data)
+    if not isinstance(data, dict):
+        return MalformedEvent(name, data, "no data" if not raw else "data is not a JSON object")
+    event = cls(name, data)
+    try:
+        # Status and item events are rare: validating them here means a consumer never meets
+        # a pydantic ValidationError later. Deltas stay dict-backed (one json.loads each).
+        _validate_eagerly(event)
+    except ValidationError as exc:
+        return MalformedEvent(name, data, f"invalid {name} object: {exc.error_count()} errors")
+    return event
