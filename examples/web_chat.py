@@ -1,0 +1,277 @@
+"""Web chat: an aiohttp app whose POST /chat streams server-sent events while tools run.
+
+``GET /`` serves a tiny page; ``POST /chat`` with ``{"message": ..., "thread_id": ...}``
+answers ``text/event-stream``: ``status``, ``tool_started`` and ``tool_finished`` events
+while the tools execute, ``text`` events as the answer streams, then one ``done`` event
+(status, thread_id, run_id). The run is a task owned by the request: if the browser goes
+away, the task is cancelled and so is the run on the server.
+
+    python examples/web_chat.py --port 8080      # then open http://127.0.0.1:8080/
+    python examples/web_chat.py --self-test      # exercise /chat over loopback and exit
+
+It uses the embedded emulator (its model turns ``/call NAME {json}`` lines into tool calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from runtime import AssistantsClient, EventHandler, Orchestrator, RunResult
+from runtime.emulator import Emulator
+from runtime.logging import configure_logging
+from runtime.protocol.models import Run
+from runtime.stream import MessageSnapshot
+from tools import ToolCall, ToolCallResult, ToolRegistry
+from tools.builtin import register_builtins
+
+registry = ToolRegistry()
+register_builtins(registry)
+
+
+@registry.tool(timeout_s=10.0)
+async def get_weather(city: str) -> str:
+    """Current weather in a city."""
+    await asyncio.sleep(0.8)  # a slow API: the page shows the call running meanwhile
+    return f"clear, 18 C in {city}"
+
+
+Event = tuple[str, dict[str, Any]] | None
+
+
+class QueueHandler(EventHandler):
+    """Turns run callbacks into (event, data) items on a queue the response drains."""
+
+    def __init__(self, queue: asyncio.Queue[Event]) -> None:
+        self.queue = queue
+
+    async def on_run_status(self, run: Run) -> None:
+        self.queue.put_nowait(("status", {"status": run.status}))
+
+    async def on_tool_call_started(self, call: ToolCall) -> None:
+        data = {"id": call.id, "name": call.name, "arguments": call.arguments}
+        self.queue.put_nowait(("tool_started", data))
+
+    async def on_tool_call_finished(self, result: ToolCallResult) -> None:
+        data = {
+            "id": result.tool_call_id,
+            "name": result.name,
+            "output": result.output,
+            "is_error": result.is_error,
+            "seconds": round(result.seconds, 3),
+        }
+        self.queue.put_nowait(("tool_finished", data))
+
+    async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+        self.queue.put_nowait(("text", {"delta": delta}))
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    """One server-sent event."""
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
+CLIENT = web.AppKey("client", AssistantsClient)
+ASSISTANT_ID = web.AppKey("assistant_id", str)
+
+
+async def runtime_context(app: web.Application) -> AsyncIterator[None]:
+    """Start the emulator, a client and an assistant with the app; close them after."""
+    async with (
+        Emulator(delta_delay_s=0.02) as emu,
+        AssistantsClient(base_url=emu.base_url, api_key="sk-local") as client,
+    ):
+        assistant = await client.create_assistant(model="gpt-4o", tools=registry.definitions())
+        app[CLIENT] = client
+        app[ORCHESTRATOR] = Orchestrator(client, registry)
+        app[ASSISTANT_ID] = assistant.id
+        yield
+        await app[ORCHESTRATOR].aclose()
+
+
+async def start_run(
+    app: web.Application, message: str, thread_id: str | None, handler: EventHandler
+) -> RunResult:
+    """Run the assistant on a new thread, or on ``thread_id`` after adding the message."""
+    orchestrator, assistant_id = app[ORCHESTRATOR], app[ASSISTANT_ID]
+    if thread_id is None:
+        return await orchestrator.create_thread_and_run(
+            assistant_id, messages=[{"role": "user", "content": message}], handler=handler
+        )
+    await app[CLIENT].create_message(thread_id, content=message)
+    return await orchestrator.run(thread_id, assistant_id, handler=handler)
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    """POST /chat: stream the run as server-sent events."""
+    body = await request.json()
+    message, thread_id = str(body.get("message", "")), body.get("thread_id") or None
+    if not message.strip():
+        raise web.HTTPBadRequest(text="message is required")
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def run_then_close() -> RunResult:
+        try:
+            return await start_run(request.app, message, thread_id, QueueHandler(queue))
+        finally:
+            queue.put_nowait(None)  # wake the writer whatever happened
+
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    task = asyncio.create_task(run_then_close())
+    try:
+        while (item := await queue.get()) is not None:
+            await response.write(sse(*item))
+        result = await task
+        done = {"status": result.status, "thread_id": result.thread_id, "run_id": result.run_id}
+        await response.write(sse("done", done))
+    except Exception as exc:  # an API error of the run: tell the page, keep serving
+        if task.done() and not task.cancelled() and task.exception() is exc:
+            await response.write(sse("error", {"message": str(exc)}))
+        else:
+            raise
+    finally:
+        if not task.done():  # the browser went away: cancel the run (here and on the server)
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return response
+
+
+async def index(request: web.Request) -> web.Response:
+    """GET /: the chat page."""
+    return web.Response(text=PAGE, content_type="text/html")
+
+
+def build_app() -> web.Application:
+    """The web app (the runtime starts and stops with it)."""
+    app = web.Application()
+    app.cleanup_ctx.append(runtime_context)
+    app.router.add_get("/", index)
+    app.router.add_post("/chat", chat)
+    return app
+
+
+PAGE = """<!doctype html>
+<meta charset="utf-8"><title>agent-runtime web chat</title>
+<style>body{font:15px system-ui;max-width:46em;margin:2em auto}#log div{margin:.2em 0}
+.tool{color:#555;font-family:monospace}.you{font-weight:bold}</style>
+<h1>agent-runtime web chat</h1>
+<div id="log"></div>
+<form id="f"><textarea id="m" rows="4" cols="70">What's the weather in Rome, and 12 * 12?
+/call get_weather {"city": "Rome"}
+/call calculate {"expression": "12 * 12"}</textarea><br><button>Send</button></form>
+<script>
+const log = document.getElementById("log"); let threadId = null;
+function line(cls, text) { const d = document.createElement("div"); d.className = cls;
+  d.textContent = text; log.appendChild(d); return d; }
+document.getElementById("f").onsubmit = async (ev) => {
+  ev.preventDefault(); const message = document.getElementById("m").value;
+  line("you", "you: " + message); let answer = null; const tools = {};
+  const resp = await fetch("/chat", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({message, thread_id: threadId})});
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader(); let buf = "";
+  for (;;) { const {value, done} = await reader.read(); if (done) break; buf += value;
+    let cut; while ((cut = buf.indexOf("\\n\\n")) >= 0) {
+      const block = buf.slice(0, cut); buf = buf.slice(cut + 2);
+      const event = /^event: (.*)$/m.exec(block)[1], data = JSON.parse(/^data: (.*)$/m.exec(block)[1]);
+      if (event === "tool_started") tools[data.id] = line("tool", "\\u23f3 " + data.name + " " + data.arguments);
+      if (event === "tool_finished") tools[data.id].textContent = (data.is_error ? "\\u2717 " : "\\u2713 ") +
+        data.name + " (" + data.seconds + " s) \\u2192 " + data.output;
+      if (event === "text") { answer = answer || line("assistant", "assistant: "); answer.textContent += data.delta; }
+      if (event === "done") { threadId = data.thread_id; line("tool", "[" + data.status + "]"); }
+      if (event === "error") line("tool", "error: " + data.message);
+    } }
+};
+</script>
+"""
+
+
+async def self_test() -> int:
+    """Serve on a loopback port, POST /chat, check the event stream; 0 when it looks right."""
+    runner = web.AppRunner(build_app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    url = f"http://127.0.0.1:{port}"
+    message = '/call get_weather {"city": "Rome"}\n/call calculate {"expression": "12 * 12"}'
+    seen: list[tuple[float, str, dict[str, Any]]] = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url + "/") as page:
+                assert page.status == 200 and "/chat" in await page.text()
+            started = time.monotonic()
+            async with session.post(url + "/chat", json={"message": message}) as resp:
+                assert resp.headers["Content-Type"].startswith("text/event-stream")
+                async for event, data in read_sse(resp.content):
+                    seen.append((time.monotonic() - started, event, data))
+    finally:
+        await runner.cleanup()
+    return report(seen)
+
+
+async def read_sse(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Decode an SSE body into (event, data) pairs as they arrive."""
+    event = ""
+    async for raw in content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            yield event, json.loads(line[6:])
+
+
+def report(seen: list[tuple[float, str, dict[str, Any]]]) -> int:
+    """Print what arrived when; check the order of events and that tools streamed live."""
+    for at, event, data in seen:
+        if event != "text":
+            print(f"{at:6.2f}s  {event:<13} {json.dumps(data)}")
+    text = "".join(d["delta"] for _, e, d in seen if e == "text")
+    print(f"text: {text!r}")
+    events = [e for _, e, _ in seen]
+    started = {d["id"]: at for at, e, d in seen if e == "tool_started"}
+    finished = {d["id"]: at for at, e, d in seen if e == "tool_finished"}
+    lead = max((finished[i] - started[i] for i in finished if i in started), default=0.0)
+    ok = (
+        events[-1:] == ["done"]
+        and seen[-1][2]["status"] == "completed"
+        and {"tool_started", "tool_finished", "text"} <= set(events)
+        and events.index("tool_started") < events.index("tool_finished") < events.index("text")
+        and lead >= 0.4  # get_weather sleeps 0.8 s: its start reached us long before its end
+        and "get_weather returned: clear, 18 C in Rome" in text
+        and "calculate returned: 144" in text
+    )
+    verdict = "passed" if ok else "FAILED"
+    print(f"self-test {verdict}: a tool_started event arrived {lead:.2f} s before its result")
+    return 0 if ok else 1
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--self-test", action="store_true", help="POST /chat over loopback and exit"
+    )
+    args = parser.parse_args(argv)
+    configure_logging("WARNING")
+    if args.self_test:
+        return asyncio.run(self_test())
+    print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
+    web.run_app(build_app(), host=args.host, port=args.port, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
