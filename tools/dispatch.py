@@ -170,7 +170,12 @@ class ToolDispatcher:
 
     def cached(self, tool_call_id: str) -> ToolCallResult | None:
         """Return the result already computed for tool_call_id, if any."""
-        return self._cache.get(tool_call_id)
+        result = self._cache.get(tool_call_id)
+        if result is None:
+            flight = self._flights.get(tool_call_id)
+            if flight is not None and flight.task.done():
+                result = self._settle(flight)
+        return result
 
     def seed_cache(self, results: Iterable[ToolCallResult]) -> None:
         """Record results computed earlier (e.g. before a crash) so they are not re-executed."""
@@ -179,18 +184,21 @@ class ToolDispatcher:
 
     async def aclose(self) -> None:
         """Cancel calls still in flight and wait for them to settle."""
-        tasks = [flight.task for flight in self._flights.values()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        flights = list(self._flights.values())
+        for flight in flights:
+            flight.task.cancel()
+        if flights:
+            await asyncio.wait([flight.task for flight in flights])
+        for flight in flights:
+            self._settle(flight)
 
     # -- batch plumbing ---------------------------------------------------------------------
 
     def _launch(self, call: ToolCall, batch: _Batch) -> _Flight:
         flight = _Flight(call=call, started=time.monotonic())
+        # Settled lazily (by run_batch, cached() or aclose()) rather than by a done callback:
+        # one loop callback less per call.
         flight.task = asyncio.create_task(self._run_call(call, batch, flight.started))
-        flight.task.add_done_callback(lambda _task: self._settle(flight))
         self._flights[call.id] = flight
         return flight
 
@@ -202,6 +210,9 @@ class ToolDispatcher:
             if orphans:
                 # Reap what we cancelled so the caller sees a consistent state.
                 await asyncio.wait(orphans)
+                for flight in flights:
+                    if flight.task.done():
+                        self._settle(flight)
             raise
         for flight in flights:
             flight.waiters -= 1
