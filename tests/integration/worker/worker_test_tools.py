@@ -1,0 +1,60 @@
+"""Tools loaded by worker subprocesses in the end-to-end tests (``worker.tools``).
+
+``slow_echo`` appends a ``start`` and an ``end`` line (JSON: pid, tool_call_id, text) to the
+file named by ``WORKER_TEST_TOOL_LOG``, so a test can tell which process executed which call
+and whether any call was executed twice. ``WORKER_TEST_SLEEP_SCALE`` scales its sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+from tools import ToolContext, ToolRegistry
+
+registry = ToolRegistry()
+
+
+def _record(event: str, ctx: ToolContext, text: str) -> None:
+    path = os.environ.get("WORKER_TEST_TOOL_LOG")
+    if not path:
+        return
+    line = json.dumps(
+        {
+            "event": event,
+            "pid": os.getpid(),
+            "call": ctx.tool_call_id,
+            "run": ctx.run_id,
+            "text": text,
+            "t": time.time(),
+        }
+    )
+    # One short O_APPEND write per line: lines of concurrent processes never interleave.
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
+@registry.tool
+async def slow_echo(text: str, sleep_ms: int, ctx: ToolContext) -> str:
+    """Return text in upper case after sleeping.
+
+    Args:
+        text: what to echo.
+        sleep_ms: milliseconds to sleep first.
+    """
+    _record("start", ctx, text)
+    await asyncio.sleep(sleep_ms * float(os.environ.get("WORKER_TEST_SLEEP_SCALE", "1")) / 1000)
+    _record("end", ctx, text)
+    return text.upper()
+
+
+@registry.tool
+def crash_worker(reason: str) -> str:
+    """Kill the worker process on the spot: a poison job.
+
+    Args:
+        reason: why.
+    """
+    os._exit(3)
