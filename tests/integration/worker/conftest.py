@@ -16,7 +16,7 @@ from runtime.emulator import Emulator
 # The helpers and the tool module live beside this file (tests are not a package).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from worker_harness import REDIS_URL, redis_skip_reason  # noqa: E402
+from worker_harness import REDIS_URL, redis_skip_reason
 
 
 @pytest.fixture
