@@ -51,9 +51,16 @@ class JsonReply:
 
 @dataclass(frozen=True)
 class StreamReply:
-    """A server-sent event stream: ``drive`` emits the events into a sink."""
+    """A server-sent event stream: ``drive`` emits the events into a sink.
+
+    Attributes:
+        drive: coroutine function emitting the events.
+        done: end with ``event: done`` / ``data: [DONE]`` (the Assistants API does; the
+            Responses API does not).
+    """
 
     drive: Callable[[Sink], Coroutine[Any, Any, None]]
+    done: bool = True
 
 
 Reply = JsonReply | StreamReply

@@ -47,12 +47,18 @@ class Sink(Protocol):
     async def emit(self, event: str, data: Obj) -> None:
         """Send one event (``data`` is serialised at once, so it may change afterwards)."""
 
+    async def flush(self) -> None:
+        """Push buffered events out (called before the driver waits)."""
+
 
 class NullSink:
     """Sink of a run nobody streams (created with ``stream=false``)."""
 
     async def emit(self, event: str, data: Obj) -> None:
         """Drop the event."""
+
+    async def flush(self) -> None:
+        """Nothing to push."""
 
 
 @dataclass(eq=False)
@@ -213,6 +219,7 @@ class RunEngine:
         await sink.emit("thread.run.in_progress", run.obj)
         turn = self.model.decide(self._model_input(run))
         if turn.delay_s > 0:
+            await sink.flush()
             await asyncio.sleep(turn.delay_s)
         if await self._stopped(run, sink):
             return
@@ -303,6 +310,7 @@ class RunEngine:
         delay = self.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
         for index, piece in enumerate(pieces):
             if delay > 0:
+                await sink.flush()
                 await asyncio.sleep(delay)
             if run.status != "in_progress":
                 return False
@@ -336,6 +344,7 @@ class RunEngine:
             await sink.emit("thread.run.step.delta", _step_delta(step["id"], first))
             for piece in argument_pieces(planned.arguments):
                 if delay > 0:
+                    await sink.flush()
                     await asyncio.sleep(delay)
                 if run.status != "in_progress":
                     await self._stopped(run, sink)
@@ -486,6 +495,7 @@ class RunEngine:
             return False
         if status == "cancelling":
             await sink.emit("thread.run.cancelling", run.obj)
+            await sink.flush()
             await run.finished.wait()
             for step in run.steps.values():
                 if step["status"] == "cancelled":

@@ -9,7 +9,7 @@ import socket
 import struct
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from runtime.emulator.errors import ApiError, invalid, overloaded, rate_limited,
 from runtime.emulator.faults import Fault, FaultInjector, FaultSpecError, make_rule
 from runtime.emulator.ids import IdFactory
 from runtime.emulator.objects import Obj
+from runtime.emulator.responses_api import ResponsesApi
 
 Handler = Callable[[Call], Awaitable[Reply]]
 API_PREFIXES = ("/v1", "/openai")
@@ -51,11 +52,21 @@ class ServerContext:
             del self.requests[: len(self.requests) - MAX_LOGGED_REQUESTS]
 
 
-def build_app(ctx: ServerContext) -> web.Application:
-    """The aiohttp application: API routes under /v1 and /openai, control under /_emulator."""
+Route = tuple[str, str, Handler]
+
+
+def build_app(ctx: ServerContext, extra_routes: Sequence[Route] = ()) -> web.Application:
+    """The aiohttp application: API routes under /v1 and /openai, control under /_emulator.
+
+    Args:
+        ctx: shared state.
+        extra_routes: more ``(method, path, handler)`` API routes (path without prefix), e.g. a
+            Responses API front end (``("POST", "/responses", handler)``) reusing the model,
+            faults, auth, request log and SSE rendering.
+    """
     app = web.Application(client_max_size=16 * 1024 * 1024)
     api = ctx.api
-    routes: list[tuple[str, str, Handler]] = [
+    routes: list[Route] = [
         ("POST", "/assistants", api.create_assistant),
         ("GET", "/assistants", api.list_assistants),
         ("GET", "/assistants/{assistant_id}", api.get_assistant),
@@ -80,6 +91,9 @@ def build_app(ctx: ServerContext) -> web.Application:
         ("GET", "/threads/{thread_id}/runs/{run_id}/steps", api.list_steps),
         ("GET", "/threads/{thread_id}/runs/{run_id}/steps/{step_id}", api.get_step),
     ]
+    # The Responses front end shares the engine: model, ids, counters, owned tasks.
+    routes += ResponsesApi(ctx.engine, poll_after_ms=api.poll_after_ms).routes()
+    routes.extend(extra_routes)
     for prefix in API_PREFIXES:
         for method, path, handler in routes:
             app.router.add_route(method, prefix + path, _ApiRoute(ctx, handler, prefix).handle)
@@ -211,7 +225,7 @@ class _ApiRoute:
             except (ConnectionError, RuntimeError):
                 self.ctx.engine.spawn(reply.drive(NullSink()))  # the run goes on without us
                 return response
-            sink = SseSink(response, request, fault)
+            sink = SseSink(response, request, fault, done=reply.done)
             await reply.drive(sink)
             await sink.finish(self.ctx)
         finally:
@@ -268,14 +282,27 @@ def _reset(request: web.Request) -> None:
 
 
 class SseSink:
-    """Writes events as SSE, applying ``cut`` (close after N events) and ``stall`` faults."""
+    """Writes events as SSE, applying ``cut`` (close after N events) and ``stall`` faults.
 
-    def __init__(self, response: web.StreamResponse, request: web.Request, fault: Fault | None):
+    Events are buffered until the engine is about to wait (``flush``) or the stream ends, so a
+    run without delays costs one socket write instead of one per event.
+    """
+
+    def __init__(
+        self,
+        response: web.StreamResponse,
+        request: web.Request,
+        fault: Fault | None,
+        *,
+        done: bool = True,
+    ) -> None:
         self.response = response
+        self.done = done
         self.request = request
         self.sent = 0
         self.dead = False
         self.stalled = False
+        self._buffer: list[bytes] = []
         kind = fault.kind if fault is not None else None
         after = int(fault.params.get("after", 3)) if fault is not None else 0
         self.cut_after = after if kind == "cut" else None
@@ -295,31 +322,46 @@ class SseSink:
 
     async def _send(self, chunk: bytes) -> None:
         if self.cut_after is not None and self.sent >= self.cut_after:
+            await self.flush()
             self.dead = True
             if self.request.transport is not None:
                 self.request.transport.close()  # flushes what was sent, then closes mid-stream
             return
         if self.stall_after is not None and self.sent >= self.stall_after:
+            await self.flush()
             self.stalled = True
             return
+        self._buffer.append(chunk)
+        self.sent += 1
+
+    async def flush(self) -> None:
+        """Write the buffered events in one go (the engine calls this before it waits)."""
+        if not self._buffer:
+            return
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        if self.dead:
+            return
         try:
-            await self.response.write(chunk)
+            await self.response.write(data)
         except (ConnectionError, RuntimeError):
             self.dead = True  # the client went away; the run goes on without it
-            return
-        self.sent += 1
 
     async def finish(self, ctx: ServerContext) -> None:
         """Send ``done`` and end the stream; a stalled stream stays open until the client leaves."""
-        if not (self.dead or self.stalled):
+        if self.done and not (self.dead or self.stalled):
             await self._send(_DONE)
         if self.stalled:
             await self._stall(ctx)
             return
         if self.dead:
             return
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.response.write_eof()
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        try:
+            await self.response.write_eof(data)
+        except (ConnectionError, RuntimeError):
+            self.dead = True
 
     async def _stall(self, ctx: ServerContext) -> None:
         deadline = asyncio.get_running_loop().time() + ctx.max_stall_s
