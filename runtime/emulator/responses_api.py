@@ -18,15 +18,16 @@ What it implements:
   ``POST /responses/{id}/cancel`` (background responses only) and ``DELETE /responses/{id}``.
 
 A streamed response whose client goes away keeps running and is stored when it ends, which is
-what lets a client recover a lost stream by retrieving the response. Deviation: the shared SSE
-writer ends every stream with ``event: done`` / ``data: [DONE]``, which the service does not
-send for Responses; clients (ours and the official SDK) treat it as the end of the stream.
+what lets a client recover a lost stream by retrieving the response. Streams end after the
+terminal event without ``data: [DONE]``, as the service's do (an older shared SSE writer that
+always sends it is tolerated by both our client and the official SDK).
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -50,6 +51,10 @@ Handler = Callable[[Call], Awaitable[Reply]]
 ACTIVE = frozenset({"queued", "in_progress"})
 # Scenario files speak Assistants' reason; the Responses API calls it max_output_tokens.
 _REASONS = {"max_completion_tokens": "max_output_tokens", "max_tokens": "max_output_tokens"}
+# Responses streams end without ``[DONE]``, when the shared SSE writer can be told so.
+_NO_DONE: dict[str, Any] = (
+    {"done": False} if "done" in {f.name for f in dataclasses.fields(StreamReply)} else {}
+)
 
 
 @dataclass(eq=False)
@@ -106,7 +111,7 @@ class ResponsesApi:
             async def drive(sink: Sink) -> None:
                 await self._drive(state, sink)
 
-            return StreamReply(drive)
+            return StreamReply(drive, **_NO_DONE)
         if state.obj["background"]:
             snapshot = copy.deepcopy(state.obj)
             self.engine.spawn(self._drive(state, NullSink()))
