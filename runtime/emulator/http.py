@@ -23,7 +23,6 @@ from runtime.emulator.faults import Fault, FaultInjector, FaultSpecError, make_r
 from runtime.emulator.ids import IdFactory
 from runtime.emulator.objects import Obj
 from runtime.emulator.responses_api import ResponsesApi
-from runtime.emulator.responses_api import ResponsesApi
 
 Handler = Callable[[Call], Awaitable[Reply]]
 API_PREFIXES = ("/v1", "/openai")
@@ -92,8 +91,6 @@ def build_app(ctx: ServerContext, extra_routes: Sequence[Route] = ()) -> web.App
         ("GET", "/threads/{thread_id}/runs/{run_id}/steps", api.list_steps),
         ("GET", "/threads/{thread_id}/runs/{run_id}/steps/{step_id}", api.get_step),
     ]
-    # The Responses front end shares the engine: model, ids, counters, owned tasks.
-    routes += ResponsesApi(ctx.engine, poll_after_ms=api.poll_after_ms).routes()
     # The Responses front end shares the engine: model, ids, counters, owned tasks.
     routes += ResponsesApi(ctx.engine, poll_after_ms=api.poll_after_ms).routes()
     routes.extend(extra_routes)
