@@ -144,6 +144,8 @@ class ResponsesClient:
             max_connections=api.max_connections,
         )
         kwargs.update(overrides)
+        if kwargs.get("azure_endpoint") is None and "api_version" not in overrides:
+            kwargs["api_version"] = None  # api-version is an Azure query parameter only
         return cls(**kwargs)
 
     @classmethod
