@@ -15,11 +15,14 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
+import structlog
 from pydantic import ValidationError
 
 from runtime.errors import StreamEventError
 from runtime.protocol.models import Message, MessageDelta, Run, RunStep, RunStepDelta, Thread
 from runtime.protocol.sse import SSERecord
+
+log = structlog.get_logger("runtime.protocol")
 
 RUN_EVENTS = frozenset(
     {
@@ -168,6 +171,26 @@ def error_from_data(data: Any) -> StreamEventError:
     )
 
 
+_DECODER = json.JSONDecoder()
+
+
+def _lenient_json(name: str, raw: str) -> Any:
+    """A JSON object followed only by stray closing brackets, else ``raw`` unchanged.
+
+    The OpenAI reference's tool-call streaming example ends every run object with one ``}``
+    too many; that object (its required_action above all) is still what the server meant.
+    """
+    try:
+        obj, end = _DECODER.raw_decode(raw)
+    except (ValueError, RecursionError):
+        return raw
+    rest = raw[end:].strip()
+    if not isinstance(obj, dict) or rest.strip("}]") or len(rest) > 8:
+        return raw
+    log.warning("protocol.trailing_json_garbage", sse_event=name, extra=rest)
+    return obj
+
+
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -212,7 +235,7 @@ def parse_event(record: SSERecord) -> StreamEvent:
     try:
         data: Any = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
-        data = raw
+        data = _lenient_json(name, raw)
     if name == "error":
         return ErrorEvent(name, data)
     if cls is UnknownEvent:

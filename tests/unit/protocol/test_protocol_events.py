@@ -176,3 +176,17 @@ def test_known_event_failing_validation_is_malformed() -> None:
     assert "invalid" in event.reason
     step = parse_event(as_record("thread.run.step.completed", {"id": 5, "step_details": 3}))
     assert isinstance(step, MalformedEvent)
+
+
+def test_stray_closing_brace_is_tolerated() -> None:
+    """A run object followed by one stray ``}`` (as in the reference's tool example) is used."""
+    event = parse_event(SSERecord("thread.run.queued", '{"id": "run_1", "status": "queued"}}'))
+    assert isinstance(event, RunEvent) and event.run.status == "queued"
+
+
+@pytest.mark.parametrize(
+    "raw", ['{"id": "run_1"} trailing', '{"id": "run_1"}{"id": "run_2"}', "[1]]"]
+)
+def test_other_trailing_garbage_stays_malformed(raw: str) -> None:
+    """Anything but stray closing brackets after the object keeps the event malformed."""
+    assert isinstance(parse_event(SSERecord("thread.run.queued", raw)), MalformedEvent)
