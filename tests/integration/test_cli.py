@@ -1,0 +1,248 @@
+"""``python -m runtime demo`` and ``python -m runtime run`` as subprocesses, over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from runtime import AssistantsClient
+from runtime.emulator import Emulator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = REPO_ROOT / "config" / "scenarios"
+VENDOR_VARS = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_API_KEY",
+    "OPENAI_API_VERSION",
+)
+DEMO_TOOLS = ("get_weather", "city_population", "get_current_time", "calculate")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The current environment without API settings (vendor and RUNTIME_*), plus ``extra``."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in VENDOR_VARS and not k.startswith("RUNTIME_")
+    }
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m runtime ARGS`` with pipes (not a TTY)."""
+    return subprocess.run(
+        [sys.executable, "-m", "runtime", *args],
+        cwd=cwd,
+        env=env if env is not None else clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def run_cli_async(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """Like run_cli, without blocking the loop (an in-process emulator serves meanwhile)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "runtime",
+        *args,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    """An in-process emulator playing a remote server for the subprocess."""
+    async with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def demo_plain() -> subprocess.CompletedProcess[str]:
+    """One run of the demo with pipes (no text pacing, to keep the suite fast)."""
+    return run_cli("demo", "--delta-delay", "0")
+
+
+def test_demo_prints_plain_lines_when_not_a_tty(
+    demo_plain: subprocess.CompletedProcess[str],
+) -> None:
+    """The demo exits 0, runs every demo tool in one round, completes both turns, no ANSI."""
+    proc = demo_plain
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "\x1b[" not in out
+    for name in DEMO_TOOLS:
+        assert f"tool.finished name={name} " in out
+        assert f"{name} returned: " in out
+    assert out.count("outcome=ok") == 5
+    assert "calculate returned: 19949.2" in out
+    assert out.count("run.finished status=completed") == 2
+    assert "run.finished status=completed rounds=1 tool_calls=5" in out
+    assert "You said: Thanks, that is all I needed." in out
+    assert "total_tokens=" in out
+    assert proc.stderr.strip() == ""  # logging stays at WARNING: nothing noisy
+
+
+def test_demo_tool_calls_run_in_parallel(demo_plain: subprocess.CompletedProcess[str]) -> None:
+    """All five calls start before the first one finishes (one concurrent round)."""
+    out = demo_plain.stdout
+    tool_lines = [line for line in out.splitlines() if line.startswith("tool.")]
+    assert [line.split()[0] for line in tool_lines[:5]] == ["tool.started"] * 5
+
+
+def test_demo_live_view_on_a_tty() -> None:
+    """On a terminal the demo draws ANSI tool lines with a running state, then results."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "demo"],
+        cwd=REPO_ROOT,
+        env=clean_env(COLUMNS="120"),
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "\x1b[2K" in screen and "\x1b[" in screen  # redrawn in place
+    assert "running" in screen
+    assert "✓" in screen and "get_weather" in screen
+    assert "calculate returned: 19949.2" in screen
+    assert screen.count("completed") >= 2
+    assert "run.finished" not in screen  # not the plain shape
+
+
+def test_demo_rejects_an_unknown_protocol() -> None:
+    """A protocol outside assistants/responses is a usage error (exit 2)."""
+    proc = run_cli("demo", "--protocol", "carrier-pigeon")
+    assert proc.returncode == 2
+    assert "invalid choice" in proc.stderr
+
+
+def test_run_without_key_uses_the_embedded_emulator() -> None:
+    """With no key or base URL configured, `run` says it uses the emulator and completes."""
+    proc = run_cli("run", "hello")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "You said: hello"
+    assert "embedded emulator" in proc.stderr
+    assert "status=completed" in proc.stderr
+
+
+def test_run_with_builtin_tools_on_the_emulator() -> None:
+    """`--builtin-tools` offers the calculator; a /call line runs it and the reply quotes it."""
+    proc = run_cli("run", "--builtin-tools", '/call calculate {"expression": "6 * 7"}')
+    assert proc.returncode == 0, proc.stderr
+    assert "calculate returned: 42" in proc.stdout
+    assert "tool.finished name=calculate" in proc.stderr
+
+
+def test_run_imports_tools_from_a_module(tmp_path: Path) -> None:
+    """`--tools MODULE` registers the module's @tool functions (default registry)."""
+    (tmp_path / "my_tools.py").write_text(
+        "from tools import tool\n\n"
+        "@tool\n"
+        "def shout(text: str) -> str:\n"
+        '    """Upper-case text."""\n'
+        "    return text.upper()\n"
+    )
+    proc = run_cli("run", "--tools", "my_tools", '/call shout {"text": "quiet"}', cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "shout returned: QUIET" in proc.stdout
+
+
+def test_run_imports_a_module_registry_from_a_file(tmp_path: Path) -> None:
+    """`--tools path.py` uses the module's own `registry` attribute."""
+    path = tmp_path / "reg_tools.py"
+    path.write_text(
+        "from tools import ToolRegistry\n\n"
+        "registry = ToolRegistry()\n\n"
+        "@registry.tool\n"
+        "async def double(n: int) -> int:\n"
+        '    """Double n."""\n'
+        "    return 2 * n\n"
+    )
+    proc = run_cli("run", "--tools", str(path), '/call double {"n": 21}')
+    assert proc.returncode == 0, proc.stderr
+    assert "double returned: 42" in proc.stdout
+
+
+def test_run_reports_a_broken_tools_module() -> None:
+    """An unimportable tools module is a usage error (exit 2) with a message."""
+    proc = run_cli("run", "--tools", "no_such_module_xyz", "hi")
+    assert proc.returncode == 2
+    assert "cannot load tools" in proc.stderr
+
+
+def test_run_against_a_configured_server_requires_an_assistant() -> None:
+    """With a key and base URL configured, --assistant is mandatory (exit 2)."""
+    env = clean_env(OPENAI_API_KEY="sk-test-0123456789", OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    proc = run_cli("run", "hello", env=env)
+    assert proc.returncode == 2
+    assert "--assistant is required" in proc.stderr
+    assert "sk-test-0123456789" not in proc.stderr
+
+
+async def test_run_uses_the_configured_server(emulator: Emulator) -> None:
+    """With OPENAI_API_KEY + OPENAI_BASE_URL, `run` talks to that server, not an emulator."""
+    async with AssistantsClient(base_url=emulator.base_url, api_key="sk-remote") as client:
+        assistant = await client.create_assistant(model="gpt-4o")
+    env = clean_env(OPENAI_API_KEY="sk-remote-0123456789", OPENAI_BASE_URL=emulator.base_url)
+    code, out, err = await run_cli_async("run", "--assistant", assistant.id, "ping", env=env)
+    assert code == 0, err
+    assert out.strip() == "You said: ping"
+    assert "embedded emulator" not in err
+    assert emulator.stats["runs_created"] == 1
+    assert "sk-remote-0123456789" not in err
+
+
+async def test_run_continues_a_thread(emulator: Emulator) -> None:
+    """`--thread ID` adds the message to that thread and runs on it."""
+    async with AssistantsClient(base_url=emulator.base_url, api_key="sk-remote") as client:
+        assistant = await client.create_assistant(model="gpt-4o")
+        thread = await client.create_thread(messages=[{"role": "user", "content": "first"}])
+    env = clean_env(OPENAI_API_KEY="sk-remote", OPENAI_BASE_URL=emulator.base_url)
+    code, out, err = await run_cli_async(
+        "run", "--assistant", assistant.id, "--thread", thread.id, "second", env=env
+    )
+    assert code == 0, err
+    assert out.strip() == "You said: second"
+    assert [m["role"] for m in emulator.messages(thread.id)] == ["user", "user", "assistant"]
+
+
+async def test_run_exits_1_when_the_run_fails() -> None:
+    """A run that ends failed gives exit code 1 and a status line saying so."""
+    async with Emulator(scenario=SCENARIOS / "flaky-model.toml") as emu:
+        async with AssistantsClient(base_url=emu.base_url, api_key="sk-remote") as client:
+            assistant = await client.create_assistant(model="gpt-4o")
+        env = clean_env(OPENAI_API_KEY="sk-remote", OPENAI_BASE_URL=emu.base_url)
+        code, _out, err = await run_cli_async("run", "--assistant", assistant.id, "hi", env=env)
+    assert code == 1
+    assert "status=failed" in err

@@ -1,0 +1,99 @@
+"""Every script in examples/ runs as a subprocess against the embedded emulator and says so."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO_ROOT / "examples"
+
+# script -> (arguments, substrings its output must contain)
+EXPECTED: dict[str, tuple[list[str], list[str]]] = {
+    "quickstart.py": ([], ["completed | get_weather returned: sunny, 21 C in Paris"]),
+    "streaming_handler.py": (
+        [],
+        [
+            "[model wants] get_weather",
+            "[tool ok] calculate in",
+            "-> 51",
+            "[assistant] get_weather returned: light rain, 12 C in Oslo",
+            "[done] completed, 1 round(s)",
+        ],
+    ),
+    "web_chat.py": (
+        ["--self-test"],
+        ["tool_started", "tool_finished", "done", "self-test passed"],
+    ),
+    "cancellation.py": (
+        [],
+        [
+            "1. task cancelled while slow_report was running",
+            "2. asyncio.timeout(0.5) expired around the run",
+            "3. flaky_lookup: error_type=timeout",
+            "did not finish within its timeout of 0.5 s",
+            "run completed; the model read: flaky_lookup returned:",
+        ],
+    ),
+    "azure.py": (
+        [],
+        [
+            "/openai (api-version=2024-08-01-preview)",
+            "POST /openai/threads",
+            "/submit_tool_outputs",
+            "completed | calculate returned: 1024",
+        ],
+    ),
+}
+
+
+def run_example(name: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI"))}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_every_example_is_covered_and_documented() -> None:
+    """Each examples/*.py has a test entry here and a module docstring saying what it shows."""
+    scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
+    assert scripts == sorted(EXPECTED)
+    for name in scripts:
+        doc = ast.get_docstring(ast.parse((EXAMPLES / name).read_text()))
+        assert doc and len(doc) > 40, name
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs(name: str) -> None:
+    """The example exits 0 and prints what it demonstrates."""
+    args, expected = EXPECTED[name]
+    proc = run_example(name, args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for text in expected:
+        assert text in proc.stdout, f"{text!r} missing from:\n{proc.stdout}"
+    if name == "cancellation.py":  # both runs end cancelled on the server, not just locally
+        server_lines = [line for line in proc.stdout.splitlines() if "server run" in line]
+        assert len(server_lines) == 2
+        assert all(line.endswith(": cancelled") for line in server_lines)
+
+
+def test_quickstart_is_short() -> None:
+    """The quickstart stays about 20 lines of code (docstring and blank lines not counted)."""
+    source = (EXAMPLES / "quickstart.py").read_text()
+    tree = ast.parse(source)
+    doc_end = tree.body[0].end_lineno or 0
+    code = [
+        line for line in source.splitlines()[doc_end:] if line.strip() and not line.startswith("#")
+    ]
+    assert len(code) <= 26
