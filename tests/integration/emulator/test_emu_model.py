@@ -214,3 +214,23 @@ def test_scenario_match_only_consumes_fitting_turns() -> None:
     fitting = model.decide(ModelInput(messages=[ChatMessage("user", "the report")]))
     assert fitting.text == "R: the report"
     assert FunctionSpec("x").parameters == {}
+
+
+def test_public_names_are_exactly_the_front_door() -> None:
+    """runtime.emulator exports exactly its documented public API."""
+    import runtime.emulator as package
+
+    assert sorted(package.__all__) == package.__all__
+    assert set(package.__all__) == {
+        "Emulator",
+        "EmulatorError",
+        "Fault",
+        "FaultSpec",
+        "FaultSpecError",
+        "ModelInput",
+        "Scenario",
+        "ScenarioError",
+        "ScriptedModel",
+        "Turn",
+    }
+    assert all(hasattr(package, name) for name in package.__all__)
