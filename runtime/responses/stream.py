@@ -287,7 +287,7 @@ class ResponseStream:
         elif isinstance(event, MalformedEvent):
             log.warning(
                 "responses.malformed_event",
-                event=event.event,
+                sse_event=event.event,
                 reason=event.reason,
                 response_id=self.response_id,
             )
@@ -297,7 +297,7 @@ class ResponseStream:
         if self.response_id is not None and response.id != self.response_id:
             self._inconsistent(
                 "responses.response_id_mismatch",
-                event=event.event,
+                sse_event=event.event,
                 expected=self.response_id,
                 got=response.id,
             )
@@ -354,7 +354,7 @@ class ResponseStream:
         if known:
             self._inconsistent(
                 "responses.item_id_mismatch",
-                event=event,
+                sse_event=event,
                 output_index=index,
                 expected=known,
                 got=item_id,
@@ -398,7 +398,7 @@ class ResponseStream:
         if final != streamed:
             self._inconsistent(
                 "responses.text_mismatch",
-                event=event,
+                sse_event=event,
                 item_id=snapshot.id,
                 content_index=index,
                 streamed=streamed[:200],
@@ -428,7 +428,7 @@ class ResponseStream:
         if final != snapshot.arguments:
             self._inconsistent(
                 "responses.arguments_mismatch",
-                event=event,
+                sse_event=event,
                 call_id=snapshot.id,
                 streamed_chars=len(snapshot.arguments),
                 final_chars=len(final),

@@ -1,0 +1,212 @@
+"""ResponseStream: append-only snapshots, handler callbacks, inconsistency logging."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from runtime.errors import HandlerError, StreamInterrupted
+from runtime.handler import EventHandler
+from runtime.responses import FunctionCallSnapshot, OutputMessageSnapshot, ResponseStream
+from runtime.stream import MessageSnapshot, ToolCallSnapshot
+
+RESPONSE = {"id": "resp_1", "object": "response", "status": "in_progress", "output": []}
+
+
+def sse(*events: tuple[str, dict[str, Any]]) -> bytes:
+    return b"".join(
+        f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
+        for name, data in events
+    )
+
+
+async def chunks(payload: bytes, size: int = 7) -> AsyncIterator[bytes]:
+    for start in range(0, len(payload), size):
+        yield payload[start : start + size]
+
+
+def text_stream(final_text: str = "Hello world", final_id: str = "msg_1") -> bytes:
+    message = {"type": "message", "id": "msg_1", "status": "in_progress", "content": []}
+    done_message = {
+        "type": "message",
+        "id": final_id,
+        "status": "completed",
+        "content": [{"type": "output_text", "text": final_text}],
+    }
+    at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    return sse(
+        ("response.created", {"response": RESPONSE}),
+        ("response.output_item.added", {"output_index": 0, "item": message}),
+        ("response.output_text.delta", {**at, "delta": "Hello"}),
+        ("response.output_text.delta", {**at, "delta": " world"}),
+        ("response.output_text.done", {**at, "text": final_text}),
+        ("response.output_item.done", {"output_index": 0, "item": done_message}),
+        (
+            "response.completed",
+            {"response": {**RESPONSE, "status": "completed", "output": [done_message]}},
+        ),
+    )
+
+
+class Recorder(EventHandler):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.snapshots: list[Any] = []
+
+    async def on_run_status(self, run: Any) -> None:
+        self.calls.append(("status", run.status))
+
+    async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+        self.calls.append(("text", snapshot.text))
+        self.snapshots.append(snapshot)
+
+    async def on_message_done(self, message: Any) -> None:
+        self.calls.append(("message_done", message.text))
+
+    async def on_tool_call_created(self, snapshot: ToolCallSnapshot) -> None:
+        self.calls.append(("created", (snapshot.id, snapshot.name)))
+
+    async def on_tool_call_delta(self, delta: dict[str, Any], snapshot: ToolCallSnapshot) -> None:
+        self.calls.append(("delta", snapshot.arguments))
+
+    async def on_tool_call_done(self, snapshot: ToolCallSnapshot) -> None:
+        self.calls.append(("done", snapshot.arguments))
+
+    async def on_end(self) -> None:
+        self.calls.append(("end", None))
+
+
+async def test_text_deltas_grow_one_snapshot_in_place() -> None:
+    """Deltas append to one snapshot object; the handler sees its text grow."""
+    handler = Recorder()
+    stream = ResponseStream(chunks(text_stream()), handler=handler)
+    response = await stream.final_response()
+    assert response.status == "completed" and stream.text == "Hello world"
+    assert [c for c in handler.calls if c[0] == "text"] == [
+        ("text", "Hello"),
+        ("text", "Hello world"),
+    ]
+    assert handler.snapshots[0] is handler.snapshots[1]
+    assert isinstance(handler.snapshots[0], OutputMessageSnapshot)
+    assert handler.calls[0] == ("status", "in_progress")
+    assert handler.calls[-2:] == [("status", "completed"), ("end", None)]
+
+
+async def test_byte_by_byte_delivery_gives_the_same_result() -> None:
+    """Chunk boundaries do not matter: one byte at a time yields the same snapshots."""
+    stream = ResponseStream(chunks(text_stream(), size=1))
+    await stream.until_done()
+    assert stream.text == "Hello world" and stream.stopped
+
+
+async def test_function_call_snapshot_assembles_arguments() -> None:
+    """A function_call item fires created/delta/done with call_id, name and full arguments."""
+    item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "add"}
+    at = {"item_id": "fc_1", "output_index": 0}
+    done_item = {**item, "arguments": '{"a":1}', "status": "completed"}
+    payload = sse(
+        ("response.created", {"response": RESPONSE}),
+        ("response.output_item.added", {"output_index": 0, "item": {**item, "arguments": ""}}),
+        ("response.function_call_arguments.delta", {**at, "delta": '{"a"'}),
+        ("response.function_call_arguments.delta", {**at, "delta": ":1}"}),
+        ("response.function_call_arguments.done", {**at, "arguments": '{"a":1}'}),
+        ("response.output_item.done", {"output_index": 0, "item": done_item}),
+        (
+            "response.completed",
+            {"response": {**RESPONSE, "status": "completed", "output": [done_item]}},
+        ),
+    )
+    handler = Recorder()
+    stream = ResponseStream(chunks(payload), handler=handler)
+    await stream.until_done()
+    calls = [c for c in handler.calls if c[0] in {"created", "delta", "done"}]
+    assert calls == [
+        ("created", ("call_1", "add")),
+        ("delta", '{"a"'),
+        ("delta", '{"a":1}'),
+        ("done", '{"a":1}'),
+    ]
+    (snapshot,) = stream.function_calls
+    assert isinstance(snapshot, FunctionCallSnapshot) and isinstance(snapshot, ToolCallSnapshot)
+    assert (snapshot.id, snapshot.item_id, snapshot.step_id) == ("call_1", "fc_1", "resp_1")
+
+
+async def test_disagreeing_final_text_is_logged_and_wins() -> None:
+    """When the done events state another text, the mismatch is logged and the final text kept."""
+    with capture_logs() as logs:
+        stream = ResponseStream(chunks(text_stream(final_text="Hello there", final_id="msg_2")))
+        await stream.until_done()
+    assert stream.text == "Hello there"
+    names = [entry["event"] for entry in logs]
+    assert "responses.text_mismatch" in names
+    mismatch = next(e for e in logs if e["event"] == "responses.item_id_mismatch")
+    assert (mismatch["expected"], mismatch["got"], mismatch["output_index"]) == (
+        "msg_1",
+        "msg_2",
+        0,
+    )
+    assert mismatch["log_level"] == "warning"
+    assert stream.inconsistencies >= 2
+    assert stream.messages[0].id == "msg_2"
+
+
+async def test_stream_without_terminal_event_is_interrupted_with_the_id() -> None:
+    """EOF before a terminal event raises StreamInterrupted carrying the response id."""
+    payload = sse(("response.created", {"response": RESPONSE}))
+    stream = ResponseStream(chunks(payload))
+    with pytest.raises(StreamInterrupted) as caught:
+        await stream.until_done()
+    assert caught.value.run_id == "resp_1" and caught.value.reason == "eof"
+    assert stream.response_id == "resp_1" and not stream.stopped
+
+
+async def test_a_failing_callback_surfaces_as_handler_error() -> None:
+    """An exception in a callback becomes HandlerError naming the callback."""
+
+    class Broken(EventHandler):
+        async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+            raise ValueError("nope")
+
+    stream = ResponseStream(chunks(text_stream()), handler=Broken())
+    with pytest.raises(HandlerError) as caught:
+        await stream.until_done()
+    assert caught.value.callback == "on_text_delta"
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+async def test_error_event_is_recorded_and_reported() -> None:
+    """An error event is kept on the stream and passed to on_error, not raised."""
+    seen: list[str] = []
+
+    class Errors(EventHandler):
+        async def on_error(self, error: Any) -> None:
+            seen.append(error.code)
+
+    payload = sse(
+        ("response.created", {"response": RESPONSE}),
+        ("error", {"code": "server_error", "message": "boom"}),
+        ("response.failed", {"response": {**RESPONSE, "status": "failed"}}),
+    )
+    stream = ResponseStream(chunks(payload), handler=Errors())
+    await stream.until_done()
+    assert seen == ["server_error"]
+    assert stream.errors[0].message == "boom" and stream.status == "failed"
+
+
+async def test_malformed_event_is_logged_and_skipped() -> None:
+    """A known event whose data is not an object is logged and the stream goes on."""
+    payload = (
+        sse(("response.created", {"response": RESPONSE}))
+        + b"event: response.output_item.added\ndata: oops\n\n"
+        + sse(("response.completed", {"response": {**RESPONSE, "status": "completed"}}))
+    )
+    with capture_logs() as logs:
+        stream = ResponseStream(chunks(payload))
+        await stream.until_done()
+    assert stream.status == "completed"
+    malformed = [e for e in logs if e["event"] == "responses.malformed_event"]
+    assert malformed[0]["sse_event"] == "response.output_item.added"
