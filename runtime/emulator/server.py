@@ -124,10 +124,8 @@ class Emulator:
             await runner.cleanup()
             raise
         self._runner = runner
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self._port = int(sockets[0].getsockname()[1])
+        if runner.addresses:
+            self._port = int(runner.addresses[0][1])
         return self
 
     async def aclose(self) -> None:
