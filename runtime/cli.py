@@ -26,8 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from runtime.backends import BackendSession, open_backend
 from runtime.client import AssistantsClient
 from runtime.config import ConfigError, Settings, load_settings
 from runtime.demo_tools import DEMO_FOLLOW_UP, DEMO_REQUEST, build_demo_registry
@@ -35,8 +36,6 @@ from runtime.emulator import Emulator
 from runtime.errors import RuntimeAPIError
 from runtime.handler import EventHandler
 from runtime.logging import configure_logging
-from runtime.orchestrator import Orchestrator
-from runtime.policy import RunPolicy
 from runtime.result import RunResult
 from tools import ToolRegistry, default_registry
 
@@ -383,39 +382,58 @@ def make_view(
 # --- conversations --------------------------------------------------------------------------
 
 
-class Conversation(Protocol):
-    """Sends user messages one after the other on the same conversation."""
+class Conversation:
+    """Sends user messages one after the other on one conversation, whatever the protocol.
 
-    async def send(self, text: str) -> RunResult:
-        """Run the assistant on ``text`` and return the run's result."""
-        ...
+    Assistants: the first message creates a thread (unless ``conversation_id`` names one),
+    later ones are added to it. Responses: each message continues from the previous
+    response (``conversation_id`` is a response id).
 
-
-class ThreadConversation:
-    """An Assistants thread: the first message creates it (unless an id is given)."""
+    Args:
+        backend: an open :class:`~runtime.backends.BackendSession`.
+        assistant_id: the assistant (Assistants only).
+        conversation_id: a thread id (Assistants) or previous response id (Responses).
+        params: run / request parameters (``model`` for Responses).
+    """
 
     def __init__(
         self,
-        client: AssistantsClient,
-        orchestrator: Orchestrator,
-        assistant_id: str,
-        thread_id: str | None = None,
+        backend: BackendSession,
+        assistant_id: str | None = None,
+        conversation_id: str | None = None,
+        **params: Any,
     ) -> None:
-        self.client = client
-        self.orchestrator = orchestrator
+        self.backend = backend
         self.assistant_id = assistant_id
-        self.thread_id = thread_id
+        self.conversation_id = conversation_id
+        self.params = params
 
     async def send(self, text: str) -> RunResult:
-        message = {"role": "user", "content": text}
-        if self.thread_id is None:
-            result = await self.orchestrator.create_thread_and_run(
-                self.assistant_id, messages=[message]
-            )
-            self.thread_id = result.thread_id
-            return result
-        await self.client.create_message(self.thread_id, content=text)
-        return await self.orchestrator.run(self.thread_id, self.assistant_id)
+        """Run the assistant on ``text`` and return the run's result."""
+        result = await self.backend.start(
+            text,
+            assistant_id=self.assistant_id,
+            thread_id=self.conversation_id,
+            **self.params,
+        )
+        if self.backend.protocol == "responses":
+            self.conversation_id = result.run_id
+        else:
+            self.conversation_id = result.thread_id or self.conversation_id
+        return result
+
+
+async def _emulator_assistant(
+    backend: BackendSession, registry: ToolRegistry, model: str
+) -> str | None:
+    """Create an assistant on the embedded emulator (Assistants only; None for Responses)."""
+    client = backend.client
+    if not isinstance(client, AssistantsClient):
+        return None
+    assistant = await client.create_assistant(
+        model=model, name="agent-runtime", tools=registry.definitions() or None
+    )
+    return assistant.id
 
 
 # --- tools for `run` ------------------------------------------------------------------------
@@ -497,52 +515,52 @@ def demo_main(argv: Sequence[str]) -> int:
     """Entry point of ``python -m runtime demo``; returns the exit code."""
     args = _demo_parser().parse_args(list(argv))
     try:
-        settings = load_settings()
+        settings = load_settings(protocol=args.protocol)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging("INFO" if args.verbose else "WARNING", "console", sys.stderr)
-    if args.protocol == "responses" and not _responses_available():
-        print("error: the responses protocol is not available in this build", file=sys.stderr)
-        return 2
     delay = settings.demo.delta_delay_s if args.delta_delay is None else args.delta_delay
     view = make_view(sys.stdout, plain=args.plain)
     try:
-        ok = asyncio.run(_demo(settings, view, args.protocol, delay))
+        ok = asyncio.run(_demo(settings, view, delay))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return 0 if ok else 1
 
 
-def _responses_available() -> bool:
-    return importlib.util.find_spec("runtime.backends") is not None
-
-
-async def _demo(settings: Settings, view: ConsoleView, protocol: str, delay: float) -> bool:
+async def _demo(settings: Settings, view: ConsoleView, delay: float) -> bool:
     registry = build_demo_registry()
-    policy = RunPolicy.from_settings(settings)
     try:
         async with (
             Emulator(delta_delay_s=delay) as emu,
-            AssistantsClient(base_url=emu.base_url, api_key=EMULATOR_API_KEY) as client,
+            open_backend(
+                _without_azure(settings),
+                registry,
+                handler=view,
+                base_url=emu.base_url,
+                api_key=EMULATOR_API_KEY,
+            ) as backend,
         ):
             view.header(
-                f"agent-runtime demo · embedded emulator {emu.base_url} · protocol {protocol}"
-                f" · tools: {', '.join(registry.names())}"
+                f"agent-runtime demo · embedded emulator {emu.base_url} · protocol "
+                f"{backend.protocol} · tools: {', '.join(registry.names())}"
             )
-            assistant = await client.create_assistant(
-                model=DEFAULT_MODEL, name="agent-runtime demo", tools=registry.definitions()
-            )
-            orchestrator = Orchestrator(client, registry, policy=policy, handler=view)
-            conversation = ThreadConversation(client, orchestrator, assistant.id)
+            assistant_id = await _emulator_assistant(backend, registry, DEFAULT_MODEL)
+            conversation = Conversation(backend, assistant_id)
             ok = True
             for text in (DEMO_REQUEST, DEMO_FOLLOW_UP):
                 ok = await _turn(view, conversation, text) and ok
-            await orchestrator.aclose()
             return ok
     finally:
         await view.aclose()
+
+
+def _without_azure(settings: Settings) -> Settings:
+    """The settings with the Azure endpoint unset (the embedded emulator is OpenAI style)."""
+    api = settings.api.model_copy(update={"azure_endpoint": None})
+    return settings.model_copy(update={"api": api})
 
 
 async def _turn(view: ConsoleView, conversation: Conversation, text: str) -> bool:
@@ -564,8 +582,13 @@ def _run_parser() -> argparse.ArgumentParser:
         "the embedded emulator.",
     )
     parser.add_argument("message", nargs="+", help="the user message (words are joined)")
-    parser.add_argument("--assistant", help="assistant id (optional on the emulator)")
-    parser.add_argument("--thread", help="continue this thread (default: a new one)")
+    parser.add_argument(
+        "--assistant", help="assistant id (Assistants protocol; optional on the emulator)"
+    )
+    parser.add_argument(
+        "--thread",
+        help="continue this thread (Assistants) or from this response id (Responses)",
+    )
     parser.add_argument(
         "--tools",
         action="append",
@@ -578,7 +601,16 @@ def _run_parser() -> argparse.ArgumentParser:
         "--builtin-tools", action="store_true", help="offer the builtin clock and calculator"
     )
     parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help="model of the assistant created on the emulator"
+        "--protocol",
+        choices=("assistants", "responses"),
+        default=None,
+        help="wire protocol (default: the configured one)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="Responses: the model; Assistants: the model of the assistant created on the "
+        f"emulator (default {DEFAULT_MODEL})",
     )
     parser.add_argument("--config", help="settings TOML file (default: config/runtime.toml)")
     parser.add_argument("--plain", action="store_true", help="no live view even on a terminal")
@@ -593,8 +625,9 @@ def run_main(argv: Sequence[str]) -> int:
     occurred, 2 for usage, configuration or tool-import errors, 130 on Ctrl-C.
     """
     args = _run_parser().parse_args(list(argv))
+    overrides = {"protocol": args.protocol} if args.protocol else {}
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, **overrides)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -604,7 +637,8 @@ def run_main(argv: Sequence[str]) -> int:
     except Exception as exc:  # any import-time failure of user code is a usage error here
         print(f"error: cannot load tools: {exc!r}", file=sys.stderr)
         return 2
-    if settings.has_remote_server and not args.assistant:
+    remote = settings.has_remote_server
+    if remote and settings.protocol == "assistants" and not args.assistant:
         print("error: --assistant is required with a configured server", file=sys.stderr)
         return 2
     view = make_view(sys.stdout, sys.stderr, plain=args.plain, stream_text=True)
@@ -625,38 +659,26 @@ async def _run(
     message = " ".join(args.message)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(view.aclose)
-        if settings.has_remote_server:
-            client = AssistantsClient.from_settings(settings)
-        else:
+        overrides: dict[str, Any] = {}
+        if not settings.has_remote_server:
             emu = await stack.enter_async_context(Emulator())
             print(
-                f"note: no API key and server configured (OPENAI_API_KEY + OPENAI_BASE_URL or "
-                f"AZURE_OPENAI_ENDPOINT); using the embedded emulator at {emu.base_url}",
+                "note: no API key and server configured (OPENAI_API_KEY + OPENAI_BASE_URL or "
+                f"AZURE_OPENAI_ENDPOINT + key); using the embedded emulator at {emu.base_url}",
                 file=sys.stderr,
             )
-            client = AssistantsClient.from_settings(
-                settings,
-                base_url=emu.base_url,
-                api_key=EMULATOR_API_KEY,
-                azure_endpoint=None,
-                api_version=None,
-            )
-        await stack.enter_async_context(client)
-        assistant_id = args.assistant or await _emulator_assistant(client, registry, args.model)
-        orchestrator = Orchestrator(
-            client, registry, policy=RunPolicy.from_settings(settings), handler=view
+            settings = _without_azure(settings)
+            overrides = {"base_url": emu.base_url, "api_key": EMULATOR_API_KEY}
+        backend = await stack.enter_async_context(
+            open_backend(settings, registry, handler=view, **overrides)
         )
-        stack.push_async_callback(orchestrator.aclose)
-        conversation = ThreadConversation(client, orchestrator, assistant_id, args.thread)
+        assistant_id = args.assistant
+        if assistant_id is None and overrides:
+            assistant_id = await _emulator_assistant(backend, registry, args.model or DEFAULT_MODEL)
+        params = {"model": args.model} if args.model and backend.protocol == "responses" else {}
+        conversation = Conversation(backend, assistant_id, args.thread, **params)
         started = time.monotonic()
         result = await conversation.send(message)
         view.finished(result, time.monotonic() - started)
         return result
     raise AssertionError("unreachable")  # pragma: no cover  (mypy: the stack may swallow)
-
-
-async def _emulator_assistant(client: AssistantsClient, registry: ToolRegistry, model: str) -> str:
-    assistant = await client.create_assistant(
-        model=model, name="agent-runtime run", tools=registry.definitions() or None
-    )
-    return assistant.id

@@ -140,6 +140,18 @@ def test_demo_live_view_on_a_tty() -> None:
     assert "run.finished" not in screen  # not the plain shape
 
 
+def test_demo_on_the_responses_protocol() -> None:
+    """`--protocol responses` plays the same conversation over the Responses API."""
+    proc = run_cli("demo", "--protocol", "responses", "--delta-delay", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "protocol responses" in proc.stdout
+    assert "run_id=resp_" in proc.stdout
+    assert proc.stdout.count("outcome=ok") == 5
+    assert "calculate returned: 19949.2" in proc.stdout
+    assert "You said: Thanks, that is all I needed." in proc.stdout
+    assert proc.stdout.count("run.finished status=completed") == 2
+
+
 def test_demo_rejects_an_unknown_protocol() -> None:
     """A protocol outside assistants/responses is a usage error (exit 2)."""
     proc = run_cli("demo", "--protocol", "carrier-pigeon")
@@ -162,6 +174,17 @@ def test_run_with_builtin_tools_on_the_emulator() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "calculate returned: 42" in proc.stdout
     assert "tool.finished name=calculate" in proc.stderr
+
+
+def test_run_on_the_responses_protocol() -> None:
+    """`run --protocol responses` needs no assistant and runs tools over the Responses API."""
+    proc = run_cli(
+        "run", "--protocol", "responses", "--builtin-tools", '/call calculate {"expression": "2+2"}'
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "calculate returned: 4" in proc.stdout
+    assert "embedded emulator" in proc.stderr
+    assert "run_id=resp_" in proc.stderr
 
 
 def test_run_imports_tools_from_a_module(tmp_path: Path) -> None:
