@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from runtime.errors import StreamEventError
+from runtime.errors import StreamError, StreamEventError
 from runtime.protocol.models import Message, MessageDelta, Run, RunStep, RunStepDelta, Thread
 from runtime.protocol.sse import SSERecord
 
@@ -106,8 +106,15 @@ class RunStepDeltaEvent(StreamEvent):
 
     @cached_property
     def delta(self) -> RunStepDelta:
-        """The typed delta (built on first access)."""
-        return RunStepDelta.model_validate(self.data)
+        """The typed delta (built on first access).
+
+        Raises:
+            StreamError: the data does not have the shape of a step delta.
+        """
+        try:
+            return RunStepDelta.model_validate(self.data)
+        except ValidationError as exc:
+            raise _invalid_delta(self.event, exc) from exc
 
 
 class MessageEvent(StreamEvent):
@@ -124,8 +131,15 @@ class MessageDeltaEvent(StreamEvent):
 
     @cached_property
     def delta(self) -> MessageDelta:
-        """The typed delta (built on first access)."""
-        return MessageDelta.model_validate(self.data)
+        """The typed delta (built on first access).
+
+        Raises:
+            StreamError: the data does not have the shape of a message delta.
+        """
+        try:
+            return MessageDelta.model_validate(self.data)
+        except ValidationError as exc:
+            raise _invalid_delta(self.event, exc) from exc
 
 
 class ErrorEvent(StreamEvent):
@@ -155,6 +169,12 @@ class MalformedEvent(StreamEvent):
     def __init__(self, event: str, data: Any, reason: str) -> None:
         super().__init__(event, data)
         self.reason = reason
+
+
+def _invalid_delta(name: str, exc: ValidationError) -> StreamError:
+    # Deltas are validated lazily (hot path), so a hostile shape surfaces only here: keep it
+    # inside our error tree rather than leaking pydantic's ValidationError to handlers.
+    return StreamError(f"invalid {name} object: {exc.error_count()} errors")
 
 
 def error_from_data(data: Any) -> StreamEventError:
