@@ -331,105 +331,54 @@ class RunEngine:
         step = self._new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
         await sink.emit("thread.run.step.created", step)
         await sink.emit("thread.run.step.in_progress", step)
+        calls = await self._stream_calls(run, sink, turn, step["id"])
+        if calls is None or await self._stopped(run, sink):
+            return
+        step["step_details"]["tool_calls"] = calls
+        run.pending_step = step
+        run.pending_usage = (turn.prompt_tokens, turn.completion_tokens)
+        self._add_usage(run, turn.prompt_tokens, turn.completion_tokens)
+        run.obj["required_action"] = _required_action(calls)
+        run.obj["status"] = "requires_action"
+        run.expiry = self.spawn(self._expire_later(run))
+        self.stats["requires_action"] += 1
+        await sink.emit("thread.run.requires_action", run.obj)
+
+    async def _stream_calls(
+        self, run: RunState, sink: Sink, turn: Turn, step_id: str
+    ) -> list[Obj] | None:
+        """Emit each call as step deltas (id and name, then argument pieces).
+
+        Returns:
+            The step's tool calls, or None if the run was stopped meanwhile (already reported).
+        """
         delay = self.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
         calls: list[Obj] = []
         for index, planned in enumerate(turn.calls):
             call_id = self.ids.new("call")
-            first = {
-                "index": index,
-                "id": call_id,
-                "type": "function",
-                "function": {"name": planned.name, "arguments": "", "output": None},
-            }
-            await sink.emit("thread.run.step.delta", _step_delta(step["id"], first))
+            function = {"name": planned.name, "arguments": "", "output": None}
+            first = {"index": index, "id": call_id, "type": "function", "function": function}
+            await sink.emit("thread.run.step.delta", _step_delta(step_id, first))
             for piece in argument_pieces(planned.arguments):
                 if delay > 0:
                     await sink.flush()
                     await asyncio.sleep(delay)
                 if run.status != "in_progress":
                     await self._stopped(run, sink)
-                    return
+                    return None
                 fragment = {"index": index, "type": "function", "function": {"arguments": piece}}
-                await sink.emit("thread.run.step.delta", _step_delta(step["id"], fragment))
-            calls.append(
-                {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {
-                        "name": planned.name,
-                        "arguments": planned.arguments,
-                        "output": None,
-                    },
-                }
-            )
-        if await self._stopped(run, sink):
-            return
-        step["step_details"]["tool_calls"] = calls
-        run.pending_step = step
-        run.pending_usage = (turn.prompt_tokens, turn.completion_tokens)
-        self._add_usage(run, turn.prompt_tokens, turn.completion_tokens)
-        run.obj["required_action"] = {
-            "type": "submit_tool_outputs",
-            "submit_tool_outputs": {
-                "tool_calls": [
-                    {
-                        "id": c["id"],
-                        "type": "function",
-                        "function": {
-                            "name": c["function"]["name"],
-                            "arguments": c["function"]["arguments"],
-                        },
-                    }
-                    for c in calls
-                ]
-            },
-        }
-        run.obj["status"] = "requires_action"
-        run.expiry = self.spawn(self._expire_later(run))
-        self.stats["requires_action"] += 1
-        await sink.emit("thread.run.requires_action", run.obj)
+                await sink.emit("thread.run.step.delta", _step_delta(step_id, fragment))
+            function = {"name": planned.name, "arguments": planned.arguments, "output": None}
+            calls.append({"id": call_id, "type": "function", "function": function})
+        return calls
 
     # -- tool outputs, cancel, expiry -------------------------------------------------------
 
     def accept_outputs(self, run: RunState, outputs: Any) -> Obj:
         """Validate and record a batch of tool outputs; return the tool step to complete."""
-        if run.status != "requires_action" or run.pending_step is None:
-            raise invalid(
-                f'Runs in status "{run.status}" do not accept tool outputs.', param="tool_outputs"
-            )
-        if not isinstance(outputs, list):
-            raise invalid(
-                "Invalid type for 'tool_outputs': expected an array.",
-                param="tool_outputs",
-                code="invalid_type",
-            )
-        required = [
-            c["id"] for c in run.obj["required_action"]["submit_tool_outputs"]["tool_calls"]
-        ]
-        given: list[str] = []
-        by_id: dict[str, str] = {}
-        for index, item in enumerate(outputs):
-            if not isinstance(item, Mapping) or not isinstance(item.get("tool_call_id"), str):
-                raise invalid(
-                    f"Missing required parameter: 'tool_outputs[{index}].tool_call_id'.",
-                    param=f"tool_outputs[{index}].tool_call_id",
-                    code="missing_required_parameter",
-                )
-            output = item.get("output", "")
-            if not isinstance(output, str):
-                raise invalid(
-                    f"Invalid type for 'tool_outputs[{index}].output': expected a string.",
-                    param=f"tool_outputs[{index}].output",
-                    code="invalid_type",
-                )
-            given.append(item["tool_call_id"])
-            by_id[item["tool_call_id"]] = output
-        if sorted(given) != sorted(required):
-            raise invalid(
-                f"Expected tool outputs for call_ids {sorted(required)}, got {sorted(given)}",
-                param="tool_outputs",
-            )
+        by_id = _check_outputs(run, outputs)
         step = run.pending_step
+        assert step is not None  # _check_outputs ensured requires_action
         for call in step["step_details"]["tool_calls"]:
             call["function"]["output"] = by_id[call["id"]]
             run.exchanges.append(
@@ -567,6 +516,59 @@ class RunEngine:
             run.thread.active_run = None
         run.finished.set()
         self.stats[f"runs_{status}"] += 1
+
+
+def _check_outputs(run: RunState, outputs: Any) -> dict[str, str]:
+    """Outputs by tool_call_id, if they answer exactly the required calls (400 otherwise)."""
+    if run.status != "requires_action" or run.pending_step is None:
+        raise invalid(
+            f'Runs in status "{run.status}" do not accept tool outputs.', param="tool_outputs"
+        )
+    if not isinstance(outputs, list):
+        raise invalid(
+            "Invalid type for 'tool_outputs': expected an array.",
+            param="tool_outputs",
+            code="invalid_type",
+        )
+    given: list[str] = []
+    by_id: dict[str, str] = {}
+    for index, item in enumerate(outputs):
+        where = f"tool_outputs[{index}]"
+        if not isinstance(item, Mapping) or not isinstance(item.get("tool_call_id"), str):
+            raise invalid(
+                f"Missing required parameter: '{where}.tool_call_id'.",
+                param=f"{where}.tool_call_id",
+                code="missing_required_parameter",
+            )
+        output = item.get("output", "")
+        if not isinstance(output, str):
+            raise invalid(
+                f"Invalid type for '{where}.output': expected a string.",
+                param=f"{where}.output",
+                code="invalid_type",
+            )
+        given.append(item["tool_call_id"])
+        by_id[item["tool_call_id"]] = output
+    required = [c["id"] for c in run.obj["required_action"]["submit_tool_outputs"]["tool_calls"]]
+    if sorted(given) != sorted(required):
+        raise invalid(
+            f"Expected tool outputs for call_ids {sorted(required)}, got {sorted(given)}",
+            param="tool_outputs",
+        )
+    return by_id
+
+
+def _required_action(calls: list[Obj]) -> Obj:
+    """``required_action`` listing the calls without their (not yet known) outputs."""
+    tool_calls = [
+        {
+            "id": c["id"],
+            "type": "function",
+            "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+        }
+        for c in calls
+    ]
+    return {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": tool_calls}}
 
 
 def _step_delta(step_id: str, tool_call: Obj) -> Obj:
