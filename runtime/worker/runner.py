@@ -239,7 +239,9 @@ class OrchestratorExecutor:
             job.assistant_id,
             handler=_ProgressHandler(ctx),
             idempotency_key=idempotency_key(job.id, ctx.lease.progress.run_seq),
-            adopt_existing=True,
+            # Only an earlier attempt can have created a run under this key; the lookup costs
+            # a request, so the first attempt skips it.
+            adopt_existing=ctx.lease.attempt > 1 or ctx.lease.progress.run_seq > 0,
             metadata={**job.metadata, "job_id": job.id},
             **job.run_options,
         )

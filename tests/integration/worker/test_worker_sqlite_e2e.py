@@ -1,0 +1,129 @@
+"""End to end on the sqlite backend: worker processes on one node, SIGKILL, and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from worker_harness import (
+    job_message,
+    kill_mid_run,
+    read_tool_log,
+    run_cli,
+    spawn_worker,
+    stop_all,
+    tail,
+    wait_exit,
+    wait_until,
+    write_config,
+)
+
+from runtime.emulator import Emulator
+from runtime.worker import Job, JobState, Message
+from runtime.worker.sqlite import SqliteQueue
+
+pytestmark = pytest.mark.slow
+
+
+async def test_sqlite_survives_a_worker_kill(
+    emulator: Emulator, assistant_id: str, tmp_path: Path
+) -> None:
+    """Two workers share one sqlite file; one is SIGKILLed mid-run; every job completes once."""
+    n_jobs = 80
+    db = tmp_path / "jobs.db"
+    tool_log = tmp_path / "tools.jsonl"
+    queue = SqliteQueue(db, lease_s=1.0)
+    config = write_config(
+        tmp_path / "worker.toml",
+        base_url=emulator.base_url,
+        queue={
+            "backend": "sqlite",
+            "sqlite": {"path": str(db)},
+            "lease_s": 1.0,
+            "heartbeat_s": 0.25,
+        },
+        worker={"concurrency": 3},
+    )
+    for i in range(n_jobs):
+        msg = Message(content=job_message(f"job-{i:03d}", sleep_ms=40))
+        await queue.submit(Job(id=f"job-{i:03d}", assistant_id=assistant_id, messages=(msg,)))
+    env = {"WORKER_TEST_TOOL_LOG": str(tool_log)}
+    procs = [spawn_worker(config, f"s{i}", tmp_path, env=env) for i in range(2)]
+    try:
+
+        async def persisted(text: str, call_id: str) -> bool:
+            record = await queue.get(text)
+            return record is not None and (
+                record.state is JobState.DONE or call_id in record.progress.tool_outputs
+            )
+
+        in_flight = await kill_mid_run(procs[0], tool_log, persisted, min_finished=3)
+
+        async def all_done() -> bool:
+            assert procs[1].poll() is None, tail(tmp_path / "s1.log")
+            return (await queue.stats()).unfinished == 0
+
+        await wait_until(all_done, timeout=60, what="all jobs finished")
+        procs[1].send_signal(signal.SIGTERM)
+        assert await wait_exit(procs[1], timeout=15) == 0
+    finally:
+        stop_all(procs)
+
+    records = [await queue.get(f"job-{i:03d}") for i in range(n_jobs)]
+    await queue.aclose()
+    assert all(r is not None and r.result is not None for r in records)
+    assert all(r.result.status == "completed" for r in records if r and r.result)
+    assert emulator.stats["runs_created"] == n_jobs
+    assert emulator.stats["tool_output_submissions"] == n_jobs
+    events = read_tool_log(tool_log)
+    ends = Counter(e["call"] for e in events if e["event"] == "end")
+    starts = Counter(e["call"] for e in events if e["event"] == "start")
+    assert len(ends) == n_jobs and set(ends.values()) == {1}
+    assert {call for call, n in starts.items() if n > 1} <= in_flight
+    assert any(r is not None and r.attempt > 1 for r in records)
+
+
+async def test_cli_submit_wait_and_jobs(
+    emulator: Emulator, assistant_id: str, tmp_path: Path
+) -> None:
+    """`submit --wait` returns the result, the same --job-id is one job, `jobs` lists it."""
+    db = tmp_path / "jobs.db"
+    config = write_config(
+        tmp_path / "worker.toml",
+        base_url=emulator.base_url,
+        queue={"backend": "sqlite", "sqlite": {"path": str(db)}},
+        worker={"concurrency": 2},
+        http={"enabled": True, "port": 0},
+    )
+    worker = spawn_worker(config, "cli-worker", tmp_path)
+    try:
+        msg = job_message("from the cli", 10)
+        submit = ["submit", "--config", str(config), "--assistant", assistant_id]
+        first = await asyncio.to_thread(
+            run_cli, [*submit, "--job-id", "cli-1", "--metadata", "team=ops", "--wait", msg]
+        )
+        assert first.returncode == 0, first.stderr + tail(tmp_path / "cli-worker.log")
+        head, body = first.stdout.split("\n", 1)
+        assert json.loads(head) == {"job_id": "cli-1", "created": True}
+        record = json.loads(body)
+        assert record["state"] == "done" and record["result"]["status"] == "completed"
+        assert "FROM THE CLI" in record["result"]["text"]
+        again = await asyncio.to_thread(run_cli, [*submit, "--job-id", "cli-1", msg])
+        assert json.loads(again.stdout) == {"job_id": "cli-1", "created": False}
+        listed = await asyncio.to_thread(run_cli, ["jobs", "--config", str(config), "--json"])
+        rows = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert [(r["job_id"], r["state"], r["status"]) for r in rows] == [
+            ("cli-1", "done", "completed")
+        ]
+        worker.send_signal(signal.SIGTERM)
+        assert await wait_exit(worker, timeout=15) == 0
+    finally:
+        stop_all([worker])
+    assert emulator.stats["runs_created"] == 1
+    log = (tmp_path / "cli-worker.log").read_text()
+    finished = [json.loads(line) for line in log.splitlines() if "worker.job_finished" in line]
+    assert finished and finished[0]["job_id"] == "cli-1" and finished[0]["run_id"]
