@@ -88,11 +88,11 @@ def _eval(node: ast.expr) -> Number:
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):
             raise CalculatorError(f"only numbers are allowed, got {node.value!r}")
-        return node.value
+        return _bounded(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _eval(node.left), _eval(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-            raise CalculatorError(f"exponent too large (max {MAX_EXPONENT})")
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right)
         return _bounded(_BINARY[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _bounded(_UNARY[type(node.op)](_eval(node.operand)))
@@ -103,6 +103,16 @@ def _eval(node: ast.expr) -> Number:
     if isinstance(node, ast.Call):
         return _call(node)
     raise CalculatorError(f"operation not allowed: {type(node).__name__}")
+
+
+def _check_power(base: Number, exponent: Number) -> None:
+    if abs(exponent) > MAX_EXPONENT:
+        raise CalculatorError(f"exponent too large (max {MAX_EXPONENT})")
+    # Refuse before computing: a 4096-bit base to the 1000th power would take a while.
+    if not (isinstance(base, int) and isinstance(exponent, int) and exponent > 0):
+        return
+    if (abs(base).bit_length() - 1) * exponent > MAX_INT_BITS:
+        raise CalculatorError(f"result too large (more than {MAX_INT_BITS} bits)")
 
 
 def _call(node: ast.Call) -> Number:

@@ -5,6 +5,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tools import ToolCall, ToolDispatcher, ToolRegistry
 from tools.builtin import (
@@ -116,3 +118,21 @@ def test_calculator_rejections(expression: str, message: str) -> None:
     with pytest.raises(CalculatorError) as info:
         calculate(expression)
     assert str(info.value).startswith(message)
+
+
+@given(st.text(alphabet="0123456789+-*/%().e ", max_size=60))
+def test_calculator_only_numbers_or_calculator_errors(expression: str) -> None:
+    """Any arithmetic-looking input gives a finite number or a CalculatorError, nothing else."""
+    try:
+        value = calculate(expression)
+    except CalculatorError:
+        return
+    assert isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def test_calculator_refuses_huge_power_before_computing() -> None:
+    """A big base to a large exponent is refused by size estimate, and 1e999 is too large."""
+    with pytest.raises(CalculatorError, match="result too large"):
+        calculate("(2 ** 1000) ** 1000")
+    with pytest.raises(CalculatorError, match="result too large"):
+        calculate("1e999")
