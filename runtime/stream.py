@@ -16,8 +16,8 @@ import structlog
 
 from runtime.errors import (
     HandlerError,
+    RequestTimeout,
     RuntimeAPIError,
-    SSEDecodeError,
     StreamEventError,
     StreamInterrupted,
     TransportError,
@@ -259,12 +259,33 @@ class RunStream:
         return self._gen
 
     async def _iterate(self) -> AsyncGenerator[StreamEvent, None]:
+        # One generator from bytes to events (no nested async generators): the per-event
+        # cost of a generator hop is significant with tens of thousands of deltas.
+        decoder = self._decoder
+        handle = self._handle
         try:
-            async for event in self._events():
-                await self._handle(event)
-                yield event
-                if isinstance(event, DoneEvent):
-                    break
+            try:
+                async for chunk in self._chunks:
+                    for record in decoder.feed(chunk):
+                        event = parse_event(record)
+                        await handle(event)
+                        yield event
+                        if type(event) is DoneEvent:
+                            break
+                    else:
+                        continue
+                    break  # done: stop reading even if the server keeps the body open
+                else:
+                    for record in decoder.flush():
+                        event = parse_event(record)
+                        await handle(event)
+                        yield event
+            except TransportError as exc:
+                await self._report(exc)
+                reason = "idle_timeout" if isinstance(exc, RequestTimeout) else "connection"
+                raise StreamInterrupted(
+                    f"the stream broke: {exc.message}", run_id=self.run_id, reason=reason
+                ) from exc
             if not self.stopped:
                 # Also after ``done``: a stream that says it is over without a stopping
                 # status (e.g. after an ``error`` event) leaves the run's state unknown.
@@ -275,23 +296,6 @@ class RunStream:
             await self.aclose()
             if self._on_end is not None:
                 await self._call("on_end", self._on_end)
-
-    async def _events(self) -> AsyncIterator[StreamEvent]:
-        decoder = self._decoder
-        try:
-            async for chunk in self._chunks:
-                for record in decoder.feed(chunk):
-                    yield parse_event(record)
-            for record in decoder.flush():
-                yield parse_event(record)
-        except SSEDecodeError:
-            raise
-        except TransportError as exc:
-            await self._report(exc)
-            reason = "idle_timeout" if "timeout" in type(exc).__name__.lower() else "connection"
-            raise StreamInterrupted(
-                f"the stream broke: {exc.message}", run_id=self.run_id, reason=reason
-            ) from exc
 
     # --- event handling -------------------------------------------------------------------
 
@@ -369,24 +373,28 @@ class RunStream:
     async def _message_delta(self, data: dict[str, Any]) -> None:
         message_id = data.get("id")
         delta = data.get("delta")
-        if not isinstance(message_id, str) or not isinstance(delta, dict):
+        if type(message_id) is not str or not isinstance(delta, dict):
             log.warning("stream.malformed_delta", sse_event="thread.message.delta")
             return
         snapshot = self.messages.get(message_id)
         if snapshot is None:
             snapshot = self.messages[message_id] = MessageSnapshot(message_id, self.run_id)
         content = delta.get("content")
-        if not isinstance(content, list):
+        if type(content) is not list:
             return
+        on_text_delta = self._on_text_delta
         for part in content:
-            text = part.get("text") if isinstance(part, dict) else None
-            value = text.get("value") if isinstance(text, dict) else None
-            if isinstance(value, str):
+            try:
+                value = part["text"]["value"]
                 index = part.get("index", 0)
-                # A non-int index from a broken server must not poison sorting in .text.
-                snapshot.append(index if type(index) is int else 0, value)
-                if self._on_text_delta is not None:
-                    await self._call("on_text_delta", self._on_text_delta, value, snapshot)
+            except (KeyError, TypeError, AttributeError):
+                continue  # not a text part (image, refusal, ...) or a broken one
+            if type(value) is not str:
+                continue
+            # A non-int index from a broken server must not poison sorting in .text.
+            snapshot.append(index if type(index) is int else 0, value)
+            if on_text_delta is not None:
+                await self._call("on_text_delta", on_text_delta, value, snapshot)
 
     async def _step_delta(self, data: dict[str, Any]) -> None:
         step_id = data.get("id")

@@ -192,6 +192,7 @@ def error_from_data(data: Any) -> StreamEventError:
 
 
 _DECODER = json.JSONDecoder()
+_raw_decode = _DECODER.raw_decode
 
 
 def _lenient_json(name: str, raw: str) -> Any:
@@ -200,6 +201,10 @@ def _lenient_json(name: str, raw: str) -> Any:
     The OpenAI reference's tool-call streaming example ends every run object with one ``}``
     too many; that object (its required_action above all) is still what the server meant.
     """
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        pass
     try:
         obj, end = _DECODER.raw_decode(raw)
     except (ValueError, RecursionError):
@@ -253,9 +258,15 @@ def parse_event(record: SSERecord) -> StreamEvent:
         if cls is not UnknownEvent:  # only known names: a hostile stream cannot grow the cache
             _CLASS_CACHE[name] = cls
     try:
-        data: Any = json.loads(raw)
+        # raw_decode skips json.loads' type checks and whitespace scan (hot path); the
+        # fallback handles surrounding whitespace, non-JSON and trailing garbage.
+        data, end = _raw_decode(raw)
+        if end != len(raw):
+            raise ValueError("trailing data")
     except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
         data = _lenient_json(name, raw)
+    if cls is MessageDeltaEvent and type(data) is dict:
+        return MessageDeltaEvent(name, data)
     if name == "error":
         return ErrorEvent(name, data)
     if cls is UnknownEvent:

@@ -15,16 +15,15 @@ silently would hide the run's terminal state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runtime.errors import SSEDecodeError
 
 DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class SSERecord:
-    """One dispatched server-sent event.
+class SSERecord(NamedTuple):
+    """One dispatched server-sent event (immutable; a NamedTuple because one is built per event).
 
     Attributes:
         event: the ``event:`` field, or "message" when the event had none.
@@ -100,9 +99,8 @@ class SSEDecoder:
             tail = bytes(self._pending) + b"\n"
             self._pending.clear()
             out = self._process(tail)
-        record = self._dispatch()
-        if record is not None:
-            out.append(record)
+        if self._has_fields:
+            out.append(self._dispatch())
         return out
 
     def _check_pending(self) -> None:
@@ -124,9 +122,22 @@ class SSEDecoder:
         out: list[SSERecord] = []
         for line in lines:
             if not line:
-                record = self._dispatch()
-                if record is not None:
-                    out.append(record)
+                if self._has_fields:
+                    out.append(self._dispatch())
+                else:
+                    self._retry = None
+            elif line[:6] == "data: ":
+                # The hot path (one per delta event), inlined from _field.
+                size = self._data_size + len(line) - 5
+                if size > self._max_bytes:
+                    self._reset()
+                    raise SSEDecodeError(f"SSE event data larger than {self._max_bytes} bytes")
+                self._data_size = size
+                self._data_lines.append(line[6:])
+                self._has_fields = True
+            elif line[:7] == "event: ":
+                self._event = line[7:]
+                self._has_fields = True
             elif line[0] != ":":
                 self._field(line)
         return out
@@ -152,17 +163,20 @@ class SSEDecoder:
             # isascii(): str.isdigit() accepts e.g. "²", which int() rejects.
             self._retry = int(value)
 
-    def _dispatch(self) -> SSERecord | None:
-        if not self._has_fields:
-            self._retry = None
-            return None
+    def _dispatch(self) -> SSERecord:
+        lines = self._data_lines
         record = SSERecord(
-            event=self._event or "message",
-            data="\n".join(self._data_lines),
-            id=self._last_id,
-            retry=self._retry,
+            self._event or "message",
+            lines[0] if len(lines) == 1 else "\n".join(lines),
+            self._last_id,
+            self._retry,
         )
-        self._reset()
+        # _reset(), inlined: this runs once per event.
+        self._event = None
+        self._data_lines = []
+        self._data_size = 0
+        self._has_fields = False
+        self._retry = None
         return record
 
     def _reset(self) -> None:
