@@ -390,7 +390,7 @@ class ResponsesOrchestrator:
 
     async def _consume(self, state: _State, stream: ResponseStream) -> bool:
         """Read the stream to its end; False when a cancel request interrupted it."""
-        reader = asyncio.ensure_future(stream.until_done())
+        reader = asyncio.ensure_future(self._read(state, stream))
         waiter = asyncio.ensure_future(state.cancel_requested.wait())
         try:
             await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -404,6 +404,12 @@ class ResponsesOrchestrator:
             return False
         reader.result()  # re-raise what broke the stream
         return True
+
+    async def _read(self, state: _State, stream: ResponseStream) -> None:
+        async for _ in stream:
+            # Known as soon as response.created arrives: cancel() and _abort() can reach it.
+            if stream.response_id is not None and stream.response_id != state.response_id:
+                self._track(state, stream.response_id)
 
     def _track(self, state: _State, response_id: str) -> None:
         if response_id not in state.response_ids:
@@ -476,11 +482,15 @@ class ResponsesOrchestrator:
         return results
 
     def _tool_deadline(self, state: _State) -> float | None:
-        """The total deadline minus a margin to send the outputs and read the answer."""
+        """The total deadline minus a margin to send the outputs and read the answer.
+
+        The margin is ``expiry_margin_s``, capped at half the total so short deadlines still
+        leave the tools some time.
+        """
         if state.deadline is None:
             return None
         total = self.policy.total_deadline_s or 0.0
-        margin = min(self.policy.expiry_margin_s, 0.1 * total)
+        margin = min(self.policy.expiry_margin_s, 0.5 * total)
         return state.deadline - margin
 
     # --- cancel and finish ----------------------------------------------------------------
