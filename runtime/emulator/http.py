@@ -119,57 +119,65 @@ class _ApiRoute:
         self.prefix = prefix
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Serve one request."""
-        ctx = self.ctx
-        request_id = ctx.ids.request_id()
+        """Serve one request: log, fault, auth, handler, fault after, render."""
+        entry = self._log_entry(request)
+        fault: Fault | None = None
+        try:
+            body = await _read_json(request)
+            entry["json"] = body
+            if self.prefix:
+                fault = self.ctx.faults.choose(
+                    request.method, request.path, bool(body.get("stream"))
+                )
+                entry["fault"] = fault.kind if fault else None
+            if fault is not None and await self._fault_before(fault, request):
+                return web.Response(status=499)  # never sent: the connection is gone
+            reply = await self._process(request, body)
+        except ApiError as exc:
+            reply = JsonReply(exc.body(), exc.status, exc.headers)
+        if fault is not None and fault.kind in {"reset_after", "500_after"}:
+            if isinstance(reply, StreamReply):
+                self.ctx.engine.spawn(reply.drive(NullSink()))  # processed: the run goes on
+            if fault.kind == "reset_after":
+                _reset(request)
+                return web.Response(status=499)
+            reply = _error_reply(server_error())
+        if isinstance(reply, JsonReply):
+            entry["status"] = reply.status
+            return _json_response(reply, entry["request_id"])
+        entry["status"] = 200
+        self.ctx.stats["streams"] += 1
+        return await self._stream(request, reply, entry["request_id"], fault)
+
+    def _log_entry(self, request: web.Request) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "time": time.time(),
             "method": request.method,
             "path": request.path,
             "status": None,
             "fault": None,
-            "request_id": request_id,
+            "request_id": self.ctx.ids.request_id(),
             "json": None,
         }
-        ctx.log(entry)
-        ctx.stats["requests"] += 1
-        fault: Fault | None = None
+        self.ctx.log(entry)
+        self.ctx.stats["requests"] += 1
+        return entry
+
+    async def _process(self, request: web.Request, body: dict[str, Any]) -> Reply:
+        """Authenticate and run the handler; an emulator bug still answers an OpenAI 500."""
+        self._authenticate(request)
+        if self.handler is _unknown_route:
+            raise ApiError(404, f"Invalid URL ({request.method} {request.path})")
         try:
-            body = await _read_json(request)
-            entry["json"] = body
-            streaming = bool(body.get("stream"))
-            if self.prefix:
-                fault = ctx.faults.choose(request.method, request.path, streaming)
-            entry["fault"] = fault.kind if fault else None
-            if fault is not None and await self._fault_before(fault, request):
-                return web.Response(status=499)  # never sent: the connection is gone
-            self._authenticate(request)
-            if self.handler is _unknown_route:
-                raise ApiError(404, f"Invalid URL ({request.method} {request.path})")
-            reply = await self.handler(
+            return await self.handler(
                 Call(body=body, params=request.match_info, query=request.query)
             )
-        except ApiError as exc:
-            reply = JsonReply(exc.body(), exc.status, exc.headers)
-        except Exception:  # a bug in the emulator still answers like the service would
+        except ApiError:
+            raise
+        except Exception:
             log.exception("emulator.handler_failed", method=request.method, path=request.path)
-            ctx.stats["internal_errors"] += 1
-            error = server_error()
-            reply = JsonReply(error.body(), error.status)
-        if fault is not None and fault.kind in {"reset_after", "500_after"}:
-            if isinstance(reply, StreamReply):
-                ctx.engine.spawn(reply.drive(NullSink()))
-            if fault.kind == "reset_after":
-                _reset(request)
-                return web.Response(status=499)
-            error = server_error()
-            reply = JsonReply(error.body(), error.status)
-        if isinstance(reply, JsonReply):
-            entry["status"] = reply.status
-            return _json_response(reply, request_id)
-        entry["status"] = 200
-        ctx.stats["streams"] += 1
-        return await self._stream(request, reply, request_id, fault)
+            self.ctx.stats["internal_errors"] += 1
+            return _error_reply(server_error())
 
     async def _fault_before(self, fault: Fault, request: web.Request) -> bool:
         """Apply a fault that acts before processing; True if the connection was reset."""
@@ -231,6 +239,10 @@ class _ApiRoute:
         finally:
             stats["streams_open"] -= 1
         return response
+
+
+def _error_reply(error: ApiError) -> JsonReply:
+    return JsonReply(error.body(), error.status, error.headers)
 
 
 def _json_response(reply: JsonReply, request_id: str) -> web.Response:
