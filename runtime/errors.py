@@ -4,8 +4,8 @@
 
     RuntimeAPIError                     base of all our errors
     ├── TransportError                  no usable HTTP answer
-    │   ├── ConnectError                could not connect / connection reset
-    │   ├── RequestTimeout              connect or read timed out
+    │   ├── ConnectError                could not connect (refused, connect timeout) / reset
+    │   ├── RequestTimeout              the request or stream read timed out
     │   └── ClientClosedError           the client was closed and cannot be reused
     ├── APIStatusError                  the server answered with an error status (.status, .code, .request_id)
     │   ├── BadRequestError             400

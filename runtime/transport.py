@@ -106,6 +106,10 @@ def map_aiohttp_errors(sent: bool = False) -> Iterator[None]:
     """
     try:
         yield
+    except aiohttp.ConnectionTimeoutError as exc:
+        # Before ServerTimeoutError (its base): the request never left, so even a
+        # non-idempotent POST may be retried ("could not connect" is what retry checks).
+        raise ConnectError(f"could not connect: connect timed out ({exc})") from exc
     except aiohttp.ServerTimeoutError as exc:
         raise RequestTimeout(f"the server went silent: {exc}") from exc
     except TimeoutError as exc:

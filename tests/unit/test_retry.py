@@ -331,3 +331,32 @@ def test_parse_retry_after_forms() -> None:
     assert value is not None and 100 < value <= 121
     assert parse_retry_after({"retry-after": "soon"}) is None
     assert parse_retry_after({}) is None
+
+
+async def test_connect_timeout_is_could_not_connect(no_retry_waits: None) -> None:
+    """A connect timeout (a listener that never accepts) is ConnectError, retried even for POST."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(3):  # fill the accept queue so that further SYNs are dropped
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        await asyncio.sleep(0.05)
+        try:
+            async with AssistantsClient(
+                base_url=f"http://127.0.0.1:{port}/v1",
+                api_key="sk-x1234567890",
+                connect_timeout_s=0.2,
+                retry=RetryPolicy(max_attempts=2),
+            ) as client:
+                with pytest.raises(ConnectError) as info:
+                    await client.create_run("thread_1", "asst_1")
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert "could not connect" in info.value.message
+    assert client.retries == 1
