@@ -39,6 +39,7 @@ class FunctionSchema:
         params: the function's parameters in order (excluding the context parameter).
         context_param: name of the ToolContext parameter, if any.
         context_positional: whether that parameter is positional-only.
+        var_keyword: whether the function takes ``**kwargs`` (extra arguments go there).
     """
 
     description: str
@@ -47,6 +48,7 @@ class FunctionSchema:
     params: tuple[_Param, ...]
     context_param: str | None
     context_positional: bool = False
+    var_keyword: bool = False
 
     def validate(self, raw: str) -> BaseModel:
         """Parse raw JSON arguments and validate them.
@@ -104,6 +106,8 @@ class FunctionSchema:
                 args.append(value)
             else:
                 kwargs[param.name] = value
+        if self.var_keyword and validated.model_extra:
+            kwargs.update(validated.model_extra)
         if self.context_param is not None and not self.context_positional:
             kwargs[self.context_param] = context
         return args, kwargs
@@ -167,6 +171,7 @@ def build_schema(
         params=tuple(params),
         context_param=context_param,
         context_positional=context_positional,
+        var_keyword=extra == "allow",
     )
 
 

@@ -339,3 +339,27 @@ def test_definitions_shape() -> None:
             },
         },
     ]
+
+
+def test_var_keyword_accepts_extra_arguments() -> None:
+    """With **kwargs the schema allows extra properties and they reach the function."""
+
+    def flexible(name: str, **options: Any) -> None:
+        """Flexible."""
+
+    built = Tool.from_function(flexible)
+    assert built.parameters["additionalProperties"] is True
+    validated = built.schema.validate('{"name": "a", "color": "red"}')
+    assert built.schema.call_args(validated, None) == ([], {"name": "a", "color": "red"})
+
+
+def test_positional_only_parameters_are_passed_positionally() -> None:
+    """Positional-only parameters (and a positional-only context) are passed by position."""
+
+    def positional(ctx: ToolContext, a: int, /, b: int) -> None:
+        """Positional."""
+
+    built = Tool.from_function(positional)
+    context = ToolContext(tool_call_id="c1", tool_name="positional")
+    validated = built.schema.validate('{"a": 1, "b": 2}')
+    assert built.schema.call_args(validated, context) == ([context, 1], {"b": 2})
