@@ -498,3 +498,77 @@ async def test_api_key_never_leaks(
     for text in texts:
         assert key not in text  # ...and appears nowhere else
     assert isinstance(info.value, RateLimitError)
+
+
+def sse(*events: tuple[str, Any]) -> bytes:
+    """An SSE body."""
+    return b"".join(f"event: {n}\ndata: {json.dumps(d)}\n\n".encode() for n, d in events)
+
+
+async def test_streams_release_their_connection(serve: ServeApp) -> None:
+    """Leaving a stream early releases its connection: the client keeps working afterwards."""
+    run = {"id": "run_1", "thread_id": "thread_1", "status": "queued"}
+    body = sse(("thread.run.created", run), *[("thread.run.in_progress", run)] * 200)
+    body += sse(("thread.run.completed", {**run, "status": "completed"})) + b"data: [DONE]\n\n"
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(body)
+        return response
+
+    async def retrieve(request: web.Request) -> web.Response:
+        return web.json_response(run)
+
+    app = web.Application()
+    app.router.add_post("/v1/threads/thread_1/runs", stream)
+    app.router.add_get("/v1/threads/thread_1/runs/run_1", retrieve)
+    async with AssistantsClient(
+        base_url=await serve(app) + "/v1", api_key=KEY, max_connections=1
+    ) as client:
+        for _ in range(3):  # with one pooled connection, a leaked one would hang here
+            async with await client.create_run("thread_1", "asst_1", stream=True) as events:
+                async for event in events:
+                    if event.event == "thread.run.in_progress":
+                        break
+        full = await client.create_run("thread_1", "asst_1", stream=True)
+        await full.until_done()
+        assert full.run is not None and full.run.status == "completed"
+        assert (await client.retrieve_run("thread_1", "run_1")).id == "run_1"
+
+
+async def test_stream_request_error_raises_before_streaming(
+    api: tuple[FakeAPI, str], no_retry_waits: None
+) -> None:
+    """A streamed create_run answered 400 busy raises ThreadBusyError instead of a RunStream."""
+    fake, root = api
+    message = "Thread thread_1 already has an active run run_9."
+    fake.reply("/v1/threads/thread_1/runs", 400, {"error": {"message": message}})
+    async with openai_client(root) as client:
+        with pytest.raises(ThreadBusyError) as info:
+            await client.create_run("thread_1", "asst_1", stream=True)
+    assert info.value.active_run_id == "run_9"
+    assert fake.seen[0].body == {"assistant_id": "asst_1", "stream": True}
+
+
+async def test_submit_tool_outputs_stream_knows_its_run(serve: ServeApp) -> None:
+    """submit_tool_outputs(stream=True) sends every output in one request and streams the rest."""
+    seen: list[Any] = []
+    run = {"id": "run_1", "thread_id": "thread_1", "status": "completed"}
+
+    async def submit(request: web.Request) -> web.StreamResponse:
+        seen.append(await request.json())
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(sse(("thread.run.completed", run)) + b"event: done\ndata: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/threads/thread_1/runs/run_1/submit_tool_outputs", submit)
+    outputs = [{"tool_call_id": "a", "output": "1"}, {"tool_call_id": "b", "output": "2"}]
+    async with AssistantsClient(base_url=await serve(app) + "/v1", api_key=KEY) as client:
+        stream = await client.submit_tool_outputs("thread_1", "run_1", outputs, stream=True)
+        assert stream.run_id == "run_1"
+        await stream.until_done()
+    assert seen == [{"tool_outputs": outputs, "stream": True}]
+    assert stream.run is not None and stream.run.status == "completed"
