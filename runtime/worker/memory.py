@@ -42,7 +42,7 @@ class _Entry:
     thread_id: str | None = None
     run_id: str | None = None
     run_seq: int = 0
-    drain_cancelled: bool = False
+    worker_cancelled: bool = False
     tool_outputs: dict[str, ToolOutput] = field(default_factory=dict)
 
     def progress(self) -> Progress:
@@ -50,7 +50,7 @@ class _Entry:
             thread_id=self.thread_id,
             run_id=self.run_id,
             run_seq=self.run_seq,
-            drain_cancelled=self.drain_cancelled,
+            worker_cancelled=self.worker_cancelled,
             tool_outputs=dict(self.tool_outputs),
         )
 
@@ -199,7 +199,7 @@ class MemoryQueue:
         *,
         delay_s: float = 0.0,
         error: str | None = None,
-        drain_cancelled: bool = False,
+        worker_cancelled: bool = False,
     ) -> bool:
         """Put the job back, claimable after ``delay_s``."""
         entry = self._fenced(lease)
@@ -210,7 +210,7 @@ class MemoryQueue:
         entry.available_at = now + delay_s
         entry.updated_at = now
         entry.last_error = error if error is not None else entry.last_error
-        entry.drain_cancelled = entry.drain_cancelled or drain_cancelled
+        entry.worker_cancelled = entry.worker_cancelled or worker_cancelled
         await self._notify()
         return True
 
@@ -222,6 +222,14 @@ class MemoryQueue:
         self._bury(entry, error)
         return True
 
+    async def flag_run_cancelled(self, job_id: str, run_id: str) -> bool:
+        """Mark the job's current run as cancelled by a worker."""
+        entry = self._entries.get(job_id)
+        if entry is None or entry.run_id != run_id:
+            return False
+        entry.worker_cancelled = True
+        return True
+
     async def new_run_generation(self, lease: Lease) -> Lease:
         """Forget a drain-cancelled run so the next run gets a fresh idempotency key."""
         entry = self._fenced(lease)
@@ -229,7 +237,7 @@ class MemoryQueue:
             raise LeaseLost(lease.job.id, lease.attempt)
         entry.run_id = None
         entry.run_seq += 1
-        entry.drain_cancelled = False
+        entry.worker_cancelled = False
         entry.tool_outputs.clear()
         return lease.model_copy(update={"progress": entry.progress()})
 

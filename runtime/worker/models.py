@@ -182,14 +182,15 @@ class Progress(_Frozen):
         run_id: the run, stored the moment it exists.
         run_seq: run generation; bumped when a worker cancelled the run while draining so the
             next attempt starts a fresh run under a new idempotency key.
-        drain_cancelled: the current run was cancelled by a draining worker.
+        worker_cancelled: the current run was cancelled by a worker (a drain, or a worker that
+            lost its lease), not by a user: the next attempt starts a new run generation.
         tool_outputs: outputs already computed, by tool call id; never executed again.
     """
 
     thread_id: str | None = None
     run_id: str | None = None
     run_seq: int = 0
-    drain_cancelled: bool = False
+    worker_cancelled: bool = False
     tool_outputs: dict[str, ToolOutput] = Field(default_factory=dict)
 
 

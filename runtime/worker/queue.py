@@ -79,17 +79,27 @@ class JobQueue(Protocol):
         *,
         delay_s: float = 0.0,
         error: str | None = None,
-        drain_cancelled: bool = False,
+        worker_cancelled: bool = False,
     ) -> bool:
         """Give the job back unacknowledged, claimable again after ``delay_s``.
 
-        ``drain_cancelled`` records that this worker cancelled the job's run, so the next
+        ``worker_cancelled`` records that this worker cancelled the job's run, so the next
         attempt starts a new run generation instead of resuming a cancelled run.
         """
         ...
 
     async def dead_letter(self, lease: Lease, error: str) -> bool:
         """Move the job to the dead-letter store and acknowledge it."""
+        ...
+
+    async def flag_run_cancelled(self, job_id: str, run_id: str) -> bool:
+        """Record that a worker is cancelling ``run_id`` of the job (not fenced).
+
+        Used by a worker that lost its lease just before its attempt is stopped (which cancels
+        the run on the server): the successor, finding that run cancelled, then starts a new
+        run generation instead of storing ``cancelled`` as the job's result. Only takes effect
+        while ``run_id`` is still the job's current run.
+        """
         ...
 
     async def new_run_generation(self, lease: Lease) -> Lease:

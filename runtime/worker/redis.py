@@ -60,7 +60,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'job_id', ARGV[1])
 redis.call('HSET', KEYS[1], 'job', ARGV[2], 'state', 'queued', 'attempt', 0,
   'submitted_at', ARGV[3], 'updated_at', ARGV[3], 'entry', entry, 'run_seq', 0,
-  'drain_cancelled', 0)
+  'worker_cancelled', 0)
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'thread_id', ARGV[5]) end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[6]) - 1)
@@ -141,11 +141,11 @@ _RELEASE = (
     _FENCE
     + """
 -- KEYS: job, stream, waiting
--- ARGV: attempt, now, group, consumer, entry, idle_ms, error, drain_cancelled, job_id
+-- ARGV: attempt, now, group, consumer, entry, idle_ms, error, worker_cancelled, job_id
 if not fenced() then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'updated_at', ARGV[2])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'last_error', ARGV[7]) end
-if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'drain_cancelled', 1) end
+if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'worker_cancelled', 1) end
 redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'submitted_at'), ARGV[9])
 -- Setting the entry's idle time makes XAUTOCLAIM hand it out again after the delay.
 redis.call('XCLAIM', KEYS[2], ARGV[3], ARGV[4], 0, ARGV[5], 'IDLE', ARGV[6], 'JUSTID')
@@ -168,6 +168,13 @@ return 1
 """
 )
 
+_FLAG_CANCELLED = """
+-- KEYS: job   ARGV: run_id
+if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'worker_cancelled', 1)
+return 1
+"""
+
 _NEW_GENERATION = (
     _FENCE
     + """
@@ -175,7 +182,7 @@ _NEW_GENERATION = (
 if not fenced() then return 0 end
 redis.call('HDEL', KEYS[1], 'run_id')
 redis.call('HINCRBY', KEYS[1], 'run_seq', 1)
-redis.call('HSET', KEYS[1], 'drain_cancelled', 0)
+redis.call('HSET', KEYS[1], 'worker_cancelled', 0)
 redis.call('DEL', KEYS[2])
 return 1
 """
@@ -239,6 +246,7 @@ class RedisQueue:
         self._release = r.register_script(_RELEASE)
         self._bury = r.register_script(_DEAD)
         self._new_generation = r.register_script(_NEW_GENERATION)
+        self._flag_cancelled = r.register_script(_FLAG_CANCELLED)
 
     @property
     def stream(self) -> str:
@@ -412,7 +420,7 @@ class RedisQueue:
         *,
         delay_s: float = 0.0,
         error: str | None = None,
-        drain_cancelled: bool = False,
+        worker_cancelled: bool = False,
     ) -> bool:
         """Leave the entry unacknowledged and make it claimable after ``delay_s``."""
         idle_ms = max(0, self._lease_ms - int(delay_s * 1000))
@@ -425,7 +433,7 @@ class RedisQueue:
             lease.token,
             idle_ms,
             error or "",
-            "1" if drain_cancelled else "0",
+            "1" if worker_cancelled else "0",
             lease.job.id,
         ]
         return bool(await self._run(self._release, keys, args))
@@ -443,6 +451,10 @@ class RedisQueue:
             self._dead_maxlen,
         ]
         return bool(await self._run(self._bury, keys, args))
+
+    async def flag_run_cancelled(self, job_id: str, run_id: str) -> bool:
+        """Mark the job's current run as cancelled by a worker."""
+        return bool(await self._run(self._flag_cancelled, [self._job_key(job_id)], [run_id]))
 
     async def new_run_generation(self, lease: Lease) -> Lease:
         """Forget a drain-cancelled run so the next run gets a fresh idempotency key."""
@@ -544,7 +556,7 @@ def _progress(fields: dict[str, str], tools: dict[str, str]) -> Progress:
         thread_id=fields.get("thread_id") or None,
         run_id=fields.get("run_id") or None,
         run_seq=int(fields.get("run_seq", 0)),
-        drain_cancelled=fields.get("drain_cancelled") == "1",
+        worker_cancelled=fields.get("worker_cancelled") == "1",
         tool_outputs=outputs,
     )
 

@@ -210,11 +210,20 @@ class OrchestratorExecutor:
         ctx.thread_id = progress.thread_id or ctx.lease.job.thread_id
         if progress.run_id is not None and ctx.thread_id is not None:
             result = await self._resume(ctx, ctx.thread_id, progress.run_id)
-            if not (result.status == "cancelled" and progress.drain_cancelled):
+            if not (result.status == "cancelled" and await self._cancelled_by_worker(ctx)):
                 return self._outcome(ctx, result)
-            log.info("worker.run_restarted", reason="cancelled_by_drain", run_id=progress.run_id)
+            log.info("worker.run_restarted", reason="cancelled_by_worker", run_id=progress.run_id)
             await ctx.new_generation()
         return self._outcome(ctx, await self._run(ctx))
+
+    @staticmethod
+    async def _cancelled_by_worker(ctx: JobContext) -> bool:
+        # Re-read: a worker that lost its lease flags the run just before cancelling it,
+        # possibly after this attempt was claimed.
+        if ctx.lease.progress.worker_cancelled:
+            return True
+        record = await ctx.queue.get(ctx.lease.job.id)
+        return record is not None and record.progress.worker_cancelled
 
     async def _resume(self, ctx: JobContext, thread_id: str, run_id: str) -> RunResult:
         known = [_to_result(o) for o in ctx.lease.progress.tool_outputs.values()]

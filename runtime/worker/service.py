@@ -7,7 +7,7 @@ Guarantees:
 * the loop never claims more jobs than it has free slots;
 * ``drain()`` (SIGTERM/SIGINT) stops claiming, lets in-flight jobs finish within the grace
   period, then cancels the rest: the orchestrator cancels their runs on the server and the
-  jobs are released unacknowledged (flagged ``drain_cancelled``) for another worker;
+  jobs are released unacknowledged (flagged ``worker_cancelled``) for another worker;
 * a job whose attempt raised is released for a retry after ``retry_delay_s``, and moved to the
   dead-letter store once it has used ``max_deliveries`` deliveries;
 * a lease taken over by another worker (heartbeat refused) stops the local attempt and
@@ -278,7 +278,7 @@ class Worker:
             return
         try:
             released = await self.queue.release(
-                ctx.lease, error="worker drained", drain_cancelled=ctx.run_id is not None
+                ctx.lease, error="worker drained", worker_cancelled=ctx.run_id is not None
             )
         except QueueError as exc:
             log.warning("worker.release_failed", error=str(exc))
@@ -307,9 +307,14 @@ class Worker:
             log.warning("worker.heartbeat_failed", job_id=job_id, error=str(exc))
             return
         if not alive and not entry.task.done():
-            # Another worker owns the job now: stop here and write nothing more.
+            # Another worker owns the job now: stop here and write nothing more. Stopping
+            # cancels our run on the server, so flag it first: the successor then starts a new
+            # run instead of taking "cancelled" for the job's result.
             entry.ctx.lost = True
             log.warning("worker.lease_lost", job_id=job_id, attempt=entry.ctx.lease.attempt)
+            if entry.ctx.run_id is not None:
+                with contextlib.suppress(QueueError):
+                    await self.queue.flag_run_cancelled(job_id, entry.ctx.run_id)
             entry.task.cancel()
 
     async def _finish_in_flight(self) -> None:

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     thread_id TEXT,
     run_id TEXT,
     run_seq INTEGER NOT NULL DEFAULT 0,
-    drain_cancelled INTEGER NOT NULL DEFAULT 0,
+    worker_cancelled INTEGER NOT NULL DEFAULT 0,
     dead_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
@@ -63,9 +63,10 @@ CREATE TABLE IF NOT EXISTS tool_outputs (
 
 _COLUMNS = (
     "job_id, job, state, attempt, owner, submitted_at, updated_at, last_error, result, "
-    "thread_id, run_id, run_seq, drain_cancelled"
+    "thread_id, run_id, run_seq, worker_cancelled"
 )
 _FENCE = "job_id = ? AND attempt = ? AND state = 'running'"
+_CLAIMABLE = "(state = 'queued' AND available_at <= ?) OR (state = 'running' AND lease_until <= ?)"
 
 
 class SqliteQueue:
@@ -167,14 +168,18 @@ class SqliteQueue:
         *,
         delay_s: float = 0.0,
         error: str | None = None,
-        drain_cancelled: bool = False,
+        worker_cancelled: bool = False,
     ) -> bool:
         """Put the job back, claimable after ``delay_s``."""
-        return await self._call(_release, lease, delay_s, error, drain_cancelled)
+        return await self._call(_release, lease, delay_s, error, worker_cancelled)
 
     async def dead_letter(self, lease: Lease, error: str) -> bool:
         """Move the job to the dead-letter state."""
         return await self._call(_dead_letter, lease, error)
+
+    async def flag_run_cancelled(self, job_id: str, run_id: str) -> bool:
+        """Mark the job's current run as cancelled by a worker."""
+        return await self._call(_flag_run_cancelled, job_id, run_id)
 
     async def new_run_generation(self, lease: Lease) -> Lease:
         """Forget a drain-cancelled run so the next run gets a fresh idempotency key."""
@@ -234,11 +239,16 @@ def _claim(
     if count <= 0:
         return []
     now = time.time()
+    # Idle workers poll: look without the write lock first, so they never block each other.
+    if (
+        conn.execute(f"SELECT 1 FROM jobs WHERE {_CLAIMABLE} LIMIT 1", (now, now)).fetchone()
+        is None
+    ):
+        return []
     conn.execute("BEGIN IMMEDIATE")
     try:
         rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE (state = 'queued' AND available_at <= ?) "
-            "OR (state = 'running' AND lease_until <= ?) ORDER BY seq LIMIT ?",
+            f"SELECT {_COLUMNS} FROM jobs WHERE {_CLAIMABLE} ORDER BY seq LIMIT ?",
             (now, now, count),
         ).fetchall()
         leases = [_take(conn, row, consumer, now, lease_s, max_deliveries) for row in rows]
@@ -289,7 +299,7 @@ def _progress(conn: sqlite3.Connection, row: sqlite3.Row) -> Progress:
         thread_id=row["thread_id"],
         run_id=row["run_id"],
         run_seq=int(row["run_seq"]),
-        drain_cancelled=bool(row["drain_cancelled"]),
+        worker_cancelled=bool(row["worker_cancelled"]),
         tool_outputs=tool_outputs,
     )
 
@@ -343,14 +353,14 @@ def _release(
     lease: Lease,
     delay_s: float,
     error: str | None,
-    drain_cancelled: bool,
+    worker_cancelled: bool,
 ) -> bool:
     now = time.time()
     cur = conn.execute(
         "UPDATE jobs SET state = 'queued', available_at = ?, updated_at = ?, "
-        "last_error = COALESCE(?, last_error), drain_cancelled = MAX(drain_cancelled, ?) "
+        "last_error = COALESCE(?, last_error), worker_cancelled = MAX(worker_cancelled, ?) "
         f"WHERE {_FENCE}",
-        (now + delay_s, now, error, int(drain_cancelled), lease.job.id, lease.attempt),
+        (now + delay_s, now, error, int(worker_cancelled), lease.job.id, lease.attempt),
     )
     return cur.rowcount == 1
 
@@ -365,11 +375,18 @@ def _dead_letter(conn: sqlite3.Connection, lease: Lease, error: str) -> bool:
     return cur.rowcount == 1
 
 
+def _flag_run_cancelled(conn: sqlite3.Connection, job_id: str, run_id: str) -> bool:
+    cur = conn.execute(
+        "UPDATE jobs SET worker_cancelled = 1 WHERE job_id = ? AND run_id = ?", (job_id, run_id)
+    )
+    return cur.rowcount == 1
+
+
 def _new_generation(conn: sqlite3.Connection, lease: Lease) -> Progress | None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         cur = conn.execute(
-            "UPDATE jobs SET run_id = NULL, run_seq = run_seq + 1, drain_cancelled = 0 "
+            "UPDATE jobs SET run_id = NULL, run_seq = run_seq + 1, worker_cancelled = 0 "
             f"WHERE {_FENCE}",
             (lease.job.id, lease.attempt),
         )

@@ -151,7 +151,7 @@ async def test_sigterm_drain_acknowledges_no_half_done_job(
         for job_id in ("long-1", "long-2", "long-3"):
             record = await queue.get(job_id)
             assert record is not None and record.state is JobState.QUEUED
-            assert record.result is None and record.progress.drain_cancelled
+            assert record.result is None and record.progress.worker_cancelled
             assert record.progress.run_id is not None and record.progress.thread_id is not None
             run = await client.retrieve_run(record.progress.thread_id, record.progress.run_id)
             assert run.status == "cancelled"

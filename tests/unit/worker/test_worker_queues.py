@@ -132,14 +132,28 @@ async def test_release_redelivers_and_drain_starts_a_new_generation(
     first = await _claim_one(queue, "w1")
     await queue.save_progress(first, thread_id="thread_1", run_id="run_1")
     await queue.save_progress(first, tool_output=ToolOutput(id="call_1", name="t"))
-    assert await queue.release(first, error="drained", drain_cancelled=True) is True
+    assert await queue.release(first, error="drained", worker_cancelled=True) is True
     second = await _claim_one(queue, "w2")
-    assert second.attempt == 2 and second.progress.drain_cancelled
+    assert second.attempt == 2 and second.progress.worker_cancelled
     fresh = await queue.new_run_generation(second)
     assert fresh.progress.run_id is None and fresh.progress.run_seq == 1
     assert fresh.progress.thread_id == "thread_1" and fresh.progress.tool_outputs == {}
     record = await queue.get("j1")
     assert record is not None and record.last_error == "drained"
+
+
+async def test_flag_run_cancelled_only_marks_the_current_run(make_queue: QueueFactory) -> None:
+    """flag_run_cancelled marks the job's current run and ignores a stale run id."""
+    queue = await make_queue()
+    await queue.submit(_job("j1"))
+    lease = await _claim_one(queue, "w1")
+    await queue.save_progress(lease, thread_id="thread_1", run_id="run_2")
+    assert await queue.flag_run_cancelled("j1", "run_1") is False
+    record = await queue.get("j1")
+    assert record is not None and not record.progress.worker_cancelled
+    assert await queue.flag_run_cancelled("j1", "run_2") is True
+    record = await queue.get("j1")
+    assert record is not None and record.progress.worker_cancelled
 
 
 async def test_release_with_delay_holds_the_job_back(make_queue: QueueFactory) -> None:

@@ -102,7 +102,7 @@ async def test_drain_finishes_within_grace_and_releases_the_rest() -> None:
     short, long = await queue.get("short"), await queue.get("long")
     assert short is not None and short.state is JobState.DONE
     assert long is not None and long.state is JobState.QUEUED and long.result is None
-    assert long.progress.drain_cancelled and long.progress.run_id == "run_long"
+    assert long.progress.worker_cancelled and long.progress.run_id == "run_long"
     assert long.last_error == "worker drained"
     assert executor.cancelled == ["long"]
 
@@ -166,7 +166,8 @@ async def test_lost_lease_stops_the_attempt_and_writes_nothing() -> None:
     await asyncio.wait_for(task, timeout=5)
     record = await queue.get("j1")
     assert record is not None and record.state is JobState.RUNNING and record.owner == "thief"
-    assert record.last_error is None and not record.progress.drain_cancelled
+    # The stale attempt flagged its run before stopping (which cancels it on the server).
+    assert record.last_error is None and record.progress.worker_cancelled
     assert await queue.complete(stolen, _outcome_result(stolen.job.id, stolen.attempt))
 
 
