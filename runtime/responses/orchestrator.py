@@ -383,6 +383,7 @@ class ResponsesOrchestrator:
                 raise stream.errors[-1]
             return None
         if state.cancel_requested.is_set() and stream.response is not None:
+            self._absorb(state, stream.response, stream)  # keep the partial text
             return stream.response
         response = await self._poll(state, stream.response_id)
         self._absorb(state, response)
@@ -416,7 +417,7 @@ class ResponsesOrchestrator:
             state.response_ids.append(response_id)
             self._active[response_id] = state
             state.dispatcher.run_id = response_id
-            structlog.contextvars.bind_contextvars(response_id=response_id)
+        structlog.contextvars.bind_contextvars(response_id=response_id)
 
     def _absorb(
         self, state: _State, response: Response, stream: ResponseStream | None = None

@@ -318,3 +318,37 @@ async def test_cancel_of_a_foreground_response_is_refused_by_the_server(
     response = await rc.create(model="gpt-4o", input="hi")
     with pytest.raises(BadRequestError, match="background"):
         await rc.cancel(response.id)
+
+
+async def test_cancel_by_id_while_streaming_keeps_the_partial_text(
+    emu: Emulator, rc: ResponsesClient, registry: ToolRegistry
+) -> None:
+    """A cancel request during a foreground stream closes it; the result keeps what arrived."""
+    emu.set_scenario(
+        scenario({"type": "text", "text": "one two three four five", "delta_delay_ms": 150})
+    )
+    orch = ResponsesOrchestrator(rc, registry, policy=FAST)
+    first_delta = asyncio.Event()
+
+    class Watch(EventHandler):
+        async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+            first_delta.set()
+
+    task = asyncio.create_task(orch.run("hi", handler=Watch()))
+    await first_delta.wait()
+    (response_id,) = list(orch._active)
+    await orch.cancel(response_id)
+    result = await task
+    assert result.status == "cancelled" and result.run_id == response_id
+    assert result.text.startswith("one") and "five" not in result.text
+
+
+async def test_failed_response_is_rerun_when_the_policy_asks(
+    emu: Emulator, rc: ResponsesClient, registry: ToolRegistry
+) -> None:
+    """rerun_on_server_error sends the request again after a server_error failure."""
+    emu.set_scenario(scenario({"type": "fail", "code": "server_error"}))
+    policy = RunPolicy(rerun_on_server_error=True, max_reruns=1, poll_interval_s=0.02)
+    result = await ResponsesOrchestrator(rc, registry, policy=policy).run("again")
+    assert result.status == "completed" and result.text == "You said: again"
+    assert len(posts(emu)) == 2
