@@ -155,15 +155,15 @@ class RunEngine:
 
     def create_run(self, thread: ThreadState, assistant: Obj, body: Mapping[str, Any]) -> RunState:
         """Create a queued run on a thread (the caller validated the body and the thread)."""
-        created = now()
+        stamp = time.time()
         loop_now = asyncio.get_running_loop().time()
         obj = run_obj(
             self.ids.new("run"),
-            created,
+            int(stamp),
             thread.obj["id"],
             assistant,
             body,
-            expires_at=int(time.time() + self.run_ttl_s),
+            expires_at=int(stamp + self.run_ttl_s),
         )
         run = RunState(obj=obj, thread=thread, deadline=loop_now + self.run_ttl_s)
         for raw in body.get("additional_messages") or []:

@@ -39,6 +39,8 @@ async def test_objects_have_every_field_of_the_recorded_stream(api: Any) -> None
     ours = await api.stream(f"/threads/{thread['id']}/runs", {"assistant_id": assistant["id"]})
     theirs = dict(recorded())
     mine = dict(ours)
+    created = mine["thread.run.created"]
+    assert created["expires_at"] == created["created_at"] + 600
     for event in ("thread.run.created", "thread.run.step.created", "thread.message.created"):
         assert list(mine[event]) == list(theirs[event]), event
     assert set(mine["thread.run.completed"]["usage"]) == set(
