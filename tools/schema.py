@@ -24,7 +24,7 @@ _MAX_ISSUES = 20
 @dataclass(frozen=True)
 class _Param:
     name: str
-    field: str
+    field: str | None  # None: the ToolContext parameter
     positional_only: bool
 
 
@@ -36,9 +36,8 @@ class FunctionSchema:
         description: description from the docstring (summary and extended text).
         parameters: JSON schema of the arguments object.
         model: pydantic model validating the arguments.
-        params: the function's parameters in order (excluding the context parameter).
+        params: the function's parameters in order (the context parameter has no field).
         context_param: name of the ToolContext parameter, if any.
-        context_positional: whether that parameter is positional-only.
         var_keyword: whether the function takes ``**kwargs`` (extra arguments go there).
     """
 
@@ -47,7 +46,6 @@ class FunctionSchema:
     model: type[BaseModel]
     params: tuple[_Param, ...]
     context_param: str | None
-    context_positional: bool = False
     var_keyword: bool = False
 
     def validate(self, raw: str) -> BaseModel:
@@ -98,18 +96,14 @@ class FunctionSchema:
         """Return the positional and keyword arguments for the function."""
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
-        if self.context_param is not None and self.context_positional:
-            args.append(context)
         for param in self.params:
-            value = getattr(validated, param.field)
+            value = context if param.field is None else getattr(validated, param.field)
             if param.positional_only:
                 args.append(value)
             else:
                 kwargs[param.name] = value
         if self.var_keyword and validated.model_extra:
             kwargs.update(validated.model_extra)
-        if self.context_param is not None and not self.context_positional:
-            kwargs[self.context_param] = context
         return args, kwargs
 
 
@@ -144,13 +138,13 @@ def build_schema(
     fields: dict[str, Any] = {}
     params: list[_Param] = []
     context_param: str | None = None
-    context_positional = False
     extra: Literal["forbid", "allow"] = "forbid"
     for index, param in enumerate(signature.parameters.values()):
         annotation = hints.get(param.name, Any)
+        positional_only = param.kind is inspect.Parameter.POSITIONAL_ONLY
         if _is_context(annotation):
             context_param = param.name
-            context_positional = param.kind is inspect.Parameter.POSITIONAL_ONLY
+            params.append(_Param(param.name, None, positional_only))
             continue
         if param.kind is inspect.Parameter.VAR_POSITIONAL:
             raise ToolRegistrationError(f"tool {name!r}: *{param.name} is not supported")
@@ -159,7 +153,7 @@ def build_schema(
             continue
         internal = f"p{index}"
         fields[internal] = _field(param, annotation, doc.params.get(param.name))
-        params.append(_Param(param.name, internal, param.kind is inspect.Parameter.POSITIONAL_ONLY))
+        params.append(_Param(param.name, internal, positional_only))
     model = _create_model(name, fields, extra)
     parameters = _json_schema(model, name)
     if strict:
@@ -170,7 +164,6 @@ def build_schema(
         model=model,
         params=tuple(params),
         context_param=context_param,
-        context_positional=context_positional,
         var_keyword=extra == "allow",
     )
 

@@ -270,7 +270,9 @@ def test_tool_context_is_not_in_schema() -> None:
 
     built = Tool.from_function(with_ctx)
     assert built.parameters["properties"] == {"city": {"type": "string"}}
-    assert built.schema.context_param == "other"  # the last one found is injected
+    context = ToolContext(tool_call_id="c1", tool_name="with_ctx")
+    _, kwargs = built.schema.call_args(built.schema.validate('{"city": "Oslo"}'), context)
+    assert kwargs == {"ctx": context, "city": "Oslo", "other": context}
 
 
 def test_property_named_title_is_kept() -> None:
@@ -363,3 +365,15 @@ def test_positional_only_parameters_are_passed_positionally() -> None:
     context = ToolContext(tool_call_id="c1", tool_name="positional")
     validated = built.schema.validate('{"a": 1, "b": 2}')
     assert built.schema.call_args(validated, context) == ([context, 1], {"b": 2})
+
+
+def test_positional_only_context_keeps_its_place() -> None:
+    """A positional-only ToolContext after another positional-only parameter stays second."""
+
+    def second(a: int, ctx: ToolContext, /) -> None:
+        """Second."""
+
+    built = Tool.from_function(second)
+    context = ToolContext(tool_call_id="c1", tool_name="second")
+    validated = built.schema.validate('{"a": 1}')
+    assert built.schema.call_args(validated, context) == ([1, context], {})
