@@ -572,3 +572,20 @@ async def test_submit_tool_outputs_stream_knows_its_run(serve: ServeApp) -> None
         await stream.until_done()
     assert seen == [{"tool_outputs": outputs, "stream": True}]
     assert stream.run is not None and stream.run.status == "completed"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Thread thread_abc already has an active run run_def.",
+        "Can't add messages to thread_abc while a run run_def is active.",
+    ],
+)
+async def test_busy_thread_message_variants(api: tuple[FakeAPI, str], message: str) -> None:
+    """Both wordings of the busy-thread 400 give ThreadBusyError with the ids."""
+    fake, root = api
+    fake.reply("/v1/threads/thread_abc/messages", 400, {"error": {"message": message}})
+    async with openai_client(root) as client:
+        with pytest.raises(ThreadBusyError) as info:
+            await client.create_message("thread_abc", content="x")
+    assert (info.value.thread_id, info.value.active_run_id) == ("thread_abc", "run_def")
