@@ -48,7 +48,9 @@ _toml_file: ContextVar[Path | None] = ContextVar("_worker_toml_file", default=No
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, use_attribute_docstrings=True
+    )
 
 
 class WorkerSection(_Section):
