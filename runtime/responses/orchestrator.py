@@ -230,10 +230,11 @@ class ResponsesOrchestrator:
             async with timer:
                 result: RunResult = await body
             return result
-        except TimeoutError:
-            if not timer.expired():
-                raise
-            return await self._expire(state)
+        except TimeoutError as exc:
+            if timer.expired():
+                return await self._expire(state)
+            await self._abort(state, exc)
+            raise
         except BaseException as exc:
             await self._abort(state, exc)
             raise
