@@ -131,10 +131,12 @@ class ResponsesApi:
         return JsonReply({"id": state.obj["id"], "object": "response.deleted", "deleted": True})
 
     async def cancel(self, call: Call) -> Reply:
-        """POST /responses/{id}/cancel: only background responses that are still running."""
+        """POST /responses/{id}/cancel: background responses still running (again: no-op)."""
         state = self._lookup(call.params["response_id"])
         if not state.obj["background"]:
             raise invalid("Only responses created with background=true can be cancelled.")
+        if state.status == "cancelled":
+            return JsonReply(state.obj)  # cancelling twice is idempotent
         if state.status not in ACTIVE:
             raise invalid(f"Cannot cancel a response with status '{state.status}'.")
         self._finish(state, "cancelled")

@@ -39,6 +39,7 @@ async def test_background_response_can_be_polled_and_cancelled(
     assert (await rc.retrieve(queued.id)).status == "in_progress"
     cancelled = await rc.cancel(queued.id)
     assert cancelled.status == "cancelled"
+    assert (await rc.cancel(queued.id)).status == "cancelled"  # idempotent
     assert (await rc.retrieve(queued.id)).status == "cancelled"
 
 

@@ -101,3 +101,12 @@ async def test_sdk_azure_style(emu: Emulator) -> None:
         response = await client.responses.create(model="gpt-4o", input="hi azure")
     assert response.output_text == "You said: hi azure"
     assert any(r["path"] == "/openai/responses" for r in emu.requests)
+
+
+async def test_sdk_stream_helper_accumulates_the_final_response(emu: Emulator) -> None:
+    """The SDK's responses.stream() helper rebuilds the same final response from our events."""
+    client = AsyncOpenAI(base_url=emu.base_url, api_key=API_KEY, max_retries=0)
+    async with client, client.responses.stream(model="gpt-4o", input="hello helper") as stream:
+        deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+        final = await stream.get_final_response()
+    assert "".join(deltas) == final.output_text == "You said: hello helper"
