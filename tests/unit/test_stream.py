@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime.errors import (
     ConnectError,
@@ -416,3 +419,61 @@ async def test_stream_iterates_once() -> None:
     await stream.until_done()
     with pytest.raises(RuntimeError):
         stream.__aiter__()
+
+
+KEYS = [
+    "id",
+    "delta",
+    "content",
+    "index",
+    "text",
+    "value",
+    "step_details",
+    "tool_calls",
+    "type",
+    "function",
+    "arguments",
+    "name",
+    "status",
+    "required_action",
+    "submit_tool_outputs",
+    "message_id",
+    "run_id",
+    "error",
+    "message",
+    "code",
+]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=5) | st.sampled_from(KEYS),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+event_names = st.sampled_from(
+    [
+        "thread.created",
+        "thread.run.created",
+        "thread.run.requires_action",
+        "thread.run.completed",
+        "thread.run.step.created",
+        "thread.run.step.completed",
+        "thread.run.step.delta",
+        "thread.message.created",
+        "thread.message.completed",
+        "thread.message.delta",
+        "error",
+        "done",
+        "unknown.thing",
+    ]
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(event_names, json_values), max_size=8))
+async def test_fuzz_stream_raises_only_typed_errors(events: list[tuple[str, Any]]) -> None:
+    """Known event names with arbitrary JSON data never raise anything but RuntimeAPIError."""
+    stream = RunStream(chunks_of(*(sse(name, data) for name, data in events)), handler=Recorder())
+    with contextlib.suppress(RuntimeAPIError):
+        await stream.until_done()
+    _ = (stream.text, [s.arguments for s in stream.tool_calls.values()])
