@@ -217,3 +217,32 @@ def test_stdlib_records_are_redacted_too(captured: io.StringIO) -> None:
     text = captured.getvalue()
     assert "sending api-key" in text and "failed" in text
     assert AZURE_KEY not in text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a tool exception's message goes into the submitted error output verbatim "
+    "(tools/dispatch.py _describe -> error_output); registered secrets are masked in logs "
+    "but not in what is sent to the server",
+)
+async def test_tool_error_output_sent_to_the_server_is_redacted() -> None:
+    """A tool failing with the runtime's own key in its message does not send the key upstream."""
+    reg = ToolRegistry()
+
+    @reg.tool
+    def call_upstream() -> str:
+        """Fails like an HTTP library quoting the credentials it was given."""
+        raise RuntimeError(f"upstream said: Incorrect API key provided: {KEY}")
+
+    async with (
+        Emulator(api_key=KEY) as emu,
+        AssistantsClient(base_url=emu.base_url, api_key=KEY) as client,
+    ):
+        assistant = await client.create_assistant(model="gpt-4o")
+        result = await Orchestrator(client, reg, policy=FAST).create_thread_and_run(
+            assistant.id, messages=[{"role": "user", "content": "/call call_upstream {}"}]
+        )
+        submitted = [json.dumps(r["json"]) for r in emu.requests if r["json"]]
+    assert result.status == "completed"
+    assert result.tool_calls[0].error_type == "tool_exception"
+    assert not [body for body in submitted if KEY in body]
