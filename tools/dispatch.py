@@ -166,7 +166,9 @@ class ToolDispatcher:
             flights.append(flight)
         if flights:
             await self._wait(flights)
-        return [self._cache.get(call.id) or self._settle(self._flights[call.id]) for call in calls]
+        for flight in flights:
+            self._settle(flight)
+        return [self._cache[call.id] for call in calls]
 
     def cached(self, tool_call_id: str) -> ToolCallResult | None:
         """Return the result already computed for tool_call_id, if any."""
@@ -176,6 +178,11 @@ class ToolDispatcher:
             if flight is not None and flight.task.done():
                 result = self._settle(flight)
         return result
+
+    @property
+    def in_flight(self) -> int:
+        """How many calls are executing (or finished but not yet collected)."""
+        return len(self._flights)
 
     def seed_cache(self, results: Iterable[ToolCallResult]) -> None:
         """Record results computed earlier (e.g. before a crash) so they are not re-executed."""
@@ -231,6 +238,7 @@ class ToolDispatcher:
         call = flight.call
         existing = self._cache.get(call.id)
         if existing is not None:
+            self._flights.pop(call.id, None)
             return existing
         task = flight.task
         if task.cancelled():
@@ -263,6 +271,8 @@ class ToolDispatcher:
             )
         except _Failure as failure:
             result = self._failed(call, failure, started)
+        # Recorded before on_finish runs, so a cancellation during the callback keeps it.
+        self._cache[call.id] = result
         self._log_finished(result)
         if batch.on_finish is not None:
             await self._callback(batch.on_finish, result, call)

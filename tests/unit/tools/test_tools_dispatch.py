@@ -627,3 +627,31 @@ async def test_aclose_cancels_in_flight_calls() -> None:
 async def test_empty_batch() -> None:
     """An empty batch returns an empty list."""
     assert await ToolDispatcher(registry).run_batch([]) == []
+
+
+async def test_result_survives_cancellation_during_on_finish() -> None:
+    """A batch cancelled while on_finish runs keeps the real result, not 'cancelled'."""
+    entered = asyncio.Event()
+
+    async def on_finish(result: ToolCallResult) -> None:
+        entered.set()
+        await asyncio.sleep(60)
+
+    dispatcher = ToolDispatcher(registry)
+    task = asyncio.create_task(
+        dispatcher.run_batch([ToolCall("c1", "add", '{"a": 41}')], on_finish=on_finish)
+    )
+    await asyncio.wait_for(entered.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    cached = dispatcher.cached("c1")
+    assert cached is not None and cached.output == "42" and not cached.is_error
+
+
+async def test_no_flight_left_behind() -> None:
+    """After a batch, nothing stays in flight (no leak across many batches)."""
+    dispatcher = ToolDispatcher(registry)
+    for round_ in range(3):
+        await dispatcher.run_batch([ToolCall(f"r{round_}", "add", '{"a": 1}')])
+    assert dispatcher.in_flight == 0
