@@ -352,3 +352,16 @@ async def test_failed_response_is_rerun_when_the_policy_asks(
     result = await ResponsesOrchestrator(rc, registry, policy=policy).run("again")
     assert result.status == "completed" and result.text == "You said: again"
     assert len(posts(emu)) == 2
+
+
+async def test_a_stalled_stream_is_recovered_after_the_idle_timeout(
+    emu: Emulator, registry: ToolRegistry
+) -> None:
+    """A stream that goes silent counts as lost after stream_idle_timeout_s; polling finishes it."""
+    emu.inject("stall", method="POST", path=r"/responses$", after=3)
+    async with ResponsesClient(
+        base_url=emu.base_url, api_key="sk-test-stall", stream_idle_timeout_s=0.3
+    ) as rc:
+        result = await ResponsesOrchestrator(rc, registry, policy=FAST).run("still there?")
+    assert result.status == "completed" and result.recoveries == 1
+    assert result.text == "You said: still there?"

@@ -210,3 +210,52 @@ async def test_malformed_event_is_logged_and_skipped() -> None:
     assert stream.status == "completed"
     malformed = [e for e in logs if e["event"] == "responses.malformed_event"]
     assert malformed[0]["sse_event"] == "response.output_item.added"
+
+
+async def test_final_response_fills_in_items_the_stream_never_announced() -> None:
+    """A function call only present in the terminal response still gets a done snapshot."""
+    item = {"type": "function_call", "id": "fc_9", "call_id": "call_9", "name": "f"}
+    payload = sse(
+        ("response.created", {"response": RESPONSE}),
+        (
+            "response.completed",
+            {
+                "response": {
+                    **RESPONSE,
+                    "status": "completed",
+                    "output": [{**item, "arguments": "{}"}],
+                }
+            },
+        ),
+    )
+    handler = Recorder()
+    stream = ResponseStream(chunks(payload), handler=handler)
+    await stream.until_done()
+    (snapshot,) = stream.function_calls
+    assert (snapshot.id, snapshot.arguments, snapshot.done) == ("call_9", "{}", True)
+    assert [c[0] for c in handler.calls if c[0] in {"created", "done"}] == ["created", "done"]
+
+
+async def test_disagreeing_final_arguments_are_logged_and_win() -> None:
+    """arguments.done that contradicts the fragments is logged; its arguments are kept."""
+    item = {
+        "type": "function_call",
+        "id": "fc_1",
+        "call_id": "call_1",
+        "name": "f",
+        "arguments": "",
+    }
+    at = {"item_id": "fc_1", "output_index": 0}
+    payload = sse(
+        ("response.created", {"response": RESPONSE}),
+        ("response.output_item.added", {"output_index": 0, "item": item}),
+        ("response.function_call_arguments.delta", {**at, "delta": '{"a":'}),
+        ("response.function_call_arguments.done", {**at, "arguments": '{"a":2}'}),
+    )
+    with capture_logs() as logs:
+        stream = ResponseStream(chunks(payload))
+        with pytest.raises(StreamInterrupted):
+            await stream.until_done()
+    assert stream.function_calls[0].arguments == '{"a":2}'
+    mismatch = next(e for e in logs if e["event"] == "responses.arguments_mismatch")
+    assert (mismatch["streamed_chars"], mismatch["final_chars"]) == (5, 7)
