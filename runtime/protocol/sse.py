@@ -42,6 +42,7 @@ class SSEDecoder:
     """Turns byte chunks into :class:`SSERecord` objects, incrementally."""
 
     __slots__ = (
+        "_at_start",
         "_data_lines",
         "_data_size",
         "_event",
@@ -56,6 +57,7 @@ class SSEDecoder:
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._max_bytes = max_event_bytes
         self._pending = bytearray()
+        self._at_start = True
         self._skip_lf = False
         self._event: str | None = None
         self._data_lines: list[str] = []
@@ -111,6 +113,11 @@ class SSEDecoder:
 
     def _process(self, block: bytes) -> list[SSERecord]:
         text = block.decode("utf-8", errors="replace")
+        if self._at_start:
+            # The spec strips one leading BOM; the first block always holds it whole.
+            self._at_start = False
+            if text[:1] == "\ufeff":
+                text = text[1:]
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         lines = text.split("\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import pytest
 import structlog
 from aiohttp import web
 
-from runtime import AssistantsClient, RetryPolicy
+from runtime import AssistantsClient, EventHandler, RetryPolicy
 from runtime.errors import (
     APIStatusError,
     AuthenticationError,
@@ -21,6 +22,7 @@ from runtime.errors import (
     NotFoundError,
     RateLimitError,
     ServerError,
+    SSEDecodeError,
     ThreadBusyError,
     UnprocessableEntityError,
 )
@@ -589,3 +591,71 @@ async def test_busy_thread_message_variants(api: tuple[FakeAPI, str], message: s
         with pytest.raises(ThreadBusyError) as info:
             await client.create_message("thread_abc", content="x")
     assert (info.value.thread_id, info.value.active_run_id) == ("thread_abc", "run_def")
+
+
+async def test_endless_line_over_http_is_bounded(serve: ServeApp) -> None:
+    """A server streaming one endless line ends in SSEDecodeError once max_event_bytes is passed."""
+    sent: list[int] = []
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            for _ in range(2000):  # up to 128 MB if nobody stops reading
+                await response.write(b"data: " + b"a" * 65536)
+                sent.append(1)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/threads/t/runs", endless)
+    async with AssistantsClient(
+        base_url=await serve(app) + "/v1", api_key=KEY, max_event_bytes=256 * 1024
+    ) as client:
+        stream = await client.create_run("t", "a", stream=True)
+        with pytest.raises(SSEDecodeError):
+            await stream.until_done()
+    assert len(sent) < 2000
+
+
+async def test_cancelling_a_stream_consumer_releases_everything(serve: ServeApp) -> None:
+    """Cancelling the task that reads a silent stream ends it promptly, calls on_end once and
+    leaves the client's only connection usable."""
+    first_event = asyncio.Event()
+
+    async def silent(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(sse(("thread.run.created", {"id": "run_1", "status": "queued"})))
+        await asyncio.sleep(30)
+        return response
+
+    async def retrieve(request: web.Request) -> web.Response:
+        return web.json_response({"id": "run_1", "status": "queued"})
+
+    class Ends(EventHandler):
+        ended = 0
+
+        async def on_run_status(self, run: Any) -> None:
+            first_event.set()
+
+        async def on_end(self) -> None:
+            self.ended += 1
+
+    app = web.Application()
+    app.router.add_post("/v1/threads/t/runs", silent)
+    app.router.add_get("/v1/threads/t/runs/run_1", retrieve)
+    handler = Ends()
+    async with AssistantsClient(
+        base_url=await serve(app) + "/v1", api_key=KEY, max_connections=1
+    ) as client:
+        stream = await client.create_run("t", "a", stream=True, handler=handler)
+        task = asyncio.create_task(stream.until_done())
+        await asyncio.wait_for(first_event.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert handler.ended == 1
+        run = await asyncio.wait_for(client.retrieve_run("t", "run_1"), 5)
+    assert run.id == "run_1"

@@ -290,3 +290,11 @@ def test_json_round_trip_of_decoded_data() -> None:
     raw = f"event: e\ndata: {json.dumps(obj)}\n\n".encode()
     (record,) = decode(bytewise(raw))
     assert json.loads(record.data) == obj
+
+
+def test_leading_bom_is_stripped_even_when_split() -> None:
+    """A UTF-8 BOM at the start of the stream is ignored, also when cut across chunks."""
+    raw = b"\xef\xbb\xbfevent: a\ndata: 1\n\n"
+    assert decode([raw]) == [SSERecord("a", "1")]
+    assert decode(bytewise(raw)) == [SSERecord("a", "1")]
+    assert decode([b"data: \xef\xbb\xbfx\n\n"]) == [SSERecord("message", "\ufeffx")]
