@@ -71,21 +71,34 @@ class AsyncPaginator(Generic[M]):
     async def _iterate(self) -> AsyncIterator[M]:
         params = dict(self._params)
         backwards = "before" in params
+        key = "before" if backwards else "after"
         while True:
             page = await self._fetch(params)
             for item in page.data:
-                yield self._model.model_validate(item)
+                yield self._item(item)
             if not page.has_more or not page.data:
                 return
             if backwards:
-                params["before"] = str(page.data[0].get("id") or page.first_id)
+                cursor = str(page.data[0].get("id") or page.first_id)
             else:
-                params["after"] = str(page.data[-1].get("id") or page.last_id)
+                cursor = str(page.data[-1].get("id") or page.last_id)
+            if cursor == params.get(key):
+                # A server repeating its page with has_more=true would loop us forever.
+                raise InvalidResponseError(f"list pagination did not advance past {cursor!r}")
+            params[key] = cursor
+
+    def _item(self, item: dict[str, Any]) -> M:
+        try:
+            return self._model.model_validate(item)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise InvalidResponseError(
+                f"a list item is not a valid {self._model.__name__}: {str(exc)[:300]}"
+            ) from exc
 
     async def first_page(self) -> list[M]:
         """Only the first page."""
         page = await self._fetch(dict(self._params))
-        return [self._model.model_validate(item) for item in page.data]
+        return [self._item(item) for item in page.data]
 
     async def to_list(self, limit: int | None = None) -> list[M]:
         """Collect items (at most ``limit``) into a list."""
@@ -467,7 +480,7 @@ class AssistantsClient:
     def _error(self, response: Response) -> APIStatusError:
         try:
             body: Any = json.loads(response.body) if response.body else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or hostile nesting
             body = None
         fallback = response.body[:200].decode("utf-8", "replace") if body is None else ""
         return status_error(

@@ -659,3 +659,34 @@ async def test_cancelling_a_stream_consumer_releases_everything(serve: ServeApp)
         assert handler.ended == 1
         run = await asyncio.wait_for(client.retrieve_run("t", "run_1"), 5)
     assert run.id == "run_1"
+
+
+async def test_bad_list_pages_are_invalid_responses(serve: ServeApp) -> None:
+    """A list item without an id, or a page that never advances, is InvalidResponseError."""
+    stuck = {"object": "list", "data": [{"id": "run_1"}], "has_more": True, "last_id": "run_1"}
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"status": "x"}], "has_more": False})
+
+    async def repeating(request: web.Request) -> web.Response:
+        return web.json_response(stuck)
+
+    app = web.Application()
+    app.router.add_get("/v1/threads/a/runs", broken)
+    app.router.add_get("/v1/threads/b/runs", repeating)
+    async with openai_client(await serve(app)) as client:
+        with pytest.raises(InvalidResponseError):
+            await client.list_runs("a").to_list()
+        with pytest.raises(InvalidResponseError):
+            await client.list_runs("a").first_page()
+        with pytest.raises(InvalidResponseError, match="did not advance"):
+            await client.list_runs("b").to_list()
+
+
+async def test_deeply_nested_error_body(api: tuple[FakeAPI, str]) -> None:
+    """An error body nested past json's recursion limit still gives a typed status error."""
+    fake, root = api
+    fake.reply("/v1/threads/t", 404, "[" * 100_000)
+    async with openai_client(root) as client:
+        with pytest.raises(NotFoundError):
+            await client.retrieve_thread("t")
