@@ -116,7 +116,9 @@ def map_aiohttp_errors(sent: bool = False) -> Iterator[None]:
         raise RequestTimeout("the request timed out") from exc
     except aiohttp.ClientConnectorError as exc:
         raise ConnectError(f"could not connect: {exc.os_error}") from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError) as exc:
+    except (aiohttp.ClientConnectionError, ConnectionError) as exc:
+        # ClientConnectionError also covers a bare "Connection closed" mid-body, which
+        # would otherwise fall through to the generic (never retried) TransportError.
         where = "after the request was sent" if sent else "during the request"
         raise ConnectError(f"the connection was lost {where}: {exc}") from exc
     except aiohttp.ClientPayloadError as exc:

@@ -23,6 +23,7 @@ from runtime.errors import (
     RateLimitError,
     ServerError,
     SSEDecodeError,
+    StreamInterrupted,
     ThreadBusyError,
     UnprocessableEntityError,
 )
@@ -690,3 +691,26 @@ async def test_deeply_nested_error_body(api: tuple[FakeAPI, str]) -> None:
     async with openai_client(root) as client:
         with pytest.raises(NotFoundError):
             await client.retrieve_thread("t")
+
+
+async def test_aclose_from_another_task_interrupts_the_reader(serve: ServeApp) -> None:
+    """Closing a stream while another task waits on it ends that task with StreamInterrupted."""
+
+    async def silent(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(sse(("thread.run.created", {"id": "run_1", "status": "queued"})))
+        await asyncio.sleep(30)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/threads/t/runs", silent)
+    async with openai_client(await serve(app)) as client:
+        stream = await client.create_run("t", "a", stream=True)
+        reader = asyncio.create_task(stream.until_done())
+        while stream.run is None:
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(stream.aclose(), 5)
+        with pytest.raises(StreamInterrupted) as info:
+            await asyncio.wait_for(reader, 5)
+    assert info.value.reason == "connection" and info.value.run_id == "run_1"
