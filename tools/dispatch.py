@@ -97,6 +97,8 @@ class ToolDispatcher:
         log_payloads: log arguments and outputs (they may hold personal data).
         run_id: bound into logs and ToolContext.
         thread_id: bound into logs and ToolContext.
+        redact: applied to every error message before it becomes an output (exception text
+            can quote credentials), e.g. ``runtime.logging.redact``; None sends it as is.
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class ToolDispatcher:
         log_payloads: bool = False,
         run_id: str | None = None,
         thread_id: str | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
@@ -123,6 +126,7 @@ class ToolDispatcher:
         self.log_payloads = log_payloads
         self.run_id = run_id
         self.thread_id = thread_id
+        self.redact = redact
         # Resolved once (not a lazy proxy per event): dispatchers are per run, and logging is
         # configured long before a run starts.
         self._log: Any = structlog.get_logger("tools").bind()
@@ -394,9 +398,13 @@ class ToolDispatcher:
             )
 
     def _failed(self, call: ToolCall, failure: _Failure, started: float) -> ToolCallResult:
-        output = error_output(
-            failure.error_type, failure.message, call.name, details=failure.details
-        )
+        message, details = failure.message, failure.details
+        if self.redact is not None:
+            message = self.redact(message)
+            details = tuple(
+                ArgumentIssue(self.redact(d.loc), self.redact(d.msg), d.type) for d in details
+            )
+        output = error_output(failure.error_type, message, call.name, details=details)
         return ToolCallResult(
             tool_call_id=call.id,
             name=call.name,

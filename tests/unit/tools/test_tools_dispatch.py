@@ -655,3 +655,21 @@ async def test_no_flight_left_behind() -> None:
     for round_ in range(3):
         await dispatcher.run_batch([ToolCall(f"r{round_}", "add", '{"a": 1}')])
     assert dispatcher.in_flight == 0
+
+
+async def test_redact_masks_secrets_in_error_outputs() -> None:
+    """With redact=..., exception text quoting a credential is masked before submission."""
+    secret = "sk-test-0123456789abcdef"
+
+    def redact(text: str) -> str:
+        return text.replace(secret, "***")
+
+    (result,) = await run(
+        ToolCall("c1", "explode", json.dumps({"message": f"bad key {secret}"})), redact=redact
+    )
+    assert error(result) == {
+        "type": "tool_exception",
+        "message": "ValueError: bad key ***",
+        "tool": "explode",
+    }
+    assert secret not in result.output
