@@ -367,10 +367,18 @@ class ResponseStream:
 
     async def _text_delta(self, event: OutputTextDeltaEvent) -> None:
         snapshot = self.items.get(event.output_index)
-        if not isinstance(snapshot, OutputMessageSnapshot):
+        if snapshot is None:
             # A delta for an item never announced: adopt it rather than lose the text.
             snapshot = OutputMessageSnapshot(event.item_id, event.output_index, self.response_id)
             self.items[event.output_index] = snapshot
+        elif isinstance(snapshot, FunctionCallSnapshot):
+            self._inconsistent(
+                "responses.delta_for_other_item",
+                sse_event=event.event,
+                output_index=event.output_index,
+                item_id=event.item_id,
+            )
+            return
         else:
             self._check_item_id(snapshot, event.item_id, event.output_index, event.event)
         delta = event.delta
