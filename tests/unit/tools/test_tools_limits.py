@@ -4,13 +4,14 @@ import asyncio
 import json
 import threading
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tools.encoding import MIN_OUTPUT_CHARS, encode_output, error_output, truncate
 from tools.limits import ProcessLimiter
 
 
+@settings(deadline=None)  # no per-example deadline: the test machine is shared
 @given(st.text(max_size=3000), st.integers(min_value=MIN_OUTPUT_CHARS, max_value=2000))
 def test_truncate_never_exceeds_limit(text: str, limit: int) -> None:
     """truncate keeps short text intact and caps long text, marker included."""
