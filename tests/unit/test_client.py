@@ -714,3 +714,22 @@ async def test_aclose_from_another_task_interrupts_the_reader(serve: ServeApp) -
         with pytest.raises(StreamInterrupted) as info:
             await asyncio.wait_for(reader, 5)
     assert info.value.reason == "connection" and info.value.run_id == "run_1"
+
+
+async def test_from_settings_azure_falls_back_to_api_key(
+    api: tuple[FakeAPI, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Azure configuration with only ``api_key`` set sends that key as the api-key header."""
+    from runtime.config import Settings
+
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    fake, root = api
+    settings = Settings.model_validate(
+        {"api": {"azure_endpoint": root, "api_key": AZURE_KEY, "api_version": "2024-05-01-preview"}}
+    )
+    async with AssistantsClient.from_settings(settings) as client:
+        await client.retrieve_thread("thread_1")
+    (seen,) = fake.seen
+    assert seen.path == "/openai/threads/thread_1"
+    assert seen.headers["api-key"] == AZURE_KEY
+    assert seen.query == {"api-version": "2024-05-01-preview"}
