@@ -40,6 +40,7 @@ from runtime.errors import (
     ThreadBusyError,
 )
 from runtime.handler import EventHandler
+from runtime.logging import redact
 from runtime.policy import IDEMPOTENCY_METADATA_KEY, RunPolicy
 from runtime.protocol.models import Message, Run, Thread
 from runtime.result import RunResult
@@ -239,6 +240,7 @@ class Orchestrator:
             max_output_chars=policy.max_output_chars,
             log_payloads=policy.log_tool_payloads,
             thread_id=thread_id,
+            redact=redact,  # exception text can quote credentials: never send them upstream
         )
         return _RunState(
             thread_id=thread_id,

@@ -219,12 +219,6 @@ def test_stdlib_records_are_redacted_too(captured: io.StringIO) -> None:
     assert AZURE_KEY not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a tool exception's message goes into the submitted error output verbatim "
-    "(tools/dispatch.py _describe -> error_output); registered secrets are masked in logs "
-    "but not in what is sent to the server",
-)
 async def test_tool_error_output_sent_to_the_server_is_redacted() -> None:
     """A tool failing with the runtime's own key in its message does not send the key upstream."""
     reg = ToolRegistry()
