@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -47,6 +47,9 @@ from runtime.retry import RetryPolicy
 from tools import ToolContext, ToolRegistry
 
 KINDS = ("text", "one_round", "two_rounds")
+# A cancelled caller leaves its run cancelled on the server, or completed when the run won the
+# race, or never created at all.
+_CANCEL_OK = frozenset({"cancelled", "completed", "no run created yet"})
 
 # 10% of requests draw a fault; "cut" only applies to streamed answers (a draw landing on it
 # for a plain request is no fault), so the measured fraction is reported next to this one.
@@ -105,6 +108,7 @@ class Job:
         expected_text: the scripted model's answer without faults.
         expected_rounds: tool rounds without faults.
         tags: the logical tool calls the run makes (each must execute exactly once).
+        cancel_after_s: cancel the caller's task after this long (None: never).
     """
 
     index: int
@@ -114,6 +118,7 @@ class Job:
     expected_text: str
     expected_rounds: int
     tags: tuple[str, ...]
+    cancel_after_s: float | None = None
 
 
 @dataclass
@@ -130,6 +135,7 @@ class Outcome:
     run_id: str | None = None
     error: str | None = None
     unhandled: bool = False
+    cancelled: bool = False
 
     def signature(self) -> tuple[Any, ...]:
         """What must be equal to the fault-free run: status, text, rounds, error kind."""
@@ -165,6 +171,7 @@ class ChaosReport:
     completed: int = 0
     matched_expected: int = 0
     matched_baseline: int | None = None
+    baseline_comparable: int = 0
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     typed_errors: dict[str, int] = field(default_factory=dict)
     unhandled_exceptions: int = 0
@@ -187,6 +194,9 @@ class ChaosReport:
     faulted_requests: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     emulator_internal_errors: int = 0
+    cancel_planned: int = 0
+    cancelled: int = 0
+    cancelled_server_status: dict[str, int] = field(default_factory=dict)
 
     @property
     def fault_fraction(self) -> float:
@@ -195,8 +205,14 @@ class ChaosReport:
 
     def problems(self) -> list[str]:
         """Broken promises, empty when the run upholds every one of them."""
+        not_cancelled = sum(
+            n for status, n in self.cancelled_server_status.items() if status not in _CANCEL_OK
+        )
         checks = {
-            "runs not matching the fault-free outcome": self.runs - self.matched_expected,
+            "runs not matching the fault-free outcome": (
+                self.runs - self.matched_expected - self.cancelled
+            ),
+            "cancelled runs not cancelled on the server": not_cancelled,
             "duplicate runs": self.duplicate_runs + self.duplicate_idempotency_keys,
             "tools executed twice": self.tools_executed_twice + self.logical_calls_executed_twice,
             "tool calls never executed": self.logical_calls_missing,
@@ -205,7 +221,9 @@ class ChaosReport:
             "emulator internal errors": self.emulator_internal_errors,
         }
         if self.matched_baseline is not None:
-            checks["runs differing from the baseline"] = self.runs - self.matched_baseline
+            checks["runs differing from the baseline"] = (
+                self.baseline_comparable - self.matched_baseline
+            )
         return [f"{name}: {count}" for name, count in checks.items() if count]
 
     def as_dict(self) -> dict[str, Any]:
@@ -216,19 +234,27 @@ class ChaosReport:
         return data
 
 
-def plan(runs: int, seed: int) -> list[Job]:
+def plan(runs: int, seed: int, cancel_rate: float = 0.0) -> list[Job]:
     """The workload: a deterministic mix of the three run shapes.
 
     Args:
         runs: number of runs.
         seed: seed of the mix.
+        cancel_rate: fraction of runs whose caller cancels them after 0-300 ms.
 
     Returns:
         One Job per run.
     """
+    rng = random.Random(f"chaos-plan:{seed}")
     kinds = [KINDS[index % len(KINDS)] for index in range(runs)]
-    random.Random(f"chaos-plan:{seed}").shuffle(kinds)
-    return [_job(index, kind) for index, kind in enumerate(kinds)]
+    rng.shuffle(kinds)
+    jobs = []
+    for index, kind in enumerate(kinds):
+        job = _job(index, kind)
+        if rng.random() < cancel_rate:
+            job = replace(job, cancel_after_s=round(rng.uniform(0.0, 0.3), 3))
+        jobs.append(job)
+    return jobs
 
 
 def _job(index: int, kind: str) -> Job:
@@ -321,6 +347,7 @@ async def run_phase(
         concurrency=concurrency,
         attempts=attempts,
         by_kind=dict(Counter(job.kind for job in jobs)),
+        cancel_planned=sum(1 for job in jobs if job.cancel_after_s is not None),
     )
     ledger = ToolLedger()
     events: Counter[str] = Counter()
@@ -383,13 +410,27 @@ async def _run_all(
 
 
 async def run_job(orch: Orchestrator, assistant_id: str, job: Job, timeout_s: float) -> Outcome:
-    """Run one job; every exception is caught and classified, none escapes."""
+    """Run one job (cancelling it if the job says so); every exception is caught and classified."""
     outcome = Outcome(job.index, job.kind)
+    task = asyncio.ensure_future(
+        orch.create_thread_and_run(
+            assistant_id,
+            messages=[{"role": "user", "content": job.message}],
+            metadata={"chaos_job": str(job.index)},
+            **job.params,
+        )
+    )
     try:
         async with asyncio.timeout(timeout_s):
-            result = await orch.create_thread_and_run(
-                assistant_id, messages=[{"role": "user", "content": job.message}], **job.params
-            )
+            if job.cancel_after_s is not None:
+                await asyncio.wait({task}, timeout=job.cancel_after_s)
+                task.cancel()  # no effect when the run already ended
+            result = await task
+    except asyncio.CancelledError:
+        if job.cancel_after_s is None or not task.cancelled():
+            raise  # the driver itself is being cancelled
+        outcome.cancelled = True
+        outcome.error = "CancelledError"
     except RuntimeAPIError as exc:
         outcome.error = type(exc).__name__
         outcome.text = exc.message
@@ -433,6 +474,28 @@ def _audit_server(report: ChaosReport, emu: Emulator, outcomes: Sequence[Outcome
             if key:
                 keys[key] += 1
     report.duplicate_idempotency_keys = sum(n - 1 for n in keys.values() if n > 1)
+    _audit_cancelled(report, emu, outcomes)
+
+
+def _audit_cancelled(report: ChaosReport, emu: Emulator, outcomes: Sequence[Outcome]) -> None:
+    """Server-side status of the runs whose caller cancelled them."""
+    cancelled = {str(o.index) for o in outcomes if o.cancelled}
+    if not cancelled:
+        return
+    statuses: Counter[str] = Counter()
+    seen = set()
+    for thread_id in _thread_ids(emu, outcomes):
+        for run in emu.runs(thread_id):
+            job = (run.get("metadata") or {}).get("chaos_job")
+            if job in cancelled:
+                seen.add(job)
+                statuses[str(run["status"])] += 1
+                if run["status"] not in _CANCEL_OK and len(report.mismatches) < 10:
+                    report.mismatches.append(
+                        {"index": int(job), "cancelled_run": run["id"], "status": run["status"]}
+                    )
+    statuses["no run created yet"] = len(cancelled - seen)
+    report.cancelled_server_status = {k: v for k, v in statuses.items() if v}
 
 
 def _thread_ids(emu: Emulator, outcomes: Sequence[Outcome]) -> set[str]:
@@ -453,6 +516,9 @@ def _audit_runs(report: ChaosReport, jobs: Sequence[Job], outcomes: Sequence[Out
         if outcome.unhandled:
             report.unhandled_exceptions += 1
             report.unhandled_details.append(f"run {job.index}: {outcome.error}")
+        elif outcome.cancelled:
+            report.cancelled += 1
+            continue
         elif outcome.error:
             errors[outcome.error] += 1
         expected = ("completed", job.expected_text, job.expected_rounds, None)
@@ -494,6 +560,7 @@ async def run_chaos(
     concurrency: int = 50,
     attempts: int = CHAOS_ATTEMPTS,
     baseline: bool = True,
+    cancel_rate: float = 0.0,
 ) -> tuple[ChaosReport | None, ChaosReport]:
     """The whole experiment: a fault-free baseline, then the same workload with faults.
 
@@ -504,11 +571,12 @@ async def run_chaos(
         concurrency: runs in flight at once.
         attempts: attempts at each non-idempotent step.
         baseline: run the fault-free phase first and compare against it.
+        cancel_rate: fraction of runs their caller cancels after 0-300 ms.
 
     Returns:
         (baseline report or None, chaos report).
     """
-    jobs = plan(runs, seed)
+    jobs = plan(runs, seed, cancel_rate)
     spec = FaultSpec.parse(faults)
     if spec.seed == 0:
         spec = FaultSpec.parse(f"{faults},seed={seed}")
@@ -522,11 +590,13 @@ async def run_chaos(
         jobs, faults=spec, seed=seed, concurrency=concurrency, attempts=attempts
     )
     if baseline:
-        report.matched_baseline = sum(
-            1
+        pairs = [
+            (a, b)
             for a, b in zip(base_outcomes, outcomes, strict=True)
-            if a.signature() == b.signature()
-        )
+            if not (a.cancelled or b.cancelled)
+        ]
+        report.baseline_comparable = len(pairs)
+        report.matched_baseline = sum(1 for a, b in pairs if a.signature() == b.signature())
     return base_report, report
 
 
@@ -543,12 +613,18 @@ def render_markdown(report: ChaosReport, baseline: ChaosReport | None = None) ->
     ]
     if report.matched_baseline is not None:
         rows.append(
-            ("same outcome as the baseline run", f"{report.matched_baseline}/{report.runs}")
+            (
+                "same outcome as the baseline run",
+                f"{report.matched_baseline}/{report.baseline_comparable}",
+            )
         )
+    if report.cancel_planned:
+        rows.append(("runs the caller cancels / actually cancelled", _cancels(report)))
+        rows.append(("server status of cancelled runs", _kv(report.cancelled_server_status) or "-"))
     rows += [
         ("completed", report.completed),
         ("typed errors raised to the caller", _kv(report.typed_errors) or 0),
-        ("unhandled exceptions (+ event-loop errors)", report.unhandled_exceptions),
+        ("unhandled exceptions reaching the caller", report.unhandled_exceptions),
         ("event-loop exception handler calls", report.loop_exceptions),
         ("runs created on the server", report.runs_created),
         ("duplicate runs (per thread / per idempotency key)", _dups(report)),
@@ -578,6 +654,10 @@ def _kinds(report: ChaosReport) -> str:
     )
 
 
+def _cancels(report: ChaosReport) -> str:
+    return f"{report.cancel_planned} / {report.cancelled}"
+
+
 def _kv(mapping: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(mapping.items()))
 
@@ -600,6 +680,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--attempts", type=int, default=CHAOS_ATTEMPTS, help="create/submit attempts per step"
     )
     parser.add_argument("--faults", default=DEFAULT_FAULTS, help="emulator fault spec")
+    parser.add_argument(
+        "--cancel-rate", type=float, default=0.0, help="fraction of runs cancelled by the caller"
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the fault-free phase")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
@@ -611,6 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             concurrency=args.concurrency,
             attempts=args.attempts,
             baseline=not args.no_baseline,
+            cancel_rate=args.cancel_rate,
         )
     )
     if args.json:
