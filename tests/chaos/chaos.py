@@ -325,6 +325,7 @@ async def run_phase(
     seed: int,
     concurrency: int,
     attempts: int = CHAOS_ATTEMPTS,
+    azure: bool = False,
     timeout_s: float = 60.0,
 ) -> tuple[ChaosReport, list[Outcome]]:
     """Run every job against a fresh emulator with ``faults`` and return the figures.
@@ -335,6 +336,7 @@ async def run_phase(
         seed: seed of emulator ids and faults.
         concurrency: runs in flight at once.
         attempts: attempts at each non-idempotent step (RunPolicy create/submit_attempts).
+        azure: talk to the emulator in the Azure style.
         timeout_s: a run taking longer counts as a failure (never hangs the phase).
 
     Returns:
@@ -360,12 +362,7 @@ async def run_phase(
         with count_log_events(events):
             async with (
                 Emulator(seed=seed) as emu,
-                AssistantsClient(
-                    base_url=emu.base_url,
-                    api_key="sk-chaos-driver-0000000000",
-                    retry=CHAOS_RETRY,
-                    stream_idle_timeout_s=STREAM_IDLE_TIMEOUT_S,
-                ) as client,
+                _client(emu, azure) as client,
             ):
                 registry = build_registry(ledger)
                 orch = Orchestrator(client, registry, policy=chaos_policy(attempts))
@@ -388,6 +385,17 @@ async def run_phase(
     _audit_runs(report, jobs, outcomes)
     _audit_tools(report, jobs, outcomes, ledger)
     return report, outcomes
+
+
+def _client(emu: Emulator, azure: bool) -> AssistantsClient:
+    """The chaos client, OpenAI style (``/v1``) or Azure style (``/openai?api-version=``)."""
+    address = {"azure_endpoint": emu.azure_endpoint} if azure else {"base_url": emu.base_url}
+    return AssistantsClient(
+        **address,
+        api_key="sk-chaos-driver-0000000000",
+        retry=CHAOS_RETRY,
+        stream_idle_timeout_s=STREAM_IDLE_TIMEOUT_S,
+    )
 
 
 async def _run_all(
@@ -561,6 +569,7 @@ async def run_chaos(
     attempts: int = CHAOS_ATTEMPTS,
     baseline: bool = True,
     cancel_rate: float = 0.0,
+    azure: bool = False,
 ) -> tuple[ChaosReport | None, ChaosReport]:
     """The whole experiment: a fault-free baseline, then the same workload with faults.
 
@@ -572,6 +581,7 @@ async def run_chaos(
         attempts: attempts at each non-idempotent step.
         baseline: run the fault-free phase first and compare against it.
         cancel_rate: fraction of runs their caller cancels after 0-300 ms.
+        azure: talk to the emulator in the Azure style.
 
     Returns:
         (baseline report or None, chaos report).
@@ -584,10 +594,10 @@ async def run_chaos(
     base_outcomes: list[Outcome] = []
     if baseline:
         base_report, base_outcomes = await run_phase(
-            jobs, faults=None, seed=seed, concurrency=concurrency, attempts=attempts
+            jobs, faults=None, seed=seed, concurrency=concurrency, attempts=attempts, azure=azure
         )
     report, outcomes = await run_phase(
-        jobs, faults=spec, seed=seed, concurrency=concurrency, attempts=attempts
+        jobs, faults=spec, seed=seed, concurrency=concurrency, attempts=attempts, azure=azure
     )
     if baseline:
         pairs = [
@@ -683,6 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cancel-rate", type=float, default=0.0, help="fraction of runs cancelled by the caller"
     )
+    parser.add_argument("--azure", action="store_true", help="Azure-style requests")
     parser.add_argument("--no-baseline", action="store_true", help="skip the fault-free phase")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
@@ -695,6 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             attempts=args.attempts,
             baseline=not args.no_baseline,
             cancel_rate=args.cancel_rate,
+            azure=args.azure,
         )
     )
     if args.json:
