@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import Iterator
 
 import structlog
@@ -62,6 +63,7 @@ def worker_options(settings: WorkerSettings, *, burst: bool | None = None) -> Wo
         retry_delay_s=w.retry_delay_s,
         max_deliveries=q.max_deliveries,
         burst=w.burst if burst is None else burst,
+        cancel_wait_s=settings.policy.cancel_wait_s,
     )
 
 
@@ -80,8 +82,9 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
     queue = open_queue(settings)
     registry = build_registry(settings.worker.tools)
     try:
-        async with AssistantsClient.from_settings(settings) as client:
-            orchestrator = Orchestrator(client, registry, policy=RunPolicy.from_settings(settings))
+        shared = settings.runtime_settings()
+        async with AssistantsClient.from_settings(shared) as client:
+            orchestrator = Orchestrator(client, registry, policy=RunPolicy.from_settings(shared))
             executor = OrchestratorExecutor(client, orchestrator)
             worker = Worker(queue, executor, worker_options(settings, burst=burst), WorkerMetrics())
             http = HealthServer(worker, host=settings.http.host, port=settings.http.port)
@@ -106,11 +109,22 @@ def _drain_on_signals(worker: Worker) -> Iterator[None]:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, _on_signal, worker, sig)
             installed.append(sig)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
+        installed.append(signal.SIGUSR1)
     try:
         yield
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+def _dump_tasks() -> None:
+
+    for task in asyncio.all_tasks():
+        print("TASK", task.get_name(), file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _on_signal(worker: Worker, sig: signal.Signals) -> None:

@@ -49,6 +49,9 @@ class WorkerOptions:
         retry_delay_s: delay before a failed attempt's job is offered again.
         max_deliveries: deliveries after which a failing job is dead-lettered.
         burst: return once the queue has no unfinished job.
+        cancel_wait_s: how long a cancelled run may take to stop (the run policy's wait for
+            the server to confirm the cancel); a job still running after it plus 5 s is
+            cancelled again, then abandoned to its lease.
     """
 
     consumer: str
@@ -59,6 +62,7 @@ class WorkerOptions:
     retry_delay_s: float = 2.0
     max_deliveries: int = 5
     burst: bool = False
+    cancel_wait_s: float = 10.0
 
 
 @dataclass
@@ -93,6 +97,7 @@ class Worker:
         # attempt it still runs; the older one is then fenced off by its next heartbeat.
         self._in_flight: dict[tuple[str, int], _InFlight] = {}
         self._draining = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._processed = 0
 
@@ -122,15 +127,19 @@ class Worker:
     async def run(self) -> None:
         """Process jobs until drained (or, in burst mode, until the queue is empty)."""
         log.info("worker.started", consumer=self.options.consumer, **_opts(self.options))
+        self._stopping.clear()
         heartbeats = asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeats")
         try:
             await self._claim_loop()
             await self._finish_in_flight()
         finally:
-            heartbeats.cancel()
-            await asyncio.gather(heartbeats, return_exceptions=True)
-            # Reached only on an error or outside cancellation: never leave tasks behind.
-            await self._cancel_all()
+            # Only reached with jobs left on an error or outside cancellation: stop them.
+            await self._cancel_in_flight()
+            # Heartbeats stop on their own rather than by cancellation: a cancel landing inside
+            # a client library's own timeout handling can be swallowed and hang the shutdown.
+            self._stopping.set()
+            await asyncio.wait([heartbeats], timeout=5.0)
+            await _stop_tasks([heartbeats], patience_s=2.0)
         log.info("worker.stopped", processed=self._processed)
 
     # -- claiming -------------------------------------------------------------------------
@@ -295,10 +304,13 @@ class Worker:
     # -- heartbeats and shutdown ------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.options.heartbeat_s)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.options.heartbeat_s)
             for (job_id, _attempt), entry in list(self._in_flight.items()):
-                await self._heartbeat(job_id, entry)
+                # A job being given back (drain) is no longer ours to keep alive.
+                if not (entry.drained or entry.task.done() or self._stopping.is_set()):
+                    await self._heartbeat(job_id, entry)
 
     async def _heartbeat(self, job_id: str, entry: _InFlight) -> None:
         try:
@@ -325,18 +337,27 @@ class Worker:
         _done, pending = await asyncio.wait(tasks, timeout=self.options.grace_period_s)
         if pending:
             log.warning("worker.drain_cancelling", jobs=len(pending))
-        for entry in list(self._in_flight.values()):
-            if entry.task in pending:
-                entry.drained = True
-                entry.task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._cancel_in_flight()
 
-    async def _cancel_all(self) -> None:
-        entries = list(self._in_flight.values())
+    async def _cancel_in_flight(self) -> None:
+        """Cancel running jobs (their runs are cancelled on the server) and give them back."""
+        entries = [e for e in self._in_flight.values() if not e.task.done()]
         for entry in entries:
             entry.drained = True
-            entry.task.cancel()
-        await asyncio.gather(*(e.task for e in entries), return_exceptions=True)
+        await _stop_tasks([e.task for e in entries], patience_s=self.options.cancel_wait_s + 5.0)
+
+
+async def _stop_tasks(tasks: list[asyncio.Task[None]], *, patience_s: float) -> None:
+    """Cancel tasks and wait for them, bounded: cancel again once, then give up loudly."""
+    pending = {t for t in tasks if not t.done()}
+    for round_ in (1, 2):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=patience_s if round_ == 1 else 2.0)
+    if pending:
+        log.error("worker.tasks_stuck", tasks=sorted(t.get_name() for t in pending))
 
 
 def _result(lease: Lease, outcome: RunOutcome, started: float) -> JobResult:

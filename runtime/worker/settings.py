@@ -26,7 +26,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from runtime.config import ApiSettings, ConfigError, LogSettings, PolicySettings, RetrySettings
+from runtime.config import (
+    ApiSettings,
+    ConfigError,
+    LogSettings,
+    PolicySettings,
+    RetrySettings,
+    Settings,
+)
 from runtime.logging import register_secret
 from tools import ToolRegistry
 
@@ -158,6 +165,16 @@ class WorkerSettings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     policy: PolicySettings = PolicySettings()
     log: LogSettings = LogSettings(format="json")
+
+    def runtime_settings(self) -> Settings:
+        """The runtime's own :class:`~runtime.config.Settings` with this file's shared sections.
+
+        Built without re-reading files or environment (this object already did), for
+        ``AssistantsClient.from_settings`` and ``RunPolicy.from_settings``.
+        """
+        return Settings.model_construct(
+            api=self.api, retry=self.retry, policy=self.policy, log=self.log
+        )
 
     @property
     def consumer_name(self) -> str:

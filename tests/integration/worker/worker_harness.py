@@ -104,6 +104,8 @@ async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
         if time.monotonic() > deadline:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
             proc.kill()
             proc.wait()
             raise AssertionError(f"worker {proc.pid} did not exit within {timeout} s")

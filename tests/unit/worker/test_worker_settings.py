@@ -81,6 +81,20 @@ def test_api_key_never_in_the_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "sk-very-secret" not in repr(settings)
 
 
+async def test_runtime_settings_build_a_client_and_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shared sections build the runtime's client and run policy."""
+    from runtime import AssistantsClient, RunPolicy
+
+    monkeypatch.setenv("RUNTIME_WORKER_POLICY__MAX_TOOL_ROUNDS", "3")
+    settings = load_worker_settings(None)
+    shared = settings.runtime_settings()
+    assert RunPolicy.from_settings(shared).max_tool_rounds == 3
+    async with AssistantsClient.from_settings(shared) as client:
+        assert client.base_url == "http://127.0.0.1:8321/v1"
+
+
 def test_build_registry_accepts_registries_and_callables() -> None:
     """worker.tools entries may name a ToolRegistry or a registering callable."""
     registry = build_registry(["tools.builtin:register_builtins"])
