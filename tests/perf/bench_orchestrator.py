@@ -5,9 +5,9 @@ Run from the repository root:
     python tests/perf/bench_orchestrator.py                    # 1000 concurrent runs, both loops
     python tests/perf/bench_orchestrator.py --runs 200 --impl ours --json out.json
 
-Setup. The emulator runs as ``python -m runtime emulator`` in a separate process (pinned to
-CPU 0 when there are two or more); each client loop runs in its own fresh process (pinned to
-the other CPUs), so memory baselines and CPU counters are not shared. Every run is the same
+Setup. The emulator runs as ``python -m runtime emulator`` in a separate process; each client
+loop runs in its own fresh process, so memory baselines and CPU counters are not shared
+(``--pin`` puts the emulator on CPU 0 and the clients on the other CPUs). Every run is the same
 conversation: create a thread with ``/call ping {"n": I}``, stream a run to
 ``requires_action``, execute the one call with a trivial async tool, submit its output in a
 streaming request and follow the stream to ``completed`` (3 HTTP requests, 2 event streams).
@@ -98,8 +98,11 @@ def message(i: int) -> str:
 # --- the emulator process ---------------------------------------------------------------
 
 
+PIN = False  # --pin: emulator on the first CPU, clients on the others
+
+
 def _pin(cpus: set[int]) -> Callable[[], None] | None:
-    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+    if not PIN or not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
         return None
     return lambda: os.sched_setaffinity(0, cpus)
 
@@ -441,10 +444,18 @@ def main() -> int:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile (CPU time) the sequential runs"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the emulator to the first CPU and the clients to the others (only on a "
+        "quiet machine: on a shared one a pinned process waits for its CPU, ~10 ms a request)",
+    )
     parser.add_argument("--worker", choices=sorted(LOOPS), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.concurrency = args.concurrency or args.runs
+    global PIN
+    PIN = args.pin
     if args.worker:
         report = asyncio.run(LOOPS[args.worker](args.url, args))
         print(json.dumps(report))
@@ -474,6 +485,7 @@ def main() -> int:
         "concurrency": args.concurrency,
         "sequential": args.sequential,
         "loadavg_1m_after": round(os.getloadavg()[0], 2),
+        "pinned": args.pin,
     }
     print(f"# bench_orchestrator {json.dumps(meta)}")
     print_table(results)
