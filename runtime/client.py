@@ -176,8 +176,11 @@ class AssistantsClient:
     def from_settings(cls, settings: Any, **overrides: Any) -> AssistantsClient:
         """Build a client from :class:`runtime.config.Settings` (api and retry sections)."""
         api, retry = settings.api, settings.retry
-        # Settings.effective_api_key: Azure prefers azure_api_key but falls back to api_key.
-        key = settings.effective_api_key
+        # Settings.effective_api_key: Azure prefers azure_api_key but falls back to api_key
+        # (computed here too for settings-like objects without that property).
+        key = getattr(settings, "effective_api_key", None)
+        if key is None:
+            key = (api.azure_api_key if api.azure_endpoint else None) or api.api_key
         kwargs: dict[str, Any] = {
             "base_url": api.base_url,
             "api_key": key.get_secret_value() if key is not None else None,
