@@ -16,6 +16,7 @@ import asyncio
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,20 @@ def _queue_for(config: Path, backend: str, store: str) -> JobQueue:
     return SqliteQueue(store)
 
 
+async def _wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the emulator did not start") from None
+            await asyncio.sleep(0.1)
+
+
 async def _wait_ready(ports: list[int], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
@@ -116,6 +131,7 @@ async def _measure(
     try:
         await _wait_ready(ports)
         await queue.ping()
+        cpu_ready = sum(_cpu_seconds(p.pid) for p in procs)
         message = Message(content='/call calculate {"expression": "6*7"}')
         start = time.perf_counter()
         for i in range(args.jobs):
@@ -123,8 +139,8 @@ async def _measure(
         while (await queue.stats()).unfinished:
             await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - start
-        cpu = sum(_cpu_seconds(p.pid) for p in procs)
-        print(f"    worker CPU {cpu:.1f} s ({1000 * cpu / args.jobs:.1f} ms/job)", flush=True)
+        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_ready
+        print(f"    workers' CPU {cpu:.1f} s ({1000 * cpu / args.jobs:.1f} ms/job)", flush=True)
         records = await queue.recent(args.jobs)
         failed = [r.job.id for r in records if r.result is None or r.result.status != "completed"]
         if failed:
@@ -148,26 +164,23 @@ async def _main(args: argparse.Namespace) -> None:
     )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
+        await _wait_port(port)
         async with AssistantsClient(base_url=base_url, api_key=API_KEY) as client:
-            for _ in range(100):
-                try:
-                    assistant = await client.create_assistant(model="gpt-4o", name="bench")
-                    break
-                except Exception:
-                    await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError("the emulator did not start")
+            assistant = await client.create_assistant(model="gpt-4o", name="bench")
         rates: dict[int, float] = {}
-        emulator_cpu = _cpu_seconds(emulator.pid)
         with tempfile.TemporaryDirectory() as tmp:
             for processes in args.processes:
-                rates[processes] = await _measure(
-                    processes, args, base_url, assistant.id, Path(tmp)
-                )
-                print(f"  {processes} process(es): {rates[processes]:.1f} jobs/s", flush=True)
-                used = _cpu_seconds(emulator.pid) - emulator_cpu
-                emulator_cpu += used
-                print(f"    emulator CPU {used:.1f} s ({1000 * used / args.jobs:.1f} ms/job)")
+                runs = []
+                for _ in range(args.repeat):
+                    emulator_cpu = _cpu_seconds(emulator.pid)
+                    runs.append(await _measure(processes, args, base_url, assistant.id, Path(tmp)))
+                    used = _cpu_seconds(emulator.pid) - emulator_cpu
+                    print(
+                        f"  {processes} process(es): {runs[-1]:.1f} jobs/s; emulator CPU "
+                        f"{1000 * used / args.jobs:.1f} ms/job",
+                        flush=True,
+                    )
+                rates[processes] = statistics.median(runs)
     finally:
         emulator.send_signal(signal.SIGTERM)
         emulator.wait(timeout=10)
@@ -177,6 +190,7 @@ async def _main(args: argparse.Namespace) -> None:
         f"cores={os.cpu_count()} (emulator, workers and {args.backend} share them) "
         f"load average before/after={load_before:.1f}/{os.getloadavg()[0]:.1f}"
     )
+    print(f"median of {args.repeat} measurement(s) per row")
     print("| worker processes | jobs/s | scaling vs 1 |")
     print("|---|---|---|")
     for processes, rate in rates.items():
@@ -195,6 +209,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=300, help="jobs per measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="jobs at once per process")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--repeat", type=int, default=3, help="measurements per row (median)")
     asyncio.run(_main(parser.parse_args()))
 
 
