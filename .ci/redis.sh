@@ -20,8 +20,9 @@ ensure_installed() {
     local sudo=""
     if [ "$(id -u)" != "0" ]; then sudo="sudo"; fi
     echo "redis.sh: installing redis-server (Debian package)" >&2
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    # stdout is reserved for the URL (callers capture it): apt's chatter goes to stderr.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >&2
 }
 
 is_running() {
@@ -36,7 +37,7 @@ start() {
     fi
     # No persistence: nothing under /var/lib/redis is touched, every start is empty.
     redis-server --bind 127.0.0.1 --port "$PORT" --daemonize yes --pidfile "$PIDFILE" \
-        --save "" --appendonly no --dir /tmp --logfile "$LOGFILE" --protected-mode yes
+        --save "" --appendonly no --dir /tmp --logfile "$LOGFILE" --protected-mode yes >&2
     for _ in $(seq 1 50); do
         if redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null | grep -q PONG; then
             echo "redis://127.0.0.1:${PORT}/0"
