@@ -69,7 +69,16 @@ class TransportError(RuntimeAPIError):
 
 
 class ConnectError(TransportError):
-    """The connection could not be made or was reset."""
+    """The connection could not be made or was lost.
+
+    Attributes:
+        request_sent: False when the connection was never established, so the server cannot
+            have acted on the request (safe to retry even a non-idempotent POST).
+    """
+
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
 
 
 class RequestTimeout(TransportError):

@@ -82,7 +82,7 @@ def is_retryable(error: BaseException, *, idempotent: bool) -> bool:
     if isinstance(error, RateLimitError):
         return True
     if not idempotent:
-        return isinstance(error, ConnectError) and "could not connect" in error.message
+        return isinstance(error, ConnectError) and not error.request_sent
     if isinstance(error, ConnectError | RequestTimeout):
         return True
     return isinstance(error, APIStatusError) and error.status in RETRYABLE_STATUSES

@@ -108,14 +108,16 @@ def map_aiohttp_errors(sent: bool = False) -> Iterator[None]:
         yield
     except aiohttp.ConnectionTimeoutError as exc:
         # Before ServerTimeoutError (its base): the request never left, so even a
-        # non-idempotent POST may be retried ("could not connect" is what retry checks).
-        raise ConnectError(f"could not connect: connect timed out ({exc})") from exc
+        # non-idempotent POST may be retried (request_sent=False is what retry checks).
+        raise ConnectError(
+            f"could not connect: connect timed out ({exc})", request_sent=False
+        ) from exc
     except aiohttp.ServerTimeoutError as exc:
         raise RequestTimeout(f"the server went silent: {exc}") from exc
     except TimeoutError as exc:
         raise RequestTimeout("the request timed out") from exc
     except aiohttp.ClientConnectorError as exc:
-        raise ConnectError(f"could not connect: {exc.os_error}") from exc
+        raise ConnectError(f"could not connect: {exc.os_error}", request_sent=False) from exc
     except (aiohttp.ClientConnectionError, ConnectionError) as exc:
         # ClientConnectionError also covers a bare "Connection closed" mid-body, which
         # would otherwise fall through to the generic (never retried) TransportError.
