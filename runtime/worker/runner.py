@@ -18,20 +18,19 @@ Job flow of :class:`OrchestratorExecutor`:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from runtime.handler import EventHandler
+from runtime import EventHandler
 from runtime.worker.models import Lease, ToolOutput, UsageRecord
 from runtime.worker.queue import JobQueue, LeaseLost, QueueError
 from tools import ToolCallResult
 
 if TYPE_CHECKING:
     from runtime import AssistantsClient, Orchestrator, RunResult
-    from runtime.protocol.models import Run
 
 __all__ = [
     "JobContext",
@@ -132,6 +131,10 @@ class JobContext:
         self._saved_tools.add(output.id)
         await self._save(tool_output=output)
 
+    def mark_stored(self, tool_call_ids: Iterable[str]) -> None:
+        """Outputs already in the job record (from earlier attempts): never stored again."""
+        self._saved_tools.update(tool_call_ids)
+
     async def new_generation(self) -> None:
         """Forget a run cancelled by a draining worker; the next run gets a new key."""
         self.lease = await self.queue.new_run_generation(self.lease)
@@ -168,7 +171,7 @@ class _ProgressHandler(EventHandler):
     def __init__(self, ctx: JobContext) -> None:
         self._ctx = ctx
 
-    async def on_run_status(self, run: Run) -> None:
+    async def on_run_status(self, run: Any) -> None:
         await self._ctx.save_run(run.id)
 
     async def on_tool_call_finished(self, result: ToolCallResult) -> None:
@@ -228,7 +231,7 @@ class OrchestratorExecutor:
     async def _resume(self, ctx: JobContext, thread_id: str, run_id: str) -> RunResult:
         known = [_to_result(o) for o in ctx.lease.progress.tool_outputs.values()]
         ctx.run_id = run_id
-        ctx._saved_tools.update(o.id for o in ctx.lease.progress.tool_outputs.values())
+        ctx.mark_stored(ctx.lease.progress.tool_outputs)
         structlog.contextvars.bind_contextvars(run_id=run_id)
         log.info("worker.run_resumed", run_id=run_id, known_results=len(known))
         return await self._orch.resume(

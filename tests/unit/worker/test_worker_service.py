@@ -219,3 +219,25 @@ async def test_health_ready_and_metrics_endpoints() -> None:
     assert "agent_worker_jobs_in_flight" in text
     assert 'agent_worker_queue_depth{state="queued"} 0.0' in text
     assert "agent_worker_queue_lag_seconds 0.0" in text
+
+
+async def test_readyz_reports_an_unreachable_queue() -> None:
+    """/readyz answers 503 queue_unreachable when the queue's server is down."""
+    from runtime.worker.redis import RedisQueue
+
+    queue = RedisQueue("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    worker = Worker(queue, SleepExecutor(), _options())
+    server = HealthServer(worker, port=0)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.url + "/readyz") as resp:
+                body = await resp.json()
+            async with http.get(server.url + "/healthz") as health:
+                assert health.status == 200
+            async with http.get(server.url + "/metrics") as metrics:
+                assert metrics.status == 200  # still served without queue statistics
+    finally:
+        await server.aclose()
+        await queue.aclose()
+    assert resp.status == 503 and body["status"] == "queue_unreachable"
