@@ -4,7 +4,8 @@
 answers ``text/event-stream``: ``status``, ``tool_started`` and ``tool_finished`` events
 while the tools execute, ``text`` events as the answer streams, then one ``done`` event
 (status, thread_id, run_id). The run is a task owned by the request: if the browser goes
-away, the task is cancelled and so is the run on the server.
+away (noticed at the next event or keep-alive comment), the task is cancelled and so is the
+run on the server.
 
     python examples/web_chat.py --port 8080      # then open http://127.0.0.1:8080/
     python examples/web_chat.py --self-test      # exercise /chat over loopback and exit
@@ -54,7 +55,8 @@ class QueueHandler(EventHandler):
         self.queue = queue
 
     async def on_run_status(self, run: Run) -> None:
-        self.queue.put_nowait(("status", {"status": run.status}))
+        data = {"status": run.status, "run_id": run.id, "thread_id": run.thread_id}
+        self.queue.put_nowait(("status", data))
 
     async def on_tool_call_started(self, call: ToolCall) -> None:
         data = {"id": call.id, "name": call.name, "arguments": call.arguments}
@@ -82,6 +84,7 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
 ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
 CLIENT = web.AppKey("client", AssistantsClient)
 ASSISTANT_ID = web.AppKey("assistant_id", str)
+KEEPALIVE_S = web.AppKey("keepalive_s", float)
 
 
 async def runtime_context(app: web.Application) -> AsyncIterator[None]:
@@ -131,11 +134,12 @@ async def chat(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     task = asyncio.create_task(run_then_close())
     try:
-        while (item := await queue.get()) is not None:
-            await response.write(sse(*item))
+        await forward(queue, response, request.app[KEEPALIVE_S])
         result = await task
         done = {"status": result.status, "thread_id": result.thread_id, "run_id": result.run_id}
         await response.write(sse("done", done))
+    except ConnectionResetError:  # the browser went away (aiohttp's reset error is one)
+        pass
     except Exception as exc:  # an API error of the run: tell the page, keep serving
         if task.done() and not task.cancelled() and task.exception() is exc:
             await response.write(sse("error", {"message": str(exc)}))
@@ -148,14 +152,37 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def forward(
+    queue: asyncio.Queue[Event], response: web.StreamResponse, keepalive_s: float
+) -> None:
+    """Write queued events until the run ends; a comment line every ``keepalive_s`` of silence
+    keeps proxies from timing out and notices a client that went away while tools run."""
+    getter: asyncio.Future[Event] | None = None
+    try:
+        while True:
+            getter = getter or asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter}, timeout=keepalive_s)
+            if not done:
+                await response.write(b": keep-alive\n\n")
+                continue
+            item, getter = getter.result(), None
+            if item is None:
+                return
+            await response.write(sse(*item))
+    finally:
+        if getter is not None:
+            getter.cancel()
+
+
 async def index(request: web.Request) -> web.Response:
     """GET /: the chat page."""
     return web.Response(text=PAGE, content_type="text/html")
 
 
-def build_app() -> web.Application:
+def build_app(keepalive_s: float = 15.0) -> web.Application:
     """The web app (the runtime starts and stops with it)."""
     app = web.Application()
+    app[KEEPALIVE_S] = keepalive_s
     app.cleanup_ctx.append(runtime_context)
     app.router.add_get("/", index)
     app.router.add_post("/chat", chat)
@@ -198,13 +225,13 @@ document.getElementById("f").onsubmit = async (ev) => {
 
 
 async def self_test() -> int:
-    """Serve on a loopback port, POST /chat, check the event stream; 0 when it looks right."""
-    runner = web.AppRunner(build_app())
+    """Serve on a loopback port, POST /chat twice (to the end, then hanging up mid-way)."""
+    app = build_app(keepalive_s=0.1)
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     message = '/call get_weather {"city": "Rome"}\n/call calculate {"expression": "12 * 12"}'
     seen: list[tuple[float, str, dict[str, Any]]] = []
     try:
@@ -216,9 +243,36 @@ async def self_test() -> int:
                 assert resp.headers["Content-Type"].startswith("text/event-stream")
                 async for event, data in read_sse(resp.content):
                     seen.append((time.monotonic() - started, event, data))
+            stream_ok = report(seen)
+            hang_up_ok = await hang_up(session, url, app[CLIENT])
     finally:
         await runner.cleanup()
-    return report(seen)
+    return 0 if stream_ok and hang_up_ok else 1
+
+
+async def hang_up(session: aiohttp.ClientSession, url: str, client: AssistantsClient) -> bool:
+    """Close the connection while the tool runs; the server run must end cancelled."""
+    run_id = thread_id = None
+    async with session.post(
+        url + "/chat", json={"message": '/call get_weather {"city": "Oslo"}'}
+    ) as resp:
+        async for event, data in read_sse(resp.content):
+            run_id, thread_id = data.get("run_id", run_id), data.get("thread_id", thread_id)
+            if event == "tool_started":
+                resp.close()  # the browser tab is gone
+                break
+    assert run_id is not None and thread_id is not None
+    hung_up = time.monotonic()
+    status = ""
+    while time.monotonic() - hung_up < 5.0:
+        status = (await client.retrieve_run(thread_id, run_id)).status
+        if status in ("cancelled", "completed", "failed", "expired"):
+            break
+        await asyncio.sleep(0.05)
+    print(
+        f"hang-up: the server run {run_id} ended {status} {time.monotonic() - hung_up:.2f} s later"
+    )
+    return status == "cancelled"
 
 
 async def read_sse(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -232,7 +286,7 @@ async def read_sse(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, di
             yield event, json.loads(line[6:])
 
 
-def report(seen: list[tuple[float, str, dict[str, Any]]]) -> int:
+def report(seen: list[tuple[float, str, dict[str, Any]]]) -> bool:
     """Print what arrived when; check the order of events and that tools streamed live."""
     for at, event, data in seen:
         if event != "text":
@@ -252,9 +306,8 @@ def report(seen: list[tuple[float, str, dict[str, Any]]]) -> int:
         and "get_weather returned: clear, 18 C in Rome" in text
         and "calculate returned: 144" in text
     )
-    verdict = "passed" if ok else "FAILED"
-    print(f"self-test {verdict}: a tool_started event arrived {lead:.2f} s before its result")
-    return 0 if ok else 1
+    print(f"stream: a tool_started event arrived {lead:.2f} s before its result")
+    return ok
 
 
 def main(argv: list[str]) -> int:
@@ -267,7 +320,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     configure_logging("WARNING")
     if args.self_test:
-        return asyncio.run(self_test())
+        code = asyncio.run(self_test())
+        print(f"self-test {'passed' if code == 0 else 'FAILED'}")
+        return code
     print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     web.run_app(build_app(), host=args.host, port=args.port, print=None)
     return 0

@@ -28,7 +28,15 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
     ),
     "web_chat.py": (
         ["--self-test"],
-        ["tool_started", "tool_finished", "done", "self-test passed"],
+        [
+            "tool_started",
+            "tool_finished",
+            "done",
+            "stream: a tool_started event arrived",
+            "hang-up: the server run",
+            "ended cancelled",
+            "self-test passed",
+        ],
     ),
     "cancellation.py": (
         [],
