@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pty
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -269,3 +270,43 @@ async def test_run_exits_1_when_the_run_fails() -> None:
         code, _out, err = await run_cli_async("run", "--assistant", assistant.id, "hi", env=env)
     assert code == 1
     assert "status=failed" in err
+
+
+async def test_ctrl_c_cancels_the_run_on_the_server(emulator: Emulator, tmp_path: Path) -> None:
+    """SIGINT while a tool runs: exit 130 and the server's run ends cancelled."""
+    (tmp_path / "slow_tools.py").write_text(
+        "import asyncio\nfrom tools import tool\n\n"
+        "@tool\n"
+        "async def slow() -> str:\n"
+        '    """Take a minute."""\n'
+        "    await asyncio.sleep(60)\n"
+        '    return "late"\n'
+    )
+    async with AssistantsClient(base_url=emulator.base_url, api_key="sk-remote") as client:
+        assistant = await client.create_assistant(model="gpt-4o")
+    env = clean_env(OPENAI_API_KEY="sk-remote", OPENAI_BASE_URL=emulator.base_url)
+    tools_file = str(tmp_path / "slow_tools.py")
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "runtime", "run", "--assistant", assistant.id),
+        *("--tools", tools_file, "/call slow {}"),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        # A shell without job control starts background jobs with SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.stderr is not None
+    seen = b""
+    while b"tool.started name=slow" not in seen:
+        line = await asyncio.wait_for(proc.stderr.readline(), timeout=30)
+        assert line, seen.decode()
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    _out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 130, err.decode()
+    runs = [r for r in emulator.requests if r["method"] == "POST" and r["path"].endswith("/runs")]
+    assert len(runs) == 1
+    thread_id = runs[0]["path"].split("/")[3]
+    (run,) = emulator.runs(thread_id)
+    assert run["status"] == "cancelled"
