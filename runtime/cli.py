@@ -250,6 +250,7 @@ class LiveView(ConsoleView):
         self.tick_s = tick_s
         self._rows: dict[str, _Row] = {}
         self._drawn = 0
+        self._shown: dict[str, bool] = {}
         self._frame = 0
         self._in_text = False
         self._ticker: asyncio.Task[None] | None = None
@@ -262,9 +263,6 @@ class LiveView(ConsoleView):
     def _write(self, text: str) -> None:
         self.out.write(text)
         self.out.flush()
-
-    def _width(self) -> int:
-        return max(shutil.get_terminal_size((100, 24)).columns - 1, 40)
 
     # -- session lines ------------------------------------------------------------------------
 
@@ -316,6 +314,7 @@ class LiveView(ConsoleView):
             self._draw()
         self._rows = {}
         self._drawn = 0
+        self._shown = {}
 
     # -- tool calls ---------------------------------------------------------------------------
 
@@ -345,12 +344,26 @@ class LiveView(ConsoleView):
                 self._draw()
 
     def _draw(self) -> None:
-        now = time.monotonic()
-        width = self._width()
+        now, size = time.monotonic(), shutil.get_terminal_size((100, 24))
+        width = max(size.columns - 1, 40)
+        if len(self._rows) > size.lines - 2:
+            self._append(now, width)  # taller than the screen: it cannot be redrawn in place
+            return
         parts = [f"\x1b[{self._drawn}F"] if self._drawn else []
         for row in self._rows.values():
             parts.append("\x1b[2K" + self._render(row, now, width) + "\n")
         self._drawn = len(self._rows)
+        self._write("".join(parts))
+
+    def _append(self, now: float, width: int) -> None:
+        """Print a line per tool call when it starts and when it finishes, no redrawing."""
+        parts = []
+        for call_id, row in self._rows.items():
+            finished = row.result is not None
+            if self._shown.get(call_id) != finished:
+                self._shown[call_id] = finished
+                parts.append(self._render(row, now, width) + "\n")
+        self._drawn = 0
         self._write("".join(parts))
 
     def _render(self, row: _Row, now: float, width: int) -> str:
@@ -546,6 +559,10 @@ async def _demo(settings: Settings, view: ConsoleView, delay: float) -> bool:
             view.header(
                 f"agent-runtime demo · embedded emulator {emu.base_url} · protocol "
                 f"{backend.protocol} · tools: {', '.join(registry.names())}"
+            )
+            view.header(
+                "(the emulator's scripted model turns each /call line of a message into a "
+                "tool call; the runtime runs them concurrently and submits all outputs at once)"
             )
             assistant_id = await _emulator_assistant(backend, registry, DEFAULT_MODEL)
             conversation = Conversation(backend, assistant_id)
