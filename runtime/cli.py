@@ -44,7 +44,20 @@ if TYPE_CHECKING:
     from runtime.stream import MessageSnapshot
     from tools import ToolCall, ToolCallResult
 
-__all__ = ["LiveView", "PlainView", "demo_main", "load_tool_registry", "run_main"]
+__all__ = [
+    "ConsoleView",
+    "Conversation",
+    "LiveView",
+    "PlainView",
+    "call_signature",
+    "demo_main",
+    "load_tool_registry",
+    "make_view",
+    "one_line",
+    "run_main",
+    "status_summary",
+    "usage_fields",
+]
 
 EMULATOR_API_KEY = "sk-emulator-local"
 """The key the CLI sends to its embedded emulator (which accepts any non-empty key)."""

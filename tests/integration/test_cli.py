@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import pty
 import signal
@@ -10,11 +11,14 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from runtime import AssistantsClient
+from runtime.cli import LiveView, call_signature, one_line, usage_fields
 from runtime.emulator import Emulator
+from tools import ToolCall, ToolCallResult
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO_ROOT / "config" / "scenarios"
@@ -310,3 +314,39 @@ async def test_ctrl_c_cancels_the_run_on_the_server(emulator: Emulator, tmp_path
     thread_id = runs[0]["path"].split("/")[3]
     (run,) = emulator.runs(thread_id)
     assert run["status"] == "cancelled"
+
+
+def test_call_signature_and_one_line_formatting() -> None:
+    """Tool calls show as name(key=json) (raw text when not an object); lines are cut with …."""
+    assert call_signature("f", '{"city": "Paris", "n": 2}') == 'f(city="Paris", n=2)'
+    assert call_signature("f", "not json") == "f(not json)"
+    assert call_signature("f", "") == "f()"
+    assert one_line("a\n  b\tc", 100) == "a b c"
+    assert one_line("abcdef", 4) == "abc…"
+
+
+def test_usage_fields_reads_both_protocols() -> None:
+    """Assistants (prompt/completion) and Responses (input/output) usage give the same fields."""
+    assistants = SimpleNamespace(prompt_tokens=3, completion_tokens=4, total_tokens=7)
+    responses = SimpleNamespace(input_tokens=3, output_tokens=4, total_tokens=None)
+    expected = {"prompt": 3, "completion": 4, "total": 7}
+    assert usage_fields(assistants) == expected
+    assert usage_fields(responses) == expected
+    assert usage_fields(None) == {}
+
+
+async def test_live_view_redraws_tool_lines_in_place() -> None:
+    """The live view moves the cursor up over its tool block and shows running, then results."""
+    out = io.StringIO()
+    view = LiveView(out, color=False, tick_s=0.01)
+    await view.on_tool_call_started(ToolCall("call_1", "slow", '{"n": 1}'))
+    await view.on_tool_call_started(ToolCall("call_2", "fast", "{}"))
+    await asyncio.sleep(0.05)  # a few ticks of the elapsed-time redraw
+    result = ToolCallResult("call_2", "fast", "{}", output="42", is_error=False, seconds=0.01)
+    await view.on_tool_call_finished(result)
+    await view.aclose()
+    screen = out.getvalue()
+    assert "\x1b[1F" in screen and "\x1b[2F" in screen
+    assert "slow(n=1)  running" in screen
+    assert "✓ fast()  0.01s → 42" in screen
+    assert screen.count("\x1b[2F") >= 3  # the ticker redrew while slow was running
