@@ -32,8 +32,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -43,6 +43,8 @@ from runtime import AssistantsClient, Orchestrator, RunPolicy
 from runtime.emulator import Emulator, FaultSpec
 from runtime.errors import RuntimeAPIError
 from runtime.policy import IDEMPOTENCY_METADATA_KEY
+from runtime.responses import ResponsesClient, ResponsesOrchestrator
+from runtime.result import RunResult
 from runtime.retry import RetryPolicy
 from tools import ToolContext, ToolRegistry
 
@@ -93,6 +95,10 @@ RECOVERY_EVENTS = (
     "run.submit_rejected",
     "run.rerun",
     "run.aborting",
+    "responses.create_ambiguous",
+    "responses.stream_lost",
+    "responses.rerun",
+    "responses.aborting",
 )
 
 
@@ -194,6 +200,8 @@ class ChaosReport:
     faulted_requests: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     emulator_internal_errors: int = 0
+    protocol: str = "assistants"
+    duplicate_responses: int = 0
     cancel_planned: int = 0
     cancelled: int = 0
     cancelled_server_status: dict[str, int] = field(default_factory=dict)
@@ -326,6 +334,7 @@ async def run_phase(
     concurrency: int,
     attempts: int = CHAOS_ATTEMPTS,
     azure: bool = False,
+    protocol: str = "assistants",
     timeout_s: float = 60.0,
 ) -> tuple[ChaosReport, list[Outcome]]:
     """Run every job against a fresh emulator with ``faults`` and return the figures.
@@ -337,6 +346,7 @@ async def run_phase(
         concurrency: runs in flight at once.
         attempts: attempts at each non-idempotent step (RunPolicy create/submit_attempts).
         azure: talk to the emulator in the Azure style.
+        protocol: ``assistants`` (threads and runs) or ``responses`` (the Responses API).
         timeout_s: a run taking longer counts as a failure (never hangs the phase).
 
     Returns:
@@ -350,6 +360,7 @@ async def run_phase(
         attempts=attempts,
         by_kind=dict(Counter(job.kind for job in jobs)),
         cancel_planned=sum(1 for job in jobs if job.cancel_after_s is not None),
+        protocol=protocol,
     )
     ledger = ToolLedger()
     events: Counter[str] = Counter()
@@ -362,20 +373,17 @@ async def run_phase(
         with count_log_events(events):
             async with (
                 Emulator(seed=seed) as emu,
-                _client(emu, azure) as client,
+                _backend(emu, protocol, azure, build_registry(ledger), attempts) as backend,
             ):
-                registry = build_registry(ledger)
-                orch = Orchestrator(client, registry, policy=chaos_policy(attempts))
-                assistant = await client.create_assistant(
-                    model="gpt-4o", tools=registry.definitions()
-                )
                 emu.faults = faults
-                outcomes = await _run_all(orch, assistant.id, jobs, concurrency, timeout_s)
+                outcomes = await _run_all(backend.start, jobs, concurrency, timeout_s)
                 emu.faults = None
-                await orch.aclose()
-                report.client_retries = client.retries
+                await backend.aclose()
+                report.client_retries = backend.retries()
                 await _settle(emu)
                 _audit_server(report, emu, outcomes)
+                if protocol == "responses":
+                    _audit_responses(report, emu, jobs, outcomes)
     finally:
         loop.set_exception_handler(previous_handler)
     report.seconds = round(time.monotonic() - started, 2)
@@ -387,25 +395,64 @@ async def run_phase(
     return report, outcomes
 
 
-def _client(emu: Emulator, azure: bool) -> AssistantsClient:
-    """The chaos client, OpenAI style (``/v1``) or Azure style (``/openai?api-version=``)."""
+@dataclass
+class _Backend:
+    """One protocol's way to start a job's run, plus its client's counters."""
+
+    start: Callable[[Job], Awaitable[RunResult]]
+    retries: Callable[[], int]
+    aclose: Callable[[], Awaitable[None]]
+
+
+@asynccontextmanager
+async def _backend(
+    emu: Emulator, protocol: str, azure: bool, registry: ToolRegistry, attempts: int
+) -> AsyncIterator[_Backend]:
+    """An orchestrator for ``protocol`` (assistants or responses) on the emulator."""
     address = {"azure_endpoint": emu.azure_endpoint} if azure else {"base_url": emu.base_url}
-    return AssistantsClient(
+    options: dict[str, Any] = {
         **address,
-        api_key="sk-chaos-driver-0000000000",
-        retry=CHAOS_RETRY,
-        stream_idle_timeout_s=STREAM_IDLE_TIMEOUT_S,
-    )
+        "api_key": "sk-chaos-driver-0000000000",
+        "retry": CHAOS_RETRY,
+        "stream_idle_timeout_s": STREAM_IDLE_TIMEOUT_S,
+    }
+    policy = chaos_policy(attempts)
+    if protocol == "responses":
+        async with ResponsesClient(**options) as rc:
+            responses = ResponsesOrchestrator(rc, registry, policy=policy)
+
+            def respond(job: Job) -> Awaitable[RunResult]:
+                metadata = {"chaos_job": str(job.index)}
+                return responses.run(job.message, metadata=metadata, **job.params)
+
+            yield _Backend(respond, lambda: rc.retries, responses.aclose)
+        return
+    async with AssistantsClient(**options) as client:
+        orch = Orchestrator(client, registry, policy=policy)
+        assistant = await client.create_assistant(model="gpt-4o", tools=registry.definitions())
+
+        def run(job: Job) -> Awaitable[RunResult]:
+            return orch.create_thread_and_run(
+                assistant.id,
+                messages=[{"role": "user", "content": job.message}],
+                metadata={"chaos_job": str(job.index)},
+                **job.params,
+            )
+
+        yield _Backend(run, lambda: client.retries, orch.aclose)
 
 
 async def _run_all(
-    orch: Orchestrator, assistant_id: str, jobs: Sequence[Job], concurrency: int, timeout_s: float
+    start: Callable[[Job], Awaitable[RunResult]],
+    jobs: Sequence[Job],
+    concurrency: int,
+    timeout_s: float,
 ) -> list[Outcome]:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(job: Job) -> Outcome:
         async with gate:
-            return await run_job(orch, assistant_id, job, timeout_s)
+            return await run_job(start, job, timeout_s)
 
     results = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
     outcomes = []
@@ -417,17 +464,12 @@ async def _run_all(
     return outcomes
 
 
-async def run_job(orch: Orchestrator, assistant_id: str, job: Job, timeout_s: float) -> Outcome:
+async def run_job(
+    start: Callable[[Job], Awaitable[RunResult]], job: Job, timeout_s: float
+) -> Outcome:
     """Run one job (cancelling it if the job says so); every exception is caught and classified."""
     outcome = Outcome(job.index, job.kind)
-    task = asyncio.ensure_future(
-        orch.create_thread_and_run(
-            assistant_id,
-            messages=[{"role": "user", "content": job.message}],
-            metadata={"chaos_job": str(job.index)},
-            **job.params,
-        )
-    )
+    task = asyncio.ensure_future(start(job))
     try:
         async with asyncio.timeout(timeout_s):
             if job.cancel_after_s is not None:
@@ -506,6 +548,28 @@ def _audit_cancelled(report: ChaosReport, emu: Emulator, outcomes: Sequence[Outc
     report.cancelled_server_status = {k: v for k, v in statuses.items() if v}
 
 
+def _audit_responses(
+    report: ChaosReport, emu: Emulator, jobs: Sequence[Job], outcomes: Sequence[Outcome]
+) -> None:
+    """Responses have no threads: count them from the emulator's counters instead."""
+    stats = emu.stats
+    created = int(stats.get("responses_created", 0))
+    ended = sum(
+        int(stats.get(f"responses_{status}", 0))
+        for status in ("completed", "failed", "incomplete", "cancelled")
+    )
+    report.runs_created = created
+    report.runs_not_terminal += created - ended
+    needed = sum(
+        1 + job.expected_rounds
+        for job, outcome in zip(jobs, outcomes, strict=True)
+        if outcome.status == "completed"
+    )
+    if not any(o.cancelled or o.error for o in outcomes):
+        report.duplicate_responses = created - needed
+    report.tool_output_submissions = created - len(jobs)
+
+
 def _thread_ids(emu: Emulator, outcomes: Sequence[Outcome]) -> set[str]:
     """Every thread the phase touched: from the results and from the request log."""
     threads = {o.thread_id for o in outcomes if o.thread_id}
@@ -570,6 +634,7 @@ async def run_chaos(
     baseline: bool = True,
     cancel_rate: float = 0.0,
     azure: bool = False,
+    protocol: str = "assistants",
 ) -> tuple[ChaosReport | None, ChaosReport]:
     """The whole experiment: a fault-free baseline, then the same workload with faults.
 
@@ -582,6 +647,7 @@ async def run_chaos(
         baseline: run the fault-free phase first and compare against it.
         cancel_rate: fraction of runs their caller cancels after 0-300 ms.
         azure: talk to the emulator in the Azure style.
+        protocol: ``assistants`` or ``responses``.
 
     Returns:
         (baseline report or None, chaos report).
@@ -594,10 +660,22 @@ async def run_chaos(
     base_outcomes: list[Outcome] = []
     if baseline:
         base_report, base_outcomes = await run_phase(
-            jobs, faults=None, seed=seed, concurrency=concurrency, attempts=attempts, azure=azure
+            jobs,
+            faults=None,
+            seed=seed,
+            concurrency=concurrency,
+            attempts=attempts,
+            azure=azure,
+            protocol=protocol,
         )
     report, outcomes = await run_phase(
-        jobs, faults=spec, seed=seed, concurrency=concurrency, attempts=attempts, azure=azure
+        jobs,
+        faults=spec,
+        seed=seed,
+        concurrency=concurrency,
+        attempts=attempts,
+        azure=azure,
+        protocol=protocol,
     )
     if baseline:
         pairs = [
@@ -638,6 +716,11 @@ def render_markdown(report: ChaosReport, baseline: ChaosReport | None = None) ->
         ("event-loop exception handler calls", report.loop_exceptions),
         ("runs created on the server", report.runs_created),
         ("duplicate runs (per thread / per idempotency key)", _dups(report)),
+        *(
+            [("duplicate responses (no idempotency key exists)", report.duplicate_responses)]
+            if report.protocol == "responses"
+            else []
+        ),
         ("tool executions", report.tool_executions),
         ("tools executed twice (per call id / per logical call)", _twice(report)),
         (
@@ -694,6 +777,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cancel-rate", type=float, default=0.0, help="fraction of runs cancelled by the caller"
     )
     parser.add_argument("--azure", action="store_true", help="Azure-style requests")
+    parser.add_argument("--protocol", choices=["assistants", "responses"], default="assistants")
     parser.add_argument("--no-baseline", action="store_true", help="skip the fault-free phase")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
@@ -707,6 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             baseline=not args.no_baseline,
             cancel_rate=args.cancel_rate,
             azure=args.azure,
+            protocol=args.protocol,
         )
     )
     if args.json:

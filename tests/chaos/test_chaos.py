@@ -128,3 +128,17 @@ async def test_cancel_while_create_is_in_flight_leaves_no_run_behind() -> None:
         await asyncio.sleep(0.6)  # the server has created (and driven) the run by now
         statuses = [run["status"] for run in emu.runs(thread.id)]
     assert statuses in ([], ["cancelled"]), statuses
+
+
+async def test_chaos_responses_backend_reaches_the_fault_free_outcome() -> None:
+    """The Responses backend under the same 10% faults: same outcomes, no duplicate response
+    (none of these faults lets the server act on a request whose answer is lost)."""
+    baseline, report = await run_chaos(
+        90, faults=DEFAULT_FAULTS, seed=3, concurrency=30, protocol="responses"
+    )
+    assert baseline is not None and baseline.problems() == [], baseline.as_dict()
+    assert report.problems() == [], report.as_dict()
+    assert report.matched_expected == report.matched_baseline == 90
+    assert report.duplicate_responses == 0
+    assert report.faulted_requests > 0 and report.client_retries > 0
+    assert_safe(report)
