@@ -68,6 +68,20 @@ class Message(_Frozen):
     content: str
 
 
+# Set by the worker or the orchestrator itself; a job overriding them would break resumption.
+_RESERVED_RUN_OPTIONS = frozenset(
+    {
+        "adopt_existing",
+        "assistant_id",
+        "handler",
+        "idempotency_key",
+        "raise_on_failure",
+        "stream",
+        "thread_id",
+    }
+)
+
+
 class Job(_Frozen):
     """A unit of work: run one assistant on one thread.
 
@@ -96,6 +110,9 @@ class Job(_Frozen):
             raise ValueError("messages are only for a new thread; omit them with thread_id")
         if "metadata" in self.run_options:
             raise ValueError("put run metadata in Job.metadata, not run_options")
+        reserved = sorted(_RESERVED_RUN_OPTIONS & self.run_options.keys())
+        if reserved:
+            raise ValueError(f"run_options may not set {', '.join(reserved)} (the worker does)")
         return self
 
 

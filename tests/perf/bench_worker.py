@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument(
         "--redis-url", default=os.environ.get("RUNTIME_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
     )
-    parser.add_argument("--jobs", type=int, default=300, help="jobs per measurement")
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs per measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="jobs at once per process")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--repeat", type=int, default=3, help="measurements per row (median)")

@@ -139,3 +139,19 @@ def test_cli_submit_then_jobs_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFi
     assert "job-a" in table and "queued" in table and "queued=1 running=0 dead=0" in table
     assert jobs_main(["--config", str(config), "job-a"]) == 0
     assert '"max_completion_tokens": 50' in capsys.readouterr().out
+
+
+def test_job_validation() -> None:
+    """A job needs a thread or messages, not both, and cannot override worker-owned options."""
+    from pydantic import ValidationError
+
+    from runtime.worker import Job, Message
+
+    with pytest.raises(ValidationError, match="thread_id or at least one message"):
+        Job(assistant_id="a")
+    with pytest.raises(ValidationError, match="only for a new thread"):
+        Job(assistant_id="a", thread_id="t", messages=(Message(content="x"),))
+    with pytest.raises(ValidationError, match="may not set stream"):
+        Job(assistant_id="a", thread_id="t", run_options={"stream": False})
+    job = Job(assistant_id="a", thread_id="t", run_options={"temperature": 0.2})
+    assert job.id.startswith("job_") and job.run_options == {"temperature": 0.2}
