@@ -1,0 +1,132 @@
+"""The worker embedded in a service (memory queue) with the real orchestrator and the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+
+from runtime import AssistantsClient, Orchestrator, RunPolicy, RunStream
+from runtime.worker import (
+    Job,
+    JobState,
+    MemoryQueue,
+    Message,
+    OrchestratorExecutor,
+    ToolOutput,
+    Worker,
+    WorkerOptions,
+)
+from tools import ToolRegistry
+
+registry = ToolRegistry()
+
+
+@registry.tool
+async def shout(text: str) -> str:
+    """Upper-case text.
+
+    Args:
+        text: what to shout.
+    """
+    return text.upper()
+
+
+def _worker(client: AssistantsClient, queue: MemoryQueue) -> Worker:
+    orchestrator = Orchestrator(client, registry, policy=RunPolicy())
+    options = WorkerOptions(consumer="svc-1", concurrency=4, burst=True, claim_wait_s=0.05)
+    return Worker(queue, OrchestratorExecutor(client, orchestrator), options)
+
+
+async def test_submit_and_await_new_and_existing_threads(
+    client: AssistantsClient, assistant_id: str
+) -> None:
+    """A new-thread job and an existing-thread job both complete with their run's output."""
+    thread = await client.create_thread(
+        messages=[{"role": "user", "content": '/call shout {"text": "old"}'}]
+    )
+    queue = MemoryQueue()
+    new = Job(
+        id="new-1",
+        assistant_id=assistant_id,
+        messages=(Message(content='/call shout {"text": "new"}'),),
+        metadata={"team": "ops"},
+    )
+    await queue.submit(new)
+    await queue.submit(Job(id="old-1", assistant_id=assistant_id, thread_id=thread.id))
+    await asyncio.wait_for(_worker(client, queue).run(), timeout=20)
+
+    old = await queue.result("old-1", timeout_s=1)
+    assert old is not None and old.result is not None
+    assert old.result.status == "completed" and old.result.thread_id == thread.id
+    assert "OLD" in old.result.text
+    assert [c.output for c in old.result.tool_calls] == ["OLD"]
+    fresh = await queue.result("new-1", timeout_s=1)
+    assert fresh is not None and fresh.result is not None and "NEW" in fresh.result.text
+    assert fresh.result.usage is not None and fresh.result.usage.total_tokens > 0
+    run = await client.retrieve_run(fresh.result.thread_id or "", fresh.result.run_id or "")
+    assert run.metadata is not None
+    assert run.metadata["job_id"] == "new-1" and run.metadata["team"] == "ops"
+
+
+async def test_unknown_assistant_is_an_error_result(client: AssistantsClient) -> None:
+    """A job naming a missing assistant ends with status error at once, not in retries."""
+    queue = MemoryQueue()
+    job = Job(id="bad-1", assistant_id="asst_missing", messages=(Message(content="hi"),))
+    await queue.submit(job)
+    await asyncio.wait_for(_worker(client, queue).run(), timeout=20)
+    record = await queue.get("bad-1")
+    assert record is not None and record.state is JobState.DONE and record.attempt == 1
+    assert record.result is not None and record.result.status == "error"
+    assert record.result.error is not None and "NotFound" in record.result.error
+
+
+async def test_a_reclaimed_job_resumes_its_run_with_known_outputs(
+    client: AssistantsClient, assistant_id: str
+) -> None:
+    """A job whose first worker died after storing a tool output resumes the same run and
+    submits the stored output without executing the tool again."""
+    queue = MemoryQueue(lease_s=0.2)
+    await queue.submit(
+        Job(
+            id="crash-1",
+            assistant_id=assistant_id,
+            messages=(Message(content='/call shout {"text": "once"}'),),
+        )
+    )
+    # The "dead" worker: claims, creates thread and run up to requires_action, stores the
+    # run id and a tool output it computed, then vanishes without acknowledging.
+    (lease,) = await queue.claim("dead-worker", 1, 1.0)
+    thread = await client.create_thread(
+        messages=[{"role": "user", "content": '/call shout {"text": "once"}'}]
+    )
+    await queue.save_progress(lease, thread_id=thread.id)
+    stream = await client.create_run(
+        thread.id,
+        assistant_id,
+        stream=True,
+        tools=registry.definitions(),
+        metadata={"job_id": "crash-1"},
+    )
+    run_id, call_id = await _run_until_action(stream)
+    await queue.save_progress(lease, run_id=run_id)
+    stored = ToolOutput(id=call_id, name="shout", arguments='{"text": "once"}', output="STORED")
+    await queue.save_progress(lease, tool_output=stored)
+    await asyncio.sleep(0.3)  # the lease expires
+
+    await asyncio.wait_for(_worker(client, queue).run(), timeout=20)
+    record = await queue.get("crash-1")
+    assert record is not None and record.attempt == 2 and record.result is not None
+    assert record.result.status == "completed" and record.result.run_id == run_id
+    # The stored output was submitted (the real tool would have said "ONCE").
+    assert "STORED" in record.result.text and "ONCE" not in record.result.text
+    assert [c.output for c in record.result.tool_calls] == ["STORED"]
+    runs = await client.list_runs(thread.id).to_list()
+    assert [r.id for r in runs] == [run_id]
+
+
+async def _run_until_action(stream: RunStream) -> tuple[str, str]:
+    run_id = call_id = ""
+    async for event in stream:
+        if event.event == "thread.run.requires_action":
+            run_id = event.data["id"]
+            call_id = event.data["required_action"]["submit_tool_outputs"]["tool_calls"][0]["id"]
+    return run_id, call_id
