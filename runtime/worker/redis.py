@@ -203,6 +203,7 @@ class RedisQueue:
         result_ttl_s: finished job records expire after this long (0: never). Submitting a
             job id again after its record expired creates a new job.
         recent_cap: how many job ids ``recent()`` can list.
+        socket_timeout_s: longest wait for any Redis reply.
     """
 
     def __init__(
@@ -217,10 +218,19 @@ class RedisQueue:
         dead_maxlen: int = 10_000,
         result_ttl_s: int = 7 * 24 * 3600,
         recent_cap: int = 10_000,
+        socket_timeout_s: float = 10.0,
     ) -> None:
         # Typed as Any: redis-py's stubs type replies as unions of bytes/str/None per RESP
         # version, which would force casts on every call; replies are checked where parsed.
-        self._redis: Any = aioredis.Redis.from_url(url, decode_responses=True)
+        # Bounded socket waits: a partitioned server must surface as QueueError (heartbeats,
+        # /readyz), never as a call that hangs. Blocking reads are sliced well below this.
+        self._redis: Any = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=min(socket_timeout_s, 5.0),
+            health_check_interval=30,
+        )
         self._prefix = prefix
         self._group = group
         self._lease_ms = max(1, int(lease_s * 1000))
