@@ -73,7 +73,7 @@ def chaos_policy(attempts: int = CHAOS_ATTEMPTS) -> RunPolicy:
         poll_interval_s=0.05,
         max_poll_interval_s=0.2,
         cancel_wait_s=5.0,
-        busy_wait_s=10.0,
+        busy_wait_s=60.0,
         create_attempts=attempts,
         submit_attempts=attempts,
     )
@@ -201,6 +201,7 @@ class ChaosReport:
     faults: dict[str, int] = field(default_factory=dict)
     emulator_internal_errors: int = 0
     protocol: str = "assistants"
+    shared_threads: int = 0
     duplicate_responses: int = 0
     cancel_planned: int = 0
     cancelled: int = 0
@@ -335,6 +336,7 @@ async def run_phase(
     attempts: int = CHAOS_ATTEMPTS,
     azure: bool = False,
     protocol: str = "assistants",
+    threads: int = 0,
     timeout_s: float = 60.0,
 ) -> tuple[ChaosReport, list[Outcome]]:
     """Run every job against a fresh emulator with ``faults`` and return the figures.
@@ -347,6 +349,7 @@ async def run_phase(
         attempts: attempts at each non-idempotent step (RunPolicy create/submit_attempts).
         azure: talk to the emulator in the Azure style.
         protocol: ``assistants`` (threads and runs) or ``responses`` (the Responses API).
+        threads: Assistants runs share this many threads (0: a thread per run).
         timeout_s: a run taking longer counts as a failure (never hangs the phase).
 
     Returns:
@@ -361,6 +364,7 @@ async def run_phase(
         by_kind=dict(Counter(job.kind for job in jobs)),
         cancel_planned=sum(1 for job in jobs if job.cancel_after_s is not None),
         protocol=protocol,
+        shared_threads=threads,
     )
     ledger = ToolLedger()
     events: Counter[str] = Counter()
@@ -373,7 +377,9 @@ async def run_phase(
         with count_log_events(events):
             async with (
                 Emulator(seed=seed) as emu,
-                _backend(emu, protocol, azure, build_registry(ledger), attempts) as backend,
+                _backend(
+                    emu, protocol, azure, build_registry(ledger), attempts, threads
+                ) as backend,
             ):
                 emu.faults = faults
                 outcomes = await _run_all(backend.start, jobs, concurrency, timeout_s)
@@ -406,9 +412,18 @@ class _Backend:
 
 @asynccontextmanager
 async def _backend(
-    emu: Emulator, protocol: str, azure: bool, registry: ToolRegistry, attempts: int
+    emu: Emulator,
+    protocol: str,
+    azure: bool,
+    registry: ToolRegistry,
+    attempts: int,
+    threads: int = 0,
 ) -> AsyncIterator[_Backend]:
-    """An orchestrator for ``protocol`` (assistants or responses) on the emulator."""
+    """An orchestrator for ``protocol`` (assistants or responses) on the emulator.
+
+    With ``threads``, Assistants runs share that many threads (busy-thread policy at work);
+    otherwise each run gets its own thread.
+    """
     address = {"azure_endpoint": emu.azure_endpoint} if azure else {"base_url": emu.base_url}
     options: dict[str, Any] = {
         **address,
@@ -430,13 +445,22 @@ async def _backend(
     async with AssistantsClient(**options) as client:
         orch = Orchestrator(client, registry, policy=policy)
         assistant = await client.create_assistant(model="gpt-4o", tools=registry.definitions())
+        shared = [(await client.create_thread()).id for _ in range(threads)]
 
         def run(job: Job) -> Awaitable[RunResult]:
+            metadata = {"chaos_job": str(job.index)}
+            message = {"role": "user", "content": job.message}
+            if shared:  # the message comes with the run: a busy thread refuses new messages
+                thread_id = shared[job.index % len(shared)]
+                return orch.run(
+                    thread_id,
+                    assistant.id,
+                    additional_messages=[message],
+                    metadata=metadata,
+                    **job.params,
+                )
             return orch.create_thread_and_run(
-                assistant.id,
-                messages=[{"role": "user", "content": job.message}],
-                metadata={"chaos_job": str(job.index)},
-                **job.params,
+                assistant.id, messages=[message], metadata=metadata, **job.params
             )
 
         yield _Backend(run, lambda: client.retries, orch.aclose)
@@ -516,13 +540,14 @@ def _audit_server(report: ChaosReport, emu: Emulator, outcomes: Sequence[Outcome
     report.runs_not_terminal = int(stats["active_runs"])
     report.emulator_internal_errors = int(stats.get("internal_errors", 0))
     keys: Counter[str] = Counter()
+    per_job: Counter[str] = Counter()
     for thread_id in _thread_ids(emu, outcomes):
-        runs = emu.runs(thread_id)
-        report.duplicate_runs += max(0, len(runs) - 1)
-        for run in runs:
-            key = (run.get("metadata") or {}).get(IDEMPOTENCY_METADATA_KEY)
-            if key:
-                keys[key] += 1
+        for run in emu.runs(thread_id):
+            metadata = run.get("metadata") or {}
+            per_job[str(metadata.get("chaos_job"))] += 1
+            if metadata.get(IDEMPOTENCY_METADATA_KEY):
+                keys[metadata[IDEMPOTENCY_METADATA_KEY]] += 1
+    report.duplicate_runs = sum(n - 1 for n in per_job.values() if n > 1)
     report.duplicate_idempotency_keys = sum(n - 1 for n in keys.values() if n > 1)
     _audit_cancelled(report, emu, outcomes)
 
@@ -635,6 +660,7 @@ async def run_chaos(
     cancel_rate: float = 0.0,
     azure: bool = False,
     protocol: str = "assistants",
+    threads: int = 0,
 ) -> tuple[ChaosReport | None, ChaosReport]:
     """The whole experiment: a fault-free baseline, then the same workload with faults.
 
@@ -648,6 +674,7 @@ async def run_chaos(
         cancel_rate: fraction of runs their caller cancels after 0-300 ms.
         azure: talk to the emulator in the Azure style.
         protocol: ``assistants`` or ``responses``.
+        threads: Assistants runs share this many threads (0: a thread per run).
 
     Returns:
         (baseline report or None, chaos report).
@@ -667,6 +694,7 @@ async def run_chaos(
             attempts=attempts,
             azure=azure,
             protocol=protocol,
+            threads=threads,
         )
     report, outcomes = await run_phase(
         jobs,
@@ -676,6 +704,7 @@ async def run_chaos(
         attempts=attempts,
         azure=azure,
         protocol=protocol,
+        threads=threads,
     )
     if baseline:
         pairs = [
@@ -715,7 +744,8 @@ def render_markdown(report: ChaosReport, baseline: ChaosReport | None = None) ->
         ("unhandled exceptions reaching the caller", report.unhandled_exceptions),
         ("event-loop exception handler calls", report.loop_exceptions),
         ("runs created on the server", report.runs_created),
-        ("duplicate runs (per thread / per idempotency key)", _dups(report)),
+        ("shared threads (0: one per run)", report.shared_threads),
+        ("duplicate runs (per job / per idempotency key)", _dups(report)),
         *(
             [("duplicate responses (no idempotency key exists)", report.duplicate_responses)]
             if report.protocol == "responses"
@@ -778,6 +808,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--azure", action="store_true", help="Azure-style requests")
     parser.add_argument("--protocol", choices=["assistants", "responses"], default="assistants")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="runs share this many threads (0: one each)"
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the fault-free phase")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
@@ -792,6 +825,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cancel_rate=args.cancel_rate,
             azure=args.azure,
             protocol=args.protocol,
+            threads=args.threads,
         )
     )
     if args.json:

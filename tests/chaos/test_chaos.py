@@ -176,3 +176,17 @@ async def test_busy_thread_waits_do_not_use_up_create_attempts() -> None:
         result = await task
     assert result.status == "completed"
     assert result.text == "You said: hi"
+
+
+async def test_chaos_shared_threads_never_duplicate() -> None:
+    """60 runs sharing 10 threads under faults (busy-thread waits at work): no duplicate run or
+    tool, nothing left active, and every run either reaches its outcome or raises a typed
+    error (see test_busy_thread_waits_do_not_use_up_create_attempts for why some may)."""
+    jobs = plan(60, seed=9)
+    report, outcomes = await run_phase(
+        jobs, faults=FaultSpec.parse(DEFAULT_FAULTS + ",seed=9"), seed=9, concurrency=30, threads=10
+    )
+    assert_safe(report)
+    failed = [o for o in outcomes if o.status != "completed"]
+    assert all(o.error and not o.unhandled for o in failed), failed
+    assert report.matched_expected + len(failed) == report.runs, report.mismatches

@@ -225,7 +225,7 @@ def test_parse_event_and_accessors_stay_in_our_tree(name: str, data: str) -> Non
     ],
 )
 def test_lazy_delta_of_a_malformed_event_is_a_stream_error(name: str, data: Any) -> None:
-    """Reading ``.delta`` of a delta event with a hostile shape raises StreamError, not pydantic's."""
+    """``.delta`` of a delta event with a hostile shape raises StreamError, not pydantic's."""
     event = parse_event(SSERecord(name, json.dumps(data)))
     assert isinstance(event, MessageDeltaEvent | RunStepDeltaEvent)
     with pytest.raises(StreamError, match="invalid"):
