@@ -98,6 +98,7 @@ class Worker:
         self._in_flight: dict[tuple[str, int], _InFlight] = {}
         self._draining = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._wake = asyncio.Event()
         self._processed = 0
 
@@ -117,8 +118,14 @@ class Worker:
         return self._processed
 
     def drain(self) -> None:
-        """Stop taking jobs; :meth:`run` then finishes in-flight jobs and returns."""
-        if not self._draining.is_set():
+        """Stop taking jobs; :meth:`run` then finishes in-flight jobs and returns.
+
+        A second call (a second SIGTERM/SIGINT) ends the grace period at once.
+        """
+        if self._draining.is_set():
+            log.warning("worker.drain_hurried", in_flight=self.in_flight)
+            self._hurry.set()
+        else:
             log.info("worker.draining", in_flight=self.in_flight)
             self.metrics.draining.set(1)
         self._draining.set()
@@ -334,7 +341,18 @@ class Worker:
             return
         tasks = [entry.task for entry in self._in_flight.values()]
         log.info("worker.drain_waiting", in_flight=len(tasks), grace_s=self.options.grace_period_s)
-        _done, pending = await asyncio.wait(tasks, timeout=self.options.grace_period_s)
+        # Waiting on wrappers: cancelling them at the end never cancels the jobs themselves.
+        finished = asyncio.ensure_future(asyncio.wait(tasks))
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        await asyncio.wait(
+            [finished, hurried],
+            timeout=self.options.grace_period_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        for waiter in (finished, hurried):
+            waiter.cancel()
+        await asyncio.gather(finished, hurried, return_exceptions=True)
+        pending = [t for t in tasks if not t.done()]
         if pending:
             log.warning("worker.drain_cancelling", jobs=len(pending))
         await self._cancel_in_flight()

@@ -107,6 +107,25 @@ async def test_drain_finishes_within_grace_and_releases_the_rest() -> None:
     assert executor.cancelled == ["long"]
 
 
+async def test_second_drain_skips_the_grace_period() -> None:
+    """A second drain() (second SIGTERM) cancels in-flight jobs without waiting for the grace."""
+    queue = MemoryQueue()
+    await queue.submit(_job("long"))
+    executor = SleepExecutor(seconds=30.0)
+    worker = Worker(queue, executor, _options(burst=False, grace_period_s=30.0))
+    task = asyncio.create_task(worker.run())
+    while worker.in_flight < 1:
+        await asyncio.sleep(0.01)
+    worker.drain()
+    await asyncio.sleep(0.1)
+    assert not task.done() and executor.cancelled == []
+    worker.drain()
+    await asyncio.wait_for(task, timeout=5)
+    record = await queue.get("long")
+    assert executor.cancelled == ["long"]
+    assert record is not None and record.state is JobState.QUEUED and record.result is None
+
+
 async def test_failing_job_is_retried_then_dead_lettered() -> None:
     """An attempt that raises is released for retry; after max_deliveries the job is dead."""
     queue = MemoryQueue(max_deliveries=3)
