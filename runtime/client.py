@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from runtime.errors import APIStatusError, ClientClosedError, InvalidResponseError, status_error
 from runtime.handler import EventHandler
 from runtime.protocol.models import (
-    APIModel,
+    APIObject,
     Assistant,
     DeletionStatus,
     ListPage,
@@ -33,7 +33,7 @@ from runtime.retry import RetryPolicy, call_with_retries, parse_retry_after
 from runtime.stream import RunStream
 from runtime.transport import AiohttpTransport, Request, Response, Transport
 
-M = TypeVar("M", bound=APIModel)
+M = TypeVar("M", bound=APIObject)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_AZURE_API_VERSION = "2024-08-01-preview"
 

@@ -52,6 +52,14 @@ class APIModel(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
+
+class APIObject(APIModel):
+    """A top-level object an endpoint answers with; remembers the answer's headers.
+
+    Only top-level objects carry the private attribute: pydantic initialises private
+    attributes on every instance, and nested models (deltas, content parts) are the hot path.
+    """
+
     _meta: ResponseMeta | None = PrivateAttr(default=None)
 
     @property
@@ -109,7 +117,7 @@ class RequiredAction(APIModel):
     submit_tool_outputs: SubmitToolOutputs = Field(default_factory=SubmitToolOutputs)
 
 
-class Assistant(APIModel):
+class Assistant(APIObject):
     """An assistant: model, instructions and tools."""
 
     id: str
@@ -127,7 +135,7 @@ class Assistant(APIModel):
     tool_resources: dict[str, Any] | None = None
 
 
-class Thread(APIModel):
+class Thread(APIObject):
     """A conversation thread."""
 
     id: str
@@ -137,7 +145,7 @@ class Thread(APIModel):
     tool_resources: dict[str, Any] | None = None
 
 
-class DeletionStatus(APIModel):
+class DeletionStatus(APIObject):
     """Answer of a delete call."""
 
     id: str
@@ -248,7 +256,7 @@ class UnknownContent(APIModel):
 MessageContent = TextContent | ImageFileContent | ImageURLContent | RefusalContent | UnknownContent
 
 
-class Message(APIModel):
+class Message(APIObject):
     """A message in a thread."""
 
     id: str
@@ -275,7 +283,7 @@ class Message(APIModel):
 # --- runs ------------------------------------------------------------------------------------
 
 
-class Run(APIModel):
+class Run(APIObject):
     """A run of an assistant on a thread."""
 
     id: str
@@ -400,7 +408,7 @@ class UnknownStepDetails(APIModel):
 StepDetails = MessageCreationStepDetails | ToolCallsStepDetails | UnknownStepDetails
 
 
-class RunStep(APIModel):
+class RunStep(APIObject):
     """One step of a run: a message creation or a batch of tool calls."""
 
     id: str
@@ -507,7 +515,7 @@ class APIErrorBody(APIModel):
     code: str | None = None
 
 
-class ListPage(APIModel):
+class ListPage(APIObject):
     """One page of a list answer."""
 
     object: str = "list"

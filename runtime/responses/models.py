@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from runtime.protocol.models import APIModel, IncompleteDetails
+from runtime.protocol.models import APIModel, APIObject, IncompleteDetails
 
 ResponseStatus = Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
 TERMINAL_RESPONSE_STATUSES: frozenset[str] = frozenset(
@@ -117,7 +117,7 @@ class UnknownItem(APIModel):
 OutputItem = OutputMessage | FunctionCallItem | UnknownItem
 
 
-class Response(APIModel):
+class Response(APIObject):
     """A model response: its status, output items and usage."""
 
     id: str
