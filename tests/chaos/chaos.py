@@ -389,6 +389,8 @@ async def run_phase(
                 await _settle(emu)
                 _audit_server(report, emu, outcomes)
                 if protocol == "responses":
+                    # No threads to list: leftovers show in runs_not_terminal instead.
+                    report.cancelled_server_status = {}
                     _audit_responses(report, emu, jobs, outcomes)
     finally:
         loop.set_exception_handler(previous_handler)
