@@ -65,6 +65,7 @@ class _RunState:
     rounds: int = 0
     calls_seen: int = 0
     recoveries: int = 0
+    create_in_flight: bool = False
     stream_lost: bool = False
     reason: str | None = None
     messages: dict[str, Message] = field(default_factory=dict)
@@ -306,24 +307,29 @@ class Orchestrator:
             return None
         body = self._run_body(state, params)
         busy_deadline = time.monotonic() + self.policy.busy_wait_s
-        attempts = 0
+        ambiguous = 0  # busy-thread refusals are bounded by busy_wait_s, not by attempts
         while True:
-            attempts += 1
+            state.create_in_flight = True  # stays set if we are cancelled mid-request
             try:
-                stream = await self.client.create_run(
+                return await self.client.create_run(
                     state.thread_id, assistant_id, stream=True, handler=state.handler, **body
                 )
-                return stream
             except ThreadBusyError as exc:
+                state.create_in_flight = False
                 if await self._adopt(state):
                     return None
                 await self._on_busy_thread(state, exc, busy_deadline)
             except AMBIGUOUS_ERRORS as exc:
-                log.warning("run.create_ambiguous", attempt=attempts, error=type(exc).__name__)
+                state.create_in_flight = False
+                ambiguous += 1
+                log.warning("run.create_ambiguous", attempt=ambiguous, error=type(exc).__name__)
                 if await self._adopt(state):
                     return None
-                if attempts >= self.policy.create_attempts:
+                if ambiguous >= self.policy.create_attempts:
                     raise
+            except RuntimeAPIError:
+                state.create_in_flight = False  # a definite refusal: no run was created
+                raise
 
     def _run_body(self, state: _RunState, params: dict[str, Any]) -> dict[str, Any]:
         body = dict(params)
@@ -554,6 +560,8 @@ class Orchestrator:
         """Best effort: cancel the server run of ``state`` and wait (bounded) for it."""
         try:
             if state.run_id is None and not await self._adopt(state):
+                if state.create_in_flight:
+                    self._spawn(self._cancel_late_run(state.thread_id, state.idempotency_key))
                 return
             assert state.run_id is not None
             await self._request_cancel(state.thread_id, state.run_id)
@@ -561,8 +569,29 @@ class Orchestrator:
                 state.thread_id, state.run_id, self.policy.cancel_wait_s
             )
             log.info("run.cancelled_on_server", run_id=run.id, status=run.status)
-        except (RuntimeAPIError, APIStatusError) as exc:
+        except RuntimeAPIError as exc:
             log.warning("run.cancel_failed", run_id=state.run_id, error=repr(exc))
+
+    async def _cancel_late_run(self, thread_id: str, key: str) -> None:
+        """A create request was cut off mid-flight: the server may create the run a moment
+        later. Watch for it (up to cancel_wait_s, in the background) and cancel it."""
+        deadline = time.monotonic() + self.policy.cancel_wait_s
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(min(self.policy.poll_interval_s, 0.25))
+                run = await self._find_own_run(thread_id, key)
+                if run is not None:
+                    if not run.is_terminal:
+                        await self._request_cancel(thread_id, run.id)
+                    log.info("run.late_run_cancelled", run_id=run.id, status=run.status)
+                    return
+        except RuntimeAPIError as exc:
+            log.warning("run.cancel_failed", error=repr(exc))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _finish(self, state: _RunState, run: Run) -> RunResult:
         if state.stream_lost or not state.texts:
