@@ -200,6 +200,7 @@ class ChaosReport:
     faulted_requests: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     emulator_internal_errors: int = 0
+    error_logs: dict[str, int] = field(default_factory=dict)
     protocol: str = "assistants"
     shared_threads: int = 0
     duplicate_responses: int = 0
@@ -228,6 +229,7 @@ class ChaosReport:
             "unhandled exceptions": self.unhandled_exceptions + self.loop_exceptions,
             "runs left active on the server": self.runs_not_terminal,
             "emulator internal errors": self.emulator_internal_errors,
+            "error-level log events": sum(self.error_logs.values()),
         }
         if self.matched_baseline is not None:
             checks["runs differing from the baseline"] = (
@@ -313,10 +315,18 @@ def build_registry(ledger: ToolLedger) -> ToolRegistry:
 
 @contextmanager
 def count_log_events(counter: Counter[str]) -> Iterator[None]:
-    """Count structlog events by name (and drop them) for the duration of the block."""
+    """Count structlog events by name (and drop them) for the duration of the block.
 
-    def count(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-        counter[str(event_dict.get("event"))] += 1
+    Error-level events are also counted under ``"level:error"`` (names listed under
+    ``"error:<event>"``): an error log is a crash someone noticed only in the logs.
+    """
+
+    def count(_logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        name = str(event_dict.get("event"))
+        counter[name] += 1
+        if method in ("error", "exception", "critical", "fatal"):
+            counter["level:error"] += 1
+            counter[f"error:{name}"] += 1
         raise structlog.DropEvent
 
     saved = structlog.get_config()
@@ -398,6 +408,9 @@ async def run_phase(
     report.loop_exceptions = len(loop_errors)
     report.unhandled_details.extend(loop_errors[:10])
     report.log_events = {name: events[name] for name in RECOVERY_EVENTS if events[name]}
+    report.error_logs = {
+        name.removeprefix("error:"): n for name, n in events.items() if name.startswith("error:")
+    }
     _audit_runs(report, jobs, outcomes)
     _audit_tools(report, jobs, outcomes, ledger)
     return report, outcomes
@@ -745,6 +758,7 @@ def render_markdown(report: ChaosReport, baseline: ChaosReport | None = None) ->
         ("typed errors raised to the caller", _kv(report.typed_errors) or 0),
         ("unhandled exceptions reaching the caller", report.unhandled_exceptions),
         ("event-loop exception handler calls", report.loop_exceptions),
+        ("error-level log events", _kv(report.error_logs) or 0),
         ("runs created on the server", report.runs_created),
         ("shared threads (0: one per run)", report.shared_threads),
         ("duplicate runs (per job / per idempotency key)", _dups(report)),
