@@ -45,6 +45,7 @@ class SSEDecoder:
         "_at_start",
         "_data_lines",
         "_data_size",
+        "_deferred",
         "_event",
         "_has_fields",
         "_last_id",
@@ -58,6 +59,7 @@ class SSEDecoder:
         self._max_bytes = max_event_bytes
         self._pending = bytearray()
         self._at_start = True
+        self._deferred: SSEDecodeError | None = None
         self._skip_lf = False
         self._event: str | None = None
         self._data_lines: list[str] = []
@@ -72,7 +74,13 @@ class SSEDecoder:
         return self._last_id
 
     def feed(self, chunk: bytes) -> list[SSERecord]:
-        """Decode one chunk and return the events it completed (possibly none)."""
+        """Decode one chunk and return the events it completed (possibly none).
+
+        Raises:
+            SSEDecodeError: a line or event exceeds the size limit (raised on the next call
+                when events completed earlier in the same chunk are returned first).
+        """
+        self._raise_deferred()
         if self._skip_lf and chunk:
             self._skip_lf = False
             if chunk[:1] == b"\n":
@@ -88,22 +96,43 @@ class SSEDecoder:
         else:
             head = chunk[: cut + 1]
         self._pending += chunk[cut + 1 :]
-        self._check_pending()
         if cut == len(chunk) - 1 and chunk[cut:] == b"\r":
             # A CR at the chunk's very end may be the first half of a CRLF pair.
             self._skip_lf = True
-        return self._process(head)
+        out: list[SSERecord] = []
+        try:
+            self._process(head, out)
+            self._check_pending()
+        except SSEDecodeError as exc:
+            self._defer(exc, out)
+        return out
 
     def flush(self) -> list[SSERecord]:
         """Finish the stream: process a last unterminated line and event."""
+        self._raise_deferred()
         out: list[SSERecord] = []
-        if self._pending:
-            tail = bytes(self._pending) + b"\n"
-            self._pending.clear()
-            out = self._process(tail)
+        try:
+            if self._pending:
+                tail = bytes(self._pending) + b"\n"
+                self._pending.clear()
+                self._process(tail, out)
+        except SSEDecodeError as exc:
+            self._defer(exc, out)
+            return out
         if self._has_fields:
             out.append(self._dispatch())
         return out
+
+    def _defer(self, error: SSEDecodeError, delivered: list[SSERecord]) -> None:
+        """Events completed before the bad line are still delivered; the error comes next call."""
+        if not delivered:
+            raise error
+        self._deferred = error
+
+    def _raise_deferred(self) -> None:
+        error, self._deferred = self._deferred, None
+        if error is not None:
+            raise error
 
     def _check_pending(self) -> None:
         if len(self._pending) > self._max_bytes:
@@ -111,7 +140,7 @@ class SSEDecoder:
             self._pending.clear()
             raise SSEDecodeError(f"SSE line of more than {self._max_bytes} bytes ({size} so far)")
 
-    def _process(self, block: bytes) -> list[SSERecord]:
+    def _process(self, block: bytes, out: list[SSERecord]) -> None:
         text = block.decode("utf-8", errors="replace")
         if self._at_start:
             # The spec strips one leading BOM; the first block always holds it whole.
@@ -122,11 +151,7 @@ class SSEDecoder:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         lines = text.split("\n")
         lines.pop()  # the block ends with a line break: the last piece is empty
-        if len(text) > self._max_bytes and max(map(len, lines)) > self._max_bytes:
-            # A complete line can arrive inside one big chunk, never touching _pending.
-            self._reset()
-            raise SSEDecodeError(f"SSE line of more than {self._max_bytes} bytes")
-        out: list[SSERecord] = []
+        check_lines = len(text) > self._max_bytes  # a huge line can arrive in one chunk
         for line in lines:
             if not line:
                 if self._has_fields:
@@ -142,12 +167,14 @@ class SSEDecoder:
                 self._data_size = size
                 self._data_lines.append(line[6:])
                 self._has_fields = True
+            elif check_lines and len(line) > self._max_bytes:
+                self._reset()
+                raise SSEDecodeError(f"SSE line of more than {self._max_bytes} bytes")
             elif line[:7] == "event: ":
                 self._event = line[7:]
                 self._has_fields = True
             elif line[0] != ":":
                 self._field(line)
-        return out
 
     def _field(self, line: str) -> None:
         name, sep, value = line.partition(":")

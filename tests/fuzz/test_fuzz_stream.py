@@ -322,12 +322,6 @@ def test_invalid_utf8_and_deep_json_are_tolerated(garbage: bytes, stops: bool) -
     assert stream.stopped is stops
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="limitation: SSEDecoder.feed raises on an oversized line before returning the "
-    "events completed earlier in the same chunk, so those events are lost (the orchestrator "
-    "recovers by polling; a RunStream handler never sees them)",
-)
 def test_events_before_an_oversized_line_in_the_same_chunk_are_delivered() -> None:
     """A complete event followed, in the same chunk, by an oversized line is still delivered."""
     decoder = SSEDecoder(max_event_bytes=100)
