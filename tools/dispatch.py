@@ -404,12 +404,18 @@ class ToolDispatcher:
             details = tuple(
                 ArgumentIssue(self.redact(d.loc), self.redact(d.msg), d.type) for d in details
             )
-        output = error_output(failure.error_type, message, call.name, details=details)
+        output = error_output(
+            failure.error_type,
+            message,
+            call.name,
+            details=details,
+            max_chars=self.max_output_chars,
+        )
         return ToolCallResult(
             tool_call_id=call.id,
             name=call.name,
             arguments=call.arguments,
-            output=truncate(output, self.max_output_chars),
+            output=output,
             is_error=True,
             seconds=time.monotonic() - started,
             error_type=failure.error_type,

@@ -53,18 +53,42 @@ def error_output(
     *,
     details: Sequence[ArgumentIssue] = (),
     extra: dict[str, Any] | None = None,
+    max_chars: int | None = None,
 ) -> str:
     """Return the JSON error object submitted as the output of a failed call.
 
-    Shape: ``{"error": {"type", "message", "tool"[, "details"][, extra...]}}``.
+    Shape: ``{"error": {"type", "message", "tool"[, "details"][, extra...]}}``. With
+    ``max_chars`` the object stays valid JSON within the cap: trailing details are dropped
+    (``"details_omitted": N`` says how many), then the message is shortened.
     """
     body: dict[str, Any] = {
         "type": error_type,
         "message": truncate(message, _MAX_MESSAGE_CHARS),
         "tool": tool,
     }
-    if details:
-        body["details"] = [issue.as_dict() for issue in details]
     if extra:
         body.update(extra)
-    return json.dumps({"error": body}, ensure_ascii=False)
+    issues = [issue.as_dict() for issue in details]
+    text = _encode_error(body, issues, 0)
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    for kept in range(len(issues) - 1, -1, -1):
+        text = _encode_error(body, issues[:kept], len(issues) - kept)
+        if len(text) <= max_chars:
+            return text
+    message = body["message"]
+    while len(text) > max_chars and len(body["message"]) > 40:
+        # JSON escapes make the encoded text longer than the message: shrink until it fits.
+        keep = max(len(body["message"]) - (len(text) - max_chars) - 8, 40)
+        body["message"] = truncate(message, keep)
+        text = _encode_error(body, [], len(issues))
+    return text
+
+
+def _encode_error(body: dict[str, Any], issues: list[dict[str, Any]], omitted: int) -> str:
+    full = dict(body)
+    if issues:
+        full["details"] = issues
+    if omitted:
+        full["details_omitted"] = omitted
+    return json.dumps({"error": full}, ensure_ascii=False)

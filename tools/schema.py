@@ -69,7 +69,7 @@ class FunctionSchema:
             pass
         try:
             data = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # absurd nesting is bad JSON too
             raise ToolArgumentsError(
                 f"arguments are not valid JSON: {exc}", error_type="invalid_json"
             ) from exc

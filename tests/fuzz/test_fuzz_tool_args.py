@@ -147,11 +147,6 @@ def test_dispatch_gives_one_string_output_per_call(calls: list[tuple[str, str]])
 DEEP = ["[" * 100_000, '{"a":' * 100_000, "[" * 5_000 + "]" * 5_000]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: tools/schema.py FunctionSchema.validate catches only ValueError from "
-    "json.loads; deep nesting raises RecursionError (fix: except (ValueError, RecursionError))",
-)
 @pytest.mark.parametrize("raw", DEEP, ids=["deep-array", "deep-object", "balanced-5000"])
 def test_deeply_nested_arguments_are_invalid_json(raw: str) -> None:
     """Arguments nested deeper than json's recursion limit are invalid JSON, not RecursionError."""
@@ -161,11 +156,6 @@ def test_deeply_nested_arguments_are_invalid_json(raw: str) -> None:
         tool.schema.validate(raw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the RecursionError from tools/schema.py reaches the dispatcher, which reports "
-    "'internal_error' (and logs a traceback) instead of 'invalid_json'",
-)
 def test_deeply_nested_arguments_dispatch_as_invalid_json() -> None:
     """A call with absurdly nested arguments gets an invalid_json error output."""
 
@@ -179,11 +169,6 @@ def test_deeply_nested_arguments_dispatch_as_invalid_json() -> None:
     assert result.error_type == "invalid_json", result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: tools/dispatch.py ToolDispatcher._failed truncates the encoded JSON error "
-    "object to max_output_chars, so a long error (many argument issues) is cut mid-JSON",
-)
 def test_error_output_stays_json_under_a_small_cap() -> None:
     """With the smallest allowed cap, an error output with many issues is still valid JSON."""
     raw = json.dumps({f"extra_{i}": i for i in range(30)})
