@@ -201,7 +201,8 @@ async def test_poison_job_lands_in_the_dead_letter_stream(
                 break
     finally:
         stop_all(procs)
-    assert exit_codes == [3, 3, 0]
+    logs = "\n".join(f"--- w{i}\n{tail(tmp_path / f'w{i}.log', 15)}" for i in range(len(procs)))
+    assert exit_codes == [3, 3, 0], logs
     record = await queue.get("poison")
     assert record is not None and record.state is JobState.DEAD
     assert record.last_error == "delivered 2 times without a result"
