@@ -96,7 +96,7 @@ class Orchestrator:
         self.policy = policy or RunPolicy()
         self.handler = handler
         self._active: dict[str, _RunState] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
 
     # --- public API -----------------------------------------------------------------------
 
@@ -268,9 +268,7 @@ class Orchestrator:
     async def _abort(self, state: _RunState, exc: BaseException) -> None:
         """Cancel the server run after a local failure or cancellation (shielded, bounded)."""
         log.warning("run.aborting", run_id=state.run_id, error=type(exc).__name__)
-        task = asyncio.ensure_future(self._cancel_server_run(state))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task = self._spawn(self._cancel_server_run(state))
         try:
             await asyncio.shield(task)
         except BaseException:  # cancelled again: the clean-up goes on in the background
@@ -377,13 +375,9 @@ class Orchestrator:
             if run.is_terminal:
                 return await self._finish(state, run)
             if state.cancel_requested.is_set():
-                stream = None
                 run = await self._wait_terminal(state.thread_id, run.id, self.policy.cancel_wait_s)
                 return await self._finish(state, run)
-            if run.status == "requires_action":
-                stream = await self._act(state, run)
-            else:
-                stream = None
+            stream = await self._act(state, run) if run.status == "requires_action" else None
 
     async def _follow(self, state: _RunState, stream: RunStream | None) -> Run:
         """Consume ``stream`` (or poll when there is none) until the run stops."""
@@ -588,10 +582,12 @@ class Orchestrator:
         except RuntimeAPIError as exc:
             log.warning("run.cancel_failed", error=repr(exc))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Future[Any]:
+        """Start a clean-up task the orchestrator holds until it ends (see :meth:`aclose`)."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _finish(self, state: _RunState, run: Run) -> RunResult:
         if state.stream_lost or not state.texts:
