@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +96,7 @@ class Orchestrator:
         self.policy = policy or RunPolicy()
         self.handler = handler
         self._active: dict[str, _RunState] = {}
-        self._background: set[asyncio.Future[Any]] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- public API -----------------------------------------------------------------------
 
@@ -582,7 +582,7 @@ class Orchestrator:
         except RuntimeAPIError as exc:
             log.warning("run.cancel_failed", error=repr(exc))
 
-    def _spawn(self, coro: Any) -> asyncio.Future[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Start a clean-up task the orchestrator holds until it ends (see :meth:`aclose`)."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
