@@ -212,12 +212,26 @@ class OrchestratorExecutor:
         progress = ctx.lease.progress
         ctx.thread_id = progress.thread_id or ctx.lease.job.thread_id
         if progress.run_id is not None and ctx.thread_id is not None:
-            result = await self._resume(ctx, ctx.thread_id, progress.run_id)
-            if not (result.status == "cancelled" and await self._cancelled_by_worker(ctx)):
-                return self._outcome(ctx, result)
-            log.info("worker.run_restarted", reason="cancelled_by_worker", run_id=progress.run_id)
+            result = await self._resume_if_found(ctx, ctx.thread_id, progress.run_id)
+            if result is not None:
+                if not (result.status == "cancelled" and await self._cancelled_by_worker(ctx)):
+                    return self._outcome(ctx, result)
+                log.info("worker.run_restarted", reason="cancelled_by_worker")
             await ctx.new_generation()
         return self._outcome(ctx, await self._run(ctx))
+
+    async def _resume_if_found(
+        self, ctx: JobContext, thread_id: str, run_id: str
+    ) -> RunResult | None:
+        from runtime.errors import NotFoundError
+
+        try:
+            return await self._resume(ctx, thread_id, run_id)
+        except NotFoundError:
+            # The server no longer knows the run (deleted, or a server without persistence
+            # restarted): start a new run generation instead of failing the job.
+            log.warning("worker.run_restarted", reason="run_not_found", run_id=run_id)
+            return None
 
     @staticmethod
     async def _cancelled_by_worker(ctx: JobContext) -> bool:

@@ -130,3 +130,24 @@ async def _run_until_action(stream: RunStream) -> tuple[str, str]:
             run_id = event.data["id"]
             call_id = event.data["required_action"]["submit_tool_outputs"]["tool_calls"][0]["id"]
     return run_id, call_id
+
+
+async def test_a_run_unknown_to_the_server_is_started_again(
+    client: AssistantsClient, assistant_id: str
+) -> None:
+    """A stored run id the server does not know (it lost its state) leads to a new run."""
+    queue = MemoryQueue(lease_s=0.2)
+    message = '/call shout {"text": "again"}'
+    await queue.submit(
+        Job(id="lost-1", assistant_id=assistant_id, messages=(Message(content=message),))
+    )
+    (lease,) = await queue.claim("dead-worker", 1, 1.0)
+    thread = await client.create_thread(messages=[{"role": "user", "content": message}])
+    await queue.save_progress(lease, thread_id=thread.id, run_id="run_unknown")
+    await asyncio.sleep(0.3)
+    await asyncio.wait_for(_worker(client, queue).run(), timeout=20)
+    record = await queue.get("lost-1")
+    assert record is not None and record.result is not None
+    assert record.result.status == "completed" and "AGAIN" in record.result.text
+    assert record.result.run_id not in (None, "run_unknown")
+    assert record.progress.run_seq == 1 and record.result.thread_id == thread.id
