@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 
 import structlog
 
@@ -94,11 +94,23 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
                 try:
                     await worker.run()
                 finally:
-                    await http.aclose()
-                    await orchestrator.aclose()
+                    await _bounded("http", http.aclose())
+                    # Background server-side cancels of aborted runs: bounded by the policy.
+                    await _bounded(
+                        "orchestrator", orchestrator.aclose(), shared.policy.cancel_wait_s + 5
+                    )
     finally:
-        await queue.aclose()
+        await _bounded("queue", queue.aclose())
+    log.info("worker.exit")
     return 0
+
+
+async def _bounded(what: str, closing: Awaitable[None], timeout_s: float = 5.0) -> None:
+    """Await a clean-up step, but never let it keep the process from exiting."""
+    try:
+        await asyncio.wait_for(closing, timeout=timeout_s)
+    except TimeoutError:
+        log.error("worker.cleanup_timeout", step=what, timeout_s=timeout_s)
 
 
 @contextlib.contextmanager
