@@ -66,6 +66,17 @@ def _config(path: Path, *, base_url: str, backend: str, store: str, concurrency:
     )
 
 
+async def _drop_keys(url: str, config: Path) -> None:
+    import redis.asyncio as aioredis
+
+    prefix = config.read_text().split('prefix = "')[1].split('"')[0]
+    client = aioredis.Redis.from_url(url)
+    keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    for i in range(0, len(keys), 1000):
+        await client.delete(*keys[i : i + 1000])
+    await client.aclose()
+
+
 def _queue_for(config: Path, backend: str, store: str) -> JobQueue:
     if backend == "redis":
         prefix = config.read_text().split('prefix = "')[1].split('"')[0]
@@ -151,6 +162,8 @@ async def _measure(
         for proc in procs:
             proc.wait(timeout=30)
         await queue.aclose()
+        if args.backend == "redis":
+            await _drop_keys(store, config)
     return args.jobs / elapsed
 
 
