@@ -109,6 +109,41 @@ class BackendSession:
             await orch.cancel(run_id, thread_id=thread_id)
 
 
+def create_backend(
+    settings: Any,
+    registry: ToolRegistry,
+    *,
+    handler: EventHandler | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    policy: RunPolicy | None = None,
+) -> BackendSession:
+    """Build the client and orchestrator of ``settings.protocol`` without opening a scope.
+
+    The caller closes them (``orchestrator.aclose()`` then ``client.aclose()``); the worker
+    does so to bound each clean-up step at exit. Arguments as :func:`open_backend`.
+
+    Returns:
+        The BackendSession.
+    """
+    overrides: dict[str, Any] = {}
+    if base_url is not None:
+        overrides.update(base_url=base_url, azure_endpoint=None)
+    if api_key is not None:
+        overrides["api_key"] = api_key
+    run_policy = policy or RunPolicy.from_settings(settings)
+    if settings.protocol == "responses":
+        responses = ResponsesClient.from_settings(settings, **overrides)
+        orch = ResponsesOrchestrator(responses, registry, policy=run_policy, handler=handler)
+        return BackendSession("responses", responses, orch)
+    assistants = AssistantsClient.from_settings(settings, **overrides)
+    return BackendSession(
+        "assistants",
+        assistants,
+        Orchestrator(assistants, registry, policy=run_policy, handler=handler),
+    )
+
+
 @asynccontextmanager
 async def open_backend(
     settings: Any,
@@ -132,24 +167,9 @@ async def open_backend(
     Yields:
         The open BackendSession.
     """
-    overrides: dict[str, Any] = {}
-    if base_url is not None:
-        overrides.update(base_url=base_url, azure_endpoint=None)
-    if api_key is not None:
-        overrides["api_key"] = api_key
-    run_policy = policy or RunPolicy.from_settings(settings)
-    protocol: Protocol = "responses" if settings.protocol == "responses" else "assistants"
-    session: BackendSession
-    if protocol == "responses":
-        responses = ResponsesClient.from_settings(settings, **overrides)
-        orch: Orchestrator | ResponsesOrchestrator = ResponsesOrchestrator(
-            responses, registry, policy=run_policy, handler=handler
-        )
-        session = BackendSession(protocol, responses, orch)
-    else:
-        assistants = AssistantsClient.from_settings(settings, **overrides)
-        orch = Orchestrator(assistants, registry, policy=run_policy, handler=handler)
-        session = BackendSession(protocol, assistants, orch)
+    session = create_backend(
+        settings, registry, handler=handler, base_url=base_url, api_key=api_key, policy=policy
+    )
     try:
         yield session
     finally:

@@ -33,7 +33,9 @@ from runtime.worker.runner import (
     JobExecutor,
     JobFailed,
     OrchestratorExecutor,
+    ResponsesExecutor,
     RunOutcome,
+    executor_for,
 )
 from runtime.worker.service import Worker, WorkerOptions
 from runtime.worker.settings import WorkerSettings, load_worker_settings
@@ -56,12 +58,14 @@ __all__ = [
     "Progress",
     "QueueError",
     "QueueStats",
+    "ResponsesExecutor",
     "RunOutcome",
     "ToolOutput",
     "UsageRecord",
     "Worker",
     "WorkerOptions",
     "WorkerSettings",
+    "executor_for",
     "load_worker_settings",
     "wait_for_result",
 ]

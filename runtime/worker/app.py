@@ -15,7 +15,7 @@ from runtime.worker.memory import MemoryQueue
 from runtime.worker.metrics import WorkerMetrics
 from runtime.worker.queue import JobQueue
 from runtime.worker.redis import RedisQueue
-from runtime.worker.runner import OrchestratorExecutor
+from runtime.worker.runner import executor_for
 from runtime.worker.service import Worker, WorkerOptions
 from runtime.worker.settings import WorkerSettings, build_registry
 from runtime.worker.sqlite import SqliteQueue
@@ -77,17 +77,18 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
     Returns:
         The process exit code (0).
     """
-    from runtime import AssistantsClient, Orchestrator, RunPolicy
+    from runtime.backends import create_backend
 
     queue = open_queue(settings)
     registry = build_registry(settings.worker.tools)
     try:
         shared = settings.runtime_settings()
-        async with AssistantsClient.from_settings(shared) as client:
-            orchestrator = Orchestrator(client, registry, policy=RunPolicy.from_settings(shared))
-            executor = OrchestratorExecutor(client, orchestrator)
+        backend = create_backend(shared, registry)
+        try:
+            executor = executor_for(backend, model=settings.worker.model)
             worker = Worker(queue, executor, worker_options(settings, burst=burst), WorkerMetrics())
             http = HealthServer(worker, host=settings.http.host, port=settings.http.port)
+            log.info("worker.starting", protocol=backend.protocol)
             with _drain_on_signals(worker):
                 if settings.http.enabled:
                     await http.start()
@@ -97,8 +98,12 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
                     await _bounded("http", http.aclose())
                     # Background server-side cancels of aborted runs: bounded by the policy.
                     await _bounded(
-                        "orchestrator", orchestrator.aclose(), shared.policy.cancel_wait_s + 5
+                        "orchestrator",
+                        backend.orchestrator.aclose(),
+                        shared.policy.cancel_wait_s + 5,
                     )
+        finally:
+            await backend.client.aclose()
     finally:
         await _bounded("queue", queue.aclose())
     log.info("worker.exit")

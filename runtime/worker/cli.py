@@ -51,11 +51,19 @@ def worker_main(argv: list[str]) -> int:
 
 
 def submit_main(argv: list[str]) -> int:
-    """``python -m runtime submit --assistant ID [--thread ID] [--wait] MESSAGE...``."""
+    """``python -m runtime submit [--assistant ID] [--thread ID] [--wait] MESSAGE...``.
+
+    ``--assistant`` is required with ``protocol = "assistants"``; with ``"responses"``,
+    ``--thread`` is a previous response id and the messages are the input.
+    """
     parser = argparse.ArgumentParser(prog="python -m runtime submit", description="enqueue a job")
     _config_arg(parser)
-    parser.add_argument("--assistant", required=True, help="assistant id")
-    parser.add_argument("--thread", help="run on this existing thread (no messages then)")
+    parser.add_argument("--assistant", help="assistant id (required by the assistants protocol)")
+    parser.add_argument(
+        "--thread",
+        help="run on this existing thread (no messages then); responses protocol: the "
+        "previous response id to continue from",
+    )
     parser.add_argument("--job-id", help="job id = idempotency key (default: random)")
     parser.add_argument(
         "--metadata", action="append", default=[], metavar="KEY=VALUE", help="job metadata"
@@ -75,7 +83,7 @@ def submit_main(argv: list[str]) -> int:
     if settings is None:
         return 2
     try:
-        job = _job_from_args(args)
+        job = _job_from_args(args, settings.protocol)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -114,10 +122,11 @@ def _load(path: str | None, **overrides: Any) -> WorkerSettings | None:
         return None
 
 
-def _job_from_args(args: argparse.Namespace) -> Job:
+def _job_from_args(args: argparse.Namespace, protocol: str) -> Job:
     metadata = dict(_pair(item, "metadata") for item in args.metadata)
     options = {k: _json_value(v, k) for k, v in (_pair(o, "option") for o in args.option)}
     fields: dict[str, Any] = {
+        "protocol": protocol,
         "assistant_id": args.assistant,
         "thread_id": args.thread,
         "messages": tuple(Message(content=text) for text in args.message),

@@ -75,6 +75,8 @@ _RESERVED_RUN_OPTIONS = frozenset(
         "assistant_id",
         "handler",
         "idempotency_key",
+        "input",
+        "previous_response_id",
         "raise_on_failure",
         "stream",
         "thread_id",
@@ -83,20 +85,37 @@ _RESERVED_RUN_OPTIONS = frozenset(
 
 
 class Job(_Frozen):
-    """A unit of work: run one assistant on one thread.
+    """A unit of work: one run of an assistant on a thread, or one Responses conversation.
+
+    The worker's ``protocol`` setting decides how a job is read:
+
+    * ``assistants``: ``assistant_id`` is required; ``thread_id`` runs on an existing thread,
+      otherwise a new thread is created from ``messages``.
+    * ``responses``: ``assistant_id`` is ignored; ``messages`` (always required) become the
+      ``input`` of the first request and ``thread_id`` is a ``previous_response_id`` to
+      continue from (the ``run_id`` of an earlier job's result). ``run_options`` carry
+      ``model`` (default: the worker's ``worker.model`` setting), ``instructions``,
+      ``max_output_tokens``, ... A job continuing a response (``thread_id`` and ``messages``)
+      must say ``protocol="responses"``.
+
+    A job whose ``protocol`` differs from the worker's ends with an ``error`` result.
 
     Attributes:
         id: job id and idempotency key; the same id submitted twice is one job.
-        assistant_id: the assistant to run.
-        thread_id: run on this existing thread; ``None`` creates a new thread from ``messages``.
-        messages: messages of the new thread (required when ``thread_id`` is ``None``).
-        run_options: extra parameters of the create-run request (``instructions``,
-            ``max_completion_tokens``, ``model``, ...), passed through unchanged.
-        metadata: free-form string metadata, copied into the run's metadata.
+        protocol: the protocol the job is written for; ``None`` means the worker's.
+        assistant_id: the assistant to run (Assistants only).
+        thread_id: an existing thread (Assistants) or a response to continue from (Responses);
+            ``None`` starts a new conversation from ``messages``.
+        messages: messages of the new thread (required when ``thread_id`` is ``None``); with
+            Responses, the input items (also allowed together with ``thread_id``).
+        run_options: extra parameters of the create-run (or create-response) request
+            (``instructions``, ``max_completion_tokens``, ``model``, ...), passed through.
+        metadata: free-form string metadata, copied into the run's (response's) metadata.
     """
 
     id: str = Field(default_factory=new_job_id, min_length=1, max_length=200)
-    assistant_id: str = Field(min_length=1)
+    protocol: Literal["assistants", "responses"] | None = None
+    assistant_id: str | None = Field(default=None, min_length=1)
     thread_id: str | None = None
     messages: tuple[Message, ...] = ()
     run_options: dict[str, Any] = Field(default_factory=dict)
@@ -106,8 +125,13 @@ class Job(_Frozen):
     def _thread_or_messages(self) -> Job:
         if self.thread_id is None and not self.messages:
             raise ValueError("a job needs thread_id or at least one message for a new thread")
-        if self.thread_id is not None and self.messages:
-            raise ValueError("messages are only for a new thread; omit them with thread_id")
+        if self.thread_id is not None and self.messages and self.protocol != "responses":
+            raise ValueError(
+                "messages are only for a new thread; omit them with thread_id "
+                "(a Responses job continuing a response sets protocol='responses')"
+            )
+        if self.protocol == "assistants" and self.assistant_id is None:
+            raise ValueError("an assistants job needs assistant_id")
         if "metadata" in self.run_options:
             raise ValueError("put run metadata in Job.metadata, not run_options")
         reserved = sorted(_RESERVED_RUN_OPTIONS & self.run_options.keys())

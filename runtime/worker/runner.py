@@ -14,6 +14,13 @@ Job flow of :class:`OrchestratorExecutor`:
 3. then ``Orchestrator.run(..., idempotency_key=..., adopt_existing=True)``: a run created
    just before a crash (``run_id`` not yet stored) is found by its key and adopted;
 4. ``run_id`` is stored from the first run status event, every tool output as it finishes.
+
+:class:`ResponsesExecutor` does the same over the Responses API (``protocol = "responses"``):
+``run_id`` holds the latest response of the conversation (stored from its first stream event,
+so it moves on with every tool round), tool outputs are stored as they finish, and a reclaimed
+job continues with ``ResponsesOrchestrator.resume(run_id, known_results=...)``. There is no
+idempotency key: a response whose id was never stored is created again (see the README).
+:func:`executor_for` picks the executor of an open :class:`~runtime.backends.BackendSession`.
 """
 
 from __future__ import annotations
@@ -31,15 +38,21 @@ from tools import ToolCallResult
 
 if TYPE_CHECKING:
     from runtime import AssistantsClient, Orchestrator, RunResult
+    from runtime.backends import BackendSession
+    from runtime.responses.orchestrator import ResponsesOrchestrator
 
 __all__ = [
     "JobContext",
     "JobExecutor",
     "JobFailed",
     "OrchestratorExecutor",
+    "ResponsesExecutor",
     "RunOutcome",
+    "executor_for",
     "idempotency_key",
 ]
+
+DEFAULT_RESPONSES_MODEL = "gpt-4o"
 
 log = structlog.get_logger("runtime.worker")
 
@@ -209,12 +222,15 @@ class OrchestratorExecutor:
             raise JobFailed(f"{type(exc).__name__}: {exc}") from exc
 
     async def _execute(self, ctx: JobContext) -> RunOutcome:
+        _check_protocol(ctx, "assistants")
+        if ctx.lease.job.assistant_id is None:
+            raise JobFailed("the assistants protocol needs the job's assistant_id")
         progress = ctx.lease.progress
         ctx.thread_id = progress.thread_id or ctx.lease.job.thread_id
         if progress.run_id is not None and ctx.thread_id is not None:
             result = await self._resume_if_found(ctx, ctx.thread_id, progress.run_id)
             if result is not None:
-                if not (result.status == "cancelled" and await self._cancelled_by_worker(ctx)):
+                if not (result.status == "cancelled" and await _cancelled_by_worker(ctx)):
                     return self._outcome(ctx, result)
                 log.info("worker.run_restarted", reason="cancelled_by_worker")
             await ctx.new_generation()
@@ -233,15 +249,6 @@ class OrchestratorExecutor:
             log.warning("worker.run_restarted", reason="run_not_found", run_id=run_id)
             return None
 
-    @staticmethod
-    async def _cancelled_by_worker(ctx: JobContext) -> bool:
-        # Re-read: a worker that lost its lease flags the run just before cancelling it,
-        # possibly after this attempt was claimed.
-        if ctx.lease.progress.worker_cancelled:
-            return True
-        record = await ctx.queue.get(ctx.lease.job.id)
-        return record is not None and record.progress.worker_cancelled
-
     async def _resume(self, ctx: JobContext, thread_id: str, run_id: str) -> RunResult:
         known = [_to_result(o) for o in ctx.lease.progress.tool_outputs.values()]
         ctx.run_id = run_id
@@ -259,7 +266,7 @@ class OrchestratorExecutor:
                 messages=[m.model_dump() for m in job.messages]
             )
             await ctx.save_thread(thread.id)
-        assert ctx.thread_id is not None
+        assert ctx.thread_id is not None and job.assistant_id is not None
         return await self._orch.run(
             ctx.thread_id,
             job.assistant_id,
@@ -273,17 +280,147 @@ class OrchestratorExecutor:
         )
 
     def _outcome(self, ctx: JobContext, result: RunResult) -> RunOutcome:
-        calls = dict(ctx.lease.progress.tool_outputs)
-        calls.update((c.tool_call_id, _to_output(c)) for c in result.tool_calls)
-        return RunOutcome(
-            status=result.status,
-            run_id=result.run_id or ctx.run_id,
-            thread_id=result.thread_id or ctx.thread_id,
-            text=result.text,
-            tool_calls=tuple(calls.values()),
-            usage=_usage(result.usage),
-            error=_error(result),
+        return _outcome(ctx, result)
+
+
+class ResponsesExecutor:
+    """The :class:`JobExecutor` of the Responses protocol.
+
+    The job's messages are the ``input`` of the first request, its ``thread_id`` (if any) the
+    ``previous_response_id``, its ``run_options`` extra request fields (``model`` defaults to
+    ``model`` below) and its metadata, plus ``job_id``, the responses' metadata.
+
+    Args:
+        orchestrator: drives the conversations and their tools.
+        model: model of a job whose ``run_options`` name none.
+        permanent_errors: as for :class:`OrchestratorExecutor`.
+    """
+
+    def __init__(
+        self,
+        orchestrator: ResponsesOrchestrator,
+        *,
+        model: str = DEFAULT_RESPONSES_MODEL,
+        permanent_errors: tuple[type[BaseException], ...] | None = None,
+    ) -> None:
+        self._orch = orchestrator
+        self._model = model
+        self._permanent = permanent_errors if permanent_errors is not None else _permanent()
+
+    async def __call__(self, ctx: JobContext) -> RunOutcome:
+        """Resume the job's latest response if it has one, else start the conversation."""
+        try:
+            return await self._execute(ctx)
+        except self._permanent as exc:
+            raise JobFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _execute(self, ctx: JobContext) -> RunOutcome:
+        _check_protocol(ctx, "responses")
+        if not ctx.lease.job.messages:
+            raise JobFailed("a responses job needs messages: the input of its first request")
+        if ctx.lease.job.run_options.get("store") is False:
+            # Tool rounds chain on previous_response_id and resuming retrieves by id.
+            raise JobFailed("store=false: the worker needs stored responses")
+        response_id = ctx.lease.progress.run_id
+        if response_id is not None:
+            result = await self._resume_if_found(ctx, response_id)
+            if result is not None:
+                if not (result.status == "cancelled" and await _cancelled_by_worker(ctx)):
+                    return _outcome(ctx, result)
+                log.info("worker.run_restarted", reason="cancelled_by_worker")
+            await ctx.new_generation()
+        return _outcome(ctx, await self._run(ctx))
+
+    async def _resume_if_found(self, ctx: JobContext, response_id: str) -> RunResult | None:
+        from runtime.errors import NotFoundError
+
+        try:
+            # resume() reports a missing response as a broken stream; ask first so a response
+            # the server lost (or never stored) restarts the conversation instead.
+            await self._orch.client.retrieve(response_id)
+        except NotFoundError:
+            log.warning("worker.run_restarted", reason="run_not_found", run_id=response_id)
+            return None
+        known = [_to_result(o) for o in ctx.lease.progress.tool_outputs.values()]
+        ctx.run_id = response_id
+        ctx.mark_stored(ctx.lease.progress.tool_outputs)
+        structlog.contextvars.bind_contextvars(run_id=response_id)
+        log.info("worker.run_resumed", run_id=response_id, known_results=len(known))
+        job = ctx.lease.job
+        return await self._orch.resume(
+            response_id,
+            known,
+            handler=_ProgressHandler(ctx),
+            metadata=_metadata(job.id, job.metadata),
+            **job.run_options,
         )
+
+    async def _run(self, ctx: JobContext) -> RunResult:
+        job = ctx.lease.job
+        params: dict[str, Any] = {"model": self._model, **job.run_options}
+        if job.thread_id is not None:
+            params["previous_response_id"] = job.thread_id
+        return await self._orch.run(
+            [m.model_dump() for m in job.messages],
+            handler=_ProgressHandler(ctx),
+            metadata=_metadata(job.id, job.metadata),
+            **params,
+        )
+
+
+def executor_for(
+    backend: BackendSession, *, model: str = DEFAULT_RESPONSES_MODEL
+) -> OrchestratorExecutor | ResponsesExecutor:
+    """The executor of a backend's protocol.
+
+    Args:
+        backend: an open session (:func:`runtime.backends.create_backend`).
+        model: default model of Responses jobs.
+
+    Returns:
+        A :class:`ResponsesExecutor` or an :class:`OrchestratorExecutor`.
+    """
+    from runtime.client import AssistantsClient
+    from runtime.responses.orchestrator import ResponsesOrchestrator
+
+    orch = backend.orchestrator
+    if isinstance(orch, ResponsesOrchestrator):
+        return ResponsesExecutor(orch, model=model)
+    assert isinstance(backend.client, AssistantsClient)
+    return OrchestratorExecutor(backend.client, orch)
+
+
+def _check_protocol(ctx: JobContext, protocol: str) -> None:
+    wanted = ctx.lease.job.protocol
+    if wanted is not None and wanted != protocol:
+        raise JobFailed(f"the job is for the {wanted} protocol; this worker runs {protocol}")
+
+
+def _metadata(job_id: str, metadata: dict[str, str]) -> dict[str, str]:
+    return {**metadata, "job_id": job_id}
+
+
+async def _cancelled_by_worker(ctx: JobContext) -> bool:
+    # Re-read: a worker that lost its lease flags the run just before cancelling it,
+    # possibly after this attempt was claimed.
+    if ctx.lease.progress.worker_cancelled:
+        return True
+    record = await ctx.queue.get(ctx.lease.job.id)
+    return record is not None and record.progress.worker_cancelled
+
+
+def _outcome(ctx: JobContext, result: RunResult) -> RunOutcome:
+    calls = dict(ctx.lease.progress.tool_outputs)
+    calls.update((c.tool_call_id, _to_output(c)) for c in result.tool_calls)
+    return RunOutcome(
+        status=result.status,
+        run_id=result.run_id or ctx.run_id,
+        thread_id=result.thread_id or ctx.thread_id,
+        text=result.text,
+        tool_calls=tuple(calls.values()),
+        usage=_usage(result.usage),
+        error=_error(result),
+    )
 
 
 def _to_output(result: ToolCallResult) -> ToolOutput:

@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -75,6 +75,9 @@ class WorkerSection(_Section):
     """A job whose attempt failed with an error is offered again after this delay."""
     burst: bool = False
     """Exit once the queue has no unfinished job (also ``--burst``)."""
+    model: str = "gpt-4o"
+    """Responses protocol: the model of a job whose ``run_options`` name none (Assistants jobs
+    use their assistant's model)."""
     tools: list[str] = Field(default_factory=lambda: ["tools.builtin:register_builtins"])
     """Tool sources, ``module:attribute``: a ToolRegistry whose tools are added, or a callable
     taking the worker's registry (like ``tools.builtin:register_builtins``)."""
@@ -158,6 +161,11 @@ class WorkerSettings(BaseSettings):
         hide_input_in_errors=True,
     )
 
+    protocol: Literal["assistants", "responses"] = Field(
+        default="assistants",
+        description="Wire protocol of the jobs: the Assistants API (threads and runs) or the "
+        "Responses API (env RUNTIME_WORKER_PROTOCOL).",
+    )
     worker: WorkerSection = WorkerSection()
     queue: QueueSettings = QueueSettings()
     http: HttpSettings = HttpSettings()
@@ -166,14 +174,19 @@ class WorkerSettings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     log: LogSettings = LogSettings(format="json")
 
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _lower_protocol(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     def runtime_settings(self) -> Settings:
         """The runtime's own :class:`~runtime.config.Settings` with this file's shared sections.
 
         Built without re-reading files or environment (this object already did), for
-        ``AssistantsClient.from_settings`` and ``RunPolicy.from_settings``.
+        :func:`runtime.backends.create_backend` and ``RunPolicy.from_settings``.
         """
         return Settings.model_construct(
-            api=self.api, retry=self.retry, policy=self.policy, log=self.log
+            protocol=self.protocol, api=self.api, retry=self.retry, policy=self.policy, log=self.log
         )
 
     @property

@@ -155,3 +155,47 @@ def test_job_validation() -> None:
         Job(assistant_id="a", thread_id="t", run_options={"stream": False})
     job = Job(assistant_id="a", thread_id="t", run_options={"temperature": 0.2})
     assert job.id.startswith("job_") and job.run_options == {"temperature": 0.2}
+
+
+def test_protocol_setting_is_documented_and_reaches_the_runtime_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """worker.toml shows the top-level protocol with its default; the env var (any case) sets
+    it, runtime_settings() carries it, and submit needs --assistant only for assistants."""
+    from runtime.worker.settings import WorkerSettings
+
+    data = tomllib.loads(DEFAULT_WORKER_CONFIG.read_text(encoding="utf-8"))
+    field = WorkerSettings.model_fields["protocol"]
+    assert data["protocol"] == field.default == "assistants" and field.description
+    monkeypatch.setenv("RUNTIME_WORKER_PROTOCOL", "Responses")
+    settings = load_worker_settings(DEFAULT_WORKER_CONFIG)
+    assert settings.protocol == "responses"
+    assert settings.runtime_settings().protocol == "responses"
+    monkeypatch.delenv("RUNTIME_WORKER_PROTOCOL")
+    sqlite = tmp_path / "s.toml"
+    sqlite.write_text(f'[queue]\nbackend = "sqlite"\n[queue.sqlite]\npath = "{tmp_path}/q.db"\n')
+    assert submit_main(["--config", str(sqlite), "hi"]) == 2
+    assert "needs assistant_id" in capsys.readouterr().err
+    responses = tmp_path / "r.toml"
+    responses.write_text(f'protocol = "responses"\n{sqlite.read_text()}')
+    assert submit_main(["--config", str(responses), "--job-id", "r-1", "hi"]) == 0
+    assert submit_main(["--config", str(responses), "--thread", "resp_1", "more"]) == 0
+    assert jobs_main(["--config", str(responses), "r-1"]) == 0
+    assert '"protocol": "responses"' in capsys.readouterr().out
+
+
+def test_responses_job_validation() -> None:
+    """Continuing with thread_id plus messages needs protocol='responses'; an explicit
+    assistants job needs assistant_id; input and previous_response_id are worker-owned."""
+    from pydantic import ValidationError
+
+    from runtime.worker import Job, Message
+
+    msg = (Message(content="x"),)
+    assert Job(protocol="responses", thread_id="resp_1", messages=msg).assistant_id is None
+    with pytest.raises(ValidationError, match="only for a new thread"):
+        Job(thread_id="resp_1", messages=msg)
+    with pytest.raises(ValidationError, match="needs assistant_id"):
+        Job(protocol="assistants", messages=msg)
+    with pytest.raises(ValidationError, match="may not set input, previous_response_id"):
+        Job(messages=msg, run_options={"input": "y", "previous_response_id": "resp_1"})
