@@ -216,3 +216,42 @@ async def test_worker_process_burst_on_sqlite_with_responses(
             assert record.result.run_id is not None and record.result.run_id.startswith("resp_")
     finally:
         await queue.aclose()
+
+
+async def test_a_reclaimed_job_follows_its_response_still_in_progress() -> None:
+    """A job whose worker died while its follow-up response (after a stored tool output) was
+    still in progress follows that very response to its end: no new response, no tool run."""
+    executed.clear()
+    async with (
+        Emulator(delta_delay_s=0.25) as emu,  # the follow-up streams for ~0.75 s
+        ResponsesClient(base_url=emu.base_url, api_key="sk-worker-test-key") as client,
+    ):
+        queue = MemoryQueue(lease_s=0.1)
+        message = _call("slowly")
+        await queue.submit(Job(id="r-busy", messages=(Message(content=message),)))
+        (lease,) = await queue.claim("dead-worker", 1, 1.0)
+        tools = responses_tools(registry.definitions())
+        first = await client.create(model="gpt-4o", input=message, tools=tools)
+        (call,) = first.function_calls
+        stored = ToolOutput(id=call.call_id, name="shout", output="STORED SLOWLY")
+        await queue.save_progress(lease, tool_output=stored)
+        follow = await client.create(
+            model="gpt-4o",
+            previous_response_id=first.id,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "STORED"}],
+            tools=tools,
+            background=True,
+        )
+        assert follow.status in ("queued", "in_progress")
+        await queue.save_progress(lease, run_id=follow.id)
+        await asyncio.sleep(0.15)  # the lease expires
+        created = emu.stats["responses_created"]
+        assert (await client.retrieve(follow.id)).status in ("queued", "in_progress")
+
+        await asyncio.wait_for(_worker(client, queue).run(), timeout=20)
+        record = await queue.get("r-busy")
+        assert record is not None and record.result is not None
+        assert record.result.status == "completed" and record.result.run_id == follow.id
+        assert "STORED" in record.result.text and executed == []
+        assert [c.output for c in record.result.tool_calls] == ["STORED SLOWLY"]
+        assert emu.stats["responses_created"] == created
