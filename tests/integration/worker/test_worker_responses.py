@@ -52,7 +52,10 @@ async def responses(emulator: Emulator) -> AsyncIterator[ResponsesClient]:
 
 def _worker(client: ResponsesClient, queue: MemoryQueue) -> Worker:
     orchestrator = ResponsesOrchestrator(client, registry, policy=RunPolicy())
-    options = WorkerOptions(consumer="svc-r", concurrency=4, burst=True, claim_wait_s=0.05)
+    # Heartbeats well inside the tests' short leases: a slow resume must keep its job.
+    options = WorkerOptions(
+        consumer="svc-r", concurrency=4, burst=True, claim_wait_s=0.05, heartbeat_s=0.03
+    )
     return Worker(queue, ResponsesExecutor(orchestrator), options)
 
 
