@@ -32,7 +32,10 @@ async def shout(text: str) -> str:
 
 def _worker(client: AssistantsClient, queue: MemoryQueue) -> Worker:
     orchestrator = Orchestrator(client, registry, policy=RunPolicy())
-    options = WorkerOptions(consumer="svc-1", concurrency=4, burst=True, claim_wait_s=0.05)
+    # Heartbeats well inside the tests' 0.2 s leases, so a slow machine cannot expire a live one.
+    options = WorkerOptions(
+        consumer="svc-1", concurrency=4, burst=True, claim_wait_s=0.05, heartbeat_s=0.03
+    )
     return Worker(queue, OrchestratorExecutor(client, orchestrator), options)
 
 
