@@ -527,14 +527,7 @@ class AssistantsClient:
         handler: EventHandler | None,
         run_id: str | None,
     ) -> RunStream:
-        request = self._request(method, path, body=body, stream=True)
-        response = await call_with_retries(
-            lambda: self._send(request),
-            self.retry,
-            idempotent=False,
-            operation=f"{method} {path} (stream)",
-            on_retry=self._count_retry,
-        )
+        response = await self._open_stream(method, path, body)
         assert response.chunks is not None
         return RunStream(
             response.chunks,
@@ -542,6 +535,17 @@ class AssistantsClient:
             max_event_bytes=self.max_event_bytes,
             close=response.aclose,
             run_id=run_id,
+        )
+
+    async def _open_stream(self, method: str, path: str, body: Any) -> Response:
+        """Send a streaming request; retried only before its first byte (never re-sent blindly)."""
+        request = self._request(method, path, body=body, stream=True)
+        return await call_with_retries(
+            lambda: self._send(request),
+            self.retry,
+            idempotent=False,
+            operation=f"{method} {path} (stream)",
+            on_retry=self._count_retry,
         )
 
     async def _fetch_page(self, path: str, params: dict[str, str]) -> ListPage:

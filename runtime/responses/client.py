@@ -24,7 +24,7 @@ from runtime.protocol.models import DeletionStatus
 from runtime.protocol.sse import DEFAULT_MAX_EVENT_BYTES
 from runtime.responses.models import Response
 from runtime.responses.stream import ResponseStream
-from runtime.retry import RetryPolicy, call_with_retries
+from runtime.retry import RetryPolicy
 from runtime.transport import Transport
 
 DEFAULT_AZURE_RESPONSES_API_VERSION = "2025-04-01-preview"
@@ -47,14 +47,7 @@ class _Plumbing(AssistantsClient):
         self, path: str, body: dict[str, Any], handler: EventHandler | None
     ) -> ResponseStream:
         """POST ``body`` with ``stream: true`` and wrap the 200 answer in a ResponseStream."""
-        request = self._request("POST", path, body={**body, "stream": True}, stream=True)
-        response = await call_with_retries(
-            lambda: self._send(request),
-            self.retry,
-            idempotent=False,
-            operation=f"POST {path} (stream)",
-            on_retry=self._count_retry,
-        )
+        response = await self._open_stream("POST", path, {**body, "stream": True})
         assert response.chunks is not None
         return ResponseStream(
             response.chunks,
