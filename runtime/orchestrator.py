@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -426,12 +426,40 @@ class Orchestrator:
                 "run with our idempotency key exists"
             )
         assert state.run_id is not None
-        interval = self.policy.poll_interval_s
+        return await self._poll_until(
+            state.thread_id,
+            state.run_id,
+            lambda run: run.is_terminal or run.status == "requires_action",
+            interval=self.policy.poll_interval_s,
+        )
+
+    async def _wait_terminal(self, thread_id: str, run_id: str, timeout_s: float) -> Run:
+        """Poll a run until it is terminal, at most ``timeout_s`` (then return it as is)."""
+        interval = min(self.policy.poll_interval_s, 0.25)
+        return await self._poll_until(
+            thread_id, run_id, lambda run: run.is_terminal, interval=interval, timeout_s=timeout_s
+        )
+
+    async def _poll_until(
+        self,
+        thread_id: str,
+        run_id: str,
+        done: Callable[[Run], bool],
+        *,
+        interval: float,
+        timeout_s: float | None = None,
+    ) -> Run:
+        """Retrieve the run until ``done(run)`` or the timeout; backoff, honouring the server's
+        ``openai-poll-after-ms`` hint."""
+        deadline = None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
         while True:
-            run = await self.client.retrieve_run(state.thread_id, state.run_id)
-            if run.is_terminal or run.status == "requires_action":
+            run = await self.client.retrieve_run(thread_id, run_id)
+            if done(run) or (deadline is not None and time.monotonic() >= deadline):
                 return run
-            await asyncio.sleep(self._poll_wait(run, interval))
+            wait = self._poll_wait(run, interval)
+            if deadline is not None:
+                wait = min(wait, max(deadline - time.monotonic(), 0.01))
+            await asyncio.sleep(wait)
             interval = min(interval * 1.5, self.policy.max_poll_interval_s)
 
     def _poll_wait(self, run: Run, interval: float) -> float:
@@ -439,19 +467,6 @@ class Orchestrator:
         if meta is not None and meta.poll_after_ms is not None:
             return max(meta.poll_after_ms / 1000.0, 0.01)
         return interval
-
-    async def _wait_terminal(self, thread_id: str, run_id: str, timeout_s: float) -> Run:
-        """Poll a run until it is terminal, at most ``timeout_s`` (then return it as is)."""
-        deadline = time.monotonic() + max(timeout_s, 0.0)
-        interval = min(self.policy.poll_interval_s, 0.25)
-        while True:
-            run = await self.client.retrieve_run(thread_id, run_id)
-            if run.is_terminal or time.monotonic() >= deadline:
-                return run
-            await asyncio.sleep(
-                min(self._poll_wait(run, interval), max(deadline - time.monotonic(), 0.01))
-            )
-            interval = min(interval * 1.5, self.policy.max_poll_interval_s)
 
     # --- act ------------------------------------------------------------------------------
 
