@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -77,12 +78,16 @@ class Response:
     def server_time(self) -> float | None:
         """The server's clock from the Date header (epoch seconds)."""
         value = self.headers.get("date")
-        if not value:
-            return None
-        try:
-            return email.utils.parsedate_to_datetime(value).timestamp()
-        except (TypeError, ValueError):
-            return None
+        return _parse_http_date(value) if value else None
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_http_date(value: str) -> float | None:
+    """Parse an HTTP date once: it changes once a second, and every response carries one."""
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 class Transport(Protocol):
