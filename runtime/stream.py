@@ -265,16 +265,17 @@ class RunStream:
         handle = self._handle
         try:
             try:
+                done = False
                 async for chunk in self._chunks:
                     for record in decoder.feed(chunk):
                         event = parse_event(record)
                         await handle(event)
                         yield event
                         if type(event) is DoneEvent:
+                            done = True
                             break
-                    else:
-                        continue
-                    break  # done: stop reading even if the server keeps the body open
+                    if done:  # stop reading even if the server keeps the body open
+                        break
                 else:
                     for record in decoder.flush():
                         event = parse_event(record)
