@@ -18,8 +18,8 @@ ServeApp = Callable[[web.Application], Awaitable[str]]
 
 @pytest.fixture
 def reference_dir() -> Path:
-    """The protocol ground truth: ``../shared/reference`` next to the repository."""
-    return REPO_ROOT.parent / "shared" / "reference"
+    """The protocol ground truth, copied into the repository: recorded streams and references."""
+    return REPO_ROOT / "tests" / "data" / "reference"
 
 
 @pytest.fixture

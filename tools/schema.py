@@ -221,27 +221,73 @@ def _json_schema(model: type[BaseModel], name: str) -> dict[str, Any]:
         schema = model.model_json_schema()
     except (pydantic.PydanticInvalidForJsonSchema, pydantic.PydanticUserError, TypeError) as exc:
         raise ToolRegistrationError(f"tool {name!r}: no JSON schema: {exc}") from exc
-    cleaned: dict[str, Any] = _drop_titles(schema)
-    cleaned.setdefault("properties", {})
-    return cleaned
+    return normalize_schema(schema)
 
 
-def _drop_titles(node: Any) -> Any:
-    """Remove pydantic's generated ``title`` keywords, never a property named title."""
+def normalize_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Return the schema a model sees, decided here rather than by a pydantic release.
+
+    pydantic's JSON-schema output shifts between minor releases (2.14 began closing nested
+    dataclasses and TypedDicts that 2.13 left open), and the tool schema is part of every
+    request, so the runtime fixes the details itself:
+
+    * no generated ``title`` keywords (a property named ``title`` stays);
+    * every object with declared ``properties`` is closed (``additionalProperties: false``)
+      unless its type allows extra keys (``additionalProperties`` true or a schema);
+    * ``$defs`` are named after the class alone (``Address``, not ``module__Address``),
+      numbered on a clash (``Address_2``) in the order of pydantic's names, and sorted;
+    * a ``$ref`` with siblings stays a plain ``$ref`` (releases before 2.9 wrapped it in a
+      one-item ``allOf``);
+    * the root always has ``properties``.
+    """
+    renames = _def_names(schema.get("$defs", {}))
+    normalized: dict[str, Any] = _normalize(schema, renames)
+    if "$defs" in normalized:
+        normalized["$defs"] = dict(sorted(normalized["$defs"].items()))
+    normalized.setdefault("properties", {})
+    return normalized
+
+
+def _def_names(defs: dict[str, Any]) -> dict[str, str]:
+    """pydantic's definition names -> ours: the last ``__`` segment, numbered on a clash."""
+    renames: dict[str, str] = {}
+    taken: set[str] = set()
+    for original in sorted(defs):
+        short = original.rsplit("__", 1)[-1]
+        candidate, n = short, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{short}_{n}"
+        taken.add(candidate)
+        renames[original] = candidate
+    return renames
+
+
+def _normalize(node: Any, renames: dict[str, str]) -> Any:
     if isinstance(node, list):
-        return [_drop_titles(item) for item in node]
+        return [_normalize(item, renames) for item in node]
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key == "title" and isinstance(value, str):
             continue
-        if key in ("properties", "$defs", "patternProperties"):
-            out[key] = {k: _drop_titles(v) for k, v in value.items()}
+        if key in ("properties", "patternProperties"):
+            out[key] = {k: _normalize(v, renames) for k, v in value.items()}
+        elif key == "$defs":
+            out[key] = {renames.get(k, k): _normalize(v, renames) for k, v in value.items()}
+        elif key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/"):
+            target = value.removeprefix("#/$defs/")
+            out[key] = f"#/$defs/{renames.get(target, target)}"
         elif key in ("default", "const", "enum", "examples"):
             out[key] = value
         else:
-            out[key] = _drop_titles(value)
+            out[key] = _normalize(value, renames)
+    all_of = out.get("allOf")
+    if isinstance(all_of, list) and len(all_of) == 1 and set(all_of[0]) == {"$ref"}:
+        out["$ref"] = out.pop("allOf")[0]["$ref"]  # older releases wrap a $ref with siblings
+    if out.get("type") == "object" and "properties" in out:
+        out.setdefault("additionalProperties", False)
     return out
 
 

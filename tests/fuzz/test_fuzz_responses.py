@@ -23,7 +23,7 @@ from runtime.responses.stream import ResponseStream
 
 from .test_fuzz_stream import FUZZ, chunks_of, json_values, split
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference"
 NAMES = [
     "response.created",
     "response.in_progress",

@@ -32,7 +32,7 @@ from runtime.protocol.events import (
 from runtime.protocol.sse import SSEDecoder, SSERecord
 from runtime.stream import RunStream
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference"
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

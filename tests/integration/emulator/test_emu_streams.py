@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[2] / "data" / "reference"
 
 
 def recorded() -> list[tuple[str, Any]]:

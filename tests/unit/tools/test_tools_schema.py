@@ -132,8 +132,10 @@ NESTED_DEFS = {
         },
         "required": ["street", "zip_code"],
         "type": "object",
+        "additionalProperties": False,
     },
     "Point": {
+        "additionalProperties": False,
         "properties": {"x": {"type": "number"}, "y": {"default": 0.0, "type": "number"}},
         "required": ["x"],
         "type": "object",
@@ -147,7 +149,7 @@ def nested(address: Address, points: list[Point], home: Address | None = None) -
 
 
 def test_nested_model_and_dataclass_snapshot() -> None:
-    """Nested pydantic models and dataclasses become $defs referenced by $ref."""
+    """Nested pydantic models and dataclasses become closed $defs referenced by $ref."""
     assert params(nested) == {
         "$defs": NESTED_DEFS,
         "additionalProperties": False,
