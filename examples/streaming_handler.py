@@ -13,10 +13,10 @@ import asyncio
 import sys
 
 from runtime import AssistantsClient, EventHandler, Orchestrator
+from runtime.assistants.models import Message, Run
 from runtime.emulator import Emulator
 from runtime.logging import configure_logging
-from runtime.protocol.models import Message, Run
-from runtime.stream import MessageSnapshot, ToolCallSnapshot
+from runtime.protocol.snapshots import TextSnapshot, ToolCallSnapshot
 from tools import ToolCall, ToolCallResult, ToolRegistry
 from tools.builtin import register_builtins
 
@@ -56,7 +56,7 @@ class TerminalHandler(EventHandler):
     async def on_message_created(self, message: Message) -> None:
         sys.stdout.write("[assistant] ")
 
-    async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+    async def on_text_delta(self, delta: str, snapshot: TextSnapshot) -> None:
         self.deltas += 1
         sys.stdout.write(delta)
         sys.stdout.flush()

@@ -27,10 +27,10 @@ import aiohttp
 from aiohttp import web
 
 from runtime import AssistantsClient, EventHandler, Orchestrator, RunResult
+from runtime.assistants.models import Run
 from runtime.emulator import Emulator
 from runtime.logging import configure_logging
-from runtime.protocol.models import Run
-from runtime.stream import MessageSnapshot
+from runtime.protocol.snapshots import TextSnapshot
 from tools import ToolCall, ToolCallResult, ToolRegistry
 from tools.builtin import register_builtins
 
@@ -72,7 +72,7 @@ class QueueHandler(EventHandler):
         }
         self.queue.put_nowait(("tool_finished", data))
 
-    async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+    async def on_text_delta(self, delta: str, snapshot: TextSnapshot) -> None:
         self.queue.put_nowait(("text", {"delta": delta}))
 
 

@@ -3,7 +3,19 @@
 The public API is exactly ``__all__``; everything else is internal.
 """
 
-from runtime.client import AssistantsClient
+from runtime.assistants.client import AssistantsClient
+from runtime.assistants.orchestrator import Orchestrator
+from runtime.assistants.stream import RunStream
+from runtime.core import (
+    EventHandler,
+    Runner,
+    RunPolicy,
+    RunResult,
+    StartRequest,
+    StatusUpdate,
+    TurnRef,
+    Usage,
+)
 from runtime.errors import (
     APIStatusError,
     AuthenticationError,
@@ -19,12 +31,7 @@ from runtime.errors import (
     ThreadBusyError,
     TransportError,
 )
-from runtime.handler import EventHandler
-from runtime.orchestrator import Orchestrator
-from runtime.policy import RunPolicy
-from runtime.result import RunResult
 from runtime.retry import RetryPolicy
-from runtime.stream import RunStream
 
 __all__ = [
     "APIStatusError",
@@ -41,10 +48,15 @@ __all__ = [
     "RunPolicy",
     "RunResult",
     "RunStream",
+    "Runner",
     "RuntimeAPIError",
     "ServerError",
+    "StartRequest",
+    "StatusUpdate",
     "StreamError",
     "StreamInterrupted",
     "ThreadBusyError",
     "TransportError",
+    "TurnRef",
+    "Usage",
 ]

@@ -10,8 +10,8 @@ import importlib
 import sys
 
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("runtime.cli", "demo_main"),
-    "run": ("runtime.cli", "run_main"),
+    "demo": ("runtime.cli.commands", "demo_main"),
+    "run": ("runtime.cli.commands", "run_main"),
     "emulator": ("runtime.emulator.cli", "main"),
     "worker": ("runtime.worker.cli", "worker_main"),
     "submit": ("runtime.worker.cli", "submit_main"),

@@ -1,112 +1,156 @@
-"""Pick the wire protocol by configuration: one entry point for the CLI and the worker.
+"""Pick the wire protocol once, at the edge: one entry point for the CLI and the worker.
 
-``settings.protocol`` (``"assistants"`` or ``"responses"``) selects the client and the
-orchestrator; :class:`BackendSession` gives both the same small, protocol-neutral surface::
+``settings.protocol`` (``"assistants"`` or ``"responses"``) names a factory in
+:data:`PROTOCOLS`; it builds the client and the backend, and the one run loop
+(:class:`~runtime.core.Runner`) drives it. :class:`BackendSession` gives both protocols the
+same small surface::
 
-    async with open_backend(settings, registry) as backend:
-        result = await backend.start("What time is it in Tokyo?", assistant_id="asst_...")
+    async with open_backend(settings, registry) as session:
+        result = await session.start("What time is it in Tokyo?", agent="asst_...")
 
 How the neutral arguments map:
 
-* Assistants: ``assistant_id`` is required; ``thread_id`` continues a thread (the message is
-  added to it), otherwise a new thread is created with the message.
-* Responses: ``assistant_id`` is ignored (pass ``model=`` / ``instructions=`` in ``params``);
-  ``thread_id`` is taken as ``previous_response_id``, so a conversation continues from the
-  ``run_id`` of the previous result.
+* ``agent`` is the assistant id (Assistants; required there, ignored on Responses);
+* ``conversation`` continues a thread (Assistants) or a conversation (Responses);
+* ``previous`` continues from a response (Responses ``previous_response_id``); on
+  Assistants it is refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from runtime.client import AssistantsClient
-from runtime.handler import EventHandler
-from runtime.orchestrator import Orchestrator
-from runtime.policy import RunPolicy
-from runtime.responses.client import ResponsesClient
-from runtime.responses.orchestrator import ResponsesOrchestrator
-from runtime.result import RunResult
+from runtime.core.backend import StartRequest, TurnRef
+from runtime.core.hooks import EventHandler
+from runtime.core.policy import RunPolicy
+from runtime.core.result import RunResult
+from runtime.core.runner import Runner
+from runtime.http import HTTPClient
 from tools import ToolCallResult, ToolRegistry
 
 Protocol = Literal["assistants", "responses"]
+DEFAULT_MODEL = "gpt-4o"
 
 
 @dataclass
 class BackendSession:
-    """An open client + orchestrator for one protocol.
+    """An open client and the run loop over its protocol.
 
     Attributes:
         protocol: ``"assistants"`` or ``"responses"``.
         client: the AssistantsClient or ResponsesClient.
-        orchestrator: the Orchestrator or ResponsesOrchestrator driving it.
+        runner: the run loop driving it.
+        model: the model of a request that names none (Responses).
     """
 
     protocol: Protocol
-    client: AssistantsClient | ResponsesClient
-    orchestrator: Orchestrator | ResponsesOrchestrator
+    client: HTTPClient
+    runner: Runner[Any]
+    model: str = DEFAULT_MODEL
+
+    def request(
+        self,
+        message: str | Iterable[Mapping[str, object]],
+        *,
+        agent: str | None = None,
+        conversation: str | None = None,
+        previous: str | None = None,
+        **params: Any,
+    ) -> StartRequest:
+        """The neutral request of one user message (or input items) and run parameters.
+
+        Raises:
+            ValueError: a parameter the protocol cannot honour (before anything is sent).
+        """
+        if self.protocol == "assistants":
+            if agent is None:
+                raise ValueError("the assistants protocol needs an assistant id")
+            if previous is not None:
+                raise ValueError("the assistants protocol continues threads, not responses")
+        params = dict(params)
+        tools = params.pop("tools", None)
+        return StartRequest(
+            input=message if isinstance(message, str) else tuple(message),
+            conversation=conversation,
+            previous=previous,
+            agent=agent,
+            model=params.pop("model", None)
+            or (self.model if self.protocol == "responses" else None),
+            instructions=params.pop("instructions", None),
+            tools=tuple(tools) if tools is not None else None,
+            metadata=dict(params.pop("metadata", None) or {}),
+            params=params,
+        )
 
     async def start(
         self,
-        message: str,
+        message: str | Iterable[Mapping[str, object]],
         *,
-        assistant_id: str | None = None,
-        thread_id: str | None = None,
         handler: EventHandler | None = None,
+        idempotency_key: str | None = None,
+        adopt_existing: bool = False,
         **params: Any,
-    ) -> RunResult:
+    ) -> RunResult[Any]:
         """Send one user message and drive it to a terminal status.
 
         Args:
-            message: the user's text.
-            assistant_id: the assistant (Assistants only; required there).
-            thread_id: a thread to continue (Assistants) or a previous response id (Responses).
+            message: the user's text (or message dicts / input items).
             handler: callbacks for this run (default: the session's).
-            **params: run / request parameters passed through (``model=`` for Responses).
-
-        Returns:
-            The RunResult (``thread_id`` set for Assistants, ``run_id`` the run / response).
+            idempotency_key: the key to find the turn again after an ambiguous failure.
+            adopt_existing: first look for a turn started under the key.
+            **params: ``agent``, ``conversation``, ``previous`` and run parameters.
         """
-        orch = self.orchestrator
-        if isinstance(orch, ResponsesOrchestrator):
-            if thread_id is not None:
-                params["previous_response_id"] = thread_id
-            return await orch.run(message, handler=handler, **params)
-        if assistant_id is None:
-            raise ValueError("the assistants protocol needs an assistant_id")
-        if thread_id is None:
-            messages = [{"role": "user", "content": message}]
-            return await orch.create_thread_and_run(
-                assistant_id, messages=messages, handler=handler, **params
-            )
-        await orch.client.create_message(thread_id, content=message)
-        return await orch.run(thread_id, assistant_id, handler=handler, **params)
+        request = self.request(message, **params)
+        return await self.runner.run(
+            request, handler=handler, idempotency_key=idempotency_key, adopt_existing=adopt_existing
+        )
 
     async def resume(
         self,
-        run_id: str,
+        ref: TurnRef,
         *,
-        thread_id: str | None = None,
         handler: EventHandler | None = None,
         known_results: Iterable[ToolCallResult] = (),
-    ) -> RunResult:
-        """Adopt an existing run (Assistants, needs ``thread_id``) or response and finish it."""
-        orch = self.orchestrator
-        if isinstance(orch, ResponsesOrchestrator):
-            return await orch.resume(run_id, known_results, handler=handler)
-        if thread_id is None:
-            raise ValueError("resuming an Assistants run needs its thread_id")
-        return await orch.resume(thread_id, run_id, handler=handler, known_results=known_results)
+        **params: Any,
+    ) -> RunResult[Any]:
+        """Adopt an existing turn and finish its run (``params`` shape later turns)."""
+        request = self.request((), **params) if self.protocol == "responses" else None
+        return await self.runner.resume(ref, request, handler=handler, known_results=known_results)
 
-    async def cancel(self, run_id: str, *, thread_id: str | None = None) -> None:
-        """Cancel a run (Assistants) or a response (Responses), driven here or not."""
-        orch = self.orchestrator
-        if isinstance(orch, ResponsesOrchestrator):
-            await orch.cancel(run_id)
-        else:
-            await orch.cancel(run_id, thread_id=thread_id)
+    async def cancel(self, ref: TurnRef) -> None:
+        """Cancel a run's turn, driven here or not."""
+        await self.runner.cancel(ref)
+
+    async def aclose(self) -> None:
+        """Wait for the loop's clean-ups, then close the client."""
+        try:
+            await self.runner.aclose()
+        finally:
+            await self.client.aclose()
+
+
+def _assistants(settings: Any, overrides: dict[str, Any]) -> tuple[HTTPClient, Any]:
+    from runtime.assistants import AssistantsBackend, AssistantsClient
+
+    client = AssistantsClient.from_settings(settings, **overrides)
+    return client, AssistantsBackend(client)
+
+
+def _responses(settings: Any, overrides: dict[str, Any]) -> tuple[HTTPClient, Any]:
+    from runtime.responses import ResponsesBackend, ResponsesClient
+
+    client = ResponsesClient.from_settings(settings, **overrides)
+    return client, ResponsesBackend(client)
+
+
+#: Protocol name -> factory of (client, backend). The only place a protocol is chosen.
+PROTOCOLS: dict[str, Callable[[Any, dict[str, Any]], tuple[HTTPClient, Any]]] = {
+    "assistants": _assistants,
+    "responses": _responses,
+}
 
 
 def create_backend(
@@ -117,31 +161,26 @@ def create_backend(
     base_url: str | None = None,
     api_key: str | None = None,
     policy: RunPolicy | None = None,
+    model: str = DEFAULT_MODEL,
 ) -> BackendSession:
-    """Build the client and orchestrator of ``settings.protocol`` without opening a scope.
+    """Build the client and run loop of ``settings.protocol`` without opening a scope.
 
-    The caller closes them (``orchestrator.aclose()`` then ``client.aclose()``); the worker
-    does so to bound each clean-up step at exit. Arguments as :func:`open_backend`.
-
-    Returns:
-        The BackendSession.
+    The caller closes the session (:meth:`BackendSession.aclose`). Arguments as
+    :func:`open_backend`.
     """
     overrides: dict[str, Any] = {}
     if base_url is not None:
         overrides.update(base_url=base_url, azure_endpoint=None)
     if api_key is not None:
         overrides["api_key"] = api_key
-    run_policy = policy or RunPolicy.from_settings(settings)
-    if settings.protocol == "responses":
-        responses = ResponsesClient.from_settings(settings, **overrides)
-        orch = ResponsesOrchestrator(responses, registry, policy=run_policy, handler=handler)
-        return BackendSession("responses", responses, orch)
-    assistants = AssistantsClient.from_settings(settings, **overrides)
-    return BackendSession(
-        "assistants",
-        assistants,
-        Orchestrator(assistants, registry, policy=run_policy, handler=handler),
+    factory = PROTOCOLS.get(settings.protocol)
+    if factory is None:
+        raise ValueError(f"unknown protocol {settings.protocol!r}: one of {sorted(PROTOCOLS)}")
+    client, backend = factory(settings, overrides)
+    runner: Runner[Any] = Runner(
+        backend, registry, policy or RunPolicy.from_settings(settings), handler
     )
+    return BackendSession(settings.protocol, client, runner, model)
 
 
 @asynccontextmanager
@@ -153,27 +192,32 @@ async def open_backend(
     base_url: str | None = None,
     api_key: str | None = None,
     policy: RunPolicy | None = None,
+    model: str = DEFAULT_MODEL,
 ) -> AsyncIterator[BackendSession]:
-    """Open the client and orchestrator of ``settings.protocol``; close them on exit.
+    """Open the client and run loop of ``settings.protocol``; close them on exit.
 
     Args:
         settings: :class:`runtime.config.Settings` (protocol, api, retry and policy sections).
         registry: the tools.
-        handler: default callbacks of the orchestrator.
+        handler: default callbacks of the loop.
         base_url: override the configured server (OpenAI style, e.g. an emulator's).
         api_key: override the configured key.
         policy: override the run policy built from ``settings.policy``.
+        model: the model of a Responses request that names none.
 
     Yields:
         The open BackendSession.
     """
     session = create_backend(
-        settings, registry, handler=handler, base_url=base_url, api_key=api_key, policy=policy
+        settings,
+        registry,
+        handler=handler,
+        base_url=base_url,
+        api_key=api_key,
+        policy=policy,
+        model=model,
     )
     try:
         yield session
     finally:
-        try:
-            await session.orchestrator.aclose()
-        finally:
-            await session.client.aclose()
+        await session.aclose()

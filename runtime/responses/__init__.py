@@ -1,25 +1,28 @@
-"""The Responses API backend: client, typed stream, and the conversation loop with tools.
+"""The Responses API (responses chained by ``previous_response_id`` or a conversation)
+behind the engine seam.
 
-The public API is exactly ``__all__``::
+::
 
     async with ResponsesClient(base_url=..., api_key=...) as rc:
         orch = ResponsesOrchestrator(rc, registry, policy=RunPolicy())
         result = await orch.run("What is the weather in Paris?", model="gpt-4o")
 """
 
+from runtime.responses.backend import ResponsesBackend
 from runtime.responses.client import ResponsesClient
+from runtime.responses.handler import ResponsesEventHandler
 from runtime.responses.models import FunctionCallItem, OutputMessage, Response, ResponseUsage
 from runtime.responses.orchestrator import ResponsesOrchestrator
-from runtime.responses.stream import FunctionCallSnapshot, OutputMessageSnapshot, ResponseStream
+from runtime.responses.stream import ResponseStream
 
 __all__ = [
     "FunctionCallItem",
-    "FunctionCallSnapshot",
     "OutputMessage",
-    "OutputMessageSnapshot",
     "Response",
     "ResponseStream",
     "ResponseUsage",
+    "ResponsesBackend",
     "ResponsesClient",
+    "ResponsesEventHandler",
     "ResponsesOrchestrator",
 ]

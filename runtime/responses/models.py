@@ -1,4 +1,4 @@
-"""Pydantic models of the Responses API objects, tolerant like :mod:`runtime.protocol.models`.
+"""Pydantic models of the Responses API objects, tolerant like :mod:`runtime.assistants.models`.
 
 Unknown fields are kept, almost every field is optional, and output items and content parts
 fall back to ``Unknown*`` models for types this version does not know (reasoning, web search,
@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from runtime.protocol.models import APIModel, APIObject, IncompleteDetails
+from runtime.assistants.models import IncompleteDetails
+from runtime.protocol.objects import APIModel, APIObject
 
 ResponseStatus = Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
 TERMINAL_RESPONSE_STATUSES: frozenset[str] = frozenset(

@@ -1,9 +1,9 @@
-"""ResponseStream: a Responses API stream as typed events plus append-only snapshots.
+"""ResponseStream: a Responses API stream as typed events plus snapshots.
 
-Snapshots are keyed by ``output_index``, the one address every item event carries. Text and
-arguments grow by appending fragments (joined only when read), exactly as in
-:class:`~runtime.stream.RunStream`; the snapshot classes extend that module's, so an
-:class:`~runtime.handler.EventHandler` written for Assistants gets the same shapes.
+:class:`ResponseAccumulator` is the pure half. Snapshots are keyed by ``output_index``, the
+one address every item event carries; text and arguments grow by appending fragments, as on
+Assistants, with the same snapshot classes. A resumed stream (``starting_after``) continues
+the accumulator of the stream it replaces, so its snapshots and a handler see each delta once.
 
 Servers are not always consistent: the recorded reference stream changes item ids between
 events, and its ``output_text.done`` text disagrees with the deltas and with the final
@@ -16,21 +16,17 @@ event is what the snapshots finally report.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from runtime.errors import (
-    HandlerError,
-    RuntimeAPIError,
-    SSEDecodeError,
-    StreamEventError,
-    StreamInterrupted,
-    TransportError,
-)
-from runtime.handler import EventHandler
-from runtime.protocol.events import DoneEvent, ErrorEvent, MalformedEvent, StreamEvent
-from runtime.protocol.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
+from runtime.core.backend import TextPart, Turn, TurnError, TurnRef, TurnStatus, Usage
+from runtime.core.hooks import StatusUpdate
+from runtime.errors import StreamEventError
+from runtime.protocol.events import ErrorEvent, MalformedEvent, StreamEvent
+from runtime.protocol.snapshots import TextSnapshot, ToolCallSnapshot
+from runtime.protocol.sse import DEFAULT_MAX_EVENT_BYTES
+from runtime.protocol.stream import EventStream, Note
 from runtime.responses.events import (
     TERMINAL_EVENTS,
     ContentPartEvent,
@@ -40,6 +36,7 @@ from runtime.responses.events import (
     OutputTextDeltaEvent,
     OutputTextDoneEvent,
     ResponseLifecycleEvent,
+    ResponseStreamEvent,
     parse_response_event,
 )
 from runtime.responses.models import (
@@ -49,137 +46,101 @@ from runtime.responses.models import (
     OutputText,
     Response,
 )
-from runtime.stream import MessageSnapshot, ToolCallSnapshot
+from tools import ToolCall
+
+if TYPE_CHECKING:
+    from runtime.core.hooks import EventHandler
 
 log = structlog.get_logger("runtime.responses")
 
-HandlerCallback = Callable[..., Awaitable[None]]
+Snapshot = TextSnapshot | ToolCallSnapshot
+_NEUTRAL: dict[str, TurnStatus] = {
+    "completed": "completed",
+    "incomplete": "incomplete",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
 
 
-class OutputMessageSnapshot(MessageSnapshot):
-    """A ``message`` output item as streamed so far.
-
-    Attributes:
-        output_index: its position in ``response.output``.
-        item: the last full item the stream carried (added / done / final response).
-    """
-
-    __slots__ = ("item", "output_index")
-
-    def __init__(self, item_id: str, output_index: int, response_id: str | None) -> None:
-        super().__init__(item_id, response_id)
-        self.output_index = output_index
-        self.item: OutputMessage | None = None
-
-    def part_text(self, index: int) -> str:
-        """The text of content part ``index`` so far."""
-        return "".join(self._parts.get(index, ()))
-
-    def replace_part(self, index: int, text: str) -> None:
-        """Replace one content part's text (when a later event states another final text)."""
-        self._parts[index] = [text]
-        self._joined = None
-
-
-class FunctionCallSnapshot(ToolCallSnapshot):
-    """A ``function_call`` output item as streamed so far.
-
-    ``id`` is the ``call_id`` (what ``function_call_output`` answers), ``step_id`` the
-    response id and ``index`` the output index, so Assistants-minded handlers keep working.
-
-    Attributes:
-        item_id: the output item's own id.
-    """
-
-    __slots__ = ("item_id",)
-
-    def __init__(self, response_id: str, output_index: int, item_id: str) -> None:
-        super().__init__(response_id, output_index)
-        self.item_id = item_id
-
-    def replace_arguments(self, arguments: str) -> None:
-        """Replace the arguments (when the final statement disagrees with the fragments)."""
-        self._args[:] = [arguments]
+def response_turn(
+    response: Response, texts: tuple[TextPart, ...] | None = None, last_sequence: int | None = None
+) -> Turn[Response]:
+    """The neutral view of a response: a completed one with function calls requires tools."""
+    status: TurnStatus = _NEUTRAL.get(response.status or "", "active")
+    calls = tuple(ToolCall(c.call_id, c.name, c.arguments) for c in response.function_calls)
+    if status == "completed" and calls:
+        status = "requires_tools"
+    else:
+        calls = ()
+    meta = response.response_meta
+    poll = meta.poll_after_ms / 1000.0 if meta is not None and meta.poll_after_ms else None
+    if texts is None:
+        texts = tuple(TextPart(m.id, m.text) for m in response.messages)
+    error = response.error
+    return Turn(
+        ref=TurnRef(response.id, _conversation_id(response)),
+        status=status,
+        tool_calls=calls,
+        texts=texts,
+        usage=_usage(response),
+        error=TurnError(error.code, error.message or "") if error is not None else None,
+        incomplete_reason=(
+            response.incomplete_details.reason if response.incomplete_details else None
+        ),
+        poll_after_s=poll,
+        last_sequence=last_sequence,
+        raw=response,
+    )
 
 
-Snapshot = OutputMessageSnapshot | FunctionCallSnapshot
+def _conversation_id(response: Response) -> str | None:
+    conversation = getattr(response, "conversation", None)
+    if isinstance(conversation, dict):
+        value = conversation.get("id")
+        return value if isinstance(value, str) else None
+    return conversation if isinstance(conversation, str) else None
 
 
-def _overridden(handler: EventHandler | None, name: str) -> HandlerCallback | None:
-    """The handler's bound callback, or None when it is the base no-op (skip the await)."""
-    if handler is None or getattr(type(handler), name) is getattr(EventHandler, name):
+def _usage(response: Response) -> Usage | None:
+    usage = response.usage
+    if usage is None:
         return None
-    callback: HandlerCallback = getattr(handler, name)
-    return callback
+    cached = (usage.input_tokens_details or {}).get("cached_tokens")
+    reasoning = (usage.output_tokens_details or {}).get("reasoning_tokens")
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
+        cached_tokens=cached if isinstance(cached, int) else None,
+        reasoning_tokens=reasoning if isinstance(reasoning, int) else None,
+    )
 
 
-class ResponseStream:
-    """Async iterator over one Responses stream's events, with snapshots.
+class ResponseAccumulator:
+    """Folds a Responses stream into snapshots (synchronous, no I/O).
 
-    Args:
-        chunks: the response body as an async iterator of byte chunks.
-        handler: optional callbacks (``on_run_status`` receives the ``Response``).
-        max_event_bytes: the largest line/event accepted from the server.
-        close: called once when the stream is closed (releases the connection).
-
-    Iterating yields every typed event. When the bytes end before a terminal event
-    (``response.completed / incomplete / failed``), iteration raises
-    :class:`~runtime.errors.StreamInterrupted`; :attr:`response_id` tells whether the
-    response can be retrieved to recover.
+    Attributes:
+        response: the last response object a lifecycle event carried.
+        response_id: its id, once known.
+        items: snapshots by output index.
+        errors: ``error`` events received.
+        last_response_event: the name of the last lifecycle event.
+        last_sequence: the last ``sequence_number`` seen.
+        inconsistencies: disagreements between events that were logged and settled.
     """
 
-    def __init__(
-        self,
-        chunks: AsyncIterator[bytes],
-        *,
-        handler: EventHandler | None = None,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-        close: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        self._chunks = chunks
-        self._decoder = SSEDecoder(max_event_bytes)
-        self._close = close
-        self._closed = False
-        self._started = False
+    def __init__(self) -> None:
         self.response: Response | None = None
         self.response_id: str | None = None
         self.items: dict[int, Snapshot] = {}
         self.errors: list[StreamEventError] = []
         self.last_response_event: str | None = None
+        self.last_sequence: int | None = None
         self.inconsistencies = 0
-        self._bind_handler(handler)
+        self.notes: list[Note] = []
+        self.wants: frozenset[str] = frozenset()
 
-    def _bind_handler(self, handler: EventHandler | None) -> None:
-        names = (
-            "on_event",
-            "on_run_status",
-            "on_message_created",
-            "on_text_delta",
-            "on_message_done",
-            "on_tool_call_created",
-            "on_tool_call_delta",
-            "on_tool_call_done",
-            "on_error",
-            "on_end",
-        )
-        self._callbacks = {n: cb for n in names if (cb := _overridden(handler, n)) is not None}
-
-    # --- public views ---------------------------------------------------------------------
-
-    @property
-    def messages(self) -> list[OutputMessageSnapshot]:
-        """The message items, in output order."""
-        return [s for _, s in sorted(self.items.items()) if isinstance(s, OutputMessageSnapshot)]
-
-    @property
-    def function_calls(self) -> list[FunctionCallSnapshot]:
-        """The function-call items, in output order."""
-        return [s for _, s in sorted(self.items.items()) if isinstance(s, FunctionCallSnapshot)]
-
-    @property
-    def text(self) -> str:
-        """The text of every message item of this stream, joined."""
-        return "".join(m.text for m in self.messages)
+    # --- the accumulator protocol -------------------------------------------------------------
 
     @property
     def stopped(self) -> bool:
@@ -187,103 +148,53 @@ class ResponseStream:
         return self.last_response_event in TERMINAL_EVENTS
 
     @property
-    def status(self) -> str | None:
-        """The response status the stream last reported."""
-        return self.response.status if self.response is not None else None
+    def ref(self) -> TurnRef | None:
+        """The response, once known."""
+        if self.response_id is None:
+            return None
+        conversation = _conversation_id(self.response) if self.response is not None else None
+        return TurnRef(self.response_id, conversation)
 
-    # --- lifecycle ------------------------------------------------------------------------
+    def turn(self) -> Turn[Response] | None:
+        """The response where the stream stopped (None: it did not reach a terminal event)."""
+        if not self.stopped or self.response is None:
+            return None
+        return response_turn(self.response, self.partial_texts(), self.last_sequence)
 
-    async def __aenter__(self) -> ResponseStream:
-        return self
+    def partial_texts(self) -> tuple[TextPart, ...]:
+        """Every message item's text so far, in output order."""
+        return tuple(TextPart(s.id, s.text) for s in self.messages)
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+    @property
+    def messages(self) -> list[TextSnapshot]:
+        """The message items, in output order."""
+        return [s for _, s in sorted(self.items.items()) if isinstance(s, TextSnapshot)]
 
-    async def aclose(self) -> None:
-        """Release the connection (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._close is not None:
-            await self._close()
+    @property
+    def function_calls(self) -> list[ToolCallSnapshot]:
+        """The function-call items, in output order."""
+        return [s for _, s in sorted(self.items.items()) if isinstance(s, ToolCallSnapshot)]
 
-    async def until_done(self) -> ResponseStream:
-        """Consume the whole stream (calling the handler) and return self."""
-        async for _ in self:
-            pass
-        return self
-
-    async def final_response(self) -> Response:
-        """Consume the stream and return the terminal response."""
-        await self.until_done()
-        assert self.response is not None  # until_done raised otherwise
-        return self.response
-
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        if self._started:
-            raise RuntimeError("a ResponseStream can be iterated only once")
-        self._started = True
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[StreamEvent]:
-        try:
-            async for event in self._events():
-                await self._handle(event)
-                yield event
-                if isinstance(event, DoneEvent):
-                    break
-            if not self.stopped:
-                raise StreamInterrupted(
-                    "the stream ended before the response did",
-                    run_id=self.response_id,
-                    reason="eof",
-                )
-        finally:
-            await self.aclose()
-            await self._call("on_end")
-
-    async def _events(self) -> AsyncIterator[StreamEvent]:
-        decoder = self._decoder
-        try:
-            async for chunk in self._chunks:
-                for record in decoder.feed(chunk):
-                    yield parse_response_event(record)
-            for record in decoder.flush():
-                yield parse_response_event(record)
-        except SSEDecodeError:
-            raise
-        except TransportError as exc:
-            await self._report(exc)
-            reason = "idle_timeout" if "timeout" in type(exc).__name__.lower() else "connection"
-            raise StreamInterrupted(
-                f"the stream broke: {exc.message}", run_id=self.response_id, reason=reason
-            ) from exc
-
-    # --- event handling -------------------------------------------------------------------
-
-    async def _handle(self, event: StreamEvent) -> None:
-        await self._call("on_event", event)
+    def feed(self, event: StreamEvent) -> None:
+        """Fold one event in."""
+        if isinstance(event, ResponseStreamEvent):
+            sequence = event.data.get("sequence_number")
+            if type(sequence) is int:
+                self.last_sequence = sequence
         if isinstance(event, OutputTextDeltaEvent):
-            await self._text_delta(event)
+            self._text_delta(event)
         elif isinstance(event, FunctionCallArgumentsDeltaEvent):
-            await self._arguments_delta(event)
+            self._arguments_delta(event)
         elif isinstance(event, ResponseLifecycleEvent):
-            await self._lifecycle(event)
+            self._lifecycle(event)
         elif isinstance(event, OutputItemEvent):
-            await self._item_event(event)
+            self._item_event(event)
         elif isinstance(event, ContentPartEvent | OutputTextDoneEvent):
             self._part_done(event)
         elif isinstance(event, FunctionCallArgumentsDoneEvent):
             self._arguments_done(event)
         elif isinstance(event, ErrorEvent):
-            self.errors.append(event.error)
-            log.warning(
-                "responses.error_event",
-                response_id=self.response_id,
-                code=event.error.code,
-                error=event.error.message,
-            )
-            await self._report(event.error)
+            self._error_event(event)
         elif isinstance(event, MalformedEvent):
             log.warning(
                 "responses.malformed_event",
@@ -292,7 +203,24 @@ class ResponseStream:
                 response_id=self.response_id,
             )
 
-    async def _lifecycle(self, event: ResponseLifecycleEvent) -> None:
+    # --- events -------------------------------------------------------------------------------
+
+    def _note(self, name: str, *args: object) -> None:
+        if name in self.wants:
+            self.notes.append((name, args))
+
+    def _error_event(self, event: ErrorEvent) -> None:
+        error = event.error
+        self.errors.append(error)
+        log.warning(
+            "responses.error_event",
+            response_id=self.response_id,
+            code=error.code,
+            error=error.message,
+        )
+        self._note("on_error", error)
+
+    def _lifecycle(self, event: ResponseLifecycleEvent) -> None:
         response = event.response
         if self.response_id is not None and response.id != self.response_id:
             self._inconsistent(
@@ -305,29 +233,29 @@ class ResponseStream:
         self.response_id = response.id
         self.last_response_event = event.event
         if event.is_terminal:
-            await self._reconcile(response)
-        await self._call("on_run_status", response)
+            self._reconcile(response)
+        self._note("on_status", StatusUpdate(response.id, response.status or "", event.event))
+        self._note("on_response_status", response)
 
-    async def _item_event(self, event: OutputItemEvent) -> None:
+    def _item_event(self, event: OutputItemEvent) -> None:
         item = event.item
-        snapshot = await self._snapshot(event.output_index, item, event.event)
-        if isinstance(snapshot, OutputMessageSnapshot) and isinstance(item, OutputMessage):
-            snapshot.item = item
+        snapshot = self._snapshot(event.output_index, item, event.event)
+        added = event.event.endswith(".added")
+        self._note("on_output_item_added" if added else "on_output_item_done", item)
+        if isinstance(snapshot, TextSnapshot) and isinstance(item, OutputMessage):
             snapshot.status = item.status
-            if event.event.endswith(".added"):
-                await self._call("on_message_created", item)
-            else:
+            if not added:
                 self._reconcile_message(snapshot, item, event.event)
-                await self._call("on_message_done", item)
+                self._note("on_message_done", snapshot)
         elif (
-            isinstance(snapshot, FunctionCallSnapshot)
+            isinstance(snapshot, ToolCallSnapshot)
             and isinstance(item, FunctionCallItem)
-            and event.event.endswith(".done")
+            and not added
         ):
             self._reconcile_call(snapshot, item, event.event)
-            await self._tool_call_done(snapshot)
+            self._tool_call_done(snapshot)
 
-    async def _snapshot(self, index: int, item: OutputItem, event: str) -> Snapshot | None:
+    def _snapshot(self, index: int, item: OutputItem, event: str) -> Snapshot | None:
         """The snapshot at ``index``, created on first sight (``None`` for unknown items)."""
         snapshot = self.items.get(index)
         item_id = item.id or ""
@@ -335,20 +263,20 @@ class ResponseStream:
             self._check_item_id(snapshot, item_id, index, event)
             return snapshot
         if isinstance(item, OutputMessage):
-            self.items[index] = OutputMessageSnapshot(item_id, index, self.response_id)
+            self.items[index] = TextSnapshot(item_id, self.response_id, index)
             return self.items[index]
         if not isinstance(item, FunctionCallItem):
             return None
-        call = FunctionCallSnapshot(self.response_id or "", index, item_id)
-        call.id, call.name = item.call_id, item.name
+        call = ToolCallSnapshot(self.response_id or "", index)
+        call.id, call.name, call.item_id = item.call_id, item.name, item_id
         if item.arguments:
             call.append_arguments(item.arguments)
         self.items[index] = call
-        await self._call("on_tool_call_created", call)
+        self._note("on_tool_call_created", call)
         return call
 
     def _check_item_id(self, snapshot: Snapshot, item_id: str, index: int, event: str) -> None:
-        known = snapshot.item_id if isinstance(snapshot, FunctionCallSnapshot) else snapshot.id
+        known = snapshot.item_id if isinstance(snapshot, ToolCallSnapshot) else snapshot.id
         if not item_id or item_id == known:
             return
         if known:
@@ -360,34 +288,38 @@ class ResponseStream:
                 got=item_id,
             )
         # The later statement wins: the final response's ids are what the server keeps.
-        if isinstance(snapshot, FunctionCallSnapshot):
+        if isinstance(snapshot, ToolCallSnapshot):
             snapshot.item_id = item_id
         else:
             snapshot.id = item_id
 
-    async def _text_delta(self, event: OutputTextDeltaEvent) -> None:
-        snapshot = self.items.get(event.output_index)
+    def _text_delta(self, event: OutputTextDeltaEvent) -> None:
+        index = event.output_index
+        snapshot = self.items.get(index)
         if snapshot is None:
             # A delta for an item never announced: adopt it rather than lose the text.
-            snapshot = OutputMessageSnapshot(event.item_id, event.output_index, self.response_id)
-            self.items[event.output_index] = snapshot
-        elif isinstance(snapshot, FunctionCallSnapshot):
+            snapshot = TextSnapshot(event.item_id, self.response_id, index)
+            self.items[index] = snapshot
+        elif isinstance(snapshot, ToolCallSnapshot):
             self._inconsistent(
                 "responses.delta_for_other_item",
                 sse_event=event.event,
-                output_index=event.output_index,
+                output_index=index,
                 item_id=event.item_id,
             )
             return
         else:
-            self._check_item_id(snapshot, event.item_id, event.output_index, event.event)
+            item_id = event.item_id
+            if item_id and item_id != snapshot.id:
+                self._check_item_id(snapshot, item_id, index, event.event)
         delta = event.delta
         snapshot.append(event.content_index, delta)
-        await self._call("on_text_delta", delta, snapshot)
+        if "on_text_delta" in self.wants:
+            self.notes.append(("on_text_delta", (delta, snapshot)))
 
     def _part_done(self, event: ContentPartEvent | OutputTextDoneEvent) -> None:
         snapshot = self.items.get(event.output_index)
-        if not isinstance(snapshot, OutputMessageSnapshot):
+        if not isinstance(snapshot, TextSnapshot):
             return
         self._check_item_id(snapshot, event.item_id, event.output_index, event.event)
         if isinstance(event, OutputTextDoneEvent):
@@ -399,9 +331,7 @@ class ResponseStream:
         if final is not None:
             self._settle_part(snapshot, event.content_index, final, event.event)
 
-    def _settle_part(
-        self, snapshot: OutputMessageSnapshot, index: int, final: str, event: str
-    ) -> None:
+    def _settle_part(self, snapshot: TextSnapshot, index: int, final: str, event: str) -> None:
         streamed = snapshot.part_text(index)
         if final != streamed:
             self._inconsistent(
@@ -414,9 +344,9 @@ class ResponseStream:
             )
             snapshot.replace_part(index, final)
 
-    async def _arguments_delta(self, event: FunctionCallArgumentsDeltaEvent) -> None:
+    def _arguments_delta(self, event: FunctionCallArgumentsDeltaEvent) -> None:
         snapshot = self.items.get(event.output_index)
-        if not isinstance(snapshot, FunctionCallSnapshot):
+        if not isinstance(snapshot, ToolCallSnapshot):
             log.warning(
                 "responses.orphan_arguments_delta",
                 output_index=event.output_index,
@@ -424,15 +354,16 @@ class ResponseStream:
             )
             return
         self._check_item_id(snapshot, event.item_id, event.output_index, event.event)
-        snapshot.append_arguments(event.delta)
-        await self._call("on_tool_call_delta", event.data, snapshot)
+        delta = event.delta
+        snapshot.append_arguments(delta)
+        self._note("on_tool_call_delta", delta, snapshot)
 
     def _arguments_done(self, event: FunctionCallArgumentsDoneEvent) -> None:
         snapshot = self.items.get(event.output_index)
-        if isinstance(snapshot, FunctionCallSnapshot):
+        if isinstance(snapshot, ToolCallSnapshot):
             self._settle_arguments(snapshot, event.arguments, event.event)
 
-    def _settle_arguments(self, snapshot: FunctionCallSnapshot, final: str, event: str) -> None:
+    def _settle_arguments(self, snapshot: ToolCallSnapshot, final: str, event: str) -> None:
         if final != snapshot.arguments:
             self._inconsistent(
                 "responses.arguments_mismatch",
@@ -443,15 +374,13 @@ class ResponseStream:
             )
             snapshot.replace_arguments(final)
 
-    def _reconcile_message(
-        self, snapshot: OutputMessageSnapshot, item: OutputMessage, event: str
-    ) -> None:
+    def _reconcile_message(self, snapshot: TextSnapshot, item: OutputMessage, event: str) -> None:
         for index, part in enumerate(item.content):
             if isinstance(part, OutputText):
                 self._settle_part(snapshot, index, part.text, event)
 
     def _reconcile_call(
-        self, snapshot: FunctionCallSnapshot, item: FunctionCallItem, event: str
+        self, snapshot: ToolCallSnapshot, item: FunctionCallItem, event: str
     ) -> None:
         if item.call_id:
             snapshot.id = item.call_id
@@ -459,41 +388,130 @@ class ResponseStream:
             snapshot.name = item.name
         self._settle_arguments(snapshot, item.arguments, event)
 
-    async def _reconcile(self, response: Response) -> None:
+    def _reconcile(self, response: Response) -> None:
         """Bring the snapshots in line with the terminal response (the final state)."""
         for index, item in enumerate(response.output):
-            snapshot = await self._snapshot(index, item, "response.final")
-            if isinstance(snapshot, OutputMessageSnapshot) and isinstance(item, OutputMessage):
-                snapshot.item, snapshot.status = item, item.status
+            snapshot = self._snapshot(index, item, "response.final")
+            if isinstance(snapshot, TextSnapshot) and isinstance(item, OutputMessage):
+                snapshot.status = item.status
                 self._reconcile_message(snapshot, item, "response.final")
-            elif isinstance(snapshot, FunctionCallSnapshot) and isinstance(item, FunctionCallItem):
+            elif isinstance(snapshot, ToolCallSnapshot) and isinstance(item, FunctionCallItem):
                 self._reconcile_call(snapshot, item, "response.final")
-                await self._tool_call_done(snapshot)
+                self._tool_call_done(snapshot)
 
-    async def _tool_call_done(self, snapshot: FunctionCallSnapshot) -> None:
+    def _tool_call_done(self, snapshot: ToolCallSnapshot) -> None:
         if snapshot.done:
             return
         snapshot.done = True
-        await self._call("on_tool_call_done", snapshot)
+        self._note("on_tool_call_done", snapshot)
 
-    def _inconsistent(self, name: str, **fields: Any) -> None:
+    def _inconsistent(self, name: str, **fields: object) -> None:
         self.inconsistencies += 1
         log.warning(name, response_id=self.response_id, **fields)
 
-    async def _report(self, error: RuntimeAPIError) -> None:
-        await self._call("on_error", error)
 
-    async def _call(self, name: str, *args: Any) -> None:
-        callback = self._callbacks.get(name)
-        if callback is None:
-            return
-        try:
-            await callback(*args)
-        except Exception as exc:
-            log.error(
-                "responses.handler_failed",
-                callback=name,
-                error=repr(exc),
-                response_id=self.response_id,
-            )
-            raise HandlerError(f"EventHandler.{name} raised {exc!r}", callback=name) from exc
+class ResponseStream(EventStream[Response]):
+    """Async iterator over one Responses stream's events, with snapshots.
+
+    Args:
+        chunks: the response body as an async iterator of byte chunks.
+        handler: optional callbacks (neutral ones, plus ``on_response_status(response)``,
+            ``on_output_item_added(item)`` and ``on_output_item_done(item)``).
+        max_event_bytes: the largest line/event accepted from the server.
+        close: called once when the stream is closed (releases the connection).
+        state: the accumulator of the stream this one resumes (continues its snapshots).
+        idle_timeout_s: the longest gap allowed between two events.
+
+    Iterating yields every typed event. When the bytes end before a terminal event
+    (``response.completed / incomplete / failed / cancelled``), iteration raises
+    :class:`~runtime.errors.StreamInterrupted`; :attr:`response_id` tells whether the
+    response can be retrieved or resumed.
+    """
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        handler: EventHandler | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        close: Callable[[], Awaitable[None]] | None = None,
+        state: ResponseAccumulator | None = None,
+        idle_timeout_s: float | None = None,
+    ) -> None:
+        self.state = state if state is not None else ResponseAccumulator()
+        super().__init__(
+            chunks,
+            accumulator=self.state,
+            parse=parse_response_event,
+            handler=handler,
+            close=close,
+            max_event_bytes=max_event_bytes,
+            idle_timeout_s=idle_timeout_s,
+        )
+
+    @classmethod
+    def typed_callbacks(cls) -> tuple[str, ...]:
+        """Responses hooks: the response's status and output items as typed objects."""
+        return ("on_response_status", "on_output_item_added", "on_output_item_done")
+
+    @property
+    def response(self) -> Response | None:
+        """The last response object a lifecycle event carried."""
+        return self.state.response
+
+    @property
+    def response_id(self) -> str | None:
+        """The response's id, once known."""
+        return self.state.response_id
+
+    @property
+    def items(self) -> dict[int, Snapshot]:
+        """Snapshots by output index."""
+        return self.state.items
+
+    @property
+    def messages(self) -> list[TextSnapshot]:
+        """The message items, in output order."""
+        return self.state.messages
+
+    @property
+    def function_calls(self) -> list[ToolCallSnapshot]:
+        """The function-call items, in output order."""
+        return self.state.function_calls
+
+    @property
+    def errors(self) -> list[StreamEventError]:
+        """The ``error`` events received."""
+        return self.state.errors
+
+    @property
+    def last_response_event(self) -> str | None:
+        """The name of the last lifecycle event."""
+        return self.state.last_response_event
+
+    @property
+    def inconsistencies(self) -> int:
+        """Disagreements between events that were logged and settled."""
+        return self.state.inconsistencies
+
+    @property
+    def status(self) -> str | None:
+        """The response status the stream last reported."""
+        return self.state.response.status if self.state.response is not None else None
+
+    @property
+    def text(self) -> str:
+        """The text of every message item of this stream, joined."""
+        return "".join(m.text for m in self.state.messages)
+
+    async def until_done(self) -> ResponseStream:
+        """Consume the whole stream (calling the handler) and return self."""
+        async for _ in self:
+            pass
+        return self
+
+    async def final_response(self) -> Response:
+        """Consume the stream and return the terminal response."""
+        await self.until_done()
+        assert self.state.response is not None  # until_done raised otherwise
+        return self.state.response

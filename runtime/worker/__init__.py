@@ -3,7 +3,7 @@
 Embedded in a service (memory backend, submit and await)::
 
     queue = MemoryQueue()
-    worker = Worker(queue, OrchestratorExecutor(client, orchestrator), WorkerOptions("svc-1"))
+    worker = Worker(queue, RunExecutor(session), WorkerOptions("svc-1"))
     async with asyncio.TaskGroup() as tg:
         tg.create_task(worker.run())
         await queue.submit(Job(id="order-42", assistant_id=asst, messages=[...]))
@@ -32,8 +32,7 @@ from runtime.worker.runner import (
     JobContext,
     JobExecutor,
     JobFailed,
-    OrchestratorExecutor,
-    ResponsesExecutor,
+    RunExecutor,
     RunOutcome,
     executor_for,
 )
@@ -54,11 +53,10 @@ __all__ = [
     "LeaseLost",
     "MemoryQueue",
     "Message",
-    "OrchestratorExecutor",
     "Progress",
     "QueueError",
     "QueueStats",
-    "ResponsesExecutor",
+    "RunExecutor",
     "RunOutcome",
     "ToolOutput",
     "UsageRecord",

@@ -83,9 +83,9 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
     registry = build_registry(settings.worker.tools)
     try:
         shared = settings.runtime_settings()
-        backend = create_backend(shared, registry)
+        backend = create_backend(shared, registry, model=settings.worker.model)
         try:
-            executor = executor_for(backend, model=settings.worker.model)
+            executor = executor_for(backend)
             worker = Worker(queue, executor, worker_options(settings, burst=burst), WorkerMetrics())
             http = HealthServer(worker, host=settings.http.host, port=settings.http.port)
             log.info("worker.starting", protocol=backend.protocol)
@@ -98,8 +98,8 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
                     await _bounded("http", http.aclose())
                     # Background server-side cancels of aborted runs: bounded by the policy.
                     await _bounded(
-                        "orchestrator",
-                        backend.orchestrator.aclose(),
+                        "runner",
+                        backend.runner.aclose(),
                         shared.policy.cancel_wait_s + 5,
                     )
         finally:

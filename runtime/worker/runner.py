@@ -1,26 +1,25 @@
-"""Run one job through the orchestrator, persisting progress so a successor can resume it.
+"""Run one job through the run loop, persisting progress so a successor can resume it.
 
-The seam between the worker loop and the orchestrator is :class:`JobExecutor`: a callable
-taking a :class:`JobContext` and returning a :class:`RunOutcome`. The worker loop never
-imports the orchestrator; :class:`OrchestratorExecutor` is the production executor and tests
-can drive the loop with a plain async function.
+The seam between the worker loop and the engine is :class:`JobExecutor`: a callable taking a
+:class:`JobContext` and returning a :class:`RunOutcome`. The worker loop never imports the
+engine; :class:`RunExecutor` is the production executor, the same for both protocols, and
+tests can drive the loop with a plain async function.
 
-Job flow of :class:`OrchestratorExecutor`:
+Job flow of :class:`RunExecutor`:
 
-1. a job whose record has a ``run_id`` (a previous attempt died or drained) resumes that run
-   with ``Orchestrator.resume``, passing the stored tool outputs as ``known_results`` so they
-   are never executed again; a run a draining worker cancelled starts a new run generation;
-2. otherwise a new-thread job creates its thread first and stores ``thread_id``;
-3. then ``Orchestrator.run(..., idempotency_key=..., adopt_existing=True)``: a run created
-   just before a crash (``run_id`` not yet stored) is found by its key and adopted;
-4. ``run_id`` is stored from the first run status event, every tool output as it finishes.
+1. a job whose record has a ``run_id`` (a previous attempt died or drained) resumes that turn,
+   passing the stored tool outputs as ``known_results`` so they are never executed again; a
+   run a draining worker cancelled, or one the server no longer knows, starts a new run
+   generation;
+2. otherwise the run starts under the job's idempotency key (``adopt_existing`` after the
+   first attempt, so a run created just before a crash is found and adopted);
+3. the loop reports the references as it learns them, and each is stored before the next
+   step needs it: the conversation (a new thread) before the run is created in it, every turn
+   id (started, adopted, or the next response), every tool output as it finishes.
 
-:class:`ResponsesExecutor` does the same over the Responses API (``protocol = "responses"``):
-``run_id`` holds the latest response of the conversation (stored from its first stream event,
-so it moves on with every tool round), tool outputs are stored as they finish, and a reclaimed
-job continues with ``ResponsesOrchestrator.resume(run_id, known_results=...)``. There is no
-idempotency key: a response whose id was never stored is created again (see the README).
-:func:`executor_for` picks the executor of an open :class:`~runtime.backends.BackendSession`.
+On Responses ``run_id`` holds the latest response of the run (it moves on with every tool
+round) and a job's ``thread_id`` is the response to continue from; there is no idempotency
+key a response could be found by, so one whose id was never stored is created again.
 """
 
 from __future__ import annotations
@@ -31,28 +30,25 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from runtime import EventHandler
+from runtime.core.backend import TurnRef, Usage
+from runtime.core.hooks import EventHandler
 from runtime.worker.models import Lease, ToolOutput, UsageRecord
 from runtime.worker.queue import JobQueue, LeaseLost, QueueError
 from tools import ToolCallResult
 
 if TYPE_CHECKING:
-    from runtime import AssistantsClient, Orchestrator, RunResult
     from runtime.backends import BackendSession
-    from runtime.responses.orchestrator import ResponsesOrchestrator
+    from runtime.core.result import RunResult
 
 __all__ = [
     "JobContext",
     "JobExecutor",
     "JobFailed",
-    "OrchestratorExecutor",
-    "ResponsesExecutor",
+    "RunExecutor",
     "RunOutcome",
     "executor_for",
     "idempotency_key",
 ]
-
-DEFAULT_RESPONSES_MODEL = "gpt-4o"
 
 log = structlog.get_logger("runtime.worker")
 
@@ -179,41 +175,46 @@ def idempotency_key(job_id: str, run_seq: int) -> str:
 
 
 class _ProgressHandler(EventHandler):
-    """Stores run id and tool outputs as the orchestrator reports them."""
+    """Stores the conversation, each turn and each tool output as the loop reports them."""
 
     def __init__(self, ctx: JobContext) -> None:
         self._ctx = ctx
 
-    async def on_run_status(self, run: Any) -> None:
-        await self._ctx.save_run(run.id)
+    async def on_conversation(self, conversation_id: str) -> None:
+        await self._ctx.save_thread(conversation_id)
+
+    async def on_turn(self, ref: TurnRef) -> None:
+        await self._ctx.save_run(ref.id)
 
     async def on_tool_call_finished(self, result: ToolCallResult) -> None:
         await self._ctx.save_tool_output(_to_output(result))
 
 
-class OrchestratorExecutor:
-    """The production :class:`JobExecutor` on the public orchestrator API.
+class RunExecutor:
+    """The production :class:`JobExecutor`, over the run loop of either protocol.
+
+    The job's messages are the run's input, its ``run_options`` extra request fields, its
+    metadata (plus ``job_id``) the server objects' metadata. On Assistants the job needs its
+    ``assistant_id``, and ``thread_id`` continues a thread; on Responses ``thread_id`` is the
+    response to continue from.
 
     Args:
-        client: the API client (creates new threads).
-        orchestrator: drives runs and their tools.
+        session: an open session (:func:`runtime.backends.create_backend`).
         permanent_errors: exception types that make a job hopeless (stored as an ``error``
             result instead of retried); API 4xx errors other than 408/409/429 by default.
     """
 
     def __init__(
         self,
-        client: AssistantsClient,
-        orchestrator: Orchestrator,
+        session: BackendSession,
         *,
         permanent_errors: tuple[type[BaseException], ...] | None = None,
     ) -> None:
-        self._client = client
-        self._orch = orchestrator
+        self._session = session
         self._permanent = permanent_errors if permanent_errors is not None else _permanent()
 
     async def __call__(self, ctx: JobContext) -> RunOutcome:
-        """Resume the job's run if it has one, else create thread and run."""
+        """Resume the job's turn if it has one, else start its run."""
         try:
             return await self._execute(ctx)
         except self._permanent as exc:
@@ -222,108 +223,12 @@ class OrchestratorExecutor:
             raise JobFailed(f"{type(exc).__name__}: {exc}") from exc
 
     async def _execute(self, ctx: JobContext) -> RunOutcome:
-        _check_protocol(ctx, "assistants")
-        if ctx.lease.job.assistant_id is None:
-            raise JobFailed("the assistants protocol needs the job's assistant_id")
+        self._check(ctx)
         progress = ctx.lease.progress
-        ctx.thread_id = progress.thread_id or ctx.lease.job.thread_id
-        if progress.run_id is not None and ctx.thread_id is not None:
-            result = await self._resume_if_found(ctx, ctx.thread_id, progress.run_id)
-            if result is not None:
-                if not (result.status == "cancelled" and await _cancelled_by_worker(ctx)):
-                    return self._outcome(ctx, result)
-                log.info("worker.run_restarted", reason="cancelled_by_worker")
-            await ctx.new_generation()
-        return self._outcome(ctx, await self._run(ctx))
-
-    async def _resume_if_found(
-        self, ctx: JobContext, thread_id: str, run_id: str
-    ) -> RunResult | None:
-        from runtime.errors import NotFoundError
-
-        try:
-            return await self._resume(ctx, thread_id, run_id)
-        except NotFoundError:
-            # The server no longer knows the run (deleted, or a server without persistence
-            # restarted): start a new run generation instead of failing the job.
-            log.warning("worker.run_restarted", reason="run_not_found", run_id=run_id)
-            return None
-
-    async def _resume(self, ctx: JobContext, thread_id: str, run_id: str) -> RunResult:
-        known = [_to_result(o) for o in ctx.lease.progress.tool_outputs.values()]
-        ctx.run_id = run_id
-        ctx.mark_stored(ctx.lease.progress.tool_outputs)
-        structlog.contextvars.bind_contextvars(run_id=run_id)
-        log.info("worker.run_resumed", run_id=run_id, known_results=len(known))
-        return await self._orch.resume(
-            thread_id, run_id, handler=_ProgressHandler(ctx), known_results=known
-        )
-
-    async def _run(self, ctx: JobContext) -> RunResult:
-        job = ctx.lease.job
-        if ctx.thread_id is None:
-            thread = await self._client.create_thread(
-                messages=[m.model_dump() for m in job.messages]
-            )
-            await ctx.save_thread(thread.id)
-        assert ctx.thread_id is not None and job.assistant_id is not None
-        return await self._orch.run(
-            ctx.thread_id,
-            job.assistant_id,
-            handler=_ProgressHandler(ctx),
-            idempotency_key=idempotency_key(job.id, ctx.lease.progress.run_seq),
-            # Only an earlier attempt can have created a run under this key; the lookup costs
-            # a request, so the first attempt skips it.
-            adopt_existing=ctx.lease.attempt > 1 or ctx.lease.progress.run_seq > 0,
-            metadata={**job.metadata, "job_id": job.id},
-            **job.run_options,
-        )
-
-    def _outcome(self, ctx: JobContext, result: RunResult) -> RunOutcome:
-        return _outcome(ctx, result)
-
-
-class ResponsesExecutor:
-    """The :class:`JobExecutor` of the Responses protocol.
-
-    The job's messages are the ``input`` of the first request, its ``thread_id`` (if any) the
-    ``previous_response_id``, its ``run_options`` extra request fields (``model`` defaults to
-    ``model`` below) and its metadata, plus ``job_id``, the responses' metadata.
-
-    Args:
-        orchestrator: drives the conversations and their tools.
-        model: model of a job whose ``run_options`` name none.
-        permanent_errors: as for :class:`OrchestratorExecutor`.
-    """
-
-    def __init__(
-        self,
-        orchestrator: ResponsesOrchestrator,
-        *,
-        model: str = DEFAULT_RESPONSES_MODEL,
-        permanent_errors: tuple[type[BaseException], ...] | None = None,
-    ) -> None:
-        self._orch = orchestrator
-        self._model = model
-        self._permanent = permanent_errors if permanent_errors is not None else _permanent()
-
-    async def __call__(self, ctx: JobContext) -> RunOutcome:
-        """Resume the job's latest response if it has one, else start the conversation."""
-        try:
-            return await self._execute(ctx)
-        except self._permanent as exc:
-            raise JobFailed(f"{type(exc).__name__}: {exc}") from exc
-
-    async def _execute(self, ctx: JobContext) -> RunOutcome:
-        _check_protocol(ctx, "responses")
-        if not ctx.lease.job.messages:
-            raise JobFailed("a responses job needs messages: the input of its first request")
-        if ctx.lease.job.run_options.get("store") is False:
-            # Tool rounds chain on previous_response_id and resuming retrieves by id.
-            raise JobFailed("store=false: the worker needs stored responses")
-        response_id = ctx.lease.progress.run_id
-        if response_id is not None:
-            result = await self._resume_if_found(ctx, response_id)
+        if self._session.protocol == "assistants":
+            ctx.thread_id = progress.thread_id or ctx.lease.job.thread_id
+        if progress.run_id is not None:
+            result = await self._resume_if_found(ctx, TurnRef(progress.run_id, ctx.thread_id))
             if result is not None:
                 if not (result.status == "cancelled" and await _cancelled_by_worker(ctx)):
                     return _outcome(ctx, result)
@@ -331,73 +236,71 @@ class ResponsesExecutor:
             await ctx.new_generation()
         return _outcome(ctx, await self._run(ctx))
 
-    async def _resume_if_found(self, ctx: JobContext, response_id: str) -> RunResult | None:
+    def _check(self, ctx: JobContext) -> None:
+        protocol = self._session.protocol
+        job = ctx.lease.job
+        if job.protocol is not None and job.protocol != protocol:
+            raise JobFailed(
+                f"the job is for the {job.protocol} protocol; this worker runs {protocol}"
+            )
+        if protocol == "assistants" and job.assistant_id is None:
+            raise JobFailed("the assistants protocol needs the job's assistant_id")
+        if protocol == "responses":
+            if not job.messages:
+                raise JobFailed("a responses job needs messages: the input of its first request")
+            if job.run_options.get("store") is False:
+                # Tool rounds chain on previous_response_id and resuming retrieves by id.
+                raise JobFailed("store=false: the worker needs stored responses")
+
+    async def _resume_if_found(self, ctx: JobContext, ref: TurnRef) -> RunResult[Any] | None:
         from runtime.errors import NotFoundError
 
         try:
-            # resume() reports a missing response as a broken stream; ask first so a response
-            # the server lost (or never stored) restarts the conversation instead.
-            await self._orch.client.retrieve(response_id)
+            # Ask first: a turn the server lost (deleted, or a server without persistence
+            # restarted) starts a new run generation instead of failing the job.
+            await self._session.runner.backend.retrieve(ref)
         except NotFoundError:
-            log.warning("worker.run_restarted", reason="run_not_found", run_id=response_id)
+            log.warning("worker.run_restarted", reason="run_not_found", run_id=ref.id)
             return None
         known = [_to_result(o) for o in ctx.lease.progress.tool_outputs.values()]
-        ctx.run_id = response_id
+        ctx.run_id = ref.id
         ctx.mark_stored(ctx.lease.progress.tool_outputs)
-        structlog.contextvars.bind_contextvars(run_id=response_id)
-        log.info("worker.run_resumed", run_id=response_id, known_results=len(known))
-        job = ctx.lease.job
-        return await self._orch.resume(
-            response_id,
-            known,
-            handler=_ProgressHandler(ctx),
-            metadata=_metadata(job.id, job.metadata),
-            **job.run_options,
+        structlog.contextvars.bind_contextvars(run_id=ref.id)
+        log.info("worker.run_resumed", run_id=ref.id, known_results=len(known))
+        return await self._session.resume(
+            ref, handler=_ProgressHandler(ctx), known_results=known, **self._params(ctx)
         )
 
-    async def _run(self, ctx: JobContext) -> RunResult:
+    async def _run(self, ctx: JobContext) -> RunResult[Any]:
         job = ctx.lease.job
-        params: dict[str, Any] = {"model": self._model, **job.run_options}
-        if job.thread_id is not None:
-            params["previous_response_id"] = job.thread_id
-        return await self._orch.run(
-            [m.model_dump() for m in job.messages],
+        messages = [m.model_dump() for m in job.messages]
+        where: dict[str, Any] = {"agent": job.assistant_id}
+        if self._session.protocol == "assistants":
+            where["conversation"] = ctx.thread_id
+            if ctx.lease.progress.thread_id is not None:
+                messages = []  # an earlier attempt put them on the thread it stored
+        else:
+            where["previous"] = job.thread_id
+        return await self._session.start(
+            messages,
             handler=_ProgressHandler(ctx),
-            metadata=_metadata(job.id, job.metadata),
-            **params,
+            idempotency_key=idempotency_key(job.id, ctx.lease.progress.run_seq),
+            # Only an earlier attempt can have created a run under this key; the lookup costs
+            # a request, so the first attempt skips it.
+            adopt_existing=ctx.lease.attempt > 1 or ctx.lease.progress.run_seq > 0,
+            **where,
+            **self._params(ctx),
         )
 
-
-def executor_for(
-    backend: BackendSession, *, model: str = DEFAULT_RESPONSES_MODEL
-) -> OrchestratorExecutor | ResponsesExecutor:
-    """The executor of a backend's protocol.
-
-    Args:
-        backend: an open session (:func:`runtime.backends.create_backend`).
-        model: default model of Responses jobs.
-
-    Returns:
-        A :class:`ResponsesExecutor` or an :class:`OrchestratorExecutor`.
-    """
-    from runtime.client import AssistantsClient
-    from runtime.responses.orchestrator import ResponsesOrchestrator
-
-    orch = backend.orchestrator
-    if isinstance(orch, ResponsesOrchestrator):
-        return ResponsesExecutor(orch, model=model)
-    assert isinstance(backend.client, AssistantsClient)
-    return OrchestratorExecutor(backend.client, orch)
+    @staticmethod
+    def _params(ctx: JobContext) -> dict[str, Any]:
+        job = ctx.lease.job
+        return {**job.run_options, "metadata": {**job.metadata, "job_id": job.id}}
 
 
-def _check_protocol(ctx: JobContext, protocol: str) -> None:
-    wanted = ctx.lease.job.protocol
-    if wanted is not None and wanted != protocol:
-        raise JobFailed(f"the job is for the {wanted} protocol; this worker runs {protocol}")
-
-
-def _metadata(job_id: str, metadata: dict[str, str]) -> dict[str, str]:
-    return {**metadata, "job_id": job_id}
+def executor_for(session: BackendSession) -> RunExecutor:
+    """The executor of an open session (either protocol)."""
+    return RunExecutor(session)
 
 
 async def _cancelled_by_worker(ctx: JobContext) -> bool:
@@ -409,7 +312,7 @@ async def _cancelled_by_worker(ctx: JobContext) -> bool:
     return record is not None and record.progress.worker_cancelled
 
 
-def _outcome(ctx: JobContext, result: RunResult) -> RunOutcome:
+def _outcome(ctx: JobContext, result: RunResult[Any]) -> RunOutcome:
     calls = dict(ctx.lease.progress.tool_outputs)
     calls.update((c.tool_call_id, _to_output(c)) for c in result.tool_calls)
     return RunOutcome(
@@ -445,17 +348,17 @@ def _to_result(output: ToolOutput) -> ToolCallResult:
     )
 
 
-def _usage(usage: Any) -> UsageRecord | None:
+def _usage(usage: Usage | None) -> UsageRecord | None:
     if usage is None:
         return None
     return UsageRecord(
-        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-        total_tokens=int(getattr(usage, "total_tokens", 0) or 0),
+        prompt_tokens=usage.input_tokens,
+        completion_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
     )
 
 
-def _error(result: RunResult) -> str | None:
+def _error(result: RunResult[Any]) -> str | None:
     if result.status == "completed":
         return None
     if result.reason:

@@ -77,7 +77,7 @@ class Worker:
 
     Args:
         queue: where jobs come from and results go.
-        executor: runs one job (see :class:`~runtime.worker.runner.OrchestratorExecutor`).
+        executor: runs one job (see :class:`~runtime.worker.runner.RunExecutor`).
         options: loop settings.
         metrics: Prometheus series to update (a fresh set by default).
     """

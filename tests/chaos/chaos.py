@@ -40,11 +40,11 @@ from typing import Any
 import structlog
 
 from runtime import AssistantsClient, Orchestrator, RunPolicy
+from runtime.assistants.backend import IDEMPOTENCY_METADATA_KEY
+from runtime.core.result import RunResult
 from runtime.emulator import Emulator, FaultSpec
 from runtime.errors import RuntimeAPIError
-from runtime.policy import IDEMPOTENCY_METADATA_KEY
 from runtime.responses import ResponsesClient, ResponsesOrchestrator
-from runtime.result import RunResult
 from runtime.retry import RetryPolicy
 from tools import ToolContext, ToolRegistry
 

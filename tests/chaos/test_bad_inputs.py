@@ -189,7 +189,7 @@ async def test_error_event_in_both_shapes(serve: Any, data: dict[str, Any]) -> N
     assert result.last_error.code == "server_error"
     (error,) = [e for e in handler.errors if isinstance(e, StreamEventError)]
     assert (error.code, error.message) == ("server_error", "The model crashed.")
-    assert {"stream.error_event", "run.stream_error_event"} <= names(logs)
+    assert {"stream.error_event", "run.stream_lost"} <= names(logs)
     with pytest.raises(RunFailedError, match="ended failed: The model crashed"):
         result.raise_for_status()
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from runtime import AssistantsClient, EventHandler
-from runtime.protocol.events import (
+from runtime.assistants.events import (
     DoneEvent,
     MalformedEvent,
     MessageDeltaEvent,
@@ -22,7 +22,8 @@ from runtime.protocol.events import (
     StreamEvent,
     ThreadCreatedEvent,
 )
-from runtime.stream import MessageSnapshot, RunStream, ToolCallSnapshot
+from runtime.assistants.stream import RunStream
+from runtime.protocol.snapshots import TextSnapshot, ToolCallSnapshot
 
 ServeApp = Callable[[web.Application], Awaitable[str]]
 EXPECTED_TEXT = "Hello! How can I assist you today?"
@@ -83,14 +84,14 @@ class Collector(EventHandler):
     async def on_run_status(self, run: Any) -> None:
         self.statuses.append(run.status)
 
-    async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+    async def on_text_delta(self, delta: str, snapshot: TextSnapshot) -> None:
         self.deltas.append(delta)
 
     async def on_tool_call_created(self, snapshot: ToolCallSnapshot) -> None:
         self.fragments.append(snapshot.arguments)
 
-    async def on_tool_call_delta(self, delta: dict[str, Any], snapshot: ToolCallSnapshot) -> None:
-        self.fragments.append(delta["function"]["arguments"])
+    async def on_tool_call_delta(self, delta: str, snapshot: ToolCallSnapshot) -> None:
+        self.fragments.append(delta)
 
     async def on_tool_call_done(self, snapshot: ToolCallSnapshot) -> None:
         self.done_calls.append((snapshot.id, snapshot.name, snapshot.arguments))

@@ -14,8 +14,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runtime.core.hooks import EventHandler
 from runtime.errors import HandlerError, RuntimeAPIError
-from runtime.handler import EventHandler
 from runtime.protocol.events import StreamEvent
 from runtime.protocol.sse import SSERecord
 from runtime.responses.events import parse_response_event

@@ -19,18 +19,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.errors import HandlerError, RuntimeAPIError, SSEDecodeError, StreamError
-from runtime.handler import EventHandler
-from runtime.protocol import events as events_module
-from runtime.protocol.events import (
+from runtime.assistants import events as events_module
+from runtime.assistants.events import (
     RUN_EVENTS,
     MessageDeltaEvent,
     RunStepDeltaEvent,
     StreamEvent,
     parse_event,
 )
+from runtime.assistants.stream import RunStream
+from runtime.core.hooks import EventHandler
+from runtime.errors import HandlerError, RuntimeAPIError, SSEDecodeError, StreamError
 from runtime.protocol.sse import SSEDecoder, SSERecord
-from runtime.stream import RunStream
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference"
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,12 +11,12 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from runtime import AssistantsClient
 from runtime.cli import LiveView, call_signature, one_line, usage_fields
+from runtime.core.backend import Usage
 from runtime.emulator import Emulator
 from tools import ToolCall, ToolCallResult
 
@@ -325,13 +325,11 @@ def test_call_signature_and_one_line_formatting() -> None:
     assert one_line("abcdef", 4) == "abc…"
 
 
-def test_usage_fields_reads_both_protocols() -> None:
-    """Assistants (prompt/completion) and Responses (input/output) usage give the same fields."""
-    assistants = SimpleNamespace(prompt_tokens=3, completion_tokens=4, total_tokens=7)
-    responses = SimpleNamespace(input_tokens=3, output_tokens=4, total_tokens=None)
+def test_usage_fields_reads_neutral_usage() -> None:
+    """The neutral usage of either protocol gives prompt/completion/total (total summed when 0)."""
     expected = {"prompt": 3, "completion": 4, "total": 7}
-    assert usage_fields(assistants) == expected
-    assert usage_fields(responses) == expected
+    assert usage_fields(Usage(input_tokens=3, output_tokens=4, total_tokens=7)) == expected
+    assert usage_fields(Usage(input_tokens=3, output_tokens=4)) == expected
     assert usage_fields(None) == {}
 
 

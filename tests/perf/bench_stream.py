@@ -138,13 +138,13 @@ def _serve(port: int, deltas: int, ready: Any) -> None:
 async def run_ours(base_url: str, deltas: int) -> int:
     """Our client and RunStream; returns the number of text deltas seen."""
     from runtime import AssistantsClient, EventHandler
-    from runtime.stream import MessageSnapshot
+    from runtime.protocol.snapshots import TextSnapshot
 
     class Counter(EventHandler):
         def __init__(self) -> None:
             self.count = 0
 
-        async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+        async def on_text_delta(self, delta: str, snapshot: TextSnapshot) -> None:
             self.count += 1
 
     handler = Counter()

@@ -12,6 +12,9 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runtime.assistants.models import Message, Run, RunStep
+from runtime.assistants.stream import RunStream
+from runtime.core.hooks import EventHandler
 from runtime.errors import (
     ConnectError,
     HandlerError,
@@ -20,10 +23,8 @@ from runtime.errors import (
     StreamEventError,
     StreamInterrupted,
 )
-from runtime.handler import EventHandler
 from runtime.protocol.events import DoneEvent, MalformedEvent, StreamEvent, UnknownEvent
-from runtime.protocol.models import Message, Run, RunStep
-from runtime.stream import MessageSnapshot, RunStream, ToolCallSnapshot
+from runtime.protocol.snapshots import TextSnapshot, ToolCallSnapshot
 
 RUN = {"id": "run_1", "object": "thread.run", "thread_id": "thread_1"}
 
@@ -84,7 +85,7 @@ class Recorder(EventHandler):
     async def on_message_created(self, message: Message) -> None:
         self.calls.append(("message_created", message.id))
 
-    async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+    async def on_text_delta(self, delta: str, snapshot: TextSnapshot) -> None:
         self.calls.append(("text_delta", (delta, snapshot.text)))
 
     async def on_message_done(self, message: Message) -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from runtime.assistants.client import AssistantsClient
 from runtime.backends import open_backend
-from runtime.client import AssistantsClient
 from runtime.config import Settings
 from runtime.emulator import Emulator
-from runtime.orchestrator import Orchestrator
-from runtime.responses import ResponsesOrchestrator
 from tools import ToolRegistry
 
 API_KEY = "sk-test-backends"
@@ -22,10 +20,10 @@ async def test_responses_backend_runs_and_continues_a_conversation(
     settings = Settings(protocol="responses")
     async with open_backend(settings, registry, base_url=emu.base_url, api_key=API_KEY) as b:
         assert b.protocol == "responses"
-        assert isinstance(b.orchestrator, ResponsesOrchestrator)
+        assert b.runner.backend.name == "responses"
         first = await b.start('/call add {"a": 1, "b": 2}', model="gpt-4o")
         assert first.ok and first.text == "add returned: 3"
-        second = await b.start("and now?", thread_id=first.run_id)
+        second = await b.start("and now?", previous=first.run_id)
         assert second.ok and second.run.previous_response_id == first.run_id
     assert b.client.closed
 
@@ -38,10 +36,10 @@ async def test_assistants_backend_needs_an_assistant_and_runs(
         assistant = await client.create_assistant(model="gpt-4o")
     settings = Settings(protocol="assistants")
     async with open_backend(settings, registry, base_url=emu.base_url, api_key=API_KEY) as b:
-        assert isinstance(b.orchestrator, Orchestrator)
-        with pytest.raises(ValueError, match="assistant_id"):
+        assert b.runner.backend.name == "assistants"
+        with pytest.raises(ValueError, match="assistant id"):
             await b.start("hi")
-        first = await b.start('/call add {"a": 2, "b": 2}', assistant_id=assistant.id)
+        first = await b.start('/call add {"a": 2, "b": 2}', agent=assistant.id)
         assert first.ok and first.text == "add returned: 4" and first.thread_id
-        second = await b.start("hello", assistant_id=assistant.id, thread_id=first.thread_id)
+        second = await b.start("hello", agent=assistant.id, conversation=first.thread_id)
         assert second.ok and second.thread_id == first.thread_id

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from runtime.client import AssistantsClient
+from runtime.assistants.client import AssistantsClient
 from runtime.config import Settings
 from runtime.emulator import Emulator, Scenario
 from runtime.errors import AuthenticationError, ClientClosedError, NotFoundError
@@ -65,8 +65,8 @@ async def test_sharing_reuses_the_assistants_session(emu: Emulator) -> None:
         async with shared:
             response = await shared.create(model="gpt-4o", input="shared")
             assert response.output_text == "You said: shared"
-            assert shared._http._transport is assistants._transport
-            assert "OpenAI-Beta" not in shared._http._headers
+            assert shared._transport is assistants._transport
+            assert "OpenAI-Beta" not in shared._headers
         assistant = await assistants.create_assistant(model="gpt-4o")  # still usable
         assert assistant.id.startswith("asst_")
     assert shared.closed and API_KEY not in repr(shared)

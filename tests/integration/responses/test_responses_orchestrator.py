@@ -9,12 +9,18 @@ from typing import Any
 
 import pytest
 
+from runtime.core.backend import TurnRef
+from runtime.core.hooks import EventHandler, StatusUpdate
+from runtime.core.policy import RunPolicy
 from runtime.emulator import Emulator, Scenario
 from runtime.errors import BadRequestError
-from runtime.handler import EventHandler
-from runtime.policy import RunPolicy
-from runtime.responses import Response, ResponsesClient, ResponsesOrchestrator
-from runtime.stream import MessageSnapshot
+from runtime.protocol.snapshots import TextSnapshot
+from runtime.responses import (
+    Response,
+    ResponsesClient,
+    ResponsesEventHandler,
+    ResponsesOrchestrator,
+)
 from tools import ToolCall, ToolCallResult, ToolRegistry
 
 FAST = RunPolicy(poll_interval_s=0.02, max_poll_interval_s=0.05, cancel_wait_s=2.0)
@@ -124,13 +130,17 @@ async def test_incomplete_and_failed_are_results_with_details(
 async def test_handler_callbacks_fire_across_rounds(
     emu: Emulator, rc: ResponsesClient, registry: ToolRegistry
 ) -> None:
-    """Status, tool and text callbacks fire for Responses; on_run_status gets the Response."""
+    """Status, tool and text callbacks fire for Responses; on_response_status gets the
+    Response itself (never through an Assistants-shaped hook)."""
     seen: list[str] = []
 
-    class Spy(EventHandler):
+    class Spy(ResponsesEventHandler):
+        async def on_response_status(self, response: Response) -> None:
+            assert isinstance(response, Response)
+            seen.append(f"status:{response.status}")
+
         async def on_run_status(self, run: Any) -> None:
-            assert isinstance(run, Response)
-            seen.append(f"status:{run.status}")
+            raise AssertionError("the Assistants hook must not fire on Responses")
 
         async def on_tool_call_done(self, snapshot: Any) -> None:
             seen.append(f"done:{snapshot.name}")
@@ -141,7 +151,7 @@ async def test_handler_callbacks_fire_across_rounds(
         async def on_tool_call_finished(self, result: ToolCallResult) -> None:
             seen.append(f"finished:{result.output}")
 
-        async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+        async def on_text_delta(self, delta: str, snapshot: TextSnapshot) -> None:
             seen.append("text")
 
     orch = ResponsesOrchestrator(rc, registry, policy=FAST, handler=Spy())
@@ -180,7 +190,7 @@ async def test_total_deadline_expires_a_slow_response(
     result = await orch.run("hello")
     assert time.monotonic() - started < 2.0
     assert result.status == "expired" and "total_deadline_s" in (result.reason or "")
-    assert result.run_id is None and result.text == ""
+    assert result.text == ""
 
 
 # --- retries and stream loss -------------------------------------------------------------------
@@ -298,8 +308,8 @@ async def test_cancel_by_id_from_elsewhere_returns_a_cancelled_result(
     ids: list[str] = []
 
     class Ids(EventHandler):
-        async def on_run_status(self, run: Any) -> None:
-            ids.append(run.id)
+        async def on_status(self, update: StatusUpdate) -> None:
+            ids.append(update.id)
 
     task = asyncio.create_task(orch.run(calls('slow {"seconds": 30}'), handler=Ids()))
     while not probe.running:
@@ -330,13 +340,18 @@ async def test_cancel_by_id_while_streaming_keeps_the_partial_text(
     orch = ResponsesOrchestrator(rc, registry, policy=FAST)
     first_delta = asyncio.Event()
 
+    turns: list[str] = []
+
     class Watch(EventHandler):
-        async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+        async def on_turn(self, ref: TurnRef) -> None:
+            turns.append(ref.id)
+
+        async def on_text_delta(self, delta: str, snapshot: TextSnapshot) -> None:
             first_delta.set()
 
     task = asyncio.create_task(orch.run("hi", handler=Watch()))
     await first_delta.wait()
-    (response_id,) = list(orch._active)
+    (response_id,) = turns
     await orch.cancel(response_id)
     result = await task
     assert result.status == "cancelled" and result.run_id == response_id

@@ -10,7 +10,7 @@ from runtime.worker import (
     JobState,
     MemoryQueue,
     Message,
-    OrchestratorExecutor,
+    RunExecutor,
     ToolOutput,
     Worker,
     WorkerOptions,
@@ -36,7 +36,7 @@ def _worker(client: AssistantsClient, queue: MemoryQueue) -> Worker:
     options = WorkerOptions(
         consumer="svc-1", concurrency=4, burst=True, claim_wait_s=0.05, heartbeat_s=0.03
     )
-    return Worker(queue, OrchestratorExecutor(client, orchestrator), options)
+    return Worker(queue, RunExecutor(orchestrator.session()), options)
 
 
 async def test_submit_and_await_new_and_existing_threads(

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from worker_harness import spawn_worker, tail, wait_exit, write_config
 
+from runtime.core.policy import RunPolicy
 from runtime.emulator import Emulator
-from runtime.policy import RunPolicy
 from runtime.responses import ResponsesClient, ResponsesOrchestrator
-from runtime.responses.orchestrator import responses_tools
+from runtime.responses.backend import responses_tools
 from runtime.worker import (
     Job,
     JobState,
     MemoryQueue,
     Message,
-    ResponsesExecutor,
+    RunExecutor,
     ToolOutput,
     Worker,
     WorkerOptions,
@@ -56,7 +56,7 @@ def _worker(client: ResponsesClient, queue: MemoryQueue) -> Worker:
     options = WorkerOptions(
         consumer="svc-r", concurrency=4, burst=True, claim_wait_s=0.05, heartbeat_s=0.03
     )
-    return Worker(queue, ResponsesExecutor(orchestrator), options)
+    return Worker(queue, RunExecutor(orchestrator.session()), options)
 
 
 def _call(text: str) -> str:

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from runtime.errors import StreamEventError
-from runtime.protocol.events import (
+from runtime.assistants.events import (
     DoneEvent,
     ErrorEvent,
     MalformedEvent,
@@ -23,6 +22,7 @@ from runtime.protocol.events import (
     UnknownEvent,
     parse_event,
 )
+from runtime.errors import StreamEventError
 from runtime.protocol.sse import SSERecord
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runtime.protocol.models import (
+from runtime.assistants.models import (
     TERMINAL_STATUSES,
     Assistant,
     CodeInterpreterToolCall,

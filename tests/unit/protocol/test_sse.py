@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runtime.assistants.events import DoneEvent, parse_event
 from runtime.errors import RuntimeAPIError, SSEDecodeError
-from runtime.protocol.events import DoneEvent, parse_event
 from runtime.protocol.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSERecord
 
 

@@ -11,13 +11,13 @@ def test_all_is_exactly_the_public_api() -> None:
     assert exported == sorted(exported)
     assert set(exported) == {
         "FunctionCallItem",
-        "FunctionCallSnapshot",
         "OutputMessage",
-        "OutputMessageSnapshot",
         "Response",
         "ResponseStream",
         "ResponseUsage",
+        "ResponsesBackend",
         "ResponsesClient",
+        "ResponsesEventHandler",
         "ResponsesOrchestrator",
     }
     for name in exported:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from runtime.core.hooks import EventHandler, StatusUpdate
 from runtime.errors import HandlerError, StreamInterrupted
-from runtime.handler import EventHandler
-from runtime.responses import FunctionCallSnapshot, OutputMessageSnapshot, ResponseStream
-from runtime.stream import MessageSnapshot, ToolCallSnapshot
+from runtime.protocol.snapshots import TextSnapshot, ToolCallSnapshot
+from runtime.responses import ResponseStream
 
 RESPONSE = {"id": "resp_1", "object": "response", "status": "in_progress", "output": []}
 
@@ -57,20 +57,20 @@ class Recorder(EventHandler):
         self.calls: list[tuple[str, Any]] = []
         self.snapshots: list[Any] = []
 
-    async def on_run_status(self, run: Any) -> None:
-        self.calls.append(("status", run.status))
+    async def on_status(self, update: StatusUpdate) -> None:
+        self.calls.append(("status", update.status))
 
-    async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+    async def on_text_delta(self, delta: str, snapshot: TextSnapshot) -> None:
         self.calls.append(("text", snapshot.text))
         self.snapshots.append(snapshot)
 
-    async def on_message_done(self, message: Any) -> None:
-        self.calls.append(("message_done", message.text))
+    async def on_message_done(self, snapshot: TextSnapshot) -> None:
+        self.calls.append(("message_done", snapshot.text))
 
     async def on_tool_call_created(self, snapshot: ToolCallSnapshot) -> None:
         self.calls.append(("created", (snapshot.id, snapshot.name)))
 
-    async def on_tool_call_delta(self, delta: dict[str, Any], snapshot: ToolCallSnapshot) -> None:
+    async def on_tool_call_delta(self, delta: str, snapshot: ToolCallSnapshot) -> None:
         self.calls.append(("delta", snapshot.arguments))
 
     async def on_tool_call_done(self, snapshot: ToolCallSnapshot) -> None:
@@ -91,7 +91,7 @@ async def test_text_deltas_grow_one_snapshot_in_place() -> None:
         ("text", "Hello world"),
     ]
     assert handler.snapshots[0] is handler.snapshots[1]
-    assert isinstance(handler.snapshots[0], OutputMessageSnapshot)
+    assert isinstance(handler.snapshots[0], TextSnapshot)
     assert handler.calls[0] == ("status", "in_progress")
     assert handler.calls[-2:] == [("status", "completed"), ("end", None)]
 
@@ -131,8 +131,8 @@ async def test_function_call_snapshot_assembles_arguments() -> None:
         ("done", '{"a":1}'),
     ]
     (snapshot,) = stream.function_calls
-    assert isinstance(snapshot, FunctionCallSnapshot) and isinstance(snapshot, ToolCallSnapshot)
-    assert (snapshot.id, snapshot.item_id, snapshot.step_id) == ("call_1", "fc_1", "resp_1")
+    assert isinstance(snapshot, ToolCallSnapshot)
+    assert (snapshot.id, snapshot.item_id, snapshot.group) == ("call_1", "fc_1", "resp_1")
 
 
 async def test_disagreeing_final_text_is_logged_and_wins() -> None:
@@ -168,7 +168,7 @@ async def test_a_failing_callback_surfaces_as_handler_error() -> None:
     """An exception in a callback becomes HandlerError naming the callback."""
 
     class Broken(EventHandler):
-        async def on_text_delta(self, delta: str, snapshot: MessageSnapshot) -> None:
+        async def on_text_delta(self, delta: str, snapshot: TextSnapshot) -> None:
             raise ValueError("nope")
 
     stream = ResponseStream(chunks(text_stream()), handler=Broken())

@@ -1,4 +1,4 @@
-"""RunPolicy: how the orchestrator retries, waits, bounds and cancels a run.
+"""RunPolicy: how the run loop retries, waits, bounds and cancels a run, on either protocol.
 
 Defaults match ``config/runtime.toml`` (section ``[policy]``), where each is documented.
 """
@@ -9,7 +9,6 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 BusyThreadAction = Literal["wait", "cancel", "fail"]
-IDEMPOTENCY_METADATA_KEY = "runtime_idempotency_key"
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,11 @@ class RunPolicy:
         rerun_on_server_error: start a new run when one fails with server_error or
             rate_limit_exceeded.
         max_reruns: most reruns of one call.
-        total_deadline_s: a deadline for the whole run (Responses; Assistants uses expires_at).
+        total_deadline_s: a deadline for the whole run, on both protocols (None: none;
+            Assistants runs are also bounded by their ``expires_at``).
+        expiry_grace_s: how long past a run's ``expires_at`` the server may take to say so
+            before the run is given up as ``expired``.
+        resume_attempts: attempts at re-opening a broken stream before polling instead.
         log_tool_payloads: log tool arguments and outputs (they may hold personal data).
         create_attempts: attempts at creating a run after ambiguous failures.
         submit_attempts: attempts at submitting outputs after ambiguous failures.
@@ -51,6 +54,8 @@ class RunPolicy:
     rerun_on_server_error: bool = False
     max_reruns: int = 1
     total_deadline_s: float | None = None
+    expiry_grace_s: float = 60.0
+    resume_attempts: int = 3
     log_tool_payloads: bool = False
     create_attempts: int = 3
     submit_attempts: int = 3

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import Field
+
+from runtime.protocol.objects import APIModel, APIObject
 
 RunStatus = Literal[
     "queued",
@@ -29,43 +31,6 @@ TERMINAL_STATUSES: frozenset[str] = frozenset(
 ACTIVE_STATUSES: frozenset[str] = frozenset(
     {"queued", "in_progress", "requires_action", "cancelling"}
 )
-
-
-class ResponseMeta(BaseModel):
-    """What the HTTP answer said about an object, beside its body.
-
-    Attributes:
-        request_id: the ``x-request-id`` header.
-        poll_after_ms: the ``openai-poll-after-ms`` header, a hint for polling clients.
-        server_time: the server's clock (epoch seconds) from the ``Date`` header.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    request_id: str | None = None
-    poll_after_ms: int | None = None
-    server_time: float | None = None
-
-
-class APIModel(BaseModel):
-    """Base of all API objects: unknown fields are kept, never rejected."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-
-class APIObject(APIModel):
-    """A top-level object an endpoint answers with; remembers the answer's headers.
-
-    Only top-level objects carry the private attribute: pydantic initialises private
-    attributes on every instance, and nested models (deltas, content parts) are the hot path.
-    """
-
-    _meta: ResponseMeta | None = PrivateAttr(default=None)
-
-    @property
-    def response_meta(self) -> ResponseMeta | None:
-        """Headers of the HTTP answer that carried this object, when it came from one."""
-        return self._meta
 
 
 class Usage(APIModel):
@@ -143,14 +108,6 @@ class Thread(APIObject):
     created_at: int | None = None
     metadata: dict[str, Any] | None = None
     tool_resources: dict[str, Any] | None = None
-
-
-class DeletionStatus(APIObject):
-    """Answer of a delete call."""
-
-    id: str
-    object: str | None = None
-    deleted: bool = False
 
 
 # --- message content -------------------------------------------------------------------------
@@ -504,22 +461,3 @@ class RunStepDelta(APIModel):
     id: str
     object: str = "thread.run.step.delta"
     delta: RunStepDeltaBody = Field(default_factory=RunStepDeltaBody)
-
-
-class APIErrorBody(APIModel):
-    """An error object, as in ``{"error": {...}}`` bodies and ``error`` events."""
-
-    message: str = ""
-    type: str | None = None
-    param: str | None = None
-    code: str | None = None
-
-
-class ListPage(APIObject):
-    """One page of a list answer."""
-
-    object: str = "list"
-    data: list[dict[str, Any]] = Field(default_factory=list)
-    first_id: str | None = None
-    last_id: str | None = None
-    has_more: bool = False

@@ -1,0 +1,213 @@
+"""Typed Assistants stream events, keyed by event name.
+
+:func:`parse_event` turns one :class:`~runtime.protocol.sse.SSERecord` into an event object.
+The hot events (``thread.message.delta`` and ``thread.run.step.delta``) keep their decoded
+dict and build their pydantic model only when ``.delta`` is read, so a stream of many deltas
+costs one ``json.loads`` per event. Unknown event names become :class:`UnknownEvent`, never an
+exception; an ``error`` event becomes :class:`ErrorEvent` whether its data is the flat error
+object or wrapped in ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+from pydantic import ValidationError
+
+from runtime.assistants.models import Message, MessageDelta, Run, RunStep, RunStepDelta, Thread
+from runtime.protocol.events import (
+    DoneEvent,
+    ErrorEvent,
+    MalformedEvent,
+    StreamEvent,
+    UnknownEvent,
+    invalid_delta,
+    lenient_json,
+    raw_decode,
+)
+from runtime.protocol.sse import SSERecord
+
+__all__ = [
+    "DoneEvent",
+    "ErrorEvent",
+    "MalformedEvent",
+    "MessageDeltaEvent",
+    "MessageEvent",
+    "RunEvent",
+    "RunStepDeltaEvent",
+    "RunStepEvent",
+    "StreamEvent",
+    "ThreadCreatedEvent",
+    "UnknownEvent",
+    "parse_event",
+]
+
+RUN_EVENTS = frozenset(
+    {
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.requires_action",
+        "thread.run.completed",
+        "thread.run.incomplete",
+        "thread.run.failed",
+        "thread.run.cancelling",
+        "thread.run.cancelled",
+        "thread.run.expired",
+    }
+)
+STEP_EVENTS = frozenset(
+    {
+        "thread.run.step.created",
+        "thread.run.step.in_progress",
+        "thread.run.step.completed",
+        "thread.run.step.failed",
+        "thread.run.step.cancelled",
+        "thread.run.step.expired",
+    }
+)
+MESSAGE_EVENTS = frozenset(
+    {
+        "thread.message.created",
+        "thread.message.in_progress",
+        "thread.message.completed",
+        "thread.message.incomplete",
+    }
+)
+
+
+class ThreadCreatedEvent(StreamEvent):
+    """``thread.created``: the thread of a create-thread-and-run call."""
+
+    @cached_property
+    def thread(self) -> Thread:
+        """The created thread."""
+        return Thread.model_validate(self.data)
+
+
+class RunEvent(StreamEvent):
+    """``thread.run.*``: the run changed status."""
+
+    @cached_property
+    def run(self) -> Run:
+        """The run as the event carried it."""
+        return Run.model_validate(self.data)
+
+
+class RunStepEvent(StreamEvent):
+    """``thread.run.step.*`` (not delta): a step changed status."""
+
+    @cached_property
+    def step(self) -> RunStep:
+        """The step as the event carried it."""
+        return RunStep.model_validate(self.data)
+
+
+class RunStepDeltaEvent(StreamEvent):
+    """``thread.run.step.delta``: fragments of tool calls."""
+
+    @cached_property
+    def delta(self) -> RunStepDelta:
+        """The typed delta (built on first access).
+
+        Raises:
+            StreamError: the data does not have the shape of a step delta.
+        """
+        try:
+            return RunStepDelta.model_validate(self.data)
+        except ValidationError as exc:
+            raise invalid_delta(self.event, exc) from exc
+
+
+class MessageEvent(StreamEvent):
+    """``thread.message.*`` (not delta): a message changed status."""
+
+    @cached_property
+    def message(self) -> Message:
+        """The message as the event carried it."""
+        return Message.model_validate(self.data)
+
+
+class MessageDeltaEvent(StreamEvent):
+    """``thread.message.delta``: fragments of message content."""
+
+    @cached_property
+    def delta(self) -> MessageDelta:
+        """The typed delta (built on first access).
+
+        Raises:
+            StreamError: the data does not have the shape of a message delta.
+        """
+        try:
+            return MessageDelta.model_validate(self.data)
+        except ValidationError as exc:
+            raise invalid_delta(self.event, exc) from exc
+
+
+def _event_class(name: str) -> type[StreamEvent]:
+    if name == "thread.message.delta":
+        return MessageDeltaEvent
+    if name == "thread.run.step.delta":
+        return RunStepDeltaEvent
+    if name in RUN_EVENTS:
+        return RunEvent
+    if name in STEP_EVENTS:
+        return RunStepEvent
+    if name in MESSAGE_EVENTS:
+        return MessageEvent
+    if name == "thread.created":
+        return ThreadCreatedEvent
+    return UnknownEvent
+
+
+_CLASS_CACHE: dict[str, type[StreamEvent]] = {}
+
+_EAGER: dict[type[StreamEvent], Callable[[Any], object]] = {
+    RunEvent: lambda e: e.run,
+    RunStepEvent: lambda e: e.step,
+    MessageEvent: lambda e: e.message,
+    ThreadCreatedEvent: lambda e: e.thread,
+}
+
+
+def parse_event(record: SSERecord) -> StreamEvent:
+    """Turn one SSE record into a typed event; never raises on bad data."""
+    name = record.event
+    raw = record.data
+    if name == "done" or raw == "[DONE]":
+        return DoneEvent("done", raw)
+    cls = _CLASS_CACHE.get(name)
+    if cls is None:
+        cls = _event_class(name)
+        if cls is not UnknownEvent:  # only known names: a hostile stream cannot grow the cache
+            _CLASS_CACHE[name] = cls
+    try:
+        # raw_decode skips json.loads' type checks and whitespace scan (hot path); the
+        # fallback handles surrounding whitespace, non-JSON and trailing garbage.
+        data, end = raw_decode(raw)
+        if end != len(raw):
+            raise ValueError("trailing data")
+    except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
+        data = lenient_json(name, raw)
+    if cls is MessageDeltaEvent and type(data) is dict:
+        return MessageDeltaEvent(name, data)
+    if name == "error":
+        return ErrorEvent(name, data)
+    if cls is UnknownEvent:
+        return UnknownEvent(name, data)
+    if not isinstance(data, dict):
+        reason = "no data" if not raw else "data is not a JSON object"
+        return MalformedEvent(name, data, reason)
+    event = cls(name, data)
+    validate = _EAGER.get(cls)
+    if validate is not None:
+        # Status events are rare: validating them here means a consumer reading ``.run`` /
+        # ``.step`` / ``.message`` / ``.thread`` never meets a pydantic ValidationError.
+        # The hot delta events stay lazy (see the module docstring).
+        try:
+            validate(event)
+        except ValidationError as exc:
+            return MalformedEvent(name, data, f"invalid {name} object: {exc.error_count()} errors")
+    return event

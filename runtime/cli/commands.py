@@ -1,0 +1,282 @@
+"""``python -m runtime demo`` and ``python -m runtime run``: conversations in a terminal.
+
+``demo`` starts the emulator in-process, registers the example tools of
+:mod:`runtime.demo_tools` and plays a two-turn conversation: five tool calls executed in
+parallel in one round, then a plain text turn. ``run`` sends one message to the configured
+server, or to the embedded emulator when no key and server address are configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from runtime.assistants.client import AssistantsClient
+from runtime.backends import BackendSession, open_backend
+from runtime.cli.tools import load_tool_registry
+from runtime.cli.views import ConsoleView, make_view
+from runtime.config import ConfigError, Settings, load_settings
+from runtime.core.result import RunResult
+from runtime.demo_tools import DEMO_FOLLOW_UP, DEMO_REQUEST, build_demo_registry
+from runtime.emulator import Emulator
+from runtime.errors import RuntimeAPIError
+from runtime.logging import configure_logging
+from tools import ToolRegistry
+
+EMULATOR_API_KEY = "sk-emulator-local"
+"""The key the CLI sends to its embedded emulator (which accepts any non-empty key)."""
+
+DEFAULT_MODEL = "gpt-4o"
+
+
+class Conversation:
+    """Sends user messages one after the other on one conversation, whatever the protocol.
+
+    Assistants: the first message creates a thread (unless ``conversation_id`` names one),
+    later ones are added to it. Responses: each message continues from the previous
+    response (``conversation_id`` is a response id).
+
+    Args:
+        backend: an open :class:`~runtime.backends.BackendSession`.
+        assistant_id: the assistant (Assistants only).
+        conversation_id: a thread id (Assistants) or previous response id (Responses).
+        params: run / request parameters (``model`` for Responses).
+    """
+
+    def __init__(
+        self,
+        backend: BackendSession,
+        assistant_id: str | None = None,
+        conversation_id: str | None = None,
+        **params: Any,
+    ) -> None:
+        self.backend = backend
+        self.assistant_id = assistant_id
+        self.conversation_id = conversation_id
+        self.params = params
+
+    async def send(self, text: str) -> RunResult[Any]:
+        """Run the assistant on ``text`` and return the run's result."""
+        key = "previous" if self.backend.protocol == "responses" else "conversation"
+        params: dict[str, Any] = {key: self.conversation_id, **self.params}
+        result = await self.backend.start(text, agent=self.assistant_id, **params)
+        if self.backend.protocol == "responses":
+            self.conversation_id = result.run_id
+        else:
+            self.conversation_id = result.thread_id or self.conversation_id
+        return result
+
+
+async def _emulator_assistant(
+    backend: BackendSession, registry: ToolRegistry, model: str
+) -> str | None:
+    """Create an assistant on the embedded emulator (Assistants only; None for Responses)."""
+    client = backend.client
+    if backend.protocol != "assistants" or not isinstance(client, AssistantsClient):
+        return None
+    assistant = await client.create_assistant(
+        model=model, name="agent-runtime", tools=registry.definitions() or None
+    )
+    return assistant.id
+
+
+def _demo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime demo",
+        description="A conversation with parallel tool calls on the embedded emulator.",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("assistants", "responses"),
+        default="assistants",
+        help="wire protocol (default: assistants)",
+    )
+    parser.add_argument(
+        "--delta-delay",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="pause between streamed text deltas (default: [demo] delta_delay_s)",
+    )
+    parser.add_argument("--plain", action="store_true", help="log-like lines even on a terminal")
+    parser.add_argument("--verbose", action="store_true", help="show the runtime's INFO logs")
+    return parser
+
+
+def demo_main(argv: Sequence[str]) -> int:
+    """Entry point of ``python -m runtime demo``; returns the exit code."""
+    args = _demo_parser().parse_args(list(argv))
+    try:
+        settings = load_settings(protocol=args.protocol)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging("INFO" if args.verbose else "WARNING", "console", sys.stderr)
+    delay = settings.demo.delta_delay_s if args.delta_delay is None else args.delta_delay
+    view = make_view(sys.stdout, plain=args.plain)
+    try:
+        ok = asyncio.run(_demo(settings, view, delay))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0 if ok else 1
+
+
+async def _demo(settings: Settings, view: ConsoleView, delay: float) -> bool:
+    registry = build_demo_registry()
+    try:
+        async with (
+            Emulator(delta_delay_s=delay) as emu,
+            open_backend(
+                _without_azure(settings),
+                registry,
+                handler=view,
+                base_url=emu.base_url,
+                api_key=EMULATOR_API_KEY,
+            ) as backend,
+        ):
+            view.header(
+                f"agent-runtime demo · embedded emulator {emu.base_url} · protocol "
+                f"{backend.protocol} · tools: {', '.join(registry.names())}"
+            )
+            view.header(
+                "(the emulator's scripted model turns each /call line of a message into a "
+                "tool call; the runtime runs them concurrently and submits all outputs at once)"
+            )
+            assistant_id = await _emulator_assistant(backend, registry, DEFAULT_MODEL)
+            conversation = Conversation(backend, assistant_id)
+            ok = True
+            for text in (DEMO_REQUEST, DEMO_FOLLOW_UP):
+                ok = await _turn(view, conversation, text) and ok
+            return ok
+    finally:
+        await view.aclose()
+
+
+def _without_azure(settings: Settings) -> Settings:
+    """The settings with the Azure endpoint unset (the embedded emulator is OpenAI style)."""
+    api = settings.api.model_copy(update={"azure_endpoint": None})
+    return settings.model_copy(update={"api": api})
+
+
+async def _turn(view: ConsoleView, conversation: Conversation, text: str) -> bool:
+    view.user(text)
+    started = time.monotonic()
+    result = await conversation.send(text)
+    view.finished(result, time.monotonic() - started)
+    return result.ok
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime run",
+        description="Send one message and stream the answer. Uses the configured server "
+        "(OPENAI_API_KEY + OPENAI_BASE_URL, or AZURE_OPENAI_ENDPOINT + key); without one, "
+        "the embedded emulator.",
+    )
+    parser.add_argument("message", nargs="+", help="the user message (words are joined)")
+    parser.add_argument(
+        "--assistant", help="assistant id (Assistants protocol; optional on the emulator)"
+    )
+    parser.add_argument(
+        "--thread",
+        help="continue this thread (Assistants) or from this response id (Responses)",
+    )
+    parser.add_argument(
+        "--tools",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import tools from a module or .py file (repeatable); its `registry` "
+        "attribute, else its @tool functions",
+    )
+    parser.add_argument(
+        "--builtin-tools", action="store_true", help="offer the builtin clock and calculator"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("assistants", "responses"),
+        default=None,
+        help="wire protocol (default: the configured one)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="Responses: the model; Assistants: the model of the assistant created on the "
+        f"emulator (default {DEFAULT_MODEL})",
+    )
+    parser.add_argument("--config", help="settings TOML file (default: config/runtime.toml)")
+    parser.add_argument("--plain", action="store_true", help="no live view even on a terminal")
+    parser.add_argument("--verbose", action="store_true", help="log at the configured level")
+    return parser
+
+
+def run_main(argv: Sequence[str]) -> int:
+    """Entry point of ``python -m runtime run``; returns the exit code.
+
+    Exit codes: 0 when the run completed, 1 when it ended otherwise or an API error
+    occurred, 2 for usage, configuration or tool-import errors, 130 on Ctrl-C.
+    """
+    args = _run_parser().parse_args(list(argv))
+    overrides = {"protocol": args.protocol} if args.protocol else {}
+    try:
+        settings = load_settings(args.config, **overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log.level if args.verbose else "WARNING", "console", sys.stderr)
+    try:
+        registry = load_tool_registry(args.tools, builtins=args.builtin_tools)
+    except Exception as exc:  # any import-time failure of user code is a usage error here
+        print(f"error: cannot load tools: {exc!r}", file=sys.stderr)
+        return 2
+    remote = settings.has_remote_server
+    if remote and settings.protocol == "assistants" and not args.assistant:
+        print("error: --assistant is required with a configured server", file=sys.stderr)
+        return 2
+    view = make_view(sys.stdout, sys.stderr, plain=args.plain, stream_text=True)
+    try:
+        result = asyncio.run(_run(settings, view, registry, args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except RuntimeAPIError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0 if result.ok else 1
+
+
+async def _run(
+    settings: Settings, view: ConsoleView, registry: ToolRegistry, args: argparse.Namespace
+) -> RunResult[Any]:
+    message = " ".join(args.message)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(view.aclose)
+        overrides: dict[str, Any] = {}
+        if not settings.has_remote_server:
+            emu = await stack.enter_async_context(Emulator())
+            print(
+                "note: no API key and server configured (OPENAI_API_KEY + OPENAI_BASE_URL or "
+                f"AZURE_OPENAI_ENDPOINT + key); using the embedded emulator at {emu.base_url}",
+                file=sys.stderr,
+            )
+            settings = _without_azure(settings)
+            overrides = {"base_url": emu.base_url, "api_key": EMULATOR_API_KEY}
+        backend = await stack.enter_async_context(
+            open_backend(settings, registry, handler=view, **overrides)
+        )
+        assistant_id = args.assistant
+        if assistant_id is None and overrides:
+            assistant_id = await _emulator_assistant(backend, registry, args.model or DEFAULT_MODEL)
+        params = {"model": args.model} if args.model and backend.protocol == "responses" else {}
+        conversation = Conversation(backend, assistant_id, args.thread, **params)
+        started = time.monotonic()
+        result = await conversation.send(message)
+        view.finished(result, time.monotonic() - started)
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover  (mypy: the stack may swallow)

@@ -1,0 +1,277 @@
+"""The engine seam: what the one run loop needs from a protocol, and nothing more.
+
+A protocol package (``runtime.assistants``, ``runtime.responses``) implements
+:class:`Backend`; the loop in :mod:`runtime.core.runner` drives any of them and never asks
+which. The values that cross the seam are frozen and protocol-neutral:
+
+* :class:`StartRequest` — what to run (input, conversation, agent or model, tools, extras);
+* :class:`TurnRef` — where a turn lives (a run on a thread, a response in a chain);
+* :class:`Turn` — where a turn stands: ``requires_tools`` with its calls, still ``active``,
+  or terminal, with the texts, usage and error it produced and the raw protocol object.
+
+A turn is one server-side unit the loop waits on: an Assistants run between two tool
+rounds (the same run id all along), or one Responses response (a new id per round).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, TypeVar
+
+from tools import ToolCall, ToolCallResult
+
+if TYPE_CHECKING:
+    from runtime.core.hooks import EventHandler
+    from runtime.protocol.events import StreamEvent
+
+TurnStatus = Literal[
+    "active",
+    "cancelling",
+    "requires_tools",
+    "completed",
+    "incomplete",
+    "failed",
+    "cancelled",
+    "expired",
+]
+TERMINAL: frozenset[str] = frozenset({"completed", "incomplete", "failed", "cancelled", "expired"})
+
+RawT = TypeVar("RawT")
+
+
+@dataclass(frozen=True)
+class TurnRef:
+    """Where a turn lives.
+
+    Attributes:
+        id: the run id (Assistants) or the response id (Responses).
+        conversation: the thread id (Assistants) or the conversation id (Responses), if any.
+    """
+
+    id: str
+    conversation: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token usage, the same on both protocols.
+
+    Attributes:
+        input_tokens: prompt tokens (Assistants ``prompt_tokens``).
+        output_tokens: completion tokens (Assistants ``completion_tokens``).
+        total_tokens: their sum as the server reports it.
+        cached_tokens: input tokens served from the prompt cache, when reported.
+        reasoning_tokens: output tokens spent on reasoning, when reported.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            cached_tokens=_add_optional(self.cached_tokens, other.cached_tokens),
+            reasoning_tokens=_add_optional(self.reasoning_tokens, other.reasoning_tokens),
+        )
+
+
+def _add_optional(a: int | None, b: int | None) -> int | None:
+    if a is None and b is None:
+        return None
+    return (a or 0) + (b or 0)
+
+
+@dataclass(frozen=True)
+class TurnError:
+    """The server's error for a failed turn.
+
+    Attributes:
+        code: machine-readable code (``server_error``, ``rate_limit_exceeded``, ...).
+        message: readable message.
+    """
+
+    code: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class TextPart:
+    """One assistant message's text, as far as it is known.
+
+    Attributes:
+        id: the message (or output item) id.
+        text: its text.
+    """
+
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Turn(Generic[RawT]):
+    """Where a turn stands: a frozen value the loop matches on.
+
+    Attributes:
+        ref: where it lives.
+        status: ``active`` (queued or in progress), ``cancelling``, ``requires_tools`` or a
+            terminal status.
+        tool_calls: the calls to answer when ``requires_tools``.
+        texts: the assistant texts of this turn, in order.
+        usage: token usage of this turn (cumulative for the run on Assistants).
+        error: the server's error when failed.
+        incomplete_reason: why it ended ``incomplete``.
+        deadline: when the server expires the turn (epoch seconds on the server's clock),
+            Assistants ``expires_at``; None on Responses.
+        poll_after_s: the server's polling hint.
+        last_sequence: the last stream sequence number seen (the point to resume after).
+        raw: the protocol object (a ``Run`` or a ``Response``).
+    """
+
+    ref: TurnRef
+    status: TurnStatus
+    tool_calls: tuple[ToolCall, ...] = ()
+    texts: tuple[TextPart, ...] = ()
+    usage: Usage | None = None
+    error: TurnError | None = None
+    incomplete_reason: str | None = None
+    deadline: float | None = None
+    poll_after_s: float | None = None
+    last_sequence: int | None = None
+    raw: RawT | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for completed, incomplete, failed, cancelled and expired."""
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """What to run, in neutral words.
+
+    Attributes:
+        input: new input: a user message's text, or message dicts (``{"role", "content"}``)
+            and protocol input items.
+        conversation: a thread (Assistants) or conversation (Responses) to continue.
+        previous: a response to continue from (Responses ``previous_response_id``).
+        agent: the assistant id (Assistants).
+        model: the model (Responses; an override on Assistants).
+        instructions: system instructions.
+        tools: tool definitions (Chat/Assistants shape); None: the registry's.
+        metadata: string metadata stored on the server object.
+        params: other protocol fields, passed through as given.
+    """
+
+    input: str | tuple[Mapping[str, object], ...] = ()
+    conversation: str | None = None
+    previous: str | None = None
+    agent: str | None = None
+    model: str | None = None
+    instructions: str | None = None
+    tools: tuple[Mapping[str, object], ...] | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, object] = field(default_factory=dict)
+
+
+class TurnStream(Protocol[RawT]):
+    """One open event stream of a turn.
+
+    Iterating yields every event (and calls the handler); :meth:`turn` says where the stream
+    left the turn. A stream that ends before the turn stopped raises
+    :class:`~runtime.errors.StreamInterrupted` (or another transport error) from iteration.
+    """
+
+    @property
+    def ref(self) -> TurnRef | None:
+        """The turn's ref, as soon as the stream named it."""
+        ...
+
+    @property
+    def last_sequence(self) -> int | None:
+        """The last sequence number seen (None when the protocol has none)."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
+
+    def turn(self) -> Turn[RawT] | None:
+        """Where the stream left the turn: None when it never reached a stopping point."""
+        ...
+
+    def partial_texts(self) -> tuple[TextPart, ...]:
+        """The text streamed so far, stopped or not."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connection (idempotent)."""
+        ...
+
+
+class Backend(Protocol[RawT]):
+    """One protocol behind the seam. Every method is one server interaction (with retries).
+
+    Attributes:
+        name: ``"assistants"`` or ``"responses"``.
+        new_turn_per_round: True when answering tools starts a new turn (a new response)
+            rather than continuing the same one (a run): a failed round is then redone by
+            sending the round again.
+        can_find: True when :meth:`find` can see turns (runs carry the key in their metadata);
+            when False, a turn lost before its id was seen is sent again.
+    """
+
+    name: ClassVar[str]
+    new_turn_per_round: ClassVar[bool]
+    can_find: ClassVar[bool]
+
+    def server_now(self) -> float:
+        """The server's clock (epoch seconds), for turn deadlines."""
+        ...
+
+    async def prepare(self, request: StartRequest) -> StartRequest:
+        """Do what must happen once before the first start (a new thread holding the input
+        on Assistants); the answer names the conversation, if the protocol has one."""
+        ...
+
+    async def start(
+        self, request: StartRequest, *, key: str, handler: EventHandler | None
+    ) -> TurnStream[RawT]:
+        """Start a turn (idempotency ``key`` stored where :meth:`find` can see it)."""
+        ...
+
+    async def submit(
+        self,
+        request: StartRequest,
+        turn: Turn[RawT],
+        outputs: Sequence[ToolCallResult],
+        *,
+        handler: EventHandler | None,
+    ) -> TurnStream[RawT]:
+        """Send every output of a ``requires_tools`` turn in one request."""
+        ...
+
+    async def retrieve(self, ref: TurnRef) -> Turn[RawT]:
+        """The turn as the server has it now."""
+        ...
+
+    async def resume(
+        self, stream: TurnStream[RawT], *, handler: EventHandler | None
+    ) -> TurnStream[RawT] | None:
+        """Re-open a broken stream after its last sequence number; None when not possible."""
+        ...
+
+    async def cancel(self, ref: TurnRef) -> Turn[RawT] | None:
+        """Ask the server to cancel; None when it refused (not cancellable, already over)."""
+        ...
+
+    async def find(self, request: StartRequest, key: str) -> TurnRef | None:
+        """The turn started earlier under ``key`` (after an ambiguous failure), if any."""
+        ...
+
+    async def transcript(self, ref: TurnRef) -> tuple[TextPart, ...]:
+        """The assistant texts the server holds for the turn (authoritative)."""
+        ...

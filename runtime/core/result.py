@@ -1,0 +1,92 @@
+"""RunResult: what one run produced, whatever its terminal status, on either protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
+
+from runtime.core.backend import TurnError, Usage
+from runtime.errors import RunFailedError
+from tools import ToolCallResult
+
+RawT = TypeVar("RawT")
+
+#: Why the runtime (not the server) ended a run.
+StopCause = Literal["max_tool_rounds", "max_tool_calls", "cancel", "total_deadline"]
+
+
+@dataclass(frozen=True)
+class RunResult(Generic[RawT]):
+    """The outcome of a run, the same shape on both protocols.
+
+    ``failed``, ``expired``, ``incomplete`` and ``cancelled`` are results, not exceptions; call
+    :meth:`raise_for_status` to turn them into :class:`~runtime.errors.RunFailedError`.
+
+    Attributes:
+        status: the terminal status.
+        raw: the final protocol object: a ``Run`` (Assistants) or a ``Response`` (Responses).
+        text: all assistant text the run produced, as the server holds it.
+        tool_calls: every tool call executed locally, in order.
+        usage: token usage of the whole run, when the server reported it.
+        rounds: how many tool rounds were executed.
+        reason: why the runtime ended the run, when it did (readable).
+        stopped_by: which bound or request ended it, when the runtime did (``max_tool_rounds``,
+            ``max_tool_calls``, ``cancel``, ``total_deadline``): a bound is never mistaken for
+            a person's cancel.
+        error: the server's error of a failed run.
+        incomplete_reason: why the run ended ``incomplete``.
+        conversation_id: the thread (Assistants) or conversation (Responses), if any.
+        run_id: the run's (or final response's) id.
+        recoveries: stream losses recovered by resuming or polling.
+    """
+
+    status: str
+    raw: RawT | None = None
+    text: str = ""
+    tool_calls: list[ToolCallResult] = field(default_factory=list)
+    usage: Usage | None = None
+    rounds: int = 0
+    reason: str | None = None
+    stopped_by: StopCause | None = None
+    error: TurnError | None = None
+    incomplete_reason: str | None = None
+    conversation_id: str | None = None
+    run_id: str | None = None
+    recoveries: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the run completed."""
+        return self.status == "completed"
+
+    @property
+    def run(self) -> RawT | None:
+        """The final protocol object (the Assistants name; see :attr:`raw`)."""
+        return self.raw
+
+    @property
+    def response(self) -> RawT | None:
+        """The final protocol object (the Responses name; see :attr:`raw`)."""
+        return self.raw
+
+    @property
+    def thread_id(self) -> str | None:
+        """The Assistants name of :attr:`conversation_id`."""
+        return self.conversation_id
+
+    @property
+    def last_error(self) -> TurnError | None:
+        """Alias of :attr:`error`."""
+        return self.error
+
+    def raise_for_status(self) -> RunResult[RawT]:
+        """Return self when completed, else raise RunFailedError."""
+        if self.ok:
+            return self
+        detail = self.reason or self.incomplete_reason or (self.error.message if self.error else "")
+        raise RunFailedError(
+            f"run {self.run_id} ended {self.status}" + (f": {detail}" if detail else ""),
+            status=self.status,
+            run_id=self.run_id,
+            result=self,
+        )

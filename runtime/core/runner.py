@@ -1,0 +1,873 @@
+"""The one run loop: prepare -> start -> follow -> tool round -> submit -> ... -> finish.
+
+:class:`Runner` owns every policy and drives any :class:`~runtime.core.backend.Backend`
+without asking which protocol it is. Each run gets a :class:`_RunState` and goes through
+named steps:
+
+* ``_prepare``: what must happen once before the first start (a thread for the input);
+* ``_start``: start the turn under an idempotency key; after an ambiguous failure adopt
+  the turn we started (``find``) before starting again; apply the busy-thread policy;
+* ``_follow``: consume a stream; when it breaks, re-open it after the last sequence number
+  where the protocol allows it, otherwise poll (backoff, the server's hint, bounded);
+* ``_tool_round``: check the bounds, run every call concurrently under the turn's deadline,
+  submit all outputs in one request (never twice after an ambiguous failure);
+* ``_finish``: build the :class:`~runtime.core.result.RunResult`; texts of a turn whose
+  stream broke come from the server's transcript, never from the partial stream.
+
+Cancelling the task that awaits a run cancels its tools, cancels the turn on the server
+(shielded, bounded) and re-raises ``CancelledError``. ``total_deadline_s`` bounds the whole
+run on both protocols (status ``expired``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
+
+import structlog
+
+from runtime.core.backend import Backend, StartRequest, TextPart, Turn, TurnRef, TurnStream, Usage
+from runtime.core.hooks import EventHandler
+from runtime.core.policy import RunPolicy
+from runtime.core.result import RunResult, StopCause
+from runtime.errors import (
+    APIStatusError,
+    BadRequestError,
+    ConnectError,
+    HandlerError,
+    NotFoundError,
+    RateLimitError,
+    RequestTimeout,
+    RuntimeAPIError,
+    ServerError,
+    StreamError,
+    ThreadBusyError,
+)
+from runtime.logging import redact
+from tools import ToolCall, ToolCallResult, ToolDispatcher, ToolRegistry
+
+log = structlog.get_logger("runtime.run")
+
+RawT = TypeVar("RawT")
+
+AMBIGUOUS_ERRORS = (ServerError, ConnectError, RequestTimeout, RateLimitError)
+STREAM_LOSS = (StreamError, ConnectError, RequestTimeout)
+RERUN_CODES = frozenset({"server_error", "rate_limit_exceeded"})
+_CANCEL_POLL_S = 0.25
+
+
+@dataclass
+class _RunState(Generic[RawT]):
+    """Everything one run accumulates while the runner drives it."""
+
+    request: StartRequest
+    handler: EventHandler | None
+    dispatcher: ToolDispatcher
+    key: str
+    deadline: float | None  # monotonic: the total deadline
+    ref: TurnRef | None = None
+    turn_deadline: float | None = None  # server epoch: the turn's expires_at
+    rounds: int = 0
+    calls_seen: int = 0
+    recoveries: int = 0
+    start_in_flight: bool = False
+    reason: str | None = None
+    stopped_by: StopCause | None = None
+    texts: dict[str, dict[str, str]] = field(default_factory=dict)
+    untrusted: set[str] = field(default_factory=set)
+    usage: dict[str, Usage] = field(default_factory=dict)
+    results: dict[str, ToolCallResult] = field(default_factory=dict)
+    seen_turns: set[str] = field(default_factory=set)
+    last_submit: tuple[Turn[RawT], list[ToolCallResult]] | None = None
+    blind_restarts: int = 0
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Runner(Generic[RawT]):
+    """Drives runs of one backend with local tools.
+
+    Args:
+        backend: the protocol (``AssistantsBackend`` or ``ResponsesBackend``).
+        registry: the tools the model may call.
+        policy: retry, expiry, cancellation and bounds.
+        handler: default callbacks for every run (a run may pass its own).
+    """
+
+    def __init__(
+        self,
+        backend: Backend[RawT],
+        registry: ToolRegistry,
+        policy: RunPolicy | None = None,
+        handler: EventHandler | None = None,
+    ) -> None:
+        self.backend = backend
+        self.registry = registry
+        self.policy = policy or RunPolicy()
+        self.handler = handler
+        self._active: dict[str, _RunState[RawT]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- public API -------------------------------------------------------------------------
+
+    async def run(
+        self,
+        request: StartRequest,
+        *,
+        handler: EventHandler | None = None,
+        idempotency_key: str | None = None,
+        adopt_existing: bool = False,
+    ) -> RunResult[RawT]:
+        """Start ``request`` and drive it to a terminal status.
+
+        Args:
+            request: what to run.
+            handler: callbacks for this run (default: the runner's).
+            idempotency_key: stored with the turn to find it again after an ambiguous
+                failure (default: a fresh UUID).
+            adopt_existing: first look for a turn of ours (same key) and drive it.
+        """
+        state = self._new_state(request, handler, idempotency_key)
+        return await self._guarded(state, self._run_new(state, adopt_existing))
+
+    async def resume(
+        self,
+        ref: TurnRef,
+        request: StartRequest | None = None,
+        *,
+        handler: EventHandler | None = None,
+        known_results: Iterable[ToolCallResult] = (),
+    ) -> RunResult[RawT]:
+        """Adopt a turn that already exists and drive the run on from it.
+
+        Args:
+            ref: the turn (a run on its thread, or a response).
+            request: how later turns are sent (model, tools, ...); default: the registry's
+                tools and nothing else.
+            handler: callbacks for this run.
+            known_results: tool outputs computed earlier (e.g. before a crash); they are
+                submitted again if still required, never re-executed.
+        """
+        request = request or StartRequest()
+        request = replace(request, conversation=ref.conversation or request.conversation)
+        state = self._new_state(request, handler, None)
+        known = list(known_results)
+        state.dispatcher.seed_cache(known)
+        state.results.update((k.tool_call_id, k) for k in known)
+        return await self._guarded(state, self._resume(state, ref))
+
+    async def cancel(self, ref: TurnRef) -> Turn[RawT] | None:
+        """Cancel a run from elsewhere: its local tools stop and its turn is cancelled.
+
+        Args:
+            ref: the run's turn (any turn id of a run driven here, or a turn elsewhere).
+
+        Returns:
+            The turn as the cancel answered it, or None when the server refused.
+        """
+        state = self._active.get(ref.id)
+        if state is not None:
+            state.reason = state.reason or "cancelled by request"
+            state.stopped_by = state.stopped_by or "cancel"
+            state.cancel_requested.set()
+            ref = state.ref or ref
+        return await self.backend.cancel(ref)
+
+    def drives(self, turn_id: str) -> bool:
+        """True while a run driven here has seen turn ``turn_id``."""
+        return turn_id in self._active
+
+    async def aclose(self) -> None:
+        """Wait for background clean-ups (server-side cancels) to finish."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def _new_state(
+        self, request: StartRequest, handler: EventHandler | None, key: str | None
+    ) -> _RunState[RawT]:
+        policy = self.policy
+        if request.tools is None and len(self.registry):
+            request = replace(request, tools=tuple(self.registry.definitions()))
+        dispatcher = ToolDispatcher(
+            self.registry,
+            max_concurrency=policy.max_tool_concurrency,
+            default_timeout_s=policy.tool_timeout_s,
+            max_output_chars=policy.max_output_chars,
+            log_payloads=policy.log_tool_payloads,
+            thread_id=request.conversation,
+            redact=redact,  # exception text can quote credentials: never send them upstream
+        )
+        total = policy.total_deadline_s
+        return _RunState(
+            request=request,
+            handler=handler if handler is not None else self.handler,
+            dispatcher=dispatcher,
+            key=key or uuid.uuid4().hex,
+            deadline=None if total is None else time.monotonic() + total,
+        )
+
+    async def _guarded(
+        self, state: _RunState[RawT], body: Coroutine[Any, Any, RunResult[RawT]]
+    ) -> RunResult[RawT]:
+        """Run ``body`` under the total deadline; on cancellation or error, cancel the
+        server turn (shielded, bounded), then re-raise."""
+        remaining = None if state.deadline is None else state.deadline - time.monotonic()
+        timer = asyncio.timeout(remaining)
+        try:
+            async with timer:
+                return await body
+        except TimeoutError as exc:
+            if timer.expired():
+                return await self._expire(state)
+            await self._abort(state, exc)
+            raise
+        except BaseException as exc:
+            await self._abort(state, exc)
+            raise
+        finally:
+            for turn_id in state.seen_turns:
+                self._active.pop(turn_id, None)
+            structlog.contextvars.unbind_contextvars("run_id")
+            await state.dispatcher.aclose()
+
+    async def _abort(self, state: _RunState[RawT], exc: BaseException) -> None:
+        log.warning("run.aborting", run_id=_id(state.ref), error=type(exc).__name__)
+        task = self._spawn(self._cancel_on_server(state))
+        try:
+            await asyncio.shield(task)
+        except BaseException:  # cancelled again: the clean-up goes on in the background
+            log.warning("run.abort_detached", run_id=_id(state.ref))
+
+    async def _expire(self, state: _RunState[RawT]) -> RunResult[RawT]:
+        state.reason = f"total_deadline_s ({self.policy.total_deadline_s:g}) exceeded"
+        state.stopped_by = "total_deadline"
+        log.warning("run.deadline_exceeded", run_id=_id(state.ref))
+        turn: Turn[RawT] | None = None
+        try:
+            async with asyncio.timeout(self.policy.cancel_wait_s):
+                turn = await asyncio.shield(self._cancel_on_server(state))
+        except (TimeoutError, RuntimeAPIError) as exc:
+            log.warning("run.cancel_timeout", run_id=_id(state.ref), error=type(exc).__name__)
+        return await self._finish(state, turn, status="expired")
+
+    # --- start ------------------------------------------------------------------------------
+
+    async def _run_new(self, state: _RunState[RawT], adopt: bool) -> RunResult[RawT]:
+        await self._prepare(state)
+        stream = await self._start(state, adopt)
+        reruns = 0
+        while True:
+            result = await self._drive(state, stream)
+            if not self._should_rerun(result, reruns):
+                return result
+            reruns += 1
+            log.warning("run.rerun", run_id=result.run_id, code=_code(result))
+            stream = await self._redo(state, reruns)
+
+    async def _resume(self, state: _RunState[RawT], ref: TurnRef) -> RunResult[RawT]:
+        await self._track(state, ref)
+        state.untrusted.add(ref.id)  # nothing of it was streamed here
+        return await self._drive(state, None)
+
+    async def _prepare(self, state: _RunState[RawT]) -> None:
+        """Once per run: the conversation the turns live in, stored before any turn exists."""
+        for attempt in range(1, self.policy.create_attempts + 1):
+            try:
+                prepared = await self.backend.prepare(state.request)
+                break
+            except AMBIGUOUS_ERRORS as exc:
+                # A stray empty thread costs nothing, unlike a second run.
+                log.warning("run.prepare_ambiguous", attempt=attempt, error=type(exc).__name__)
+                if attempt == self.policy.create_attempts:
+                    raise
+        conversation = prepared.conversation
+        state.request = prepared
+        if conversation is not None:
+            state.dispatcher.thread_id = conversation
+            structlog.contextvars.bind_contextvars(thread_id=conversation)
+            handler = state.handler
+            if handler is not None:
+                await self._hook(handler.on_conversation, conversation, "on_conversation")
+
+    async def _start(self, state: _RunState[RawT], adopt: bool) -> TurnStream[RawT] | None:
+        """Start the turn and return its stream, or None when we adopted an existing one."""
+        if adopt and await self._adopt(state):
+            return None
+        busy_deadline = time.monotonic() + self.policy.busy_wait_s
+        ambiguous = 0  # busy-thread refusals are bounded by busy_wait_s, not by attempts
+        state.last_submit = None
+        while True:
+            state.start_in_flight = True  # stays set if we are cancelled mid-request
+            try:
+                return await self.backend.start(state.request, key=state.key, handler=state.handler)
+            except ThreadBusyError as exc:
+                state.start_in_flight = False
+                if await self._adopt(state):
+                    return None
+                await self._on_busy(state, exc, busy_deadline)
+            except AMBIGUOUS_ERRORS as exc:
+                state.start_in_flight = False
+                ambiguous += 1
+                log.warning("run.create_ambiguous", attempt=ambiguous, error=type(exc).__name__)
+                if await self._adopt(state):
+                    return None
+                if ambiguous >= self.policy.create_attempts:
+                    raise
+            except RuntimeAPIError:
+                state.start_in_flight = False  # a definite refusal: nothing was created
+                raise
+
+    async def _adopt(self, state: _RunState[RawT]) -> bool:
+        """Find the turn we started earlier (by idempotency key) and make it ours."""
+        if not self.backend.can_find:
+            return False
+        ref = await self.backend.find(state.request, state.key)
+        if ref is None:
+            return False
+        log.info("run.adopted", run_id=ref.id)
+        await self._track(state, ref)
+        return True
+
+    async def _on_busy(self, state: _RunState[RawT], exc: ThreadBusyError, deadline: float) -> None:
+        action = self.policy.busy_thread
+        other = exc.active_run_id
+        log.info("run.thread_busy", action=action, active_run_id=other)
+        if action == "fail" or other is None or time.monotonic() >= deadline:
+            raise exc
+        ref = TurnRef(other, state.request.conversation)
+        if action == "cancel":
+            await self.backend.cancel(ref)
+        await self._wait_terminal(ref, deadline - time.monotonic())
+
+    def _should_rerun(self, result: RunResult[RawT], reruns: int) -> bool:
+        if not self.policy.rerun_on_server_error or reruns >= self.policy.max_reruns:
+            return False
+        return result.status == "failed" and _code(result) in RERUN_CODES
+
+    async def _redo(self, state: _RunState[RawT], reruns: int) -> TurnStream[RawT] | None:
+        """Send again what produced a failed turn: the round (a new turn per round) or the
+        run itself, under a new key."""
+        if self.backend.new_turn_per_round and state.last_submit is not None:
+            previous, outputs = state.last_submit
+            return await self._send_outputs(state, previous, outputs)
+        state.key = f"{state.key}-rerun{reruns}"
+        state.ref = None
+        return await self._start(state, adopt=False)
+
+    # --- follow -----------------------------------------------------------------------------
+
+    async def _drive(
+        self, state: _RunState[RawT], stream: TurnStream[RawT] | None
+    ) -> RunResult[RawT]:
+        """Follow streams and answer tool rounds until the run is terminal."""
+        while True:
+            turn = await self._follow(state, stream)
+            if turn.is_terminal:
+                return await self._finish(state, turn)
+            if state.cancel_requested.is_set():
+                return await self._finish(state, await self._stop(state, turn), status="cancelled")
+            if turn.status != "requires_tools":
+                stream = None
+                continue
+            step = await self._tool_round(state, turn)
+            if isinstance(step, Turn):
+                return await self._finish(state, step, status="cancelled")
+            stream = step
+
+    async def _follow(self, state: _RunState[RawT], stream: TurnStream[RawT] | None) -> Turn[RawT]:
+        """Consume ``stream`` (or poll when there is none) until the turn stops."""
+        if stream is None:
+            return await self._poll(state)
+        stream = await self._consume_recovering(state, stream)
+        turn = stream.turn()
+        if turn is not None:
+            await self._absorb(state, turn, trusted=False)  # complete unless the stream broke
+            return turn
+        if state.cancel_requested.is_set() and stream.ref is not None:
+            # We closed the stream ourselves: keep what arrived; the drive loop cancels.
+            return Turn(ref=stream.ref, status="active", texts=stream.partial_texts())
+        if stream.ref is None and not self.backend.can_find:
+            return await self._follow(state, await self._send_blind_again(state))
+        return await self._poll(state)
+
+    async def _consume_recovering(
+        self, state: _RunState[RawT], stream: TurnStream[RawT]
+    ) -> TurnStream[RawT]:
+        """Read the stream to its end, re-opening it after a break while the protocol can."""
+        attempts = 0
+        while True:
+            try:
+                await self._consume(state, stream)
+                return stream
+            except STREAM_LOSS as exc:
+                state.recoveries += 1
+                log.warning(
+                    "run.stream_lost",
+                    run_id=_id(stream.ref or state.ref),
+                    error=type(exc).__name__,
+                    detail=exc.message,
+                )
+                await self._collect(state, stream)
+                if stream.ref is not None:
+                    state.untrusted.add(stream.ref.id)
+                attempts += 1
+                if attempts > self.policy.resume_attempts or state.cancel_requested.is_set():
+                    return stream
+                resumed = await self._reopen(state, stream)
+                if resumed is None:
+                    return stream
+                log.info("run.stream_resumed", run_id=_id(stream.ref), after=stream.last_sequence)
+                stream = resumed
+            finally:
+                await self._collect(state, stream)
+
+    async def _reopen(
+        self, state: _RunState[RawT], stream: TurnStream[RawT]
+    ) -> TurnStream[RawT] | None:
+        try:
+            resumed = await self.backend.resume(stream, handler=state.handler)
+        except RuntimeAPIError as exc:
+            log.warning("run.resume_refused", run_id=_id(stream.ref), error=type(exc).__name__)
+            return None
+        if resumed is not None and stream.ref is not None:
+            state.untrusted.discard(stream.ref.id)  # the resumed stream carries the rest
+        return resumed
+
+    async def _consume(self, state: _RunState[RawT], stream: TurnStream[RawT]) -> None:
+        """Read the stream to its end, or until a cancel request (then close it)."""
+        reader = asyncio.ensure_future(self._read(state, stream))
+        waiter = asyncio.ensure_future(state.cancel_requested.wait())
+        try:
+            await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, waiter):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(reader, waiter, return_exceptions=True)
+            await stream.aclose()
+        if not reader.cancelled():
+            reader.result()  # re-raise what broke the stream
+
+    async def _read(self, state: _RunState[RawT], stream: TurnStream[RawT]) -> None:
+        async for _ in stream:
+            ref = stream.ref
+            # Known as soon as the first event names it: cancel() and _abort() can reach it.
+            if ref is not None and ref.id not in state.seen_turns:
+                await self._track(state, ref)
+
+    async def _send_blind_again(self, state: _RunState[RawT]) -> TurnStream[RawT]:
+        """The stream broke before the turn was named, and turns cannot be found: send the
+        request again (bounded; the server may have started a turn nobody will follow)."""
+        state.blind_restarts += 1
+        if state.blind_restarts >= self.policy.create_attempts:
+            raise StreamError(
+                f"the stream broke before the turn's id was known, {state.blind_restarts} times"
+            )
+        if state.last_submit is not None:
+            previous, outputs = state.last_submit
+            return await self._send_outputs(state, previous, outputs)
+        stream = await self._start(state, adopt=False)
+        assert stream is not None  # nothing to adopt without find
+        return stream
+
+    async def _collect(self, state: _RunState[RawT], stream: TurnStream[RawT]) -> None:
+        """Keep what a stream produced so far: the turn's ref and its texts."""
+        ref = stream.ref
+        if ref is None:
+            return
+        if ref.id not in state.seen_turns:
+            await self._track(state, ref)
+        _merge_texts(state, ref.id, stream.partial_texts())
+
+    async def _absorb(self, state: _RunState[RawT], turn: Turn[RawT], *, trusted: bool) -> None:
+        """Keep what a stopped turn says: ref, texts, usage, deadline. ``trusted``: its texts
+        are the server's own (a retrieved object), so they replace a broken stream's."""
+        ref = turn.ref
+        if ref.id not in state.seen_turns or state.ref != ref:
+            await self._track(state, ref)
+        if turn.texts:
+            _merge_texts(state, ref.id, turn.texts)
+            if trusted:
+                state.untrusted.discard(ref.id)
+        if turn.usage is not None:
+            state.usage[ref.id] = turn.usage
+        if turn.deadline is not None:
+            state.turn_deadline = turn.deadline
+
+    async def _track(self, state: _RunState[RawT], ref: TurnRef) -> None:
+        if state.ref is not None and state.ref.conversation and not ref.conversation:
+            ref = TurnRef(ref.id, state.ref.conversation)
+        state.ref = ref
+        state.dispatcher.run_id = ref.id
+        self._active[ref.id] = state
+        structlog.contextvars.bind_contextvars(run_id=ref.id)
+        if ref.id in state.seen_turns:
+            return
+        state.seen_turns.add(ref.id)
+        handler = state.handler
+        if handler is not None:
+            await self._hook(handler.on_turn, ref, "on_turn")
+
+    # --- poll -------------------------------------------------------------------------------
+
+    async def _poll(self, state: _RunState[RawT]) -> Turn[RawT]:
+        """Retrieve the turn until it requires tools or is terminal (backoff, bounded)."""
+        if state.ref is None and not await self._adopt(state):
+            raise StreamError(
+                "the stream broke before the turn's id was known, and no "
+                "turn with our idempotency key exists"
+            )
+        assert state.ref is not None
+        ref = state.ref
+        turn = await self._poll_until(
+            ref,
+            lambda t: t.is_terminal or t.status == "requires_tools",
+            interval=self.policy.poll_interval_s,
+            timeout_s=self._poll_budget(state),
+        )
+        if not turn.is_terminal and turn.status != "requires_tools":
+            # Past expires_at and its grace: the server will not end it; we do.
+            state.reason = "the run outlived its expires_at; given up as expired"
+            stopped = await self._stop(state, turn)
+            await self._absorb(state, stopped, trusted=False)
+            return replace(stopped, status="expired") if not stopped.is_terminal else stopped
+        await self._absorb(state, turn, trusted=True)
+        if not turn.texts:
+            # The turn object holds no texts (a run): what it wrote since we last read a
+            # stream is only in the transcript.
+            state.untrusted.add(turn.ref.id)
+        return turn
+
+    def _poll_budget(self, state: _RunState[RawT]) -> float | None:
+        """Seconds polling may last: until the turn's expiry plus its grace (None: unbounded
+        here; the total deadline still applies)."""
+        if state.turn_deadline is None:
+            return None
+        remaining = state.turn_deadline + self.policy.expiry_grace_s - self.backend.server_now()
+        return max(remaining, 0.0)
+
+    async def _wait_terminal(self, ref: TurnRef, timeout_s: float) -> Turn[RawT]:
+        """Poll a turn until it is terminal, at most ``timeout_s`` (then return it as is)."""
+        interval = min(self.policy.poll_interval_s, _CANCEL_POLL_S)
+        return await self._poll_until(
+            ref, lambda t: t.is_terminal, interval=interval, timeout_s=timeout_s
+        )
+
+    async def _poll_until(
+        self,
+        ref: TurnRef,
+        done: Callable[[Turn[RawT]], bool],
+        *,
+        interval: float,
+        timeout_s: float | None = None,
+    ) -> Turn[RawT]:
+        """Retrieve the turn until ``done(turn)`` or the timeout; backoff, honouring the
+        server's polling hint."""
+        deadline = None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
+        while True:
+            try:
+                turn = await self.backend.retrieve(ref)
+            except NotFoundError as exc:
+                raise StreamError(
+                    f"{ref.id} cannot be retrieved to recover its broken stream "
+                    "(was it created with store=false?)"
+                ) from exc
+            if done(turn) or (deadline is not None and time.monotonic() >= deadline):
+                return turn
+            wait = max(turn.poll_after_s, 0.01) if turn.poll_after_s else interval
+            if deadline is not None:
+                wait = min(wait, max(deadline - time.monotonic(), 0.01))
+            await asyncio.sleep(wait)
+            interval = min(interval * 1.5, self.policy.max_poll_interval_s)
+
+    # --- tool round -------------------------------------------------------------------------
+
+    async def _tool_round(
+        self, state: _RunState[RawT], turn: Turn[RawT]
+    ) -> TurnStream[RawT] | Turn[RawT] | None:
+        """Answer the turn's calls: a stream to follow, a turn to finish with (stopped by a
+        bound or a cancel), or None to poll."""
+        new = {c.id for c in turn.tool_calls} - set(state.results)
+        bound = self._exceeded_bound(state, len(new))
+        if bound is not None:
+            cause, state.reason = bound
+            state.stopped_by = cause
+            log.warning("run.bound_exceeded", run_id=turn.ref.id, reason=state.reason)
+            return await self._stop(state, turn)
+        if not turn.tool_calls:
+            log.warning("run.empty_tool_round", run_id=turn.ref.id)
+            return await self._stop(state, turn)
+        state.rounds += 1
+        state.calls_seen += len(new)
+        results = await self._execute(state, turn)
+        if results is None:
+            return await self._stop(state, turn)
+        return await self._submit(state, turn, results)
+
+    def _exceeded_bound(
+        self, state: _RunState[RawT], new_calls: int
+    ) -> tuple[StopCause, str] | None:
+        policy = self.policy
+        if state.calls_seen + new_calls > policy.max_tool_calls:
+            return "max_tool_calls", f"max_tool_calls ({policy.max_tool_calls}) exceeded"
+        if state.rounds + 1 > policy.max_tool_rounds:
+            return "max_tool_rounds", f"max_tool_rounds ({policy.max_tool_rounds}) exceeded"
+        return None
+
+    async def _execute(
+        self, state: _RunState[RawT], turn: Turn[RawT]
+    ) -> list[ToolCallResult] | None:
+        """Run the batch under the turn's deadline; None when a cancel request interrupted it."""
+        callbacks = _HandlerCallbacks(state.handler)
+        batch = asyncio.ensure_future(
+            state.dispatcher.run_batch(
+                list(turn.tool_calls),
+                deadline=self._tool_deadline(state, turn),
+                on_start=callbacks.started if callbacks.wants_start else None,
+                on_finish=callbacks.finished if callbacks.wants_finish else None,
+            )
+        )
+        waiter = asyncio.ensure_future(state.cancel_requested.wait())
+        try:
+            await asyncio.wait({batch, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (batch, waiter):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(batch, waiter, return_exceptions=True)
+        if batch.cancelled() and state.cancel_requested.is_set():
+            return None
+        results = batch.result()  # re-raises the batch's own failure
+        callbacks.raise_if_failed()
+        state.results.update((r.tool_call_id, r) for r in results)
+        return results
+
+    def _tool_deadline(self, state: _RunState[RawT], turn: Turn[RawT]) -> float | None:
+        """The earlier of ``expires_at - margin`` (server clock) and the total deadline minus
+        a margin (capped at half the total), as a local monotonic time."""
+        policy = self.policy
+        candidates: list[float] = []
+        if turn.deadline is not None:
+            remaining = turn.deadline - policy.expiry_margin_s - self.backend.server_now()
+            candidates.append(time.monotonic() + max(remaining, 0.0))
+        if state.deadline is not None:
+            margin = min(policy.expiry_margin_s, 0.5 * (policy.total_deadline_s or 0.0))
+            candidates.append(state.deadline - margin)
+        return min(candidates) if candidates else None
+
+    async def _submit(
+        self, state: _RunState[RawT], turn: Turn[RawT], results: list[ToolCallResult]
+    ) -> TurnStream[RawT] | None:
+        """Submit all outputs in one request; after an ambiguous failure, never twice."""
+        required = {r.tool_call_id for r in results}
+        for attempt in range(1, self.policy.submit_attempts + 1):
+            try:
+                return await self._send_outputs(state, turn, results)
+            except BadRequestError as exc:
+                log.warning("run.submit_rejected", run_id=turn.ref.id, error=exc.message)
+                return None
+            except AMBIGUOUS_ERRORS as exc:
+                log.warning(
+                    "run.submit_ambiguous",
+                    run_id=turn.ref.id,
+                    attempt=attempt,
+                    error=type(exc).__name__,
+                )
+                current = await self.backend.retrieve(turn.ref)
+                if not _still_requires(current, required):
+                    return None
+                if attempt == self.policy.submit_attempts:
+                    raise
+        return None
+
+    async def _send_outputs(
+        self, state: _RunState[RawT], turn: Turn[RawT], results: list[ToolCallResult]
+    ) -> TurnStream[RawT]:
+        state.last_submit = (turn, results)
+        return await self.backend.submit(state.request, turn, results, handler=state.handler)
+
+    # --- cancel and finish ------------------------------------------------------------------
+
+    async def _stop(self, state: _RunState[RawT], turn: Turn[RawT]) -> Turn[RawT]:
+        """Cancel the turn on the server and wait (bounded) for it to end. A refused cancel
+        is checked once: a turn already being cancelled is waited for, one that cannot be
+        cancelled (it is over, or a finished response) is left as it is."""
+        if turn.is_terminal:
+            return turn
+        answer = await self._request_cancel(turn.ref)
+        current = answer if answer is not None else await self.backend.retrieve(turn.ref)
+        if current.is_terminal:
+            return current
+        if answer is None and current.status != "cancelling":
+            return turn  # not cancellable here (a finished or foreground response): stop locally
+        return await self._wait_terminal(turn.ref, self.policy.cancel_wait_s)
+
+    async def _request_cancel(self, ref: TurnRef) -> Turn[RawT] | None:
+        answer = await self.backend.cancel(ref)
+        if answer is None:
+            log.info("run.cancel_refused", run_id=ref.id)
+        return answer
+
+    async def _cancel_on_server(self, state: _RunState[RawT]) -> Turn[RawT] | None:
+        """Best effort: cancel the run's current turn and wait (bounded) for it to end."""
+        try:
+            if state.ref is None and not await self._adopt(state):
+                if state.start_in_flight and self.backend.can_find:
+                    self._spawn(self._cancel_late_turn(state.request, state.key))
+                return None
+            assert state.ref is not None
+            answer = await self._request_cancel(state.ref)
+            if answer is None:
+                return None
+            turn = answer
+            if not turn.is_terminal:
+                turn = await self._wait_terminal(state.ref, self.policy.cancel_wait_s)
+            log.info("run.cancelled_on_server", run_id=turn.ref.id, status=turn.status)
+            return turn
+        except RuntimeAPIError as exc:
+            log.warning("run.cancel_failed", run_id=_id(state.ref), error=repr(exc))
+            return None
+
+    async def _cancel_late_turn(self, request: StartRequest, key: str) -> None:
+        """A start request was cut off mid-flight: the server may create the turn a moment
+        later. Watch for it (up to cancel_wait_s, in the background) and cancel it."""
+        deadline = time.monotonic() + self.policy.cancel_wait_s
+        interval = min(self.policy.poll_interval_s, _CANCEL_POLL_S)
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(interval)
+                interval = min(interval * 1.5, self.policy.max_poll_interval_s)
+                ref = await self.backend.find(request, key)
+                if ref is not None:
+                    turn = await self.backend.retrieve(ref)
+                    if not turn.is_terminal:
+                        await self.backend.cancel(ref)
+                    log.info("run.late_run_cancelled", run_id=ref.id, status=turn.status)
+                    return
+        except RuntimeAPIError as exc:
+            log.warning("run.cancel_failed", error=repr(exc))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None]:
+        """Start a clean-up task the runner holds until it ends (see :meth:`aclose`)."""
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _finish(
+        self, state: _RunState[RawT], turn: Turn[RawT] | None, *, status: str | None = None
+    ) -> RunResult[RawT]:
+        if turn is not None:
+            await self._absorb(state, turn, trusted=False)
+        await self._reload_untrusted(state)
+        final = turn.status if turn is not None and turn.is_terminal else (status or "failed")
+        text = "\n\n".join(t for texts in state.texts.values() for t in texts.values() if t)
+        usage = sum(state.usage.values(), Usage()) if state.usage else None
+        ref = turn.ref if turn is not None else state.ref
+        log.info(
+            "run.finished",
+            run_id=_id(ref),
+            status=final,
+            rounds=state.rounds,
+            tool_calls=len(state.results),
+            recoveries=state.recoveries,
+        )
+        return RunResult(
+            status=final,
+            raw=turn.raw if turn is not None else None,
+            text=text,
+            tool_calls=list(state.results.values()),
+            usage=usage,
+            rounds=state.rounds,
+            reason=state.reason,
+            stopped_by=state.stopped_by,
+            error=turn.error if turn is not None else None,
+            incomplete_reason=turn.incomplete_reason if turn is not None else None,
+            conversation_id=state.request.conversation or (ref.conversation if ref else None),
+            run_id=_id(ref),
+            recoveries=state.recoveries,
+        )
+
+    async def _reload_untrusted(self, state: _RunState[RawT]) -> None:
+        """Texts of turns whose streams broke (or were never streamed here): the server's."""
+        conversation = state.request.conversation
+        for turn_id in list(state.untrusted):
+            ref = TurnRef(turn_id, conversation or (state.ref.conversation if state.ref else None))
+            try:
+                parts = await self.backend.transcript(ref)
+            except APIStatusError as exc:
+                log.warning("run.transcript_unavailable", run_id=turn_id, error=exc.message)
+                continue
+            state.texts[turn_id] = {p.id: p.text for p in parts}
+        state.untrusted.clear()
+
+    async def _hook(
+        self, callback: Callable[[Any], Awaitable[None]], arg: object, name: str
+    ) -> None:
+        try:
+            await callback(arg)
+        except Exception as exc:
+            raise HandlerError(f"EventHandler.{name} raised {exc!r}", callback=name) from exc
+
+
+class _HandlerCallbacks:
+    """Adapts EventHandler tool callbacks for the dispatcher, keeping their first failure.
+
+    The dispatcher only logs a failing callback (a tool must not fail because a UI did);
+    the runner raises it as HandlerError once the batch is over.
+    """
+
+    def __init__(self, handler: EventHandler | None) -> None:
+        self._handler = handler
+        self._error: tuple[str, Exception] | None = None
+        kind = type(handler) if handler is not None else EventHandler
+        self.wants_start = kind.on_tool_call_started is not EventHandler.on_tool_call_started
+        self.wants_finish = kind.on_tool_call_finished is not EventHandler.on_tool_call_finished
+
+    async def started(self, call: ToolCall) -> None:
+        assert self._handler is not None
+        await self._call("on_tool_call_started", self._handler.on_tool_call_started, call)
+
+    async def finished(self, result: ToolCallResult) -> None:
+        assert self._handler is not None
+        await self._call("on_tool_call_finished", self._handler.on_tool_call_finished, result)
+
+    async def _call(
+        self, name: str, callback: Callable[[Any], Awaitable[None]], arg: object
+    ) -> None:
+        try:
+            await callback(arg)
+        except Exception as exc:
+            if self._error is None:
+                self._error = (name, exc)
+            raise
+
+    def raise_if_failed(self) -> None:
+        if self._error is not None:
+            name, exc = self._error
+            raise HandlerError(f"EventHandler.{name} raised {exc!r}", callback=name) from exc
+
+
+def _merge_texts(state: _RunState[Any], turn_id: str, parts: Iterable[TextPart]) -> None:
+    texts = state.texts.setdefault(turn_id, {})
+    for part in parts:
+        texts[part.id] = part.text
+
+
+def _still_requires(turn: Turn[Any], required: set[str]) -> bool:
+    if turn.status != "requires_tools":
+        return False
+    return {c.id for c in turn.tool_calls} == required
+
+
+def _code(result: RunResult[Any]) -> str | None:
+    return result.error.code if result.error is not None else None
+
+
+def _id(ref: TurnRef | None) -> str | None:
+    return ref.id if ref is not None else None

@@ -1,0 +1,75 @@
+"""The API objects both protocols share: tolerant bases, answer metadata, lists, errors.
+
+Every model keeps fields the server adds later (``extra="allow"``): a runtime that crashes
+on a new field is worse than one that ignores it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+
+class ResponseMeta(BaseModel):
+    """What the HTTP answer said about an object, beside its body.
+
+    Attributes:
+        request_id: the ``x-request-id`` header.
+        poll_after_ms: the ``openai-poll-after-ms`` header, a hint for polling clients.
+        server_time: the server's clock (epoch seconds) from the ``Date`` header.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str | None = None
+    poll_after_ms: int | None = None
+    server_time: float | None = None
+
+
+class APIModel(BaseModel):
+    """Base of all API objects: unknown fields are kept, never rejected."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class APIObject(APIModel):
+    """A top-level object an endpoint answers with; remembers the answer's headers.
+
+    Only top-level objects carry the private attribute: pydantic initialises private
+    attributes on every instance, and nested models (deltas, content parts) are the hot path.
+    """
+
+    _meta: ResponseMeta | None = PrivateAttr(default=None)
+
+    @property
+    def response_meta(self) -> ResponseMeta | None:
+        """Headers of the HTTP answer that carried this object, when it came from one."""
+        return self._meta
+
+
+class DeletionStatus(APIObject):
+    """Answer of a delete call."""
+
+    id: str
+    object: str | None = None
+    deleted: bool = False
+
+
+class APIErrorBody(APIModel):
+    """An error object, as in ``{"error": {...}}`` bodies and ``error`` events."""
+
+    message: str = ""
+    type: str | None = None
+    param: str | None = None
+    code: str | None = None
+
+
+class ListPage(APIObject):
+    """One page of a list answer."""
+
+    object: str = "list"
+    data: list[dict[str, Any]] = Field(default_factory=list)
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False

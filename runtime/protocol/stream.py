@@ -1,0 +1,291 @@
+"""One stream base for both protocols: bytes -> events -> a pure accumulator -> callbacks.
+
+:class:`EventStream` owns the I/O and the lifecycle (one iteration, ``aclose``, ``on_end``,
+the gap allowed between events, typed interruptions); an :class:`Accumulator` owns the
+protocol: it is synchronous code without I/O that folds each event into snapshots and notes
+which callbacks are due. The stream then awaits those callbacks, so a handler's failure
+surfaces as :class:`~runtime.errors.HandlerError` at the event that caused it.
+"""
+
+from __future__ import annotations
+
+import time
+import types
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+import structlog
+
+from runtime.errors import (
+    HandlerError,
+    RequestTimeout,
+    RuntimeAPIError,
+    StreamInterrupted,
+    TransportError,
+)
+from runtime.protocol.events import DoneEvent, StreamEvent
+from runtime.protocol.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSERecord
+
+if TYPE_CHECKING:
+    from runtime.core.backend import TextPart, Turn, TurnRef
+    from runtime.core.hooks import EventHandler
+
+log = structlog.get_logger("runtime.stream")
+
+RawT = TypeVar("RawT")
+HandlerCallback = Callable[..., Awaitable[None]]
+Note = tuple[str, tuple[object, ...]]
+
+# Every callback a stream may note; the handler's overrides among them are looked up once.
+STREAM_CALLBACKS = (
+    "on_status",
+    "on_text_delta",
+    "on_message_done",
+    "on_tool_call_created",
+    "on_tool_call_delta",
+    "on_tool_call_done",
+    "on_error",
+)
+
+
+class Accumulator(Protocol[RawT]):
+    """The pure half of a stream: folds events into snapshots, notes due callbacks."""
+
+    notes: list[Note]
+    wants: frozenset[str]
+
+    def feed(self, event: StreamEvent) -> None:
+        """Fold one event in (no I/O); append ``(callback, args)`` to ``notes`` as due."""
+        ...
+
+    @property
+    def stopped(self) -> bool:
+        """True once the stream carried a stopping event (tools required, or terminal)."""
+        ...
+
+    @property
+    def ref(self) -> TurnRef | None:
+        """The turn's ref, once known."""
+        ...
+
+    @property
+    def last_sequence(self) -> int | None:
+        """The last sequence number seen."""
+        ...
+
+    def turn(self) -> Turn[RawT] | None:
+        """Where the stream left the turn; None when it did not reach a stopping point."""
+        ...
+
+    def partial_texts(self) -> tuple[TextPart, ...]:
+        """The texts streamed so far."""
+        ...
+
+
+def overridden_callbacks(
+    handler: EventHandler | None, names: Iterable[str]
+) -> dict[str, HandlerCallback]:
+    """The handler's callbacks among ``names`` that do something (base no-ops are skipped).
+
+    A name the handler's class defines is used even when the base class lacks it, so a
+    handler can answer a protocol's typed hooks without subclassing that protocol's handler.
+    """
+    if handler is None:
+        return {}
+    from runtime.core.hooks import EventHandler
+
+    found: dict[str, HandlerCallback] = {}
+    for name in names:
+        own = getattr(type(handler), name, None)
+        if own is None or own is getattr(EventHandler, name, None):
+            continue
+        found[name] = getattr(handler, name)
+    return found
+
+
+class EventStream(Generic[RawT]):
+    """Async iterator over one turn's events, with the accumulator's snapshots.
+
+    Args:
+        chunks: the response body as byte chunks.
+        accumulator: the protocol's pure accumulator.
+        parse: SSE record -> typed event (never raises).
+        handler: optional callbacks.
+        close: called once when the stream is closed (releases the connection).
+        max_event_bytes: the largest line/event accepted.
+        idle_timeout_s: the longest gap allowed between two events; comment and keep-alive
+            bytes do not count as events (None: no limit beyond the transport's).
+
+    Iterating yields every typed event up to ``done``. When the bytes end before the turn
+    stopped, iteration raises :class:`~runtime.errors.StreamInterrupted`.
+    """
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        accumulator: Accumulator[RawT],
+        parse: Callable[[SSERecord], StreamEvent],
+        handler: EventHandler | None = None,
+        close: Callable[[], Awaitable[None]] | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        idle_timeout_s: float | None = None,
+    ) -> None:
+        self._chunks = chunks
+        self._decoder = SSEDecoder(max_event_bytes)
+        self._parse = parse
+        self._close = close
+        self._idle_timeout_s = idle_timeout_s
+        self._closed = False
+        self._started = False
+        self._gen: AsyncGenerator[StreamEvent, None] | None = None
+        self.accumulator = accumulator
+        self._callbacks = overridden_callbacks(
+            handler, (*STREAM_CALLBACKS, "on_event", "on_end", *self.typed_callbacks())
+        )
+        accumulator.wants = frozenset(self._callbacks)
+
+    @classmethod
+    def typed_callbacks(cls) -> tuple[str, ...]:
+        """A protocol's own hook names (beyond the neutral ones) its accumulator may note."""
+        return ()
+
+    # --- views ----------------------------------------------------------------------------
+
+    @property
+    def ref(self) -> TurnRef | None:
+        """The turn's ref, once the stream named it."""
+        return self.accumulator.ref
+
+    @property
+    def last_sequence(self) -> int | None:
+        """The last sequence number seen."""
+        return self.accumulator.last_sequence
+
+    @property
+    def stopped(self) -> bool:
+        """True when the turn reached a stopping point in this stream."""
+        return self.accumulator.stopped
+
+    def turn(self) -> Turn[RawT] | None:
+        """Where the stream left the turn (None: it never reached a stopping point)."""
+        return self.accumulator.turn()
+
+    def partial_texts(self) -> tuple[TextPart, ...]:
+        """The text streamed so far."""
+        return self.accumulator.partial_texts()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> EventStream[RawT]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the connection and finish an abandoned iteration (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._close is not None:
+                await self._close()
+        finally:
+            gen = self._gen
+            if isinstance(gen, types.AsyncGeneratorType) and not gen.ag_running:
+                # The consumer broke out of ``async for``: run the generator's clean-up
+                # (on_end) now rather than whenever the loop's asyncgen hook gets to it.
+                await gen.aclose()
+
+    async def until_done(self) -> EventStream[RawT]:
+        """Consume the whole stream (calling the handler) and return self."""
+        async for _ in self:
+            pass
+        return self
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        if self._started:
+            raise RuntimeError("a stream can be iterated only once")
+        self._started = True
+        self._gen = self._iterate()
+        return self._gen
+
+    async def _iterate(self) -> AsyncGenerator[StreamEvent, None]:
+        try:
+            try:
+                async for event in self._events():
+                    yield event
+            except TransportError as exc:
+                await self._report(exc)
+                reason = "idle_timeout" if isinstance(exc, RequestTimeout) else "connection"
+                raise StreamInterrupted(
+                    f"the stream broke: {exc.message}", run_id=self._ref_id(), reason=reason
+                ) from exc
+            if not self.accumulator.stopped:
+                # Also after ``done``: a stream that says it is over without a stopping
+                # status (e.g. after an ``error`` event) leaves the turn's state unknown.
+                raise StreamInterrupted(
+                    "the stream ended before the turn stopped", run_id=self._ref_id(), reason="eof"
+                )
+        finally:
+            await self.aclose()
+            callback = self._callbacks.get("on_end")
+            if callback is not None:
+                await self._call("on_end", callback, ())
+
+    async def _events(self) -> AsyncGenerator[StreamEvent, None]:
+        # One generator from bytes to events: a generator hop per event is significant with
+        # tens of thousands of deltas.
+        decoder, parse, handle = self._decoder, self._parse, self._handle
+        idle = self._idle_timeout_s
+        last_event = time.monotonic()
+        async for chunk in self._chunks:
+            records = decoder.feed(chunk)
+            if not records:
+                if idle is not None and time.monotonic() - last_event > idle:
+                    raise RequestTimeout(f"no event for {idle:g} s (only keep-alive bytes)")
+                continue
+            last_event = time.monotonic()
+            for record in records:
+                event = parse(record)
+                await handle(event)
+                yield event
+                if type(event) is DoneEvent:
+                    return  # stop reading even if the server keeps the body open
+        for record in decoder.flush():
+            event = parse(record)
+            await handle(event)
+            yield event
+
+    # --- callbacks ------------------------------------------------------------------------
+
+    async def _handle(self, event: StreamEvent) -> None:
+        callbacks = self._callbacks
+        if callbacks:
+            on_event = callbacks.get("on_event")
+            if on_event is not None:
+                await self._call("on_event", on_event, (event,))
+        accumulator = self.accumulator
+        accumulator.feed(event)
+        if accumulator.notes:
+            notes = accumulator.notes[:]
+            accumulator.notes.clear()
+            for name, args in notes:
+                await self._call(name, callbacks[name], args)
+
+    async def _report(self, error: RuntimeAPIError) -> None:
+        callback = self._callbacks.get("on_error")
+        if callback is not None:
+            await self._call("on_error", callback, (error,))
+
+    async def _call(self, name: str, callback: HandlerCallback, args: tuple[object, ...]) -> None:
+        try:
+            await callback(*args)
+        except Exception as exc:
+            log.error("stream.handler_failed", callback=name, error=repr(exc), id=self._ref_id())
+            raise HandlerError(f"EventHandler.{name} raised {exc!r}", callback=name) from exc
+
+    def _ref_id(self) -> str | None:
+        ref = self.accumulator.ref
+        return ref.id if ref is not None else None
