@@ -218,7 +218,8 @@ async def test_unknown_tool_shows_its_error_and_the_run_goes_on(page: Page) -> N
     error line beside a working call, and the run completes."""
     await send(page, '/call no_such_tool {"x": 1}\n/call calculate {"expression": "2 + 3"}')
     turn = await finished_turn(page)
-    unknown = next(line for line in turn["tools"] if "no_such_tool" in line)
+    assert turn["end"] == "run completed", turn
+    [unknown] = [line for line in turn["tools"] if "no_such_tool" in line]
     assert unknown.startswith("\u2717 no_such_tool (")
     assert "\u2192 unknown_tool: no tool named 'no_such_tool'; available tools:" in unknown
     assert any(
@@ -226,7 +227,6 @@ async def test_unknown_tool_shows_its_error_and_the_run_goes_on(page: Page) -> N
     )
     assert "no_such_tool returned: {" in turn["assistant"]
     assert "calculate returned: 5" in turn["assistant"]
-    assert turn["end"] == "run completed"
     assert page.exceptions == []
 
 
@@ -293,3 +293,32 @@ async def test_bad_requests_get_clear_errors(site: ChatSite) -> None:
             async with session.post(site.url + path, data=body) as response:
                 assert response.status == status, path
                 assert text in await response.text()
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Processes (zombies aside) whose process group is ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it exited meanwhile
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+async def test_chromium_leaves_no_process_behind() -> None:
+    """The launcher kills chromium's whole process group (zygote, renderers) on exit."""
+    assert CHROMIUM is not None
+    async with Chromium.launch(CHROMIUM) as browser:
+        page = await browser.open("about:blank")
+        assert await page.evaluate("1 + 1") == 2
+        pgid = browser.process.pid
+        assert len(live_group_members(pgid)) > 1  # the launcher script's chromium and helpers
+        await page.close()
+    for _ in range(60):  # SIGKILLed processes may take a moment to finish exiting
+        if not live_group_members(pgid):
+            break
+        await asyncio.sleep(0.05)
+    assert live_group_members(pgid) == []
