@@ -28,10 +28,11 @@ import time
 from collections.abc import AsyncIterator
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import aiohttp
 from aiohttp import web
+from pydantic import Field
 
 from runtime import AssistantsClient, EventHandler, Orchestrator, RunResult
 from runtime.emulator import Emulator
@@ -58,9 +59,13 @@ async def get_weather(city: str) -> str:
 
 
 @registry.tool(timeout_s=120.0)
-async def slow_report(seconds: float = 20.0) -> str:
-    """Build a report that takes a while (``seconds``, at most 100)."""
-    await asyncio.sleep(min(max(seconds, 0.0), 100.0))
+async def slow_report(seconds: Annotated[float, Field(ge=0, le=100)] = 20.0) -> str:
+    """Build a report that takes a while.
+
+    Args:
+        seconds: how long it takes.
+    """
+    await asyncio.sleep(seconds)  # longer than the keep-alive interval: comments keep it alive
     return f"report ready after {seconds:g} s"
 
 
