@@ -1,16 +1,20 @@
 """Web chat: an aiohttp app whose POST /chat streams server-sent events while tools run.
 
-``GET /`` serves a tiny page; ``POST /chat`` with ``{"message": ..., "thread_id": ...}``
-answers ``text/event-stream``: ``status``, ``tool_started`` and ``tool_finished`` events
-while the tools execute, ``text`` events as the answer streams, then one ``done`` event
-(status, thread_id, run_id). The run is a task owned by the request: if the browser goes
-away (noticed at the next event or keep-alive comment), the task is cancelled and so is the
-run on the server.
+``GET /`` serves the page (``web_chat.html`` beside this script); ``POST /chat`` with
+``{"message": ..., "thread_id": ...}`` answers ``text/event-stream``: ``status`` events (each
+change of the run's status, once), ``tool_started`` and ``tool_finished`` while the tools
+execute, ``text`` as the answer streams, then one ``done`` event (status, reason, thread_id,
+run_id) or one ``error`` event. During a silence (a slow tool) a ``: keep-alive`` comment goes
+out every ``--keepalive`` seconds (default 15, or ``WEB_CHAT_KEEPALIVE_S``): it keeps proxies
+from timing out and notices a browser that went away, whose run is then cancelled, here and on
+the server. ``POST /cancel`` with ``{"run_id": ...}`` cancels a run streaming here (the page's
+Cancel button); its stream then ends with ``done`` and status ``cancelled``.
 
     python examples/web_chat.py --port 8080      # then open http://127.0.0.1:8080/
     python examples/web_chat.py --self-test      # exercise /chat over loopback and exit
 
-It uses the embedded emulator (its model turns ``/call NAME {json}`` lines into tool calls).
+It uses the embedded emulator (its model turns ``/call NAME {json}`` lines into tool calls;
+try ``/call slow_report {"seconds": 20}`` to watch a tool outlast the keep-alive interval).
 """
 
 from __future__ import annotations
@@ -18,21 +22,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from itertools import pairwise
+from pathlib import Path
+from typing import Annotated, Any
 
 import aiohttp
 from aiohttp import web
+from pydantic import Field
 
 from runtime import AssistantsClient, EventHandler, Orchestrator, RunResult
 from runtime.assistants.models import Run
 from runtime.emulator import Emulator
+from runtime.errors import RuntimeAPIError
 from runtime.logging import configure_logging
 from runtime.protocol.snapshots import TextSnapshot
 from tools import ToolCall, ToolCallResult, ToolRegistry
 from tools.builtin import register_builtins
+
+PAGE_PATH = Path(__file__).with_name("web_chat.html")
+KEEPALIVE_ENV = "WEB_CHAT_KEEPALIVE_S"
+DEFAULT_KEEPALIVE_S = 15.0
 
 registry = ToolRegistry()
 register_builtins(registry)
@@ -45,16 +58,39 @@ async def get_weather(city: str) -> str:
     return f"clear, 18 C in {city}"
 
 
+@registry.tool(timeout_s=120.0)
+async def slow_report(seconds: Annotated[float, Field(ge=0, le=100)] = 20.0) -> str:
+    """Build a report that takes a while.
+
+    Args:
+        seconds: how long it takes.
+    """
+    await asyncio.sleep(seconds)  # longer than the keep-alive interval: comments keep it alive
+    return f"report ready after {seconds:g} s"
+
+
 Event = tuple[str, dict[str, Any]] | None
 
 
 class QueueHandler(EventHandler):
-    """Turns run callbacks into (event, data) items on a queue the response drains."""
+    """Turns run callbacks into (event, data) items on a queue the response drains.
 
-    def __init__(self, queue: asyncio.Queue[Event]) -> None:
+    ``runs`` (shared by the app) maps each run id this handler has seen to its thread, so
+    ``POST /cancel`` can find it.
+    """
+
+    def __init__(self, queue: asyncio.Queue[Event], runs: dict[str, str]) -> None:
         self.queue = queue
+        self.runs = runs
+        self.run_ids: set[str] = set()
+        self._last_status: tuple[str, str] | None = None
 
     async def on_run_status(self, run: Run) -> None:
+        self.runs[run.id] = run.thread_id
+        self.run_ids.add(run.id)
+        if self._last_status == (run.id, run.status):
+            return  # run.created and run.queued both say "queued": tell the page once
+        self._last_status = (run.id, run.status)
         data = {"status": run.status, "run_id": run.id, "thread_id": run.thread_id}
         self.queue.put_nowait(("status", data))
 
@@ -68,12 +104,17 @@ class QueueHandler(EventHandler):
             "name": result.name,
             "output": result.output,
             "is_error": result.is_error,
+            "error_type": result.error_type,
             "seconds": round(result.seconds, 3),
         }
         self.queue.put_nowait(("tool_finished", data))
 
     async def on_text_delta(self, delta: str, snapshot: TextSnapshot) -> None:
         self.queue.put_nowait(("text", {"delta": delta}))
+
+    def forget_runs(self) -> None:
+        for run_id in self.run_ids:
+            self.runs.pop(run_id, None)
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -85,6 +126,8 @@ ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
 CLIENT = web.AppKey("client", AssistantsClient)
 ASSISTANT_ID = web.AppKey("assistant_id", str)
 KEEPALIVE_S = web.AppKey("keepalive_s", float)
+RUNS = web.AppKey("runs", dict[str, str])
+PAGE = web.AppKey("page", str)
 
 
 async def runtime_context(app: web.Application) -> AsyncIterator[None]:
@@ -114,17 +157,41 @@ async def start_run(
     return await orchestrator.run(thread_id, assistant_id, handler=handler)
 
 
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, or 400."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return body
+
+
+def done_event(result: RunResult) -> dict[str, Any]:
+    """The ``done`` event's data: how the run ended, and why when it did not complete."""
+    error = result.last_error
+    reason = result.reason or result.incomplete_reason or getattr(error, "message", None)
+    return {
+        "status": result.status,
+        "reason": None if result.ok else reason,
+        "thread_id": result.thread_id,
+        "run_id": result.run_id,
+    }
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     """POST /chat: stream the run as server-sent events."""
-    body = await request.json()
+    body = await json_body(request)
     message, thread_id = str(body.get("message", "")), body.get("thread_id") or None
     if not message.strip():
         raise web.HTTPBadRequest(text="message is required")
     queue: asyncio.Queue[Event] = asyncio.Queue()
+    handler = QueueHandler(queue, request.app[RUNS])
 
     async def run_then_close() -> RunResult:
         try:
-            return await start_run(request.app, message, thread_id, QueueHandler(queue))
+            return await start_run(request.app, message, thread_id, handler)
         finally:
             queue.put_nowait(None)  # wake the writer whatever happened
 
@@ -135,9 +202,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     task = asyncio.create_task(run_then_close())
     try:
         await forward(queue, response, request.app[KEEPALIVE_S])
-        result = await task
-        done = {"status": result.status, "thread_id": result.thread_id, "run_id": result.run_id}
-        await response.write(sse("done", done))
+        await response.write(sse("done", done_event(await task)))
     except ConnectionResetError:  # the browser went away (aiohttp's reset error is one)
         pass
     except Exception as exc:  # an API error of the run: tell the page, keep serving
@@ -149,7 +214,21 @@ async def chat(request: web.Request) -> web.StreamResponse:
         if not task.done():  # the browser went away: cancel the run (here and on the server)
             task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        handler.forget_runs()
     return response
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """POST /cancel: cancel a run streaming from this app; its /chat stream ends ``cancelled``."""
+    run_id = str((await json_body(request)).get("run_id") or "")
+    thread_id = request.app[RUNS].get(run_id)
+    if thread_id is None:
+        raise web.HTTPNotFound(text=f"no run {run_id!r} is streaming here")
+    try:
+        run = await request.app[ORCHESTRATOR].cancel(run_id, thread_id=thread_id)
+    except RuntimeAPIError as exc:
+        raise web.HTTPBadGateway(text=f"the cancel request failed: {exc}") from None
+    return web.json_response({"run_id": run_id, "status": run.status if run else "ended"})
 
 
 async def forward(
@@ -176,52 +255,37 @@ async def forward(
 
 async def index(request: web.Request) -> web.Response:
     """GET /: the chat page."""
-    return web.Response(text=PAGE, content_type="text/html")
+    return web.Response(text=request.app[PAGE], content_type="text/html")
 
 
-def build_app(keepalive_s: float = 15.0) -> web.Application:
-    """The web app (the runtime starts and stops with it)."""
+def keepalive_from_env() -> float:
+    """The keep-alive interval from ``WEB_CHAT_KEEPALIVE_S``, else 15 s."""
+    raw = os.environ.get(KEEPALIVE_ENV, "").strip()
+    try:
+        return float(raw) if raw else DEFAULT_KEEPALIVE_S
+    except ValueError:
+        raise ValueError(f"{KEEPALIVE_ENV} must be a number of seconds, not {raw!r}") from None
+
+
+def build_app(keepalive_s: float | None = None) -> web.Application:
+    """The web app (the runtime starts and stops with it).
+
+    Args:
+        keepalive_s: seconds of silence before a ``: keep-alive`` comment goes out
+            (default: ``WEB_CHAT_KEEPALIVE_S``, else 15).
+    """
+    interval = keepalive_from_env() if keepalive_s is None else keepalive_s
+    if not interval > 0:
+        raise ValueError(f"the keep-alive interval must be positive, not {interval!r}")
     app = web.Application()
-    app[KEEPALIVE_S] = keepalive_s
+    app[KEEPALIVE_S] = interval
+    app[RUNS] = {}
+    app[PAGE] = PAGE_PATH.read_text(encoding="utf-8")
     app.cleanup_ctx.append(runtime_context)
     app.router.add_get("/", index)
     app.router.add_post("/chat", chat)
+    app.router.add_post("/cancel", cancel)
     return app
-
-
-PAGE = """<!doctype html>
-<meta charset="utf-8"><title>agent-runtime web chat</title>
-<style>body{font:15px system-ui;max-width:46em;margin:2em auto}#log div{margin:.2em 0}
-.tool{color:#555;font-family:monospace}.you{font-weight:bold}</style>
-<h1>agent-runtime web chat</h1>
-<div id="log"></div>
-<form id="f"><textarea id="m" rows="4" cols="70">What's the weather in Rome, and 12 * 12?
-/call get_weather {"city": "Rome"}
-/call calculate {"expression": "12 * 12"}</textarea><br><button>Send</button></form>
-<script>
-const log = document.getElementById("log"); let threadId = null;
-function line(cls, text) { const d = document.createElement("div"); d.className = cls;
-  d.textContent = text; log.appendChild(d); return d; }
-document.getElementById("f").onsubmit = async (ev) => {
-  ev.preventDefault(); const message = document.getElementById("m").value;
-  line("you", "you: " + message); let answer = null; const tools = {};
-  const resp = await fetch("/chat", {method: "POST", headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({message, thread_id: threadId})});
-  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader(); let buf = "";
-  for (;;) { const {value, done} = await reader.read(); if (done) break; buf += value;
-    let cut; while ((cut = buf.indexOf("\\n\\n")) >= 0) {
-      const block = buf.slice(0, cut); buf = buf.slice(cut + 2);
-      const event = /^event: (.*)$/m.exec(block)[1], data = JSON.parse(/^data: (.*)$/m.exec(block)[1]);
-      if (event === "tool_started") tools[data.id] = line("tool", "\\u23f3 " + data.name + " " + data.arguments);
-      if (event === "tool_finished") tools[data.id].textContent = (data.is_error ? "\\u2717 " : "\\u2713 ") +
-        data.name + " (" + data.seconds + " s) \\u2192 " + data.output;
-      if (event === "text") { answer = answer || line("assistant", "assistant: "); answer.textContent += data.delta; }
-      if (event === "done") { threadId = data.thread_id; line("tool", "[" + data.status + "]"); }
-      if (event === "error") line("tool", "error: " + data.message);
-    } }
-};
-</script>
-"""
 
 
 async def self_test() -> int:
@@ -237,7 +301,7 @@ async def self_test() -> int:
     try:
         async with aiohttp.ClientSession() as session:
             async with session.get(url + "/") as page:
-                assert page.status == 200 and "/chat" in await page.text()
+                assert page.status == 200 and 'fetch("chat"' in await page.text()
             started = time.monotonic()
             async with session.post(url + "/chat", json={"message": message}) as resp:
                 assert resp.headers["Content-Type"].startswith("text/event-stream")
@@ -297,6 +361,8 @@ def report(seen: list[tuple[float, str, dict[str, Any]]]) -> bool:
     started = {d["id"]: at for at, e, d in seen if e == "tool_started"}
     finished = {d["id"]: at for at, e, d in seen if e == "tool_finished"}
     lead = max((finished[i] - started[i] for i in finished if i in started), default=0.0)
+    statuses = [d["status"] for _, e, d in seen if e == "status"]
+    repeats = sum(a == b for a, b in pairwise(statuses))
     ok = (
         events[-1:] == ["done"]
         and seen[-1][2]["status"] == "completed"
@@ -305,8 +371,10 @@ def report(seen: list[tuple[float, str, dict[str, Any]]]) -> bool:
         and lead >= 0.4  # get_weather sleeps 0.8 s: its start reached us long before its end
         and "get_weather returned: clear, 18 C in Rome" in text
         and "calculate returned: 144" in text
+        and repeats == 0
     )
     print(f"stream: a tool_started event arrived {lead:.2f} s before its result")
+    print(f"statuses: {' -> '.join(statuses)} ({repeats} repeated)")
     return ok
 
 
@@ -314,6 +382,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--keepalive",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"seconds of silence before a keep-alive comment (default: ${KEEPALIVE_ENV} or 15)",
+    )
     parser.add_argument(
         "--self-test", action="store_true", help="POST /chat over loopback and exit"
     )
@@ -324,7 +399,11 @@ def main(argv: list[str]) -> int:
         print(f"self-test {'passed' if code == 0 else 'FAILED'}")
         return code
     print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
-    web.run_app(build_app(), host=args.host, port=args.port, print=None)
+    try:
+        app = build_app(args.keepalive)
+    except ValueError as exc:
+        parser.error(str(exc))
+    web.run_app(app, host=args.host, port=args.port, print=None)
     return 0
 
 
