@@ -34,7 +34,8 @@ import aiohttp
 from aiohttp import web
 from pydantic import Field
 
-from runtime import AssistantsClient, EventHandler, Orchestrator, RunResult
+from runtime import AssistantsClient, Orchestrator, RunResult
+from runtime.assistants import AssistantsEventHandler
 from runtime.assistants.models import Run
 from runtime.emulator import Emulator
 from runtime.errors import RuntimeAPIError
@@ -72,7 +73,7 @@ async def slow_report(seconds: Annotated[float, Field(ge=0, le=100)] = 20.0) -> 
 Event = tuple[str, dict[str, Any]] | None
 
 
-class QueueHandler(EventHandler):
+class QueueHandler(AssistantsEventHandler):
     """Turns run callbacks into (event, data) items on a queue the response drains.
 
     ``runs`` (shared by the app) maps each run id this handler has seen to its thread, so
@@ -145,7 +146,7 @@ async def runtime_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def start_run(
-    app: web.Application, message: str, thread_id: str | None, handler: EventHandler
+    app: web.Application, message: str, thread_id: str | None, handler: AssistantsEventHandler
 ) -> RunResult:
     """Run the assistant on a new thread, or on ``thread_id`` after adding the message."""
     orchestrator, assistant_id = app[ORCHESTRATOR], app[ASSISTANT_ID]
