@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
@@ -32,6 +32,7 @@ from runtime.http import HTTPClient
 from tools import ToolCallResult, ToolRegistry
 
 Protocol = Literal["assistants", "responses"]
+RawT = TypeVar("RawT")
 DEFAULT_MODEL = "gpt-4o"
 
 
@@ -130,6 +131,36 @@ class BackendSession:
             await self.runner.aclose()
         finally:
             await self.client.aclose()
+
+
+class Facade(Generic[RawT]):
+    """What both protocol facades share: a client, a registry and the one run loop.
+
+    Args:
+        client: the protocol's client.
+        registry: the tools the model may call.
+        runner: the loop over the protocol's backend.
+    """
+
+    def __init__(self, client: HTTPClient, registry: ToolRegistry, runner: Runner[RawT]) -> None:
+        self.client = client
+        self.registry = registry
+        self.runner = runner
+
+    @property
+    def policy(self) -> RunPolicy:
+        """The run policy."""
+        return self.runner.policy
+
+    def session(self) -> BackendSession:
+        """This facade as a protocol-neutral session (e.g. for the worker's executor)."""
+        name = self.runner.backend.name
+        protocol: Protocol = "responses" if name == "responses" else "assistants"
+        return BackendSession(protocol, self.client, self.runner)
+
+    async def aclose(self) -> None:
+        """Wait for background clean-ups (server-side cancels) to finish."""
+        await self.runner.aclose()
 
 
 def _assistants(settings: Any, overrides: dict[str, Any]) -> tuple[HTTPClient, Any]:

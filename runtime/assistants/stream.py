@@ -339,7 +339,8 @@ class RunAccumulator:
 
 
 class RunStream(EventStream[Run]):
-    """Async iterator over one run stream's events, with snapshots.
+    """Async iterator over one run stream's events; its snapshots live in :attr:`state`
+    (a :class:`RunAccumulator`: messages, tool calls, steps, errors, ...).
 
     Args:
         chunks: the response body as an async iterator of byte chunks.
@@ -392,41 +393,6 @@ class RunStream(EventStream[Run]):
     def run_id(self) -> str | None:
         """The run's id, once known."""
         return self.state.run_id
-
-    @property
-    def thread(self) -> Thread | None:
-        """The thread of a create-thread-and-run stream."""
-        return self.state.thread
-
-    @property
-    def messages(self) -> dict[str, TextSnapshot]:
-        """Message snapshots by id, in stream order."""
-        return self.state.messages
-
-    @property
-    def tool_calls(self) -> dict[tuple[str, int], ToolCallSnapshot]:
-        """Tool-call snapshots by (step id, index)."""
-        return self.state.tool_calls
-
-    @property
-    def steps(self) -> dict[str, RunStep]:
-        """Run steps by id."""
-        return self.state.steps
-
-    @property
-    def errors(self) -> list[StreamEventError]:
-        """The ``error`` events received."""
-        return self.state.errors
-
-    @property
-    def last_run_event(self) -> str | None:
-        """The name of the last ``thread.run.*`` event."""
-        return self.state.last_run_event
-
-    @property
-    def saw_done(self) -> bool:
-        """True once the ``done`` event arrived."""
-        return self.state.saw_done
 
     @property
     def text(self) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from runtime.backends import BackendSession
+from runtime.backends import Facade
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
 from runtime.core.policy import RunPolicy
@@ -27,7 +27,7 @@ from runtime.responses.models import Response
 from tools import ToolCallResult, ToolRegistry
 
 
-class ResponsesOrchestrator:
+class ResponsesOrchestrator(Facade[Response]):
     """Drives Responses API runs with local tools.
 
     Args:
@@ -44,14 +44,10 @@ class ResponsesOrchestrator:
         policy: RunPolicy | None = None,
         handler: EventHandler | None = None,
     ) -> None:
-        self.client = client
-        self.registry = registry
-        self.runner: Runner[Response] = Runner(ResponsesBackend(client), registry, policy, handler)
-
-    @property
-    def policy(self) -> RunPolicy:
-        """The run policy."""
-        return self.runner.policy
+        super().__init__(
+            client, registry, Runner(ResponsesBackend(client), registry, policy, handler)
+        )
+        self.client: ResponsesClient = client
 
     async def run(
         self,
@@ -132,14 +128,6 @@ class ResponsesOrchestrator:
         """
         turn = await self.runner.cancel(TurnRef(response_id))
         return turn.raw if turn is not None else None
-
-    def session(self) -> BackendSession:
-        """This orchestrator as a protocol-neutral session (e.g. for the worker's executor)."""
-        return BackendSession(self.runner.backend.name, self.client, self.runner)  # type: ignore[arg-type]
-
-    async def aclose(self) -> None:
-        """Wait for background clean-ups (server-side cancels) to finish."""
-        await self.runner.aclose()
 
 
 def _request(
