@@ -56,6 +56,7 @@ class _Entry:
 
     def record(self) -> JobRecord:
         return JobRecord(
+            job_id=self.job.id,
             job=self.job,
             state=self.state,
             attempt=self.attempt,

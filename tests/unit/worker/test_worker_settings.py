@@ -54,7 +54,9 @@ def test_shipped_worker_toml_documents_every_setting_with_its_default() -> None:
 def test_env_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """RUNTIME_WORKER_* variables (nested with __) win over the TOML file."""
     config = tmp_path / "w.toml"
-    config.write_text('[queue]\nbackend = "sqlite"\nlease_s = 5\n[worker]\nconcurrency = 2\n')
+    config.write_text(
+        '[queue]\nbackend = "sqlite"\nlease_s = 5\nheartbeat_s = 1\n[worker]\nconcurrency = 2\n'
+    )
     monkeypatch.setenv("RUNTIME_WORKER_QUEUE__BACKEND", "redis")
     monkeypatch.setenv("RUNTIME_WORKER_QUEUE__REDIS__URL", "redis://10.0.0.1:6379/2")
     settings = load_worker_settings(config)
