@@ -19,8 +19,8 @@ from runtime.worker import (
     JobContext,
     JobState,
     Message,
-    RunOutcome,
     QueueError,
+    RunOutcome,
     Worker,
     WorkerOptions,
 )

@@ -55,7 +55,9 @@ def _sqlite_store(tmp_path: Path) -> Store:
 
     def raw_job(job_id: str) -> str:
         with sqlite3.connect(db) as conn:
-            return str(conn.execute("SELECT job FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0])
+            return str(
+                conn.execute("SELECT job FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
+            )
 
     config = tmp_path / "w.toml"
     config.write_text(f'[queue]\nbackend = "sqlite"\n[queue.sqlite]\npath = "{db}"\n')
@@ -117,7 +119,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def _result(job_id: str) -> JobResult:
-    timings = JobTimings(submitted_at=0, started_at=0, finished_at=0, run_seconds=0, total_seconds=0)
+    timings = JobTimings(
+        submitted_at=0, started_at=0, finished_at=0, run_seconds=0, total_seconds=0
+    )
     return JobResult(
         job_id=job_id, run_id=None, thread_id=None, status="completed", timings=timings, attempts=1
     )

@@ -211,7 +211,7 @@ def test_heartbeat_not_below_the_lease_is_rejected_naming_both_keys(tmp_path: Pa
         load_worker_settings(config)
     text = str(err.value)
     assert "queue.heartbeat_s (5)" in text and "queue.lease_s (5)" in text
-    with pytest.raises(ConfigError, match="queue.heartbeat_s"):
+    with pytest.raises(ConfigError, match=r"queue\.heartbeat_s"):
         load_worker_settings(None, queue={"lease_s": 2.0, "heartbeat_s": 3.0})
     assert load_worker_settings(None, queue={"lease_s": 2.0, "heartbeat_s": 0.5})
 
