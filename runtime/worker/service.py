@@ -208,8 +208,10 @@ class Worker:
 
     async def _give_back(self, leases: list[Lease]) -> None:
         for lease in leases:
-            with contextlib.suppress(QueueError):
+            try:
                 await self.queue.release(lease, error="claimed while draining")
+            except Exception as exc:  # the lease lapses on its own: nothing is lost
+                log.warning("worker.release_failed", job_id=lease.job.id, error=str(exc))
 
     async def _wait_wake(self) -> None:
         self._wake.clear()
@@ -376,7 +378,10 @@ class Worker:
             for (job_id, _attempt), entry in list(self._in_flight.items()):
                 # A job being given back (drain) is no longer ours to keep alive.
                 if not (entry.drained or entry.task.done() or self._stopping.is_set()):
-                    await self._heartbeat(job_id, entry)
+                    try:
+                        await self._heartbeat(job_id, entry)
+                    except Exception as exc:  # never let one job end every job's heartbeats
+                        log.error("worker.heartbeat_crashed", job_id=job_id, error=repr(exc))
 
     async def _heartbeat(self, job_id: str, entry: _InFlight) -> None:
         sent = time.monotonic()

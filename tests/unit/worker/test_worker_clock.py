@@ -1,4 +1,4 @@
-"""SQLite leases and retry delays run on the monotonic clock: a wall-clock step moves nothing."""
+"""Leases and retry delays run on the monotonic clock: a wall-clock step moves nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from runtime.worker import Job, JobState, Message
+import pytest
+
+from runtime.worker import Job, JobState, MemoryQueue, Message
 from runtime.worker.sqlite import SqliteQueue
 
 
@@ -106,3 +108,19 @@ async def test_a_database_of_the_previous_schema_is_upgraded(tmp_path: Path) -> 
         assert record is not None and record.state is JobState.RUNNING
     finally:
         await queue.aclose()
+
+
+async def test_memory_queue_leases_ignore_a_wall_clock_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The in-process queue judges leases and retry delays on the monotonic clock too: after
+    the wall clock jumps 60 s, a live lease and a pending retry delay still hold."""
+    queue = MemoryQueue(lease_s=30.0)
+    await queue.submit(_job("leased"))
+    await queue.submit(_job("retry"))
+    leased, retry = await queue.claim("owner", 2, 0.0)
+    assert await queue.release(retry, delay_s=30.0)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 60.0)
+    assert await queue.claim("other", 2, 0.0) == []
+    assert await queue.heartbeat(leased)
