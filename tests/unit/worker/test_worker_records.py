@@ -207,18 +207,22 @@ def test_jobs_cli_lists_a_malformed_record_as_dead_with_the_reason(
     assert '"job": null' in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("store", ["redis"], indirect=True)
 async def test_a_redis_job_key_of_the_wrong_type_is_dead_lettered(store: Store) -> None:
     """A job key that is not a hash (WRONGTYPE in the claim script) is dead-lettered from the
-    stream; the claim still leases the good job."""
-    if not isinstance(store.queue, RedisQueue):
-        pytest.skip("redis only")
+    stream; the claim still leases the good job, and listing shows the key as unreadable."""
     queue = store.queue
+    assert isinstance(queue, RedisQueue)
     await queue.submit(_job("good"))
     client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     prefix = queue.stream.removesuffix(":jobs")
     await client.set(f"{prefix}:job:wrongtype", "not a hash")
     await client.xadd(queue.stream, {"job_id": "wrongtype"})
+    await client.zadd(f"{prefix}:recent", {"wrongtype": time.time()})
     leases = await queue.claim("w1", 10, 0.5)
+    listed = {r.job_id: r for r in await queue.recent(10)}
+    assert listed["wrongtype"].state is JobState.DEAD and listed["wrongtype"].job is None
+    assert "WRONGTYPE" in (listed["wrongtype"].last_error or "")
     assert [lease.job.id for lease in leases] == ["good"]
     dead = await client.xrange(queue.dead_stream)
     pending = await client.xpending(queue.stream, "workers")
