@@ -262,9 +262,10 @@ async def test_poison_records_among_good_jobs_never_stop_the_worker(
 async def test_a_wall_clock_step_on_an_idle_worker_takes_no_live_job(
     emulator: Emulator, assistant_id: str, tmp_path: Path
 ) -> None:
-    """Worker A runs 10 jobs with 2.5 s tools (lease 1 s, heartbeat 0.25 s); worker B on the
-    same sqlite file has its wall clock 60 s ahead. B takes none of A's jobs: every tool call
-    runs once, every job finishes on its first attempt, one run each."""
+    """Worker A runs 10 jobs with 5 s tools (lease 1 s, heartbeat 0.25 s); worker B on the
+    same sqlite file has its wall clock 60 s ahead and polls for well over a lease meanwhile.
+    B takes none of A's jobs: every tool call runs once, every job finishes on its first
+    attempt, one run each."""
     n_jobs = 10
     db = tmp_path / "jobs.db"
     tool_log = tmp_path / "tools.jsonl"
@@ -282,7 +283,7 @@ async def test_a_wall_clock_step_on_an_idle_worker_takes_no_live_job(
     )
     job_ids = [f"job-{i:02d}" for i in range(n_jobs)]
     for job_id in job_ids:
-        await queue.submit(_tool_job(job_id, assistant_id, sleep_ms=2500))
+        await queue.submit(_tool_job(job_id, assistant_id, sleep_ms=5000))
     base_env = {"WORKER_TEST_TOOL_LOG": str(tool_log)}
     stepped_env = {
         **base_env,
@@ -299,6 +300,14 @@ async def test_a_wall_clock_step_on_an_idle_worker_takes_no_live_job(
         await wait_until(a_runs_all, timeout=30, what="worker A running every job")
         procs.append(spawn_worker(config, "b", tmp_path, env=stepped_env))
 
+        async def b_started() -> bool:
+            log = tmp_path / "b.log"
+            return log.exists() and "worker.started" in log.read_text(encoding="utf-8")
+
+        await wait_until(b_started, timeout=30, what="worker B started")
+        await asyncio.sleep(1.5)  # B's claims poll for longer than lease_s
+        assert (await queue.stats()).running == n_jobs, "A's jobs ended before B could poll"
+
         async def all_done() -> bool:
             assert all(p.poll() is None for p in procs), tail(tmp_path / "b.log")
             return (await queue.stats()).unfinished == 0
@@ -312,7 +321,6 @@ async def test_a_wall_clock_step_on_an_idle_worker_takes_no_live_job(
         stop_all(procs)
         await queue.aclose()
     b_log = (tmp_path / "b.log").read_text(encoding="utf-8")
-    assert "worker.started" in b_log  # B was up (and idle) while A's jobs ran
     starts = Counter(e["call"] for e in read_tool_log(tool_log) if e["event"] == "start")
     assert len(starts) == n_jobs and set(starts.values()) == {1}, "a tool call ran twice"
     assert all(r is not None and r.state is JobState.DONE and r.attempt == 1 for r in records)
