@@ -71,8 +71,9 @@ _MASK_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
             """
         ),
     ),
-    # Credentials in URLs: scheme://user:password@host
-    (("@",), re.compile(r"(://[^/\s:@]+:)[^/\s@]+(?=@)")),
+    # Credentials in URLs: scheme://user:password@host, also without a user
+    # (redis://:password@host, the usual Redis form).
+    (("@",), re.compile(r"(://[^/\s:@]*:)[^/\s@]+(?=@)")),
 )
 
 _ANY_TRIGGER = re.compile(
