@@ -11,6 +11,7 @@ see it progress. Timers (expiry of an unanswered ``requires_action``, the ``canc
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -35,10 +36,23 @@ from runtime.emulator.objects import (
     text_part,
     usage_obj,
 )
+from runtime.emulator.retention import DEFAULT_RETAINED, LruStore
 
 ACTIVE = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
 TERMINAL = frozenset({"cancelled", "failed", "completed", "incomplete", "expired"})
 CANCELLABLE = frozenset({"queued", "in_progress", "requires_action"})
+_CANCELLED_MESSAGE = {"reason": "run_cancelled"}
+
+
+def encode_event(event: str, data: Obj) -> bytes:
+    """One SSE event: ``event: NAME`` and a compact JSON ``data`` line."""
+    return (
+        b"event: "
+        + event.encode()
+        + b"\ndata: "
+        + json.dumps(data, separators=(",", ":")).encode()
+        + b"\n\n"
+    )
 
 
 class Sink(Protocol):
@@ -50,6 +64,9 @@ class Sink(Protocol):
     async def flush(self) -> None:
         """Push buffered events out (called before the driver waits)."""
 
+    async def emit_raw(self, chunk: bytes) -> None:
+        """Send one already encoded SSE event (``event: ...\ndata: ...\n\n``)."""
+
 
 class NullSink:
     """Sink of a run nobody streams (created with ``stream=false``)."""
@@ -59,6 +76,9 @@ class NullSink:
 
     async def flush(self) -> None:
         """Nothing to push."""
+
+    async def emit_raw(self, chunk: bytes) -> None:
+        """Drop the event."""
 
 
 @dataclass(eq=False)
@@ -83,6 +103,7 @@ class RunState:
     pending_step: Obj | None = None
     pending_usage: tuple[int, int] = (0, 0)
     message: Obj | None = None
+    streamed: list[str] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     expiry: asyncio.Task[None] | None = None
 
@@ -92,13 +113,31 @@ class RunState:
         return str(self.obj["status"])
 
 
-@dataclass
 class Store:
-    """Everything the emulator holds in memory."""
+    """Everything the Assistants front end holds in memory, each kind LRU-bounded.
 
-    assistants: dict[str, Obj] = field(default_factory=dict)
-    threads: dict[str, ThreadState] = field(default_factory=dict)
-    runs: dict[str, RunState] = field(default_factory=dict)
+    Args:
+        limit: the most assistants, threads and runs kept (each); least recently used first
+            out, never a thread or run that is still active (None: unbounded).
+    """
+
+    def __init__(self, limit: int | None = DEFAULT_RETAINED) -> None:
+        self.limit = limit
+        self.assistants: LruStore[Obj] = LruStore(limit)
+        self.threads: LruStore[ThreadState] = LruStore(
+            limit, busy=lambda t: t.active_run is not None, on_evict=self._drop_thread
+        )
+        self.runs: LruStore[RunState] = LruStore(
+            limit, busy=lambda r: r.status in ACTIVE, on_evict=self._drop_run
+        )
+
+    def _drop_thread(self, thread_id: str, thread: ThreadState) -> None:
+        for run_id in list(thread.runs):
+            self.runs.pop(run_id)
+
+    @staticmethod
+    def _drop_run(run_id: str, run: RunState) -> None:
+        run.thread.runs.pop(run_id, None)
 
 
 def now() -> int:
@@ -251,14 +290,20 @@ class RunEngine:
             "json_object",
             "json_schema",
         }
+        schema: Mapping[str, Any] | None = None
+        if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+            spec = response_format.get("json_schema")
+            schema = spec.get("schema") if isinstance(spec, Mapping) else None
+            schema = schema if isinstance(schema, Mapping) else {}
         return ModelInput(
             messages=[ChatMessage(m["role"], message_text(m)) for m in messages],
-            instructions=run.obj["instructions"],
+            instructions=run.obj["instructions"] or None,
             tools=tools,
             tool_choice=run.obj["tool_choice"],
             parallel_tool_calls=run.obj["parallel_tool_calls"],
             exchanges=list(run.exchanges),
             json_mode=json_mode,
+            json_schema=schema,
         )
 
     def _budget(self, run: RunState) -> int | None:
@@ -275,6 +320,7 @@ class RunEngine:
         if budget is not None and len(pieces) > budget:
             pieces, reason = pieces[:budget], "max_completion_tokens"
         message = self._new_assistant_message(run)
+        run.streamed = []
         step = self._new_step(
             run,
             "message_creation",
@@ -314,6 +360,7 @@ class RunEngine:
                 await asyncio.sleep(delay)
             if run.status != "in_progress":
                 return False
+            run.streamed.append(piece)
             text: Obj = {"value": piece, "annotations": []} if index == 0 else {"value": piece}
             delta = {"content": [{"index": 0, "type": "text", "text": text}]}
             await sink.emit(
@@ -413,9 +460,12 @@ class RunEngine:
         for step in run.steps.values():
             if step["status"] == "in_progress":
                 step["status"], step["cancelled_at"] = "cancelled", stamp
-        if run.message is not None and run.message["status"] == "in_progress":
-            run.message["status"], run.message["incomplete_at"] = "incomplete", stamp
-            run.message["incomplete_details"] = {"reason": "run_cancelled"}
+        message = run.message
+        if message is not None and message["status"] == "in_progress":
+            message["status"], message["incomplete_at"] = "incomplete", stamp
+            message["incomplete_details"] = {"reason": "run_cancelled"}
+            if run.streamed:  # what the client already saw stays in the stored message
+                message["content"] = [text_part("".join(run.streamed))]
         run.obj["required_action"] = None
         run.obj["cancelled_at"] = stamp
         self._finish(run, "cancelled")
@@ -449,6 +499,9 @@ class RunEngine:
             for step in run.steps.values():
                 if step["status"] == "cancelled":
                     await sink.emit("thread.run.step.cancelled", step)
+            message = run.message
+            if message is not None and message["incomplete_details"] == _CANCELLED_MESSAGE:
+                await sink.emit("thread.message.incomplete", message)
         await sink.emit(f"thread.run.{run.status}", run.obj)
         return True
 
