@@ -69,7 +69,6 @@ Handler = Callable[[Call], Awaitable[Reply]]
 ACTIVE = frozenset({"queued", "in_progress"})
 # Scenario files speak Assistants' reason; the Responses API calls it max_output_tokens.
 _REASONS = {"max_completion_tokens": "max_output_tokens", "max_tokens": "max_output_tokens"}
-_FORCED = frozenset({"required"})
 
 
 @dataclass(eq=False)
@@ -370,7 +369,7 @@ class ResponsesApi:
             exchanges=exchanges(state.items),
             json_mode=text_format.get("type") in {"json_object", "json_schema"},
             json_schema=json_schema_of(obj["text"]),
-            forced_each_turn=choice in _FORCED or isinstance(choice, Mapping),
+            forced_each_turn=choice == "required" or isinstance(choice, Mapping),
         )
 
     async def _message(self, state: ResponseState, emit: _Emitter, turn: Turn) -> None:
