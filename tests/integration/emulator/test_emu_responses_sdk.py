@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import aiohttp
@@ -289,7 +289,7 @@ class Weather(BaseModel):
     rainy: bool
 
 
-class Unit(str, Enum):
+class Unit(StrEnum):
     """An enum the schema carries through $defs."""
 
     CELSIUS = "celsius"
