@@ -50,25 +50,27 @@ async def test_threads_are_evicted_least_recently_used_first(
     assert statuses == [200, 404, 404, 200, 200]
 
 
-async def test_active_runs_are_never_evicted(session: aiohttp.ClientSession) -> None:
+async def test_active_runs_are_never_evicted() -> None:
     """A thread waiting in requires_action survives any number of newer threads and runs."""
-    async with Emulator(max_retained=2) as emu:
-        async with openai.AsyncOpenAI(base_url=emu.base_url, api_key="k", max_retries=0) as c:
-            tool = {"type": "function", "function": {"name": "f"}}
-            assistant = await c.beta.assistants.create(model="gpt-4o", tools=[tool])
-            waiting = await c.beta.threads.create_and_run_poll(
-                assistant_id=assistant.id,
-                thread={"messages": [{"role": "user", "content": "/call f {}"}]},
+    async with (
+        Emulator(max_retained=2) as emu,
+        openai.AsyncOpenAI(base_url=emu.base_url, api_key="k", max_retries=0) as c,
+    ):
+        tool = {"type": "function", "function": {"name": "f"}}
+        assistant = await c.beta.assistants.create(model="gpt-4o", tools=[tool])
+        waiting = await c.beta.threads.create_and_run_poll(
+            assistant_id=assistant.id,
+            thread={"messages": [{"role": "user", "content": "/call f {}"}]},
+        )
+        assert waiting.status == "requires_action"
+        for _ in range(5):
+            await c.beta.threads.create_and_run_poll(
+                assistant_id=assistant.id, thread={"messages": []}
             )
-            assert waiting.status == "requires_action"
-            for _ in range(5):
-                await c.beta.threads.create_and_run_poll(
-                    assistant_id=assistant.id, thread={"messages": []}
-                )
-            store = emu._ctx.engine.store
-            assert len(store.threads) <= 3 and len(store.runs) <= 3
-            run = await c.beta.threads.runs.retrieve(waiting.id, thread_id=waiting.thread_id)
-            assert run.status == "requires_action"
+        store = emu._ctx.engine.store
+        assert len(store.threads) <= 3 and len(store.runs) <= 3
+        run = await c.beta.threads.runs.retrieve(waiting.id, thread_id=waiting.thread_id)
+        assert run.status == "requires_action"
 
 
 async def test_responses_and_conversations_are_bounded() -> None:
