@@ -107,10 +107,11 @@ class AssistantsApi:
     def _run(self, call: Call) -> RunState:
         thread = self._thread(call.params["thread_id"])
         run_id = call.params["run_id"]
-        try:
-            return thread.runs[run_id]
-        except KeyError:
-            raise not_found("run", run_id) from None
+        run = thread.runs.get(run_id)
+        if run is None:
+            raise not_found("run", run_id)
+        self.store.runs.get(run_id)  # marks it used, for the retention order
+        return run
 
     # -- assistants -------------------------------------------------------------------------
 

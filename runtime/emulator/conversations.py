@@ -20,7 +20,6 @@ from runtime.emulator.objects import Obj, check_metadata, page
 from runtime.emulator.params import (
     CONVERSATION_CREATE,
     CONVERSATION_ITEMS_CREATE,
-    EMPTY,
     METADATA_ONLY,
     check_params,
 )
@@ -111,7 +110,6 @@ class ConversationsApi:
 
     async def get(self, call: Call) -> Reply:
         """GET /conversations/{id}."""
-        check_params(call.body, EMPTY)
         return JsonReply(self.lookup(call.params["conversation_id"]).obj)
 
     async def update(self, call: Call) -> Reply:

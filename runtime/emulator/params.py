@@ -93,7 +93,6 @@ THREAD_AND_RUN = RUN_OPTIONS | {"thread", "tool_resources"}
 SUBMIT_OUTPUTS = frozenset({"tool_outputs", "stream"})
 CONVERSATION_CREATE = frozenset({"items", "metadata"})
 CONVERSATION_ITEMS_CREATE = frozenset({"items"})
-EMPTY: frozenset[str] = frozenset()
 
 
 def check_params(body: Mapping[str, Any], known: Iterable[str], prefix: str = "") -> None:
