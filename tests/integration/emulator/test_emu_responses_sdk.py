@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 
 from runtime.emulator import Emulator, Scenario
 
+SCENARIOS = Path(__file__).resolve().parents[3] / "config" / "scenarios"
 ADD_TOOL = {
     "type": "function",
     "name": "add",
@@ -141,8 +143,9 @@ async def test_background_stream_at_creation_survives_the_client(
 
 
 async def test_cancel_a_background_response(emu: Emulator, client: Any) -> None:
-    """responses.cancel stops a running background response; its resumed stream then ends."""
-    emu.set_scenario(slow_text(" ".join(["word"] * 50), delta_ms=50))
+    """responses.cancel stops a running background response (config/scenarios/slow-stream.toml);
+    its resumed stream then ends without a terminal event."""
+    emu.set_scenario(SCENARIOS / "slow-stream.toml")
     created = await client.responses.create(model="gpt-4o", input="hi", background=True)
     await asyncio.sleep(0.1)
     cancelled = await client.responses.cancel(created.id)
@@ -151,6 +154,10 @@ async def test_cancel_a_background_response(emu: Emulator, client: Any) -> None:
     raw = await client.responses.retrieve(created.id, stream=True)
     events = [event async for event in raw]
     assert events and all(e.type != "response.completed" for e in events)
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert 0 < len(deltas) < 40  # stopped mid-way
+    await asyncio.sleep(0.1)
+    assert (await client.responses.retrieve(created.id)).status == "cancelled"
 
 
 async def test_stream_resume_of_a_foreground_response_is_400(client: Any) -> None:

@@ -138,6 +138,16 @@ async def test_deeply_nested_json_is_a_json_400(
         assert resp.status == 400 and "error" in await resp.json()
 
 
+async def test_oversized_body_is_a_json_413(emu: Emulator, session: aiohttp.ClientSession) -> None:
+    """A body over the 16 MiB cap answers an OpenAI-shaped JSON 413, not aiohttp's text."""
+    body = b'{"metadata": "' + b"x" * (17 * 1024 * 1024) + b'"}'
+    async with session.post(
+        emu.base_url + "/threads", data=body, headers={"Content-Type": "application/json"}
+    ) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["error"]["type"] == "invalid_request_error"
+
+
 async def test_control_rejects_bad_rules_with_json_400(
     emu: Emulator, session: aiohttp.ClientSession
 ) -> None:
