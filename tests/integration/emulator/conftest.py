@@ -131,6 +131,9 @@ def make_api(session: aiohttp.ClientSession) -> Any:
     return make
 
 
+_ADAPTERS: dict[int, Any] = {}  # building an adapter for a big union is slow: once per type
+
+
 def strict_validate(
     model_type: Any, data: Any, allowed_extras: frozenset[str] = frozenset()
 ) -> Any:
@@ -143,7 +146,10 @@ def strict_validate(
     """
     from pydantic import BaseModel, TypeAdapter
 
-    value = TypeAdapter(model_type).validate_python(data)
+    adapter = _ADAPTERS.get(id(model_type))
+    if adapter is None:
+        adapter = _ADAPTERS[id(model_type)] = TypeAdapter(model_type)
+    value = adapter.validate_python(data)
     problems: list[str] = []
 
     def walk(node: Any, path: str) -> None:
