@@ -162,9 +162,8 @@ class _ApiRoute:
             body = await _read_json(request)
             entry["json"] = body
             if self.prefix:
-                fault = self.ctx.faults.choose(
-                    request.method, request.path, bool(body.get("stream"))
-                )
+                streaming = bool(body.get("stream")) or _query_flag(request, "stream")
+                fault = self.ctx.faults.choose(request.method, request.path, streaming)
                 entry["fault"] = fault.kind if fault else None
             if fault is not None and await self._fault_before(fault, request):
                 return web.Response(status=499)  # never sent: the connection is gone
@@ -273,6 +272,11 @@ class _ApiRoute:
         finally:
             stats["streams_open"] -= 1
         return response
+
+
+def _query_flag(request: web.Request, name: str) -> bool:
+    """A boolean query parameter (``?stream=true`` resumes a Responses stream)."""
+    return request.query.get(name, "").lower() == "true"
 
 
 def request_key(request: web.Request, *, azure: bool = True) -> str | None:

@@ -308,8 +308,8 @@ class ResponsesApi:
                 while index < len(state.log):
                     await sink.emit_raw(state.log[index])
                     index += 1
-                if state.log_closed:
-                    return
+                if state.log_closed or getattr(sink, "dead", False):
+                    return  # the response ended, or our client left (the response goes on)
                 await sink.flush()
                 await wake.wait()
 

@@ -50,7 +50,8 @@ def is_loopback(host: str) -> bool:
 
 
 class Emulator:
-    """A local, protocol-faithful Assistants API server with a scripted model and faults.
+    """A local, protocol-faithful Assistants, Responses and Conversations API server with a
+    scripted model, faults and bounded retention (see the module doc).
 
     Use as ``async with Emulator() as emu:`` (or ``await emu.start()`` / ``await emu.aclose()``).
     A closed emulator cannot be started again.
