@@ -1,0 +1,186 @@
+"""Tools that try to end the process or the loop (SystemExit, KeyboardInterrupt, loop.stop())
+get an error output; the event loop, the batch and the host go on.
+
+Each test drives the dispatcher on an event loop of its own (``asyncio.Runner``), so that a
+failure shows up as an escaped exception or a stopped loop, not as a dead test session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from tools import ToolCall, ToolCallResult, ToolDispatcher, ToolRegistry
+
+registry = ToolRegistry()
+
+
+@registry.tool
+def exit_sync() -> str:
+    """Call sys.exit in a pool thread."""
+    raise SystemExit(3)
+
+
+@registry.tool
+async def exit_async() -> str:
+    """Call sys.exit on the loop."""
+    await asyncio.sleep(0)
+    raise SystemExit("bye")
+
+
+@registry.tool
+def interrupt_sync() -> str:
+    """Raise KeyboardInterrupt in a pool thread."""
+    raise KeyboardInterrupt
+
+
+@registry.tool
+async def interrupt_async() -> str:
+    """Raise KeyboardInterrupt on the loop."""
+    await asyncio.sleep(0)
+    raise KeyboardInterrupt
+
+
+@registry.tool
+async def stop_loop() -> str:
+    """Stop the running loop, then keep awaiting (the loop would exit after this step)."""
+    asyncio.get_running_loop().stop()
+    await asyncio.sleep(0.01)
+    return "still here"
+
+
+@registry.tool
+async def stop_loop_swallowed() -> str:
+    """Stop the loop and swallow ordinary exceptions around it."""
+    try:
+        asyncio.get_running_loop().stop()
+    except Exception:
+        return "swallowed"
+    await asyncio.sleep(0.01)
+    return "still here"
+
+
+@registry.tool
+async def stop_loop_from_subtask() -> str:
+    """Stop the loop from a task the tool spawns."""
+
+    async def stopper() -> None:
+        asyncio.get_running_loop().stop()
+
+    task = asyncio.create_task(stopper())
+    await asyncio.wait([task])
+    await asyncio.sleep(0.01)
+    return "subtask refused" if task.exception() is not None else "subtask stopped the loop"
+
+
+@registry.tool
+def stop_loop_from_thread() -> str:
+    """Stop the host loop from a sync tool's thread, thread-safely."""
+    loop = host_loop[0]
+    loop.call_soon_threadsafe(loop.stop)
+    threading.Event().wait(0.05)
+    return "thread done"
+
+
+@registry.tool
+async def fine(x: int) -> int:
+    """A well-behaved async tool."""
+    await asyncio.sleep(0.01)
+    return x + 1
+
+
+@registry.tool
+def fine_sync(x: int) -> int:
+    """A well-behaved sync tool."""
+    return x * 2
+
+
+host_loop: list[asyncio.AbstractEventLoop] = []
+
+
+def on_own_loop(body: Callable[[], Awaitable[Any]]) -> Any:
+    """Run body on a fresh loop; fail the test if anything escapes or the loop stops early."""
+
+    async def main() -> Any:
+        host_loop[:] = [asyncio.get_running_loop()]
+        value = await body()
+        # The loop must still be serving: timers fire, new tasks run.
+        await asyncio.sleep(0.02)
+        assert await asyncio.create_task(asyncio.sleep(0, "alive")) == "alive"
+        return value
+
+    with asyncio.Runner() as runner:
+        try:
+            return runner.run(main())
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt, "loop stopped"
+            pytest.fail(f"escaped the dispatcher: {type(exc).__name__}: {exc}")
+
+
+def error(result: ToolCallResult) -> dict[str, Any]:
+    assert result.is_error
+    body: dict[str, Any] = json.loads(result.output)["error"]
+    return body
+
+
+async def batch(*names: str) -> list[ToolCallResult]:
+    calls = [
+        ToolCall(f"c{i}", name, '{"x": 1}' if name.startswith("fine") else "{}")
+        for i, name in enumerate(names)
+    ]
+    return await ToolDispatcher(registry).run_batch(calls)
+
+
+@pytest.mark.parametrize("name", ["exit_sync", "exit_async"])
+def test_system_exit_is_a_tool_exit_output(name: str) -> None:
+    """SystemExit from a sync or async tool is a tool_exit output; the batch's other calls
+    succeed and the loop keeps running."""
+    results = on_own_loop(lambda: batch(name, "fine", "fine_sync"))
+    body = error(results[0])
+    assert results[0].error_type == "tool_exit" and body["type"] == "tool_exit"
+    assert "SystemExit" in body["message"] and body["tool"] == name
+    assert [r.output for r in results[1:]] == ["2", "2"]
+
+
+@pytest.mark.parametrize("name", ["interrupt_sync", "interrupt_async"])
+def test_keyboard_interrupt_is_an_interrupted_output(name: str) -> None:
+    """KeyboardInterrupt from a sync or async tool is an interrupted output; the batch's
+    other calls succeed and the loop keeps running."""
+    results = on_own_loop(lambda: batch(name, "fine", "fine_sync"))
+    body = error(results[0])
+    assert results[0].error_type == "interrupted" and body["type"] == "interrupted"
+    assert "KeyboardInterrupt" in body["message"]
+    assert [r.output for r in results[1:]] == ["2", "2"]
+
+
+def test_loop_stop_from_an_async_tool_is_refused() -> None:
+    """loop.stop() inside an async tool is refused with a loop_stop output, even when the
+    tool catches Exception around it; the loop and the other calls go on."""
+    results = on_own_loop(lambda: batch("stop_loop", "stop_loop_swallowed", "fine"))
+    for result in results[:2]:
+        body = error(result)
+        assert result.error_type == "loop_stop" and "stop the event loop" in body["message"]
+    assert results[2].output == "2"
+
+
+def test_loop_stop_from_a_tool_subtask_or_thread_is_refused() -> None:
+    """Tasks spawned by a tool and sync tools calling loop.stop via call_soon_threadsafe
+    cannot stop the host loop either."""
+    results = on_own_loop(lambda: batch("stop_loop_from_subtask", "stop_loop_from_thread"))
+    assert [r.output for r in results] == ["subtask refused", "thread done"]
+
+
+def test_host_can_still_stop_its_loop() -> None:
+    """Outside tools, loop.stop() keeps working after the dispatcher guarded the loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(batch("fine"))
+        loop.call_soon(loop.stop)
+        loop.run_forever()  # returns only because stop() worked
+        assert not loop.is_running()
+    finally:
+        loop.close()
