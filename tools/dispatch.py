@@ -421,16 +421,18 @@ class ToolDispatcher:
             tool_call_id=call.id,
             run_id=self.run_id,
             thread_id=self.thread_id,
+            fail_fast=isinstance(exc, PoolExhausted),
             **stats.as_fields(),
         )
-        stuck = f"{stats.abandoned} stuck in calls that timed out" if stats.abandoned else ""
-        return _Failure(
-            "pool_exhausted",
-            f"no thread was free to run tool {call.name!r} before its deadline "
-            f"({stats.busy} of {stats.threads} tool threads busy"
-            f"{', ' + stuck if stuck else ''}); the tool did not run",
-            exc,
-        )
+        if isinstance(exc, PoolExhausted):
+            reason = f"no thread can run tool {call.name!r}: {exc}"
+        else:
+            stuck = f", {stats.abandoned} stuck in calls that timed out" if stats.abandoned else ""
+            reason = (
+                f"no thread was free to run tool {call.name!r} before its deadline "
+                f"({stats.busy} of {stats.threads} tool threads busy{stuck})"
+            )
+        return _Failure("pool_exhausted", f"{reason}; the tool did not run", exc)
 
     def _log_abandoned(self, stats: PoolStats) -> None:
         self._log.warning("tools.thread_abandoned", run_id=self.run_id, **stats.as_fields())
