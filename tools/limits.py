@@ -1,4 +1,12 @@
-"""Process-wide limits shared by every dispatcher: executing calls and sync-tool threads."""
+"""Process-wide limits shared by every dispatcher: executing calls and sync-tool threads.
+
+Sync tools run on one pool of daemon threads (:func:`set_thread_pool_size`, default 32).
+A thread cannot be interrupted: a sync tool that ignores ``ToolContext.cancelled`` keeps
+its thread after its call timed out. Such a thread is *abandoned* and the pool starts a
+replacement, up to :func:`set_max_abandoned_threads` (default 32) at a time; a call that
+gets no thread before its deadline, or at once when every thread is abandoned, fails with
+``pool_exhausted`` (see ``tools.dispatch``).
+"""
 
 from __future__ import annotations
 
