@@ -19,11 +19,11 @@ plus ``"details": [{"loc", "msg", "type"}, ...]`` for ``invalid_arguments``. Err
   pool thread is stuck in a call that timed out (see ``tools.limits``); logged as the
   warning ``tools.pool_exhausted`` with the pool's counts.
 
-Limits: ``SystemExit`` and ``KeyboardInterrupt`` are contained where the dispatcher awaits
-the tool; raised in a task the tool spawns itself (``create_task``, ``gather``), asyncio
-re-raises them out of the event loop before the tool sees them. A ``KeyboardInterrupt``
-that a signal delivers while an async tool runs counts as that tool's. ``os._exit`` and
-crashes of native code cannot be contained.
+``SystemExit`` and ``KeyboardInterrupt`` are contained where the dispatcher awaits the tool,
+and in tasks the tool starts (``create_task``, ``gather``) by a task factory on the loop;
+see ``tools.containment`` for that and for its limits. A ``KeyboardInterrupt`` that a
+signal delivers while an async tool runs counts as that tool's. ``os._exit`` and crashes of
+native code cannot be contained.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Any
 import structlog
 
 from tools.calls import ToolCall, ToolCallResult
-from tools.containment import LoopStopRefused, guard_loop, running_tool
+from tools.containment import ContainedExit, LoopStopRefused, guard_loop, running_tool
 from tools.context import ToolContext
 from tools.encoding import MIN_OUTPUT_CHARS, encode_output, error_output, truncate
 from tools.errors import ArgumentIssue, ToolArgumentsError, ToolError
@@ -594,14 +594,17 @@ def _refuse_reserved(tool: Tool, validated: Any) -> None:
 def _exit_failure(tool: Tool, exc: BaseException) -> _Failure:
     if isinstance(exc, LoopStopRefused):
         return _Failure("loop_stop", f"{exc}; the tool's call was ended", exc)
+    where = ""
+    if isinstance(exc, ContainedExit):
+        exc, where = exc.original, " in a task it started"
     if isinstance(exc, SystemExit):
         return _Failure(
             "tool_exit",
-            f"tool {tool.name!r} raised SystemExit({exc.code!r}); the process keeps running",
+            f"tool {tool.name!r} raised SystemExit({exc.code!r}){where}; the process keeps running",
             exc,
         )
     if isinstance(exc, KeyboardInterrupt):
-        return _Failure("interrupted", f"tool {tool.name!r} raised KeyboardInterrupt", exc)
+        return _Failure("interrupted", f"tool {tool.name!r} raised KeyboardInterrupt{where}", exc)
     return _Failure("tool_exception", _describe(exc), exc)
 
 

@@ -88,6 +88,29 @@ def stop_loop_from_thread() -> str:
 
 
 @registry.tool
+async def exit_in_gather() -> str:
+    """sys.exit in a child coroutine that gather() wraps in a task."""
+
+    async def child() -> None:
+        await asyncio.sleep(0)
+        raise SystemExit(5)
+
+    await asyncio.gather(child(), asyncio.sleep(0.01))
+    return "unreachable"
+
+
+@registry.tool
+async def interrupt_in_task() -> str:
+    """KeyboardInterrupt in a task the tool creates and awaits."""
+
+    async def child() -> None:
+        raise KeyboardInterrupt
+
+    await asyncio.create_task(child())
+    return "unreachable"
+
+
+@registry.tool
 async def fine(x: int) -> int:
     """A well-behaved async tool."""
     await asyncio.sleep(0.01)
@@ -155,6 +178,45 @@ def test_keyboard_interrupt_is_an_interrupted_output(name: str) -> None:
     assert results[0].error_type == "interrupted" and body["type"] == "interrupted"
     assert "KeyboardInterrupt" in body["message"]
     assert [r.output for r in results[1:]] == ["2", "2"]
+
+
+def test_exits_in_tasks_a_tool_starts_are_contained() -> None:
+    """SystemExit in a gather() child and KeyboardInterrupt in a created task end the
+    tool's call with tool_exit / interrupted instead of leaving the loop."""
+    results = on_own_loop(lambda: batch("exit_in_gather", "interrupt_in_task", "fine"))
+    assert [r.error_type for r in results[:2]] == ["tool_exit", "interrupted"]
+    assert "SystemExit(5) in a task it started" in error(results[0])["message"]
+    assert "KeyboardInterrupt in a task it started" in error(results[1])["message"]
+    assert results[2].output == "2"
+
+
+def test_tasks_outside_tools_are_not_wrapped() -> None:
+    """The host's own tasks keep their coroutine (and any previous task factory still
+    runs); only tasks created in a tool's context are wrapped."""
+    made: list[str] = []
+
+    def host_factory(
+        loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def mine() -> str:
+        return "host task"
+
+    async def body() -> str:
+        await batch("fine")
+        task = asyncio.create_task(mine())
+        assert task.get_coro().__qualname__.endswith("mine")
+        return await task
+
+    def main_with_factory() -> Awaitable[str]:
+        asyncio.get_running_loop().set_task_factory(host_factory)
+        return body()
+
+    assert on_own_loop(main_with_factory) == "host task"
+    assert any(name.endswith("mine") for name in made)  # the host's factory still runs
+    assert "_contained" not in made  # no tool started a task, so nothing was wrapped
 
 
 def test_loop_stop_from_an_async_tool_is_refused() -> None:
