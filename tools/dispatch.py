@@ -29,6 +29,7 @@ native code cannot be contained.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -396,11 +397,17 @@ class ToolDispatcher:
             raise self._no_thread(call, exc.stats, exc) from None
         except Exception as exc:
             raise _Failure("tool_exception", _describe(exc), exc) from None
+        except GeneratorExit:  # this coroutine is being closed: let it close
+            _flag(context)
+            raise
         except BaseException as exc:  # SystemExit & co: contained, never the host's end
             _flag(context)
             raise _exit_failure(tool, exc) from None
         finally:
-            running_tool.reset(token)
+            # Closed by garbage collection, the coroutine runs outside its task's context,
+            # where the token is meaningless; otherwise on_finish must not run as the tool.
+            with contextlib.suppress(ValueError):
+                running_tool.reset(token)
 
     async def _invoke(
         self, tool: Tool, args: list[Any], kwargs: dict[str, Any], thread: _ThreadCall | None

@@ -246,3 +246,29 @@ def test_host_can_still_stop_its_loop() -> None:
         assert not loop.is_running()
     finally:
         loop.close()
+
+
+@registry.tool(timeout_s=100)
+async def forever() -> str:
+    """Wait for ever."""
+    await asyncio.Event().wait()
+    return "unreachable"
+
+
+def test_calls_pending_when_their_loop_is_dropped_close_quietly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch left pending on a loop that is closed and dropped is garbage collected
+    without errors (its coroutines close outside their task's context)."""
+    import gc
+    import sys
+
+    unraisable: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(repr(u.exc_value)))
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(batch("forever"))
+    loop.run_until_complete(asyncio.sleep(0.05))
+    loop.close()
+    del task
+    gc.collect()
+    assert unraisable == []
