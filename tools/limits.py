@@ -204,7 +204,7 @@ class DaemonThreadPool(Executor):
         self._max_workers = max_workers
         self._max_abandoned = max_abandoned
         self._name = name
-        self._queue: queue.SimpleQueue[_WorkItem | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_PoolCall[Any] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
         self._started = 0  # for thread names
@@ -239,9 +239,7 @@ class DaemonThreadPool(Executor):
             PoolExhausted: every thread is stuck in an abandoned call and none may be added.
             RuntimeError: the pool was shut down.
         """
-        future: _PoolFuture[T] = _PoolFuture()
-        item = _WorkItem(future, functools.partial(fn, *args, **kwargs))
-        future.item = item
+        item: _PoolCall[T] = _PoolCall(functools.partial(fn, *args, **kwargs))
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new calls after shutdown")
@@ -250,19 +248,19 @@ class DaemonThreadPool(Executor):
             self._queued += 1
             self._queue.put(item)
             self._grow_locked()
-        return future
+        return item
 
     def abandon(self, future: Future[Any]) -> Abandon:
         """The caller gives up on the call behind ``future`` (from :meth:`submit`)."""
-        if not isinstance(future, _PoolFuture) or future.item is None:
+        if not isinstance(future, _PoolCall):
             return Abandon.DONE
-        item = future.item
+        item = future
         with self._lock:
-            if item.state == _QUEUED:
-                item.state = _CANCELLED
+            if item.stage == _QUEUED:
+                item.stage = _CANCELLED
                 self._queued -= 1
                 outcome = Abandon.NOT_STARTED
-            elif item.state == _RUNNING and not item.abandoned:
+            elif item.stage == _RUNNING and not item.abandoned:
                 item.abandoned = True
                 self._abandoned += 1
                 self._grow_locked()
@@ -311,20 +309,20 @@ class DaemonThreadPool(Executor):
             self._threads -= 1
             self._idle -= 1
 
-    def _take(self, item: _WorkItem) -> bool:
+    def _take(self, item: _PoolCall[Any]) -> bool:
         with self._lock:
-            if item.state == _CANCELLED:
+            if item.stage == _CANCELLED:
                 return False
-            item.state = _RUNNING
+            item.stage = _RUNNING
             self._queued -= 1
             self._idle -= 1
             self._busy += 1
             return True
 
-    def _release(self, item: _WorkItem) -> bool:
+    def _release(self, item: _PoolCall[Any]) -> bool:
         """Book a finished call; False when this thread must exit (it was replaced)."""
         with self._lock:
-            item.state = _DONE
+            item.stage = _DONE
             self._busy -= 1
             if item.abandoned:
                 self._abandoned -= 1
@@ -349,32 +347,29 @@ class DaemonThreadPool(Executor):
                 threading.Event().wait(0.01)
 
 
-class _PoolFuture(Future[T]):
-    """A future that knows its work item, so :meth:`DaemonThreadPool.abandon` can find it."""
+class _PoolCall(Future[T]):
+    """A call on the pool: its future, and what the pool needs to run and abandon it.
 
-    item: _WorkItem | None = None
+    One object, so the queue, the pool and the caller share it without reference cycles.
+    """
 
-
-class _WorkItem:
-    __slots__ = ("abandoned", "call", "future", "state")
-
-    def __init__(self, future: Future[Any], call: Callable[[], Any]) -> None:
-        self.future = future
-        self.call = call
-        self.state = _QUEUED
+    def __init__(self, call: Callable[[], T]) -> None:
+        super().__init__()
+        self.call: Callable[[], Any] = call
+        self.stage = _QUEUED
         self.abandoned = False
 
     def run(self) -> None:
-        if not self.future.set_running_or_notify_cancel():
+        if not self.set_running_or_notify_cancel():
             return
         try:
             result = self.call()
         except BaseException as exc:  # handed to the awaiting side, like ThreadPoolExecutor
-            self.future.set_exception(exc)
+            self.set_exception(exc)
         else:
-            self.future.set_result(result)
+            self.set_result(result)
         finally:
-            self.call = _done
+            self.call = _done  # drop the tool's arguments at once
 
 
 def _done() -> None:
