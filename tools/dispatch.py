@@ -29,7 +29,6 @@ native code cannot be contained.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import inspect
@@ -406,8 +405,10 @@ class ToolDispatcher:
         finally:
             # Closed by garbage collection, the coroutine runs outside its task's context,
             # where the token is meaningless; otherwise on_finish must not run as the tool.
-            with contextlib.suppress(ValueError):
+            try:  # noqa: SIM105 - hot path: suppress() builds an object per call
                 running_tool.reset(token)
+            except ValueError:
+                pass
 
     async def _invoke(
         self, tool: Tool, args: list[Any], kwargs: dict[str, Any], thread: _ThreadCall | None
