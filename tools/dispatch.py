@@ -375,6 +375,7 @@ class ToolDispatcher:
                 return await self._invoke(tool, args, kwargs, thread)
         except TimeoutError as exc:
             _flag(context)
+            self._log_abandoned(call, thread)
             if not timer.expired():
                 raise _Failure("tool_exception", _describe(exc), exc) from None
             if thread is not None and thread.outcome is Abandon.NOT_STARTED:
@@ -386,6 +387,7 @@ class ToolDispatcher:
             raise _Failure("timeout", message, exc) from None
         except asyncio.CancelledError as exc:
             _flag(context)
+            self._log_abandoned(call, thread)
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
@@ -417,7 +419,7 @@ class ToolDispatcher:
             value = await tool.fn(*args, **kwargs)
         else:
             run = functools.partial(contextvars.copy_context().run, tool.fn, *args, **kwargs)
-            value = await thread.run(run, self._log_abandoned)
+            value = await thread.run(run)
         if inspect.isawaitable(value):  # a sync wrapper around a coroutine function
             value = await value
         return value
@@ -442,8 +444,17 @@ class ToolDispatcher:
             )
         return _Failure("pool_exhausted", f"{reason}; the tool did not run", exc)
 
-    def _log_abandoned(self, stats: PoolStats) -> None:
-        self._log.warning("tools.thread_abandoned", run_id=self.run_id, **stats.as_fields())
+    def _log_abandoned(self, call: ToolCall, thread: _ThreadCall | None) -> None:
+        if thread is None or thread.outcome is not Abandon.ABANDONED:
+            return
+        self._log.warning(
+            "tools.thread_abandoned",
+            tool=call.name,
+            tool_call_id=call.id,
+            run_id=self.run_id,
+            thread_id=self.thread_id,
+            **thread.pool.stats().as_fields(),
+        )
 
     def _encode(self, value: Any) -> str:
         try:
@@ -625,12 +636,10 @@ class _ThreadCall:
         self.pool = pool
         self.outcome: Abandon | None = None
 
-    async def run(self, fn: Callable[[], Any], on_abandoned: Callable[[PoolStats], None]) -> Any:
+    async def run(self, fn: Callable[[], Any]) -> Any:
         future = self.pool.submit(fn)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             self.outcome = self.pool.abandon(future)
-            if self.outcome is Abandon.ABANDONED:
-                on_abandoned(self.pool.stats())
             raise

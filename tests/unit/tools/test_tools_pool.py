@@ -89,8 +89,12 @@ async def test_stuck_threads_are_replaced_then_calls_fail_fast(small_pool: None)
     still runs; past the cap every thread is stuck and calls fail at once with a logged
     pool_exhausted error; once the stuck calls return, the pool serves again."""
     dispatcher = ToolDispatcher(registry)
-    first = await run(dispatcher, "stuck", "stuck", tag="a")
+    with capture_logs() as logs:
+        first = await run(dispatcher, "stuck", "stuck", tag="a")
     assert [r.error_type for r in first] == ["timeout", "timeout"]
+    abandoned = [e for e in logs if e["event"] == "tools.thread_abandoned"]
+    assert sorted(e["tool_call_id"] for e in abandoned) == ["a0", "a1"]
+    assert all(e["log_level"] == "warning" and e["tool"] == "stuck" for e in abandoned)
 
     (ok,) = await run(dispatcher, "quick", tag="b")
     assert ok.output == "2"  # ran on a replacement thread
