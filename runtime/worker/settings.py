@@ -39,6 +39,7 @@ from runtime.config import (
     PolicySettings,
     RetrySettings,
     Settings,
+    read_config_file,
 )
 from runtime.logging import redact, register_secret
 from tools import ToolRegistry
@@ -165,7 +166,9 @@ class _WorkerToml(TomlConfigSettingsSource):
     """The TOML file, with relative paths in it resolved against the file's directory."""
 
     def _read_file(self, file_path: Any) -> dict[str, Any]:
-        data = super()._read_file(file_path)
+        # runtime.config's reader: unreadable, non-UTF-8, invalid or absurdly nested TOML
+        # is a ConfigError naming the file, never a traceback.
+        data = read_config_file(Path(file_path))
         sqlite = (
             data.get("queue", {}).get("sqlite") if isinstance(data.get("queue"), dict) else None
         )

@@ -291,3 +291,22 @@ def test_health_port_in_use_is_a_one_line_error_with_exit_2(tmp_path: Path) -> N
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr
     assert f"127.0.0.1:{port}" in errors[0] and "http.port" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'[worker]\nname = "\xe9"\n', "not UTF-8"),
+        (b"x = " + b"[" * 2000 + b"]" * 2000 + b"\n", "nested"),
+    ],
+    ids=["non_utf8", "deeply_nested"],
+)
+def test_unreadable_worker_toml_is_a_config_error_naming_the_file(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
+    """A worker config that is not UTF-8 or is absurdly nested gives ConfigError, no traceback."""
+    path = tmp_path / "worker.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_worker_settings(path)
+    assert str(path) in str(caught.value) and reason in str(caught.value)
