@@ -125,6 +125,7 @@ class RunAccumulator:
         self.saw_done = False
         self.notes: list[Note] = []
         self.wants: frozenset[str] = frozenset()
+        self._ref: TurnRef | None = None
 
     # --- the accumulator protocol -------------------------------------------------------------
 
@@ -135,8 +136,14 @@ class RunAccumulator:
 
     @property
     def ref(self) -> TurnRef | None:
-        """The run, once known."""
-        return TurnRef(self.run_id, self.thread_id) if self.run_id is not None else None
+        """The run, once known (one value per run and thread: read on every event)."""
+        run_id, thread_id = self.run_id, self.thread_id
+        if run_id is None:
+            return None
+        ref = self._ref
+        if ref is None or ref.id != run_id or ref.conversation != thread_id:
+            ref = self._ref = TurnRef(run_id, thread_id)
+        return ref
 
     @property
     def last_sequence(self) -> int | None:

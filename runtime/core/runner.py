@@ -84,6 +84,7 @@ class _RunState(Generic[RawT]):
     seen_turns: set[str] = field(default_factory=set)
     last_submit: tuple[Turn[RawT], list[ToolCallResult]] | None = None
     blind_restarts: int = 0
+    reader: asyncio.Task[Any] | None = None  # the task reading a stream, for cancel()
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -173,6 +174,8 @@ class Runner(Generic[RawT]):
             state.reason = state.reason or "cancelled by request"
             state.stopped_by = state.stopped_by or "cancel"
             state.cancel_requested.set()
+            if state.reader is not None and state.reader is not asyncio.current_task():
+                state.reader.cancel()  # stop reading now; _consume keeps what arrived
             ref = state.ref or ref
         return await self.backend.cancel(ref)
 
@@ -439,26 +442,29 @@ class Runner(Generic[RawT]):
         return resumed
 
     async def _consume(self, state: _RunState[RawT], stream: TurnStream[RawT]) -> None:
-        """Read the stream to its end, or until a cancel request (then close it)."""
-        reader = asyncio.ensure_future(self._read(state, stream))
-        waiter = asyncio.ensure_future(state.cancel_requested.wait())
-        try:
-            await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (reader, waiter):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(reader, waiter, return_exceptions=True)
-            await stream.aclose()
-        if not reader.cancelled():
-            reader.result()  # re-raise what broke the stream
+        """Read the stream to its end, or until a cancel request (then close it).
 
-    async def _read(self, state: _RunState[RawT], stream: TurnStream[RawT]) -> None:
-        async for _ in stream:
-            ref = stream.ref
-            # Known as soon as the first event names it: cancel() and _abort() can reach it.
-            if ref is not None and ref.id not in state.seen_turns:
-                await self._track(state, ref)
+        The stream is read in the run's own task (no helper tasks on the hot path):
+        :meth:`cancel` interrupts the read by cancelling this task, which is told apart from
+        a cancellation of the run by ``uncancel()``.
+        """
+        task = asyncio.current_task()
+        state.reader = task
+        try:
+            tracked = False
+            async for _ in stream:
+                if not tracked and (ref := stream.ref) is not None:
+                    # Known as soon as the first event names it: cancel() and _abort() can
+                    # reach it.
+                    tracked = True
+                    if ref.id not in state.seen_turns:
+                        await self._track(state, ref)
+        except asyncio.CancelledError:
+            if not (state.cancel_requested.is_set() and task is not None and task.uncancel() == 0):
+                raise
+        finally:
+            state.reader = None
+            await stream.aclose()
 
     async def _send_blind_again(self, state: _RunState[RawT]) -> TurnStream[RawT]:
         """The stream broke before the turn was named, and turns cannot be found: send the
