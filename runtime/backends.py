@@ -163,22 +163,26 @@ class Facade(Generic[RawT]):
         await self.runner.aclose()
 
 
-def _assistants(settings: Any, overrides: dict[str, Any]) -> tuple[HTTPClient, Any]:
+def _assistants(
+    settings: Any, overrides: dict[str, Any], policy: RunPolicy
+) -> tuple[HTTPClient, Any]:
     from runtime.assistants import AssistantsBackend, AssistantsClient
 
     client = AssistantsClient.from_settings(settings, **overrides)
     return client, AssistantsBackend(client)
 
 
-def _responses(settings: Any, overrides: dict[str, Any]) -> tuple[HTTPClient, Any]:
+def _responses(
+    settings: Any, overrides: dict[str, Any], policy: RunPolicy
+) -> tuple[HTTPClient, Any]:
     from runtime.responses import ResponsesBackend, ResponsesClient
 
     client = ResponsesClient.from_settings(settings, **overrides)
-    return client, ResponsesBackend(client)
+    return client, ResponsesBackend(client, background=policy.resumable_streams)
 
 
 #: Protocol name -> factory of (client, backend). The only place a protocol is chosen.
-PROTOCOLS: dict[str, Callable[[Any, dict[str, Any]], tuple[HTTPClient, Any]]] = {
+PROTOCOLS: dict[str, Callable[[Any, dict[str, Any], RunPolicy], tuple[HTTPClient, Any]]] = {
     "assistants": _assistants,
     "responses": _responses,
 }
@@ -207,10 +211,9 @@ def create_backend(
     factory = PROTOCOLS.get(settings.protocol)
     if factory is None:
         raise ValueError(f"unknown protocol {settings.protocol!r}: one of {sorted(PROTOCOLS)}")
-    client, backend = factory(settings, overrides)
-    runner: Runner[Any] = Runner(
-        backend, registry, policy or RunPolicy.from_settings(settings), handler
-    )
+    policy = policy or RunPolicy.from_settings(settings)
+    client, backend = factory(settings, overrides, policy)
+    runner: Runner[Any] = Runner(backend, registry, policy, handler)
     return BackendSession(settings.protocol, client, runner, model)
 
 

@@ -256,7 +256,7 @@ class Runner(Generic[RawT]):
                 turn = await asyncio.shield(self._cancel_on_server(state))
         except (TimeoutError, RuntimeAPIError) as exc:
             log.warning("run.cancel_timeout", run_id=_id(state.ref), error=type(exc).__name__)
-        return await self._finish(state, turn, status="expired")
+        return await self._finish(state, turn, stopped_as="expired")
 
     # --- start ------------------------------------------------------------------------------
 
@@ -373,13 +373,14 @@ class Runner(Generic[RawT]):
             if turn.is_terminal:
                 return await self._finish(state, turn)
             if state.cancel_requested.is_set():
-                return await self._finish(state, await self._stop(state, turn), status="cancelled")
+                stopped = await self._stop(state, turn)
+                return await self._finish(state, stopped, stopped_as="cancelled")
             if turn.status != "requires_tools":
                 stream = None
                 continue
             step = await self._tool_round(state, turn)
             if isinstance(step, Turn):
-                return await self._finish(state, step, status="cancelled")
+                return await self._finish(state, step, stopped_as="cancelled")
             stream = step
 
     async def _follow(self, state: _RunState[RawT], stream: TurnStream[RawT] | None) -> Turn[RawT]:
@@ -766,12 +767,22 @@ class Runner(Generic[RawT]):
         return task
 
     async def _finish(
-        self, state: _RunState[RawT], turn: Turn[RawT] | None, *, status: str | None = None
+        self,
+        state: _RunState[RawT],
+        turn: Turn[RawT] | None,
+        *,
+        stopped_as: str | None = None,
     ) -> RunResult[RawT]:
+        """The result. ``stopped_as``: the runtime stopped the run (a cancel or a bound gives
+        ``cancelled`` unless the run ended on its own first; the total deadline always gives
+        ``expired``), and the texts are what arrived before the stop."""
         if turn is not None:
-            await self._absorb(state, turn, trusted=False)
+            if stopped_as is None:
+                await self._absorb(state, turn, trusted=False)
+            elif turn.usage is not None:
+                state.usage[turn.ref.id] = turn.usage
         await self._reload_untrusted(state)
-        final = turn.status if turn is not None and turn.is_terminal else (status or "failed")
+        final = _final_status(turn, stopped_as)
         text = "\n\n".join(t for texts in state.texts.values() for t in texts.values() if t)
         usage = sum(state.usage.values(), Usage()) if state.usage else None
         ref = turn.ref if turn is not None else state.ref
@@ -857,6 +868,14 @@ class _HandlerCallbacks:
         if self._error is not None:
             name, exc = self._error
             raise HandlerError(f"EventHandler.{name} raised {exc!r}", callback=name) from exc
+
+
+def _final_status(turn: Turn[Any] | None, stopped_as: str | None) -> str:
+    if stopped_as == "expired":
+        return "expired"
+    if turn is not None and turn.is_terminal and (stopped_as is None or turn.status != "cancelled"):
+        return turn.status  # it ended on its own, maybe before our cancel took effect
+    return stopped_as or "failed"
 
 
 def _merge_texts(state: _RunState[Any], turn_id: str, parts: Iterable[TextPart]) -> None:

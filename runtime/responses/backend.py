@@ -32,15 +32,20 @@ class ResponsesBackend:
     Args:
         client: the Responses client (its retries handle transport failures).
         model: the model of a request that names none.
+        background: create background responses (their streams resume after a break, and
+            a cancel reaches them) unless the request says ``background`` or ``store=false``.
     """
 
     name: ClassVar[str] = "responses"
     new_turn_per_round: ClassVar[bool] = True
     can_find: ClassVar[bool] = False
 
-    def __init__(self, client: ResponsesClient, *, model: str = DEFAULT_MODEL) -> None:
+    def __init__(
+        self, client: ResponsesClient, *, model: str = DEFAULT_MODEL, background: bool = True
+    ) -> None:
         self.client = client
         self.model = model
+        self.background = background
 
     def server_now(self) -> float:
         """The server's clock (responses carry no expiry; kept for the seam)."""
@@ -134,6 +139,8 @@ class ResponsesBackend:
             body["tools"] = responses_tools(request.tools)
         if request.conversation is not None:
             body["conversation"] = request.conversation
+        if self.background and body.get("store") is not False:
+            body.setdefault("background", True)
         if not first and _forces_a_call(body.get("tool_choice")):
             # A call forced on every follow-up would never let the model answer.
             body.pop("tool_choice")

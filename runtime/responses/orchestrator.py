@@ -44,9 +44,9 @@ class ResponsesOrchestrator(Facade[Response]):
         policy: RunPolicy | None = None,
         handler: EventHandler | None = None,
     ) -> None:
-        super().__init__(
-            client, registry, Runner(ResponsesBackend(client), registry, policy, handler)
-        )
+        policy = policy or RunPolicy()
+        backend = ResponsesBackend(client, background=policy.resumable_streams)
+        super().__init__(client, registry, Runner(backend, registry, policy, handler))
         self.client: ResponsesClient = client
 
     async def run(
