@@ -178,7 +178,12 @@ def _responses(
     from runtime.responses import ResponsesBackend, ResponsesClient
 
     client = ResponsesClient.from_settings(settings, **overrides)
-    return client, ResponsesBackend(client, background=policy.resumable_streams)
+    backend = ResponsesBackend(
+        client,
+        background=policy.resumable_streams,
+        conversations=bool(getattr(settings, "conversations", False)),
+    )
+    return client, backend
 
 
 #: Protocol name -> factory of (client, backend). The only place a protocol is chosen.

@@ -286,6 +286,9 @@ class Settings(BaseSettings):
 
     protocol: Literal["assistants", "responses"] = "assistants"
     """Wire protocol: the Assistants API (threads and runs) or the Responses API."""
+    conversations: bool = False
+    """Responses: run each new run in a new Conversation (the Threads successor), so it can be
+    continued by the conversation's id; off: responses chained by previous_response_id."""
     api: ApiSettings = ApiSettings()
     retry: RetrySettings = RetrySettings()
     policy: PolicySettings = PolicySettings()

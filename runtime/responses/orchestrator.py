@@ -35,6 +35,8 @@ class ResponsesOrchestrator(Facade[Response]):
         registry: the tools the model may call.
         policy: retry, deadline, cancellation and bounds.
         handler: default callbacks for every run (a call may pass its own).
+        conversations: run each new run in a new Conversation (continue it by passing
+            ``conversation=result.conversation_id``); off: chain by previous_response_id.
     """
 
     def __init__(
@@ -43,9 +45,13 @@ class ResponsesOrchestrator(Facade[Response]):
         registry: ToolRegistry,
         policy: RunPolicy | None = None,
         handler: EventHandler | None = None,
+        *,
+        conversations: bool = False,
     ) -> None:
         policy = policy or RunPolicy()
-        backend = ResponsesBackend(client, background=policy.resumable_streams)
+        backend = ResponsesBackend(
+            client, background=policy.resumable_streams, conversations=conversations
+        )
         super().__init__(client, registry, Runner(backend, registry, policy, handler))
         self.client: ResponsesClient = client
 
