@@ -600,6 +600,7 @@ class Runner(Generic[RawT]):
             log.warning("run.bound_exceeded", run_id=turn.ref.id, reason=state.reason)
             return await self._stop(state, turn)
         if not turn.tool_calls:
+            state.reason = "the turn required tools but listed no tool calls"
             log.warning("run.empty_tool_round", run_id=turn.ref.id)
             return await self._stop(state, turn)
         state.rounds += 1
@@ -708,7 +709,13 @@ class Runner(Generic[RawT]):
         return await self._wait_terminal(turn.ref, self.policy.cancel_wait_s)
 
     async def _request_cancel(self, ref: TurnRef) -> Turn[RawT] | None:
-        answer = await self.backend.cancel(ref)
+        """Ask once (the client retries); a refusal or a failure answers None. A cancel that
+        keeps failing must not lose the run's result, nor be tried again by ``_abort``."""
+        try:
+            answer = await self.backend.cancel(ref)
+        except RuntimeAPIError as exc:
+            log.warning("run.cancel_failed", run_id=ref.id, error=type(exc).__name__)
+            return None
         if answer is None:
             log.info("run.cancel_refused", run_id=ref.id)
         return answer

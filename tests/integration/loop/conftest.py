@@ -1,0 +1,546 @@
+"""One run loop, two protocols: every test here runs once per backend against the emulator.
+
+The ``driver`` fixture is parametrised over ``assistants`` and ``responses``. It gives a test
+a small neutral facade over the protocol it runs on: start a run with a user message, the
+emulator, the protocol's create and submit paths for fault injection, what the server
+received (submitted tool outputs, created turns) and what it holds (statuses, stored text).
+``open_driver`` builds a driver with other emulator, client or policy settings, optionally
+behind a :class:`Proxy` that rewrites what the emulator answers (keep-alive-only streams,
+refused cancels, a skewed clock, tool rounds without calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+import runtime.retry
+from runtime import AssistantsClient, EventHandler, Orchestrator, RunPolicy, RunResult, TurnRef
+from runtime.emulator import Emulator, Scenario
+from runtime.responses import ResponsesClient, ResponsesOrchestrator
+from tools import ToolContext, ToolRegistry
+
+Protocol = Literal["assistants", "responses"]
+PROTOCOLS: tuple[Protocol, ...] = ("assistants", "responses")
+
+# Not an "sk-" key: masking it proves the client's own key is redacted, not just a pattern.
+API_KEY = "loop-test-key-7d3f9a2c41b8e6"
+LEAKED_KEY = "sk-" + "Zq8" * 8  # an API-key-like secret a tool's exception may quote
+
+FAST = RunPolicy(
+    poll_interval_s=0.02,
+    max_poll_interval_s=0.05,
+    cancel_wait_s=2.0,
+    busy_wait_s=5.0,
+)
+
+
+def fast(**changes: Any) -> RunPolicy:
+    """FAST with some policies changed."""
+    return replace(FAST, **changes)
+
+
+# The emulator's polling hint is honoured by the loop: keep it short.
+FAST_EMULATOR: dict[str, Any] = {"poll_after_ms": 20, "seed": 5}
+_TERMINAL = ("completed", "failed", "cancelled", "incomplete", "expired")
+
+
+def call(name: str, **arguments: Any) -> str:
+    """A ``/call`` line: the emulator's model turns it into a tool call."""
+    return f"/call {name} {json.dumps(arguments)}"
+
+
+def lines(*items: str) -> str:
+    return "\n".join(items)
+
+
+def scenario(*turns: Mapping[str, Any], then: str = "default") -> Scenario:
+    """A scripted model: these turns first, then the default rules (or repeat them)."""
+    return Scenario.from_dict({"turns": [dict(t) for t in turns], "then": then})
+
+
+# --- tools ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Probe:
+    """Records tool executions: how often each ran, overlaps, spans and cancellations."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    running: int = 0
+    peak: int = 0
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def enter(self, key: str) -> float:
+        with self.lock:
+            self.calls[key] += 1
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        return time.monotonic()
+
+    def leave(self, began: float) -> None:
+        with self.lock:
+            self.running -= 1
+            self.spans.append((began, time.monotonic()))
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+@pytest.fixture
+def probe() -> Probe:
+    return Probe()
+
+
+@pytest.fixture
+def registry(probe: Probe) -> ToolRegistry:
+    reg = ToolRegistry()
+
+    @reg.tool
+    async def add(a: int, b: int) -> int:
+        """Add two integers."""
+        probe.leave(probe.enter(f"add:{a}+{b}"))
+        return a + b
+
+    @reg.tool
+    async def slow(seconds: float, ctx: ToolContext, label: str = "x") -> str:
+        """Sleep on the loop, then say so.
+
+        Args:
+            seconds: how long to sleep.
+            label: a name for the call.
+        """
+        began = probe.enter(f"slow:{label}")
+        probe.started.set()
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            probe.cancelled.append(ctx.tool_call_id)
+            raise
+        finally:
+            probe.leave(began)
+        return f"slept {seconds} ({label})"
+
+    @reg.tool
+    def slow_sync(seconds: float, label: str = "x") -> str:
+        """Sleep in a worker thread, then say so.
+
+        Args:
+            seconds: how long to sleep.
+            label: a name for the call.
+        """
+        began = probe.enter(f"slow_sync:{label}")
+        try:
+            time.sleep(seconds)
+        finally:
+            probe.leave(began)
+        return f"slept {seconds} ({label})"
+
+    @reg.tool
+    async def explode(reason: str) -> str:
+        """Always fails with ``reason``."""
+        probe.leave(probe.enter("explode"))
+        raise RuntimeError(f"boom: {reason}")
+
+    @reg.tool
+    async def leak() -> str:
+        """Fails with an error message that quotes credentials."""
+        probe.leave(probe.enter("leak"))
+        raise PermissionError(f"upstream refused key {LEAKED_KEY} (client key {API_KEY})")
+
+    @reg.tool
+    async def bail(code: int) -> str:
+        """Calls sys.exit from inside a tool."""
+        probe.leave(probe.enter("bail"))
+        raise SystemExit(code)
+
+    return reg
+
+
+# --- what a test learns from the handler ------------------------------------------------------
+
+
+class Watch(EventHandler):
+    """Collects turn ids and fires events at points where a test acts."""
+
+    def __init__(self) -> None:
+        self.turns: list[str] = []
+        self.text = asyncio.Event()
+        self.tools = asyncio.Event()
+
+    async def on_turn(self, ref: TurnRef) -> None:
+        self.turns.append(ref.id)
+
+    async def on_text_delta(self, delta: str, snapshot: Any) -> None:
+        self.text.set()
+
+    async def on_tool_call_started(self, call: Any) -> None:
+        self.tools.set()
+
+
+# --- a proxy in front of the emulator ---------------------------------------------------------
+
+_HOP_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "content-encoding", "date", "server"}
+)
+
+
+@dataclass
+class Proxy:
+    """An aiohttp server forwarding every request to the emulator, rewriting some answers.
+
+    Attributes:
+        upstream: the emulator's root URL.
+        keepalive_streams: how many of the next streams go silent after
+            ``keepalive_after`` events, sending only ``: keep-alive`` comments from then on.
+        keepalive_after: events forwarded before such a stream goes silent.
+        keepalive_skip: streams passed through untouched before those.
+        refuse_cancel: answer every ``.../cancel`` with a 400 (not forwarded).
+        date_offset_s: shift of the ``Date`` header of every answer.
+        empty_tool_calls: rewrite Assistants ``required_action`` to list no calls.
+        seen: ``(method, path)`` of every request received.
+    """
+
+    upstream: str
+    keepalive_streams: int = 0
+    keepalive_after: int = 2
+    keepalive_skip: int = 0
+    refuse_cancel: bool = False
+    date_offset_s: float = 0.0
+    empty_tool_calls: bool = False
+    seen: list[tuple[str, str]] = field(default_factory=list)
+    session: aiohttp.ClientSession | None = None
+
+    def count(self, method: str, pattern: str) -> int:
+        return sum(1 for m, p in self.seen if m == method and re.search(pattern, p))
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    def _headers(self, upstream: Mapping[str, str]) -> dict[str, str]:
+        headers = {k: v for k, v in upstream.items() if k.lower() not in _HOP_HEADERS}
+        stamp = time.time() + self.date_offset_s
+        headers["Date"] = email.utils.formatdate(stamp, usegmt=True)
+        return headers
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append((request.method, request.path))
+        if self.refuse_cancel and request.path.endswith("/cancel"):
+            body = {"error": {"message": "cannot cancel now", "type": "invalid_request_error"}}
+            return web.json_response(body, status=400, headers=self._headers({}))
+        assert self.session is not None
+        async with self.session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+            data=await request.read(),
+        ) as answer:
+            if answer.content_type == "text/event-stream":
+                return await self._stream(request, answer)
+            body = self._rewrite(await answer.read())
+            return web.Response(
+                body=body, status=answer.status, headers=self._headers(answer.headers)
+            )
+
+    async def _stream(
+        self, request: web.Request, answer: aiohttp.ClientResponse
+    ) -> web.StreamResponse:
+        out = web.StreamResponse(status=answer.status, headers=self._headers(answer.headers))
+        await out.prepare(request)
+        silent_after = None
+        if self.keepalive_streams > 0:
+            if self.keepalive_skip > 0:
+                self.keepalive_skip -= 1
+            else:
+                self.keepalive_streams -= 1
+                silent_after = self.keepalive_after
+        events = 0
+        try:
+            async for line in answer.content:
+                await out.write(self._rewrite(line))
+                if line in (b"\n", b"\r\n"):
+                    events += 1
+                    if silent_after is not None and events >= silent_after:
+                        await self._keep_alive(out)
+                        return out
+            await out.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away
+        return out
+
+    async def _keep_alive(self, out: web.StreamResponse) -> None:
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            await out.write(b": keep-alive\n\n")
+
+    def _rewrite(self, data: bytes) -> bytes:
+        if not self.empty_tool_calls or b"required_action" not in data:
+            return data
+        prefix = b"data: " if data.startswith(b"data: ") else b""
+        obj = json.loads(data[len(prefix) :])
+        action = obj.get("required_action")
+        if isinstance(action, dict):
+            action["submit_tool_outputs"]["tool_calls"] = []
+        end = b"\n" if data.endswith(b"\n") else b""
+        return prefix + json.dumps(obj).encode() + end
+
+
+# --- the driver -------------------------------------------------------------------------------
+
+ASSISTANTS_CREATE = r"/threads/[^/]+/runs$"
+ASSISTANTS_SUBMIT = r"/submit_tool_outputs$"
+RESPONSES_CREATE = r"/responses$"
+
+
+@dataclass
+class Driver:
+    """One protocol behind a neutral face (see the module doc).
+
+    Attributes:
+        protocol: ``assistants`` or ``responses``.
+        emu: the emulator.
+        client: the protocol's client.
+        orch: the protocol's orchestrator.
+        assistant_id: the assistant the Assistants runs use.
+        proxy: the proxy in front of the emulator, when there is one.
+    """
+
+    protocol: Protocol
+    emu: Emulator
+    client: AssistantsClient | ResponsesClient
+    orch: Orchestrator | ResponsesOrchestrator
+    assistant_id: str | None = None
+    proxy: Proxy | None = None
+
+    @property
+    def is_assistants(self) -> bool:
+        return self.protocol == "assistants"
+
+    # --- running ---------------------------------------------------------------------------
+
+    async def run(
+        self, text: str, *, handler: EventHandler | None = None, **params: Any
+    ) -> RunResult[Any]:
+        """Run the user message ``text`` to its end (Assistants: on a new thread)."""
+        if isinstance(self.orch, Orchestrator):
+            assert self.assistant_id is not None
+            return await self.orch.create_thread_and_run(
+                self.assistant_id,
+                messages=[{"role": "user", "content": text}],
+                handler=handler,
+                **params,
+            )
+        return await self.orch.run(text, handler=handler, **params)
+
+    @property
+    def cancellable(self) -> dict[str, Any]:
+        """Run parameters that make the server turn cancellable (a background response)."""
+        return {} if self.is_assistants else {"background": True}
+
+    async def cancel(self, turn_id: str) -> object | None:
+        """``orch.cancel`` from elsewhere."""
+        return await self.orch.cancel(turn_id)
+
+    # --- fault injection -------------------------------------------------------------------
+
+    @property
+    def create_path(self) -> str:
+        return ASSISTANTS_CREATE if self.is_assistants else RESPONSES_CREATE
+
+    def inject_on_create(self, kind: str, **params: Any) -> None:
+        """A fault on the request that starts the run."""
+        self.emu.inject(kind, method="POST", path=self.create_path, **params)
+
+    def inject_on_submit(self, kind: str, **params: Any) -> None:
+        """A fault on the first tool-output submission. On Responses a submit is also a
+        POST /v1/responses: the create before it takes a no-op rule (``slow`` of 0 ms)."""
+        if self.is_assistants:
+            self.emu.inject(kind, method="POST", path=ASSISTANTS_SUBMIT, **params)
+            return
+        self.emu.inject("slow", method="POST", path=RESPONSES_CREATE, ms=0)
+        self.emu.inject(kind, method="POST", path=RESPONSES_CREATE, **params)
+
+    # --- what the server received ----------------------------------------------------------
+
+    def requests(self, method: str, pattern: str) -> list[dict[str, Any]]:
+        """Request-log entries matching ``method`` and the path regex."""
+        return [
+            r
+            for r in self.emu.requests
+            if r["method"] == method and re.search(pattern, r["path"]) and "/v1/" in r["path"]
+        ]
+
+    def submit_requests(self) -> list[list[dict[str, str]]]:
+        """Every tool-output submission received, as ``[{"call_id", "output"}, ...]``."""
+        if self.is_assistants:
+            return [
+                [
+                    {"call_id": o["tool_call_id"], "output": o["output"]}
+                    for o in r["json"]["tool_outputs"]
+                ]
+                for r in self.requests("POST", ASSISTANTS_SUBMIT)
+            ]
+        batches = []
+        for r in self.requests("POST", RESPONSES_CREATE):
+            items = r["json"].get("input")
+            if isinstance(items, list) and any(
+                i.get("type") == "function_call_output" for i in items
+            ):
+                batches.append(
+                    [
+                        {"call_id": i["call_id"], "output": i["output"]}
+                        for i in items
+                        if i.get("type") == "function_call_output"
+                    ]
+                )
+        return batches
+
+    def start_requests(self) -> int:
+        """Requests that started a run (not tool-output submissions)."""
+        if self.is_assistants:
+            return len(self.requests("POST", ASSISTANTS_CREATE))
+        return len(self.requests("POST", RESPONSES_CREATE)) - len(self.submit_requests())
+
+    def turns_created(self) -> int:
+        """Runs (Assistants) or responses (Responses) the server created."""
+        key = "runs_created" if self.is_assistants else "responses_created"
+        return int(self.emu.stats.get(key, 0))
+
+    def one_chain(self, rounds: int) -> int:
+        """Turns one run creates with ``rounds`` tool rounds: one run, or a response each."""
+        return 1 if self.is_assistants else rounds + 1
+
+    def active_turns(self) -> int:
+        """Runs or responses still queued or in progress on the server."""
+        stats = self.emu.stats
+        if self.is_assistants:
+            return int(stats["active_runs"])
+        done = sum(int(stats.get(f"responses_{s}", 0)) for s in _TERMINAL)
+        return int(stats.get("responses_created", 0)) - done
+
+    def cancel_requests(self) -> int:
+        return len(self.requests("POST", r"/cancel$"))
+
+    # --- what the server holds -------------------------------------------------------------
+
+    async def status(self, turn_id: str) -> str:
+        """The server's status of a run or response."""
+        if self.is_assistants:
+            return str(self.emu.get_run(turn_id)["status"])
+        assert isinstance(self.client, ResponsesClient)
+        return str((await self.client.retrieve(turn_id)).status)
+
+    async def wait_settled(self, timeout_s: float = 3.0) -> None:
+        """Wait until the server has no active turn (a cancel takes a moment)."""
+        deadline = time.monotonic() + timeout_s
+        while self.active_turns() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def stored_text(self, result: RunResult[Any]) -> str:
+        """The assistant text the server stored for the run, joined as RunResult.text is."""
+        if self.is_assistants:
+            texts = [
+                "\n".join(p["text"]["value"] for p in m["content"] if p["type"] == "text")
+                for m in self.emu.messages(result.conversation_id or "")
+                if m["role"] == "assistant"
+            ]
+            return "\n\n".join(t for t in texts if t)
+        assert isinstance(self.client, ResponsesClient)
+        texts = []
+        response_id = result.run_id
+        while response_id:
+            response = await self.client.retrieve(response_id)
+            texts[:0] = [m.text for m in response.messages if m.text]
+            response_id = response.previous_response_id
+        return "\n\n".join(texts)
+
+
+def _orchestrator(
+    protocol: Protocol,
+    client: AssistantsClient | ResponsesClient,
+    registry: ToolRegistry,
+    policy: RunPolicy,
+) -> Orchestrator | ResponsesOrchestrator:
+    if protocol == "assistants":
+        assert isinstance(client, AssistantsClient)
+        return Orchestrator(client, registry, policy=policy)
+    assert isinstance(client, ResponsesClient)
+    return ResponsesOrchestrator(client, registry, policy=policy)
+
+
+OpenDriver = Callable[..., Awaitable[Driver]]
+
+
+@pytest.fixture(autouse=True)
+def _no_retry_waits() -> Iterator[None]:
+    runtime.retry.set_testing(True)
+    try:
+        yield
+    finally:
+        runtime.retry.set_testing(False)
+
+
+@pytest.fixture(params=PROTOCOLS)
+def protocol(request: pytest.FixtureRequest) -> Protocol:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def open_driver(
+    protocol: Protocol, registry: ToolRegistry, serve: Callable[[web.Application], Awaitable[str]]
+) -> AsyncIterator[OpenDriver]:
+    """``await open_driver(emulator={...}, client={...}, policy=..., proxy=False)``."""
+    async with AsyncExitStack() as stack:
+
+        async def open_(
+            *,
+            emulator: Mapping[str, Any] | None = None,
+            client: Mapping[str, Any] | None = None,
+            policy: RunPolicy = FAST,
+            proxy: bool = False,
+        ) -> Driver:
+            emu = await stack.enter_async_context(Emulator(**{**FAST_EMULATOR, **(emulator or {})}))
+            front: Proxy | None = None
+            base_url = emu.base_url
+            if proxy:
+                front = Proxy(emu.url)
+                front.session = await stack.enter_async_context(aiohttp.ClientSession())
+                base_url = await serve(front.app()) + "/v1"
+            kind = AssistantsClient if protocol == "assistants" else ResponsesClient
+            api = await stack.enter_async_context(
+                kind(base_url=base_url, api_key=API_KEY, **(client or {}))
+            )
+            orch = _orchestrator(protocol, api, registry, policy)
+            stack.push_async_callback(orch.aclose)
+            assistant_id = None
+            if isinstance(api, AssistantsClient):
+                assistant = await api.create_assistant(model="gpt-4o")
+                assistant_id = assistant.id
+            return Driver(protocol, emu, api, orch, assistant_id, front)
+
+        yield open_
+
+
+@pytest.fixture
+async def driver(open_driver: OpenDriver) -> Driver:
+    return await open_driver()
