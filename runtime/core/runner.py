@@ -773,6 +773,8 @@ class Runner(Generic[RawT]):
             await self._absorb(state, turn, trusted=False)
         await self._reload_untrusted(state)
         final = turn.status if turn is not None and turn.is_terminal else (status or "failed")
+        if state.stopped_by == "total_deadline":
+            final = "expired"  # the turn we cancelled at the deadline says "cancelled"
         text = "\n\n".join(t for texts in state.texts.values() for t in texts.values() if t)
         usage = sum(state.usage.values(), Usage()) if state.usage else None
         ref = turn.ref if turn is not None else state.ref
@@ -863,6 +865,10 @@ class _HandlerCallbacks:
 def _merge_texts(state: _RunState[Any], turn_id: str, parts: Iterable[TextPart]) -> None:
     texts = state.texts.setdefault(turn_id, {})
     for part in parts:
+        if not part.text and texts.get(part.id):
+            # A server copy left empty (a message cut off by a cancel) never erases the
+            # text that was streamed for it.
+            continue
         texts[part.id] = part.text
 
 
