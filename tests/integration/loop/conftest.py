@@ -31,7 +31,7 @@ import runtime.retry
 from runtime import AssistantsClient, EventHandler, Orchestrator, RunPolicy, RunResult, TurnRef
 from runtime.emulator import Emulator, Scenario
 from runtime.responses import ResponsesClient, ResponsesOrchestrator
-from tools import ToolContext, ToolRegistry
+from tools import ToolCall, ToolCallResult, ToolContext, ToolRegistry
 
 Protocol = Literal["assistants", "responses"]
 PROTOCOLS: tuple[Protocol, ...] = ("assistants", "responses")
@@ -331,6 +331,7 @@ class Driver:
     orch: Orchestrator | ResponsesOrchestrator
     assistant_id: str | None = None
     proxy: Proxy | None = None
+    _parked_thread: str = ""
 
     @property
     def is_assistants(self) -> bool:
@@ -351,6 +352,37 @@ class Driver:
                 **params,
             )
         return await self.orch.run(text, handler=handler, **params)
+
+    async def park(self, text: str) -> tuple[str, list[ToolCall]]:
+        """Start a turn outside the runtime and leave it waiting for tool outputs; return
+        its id and the calls it waits on."""
+        if isinstance(self.client, AssistantsClient):
+            assert self.assistant_id is not None
+            thread = await self.client.create_thread(messages=[{"role": "user", "content": text}])
+            run = await self.client.create_run(thread.id, self.assistant_id)
+            while run.status != "requires_action":
+                await asyncio.sleep(0.02)
+                run = await self.client.retrieve_run(thread.id, run.id)
+            self._parked_thread = thread.id
+            calls = [
+                ToolCall(c.id, c.function.name, c.function.arguments)
+                for c in run.required_tool_calls
+            ]
+            return run.id, calls
+        response = await self.client.create(model="gpt-4o", input=text)
+        calls = [ToolCall(c.call_id, c.name, c.arguments) for c in response.function_calls]
+        return response.id, calls
+
+    async def resume(self, turn_id: str, known: list[ToolCallResult]) -> RunResult[Any]:
+        """Adopt a parked turn with ``orch.resume`` and drive it to its end."""
+        if isinstance(self.orch, Orchestrator):
+            return await self.orch.resume(self._parked_thread, turn_id, known_results=known)
+        return await self.orch.resume(turn_id, known)
+
+    def output_limit(self, tokens: int) -> dict[str, Any]:
+        """Run parameters capping the model's output at ``tokens``."""
+        key = "max_completion_tokens" if self.is_assistants else "max_output_tokens"
+        return {key: tokens}
 
     @property
     def cancellable(self) -> dict[str, Any]:

@@ -56,22 +56,29 @@ async def test_a_cut_stream_is_recovered_once_with_the_servers_text(
     assert probe.total == rounds and all(n == 1 for n in probe.calls.values())
 
 
+@pytest.mark.parametrize("silence", ["keep_alive", "stall"])
 @pytest.mark.parametrize("where", ["start", "submit"])
-async def test_keep_alive_comments_do_not_defeat_the_idle_timeout(
-    open_driver: OpenDriver, probe: Probe, where: str
+async def test_a_silent_stream_hits_the_idle_timeout_and_is_recovered(
+    open_driver: OpenDriver, probe: Probe, where: str, silence: str
 ) -> None:
-    """A stream that goes on sending only ``: keep-alive`` comments counts as silent after
-    stream_idle_timeout_s: the run recovers by polling instead of hanging."""
+    """A stream that goes silent (no bytes at all, or only ``: keep-alive`` comments, which
+    must not count as events) is given up after stream_idle_timeout_s, and the run recovers
+    by polling instead of hanging."""
     driver = await open_driver(proxy=True, client={"stream_idle_timeout_s": 0.3})
-    assert driver.proxy is not None
-    driver.proxy.keepalive_skip = 1 if where == "submit" else 0
-    driver.proxy.keepalive_streams = 1
+    proxy = driver.proxy
+    assert proxy is not None
+    if silence == "stall":
+        inject = driver.inject_on_submit if where == "submit" else driver.inject_on_create
+        inject("stall", after=2)
+    else:
+        proxy.keepalive_skip = 1 if where == "submit" else 0
+        proxy.keepalive_streams = 1
     started = time.monotonic()
     result = await driver.run(call("add", a=2, b=2))
     assert time.monotonic() - started < 5.0
     assert result.status == "completed" and result.text == "add returned: 4"
     assert result.recoveries == 1
-    assert driver.proxy.keepalive_streams == 0, "the silent stream was never served"
+    assert proxy.keepalive_streams == 0 and driver.emu.stats["pending_injected_faults"] == 0
     assert driver.turns_created() == driver.one_chain(rounds=1)
     assert probe.calls["add:2+2"] == 1
 

@@ -32,22 +32,6 @@ async def test_slow_tools_of_one_round_run_concurrently_and_go_back_in_one_reque
     assert driver.turns_created() == driver.one_chain(rounds=1)
 
 
-async def test_result_is_the_same_shape_on_both_protocols(driver: Driver) -> None:
-    """A tool round's RunResult carries the quoted output, neutral usage, the call and ids."""
-    result = await driver.run(call("add", a=20, b=22))
-    assert result.ok and result.text == "add returned: 42"
-    assert result.usage is not None and result.usage.total_tokens > 0
-    assert result.usage.input_tokens + result.usage.output_tokens == result.usage.total_tokens
-    (tool_call,) = result.tool_calls
-    assert (tool_call.name, json.loads(tool_call.arguments), tool_call.output) == (
-        "add",
-        {"a": 20, "b": 22},
-        "42",
-    )
-    assert result.raw is not None and result.run_id == result.raw.id
-    assert result.text == await driver.stored_text(result)
-
-
 BAD_CALLS = {
     "invalid_json": "/call add {not json",
     "schema_violation": call("add", a="x", b=1),
