@@ -203,6 +203,12 @@ _HOP_HEADERS = frozenset(
 
 
 @dataclass
+class _Recording:
+    events: list[tuple[int, bytes]] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class Proxy:
     """An aiohttp server forwarding every request to the emulator, rewriting some answers.
 
@@ -215,6 +221,14 @@ class Proxy:
         refuse_cancel: answer every ``.../cancel`` with a 400 (not forwarded).
         date_offset_s: shift of the ``Date`` header of every answer.
         empty_tool_calls: rewrite Assistants ``required_action`` to list no calls.
+        cut_streams: how many of the next streams break (the proxy closes the client's
+            connection) after ``cut_after`` events; the proxy reads them to their end.
+        cut_after: events forwarded before such a break.
+        cut_skip: streams passed through untouched before those.
+        recordings: every Responses stream's events, by response id: a re-open
+            (``GET /responses/{id}?stream=true&starting_after=N``) replays those after N,
+            as the service does (the emulator cannot).
+        reopened: how many re-opens were served.
         seen: ``(method, path)`` of every request received.
     """
 
@@ -225,7 +239,12 @@ class Proxy:
     refuse_cancel: bool = False
     date_offset_s: float = 0.0
     empty_tool_calls: bool = False
+    cut_streams: int = 0
+    cut_after: int = 3
+    cut_skip: int = 0
     seen: list[tuple[str, str]] = field(default_factory=list)
+    recordings: dict[str, _Recording] = field(default_factory=dict)
+    reopened: int = 0
     session: aiohttp.ClientSession | None = None
 
     def count(self, method: str, pattern: str) -> int:
@@ -247,6 +266,9 @@ class Proxy:
         if self.refuse_cancel and request.path.endswith("/cancel"):
             body = {"error": {"message": "cannot cancel now", "type": "invalid_request_error"}}
             return web.json_response(body, status=400, headers=self._headers({}))
+        match = re.fullmatch(r"/v1/responses/([^/]+)", request.path)
+        if match and request.query.get("stream") == "true" and match[1] in self.recordings:
+            return await self._replay(request, self.recordings[match[1]])
         assert self.session is not None
         async with self.session.request(
             request.method,
@@ -266,25 +288,73 @@ class Proxy:
     ) -> web.StreamResponse:
         out = web.StreamResponse(status=answer.status, headers=self._headers(answer.headers))
         await out.prepare(request)
-        silent_after = None
+        silent_after = cut_after = None
         if self.keepalive_streams > 0:
             if self.keepalive_skip > 0:
                 self.keepalive_skip -= 1
             else:
                 self.keepalive_streams -= 1
                 silent_after = self.keepalive_after
+        if self.cut_streams > 0:
+            if self.cut_skip > 0:
+                self.cut_skip -= 1
+            else:
+                self.cut_streams -= 1
+                cut_after = self.cut_after
         events = 0
+        event = b""
+        recorded: _Recording | None = None
         try:
             async for line in answer.content:
-                await out.write(self._rewrite(line))
-                if line in (b"\n", b"\r\n"):
-                    events += 1
-                    if silent_after is not None and events >= silent_after:
-                        await self._keep_alive(out)
-                        return out
-            await out.write_eof()
+                event += self._rewrite(line)
+                if line not in (b"\n", b"\r\n"):
+                    continue
+                recorded = self._record(event, recorded)
+                if cut_after is None or events < cut_after:
+                    await out.write(event)
+                event = b""
+                events += 1
+                if silent_after is not None and events >= silent_after:
+                    await self._keep_alive(out)
+                    return out
+                if cut_after is not None and events == cut_after and request.transport:
+                    request.transport.close()  # the client's stream breaks; we read on
+            if cut_after is None:
+                await out.write_eof()
         except (ConnectionError, RuntimeError):
             pass  # the client went away
+        finally:
+            if recorded is not None:
+                recorded.done.set()
+        return out
+
+    def _record(self, event: bytes, recording: _Recording | None) -> _Recording | None:
+        """Keep a Responses stream's events by response id, to replay them on a re-open."""
+        for line in event.splitlines():
+            if not line.startswith(b"data: "):
+                continue
+            try:
+                data = json.loads(line[6:])
+            except ValueError:
+                return recording
+            if recording is None and isinstance(data.get("response"), dict):
+                recording = self.recordings.setdefault(data["response"]["id"], _Recording())
+            if recording is not None and isinstance(data.get("sequence_number"), int):
+                recording.events.append((data["sequence_number"], event))
+        return recording
+
+    async def _replay(self, request: web.Request, recording: _Recording) -> web.StreamResponse:
+        """GET /responses/{id}?stream=true&starting_after=N: the recorded events after N."""
+        await asyncio.wait_for(recording.done.wait(), 5)
+        after = int(request.query.get("starting_after", "-1"))
+        self.reopened += 1
+        headers = self._headers({"Content-Type": "text/event-stream"})
+        out = web.StreamResponse(status=200, headers=headers)
+        await out.prepare(request)
+        for sequence, event in recording.events:
+            if sequence > after:
+                await out.write(event)
+        await out.write_eof()
         return out
 
     async def _keep_alive(self, out: web.StreamResponse) -> None:

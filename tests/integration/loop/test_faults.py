@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import structlog
 
+from runtime import EventHandler
 from runtime.assistants.client import AssistantsClient
 from runtime.responses import ResponsesClient
 
@@ -54,6 +55,63 @@ async def test_a_cut_stream_is_recovered_once_with_the_servers_text(
     assert driver.start_requests() == 1
     assert len(driver.submit_requests()) == rounds
     assert probe.total == rounds and all(n == 1 for n in probe.calls.values())
+
+
+@pytest.mark.parametrize(("where", "after"), [("start", 5), ("submit", MID_TEXT)])
+async def test_a_cut_stream_of_a_cancellable_turn_is_recovered_once(
+    driver: Driver, probe: Probe, where: str, after: int
+) -> None:
+    """The same cut on a background response (whose stream the client may try to re-open):
+    one recovery, one chain, the server's text. A server that answers the re-open with a
+    plain JSON object (not a stream) is polled at once, not re-opened again and again."""
+    inject = driver.inject_on_submit if where == "submit" else driver.inject_on_create
+    inject("cut", after=after)
+    result = await driver.run(call("slow", seconds=0.01, label=LABEL), **driver.cancellable)
+    assert result.status == "completed" and result.text == TOOL_TEXT
+    assert result.text == await driver.stored_text(result)
+    assert result.recoveries == 1, "the broken stream was re-opened again and again"
+    assert driver.turns_created() == driver.one_chain(rounds=1)
+    assert probe.total == 1
+
+
+class Deltas(EventHandler):
+    """Collects the text deltas the handler was given."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def on_text_delta(self, delta: str, snapshot: Any) -> None:
+        self.seen.append(delta)
+
+
+@pytest.mark.parametrize(("where", "after"), [("start", 5), ("submit", MID_TEXT)])
+async def test_a_broken_background_stream_is_resumed_after_its_last_event(
+    open_driver: OpenDriver, probe: Probe, where: str, after: int
+) -> None:
+    """A stream broken mid-way, where the server can replay it: Responses re-opens a
+    background response's stream after the last sequence number seen and the text is the
+    server's, each delta once (no partial text joined to the full one). Assistants streams
+    cannot be re-opened: the run is polled instead, with the same outcome."""
+    driver = await open_driver(proxy=True)
+    proxy = driver.proxy
+    assert proxy is not None
+    proxy.cut_streams, proxy.cut_after = 1, after
+    proxy.cut_skip = 1 if where == "submit" else 0
+    deltas = Deltas()
+    result = await driver.run(
+        call("slow", seconds=0.01, label=LABEL), handler=deltas, **driver.cancellable
+    )
+    assert result.status == "completed" and result.text == TOOL_TEXT
+    assert result.text == await driver.stored_text(result)
+    assert result.recoveries == 1 and proxy.cut_streams == 0
+    streamed = "".join(deltas.seen)
+    if driver.is_assistants:
+        assert result.text.startswith(streamed)  # the rest was polled, never streamed
+    else:
+        assert streamed == result.text, "a resumed stream repeated or skipped deltas"
+    assert proxy.reopened == (0 if driver.is_assistants else 1)
+    assert driver.turns_created() == driver.one_chain(rounds=1)
+    assert probe.total == 1 and len(driver.submit_requests()) == 1
 
 
 @pytest.mark.parametrize("silence", ["keep_alive", "stall"])
