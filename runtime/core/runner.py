@@ -634,17 +634,19 @@ class Runner(Generic[RawT]):
             )
         )
         waiter = asyncio.ensure_future(state.cancel_requested.wait())
+        failed = asyncio.ensure_future(callbacks.failed.wait())
+        tasks = (batch, waiter, failed)
         try:
-            await asyncio.wait({batch, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (batch, waiter):
+            for task in tasks:
                 if not task.done():
                     task.cancel()
-            await asyncio.gather(batch, waiter, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+        callbacks.raise_if_failed()  # the batch was stopped: no tool runs on after it
         if batch.cancelled() and state.cancel_requested.is_set():
             return None
         results = batch.result()  # re-raises the batch's own failure
-        callbacks.raise_if_failed()
         state.results.update((r.tool_call_id, r) for r in results)
         return results
 
@@ -827,13 +829,16 @@ class Runner(Generic[RawT]):
 class _HandlerCallbacks:
     """Adapts EventHandler tool callbacks for the dispatcher, keeping their first failure.
 
-    The dispatcher only logs a failing callback (a tool must not fail because a UI did);
-    the runner raises it as HandlerError once the batch is over.
+    The dispatcher only logs a failing callback (a tool must not fail because a UI did), so
+    a failing callback holds its call where it is (the tool of a failed
+    ``on_tool_call_started`` never starts) and sets :attr:`failed`: the runner then stops
+    the batch and raises the failure as HandlerError.
     """
 
     def __init__(self, handler: EventHandler | None) -> None:
         self._handler = handler
         self._error: tuple[str, Exception] | None = None
+        self.failed = asyncio.Event()
         kind = type(handler) if handler is not None else EventHandler
         self.wants_start = kind.on_tool_call_started is not EventHandler.on_tool_call_started
         self.wants_finish = kind.on_tool_call_finished is not EventHandler.on_tool_call_finished
@@ -854,7 +859,8 @@ class _HandlerCallbacks:
         except Exception as exc:
             if self._error is None:
                 self._error = (name, exc)
-            raise
+            self.failed.set()
+            await asyncio.get_running_loop().create_future()  # until the batch is stopped
 
     def raise_if_failed(self) -> None:
         if self._error is not None:

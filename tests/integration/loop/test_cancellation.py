@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -122,7 +123,7 @@ async def test_cancel_by_id_from_elsewhere_returns_a_cancelled_result(
 
 @pytest.mark.parametrize(
     ("callback", "tools_run", "submits"),
-    [("on_status", 0, 0), ("on_tool_call_started", 1, 0), ("on_text_delta", 1, 1)],
+    [("on_status", 0, 0), ("on_tool_call_started", 0, 0), ("on_text_delta", 1, 1)],
 )
 async def test_a_failing_handler_raises_and_stops_the_run(
     driver: Driver, probe: Probe, callback: str, tools_run: int, submits: int
@@ -158,3 +159,31 @@ async def test_a_failing_handler_raises_and_stops_the_run(
     over = callback == "on_tool_call_started" and not driver.is_assistants
     expected = "completed" if over else "cancelled"
     assert await driver.status(last) == expected
+
+
+@pytest.mark.parametrize("callback", ["on_tool_call_started", "on_tool_call_finished"])
+async def test_a_failing_tool_callback_stops_the_batch_at_once(
+    driver: Driver, probe: Probe, callback: str
+) -> None:
+    """A tool callback that raises ends the batch at once: no tool starts after a failing
+    on_tool_call_started, a slow sibling of a failing on_tool_call_finished is cancelled,
+    and HandlerError surfaces without waiting for slow tools; nothing is submitted."""
+
+    async def broken(self: Watch, *args: Any) -> None:
+        raise ValueError(f"{callback} bug")
+
+    handler: Watch = type("Broken", (Watch,), {callback: broken})()
+    text = "\n".join([call("add", a=7, b=7), call("slow", seconds=30, label="sibling")])
+    started = time.monotonic()
+    with pytest.raises(HandlerError) as info:
+        await asyncio.wait_for(driver.run(text, handler=handler, **driver.cancellable), 10)
+    assert time.monotonic() - started < 3.0, "HandlerError waited for the slow tool"
+    assert info.value.callback == callback
+    if callback == "on_tool_call_started":
+        assert probe.total == 0, "a tool started after its on_tool_call_started failed"
+    else:
+        assert probe.calls["add:7+7"] == 1 and len(probe.cancelled) == 1
+    assert probe.running == 0
+    assert driver.submit_requests() == []
+    await driver.wait_settled()
+    assert driver.active_turns() == 0
