@@ -673,6 +673,10 @@ class Runner(Generic[RawT]):
                 return await self._send_outputs(state, turn, results)
             except BadRequestError as exc:
                 log.warning("run.submit_rejected", run_id=turn.ref.id, error=exc.message)
+                if _still_requires(await self.backend.retrieve(turn.ref), required):
+                    # The server refuses these very outputs (not a turn that moved on, e.g.
+                    # expired): sending them again, round after round, cannot help.
+                    raise
                 return None
             except AMBIGUOUS_ERRORS as exc:
                 log.warning(

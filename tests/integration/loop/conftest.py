@@ -219,6 +219,8 @@ class Proxy:
         keepalive_after: events forwarded before such a stream goes silent.
         keepalive_skip: streams passed through untouched before those.
         refuse_cancel: answer every ``.../cancel`` with a 400 (not forwarded).
+        refuse_submits: answer every tool-output submission with a 400 (not forwarded).
+        refused_submits: how many were refused.
         date_offset_s: shift of the ``Date`` header of every answer.
         empty_tool_calls: rewrite Assistants ``required_action`` to list no calls.
         cut_streams: how many of the next streams break (the proxy closes the client's
@@ -237,6 +239,8 @@ class Proxy:
     keepalive_after: int = 2
     keepalive_skip: int = 0
     refuse_cancel: bool = False
+    refuse_submits: bool = False
+    refused_submits: int = 0
     date_offset_s: float = 0.0
     empty_tool_calls: bool = False
     cut_streams: int = 0
@@ -263,9 +267,12 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.seen.append((request.method, request.path))
+        payload = await request.read()
         if self.refuse_cancel and request.path.endswith("/cancel"):
-            body = {"error": {"message": "cannot cancel now", "type": "invalid_request_error"}}
-            return web.json_response(body, status=400, headers=self._headers({}))
+            return self._refuse("cannot cancel now")
+        if self.refuse_submits and _is_submit(request.path, payload):
+            self.refused_submits += 1
+            return self._refuse("tool outputs rejected")
         match = re.fullmatch(r"/v1/responses/([^/]+)", request.path)
         if match and request.query.get("stream") == "true" and match[1] in self.recordings:
             return await self._replay(request, self.recordings[match[1]])
@@ -274,7 +281,7 @@ class Proxy:
             request.method,
             self.upstream + request.path_qs,
             headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
-            data=await request.read(),
+            data=payload,
         ) as answer:
             if answer.content_type == "text/event-stream":
                 return await self._stream(request, answer)
@@ -282,6 +289,10 @@ class Proxy:
             return web.Response(
                 body=body, status=answer.status, headers=self._headers(answer.headers)
             )
+
+    def _refuse(self, message: str) -> web.Response:
+        body = {"error": {"message": message, "type": "invalid_request_error"}}
+        return web.json_response(body, status=400, headers=self._headers({}))
 
     async def _stream(
         self, request: web.Request, answer: aiohttp.ClientResponse
@@ -373,6 +384,13 @@ class Proxy:
             action["submit_tool_outputs"]["tool_calls"] = []
         end = b"\n" if data.endswith(b"\n") else b""
         return prefix + json.dumps(obj).encode() + end
+
+
+def _is_submit(path: str, payload: bytes) -> bool:
+    """A tool-output submission: Assistants' own route, or a Responses create answering calls."""
+    if path.endswith("/submit_tool_outputs"):
+        return True
+    return path.endswith("/responses") and b'"function_call_output"' in payload
 
 
 # --- the driver -------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from runtime import BadRequestError
+
 from .conftest import API_KEY, LEAKED_KEY, Driver, OpenDriver, Probe, call, fast, lines, scenario
 
 TOOL_S = 0.3
@@ -211,3 +213,18 @@ async def test_a_failed_turn_is_a_result_without_the_rerun_policy(driver: Driver
     assert result.status == "failed"
     assert result.error is not None and result.error.code == "server_error"
     assert driver.turns_created() == 1
+
+
+async def test_refused_tool_outputs_are_not_sent_again_and_again(open_driver: OpenDriver) -> None:
+    """A submission the server refuses (400) while the turn still waits for those outputs
+    cannot succeed by sending them again: the run stops with the typed BadRequestError
+    after one submit, and the turn is cancelled where it can be."""
+    driver = await open_driver(proxy=True)
+    assert driver.proxy is not None
+    driver.proxy.refuse_submits = True
+    with pytest.raises(BadRequestError, match="tool outputs rejected"):
+        await driver.run(call("add", a=1, b=1))
+    submits = driver.proxy.refused_submits
+    assert submits == 1, f"{submits} submissions of refused outputs"
+    await driver.wait_settled()
+    assert driver.active_turns() == 0
