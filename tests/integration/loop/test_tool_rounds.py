@@ -77,21 +77,17 @@ async def test_bad_calls_become_error_outputs_the_model_reads(
 
 async def test_secrets_in_a_tool_exception_never_go_upstream(driver: Driver) -> None:
     """A tool whose exception quotes an ``sk-`` key and the client's own api_key: neither
-    reaches the server in the submitted output (nor comes back in the run's text)."""
+    reaches the server in any request (nor comes back in the run's text)."""
     result = await driver.run(call("leak"))
     assert result.status == "completed"
     (submitted,) = driver.submit_requests()
     sent = json.dumps(submitted)
     assert "upstream refused key" in sent  # the message itself is kept
+    everything = json.dumps([r["json"] for r in driver.emu.requests])
     for secret in (LEAKED_KEY, API_KEY):
-        assert secret not in sent
+        assert secret not in sent and secret not in everything
         assert secret not in result.text
         assert secret not in result.tool_calls[0].output
-    assert all(
-        secret not in json.dumps(r["json"])
-        for r in driver.emu.requests
-        for secret in (LEAKED_KEY, API_KEY)
-    )
 
 
 # --- bounds -----------------------------------------------------------------------------------
