@@ -6,7 +6,8 @@ emulator, the protocol's create and submit paths for fault injection, what the s
 received (submitted tool outputs, created turns) and what it holds (statuses, stored text).
 ``open_driver`` builds a driver with other emulator, client or policy settings, optionally
 behind a :class:`Proxy` that rewrites what the emulator answers (keep-alive-only streams,
-refused cancels, a skewed clock, tool rounds without calls).
+streams broken by the proxy and replayed on a re-open, refused cancels or submissions, a
+skewed clock, tool rounds without calls).
 """
 
 from __future__ import annotations
@@ -519,10 +520,11 @@ class Driver:
                     for o in r["json"]["tool_outputs"]
                 ]
                 for r in self.requests("POST", ASSISTANTS_SUBMIT)
+                if r["json"] is not None  # None: its body is still being read
             ]
         batches = []
         for r in self.requests("POST", RESPONSES_CREATE):
-            items = r["json"].get("input")
+            items = (r["json"] or {}).get("input")
             if isinstance(items, list) and any(
                 i.get("type") == "function_call_output" for i in items
             ):

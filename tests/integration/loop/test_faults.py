@@ -166,15 +166,21 @@ async def test_an_ambiguous_create_is_adopted_or_sent_again(
         assert result.raw is not None and result.raw.previous_response_id == watch.turns[0]
 
 
-async def test_a_stream_cut_before_the_turn_is_named(driver: Driver, probe: Probe) -> None:
-    """Cut before the first event: Assistants adopts its run by key (one run); Responses
-    sends the request again (the unseen first response is a duplicate: the protocol's limit)."""
-    driver.inject_on_create("cut", after=0)
+@pytest.mark.parametrize("where", ["start", "submit"])
+async def test_a_stream_cut_before_the_turn_is_named(
+    driver: Driver, probe: Probe, where: str
+) -> None:
+    """Cut before the first event. Assistants adopts its run by key, or (on a submit) polls
+    the run it knows: one run. Responses sends the request again: the unseen response is a
+    duplicate nobody follows (the protocol's limit). No tool runs twice either way."""
+    inject = driver.inject_on_submit if where == "submit" else driver.inject_on_create
+    inject("cut", after=0)
     result = await driver.run(call("add", a=1, b=1))
     assert result.status == "completed" and result.text == "add returned: 2"
     assert probe.calls["add:1+1"] == 1
     extra = 0 if driver.is_assistants else 1
     assert driver.turns_created() == driver.one_chain(rounds=1) + extra
+    assert result.text == await driver.stored_text(result)
 
 
 @pytest.mark.parametrize("kind", ["429", "503", "500", "reset"])
