@@ -607,6 +607,7 @@ class Runner(Generic[RawT]):
             log.warning("run.bound_exceeded", run_id=turn.ref.id, reason=state.reason)
             return await self._stop(state, turn)
         if not turn.tool_calls:
+            state.reason = "the turn required tools but listed no tool calls"
             log.warning("run.empty_tool_round", run_id=turn.ref.id)
             return await self._stop(state, turn)
         state.rounds += 1
@@ -640,17 +641,19 @@ class Runner(Generic[RawT]):
             )
         )
         waiter = asyncio.ensure_future(state.cancel_requested.wait())
+        failed = asyncio.ensure_future(callbacks.failed.wait())
+        tasks = (batch, waiter, failed)
         try:
-            await asyncio.wait({batch, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (batch, waiter):
+            for task in tasks:
                 if not task.done():
                     task.cancel()
-            await asyncio.gather(batch, waiter, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+        callbacks.raise_if_failed()  # the batch was stopped: no tool runs on after it
         if batch.cancelled() and state.cancel_requested.is_set():
             return None
         results = batch.result()  # re-raises the batch's own failure
-        callbacks.raise_if_failed()
         state.results.update((r.tool_call_id, r) for r in results)
         return results
 
@@ -677,6 +680,10 @@ class Runner(Generic[RawT]):
                 return await self._send_outputs(state, turn, results)
             except BadRequestError as exc:
                 log.warning("run.submit_rejected", run_id=turn.ref.id, error=exc.message)
+                if _still_requires(await self.backend.retrieve(turn.ref), required):
+                    # The server refuses these very outputs (not a turn that moved on, e.g.
+                    # expired): sending them again, round after round, cannot help.
+                    raise
                 return None
             except AMBIGUOUS_ERRORS as exc:
                 log.warning(
@@ -715,7 +722,13 @@ class Runner(Generic[RawT]):
         return await self._wait_terminal(turn.ref, self.policy.cancel_wait_s)
 
     async def _request_cancel(self, ref: TurnRef) -> Turn[RawT] | None:
-        answer = await self.backend.cancel(ref)
+        """Ask once (the client retries); a refusal or a failure answers None. A cancel that
+        keeps failing must not lose the run's result, nor be tried again by ``_abort``."""
+        try:
+            answer = await self.backend.cancel(ref)
+        except RuntimeAPIError as exc:
+            log.warning("run.cancel_failed", run_id=ref.id, error=type(exc).__name__)
+            return None
         if answer is None:
             log.info("run.cancel_refused", run_id=ref.id)
         return answer
@@ -835,13 +848,16 @@ class Runner(Generic[RawT]):
 class _HandlerCallbacks:
     """Adapts EventHandler tool callbacks for the dispatcher, keeping their first failure.
 
-    The dispatcher only logs a failing callback (a tool must not fail because a UI did);
-    the runner raises it as HandlerError once the batch is over.
+    The dispatcher only logs a failing callback (a tool must not fail because a UI did), so
+    a failing callback holds its call where it is (the tool of a failed
+    ``on_tool_call_started`` never starts) and sets :attr:`failed`: the runner then stops
+    the batch and raises the failure as HandlerError.
     """
 
     def __init__(self, handler: EventHandler | None) -> None:
         self._handler = handler
         self._error: tuple[str, Exception] | None = None
+        self.failed = asyncio.Event()
         kind = type(handler) if handler is not None else EventHandler
         self.wants_start = kind.on_tool_call_started is not EventHandler.on_tool_call_started
         self.wants_finish = kind.on_tool_call_finished is not EventHandler.on_tool_call_finished
@@ -862,7 +878,8 @@ class _HandlerCallbacks:
         except Exception as exc:
             if self._error is None:
                 self._error = (name, exc)
-            raise
+            self.failed.set()
+            await asyncio.get_running_loop().create_future()  # until the batch is stopped
 
     def raise_if_failed(self) -> None:
         if self._error is not None:
@@ -881,6 +898,10 @@ def _final_status(turn: Turn[Any] | None, stopped_as: str | None) -> str:
 def _merge_texts(state: _RunState[Any], turn_id: str, parts: Iterable[TextPart]) -> None:
     texts = state.texts.setdefault(turn_id, {})
     for part in parts:
+        if not part.text and texts.get(part.id):
+            # A server copy left empty (a message cut off by a cancel) never erases the
+            # text that was streamed for it.
+            continue
         texts[part.id] = part.text
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, overload
 
 from runtime.core.hooks import EventHandler
+from runtime.errors import InvalidResponseError
 from runtime.http import AsyncPaginator, HTTPClient, drop_none
 from runtime.http import path_segment as seg
 from runtime.protocol.objects import APIObject, DeletionStatus, ListPage
@@ -108,6 +109,15 @@ class ResponsesClient(HTTPClient):
         """
         params = {"stream": "true", "starting_after": starting_after}
         answer = await self._open_stream("GET", f"/responses/{seg(response_id)}", params=params)
+        kind = answer.headers.get("content-type", "")
+        if not kind.startswith("text/event-stream"):
+            # A server that cannot re-open streams answers the plain object: reading it as
+            # a stream would only end in another "interrupted" stream.
+            await answer.aclose()
+            raise InvalidResponseError(
+                f"re-opening the stream of {response_id} answered {kind or 'no content type'}, "
+                "not an event stream"
+            )
         return self._wrap(answer, handler, state)
 
     async def retrieve(self, response_id: str) -> Response:

@@ -46,7 +46,9 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
 
 
 # Paths the README names: a repository-relative file or folder, or a glob of them.
-_PATH = re.compile(r"(?<![\w./-])((?:config|examples|tests|runtime|tools|\.ci)/[\w.*/-]*[\w*]|requirements-dev\.lock)")
+_PATH = re.compile(
+    r"(?<![\w./-])((?:config|examples|tests|runtime|tools|\.ci)/[\w.*/-]*[\w*]|requirements-dev\.lock)"
+)
 
 
 def _named_paths() -> set[str]:
