@@ -80,6 +80,16 @@ class AssistantsBackend:
             body.setdefault("instructions", request.instructions)
         if request.tools is not None:
             body.setdefault("tools", [dict(t) for t in request.tools])
+        if request.output is not None:
+            output = request.output
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": output.name,
+                    "schema": dict(output.schema),
+                    "strict": output.strict,
+                },
+            }
         return await self.client.create_run(
             thread_id, request.agent, stream=True, handler=handler, **body
         )

@@ -20,7 +20,7 @@ from runtime.backends import Facade
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
 from runtime.core.policy import RunPolicy
-from runtime.core.result import RunResult
+from runtime.core.result import OutT, RunResult
 from runtime.core.runner import Runner
 from tools import ToolCallResult, ToolRegistry
 
@@ -56,8 +56,9 @@ class Orchestrator(Facade[Run]):
         idempotency_key: str | None = None,
         adopt_existing: bool = False,
         raise_on_failure: bool = False,
+        output_type: type[OutT] | None = None,
         **run_params: Any,
-    ) -> RunResult[Run]:
+    ) -> RunResult[Run, OutT]:
         """Create a run on ``thread_id`` and drive it to a terminal status.
 
         Args:
@@ -68,6 +69,8 @@ class Orchestrator(Facade[Run]):
                 ambiguous failure (default: a fresh UUID).
             adopt_existing: first look for a run of ours (same key) and resume it.
             raise_on_failure: raise RunFailedError unless the run completed.
+            output_type: a pydantic model, dataclass or TypedDict the answer must be
+                (sent as ``response_format`` json_schema; ``result.output`` is the instance).
             **run_params: passed through to the API (instructions, tools, metadata, ...);
                 ``tools`` defaults to the registry's definitions.
 
@@ -76,7 +79,11 @@ class Orchestrator(Facade[Run]):
         """
         request = _request(assistant_id, run_params, conversation=thread_id)
         result = await self.runner.run(
-            request, handler=handler, idempotency_key=idempotency_key, adopt_existing=adopt_existing
+            request,
+            handler=handler,
+            idempotency_key=idempotency_key,
+            adopt_existing=adopt_existing,
+            output_type=output_type,
         )
         return result.raise_for_status() if raise_on_failure else result
 
@@ -89,9 +96,11 @@ class Orchestrator(Facade[Run]):
         handler: EventHandler | None = None,
         idempotency_key: str | None = None,
         raise_on_failure: bool = False,
+        output_type: type[OutT] | None = None,
         **run_params: Any,
-    ) -> RunResult[Run]:
-        """Create a thread with ``messages`` and run ``assistant_id`` on it.
+    ) -> RunResult[Run, OutT]:
+        """Create a thread with ``messages`` and run ``assistant_id`` on it (``output_type``
+        as for :meth:`run`).
 
         The thread is created first, then the run: a run created on a known thread can be
         found again after an ambiguous failure, so a retry never makes a second run.
@@ -102,7 +111,9 @@ class Orchestrator(Facade[Run]):
         """
         all_messages = [*(thread or {}).get("messages", []), *messages]
         request = _request(assistant_id, run_params, messages=validate_messages(all_messages))
-        result = await self.runner.run(request, handler=handler, idempotency_key=idempotency_key)
+        result = await self.runner.run(
+            request, handler=handler, idempotency_key=idempotency_key, output_type=output_type
+        )
         return result.raise_for_status() if raise_on_failure else result
 
     async def resume(

@@ -152,6 +152,21 @@ class Turn(Generic[RawT]):
 
 
 @dataclass(frozen=True)
+class OutputSchema:
+    """The JSON schema the model's answer must follow (structured output).
+
+    Attributes:
+        name: the schema's name (letters, digits, ``_`` and ``-``).
+        schema: the JSON schema.
+        strict: ask the server to enforce it exactly.
+    """
+
+    name: str
+    schema: Mapping[str, object]
+    strict: bool = True
+
+
+@dataclass(frozen=True)
 class StartRequest:
     """What to run, in neutral words.
 
@@ -166,6 +181,7 @@ class StartRequest:
         tools: tool definitions (Chat/Assistants shape); None: the registry's.
         metadata: string metadata stored on the server object.
         params: other protocol fields, passed through as given.
+        output: the schema the final answer must follow, if any.
     """
 
     input: str | tuple[Mapping[str, object], ...] = ()
@@ -177,6 +193,7 @@ class StartRequest:
     tools: tuple[Mapping[str, object], ...] | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, object] = field(default_factory=dict)
+    output: OutputSchema | None = None
 
 
 class TurnStream(Protocol[RawT]):

@@ -35,6 +35,8 @@ class RunPolicy:
         expiry_grace_s: how long past a run's ``expires_at`` the server may take to say so
             before the run is given up as ``expired``.
         resume_attempts: attempts at re-opening a broken stream before polling instead.
+        output_retries: how many times an answer that does not match ``output_type`` is
+            sent back to the model with the validation error before the run gives up.
         resumable_streams: ask for turns whose streams can be re-opened after a break where
             the protocol offers it (Responses ``background=true``; never with ``store=false``,
             and a request's own ``background`` wins).
@@ -60,6 +62,7 @@ class RunPolicy:
     expiry_grace_s: float = 60.0
     resume_attempts: int = 3
     resumable_streams: bool = True
+    output_retries: int = 1
     log_tool_payloads: bool = False
     create_attempts: int = 3
     submit_attempts: int = 3

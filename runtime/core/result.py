@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal
+
+from typing_extensions import TypeVar
 
 from runtime.core.backend import TurnError, Usage
 from runtime.errors import RunFailedError
 from tools import ToolCallResult
 
 RawT = TypeVar("RawT")
+OutT = TypeVar("OutT", default=None)
 
 #: Why the runtime (not the server) ended a run.
 StopCause = Literal["max_tool_rounds", "max_tool_calls", "cancel", "total_deadline"]
 
 
 @dataclass(frozen=True)
-class RunResult(Generic[RawT]):
+class RunResult(Generic[RawT, OutT]):
     """The outcome of a run, the same shape on both protocols.
 
     ``failed``, ``expired``, ``incomplete`` and ``cancelled`` are results, not exceptions; call
@@ -38,6 +41,9 @@ class RunResult(Generic[RawT]):
         conversation_id: the thread (Assistants) or conversation (Responses), if any.
         run_id: the run's (or final response's) id.
         recoveries: stream losses recovered by resuming or polling.
+        output: the answer validated into the run's ``output_type`` (None without one, or
+            when it did not validate).
+        output_error: why the answer did not validate, after the retries the policy allows.
     """
 
     status: str
@@ -53,6 +59,8 @@ class RunResult(Generic[RawT]):
     conversation_id: str | None = None
     run_id: str | None = None
     recoveries: int = 0
+    output: OutT | None = None
+    output_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -79,7 +87,7 @@ class RunResult(Generic[RawT]):
         """Alias of :attr:`error`."""
         return self.error
 
-    def raise_for_status(self) -> RunResult[RawT]:
+    def raise_for_status(self) -> RunResult[RawT, OutT]:
         """Return self when completed, else raise RunFailedError."""
         if self.ok:
             return self

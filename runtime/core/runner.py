@@ -25,15 +25,16 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Generic, TypeVar
 
 import structlog
 
 from runtime.core.backend import Backend, StartRequest, TextPart, Turn, TurnRef, TurnStream, Usage
 from runtime.core.hooks import EventHandler
+from runtime.core.output import OutputSpec, output_spec
 from runtime.core.policy import RunPolicy
-from runtime.core.result import RunResult, StopCause
+from runtime.core.result import OutT, RunResult, StopCause
 from runtime.errors import (
     APIStatusError,
     BadRequestError,
@@ -121,7 +122,8 @@ class Runner(Generic[RawT]):
         handler: EventHandler | None = None,
         idempotency_key: str | None = None,
         adopt_existing: bool = False,
-    ) -> RunResult[RawT]:
+        output_type: type[OutT] | None = None,
+    ) -> RunResult[RawT, OutT]:
         """Start ``request`` and drive it to a terminal status.
 
         Args:
@@ -130,9 +132,43 @@ class Runner(Generic[RawT]):
             idempotency_key: stored with the turn to find it again after an ambiguous
                 failure (default: a fresh UUID).
             adopt_existing: first look for a turn of ours (same key) and drive it.
+            output_type: a pydantic model, dataclass or TypedDict the answer must be; the
+                result's ``output`` is the validated instance (see :mod:`runtime.core.output`).
         """
+        spec = output_spec(output_type) if output_type is not None else None
+        if spec is not None:
+            request = replace(request, output=spec.schema)
         state = self._new_state(request, handler, idempotency_key)
-        return await self._guarded(state, self._run_new(state, adopt_existing))
+        result = await self._guarded(state, self._run_new(state, adopt_existing))
+        if spec is None:
+            return result  # type: ignore[return-value]  # OutT is None without output_type
+        return await self._validated(state, result, spec)
+
+    async def _validated(
+        self, state: _RunState[RawT], result: RunResult[RawT], spec: OutputSpec[OutT]
+    ) -> RunResult[RawT, OutT]:
+        """Validate the answer; a bad one goes back to the model with what was wrong, in the
+        same conversation, at most ``output_retries`` times."""
+        retries = 0
+        while True:
+            if not result.ok:
+                return _with_output(result, None, f"the run ended {result.status}")
+            value, problems = spec.validate(_final_text(state))
+            if problems is None:
+                return _with_output(result, value, None)
+            if retries >= self.policy.output_retries:
+                log.warning("run.output_invalid", run_id=result.run_id, problems=problems)
+                return _with_output(result, None, problems)
+            retries += 1
+            log.info("run.output_retry", run_id=result.run_id, attempt=retries)
+            feedback = replace(
+                state.request,
+                input=({"role": "user", "content": spec.feedback(problems)},),
+                previous=None if state.request.conversation else result.run_id,
+            )
+            state = self._new_state(feedback, state.handler, None)
+            retry = await self._guarded(state, self._run_new(state, False))
+            result = _combined(result, retry)
 
     async def resume(
         self,
@@ -885,6 +921,37 @@ class _HandlerCallbacks:
         if self._error is not None:
             name, exc = self._error
             raise HandlerError(f"EventHandler.{name} raised {exc!r}", callback=name) from exc
+
+
+def _final_text(state: _RunState[Any]) -> str:
+    """The last non-empty text of the run's last turn: the answer a structured output is."""
+    if state.ref is None:
+        return ""
+    texts = [t for t in state.texts.get(state.ref.id, {}).values() if t]
+    return texts[-1] if texts else ""
+
+
+def _with_output(
+    result: RunResult[RawT], output: OutT | None, error: str | None
+) -> RunResult[RawT, OutT]:
+    values = {f.name: getattr(result, f.name) for f in fields(result)}
+    values.update(output=output, output_error=error)
+    return RunResult(**values)
+
+
+def _combined(first: RunResult[RawT], retry: RunResult[RawT]) -> RunResult[RawT]:
+    """A run and its output retry as one result: the retry's outcome, both runs' work."""
+    usage = (
+        (first.usage or Usage()) + (retry.usage or Usage()) if first.usage or retry.usage else None
+    )
+    return replace(
+        retry,
+        text="\n\n".join(t for t in (first.text, retry.text) if t),
+        tool_calls=[*first.tool_calls, *retry.tool_calls],
+        usage=usage,
+        rounds=first.rounds + retry.rounds,
+        recoveries=first.recoveries + retry.recoveries,
+    )
 
 
 def _final_status(turn: Turn[Any] | None, stopped_as: str | None) -> str:

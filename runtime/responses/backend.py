@@ -155,6 +155,16 @@ class ResponsesBackend:
             body["tools"] = responses_tools(request.tools)
         if request.conversation is not None:
             body["conversation"] = request.conversation
+        if request.output is not None:
+            output = request.output
+            body["text"] = {
+                "format": {
+                    "type": "json_schema",
+                    "name": output.name,
+                    "schema": dict(output.schema),
+                    "strict": output.strict,
+                }
+            }
         if self.background and body.get("store") is not False:
             body.setdefault("background", True)
         if not first and _forces_a_call(body.get("tool_choice")):

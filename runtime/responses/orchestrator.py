@@ -19,7 +19,7 @@ from runtime.backends import Facade
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
 from runtime.core.policy import RunPolicy
-from runtime.core.result import RunResult
+from runtime.core.result import OutT, RunResult
 from runtime.core.runner import Runner
 from runtime.responses.backend import DEFAULT_MODEL, ResponsesBackend
 from runtime.responses.client import ResponsesClient
@@ -63,8 +63,9 @@ class ResponsesOrchestrator(Facade[Response]):
         instructions: str | None = None,
         handler: EventHandler | None = None,
         raise_on_failure: bool = False,
+        output_type: type[OutT] | None = None,
         **params: Any,
-    ) -> RunResult[Response]:
+    ) -> RunResult[Response, OutT]:
         """Send ``input`` and drive the run until a response has no function calls.
 
         Args:
@@ -73,6 +74,8 @@ class ResponsesOrchestrator(Facade[Response]):
             instructions: system instructions, sent with every request of the run.
             handler: callbacks for this run (default: the orchestrator's).
             raise_on_failure: raise RunFailedError unless the final status is completed.
+            output_type: a pydantic model, dataclass or TypedDict the answer must be (sent as
+                ``text.format`` json_schema, strict; ``result.output`` is the instance).
             **params: other request fields (previous_response_id, conversation, background,
                 store, max_output_tokens, tool_choice, metadata, ...); ``tools`` defaults to
                 the registry's definitions.
@@ -83,7 +86,7 @@ class ResponsesOrchestrator(Facade[Response]):
         request = _request(
             input if isinstance(input, str) else tuple(input), model, instructions, params
         )
-        result = await self.runner.run(request, handler=handler)
+        result = await self.runner.run(request, handler=handler, output_type=output_type)
         return result.raise_for_status() if raise_on_failure else result
 
     async def resume(
