@@ -567,9 +567,11 @@ class Runner(Generic[RawT]):
             )
         assert state.ref is not None
         ref = state.ref
+        grace = self.policy.expiry_grace_s
         turn = await self._poll_until(
             ref,
-            lambda t: t.is_terminal or t.status == "requires_tools",
+            # Stopped, or past its expires_at plus the grace: then the server will not end it.
+            lambda t: t.is_terminal or t.status == "requires_tools" or self._outlived(t, grace),
             interval=self.policy.poll_interval_s,
             timeout_s=self._poll_budget(state),
         )
@@ -585,6 +587,10 @@ class Runner(Generic[RawT]):
             # stream is only in the transcript.
             state.untrusted.add(turn.ref.id)
         return turn
+
+    def _outlived(self, turn: Turn[RawT], grace_s: float) -> bool:
+        """The turn is still active past its expires_at plus ``grace_s`` (server clock)."""
+        return turn.deadline is not None and self.backend.server_now() > turn.deadline + grace_s
 
     def _poll_budget(self, state: _RunState[RawT]) -> float | None:
         """Seconds polling may last: until the turn's expiry plus its grace (None: unbounded

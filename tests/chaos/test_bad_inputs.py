@@ -7,8 +7,11 @@ emulator. Expiry and busy-thread rows are covered in tests/integration/orchestra
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -316,3 +319,20 @@ async def test_http_error_rows() -> None:
                 await c.retrieve_thread(thread.id)
             assert server.value.status == 500
             assert c.retries == 2 + c.retry.max_attempts - 1
+
+
+async def test_a_run_stuck_in_progress_past_expires_at_is_given_up(serve: Any) -> None:
+    """Row "run never ends": a run still in_progress past expires_at plus the grace is no
+    longer polled forever: the cancel is tried once (refused here: 404) and the result is
+    expired with the reason, after a bounded number of requests."""
+    stuck = run_as("in_progress", expires_at=int(time.time()) - 120)
+    url = await serve(fake_server(HEAD, stuck))
+    policy = replace(FAST, expiry_grace_s=1.0)
+    async with AssistantsClient(base_url=url + "/v1", api_key="sk-bad-input-0000") as c:
+        started = time.monotonic()
+        result = await asyncio.wait_for(
+            Orchestrator(c, ToolRegistry(), policy=policy).run("thread_1", "asst_1"), 10
+        )
+    assert time.monotonic() - started < 5
+    assert result.status == "expired"
+    assert result.reason is not None and "expires_at" in result.reason
