@@ -45,12 +45,14 @@ class BackendSession:
         client: the AssistantsClient or ResponsesClient.
         runner: the run loop driving it.
         model: the model of a request that names none (Responses).
+        conversations: Responses runs live in conversations (continued by their id).
     """
 
     protocol: Protocol
     client: HTTPClient
     runner: Runner[Any]
     model: str = DEFAULT_MODEL
+    conversations: bool = False
 
     def request(
         self,
@@ -156,7 +158,8 @@ class Facade(Generic[RawT]):
         """This facade as a protocol-neutral session (e.g. for the worker's executor)."""
         name = self.runner.backend.name
         protocol: Protocol = "responses" if name == "responses" else "assistants"
-        return BackendSession(protocol, self.client, self.runner)
+        conversations = bool(getattr(self.runner.backend, "conversations", False))
+        return BackendSession(protocol, self.client, self.runner, conversations=conversations)
 
     async def aclose(self) -> None:
         """Wait for background clean-ups (server-side cancels) to finish."""
@@ -219,7 +222,10 @@ def create_backend(
     policy = policy or RunPolicy.from_settings(settings)
     client, backend = factory(settings, overrides, policy)
     runner: Runner[Any] = Runner(backend, registry, policy, handler)
-    return BackendSession(settings.protocol, client, runner, model)
+    conversations = settings.protocol == "responses" and bool(
+        getattr(settings, "conversations", False)
+    )
+    return BackendSession(settings.protocol, client, runner, model, conversations)
 
 
 @asynccontextmanager

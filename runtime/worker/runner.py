@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from runtime.backends import BackendSession
     from runtime.core.result import RunResult
 
+#: Run generations one job may start: a run cancelled behind its back is restarted, this often.
+MAX_RUN_GENERATIONS = 3
+
 __all__ = [
     "JobContext",
     "JobExecutor",
@@ -225,16 +228,30 @@ class RunExecutor:
     async def _execute(self, ctx: JobContext) -> RunOutcome:
         self._check(ctx)
         progress = ctx.lease.progress
-        if self._session.protocol == "assistants":
+        if self._session.protocol == "assistants" or self._session.conversations:
             ctx.thread_id = progress.thread_id or ctx.lease.job.thread_id
         if progress.run_id is not None:
             result = await self._resume_if_found(ctx, TurnRef(progress.run_id, ctx.thread_id))
-            if result is not None:
-                if not (result.status == "cancelled" and await _cancelled_by_worker(ctx)):
-                    return _outcome(ctx, result)
-                log.info("worker.run_restarted", reason="cancelled_by_worker")
+            if result is not None and not await self._restart_needed(ctx, result):
+                return _outcome(ctx, result)
             await ctx.new_generation()
-        return _outcome(ctx, await self._run(ctx))
+        result = await self._run(ctx)
+        while await self._restart_needed(ctx, result):
+            await ctx.new_generation()
+            result = await self._run(ctx)
+        return _outcome(ctx, result)
+
+    async def _restart_needed(self, ctx: JobContext, result: RunResult[Any]) -> bool:
+        """A run cancelled by nobody who asked for this job's outcome (a draining worker, a
+        previous attempt's clean-up of a run it could not see yet) is not the job's outcome:
+        start a fresh run generation, at most MAX_RUN_GENERATIONS in all."""
+        if result.status != "cancelled" or result.stopped_by is not None:
+            return False  # our own bound or cancel, or not cancelled at all
+        if ctx.lease.progress.run_seq + 1 >= MAX_RUN_GENERATIONS:
+            return False
+        reason = "cancelled_by_worker" if await _cancelled_by_worker(ctx) else "cancelled_elsewhere"
+        log.info("worker.run_restarted", reason=reason, run_id=result.run_id)
+        return True
 
     def _check(self, ctx: JobContext) -> None:
         protocol = self._session.protocol
@@ -279,6 +296,8 @@ class RunExecutor:
             where["conversation"] = ctx.thread_id
             if ctx.lease.progress.thread_id is not None:
                 messages = []  # an earlier attempt put them on the thread it stored
+        elif self._session.conversations:
+            where["conversation"] = ctx.thread_id
         else:
             where["previous"] = job.thread_id
         return await self._session.start(

@@ -82,6 +82,9 @@ class WorkerSection(_Section):
     """A job whose attempt failed with an error is offered again after this delay."""
     burst: bool = False
     """Exit once the queue has no unfinished job (also ``--burst``)."""
+    job_deadline_s: float = Field(default=3600.0, gt=0)
+    """The longest a job's run may take (its total deadline, unless [policy] total_deadline_s
+    is shorter); past it the run is cancelled and the result is ``expired``."""
     model: str = "gpt-4o"
     """Responses protocol: the model of a job whose ``run_options`` name none (Assistants jobs
     use their assistant's model)."""
@@ -211,6 +214,11 @@ class WorkerSettings(BaseSettings):
         description="Wire protocol of the jobs: the Assistants API (threads and runs) or the "
         "Responses API (env RUNTIME_WORKER_PROTOCOL).",
     )
+    conversations: bool = Field(
+        default=False,
+        description="Responses: run each new job in a new Conversation, stored as the job's "
+        "thread_id (env RUNTIME_WORKER_CONVERSATIONS).",
+    )
     worker: WorkerSection = WorkerSection()
     queue: QueueSettings = QueueSettings()
     http: HttpSettings = HttpSettings()
@@ -230,8 +238,22 @@ class WorkerSettings(BaseSettings):
         Built without re-reading files or environment (this object already did), for
         :func:`runtime.backends.create_backend` and ``RunPolicy.from_settings``.
         """
+        deadline = self.policy.total_deadline_s
+        job_deadline = self.worker.job_deadline_s
+        policy = self.policy.model_copy(
+            update={
+                "total_deadline_s": job_deadline
+                if deadline is None
+                else min(deadline, job_deadline)
+            }
+        )
         return Settings.model_construct(
-            protocol=self.protocol, api=self.api, retry=self.retry, policy=self.policy, log=self.log
+            protocol=self.protocol,
+            conversations=self.conversations,
+            api=self.api,
+            retry=self.retry,
+            policy=policy,
+            log=self.log,
         )
 
     @property

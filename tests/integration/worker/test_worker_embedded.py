@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from runtime import AssistantsClient, Orchestrator, RunPolicy, RunStream
+from runtime.emulator import Scenario
 from runtime.worker import (
     Job,
     JobState,
@@ -154,3 +156,41 @@ async def test_a_run_unknown_to_the_server_is_started_again(
     assert record.result.status == "completed" and "AGAIN" in record.result.text
     assert record.result.run_id not in (None, "run_unknown")
     assert record.progress.run_seq == 1 and record.result.thread_id == thread.id
+
+
+async def test_a_run_cancelled_behind_the_jobs_back_is_started_again(
+    emulator: Any, client: AssistantsClient, assistant_id: str
+) -> None:
+    """A run cancelled by someone other than the job (e.g. a previous attempt's late clean-up
+    of a run it could not see yet) is not the job's outcome: a fresh run generation runs."""
+    emulator.set_scenario(
+        Scenario.from_dict(
+            {
+                "turns": [
+                    {"type": "text", "text": "one two three four five six", "delta_delay_ms": 80}
+                ]
+            }
+        )
+    )
+    queue = MemoryQueue()
+    await queue.submit(
+        Job(id="behind-1", assistant_id=assistant_id, messages=(Message(content="hi"),))
+    )
+
+    async def cancel_the_first_run() -> None:
+        while True:
+            record = await queue.get("behind-1")
+            if record is not None and record.progress.run_id and record.progress.thread_id:
+                await client.cancel_run(record.progress.thread_id, record.progress.run_id)
+                return
+            await asyncio.sleep(0.02)
+
+    saboteur = asyncio.create_task(cancel_the_first_run())
+    await asyncio.wait_for(_worker(client, queue).run(), timeout=20)
+    await saboteur
+    record = await queue.get("behind-1")
+    assert record is not None and record.result is not None
+    assert record.result.status == "completed", record.result
+    assert record.progress.run_seq == 1
+    runs = await client.list_runs(record.result.thread_id or "").to_list()
+    assert sorted(r.status for r in runs) == ["cancelled", "completed"]

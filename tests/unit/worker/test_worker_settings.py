@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 import runtime.worker
 from runtime.config import ConfigError
+from runtime.core.policy import RunPolicy
 from runtime.worker.cli import jobs_main, submit_main, worker_main
 from runtime.worker.settings import (
     DEFAULT_WORKER_CONFIG,
@@ -310,3 +311,15 @@ def test_unreadable_worker_toml_is_a_config_error_naming_the_file(
     with pytest.raises(ConfigError) as caught:
         load_worker_settings(path)
     assert str(path) in str(caught.value) and reason in str(caught.value)
+
+
+def test_job_deadline_bounds_every_run_of_the_worker() -> None:
+    """worker.job_deadline_s becomes the runs' total deadline (the shorter of it and the
+    policy's), so no job runs forever."""
+    settings = runtime.worker.WorkerSettings(worker={"job_deadline_s": 90})
+    assert settings.runtime_settings().policy.total_deadline_s == 90
+    shorter = runtime.worker.WorkerSettings(
+        worker={"job_deadline_s": 90}, policy={"total_deadline_s": 30}
+    )
+    assert shorter.runtime_settings().policy.total_deadline_s == 30
+    assert RunPolicy.from_settings(settings.runtime_settings()).total_deadline_s == 90
