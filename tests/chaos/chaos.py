@@ -48,7 +48,12 @@ from runtime.responses import ResponsesClient, ResponsesOrchestrator
 from runtime.retry import RetryPolicy
 from tools import ToolContext, ToolRegistry
 
-KINDS = ("text", "one_round", "two_rounds")
+KINDS = ("text", "one_round", "two_rounds", "hostile")
+# What the model reads when a tool raises SystemExit: the run and the process go on.
+BAIL_OUTPUT = (
+    '{"error": {"type": "tool_exit", "message": "tool \'bail\' raised SystemExit(3); '
+    'the process keeps running", "tool": "bail"}}'
+)
 # A cancelled caller leaves its run cancelled on the server, or completed when the run won the
 # race, or never created at all.
 _CANCEL_OK = frozenset({"cancelled", "completed", "no run created yet"})
@@ -108,7 +113,8 @@ class Job:
 
     Attributes:
         index: position in the workload.
-        kind: ``text``, ``one_round`` or ``two_rounds``.
+        kind: ``text``, ``one_round``, ``two_rounds`` or ``hostile`` (one tool of the round
+            raises SystemExit).
         message: the user message.
         params: extra run parameters.
         expected_text: the scripted model's answer without faults.
@@ -273,6 +279,12 @@ def _job(index: int, kind: str) -> Job:
         message = f"chaos run {index}: hello there"
         return Job(index, kind, message, {}, f"You said: {message}", 0, ())
     tags = (f"r{index}a", f"r{index}b")
+    if kind == "hostile":
+        message = "\n".join(
+            [f"/call echo {json.dumps({'tag': tags[0]})}", '/call bail {"code": 3}']
+        )
+        expected = f"echo returned: echo:{tags[0]}\nbail returned: {BAIL_OUTPUT}"
+        return Job(index, kind, message, {}, expected, 1, tags[:1])
     message = "\n".join(
         [
             f"/call echo {json.dumps({'tag': tags[0]})}",
@@ -309,6 +321,15 @@ def build_registry(ledger: ToolLedger) -> ToolRegistry:
         """
         ledger.record(ctx, tag)
         return f"SHOUT:{tag.upper()}"
+
+    @registry.tool
+    def bail(code: int) -> str:
+        """Exit the process (a hostile tool: the runtime must contain it).
+
+        Args:
+            code: the exit code.
+        """
+        raise SystemExit(code)
 
     return registry
 
