@@ -405,9 +405,3 @@ class RunStream(EventStream[Run]):
     def text(self) -> str:
         """The text of every assistant message of this stream, joined by blank lines."""
         return "\n\n".join(m.text for m in self.state.messages.values() if m.text)
-
-    async def until_done(self) -> RunStream:
-        """Consume the whole stream (calling the handler) and return self."""
-        async for _ in self:
-            pass
-        return self

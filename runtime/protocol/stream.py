@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import types
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar
 
 import structlog
 
@@ -177,7 +177,7 @@ class EventStream(Generic[RawT]):
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def __aenter__(self) -> EventStream[RawT]:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -198,7 +198,7 @@ class EventStream(Generic[RawT]):
                 # (on_end) now rather than whenever the loop's asyncgen hook gets to it.
                 await gen.aclose()
 
-    async def until_done(self) -> EventStream[RawT]:
+    async def until_done(self) -> Self:
         """Consume the whole stream (calling the handler) and return self."""
         async for _ in self:
             pass

@@ -470,12 +470,6 @@ class ResponseStream(EventStream[Response]):
         """The text of every message item of this stream, joined."""
         return "".join(m.text for m in self.state.messages)
 
-    async def until_done(self) -> ResponseStream:
-        """Consume the whole stream (calling the handler) and return self."""
-        async for _ in self:
-            pass
-        return self
-
     async def final_response(self) -> Response:
         """Consume the stream and return the terminal response."""
         await self.until_done()
