@@ -38,7 +38,8 @@ class Conversation:
     """Sends user messages one after the other on one conversation, whatever the protocol.
 
     Assistants: the first message creates a thread (unless ``conversation_id`` names one),
-    later ones are added to it. Responses: each message continues from the previous
+    later ones are added to it. Responses with conversations (``conversations = true``): the
+    same with a Conversation. Responses without: each message continues from the previous
     response (``conversation_id`` is a response id).
 
     Args:
@@ -62,13 +63,16 @@ class Conversation:
 
     async def send(self, text: str) -> RunResult[Any]:
         """Run the assistant on ``text`` and return the run's result."""
-        key = "previous" if self.backend.protocol == "responses" else "conversation"
+        # A thread or a conversation is continued by its id; a chain of responses (Responses
+        # without conversations) by the last response's id.
+        chained = self.backend.protocol == "responses" and not self.backend.conversations
+        key = "previous" if chained else "conversation"
         params: dict[str, Any] = {key: self.conversation_id, **self.params}
         result = await self.backend.start(text, agent=self.assistant_id, **params)
-        if self.backend.protocol == "responses":
+        if chained:
             self.conversation_id = result.run_id
         else:
-            self.conversation_id = result.thread_id or self.conversation_id
+            self.conversation_id = result.conversation_id or self.conversation_id
         return result
 
 
@@ -185,7 +189,8 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--thread",
-        help="continue this thread (Assistants) or from this response id (Responses)",
+        help="continue this thread (Assistants), this conversation (Responses with "
+        "conversations = true) or from this response id (Responses)",
     )
     parser.add_argument(
         "--tools",

@@ -348,3 +348,22 @@ async def test_live_view_redraws_tool_lines_in_place() -> None:
     assert "slow(n=1)  running" in screen
     assert "✓ fast()  0.01s → 42" in screen
     assert screen.count("\x1b[2F") >= 3  # the ticker redrew while slow was running
+
+
+async def test_run_continues_a_responses_conversation_by_its_id(emulator: Emulator) -> None:
+    """`run` on Responses with conversations: the second message continues the first one's
+    conversation by id (--thread), like a thread, and the conversation holds both."""
+    env = clean_env(
+        OPENAI_API_KEY="sk-remote-0123456789",
+        OPENAI_BASE_URL=emulator.base_url,
+        RUNTIME_PROTOCOL="responses",
+        RUNTIME_CONVERSATIONS="true",
+    )
+    code, _, err = await run_cli_async("run", "--plain", "hello", env=env)
+    assert code == 0, err
+    (line,) = [x for x in err.splitlines() if x.startswith("run.finished")]
+    conversation = line.split("thread_id=")[1].split()[0]
+    assert conversation.startswith("conv")
+    code, _, err = await run_cli_async("run", "--plain", "--thread", conversation, "again", env=env)
+    assert code == 0, err
+    assert f"thread_id={conversation}" in err
