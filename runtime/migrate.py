@@ -12,7 +12,9 @@
 The conversation gets the thread's messages oldest first with their roles and text parts, and
 each function call of the thread's runs as a ``function_call`` item followed by its
 ``function_call_output``, placed where it happened: before the message the same run wrote
-after it (run steps give that order; ``created_at`` has only second resolution). Content a
+after it (run steps give that order; ``created_at`` has only second resolution), or, for a
+run that wrote no message, after the last message not newer than its first call (a message
+added in the same second is taken as older). Content a
 conversation message cannot carry as is (images, files, refusals, attachments) becomes a text
 part describing it; hosted tool calls (code interpreter, file search) and calls that never got
 an output are left out. The report says which.

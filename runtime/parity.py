@@ -8,14 +8,15 @@
 
 Each user message is one turn; turns go one after the other on one thread (Assistants: an
 assistant created with the registry's tools, deleted afterwards with its thread) and on one
-chain of responses (Responses: a conversation when ``settings.conversations``, else
-``previous_response_id``). Compared per turn: status, text, the tool calls (count, names,
+chain of responses (Responses: a conversation when ``settings.conversations``, deleted
+afterwards, else ``previous_response_id``). Compared per turn: status, text, the tool calls (count, names,
 arguments as JSON values, outputs, errors), tool rounds and whether usage was reported. Ids,
 timings and token counts differ by nature and are not compared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from runtime.backends import DEFAULT_MODEL, BackendSession, open_backend
 from runtime.config import Settings
 from runtime.core.result import RunResult
 from runtime.errors import RuntimeAPIError
+from runtime.responses.client import ResponsesClient
 from tools import ToolCallResult, ToolRegistry
 
 __all__ = ["Difference", "ParityReport", "compare", "parity"]
@@ -184,21 +186,26 @@ async def _quietly_delete(
     client: AssistantsClient, assistant_id: str, thread_id: str | None
 ) -> None:
     """Remove what the check created; a failed clean-up must not hide the outcome."""
-    try:
+    with contextlib.suppress(RuntimeAPIError):
         if thread_id is not None:
             await client.delete_thread(thread_id)
         await client.delete_assistant(assistant_id)
-    except RuntimeAPIError:
-        pass
 
 
 async def _responses_turns(session: BackendSession, texts: Sequence[str]) -> list[RunResult[Any]]:
     results: list[RunResult[Any]] = []
-    for text in texts:
-        params: dict[str, Any] = {}
-        if results and results[-1].conversation_id:
-            params["conversation"] = results[-1].conversation_id
-        elif results:
-            params["previous"] = results[-1].run_id
-        results.append(await session.start(text, **params))
+    try:
+        for text in texts:
+            params: dict[str, Any] = {}
+            if results and results[-1].conversation_id:
+                params["conversation"] = results[-1].conversation_id
+            elif results:
+                params["previous"] = results[-1].run_id
+            results.append(await session.start(text, **params))
+    finally:
+        conversation_id = results[0].conversation_id if results else None
+        client = session.client
+        if conversation_id is not None and isinstance(client, ResponsesClient):
+            with contextlib.suppress(RuntimeAPIError):
+                await client.delete_conversation(conversation_id)
     return results

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -110,7 +111,7 @@ async def test_a_thread_migrates_in_order_with_roles_and_its_tool_round(
         ("message", "assistant"),
     ]
     assert texts(items[0]) == ["hello"] and texts(items[1]) == ["You said: hello"]
-    assert [p["type"] for p in getattr(items[1], "content")] == ["output_text"]
+    assert [p["type"] for p in items[1].model_dump()["content"]] == ["output_text"]
     assert texts(items[2]) == [ADD_LINE] and texts(items[5]) == ["add returned: 3"]
     call, output = items[3].model_dump(), items[4].model_dump()
     assert call["name"] == "add" and json.loads(call["arguments"]) == {"a": 1, "b": 2}
@@ -120,6 +121,69 @@ async def test_a_thread_migrates_in_order_with_roles_and_its_tool_round(
     assert "6 items (4 messages, 1 tool calls)" in report.summary
     conversation = await rc.retrieve_conversation(report.conversation_id)
     assert conversation.metadata == {"team": "ops", FROM_THREAD_KEY: thread_id}
+
+
+async def test_sequential_rounds_keep_their_order_before_the_answer(
+    ac: AssistantsClient, rc: ResponsesClient
+) -> None:
+    """Two calls made one per round (parallel calls off): both pairs, in call order, sit
+    between the request and the answer quoting them."""
+    registry = add_registry()
+    assistant = await ac.create_assistant(model="gpt-4o", tools=registry.definitions())
+    thread = await ac.create_thread(
+        messages=[{"role": "user", "content": f'{ADD_LINE}\n/call add {{"a": 5, "b": 5}}'}]
+    )
+    run = await Orchestrator(ac, registry, policy=FAST).run(
+        thread.id, assistant.id, parallel_tool_calls=False
+    )
+    assert run.ok and run.rounds == 2
+    report = await migrate_thread(ac, rc, thread.id)
+    items = [
+        i.model_dump() for i in await rc.list_items(report.conversation_id, order="asc").to_list()
+    ]
+    assert [i["type"] for i in items] == [
+        "message",
+        "function_call",
+        "function_call_output",
+        "function_call",
+        "function_call_output",
+        "message",
+    ]
+    assert [items[2]["output"], items[4]["output"]] == ["3", "10"]
+    assert items[5]["content"][0]["text"] == "add returned: 3\nadd returned: 10"
+
+
+async def test_a_run_stopped_between_rounds_keeps_its_answered_call_after_the_request(
+    ac: AssistantsClient, rc: ResponsesClient
+) -> None:
+    """A run that wrote no message (stopped at its round bound) still gets its answered call
+    placed after the message that asked for it; the unanswered one is left out."""
+    registry = add_registry()
+    assistant = await ac.create_assistant(model="gpt-4o", tools=registry.definitions())
+    thread = await ac.create_thread(
+        messages=[{"role": "user", "content": f'{ADD_LINE}\n/call add {{"a": 5, "b": 5}}'}]
+    )
+    bounded = RunPolicy(poll_interval_s=0.02, max_poll_interval_s=0.05, max_tool_rounds=1)
+    run = await Orchestrator(ac, registry, policy=bounded).run(
+        thread.id, assistant.id, parallel_tool_calls=False
+    )
+    assert run.stopped_by == "max_tool_rounds"
+    ended = int(time.time())
+    while int(time.time()) <= ended:  # timestamps have whole seconds: be surely newer
+        await asyncio.sleep(0.05)
+    await ac.create_message(thread.id, content="later")
+    report = await migrate_thread(ac, rc, thread.id)
+    items = [
+        i.model_dump() for i in await rc.list_items(report.conversation_id, order="asc").to_list()
+    ]
+    assert [i["type"] for i in items] == [
+        "message",
+        "function_call",
+        "function_call_output",
+        "message",
+    ]
+    assert items[2]["output"] == "3" and items[3]["content"][0]["text"] == "later"
+    assert report.skipped == (f"{run.run_id}: add call without an output",)
 
 
 async def test_migrating_again_returns_the_first_conversation_unless_forced(
@@ -254,8 +318,11 @@ async def test_the_openai_sdk_lists_the_migrated_items(
 # --- parity ----------------------------------------------------------------------------------
 
 
-async def test_parity_is_equal_for_a_plain_message_and_a_tool_round(emu: Emulator) -> None:
-    """Two turns (text, then an add round) give the same outcome on both protocols."""
+async def test_parity_is_equal_for_a_plain_message_and_a_tool_round(
+    emu: Emulator, ac: AssistantsClient
+) -> None:
+    """Two turns (text, then an add round) give the same outcome on both protocols; the
+    assistant the check created is deleted afterwards."""
     report = await parity(
         Settings(), add_registry(), ["hello", ADD_LINE], base_url=emu.base_url, api_key=API_KEY
     )
@@ -263,6 +330,7 @@ async def test_parity_is_equal_for_a_plain_message_and_a_tool_round(emu: Emulato
     assert [r.text for r in report.responses] == ["You said: hello", "add returned: 3"]
     assert [r.rounds for r in report.assistants] == [0, 1]
     assert report.summary == "equal (2 turn(s))"
+    assert await ac.list_assistants().to_list() == []
 
 
 async def test_parity_reports_a_tool_missing_on_one_side(emu: Emulator) -> None:
