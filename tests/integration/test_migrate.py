@@ -20,7 +20,7 @@ from runtime import AssistantsClient, NotFoundError, Orchestrator, RunPolicy, Ru
 from runtime.config import Settings
 from runtime.core.backend import Usage
 from runtime.emulator import Emulator
-from runtime.migrate import FROM_THREAD_KEY, TO_CONVERSATION_KEY, migrate_thread
+from runtime.migrate import FROM_THREAD_KEY, TO_CONVERSATION_KEY, MigrationError, migrate_thread
 from runtime.parity import compare, parity
 from runtime.responses import ResponsesClient, ResponsesOrchestrator
 from runtime.responses.client import ConversationItem
@@ -242,6 +242,28 @@ async def test_more_than_twenty_items_go_in_batches_of_at_most_twenty(
     assert [texts(i)[0] for i in items] == [f"message {n}" for n in range(45)]
 
 
+async def test_a_failed_batch_is_a_migration_error_naming_the_partial_conversation(
+    emu: Emulator, ac: AssistantsClient, rc: ResponsesClient
+) -> None:
+    """The server fails the second batch: MigrationError says which conversation holds how
+    many items, the thread stays unmarked, and migrating again makes a complete one."""
+    thread = await ac.create_thread()
+    for n in range(25):
+        await ac.create_message(thread.id, content=f"message {n}")
+    emu.inject("500", method="POST", path=r"/items$", times=10)
+    with pytest.raises(MigrationError) as caught:
+        await migrate_thread(ac, rc, thread.id)
+    assert caught.value.items_copied == 20
+    assert "holds 20 of 25 items" in caught.value.message
+    partial = await rc.list_items(caught.value.conversation_id, limit=100).to_list()
+    assert len(partial) == 20
+    assert TO_CONVERSATION_KEY not in ((await ac.retrieve_thread(thread.id)).metadata or {})
+    emu.clear_injected()
+    report = await migrate_thread(ac, rc, thread.id)
+    assert not report.already_migrated and report.items_copied == 25
+    assert report.conversation_id != caught.value.conversation_id
+
+
 async def test_images_are_described_in_text_and_said_so(
     ac: AssistantsClient, rc: ResponsesClient
 ) -> None:
@@ -331,6 +353,22 @@ async def test_parity_is_equal_for_a_plain_message_and_a_tool_round(
     assert [r.rounds for r in report.assistants] == [0, 1]
     assert report.summary == "equal (2 turn(s))"
     assert await ac.list_assistants().to_list() == []
+
+
+async def test_parity_in_a_conversation_continues_it_and_deletes_it(emu: Emulator) -> None:
+    """With settings.conversations the Responses turns share one conversation, which the
+    check deletes when done; the outcome still equals the thread's."""
+    settings = Settings(conversations=True)
+    report = await parity(
+        settings, add_registry(), [ADD_LINE, "thanks"], base_url=emu.base_url, api_key=API_KEY
+    )
+    assert report.equal, report.summary
+    first, second = report.responses
+    assert first.conversation_id is not None and second.conversation_id == first.conversation_id
+    deleted = [
+        r["path"] for r in emu.requests if r["method"] == "DELETE" and "conversations" in r["path"]
+    ]
+    assert deleted == [f"/v1/conversations/{first.conversation_id}"]
 
 
 async def test_parity_reports_a_tool_missing_on_one_side(emu: Emulator) -> None:
@@ -440,6 +478,7 @@ def tick() -> int:
 '''
 
 
+@pytest.mark.slow
 async def test_cli_parity_on_the_embedded_emulator(tmp_path: Path) -> None:
     """Exit 0 and "equal" for an add round; exit 1 naming the output for a tool whose answer
     changes between calls; exit 2 for tools that cannot be imported."""
@@ -455,6 +494,7 @@ async def test_cli_parity_on_the_embedded_emulator(tmp_path: Path) -> None:
     assert code == 2 and err.startswith("error: cannot load tools") and err.count("\n") == 1
 
 
+@pytest.mark.slow
 async def test_cli_migrate_prints_the_report_and_fails_in_one_line(
     emu: Emulator, ac: AssistantsClient, rc: ResponsesClient
 ) -> None:
