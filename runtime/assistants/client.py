@@ -63,6 +63,12 @@ class AssistantsClient(HTTPClient):
         """Retrieve a thread."""
         return await self._call("GET", f"/threads/{seg(thread_id)}", Thread)
 
+    async def update_thread(self, thread_id: str, *, metadata: Mapping[str, str]) -> Thread:
+        """Replace a thread's metadata."""
+        path = f"/threads/{seg(thread_id)}"
+        body = {"metadata": dict(metadata)}
+        return await self._call("POST", path, Thread, body=body, idempotent=True)
+
     async def delete_thread(self, thread_id: str) -> DeletionStatus:
         """Delete a thread."""
         return await self._call("DELETE", f"/threads/{seg(thread_id)}", DeletionStatus)
