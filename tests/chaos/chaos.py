@@ -756,7 +756,7 @@ async def run_chaos(
 def render_markdown(report: ChaosReport, baseline: ChaosReport | None = None) -> str:
     """A Markdown table of the figures (what goes into the README)."""
     rows = [
-        ("runs (text / one round / two rounds)", _kinds(report)),
+        ("runs (text / one round / two rounds / hostile tool)", _kinds(report)),
         ("concurrency / create+submit attempts", f"{report.concurrency} / {report.attempts}"),
         ("fault spec", f"`{report.faults_spec}`"),
         ("API requests / faulted", f"{report.requests} / {report.faulted_requests}"),
@@ -810,7 +810,8 @@ def render_markdown(report: ChaosReport, baseline: ChaosReport | None = None) ->
 def _kinds(report: ChaosReport) -> str:
     k = report.by_kind
     return (
-        f"{report.runs} ({k.get('text', 0)} / {k.get('one_round', 0)} / {k.get('two_rounds', 0)})"
+        f"{report.runs} ({k.get('text', 0)} / {k.get('one_round', 0)} / {k.get('two_rounds', 0)}"
+        f" / {k.get('hostile', 0)})"
     )
 
 
