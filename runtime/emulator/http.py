@@ -471,7 +471,8 @@ class _Control:
 
     async def stats(self, request: web.Request) -> web.Response:
         """GET /_emulator/stats."""
-        return self._refuse(request) or web.json_response(stats_snapshot(self.ctx))
+        refused = self._refuse(request)  # a Response is falsy (an empty mapping): no ``or``
+        return refused if refused is not None else web.json_response(stats_snapshot(self.ctx))
 
     async def requests(self, request: web.Request) -> web.Response:
         """GET /_emulator/requests (``?limit=N`` for the last N)."""
