@@ -25,7 +25,7 @@ import structlog
 from tools.calls import ToolCall, ToolCallResult
 from tools.context import ToolContext
 from tools.encoding import MIN_OUTPUT_CHARS, encode_output, error_output, truncate
-from tools.errors import ArgumentIssue, ToolArgumentsError, ToolError
+from tools.errors import ArgumentIssue, ToolArgumentsError, ToolError, ToolUnavailableError
 from tools.limits import (
     DEFAULT_PROCESS_LIMIT,
     DEFAULT_THREAD_POOL_SIZE,
@@ -351,6 +351,8 @@ class ToolDispatcher:
             if task is not None and task.cancelling():
                 raise
             raise _Failure("cancelled", f"tool {tool.name!r} was cancelled", exc) from None
+        except ToolUnavailableError as exc:
+            raise _Failure("tool_unavailable", str(exc) or type(exc).__name__, exc) from None
         except ToolError as exc:
             raise _Failure("tool_error", str(exc) or type(exc).__name__, exc) from None
         except Exception as exc:

@@ -1,0 +1,253 @@
+"""MCP servers as tool sources: real servers over stdio and streamable HTTP, our dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psutil
+import pytest
+import pytest_asyncio
+
+from tools import ToolCall, ToolDispatcher, ToolRegistry
+from tools.mcp import MCPServer, MCPToolSource
+
+from .conftest import HttpServer, server_pids, start_http_server, stdio_server
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def calls(*specs: tuple[str, dict[str, Any]]) -> list[ToolCall]:
+    return [ToolCall(f"call_{i}", name, json.dumps(args)) for i, (name, args) in enumerate(specs)]
+
+
+def error_of(output: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(output)["error"]
+    return body
+
+
+class Shared:
+    """One stdio source and one HTTP source in one registry, with a slow local tool."""
+
+    def __init__(self, registry: ToolRegistry, stdio: MCPToolSource, http: MCPToolSource) -> None:
+        self.registry = registry
+        self.stdio = stdio
+        self.http = http
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared() -> AsyncIterator[Shared]:
+    registry = ToolRegistry()
+
+    @registry.tool
+    async def local_sleep(seconds: float) -> str:
+        """A slow local tool."""
+        await asyncio.sleep(seconds)
+        return f"local slept {seconds}"
+
+    http_process = await start_http_server()
+    stdio = MCPToolSource(
+        stdio_server("t", deny=frozenset({"admin_reset"}), tool_timeouts={"sleep": 0.5}),
+        registry,
+    )
+    http = MCPToolSource(
+        MCPServer(
+            name="web",
+            transport="http",
+            url=http_process.url,
+            prefix="",
+            allow=frozenset({"add", "echo", "picture"}),
+            headers={"Authorization": "Bearer sk-never-logged"},
+        ),
+        registry,
+    )
+    try:
+        await asyncio.gather(stdio.start(), http.start())
+        yield Shared(registry, stdio, http)
+    finally:
+        await stdio.aclose()
+        await http.aclose()
+        http_process.stop()
+
+
+async def test_tools_are_listed_next_to_local_tools_with_converted_schemas(shared: Shared) -> None:
+    """definitions() holds the local tool and both servers' tools, schemas strict where possible."""
+    by_name = {d["function"]["name"]: d["function"] for d in shared.registry.definitions()}
+    assert {"local_sleep", "t__add", "t__echo", "t__sleep", "t__fail", "add", "echo"} <= set(
+        by_name
+    )
+    add = by_name["t__add"]
+    assert add["description"] == "Add two integers."
+    assert add["strict"] is True
+    assert add["parameters"] == {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+        "required": ["a", "b"],
+        "additionalProperties": False,
+    }
+    assert shared.stdio.state.status == "connected"
+    assert shared.stdio.state.protocol_version is not None
+
+
+async def test_calls_return_text_and_describe_images(shared: Shared) -> None:
+    """A call's text is the output; an image becomes a JSON description of its bytes."""
+    dispatcher = ToolDispatcher(shared.registry)
+    results = await dispatcher.run_batch(
+        calls(
+            ("t__add", {"a": 20, "b": 22}),
+            ("echo", {"text": "ab", "times": 3}),
+            ("picture", {}),
+        )
+    )
+    assert [r.is_error for r in results] == [False, False, False]
+    assert results[0].output == "42"
+    assert results[1].output == "ababab"
+    assert json.loads(results[2].output) == {"type": "image", "mime_type": "image/png", "bytes": 16}
+
+
+async def test_allow_deny_and_prefix(shared: Shared) -> None:
+    """deny drops a tool, allow keeps only the named ones, the prefix is applied or not."""
+    names = shared.registry.names()
+    assert "t__admin_reset" not in names and "admin_reset" not in names
+    assert sorted(shared.http.tool_names) == ["add", "echo", "picture"]
+    assert "t__pid" in names and "pid" not in names
+    dispatcher = ToolDispatcher(shared.registry)
+    [result] = await dispatcher.run_batch(calls(("t__admin_reset", {})))
+    assert result.error_type == "unknown_tool"
+
+
+async def test_mcp_and_local_tools_run_concurrently(shared: Shared) -> None:
+    """A slow MCP tool and a slow local tool in one batch take about the max, not the sum."""
+    dispatcher = ToolDispatcher(shared.registry)
+    started = time.monotonic()
+    results = await dispatcher.run_batch(
+        calls(("t__sleep", {"seconds": 0.4}), ("local_sleep", {"seconds": 0.4}))
+    )
+    elapsed = time.monotonic() - started
+    assert [r.output for r in results] == ["slept 0.4", "local slept 0.4"]
+    assert elapsed < 0.75, f"two 0.4 s tools took {elapsed:.2f} s: not concurrent"
+
+
+async def test_slow_tool_is_cut_at_its_timeout_and_the_server_keeps_working(
+    shared: Shared,
+) -> None:
+    """A call past its per-tool timeout gets a timeout output; the next call works."""
+    dispatcher = ToolDispatcher(shared.registry)
+    [cut] = await dispatcher.run_batch(calls(("t__sleep", {"seconds": 5})))
+    assert cut.error_type == "timeout" and 0.4 < cut.seconds < 2.5
+    assert "timeout of 0.5 s" in error_of(cut.output)["message"]
+    [after] = await ToolDispatcher(shared.registry).run_batch(calls(("t__add", {"a": 1, "b": 1})))
+    assert after.output == "2"
+
+
+async def test_slow_tool_is_cut_at_the_batch_deadline(shared: Shared) -> None:
+    """The batch deadline cuts an MCP call too, with a timeout output naming the deadline."""
+    dispatcher = ToolDispatcher(shared.registry)
+    results = await dispatcher.run_batch(
+        calls(("web_sleep_missing", {}), ("t__sleep", {"seconds": 0.45}), ("t__add", {"a": 1})),
+        deadline=time.monotonic() + 0.2,
+    )
+    missing, slow, bad = results
+    assert missing.error_type == "unknown_tool"
+    assert slow.error_type == "timeout"
+    assert "batch deadline" in error_of(slow.output)["message"]
+    assert bad.error_type == "tool_error"  # the server rejects the arguments (b is missing)
+
+
+async def test_is_error_result_becomes_a_tool_error_output(shared: Shared) -> None:
+    """An isError result is a tool_error output carrying the server's message."""
+    [result] = await ToolDispatcher(shared.registry).run_batch(
+        calls(("t__fail", {"message": "disk full"}))
+    )
+    assert result.is_error and result.error_type == "tool_error"
+    body = error_of(result.output)
+    assert "disk full" in body["message"] and body["tool"] == "t__fail"
+
+
+async def test_a_call_id_executes_once(shared: Shared) -> None:
+    """Re-sending a call id returns the cached result without calling the server again."""
+    dispatcher = ToolDispatcher(shared.registry)
+    [first] = await dispatcher.run_batch([ToolCall("same", "t__pid", "{}")])
+    [again] = await dispatcher.run_batch([ToolCall("same", "t__pid", "{}")])
+    assert again is first
+
+
+async def test_tool_list_change_is_picked_up_before_the_next_round(shared: Shared) -> None:
+    """A tool announced by list_changed is in definitions() right after the round that caused it."""
+    assert "t__extra" not in shared.registry.names()
+    dispatcher = ToolDispatcher(shared.registry)
+    [grown] = await dispatcher.run_batch(calls(("t__grow", {})))
+    assert grown.output == "grown"
+    assert "t__extra" in [d["function"]["name"] for d in shared.registry.definitions()]
+    [extra] = await dispatcher.run_batch([ToolCall("x", "t__extra", '{"word": "hi"}')])
+    assert extra.output == "HI"
+
+
+async def test_secrets_stay_out_of_reprs(shared: Shared) -> None:
+    """Headers, env values and arguments never show in a config's or a source's repr."""
+    text = repr(shared.http.server) + repr(shared.http) + repr(shared.http.state)
+    assert "sk-never-logged" not in text
+    assert "Bearer" not in text
+
+
+async def test_crash_mid_call_then_recovery_and_no_orphan_after_close() -> None:
+    """A crash gives that call tool_unavailable; the next round restarts; close leaves no process."""
+    registry = ToolRegistry()
+    before = server_pids()
+    source = MCPToolSource(stdio_server("c"), registry, restart_backoff_s=0.05)
+    async with source:
+        [first_pid] = server_pids() - before
+        [crashed] = await ToolDispatcher(registry).run_batch(calls(("c__crash", {})))
+        assert crashed.error_type == "tool_unavailable", crashed.output
+        assert "'c'" in error_of(crashed.output)["message"]
+        assert source.state.status in ("restarting", "connected")
+        [recovered] = await ToolDispatcher(registry).run_batch(calls(("c__pid", {})))
+        assert not recovered.is_error, recovered.output
+        second_pid = int(recovered.output)
+        assert second_pid != first_pid
+        assert source.state.status == "connected" and source.state.restarts == 1
+        assert source.state.last_error is not None
+    assert not psutil.pid_exists(second_pid) or psutil.Process(second_pid).status() == "zombie"
+    assert server_pids() == before
+    assert source.state.status == "closed"
+    assert "c__pid" not in registry
+
+
+async def test_crash_loop_gives_up_after_bounded_restarts() -> None:
+    """A server that keeps crashing is restarted a bounded number of times, then 'failed'."""
+    registry = ToolRegistry()
+    source = MCPToolSource(stdio_server("loop"), registry, max_restarts=1, restart_backoff_s=0.01)
+    async with source:
+        outcomes = []
+        for i in range(3):
+            [result] = await ToolDispatcher(registry).run_batch(
+                [ToolCall(f"k{i}", "loop__crash", '{"delay": 0}')]
+            )
+            outcomes.append(result.error_type)
+        assert outcomes == ["tool_unavailable"] * 3
+        assert source.state.status == "failed"
+        assert "not restarted again" in error_of(result.output)["message"]
+
+
+async def test_http_server_that_drops_is_reconnected(http_server: HttpServer) -> None:
+    """Calls to a dropped HTTP server are tool_unavailable; once it is back, calls work again."""
+    registry = ToolRegistry()
+    server = MCPServer(name="h", transport="http", url=http_server.url)
+    async with MCPToolSource(server, registry, restart_backoff_s=0.01) as source:
+        [ok] = await ToolDispatcher(registry).run_batch(calls(("h__add", {"a": 2, "b": 3})))
+        assert ok.output == "5"
+        http_server.stop()
+        [down] = await ToolDispatcher(registry, default_timeout_s=10).run_batch(
+            calls(("h__add", {"a": 2, "b": 3}))
+        )
+        assert down.error_type == "tool_unavailable", down.output
+        back = await start_http_server(http_server.port)
+        try:
+            [again] = await ToolDispatcher(registry).run_batch(calls(("h__add", {"a": 4, "b": 4})))
+            assert again.output == "8", again.output
+            assert source.state.status == "connected"
+        finally:
+            back.stop()
