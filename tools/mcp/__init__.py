@@ -15,7 +15,7 @@ Leaving the block stops the server it started and unregisters its tools.
 """
 
 from tools.errors import ToolUnavailableError
-from tools.mcp._sdk import MCPNotInstalledError
+from tools.mcp._sdk import MCPNotInstalledError, require_mcp
 from tools.mcp.config import MCPConfigError, MCPServer
 from tools.mcp.source import MCPServerState, MCPToolSource
 
@@ -26,4 +26,5 @@ __all__ = [
     "MCPServerState",
     "MCPToolSource",
     "ToolUnavailableError",
+    "require_mcp",
 ]

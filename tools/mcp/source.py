@@ -237,6 +237,10 @@ class MCPToolSource:
         except BaseException:
             await asyncio.shield(connection.close())
             raise
+        if self._closed:  # aclose() ran while this connection was being set up
+            await connection.close()
+            self._apply({})
+            raise ToolUnavailableError(f"MCP server {self.server.name!r} is closed")
         self._connection = connection
         self._status = "connected"
         self._log.info(

@@ -14,6 +14,7 @@ from typing import Any
 
 import psutil
 import pytest
+import pytest_asyncio
 
 pytest.importorskip("mcp")
 
@@ -72,7 +73,7 @@ async def start_http_server(port: int = 0) -> HttpServer:
     return HttpServer(process, int(line.split()[1]))
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")  # the MCP test modules share one loop
 async def http_server() -> AsyncIterator[HttpServer]:
     server = await start_http_server()
     try:
