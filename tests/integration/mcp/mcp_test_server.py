@@ -64,6 +64,12 @@ def picture() -> Image:
 
 
 @server.tool()
+def tag(labels: dict[str, str]) -> str:
+    """Free-form labels: a schema strict mode cannot express."""
+    return ",".join(sorted(labels))
+
+
+@server.tool()
 def admin_reset() -> str:
     """A tool the tests deny."""
     return "reset"

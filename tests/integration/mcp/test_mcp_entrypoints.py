@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import psutil
+import pytest
 
 from runtime.worker.app import start_mcp_sources
 from runtime.worker.settings import load_worker_settings
@@ -52,6 +53,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_run_with_mcp_calls_the_server_tool_and_stops_it() -> None:
     """`run --mcp` offers the server's tools, the scripted model calls one, the server exits."""
     spec, marker = marked_spec("t")
@@ -61,6 +63,7 @@ def test_run_with_mcp_calls_the_server_tool_and_stops_it() -> None:
     assert processes_with(marker) == []
 
 
+@pytest.mark.slow
 def test_demo_with_mcp_lists_the_server_tools() -> None:
     """`demo --mcp` runs the demo with the server's tools registered next to the demo tools."""
     spec, marker = marked_spec("srv")

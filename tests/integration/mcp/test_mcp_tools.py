@@ -88,8 +88,25 @@ async def test_tools_are_listed_next_to_local_tools_with_converted_schemas(share
         "required": ["a", "b"],
         "additionalProperties": False,
     }
+    tag = by_name["t__tag"]  # a free-form object: offered non-strict, as the server wrote it
+    assert "strict" not in tag
+    assert tag["parameters"]["properties"]["labels"]["additionalProperties"] == {"type": "string"}
     assert shared.stdio.state.status == "connected"
     assert shared.stdio.state.protocol_version is not None
+
+
+async def test_non_strict_tool_takes_its_free_form_arguments(shared: Shared) -> None:
+    """A non-strict tool's arguments reach the server as sent."""
+    [result] = await ToolDispatcher(shared.registry).run_batch(
+        calls(("t__tag", {"labels": {"b": "2", "a": "1"}}))
+    )
+    assert result.output == "a,b"
+
+
+async def test_arguments_that_are_not_an_object_are_rejected_locally(shared: Shared) -> None:
+    """Arguments that are not a JSON object never reach the server: invalid_arguments."""
+    [result] = await ToolDispatcher(shared.registry).run_batch([ToolCall("l", "t__add", "[1, 2]")])
+    assert result.error_type == "invalid_arguments"
 
 
 async def test_calls_return_text_and_describe_images(shared: Shared) -> None:
