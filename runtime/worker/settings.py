@@ -156,6 +156,8 @@ class McpServerSettings(_Section):
     """Per-call timeouts of single tools, by the server's tool name."""
     strict: bool = True
     """Strict-mode schemas where a tool's input schema allows them."""
+    protocol: Literal["auto", "legacy"] = "auto"
+    """``auto`` negotiates the newest MCP revision; ``legacy`` forces the 2025 handshake."""
 
     def to_server(self) -> MCPServer:
         """The :class:`tools.mcp.MCPServer` this table describes.

@@ -45,6 +45,8 @@ class MCPServer:
         timeout_s: per-call timeout of every tool of this server (None: the dispatcher's).
         tool_timeouts: per-call timeout of single tools, by the server's tool name.
         strict: ask for strict-mode schemas where a tool's input schema allows it.
+        protocol: ``"auto"`` negotiates the newest MCP revision both sides speak (servers of
+            2025 get the initialize handshake); ``"legacy"`` always uses the handshake.
     """
 
     name: str
@@ -61,6 +63,7 @@ class MCPServer:
     timeout_s: float | None = None
     tool_timeouts: Mapping[str, float] = field(default_factory=dict)
     strict: bool = True
+    protocol: Literal["auto", "legacy"] = "auto"
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
@@ -77,6 +80,11 @@ class MCPServer:
             raise MCPConfigError(
                 f"MCP server {self.name!r}: transport must be 'stdio' or 'http', "
                 f"got {self.transport!r}"
+            )
+        if self.protocol not in ("auto", "legacy"):
+            raise MCPConfigError(
+                f"MCP server {self.name!r}: protocol must be 'auto' or 'legacy', "
+                f"got {self.protocol!r}"
             )
         for timeout in (self.timeout_s, *self.tool_timeouts.values()):
             if timeout is not None and (math.isnan(timeout) or timeout <= 0):

@@ -488,6 +488,7 @@ class _Connection:
             async with contextlib.AsyncExitStack() as stack:
                 client = Client(
                     await self._transport(stack),
+                    mode=self.server.protocol,
                     cache=None,  # a refresh must see the server's current list
                     message_handler=self._on_message,
                     client_info=Implementation(name="agent-runtime", version="1"),

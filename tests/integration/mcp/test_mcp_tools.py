@@ -11,6 +11,7 @@ from typing import Any
 import psutil
 import pytest
 import pytest_asyncio
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from tools import ToolCall, ToolDispatcher, ToolRegistry
 from tools.mcp import MCPServer, MCPToolSource
@@ -201,6 +202,16 @@ async def test_tool_list_change_is_picked_up_before_the_next_round(shared: Share
     assert "t__extra" in [d["function"]["name"] for d in shared.registry.definitions()]
     [extra] = await dispatcher.run_batch([ToolCall("x", "t__extra", '{"word": "hi"}')])
     assert extra.output == "HI"
+
+
+async def test_tool_list_change_on_a_legacy_connection() -> None:
+    """On the 2025 handshake protocol the list_changed notification updates the registry too."""
+    registry = ToolRegistry()
+    async with MCPToolSource(stdio_server("old", protocol="legacy"), registry) as source:
+        assert source.state.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS
+        [grown] = await ToolDispatcher(registry).run_batch(calls(("old__grow", {})))
+        assert grown.output == "grown"
+        assert "old__extra" in registry
 
 
 async def test_secrets_stay_out_of_reprs(shared: Shared) -> None:
