@@ -99,6 +99,7 @@ class MCPToolSource:
         self._log: Any = structlog.get_logger("tools.mcp").bind(server=server.name)
         self._connection: _Connection | None = None
         self._lock = asyncio.Lock()
+        self._reconnecting: asyncio.Task[tuple[Client, _Connection]] | None = None
         self._status: Status = "stopped"
         self._last_error: str | None = None
         self._failures = 0
@@ -161,8 +162,11 @@ class MCPToolSource:
         if self._closed:
             return
         self._closed = True
-        if self._refresh_task is not None:
-            self._refresh_task.cancel()
+        for task in (self._refresh_task, self._reconnecting):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.close()
@@ -194,11 +198,12 @@ class MCPToolSource:
         connection = self._connection
         if connection is not None and connection.client is not None:
             return connection.client, connection
-        async with self._lock:
-            connection = self._connection
-            if connection is not None and connection.client is not None:
-                return connection.client, connection
-            return await self._reconnect()
+        # One reconnection at a time, in a task of its own: a call whose timeout is shorter
+        # than a server's start-up gives up waiting, but the restart goes on for the next.
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = asyncio.ensure_future(self._reconnect())
+            self._reconnecting.add_done_callback(_retrieve)
+        return await asyncio.shield(self._reconnecting)
 
     async def _reconnect(self) -> tuple[Client, _Connection]:
         name = self.server.name
@@ -571,6 +576,12 @@ class _Connection:
     async def _on_message(self, message: Any) -> None:
         if getattr(message, "method", None) == _TOOL_LIST_CHANGED:
             self._on_tools_changed()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a task's exception as seen: its waiters may all have given up."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest_asyncio
 
 pytest.importorskip("mcp")
 
+from tools import ToolCall
 from tools.mcp import MCPServer
 
 SERVER_SCRIPT = Path(__file__).with_name("mcp_test_server.py")
@@ -28,6 +30,17 @@ def stdio_server(name: str = "t", **options: Any) -> MCPServer:
     return MCPServer(
         name=name, command=sys.executable, args=(str(SERVER_SCRIPT), "stdio"), **options
     )
+
+
+def calls(*specs: tuple[str, dict[str, Any]]) -> list[ToolCall]:
+    """One batch of calls, ids call_0, call_1, ..."""
+    return [ToolCall(f"call_{i}", name, json.dumps(args)) for i, (name, args) in enumerate(specs)]
+
+
+def error_of(output: str) -> dict[str, Any]:
+    """The ``error`` object of an error output."""
+    body: dict[str, Any] = json.loads(output)["error"]
+    return body
 
 
 def server_pids() -> set[int]:

@@ -6,28 +6,16 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
-import psutil
 import pytest
 import pytest_asyncio
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from tools import ToolCall, ToolDispatcher, ToolRegistry
 from tools.mcp import MCPServer, MCPToolSource
 
-from .conftest import HttpServer, server_pids, start_http_server, stdio_server
+from .conftest import calls, error_of, start_http_server, stdio_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-def calls(*specs: tuple[str, dict[str, Any]]) -> list[ToolCall]:
-    return [ToolCall(f"call_{i}", name, json.dumps(args)) for i, (name, args) in enumerate(specs)]
-
-
-def error_of(output: str) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(output)["error"]
-    return body
 
 
 class Shared:
@@ -204,78 +192,8 @@ async def test_tool_list_change_is_picked_up_before_the_next_round(shared: Share
     assert extra.output == "HI"
 
 
-async def test_tool_list_change_on_a_legacy_connection() -> None:
-    """On the 2025 handshake protocol the list_changed notification updates the registry too."""
-    registry = ToolRegistry()
-    async with MCPToolSource(stdio_server("old", protocol="legacy"), registry) as source:
-        assert source.state.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS
-        [grown] = await ToolDispatcher(registry).run_batch(calls(("old__grow", {})))
-        assert grown.output == "grown"
-        assert "old__extra" in registry
-
-
 async def test_secrets_stay_out_of_reprs(shared: Shared) -> None:
     """Headers, env values and arguments never show in a config's or a source's repr."""
     text = repr(shared.http.server) + repr(shared.http) + repr(shared.http.state)
     assert "sk-never-logged" not in text
     assert "Bearer" not in text
-
-
-async def test_crash_mid_call_then_recovery_and_no_orphan_after_close() -> None:
-    """A crash gives that call tool_unavailable; the next round restarts; close leaves no process."""
-    registry = ToolRegistry()
-    before = server_pids()
-    source = MCPToolSource(stdio_server("c"), registry, restart_backoff_s=0.05)
-    async with source:
-        [first_pid] = server_pids() - before
-        [crashed] = await ToolDispatcher(registry).run_batch(calls(("c__crash", {})))
-        assert crashed.error_type == "tool_unavailable", crashed.output
-        assert "'c'" in error_of(crashed.output)["message"]
-        assert source.state.status in ("restarting", "connected")
-        [recovered] = await ToolDispatcher(registry).run_batch(calls(("c__pid", {})))
-        assert not recovered.is_error, recovered.output
-        second_pid = int(recovered.output)
-        assert second_pid != first_pid
-        assert source.state.status == "connected" and source.state.restarts == 1
-        assert source.state.last_error is not None
-    assert not psutil.pid_exists(second_pid) or psutil.Process(second_pid).status() == "zombie"
-    assert server_pids() == before
-    assert source.state.status == "closed"
-    assert "c__pid" not in registry
-
-
-async def test_crash_loop_gives_up_after_bounded_restarts() -> None:
-    """A server that keeps crashing is restarted a bounded number of times, then 'failed'."""
-    registry = ToolRegistry()
-    source = MCPToolSource(stdio_server("loop"), registry, max_restarts=1, restart_backoff_s=0.01)
-    async with source:
-        outcomes = []
-        for i in range(3):
-            [result] = await ToolDispatcher(registry).run_batch(
-                [ToolCall(f"k{i}", "loop__crash", '{"delay": 0}')]
-            )
-            outcomes.append(result.error_type)
-        assert outcomes == ["tool_unavailable"] * 3
-        assert source.state.status == "failed"
-        assert "not restarted again" in error_of(result.output)["message"]
-
-
-async def test_http_server_that_drops_is_reconnected(http_server: HttpServer) -> None:
-    """Calls to a dropped HTTP server are tool_unavailable; once it is back, calls work again."""
-    registry = ToolRegistry()
-    server = MCPServer(name="h", transport="http", url=http_server.url)
-    async with MCPToolSource(server, registry, restart_backoff_s=0.01) as source:
-        [ok] = await ToolDispatcher(registry).run_batch(calls(("h__add", {"a": 2, "b": 3})))
-        assert ok.output == "5"
-        http_server.stop()
-        [down] = await ToolDispatcher(registry, default_timeout_s=10).run_batch(
-            calls(("h__add", {"a": 2, "b": 3}))
-        )
-        assert down.error_type == "tool_unavailable", down.output
-        back = await start_http_server(http_server.port)
-        try:
-            [again] = await ToolDispatcher(registry).run_batch(calls(("h__add", {"a": 4, "b": 4})))
-            assert again.output == "8", again.output
-            assert source.state.status == "connected"
-        finally:
-            back.stop()
