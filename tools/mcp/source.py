@@ -165,8 +165,7 @@ class MCPToolSource:
         for task in (self._refresh_task, self._reconnecting):
             if task is not None and not task.done():
                 task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+                await asyncio.wait([task])
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.close()
@@ -386,7 +385,7 @@ class MCPToolSource:
             self.registry.add(new)
             kept[name] = new
         self._registered = kept
-        if self._status != "connecting" and set(kept) != before:
+        if self._status != "connecting" and not self._closed and set(kept) != before:
             self._log.info(
                 "mcp.tools_changed",
                 added=sorted(set(kept) - before),
