@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
@@ -32,6 +32,7 @@ from runtime.http import HTTPClient
 from tools import ToolCallResult, ToolRegistry
 
 Protocol = Literal["assistants", "responses"]
+RawT = TypeVar("RawT")
 DEFAULT_MODEL = "gpt-4o"
 
 
@@ -132,22 +133,61 @@ class BackendSession:
             await self.client.aclose()
 
 
-def _assistants(settings: Any, overrides: dict[str, Any]) -> tuple[HTTPClient, Any]:
+class Facade(Generic[RawT]):
+    """What both protocol facades share: a client, a registry and the one run loop.
+
+    Args:
+        client: the protocol's client.
+        registry: the tools the model may call.
+        runner: the loop over the protocol's backend.
+    """
+
+    def __init__(self, client: HTTPClient, registry: ToolRegistry, runner: Runner[RawT]) -> None:
+        self.client = client
+        self.registry = registry
+        self.runner = runner
+
+    @property
+    def policy(self) -> RunPolicy:
+        """The run policy."""
+        return self.runner.policy
+
+    def session(self) -> BackendSession:
+        """This facade as a protocol-neutral session (e.g. for the worker's executor)."""
+        name = self.runner.backend.name
+        protocol: Protocol = "responses" if name == "responses" else "assistants"
+        return BackendSession(protocol, self.client, self.runner)
+
+    async def aclose(self) -> None:
+        """Wait for background clean-ups (server-side cancels) to finish."""
+        await self.runner.aclose()
+
+
+def _assistants(
+    settings: Any, overrides: dict[str, Any], policy: RunPolicy
+) -> tuple[HTTPClient, Any]:
     from runtime.assistants import AssistantsBackend, AssistantsClient
 
     client = AssistantsClient.from_settings(settings, **overrides)
     return client, AssistantsBackend(client)
 
 
-def _responses(settings: Any, overrides: dict[str, Any]) -> tuple[HTTPClient, Any]:
+def _responses(
+    settings: Any, overrides: dict[str, Any], policy: RunPolicy
+) -> tuple[HTTPClient, Any]:
     from runtime.responses import ResponsesBackend, ResponsesClient
 
     client = ResponsesClient.from_settings(settings, **overrides)
-    return client, ResponsesBackend(client)
+    backend = ResponsesBackend(
+        client,
+        background=policy.resumable_streams,
+        conversations=bool(getattr(settings, "conversations", False)),
+    )
+    return client, backend
 
 
 #: Protocol name -> factory of (client, backend). The only place a protocol is chosen.
-PROTOCOLS: dict[str, Callable[[Any, dict[str, Any]], tuple[HTTPClient, Any]]] = {
+PROTOCOLS: dict[str, Callable[[Any, dict[str, Any], RunPolicy], tuple[HTTPClient, Any]]] = {
     "assistants": _assistants,
     "responses": _responses,
 }
@@ -176,10 +216,9 @@ def create_backend(
     factory = PROTOCOLS.get(settings.protocol)
     if factory is None:
         raise ValueError(f"unknown protocol {settings.protocol!r}: one of {sorted(PROTOCOLS)}")
-    client, backend = factory(settings, overrides)
-    runner: Runner[Any] = Runner(
-        backend, registry, policy or RunPolicy.from_settings(settings), handler
-    )
+    policy = policy or RunPolicy.from_settings(settings)
+    client, backend = factory(settings, overrides, policy)
+    runner: Runner[Any] = Runner(backend, registry, policy, handler)
     return BackendSession(settings.protocol, client, runner, model)
 
 

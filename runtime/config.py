@@ -36,10 +36,10 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
-    TomlConfigSettingsSource,
 )
 
 from runtime.logging import redact, register_secret
@@ -55,6 +55,7 @@ __all__ = [
     "RetrySettings",
     "Settings",
     "load_settings",
+    "read_config_file",
 ]
 
 CONFIG_ENV_VAR = "RUNTIME_CONFIG"
@@ -75,9 +76,9 @@ _VENDOR_ENV: dict[str, str] = {
 # Field names whose input must never be echoed in an error message.
 _SECRET_FIELDS = frozenset({"api_key", "azure_api_key"})
 
-# The TOML file of the current load_settings() call; a ContextVar so that concurrent loads
-# (threads, tasks) cannot see each other's file.
-_toml_file: ContextVar[Path | None] = ContextVar("runtime_config_toml_file", default=None)
+# The parsed TOML file of the current load_settings() call; a ContextVar so that concurrent
+# loads (threads, tasks) cannot see each other's file.
+_toml_data: ContextVar[dict[str, Any] | None] = ContextVar("runtime_config_toml", default=None)
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -262,6 +263,11 @@ class _VendorEnvSource(PydanticBaseSettingsSource):
         return {"api": api} if api else {}
 
 
+class _TomlDataSource(InitSettingsSource):
+    """The TOML file, parsed by :func:`read_config_file` (typed errors) rather than by
+    ``TomlConfigSettingsSource``, which does the same with the data once it has read it."""
+
+
 class Settings(BaseSettings):
     """All runtime settings, by section.
 
@@ -280,6 +286,9 @@ class Settings(BaseSettings):
 
     protocol: Literal["assistants", "responses"] = "assistants"
     """Wire protocol: the Assistants API (threads and runs) or the Responses API."""
+    conversations: bool = False
+    """Responses: run each new run in a new Conversation (the Threads successor), so it can be
+    continued by the conversation's id; off: responses chained by previous_response_id."""
     api: ApiSettings = ApiSettings()
     retry: RetrySettings = RetrySettings()
     policy: PolicySettings = PolicySettings()
@@ -324,9 +333,9 @@ class Settings(BaseSettings):
             env_settings,
             _VendorEnvSource(settings_cls),
         ]
-        toml_file = _toml_file.get()
-        if toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        toml_data = _toml_data.get()
+        if toml_data is not None:
+            sources.append(_TomlDataSource(settings_cls, toml_data))
         return tuple(sources)
 
 
@@ -353,24 +362,59 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         :func:`runtime.logging.register_secret` so logs mask them.
 
     Raises:
-        ConfigError: a value is invalid, the file is missing or not valid TOML.
+        ConfigError: a value is invalid, the file is missing, unreadable, not UTF-8 or not
+            valid TOML, or a value is nested too deeply.
     """
     toml_file = _resolve_path(path)
-    token = _toml_file.set(toml_file)
+    token = _toml_data.set(None if toml_file is None else read_config_file(toml_file))
     try:
         settings = Settings(**_nest_overrides(overrides))
     except ValidationError as exc:
         raise ConfigError(_describe(exc), toml_file) from None  # the cause may echo secrets
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"not valid TOML: {redact(str(exc))}"], toml_file) from None
     except SettingsError as exc:
         raise ConfigError([redact(str(exc))], toml_file) from None
+    except RecursionError:  # e.g. a JSON value of a RUNTIME_* variable
+        raise ConfigError(["a value is nested too deeply"], toml_file) from None
     finally:
-        _toml_file.reset(token)
+        _toml_data.reset(token)
     for key in (settings.api.api_key, settings.api.azure_api_key):
         if key is not None:
             register_secret(key.get_secret_value())
     return settings
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read and parse a TOML config file.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The parsed document.
+
+    Raises:
+        ConfigError: the file cannot be read, is not UTF-8, is not valid TOML, or nests
+            arrays or tables too deeply to parse; ``source`` is the file.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError([f"cannot read the config file: {reason}"], path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            [f"not UTF-8 text: byte 0x{raw[exc.start]:02x} on line {line} cannot be decoded"],
+            path,
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {redact(str(exc))}"], path) from None
+    except RecursionError:
+        raise ConfigError(["not valid TOML: arrays or tables nested too deeply"], path) from None
 
 
 def _resolve_path(path: str | Path | None) -> Path | None:
@@ -380,7 +424,10 @@ def _resolve_path(path: str | Path | None) -> Path | None:
         if not env_path:
             return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
         path = env_path
-    resolved = Path(path).expanduser()
+    try:
+        resolved = Path(path).expanduser()
+    except RuntimeError as exc:  # "~user/..." for an unknown user
+        raise ConfigError([f"config path {str(path)!r}: {exc}"], None) from None
     if not resolved.is_file():
         raise ConfigError([f"config file not found: {resolved}"], None)
     return resolved

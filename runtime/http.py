@@ -16,7 +16,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import quote
 
@@ -275,22 +275,8 @@ class HTTPClient:
         cls, options: ClientOptions, api_key: str | None, *, transport: Transport | None = None
     ) -> Self:
         """A client from shared options (e.g. another protocol's client's ``options``)."""
-        return cls(
-            options.base_url,
-            api_key,
-            azure_endpoint=options.azure_endpoint,
-            api_version=options.api_version,
-            organization=options.organization,
-            project=options.project,
-            retry=options.retry,
-            timeout_s=options.timeout_s,
-            stream_idle_timeout_s=options.stream_idle_timeout_s,
-            connect_timeout_s=options.connect_timeout_s,
-            max_connections=options.max_connections,
-            max_event_bytes=options.max_event_bytes,
-            transport=transport,
-            default_headers=options.default_headers,
-        )
+        rest = {f.name: getattr(options, f.name) for f in fields(options) if f.name != "base_url"}
+        return cls(options.base_url, api_key, transport=transport, **rest)
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> Self:

@@ -31,6 +31,8 @@ from typing import IO, Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from tools.quiet import install_library_defaults
+
 __all__ = [
     "RedactingFilter",
     "configure_logging",
@@ -71,8 +73,9 @@ _MASK_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
             """
         ),
     ),
-    # Credentials in URLs: scheme://user:password@host
-    (("@",), re.compile(r"(://[^/\s:@]+:)[^/\s@]+(?=@)")),
+    # Credentials in URLs: scheme://user:password@host, also without a user
+    # (redis://:password@host, the usual Redis form).
+    (("@",), re.compile(r"(://[^/\s:@]*:)[^/\s@]+(?=@)")),
 )
 
 _ANY_TRIGGER = re.compile(
@@ -312,10 +315,11 @@ def configure_logging(
 
 
 def reset_logging() -> None:
-    """Undo :func:`configure_logging`: remove our handler and restore structlog defaults."""
+    """Undo :func:`configure_logging`: remove our handler; the library is silent again."""
     global _configured_as
     _remove_our_handler(logging.getLogger())
     structlog.reset_defaults()
+    install_library_defaults([redact_event])
     _configured_as = None
 
 
@@ -340,3 +344,8 @@ def get_logger(name: str | None = None, **bound: Any) -> structlog.stdlib.BoundL
     """
     args = (name,) if name is not None else ()
     return structlog.stdlib.get_logger(*args, **bound)
+
+
+# Importing the runtime prints nothing: events go to the standard library's "runtime.*" and
+# "tools.*" loggers (NullHandler) until the application or configure_logging() decides.
+install_library_defaults([redact_event])

@@ -3,6 +3,11 @@
 The client talks to a :class:`Transport` with one async method, :meth:`Transport.send`, and
 ``aclose()``. :class:`AiohttpTransport` is the real one; aiohttp's exceptions become ours in
 exactly one place, :func:`map_aiohttp_errors`.
+
+Redirects are never followed: requests carry the API key (``Authorization`` or Azure's
+``api-key``, which aiohttp would forward to another origin), and the API does not redirect.
+A 3xx answer raises :class:`~runtime.errors.APIStatusError` with code ``redirect_refused``
+naming where it pointed; configure that URL as the base URL if it is the right server.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from runtime.errors import ConnectError, RequestTimeout, TransportError
+from runtime.errors import APIStatusError, ConnectError, RequestTimeout, TransportError
+
+REDIRECT_REFUSED = "redirect_refused"
+"""``APIStatusError.code`` of a 3xx answer: the transport does not follow redirects."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,8 @@ class Transport(Protocol):
     """What the client needs from HTTP."""
 
     async def send(self, request: Request) -> Response:
-        """Send one request; raise TransportError subclasses only."""
+        """Send one request; raise TransportError subclasses (and APIStatusError for a
+        redirect, which is never followed)."""
         ...
 
     async def aclose(self) -> None:
@@ -158,7 +168,12 @@ class AiohttpTransport:
         return self._session
 
     async def send(self, request: Request) -> Response:
-        """Send ``request`` and return its answer (streamed when ``request.stream``)."""
+        """Send ``request`` and return its answer (streamed when ``request.stream``).
+
+        Raises:
+            TransportError: no usable answer (connection, timeout, client error).
+            APIStatusError: a 3xx answer (code ``redirect_refused``); it is not followed.
+        """
         session = self._get_session()
         timeout = aiohttp.ClientTimeout(
             total=None if request.stream else request.timeout_s,
@@ -173,8 +188,12 @@ class AiohttpTransport:
                 json=request.json,
                 params=dict(request.params) or None,
                 timeout=timeout,
+                allow_redirects=False,  # credentials must not follow a redirect elsewhere
             )
         headers = {k.lower(): v for k, v in resp.headers.items()}
+        if 300 <= resp.status < 400:
+            resp.release()
+            raise _redirect_refused(resp.status, str(resp.url), headers)
         if request.stream and resp.status < 400:
             return Response(resp.status, headers, chunks=_chunks(resp), release=resp.release)
         try:
@@ -189,6 +208,26 @@ class AiohttpTransport:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def _redirect_refused(status: int, url: str, headers: Mapping[str, str]) -> APIStatusError:
+    location = headers.get("location")
+    where = "without a location"
+    if location:
+        try:
+            target = urlsplit(urljoin(url, location))
+            # Origin and path only: user info or a query string may carry a token.
+            host = target.netloc.rpartition("@")[2]
+            where = f"to {target.scheme}://{host}{target.path}"
+        except ValueError:
+            where = "to an unparsable location"
+    return APIStatusError(
+        f"the server redirected {where}; redirects are not followed, so credentials "
+        "never leave the configured server (set the base URL to the final address)",
+        status=status,
+        code=REDIRECT_REFUSED,
+        request_id=headers.get("x-request-id"),
+    )
 
 
 async def _chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

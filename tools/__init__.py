@@ -15,7 +15,10 @@ from tools.calls import ToolCall, ToolCallResult
 from tools.context import ToolContext
 from tools.dispatch import ToolDispatcher
 from tools.errors import ToolError, ToolRegistrationError
+from tools.quiet import install_library_defaults as _install_library_defaults
 from tools.registry import Tool, ToolRegistry, default_registry, tool
+
+_install_library_defaults()
 
 __all__ = [
     "Tool",

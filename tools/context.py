@@ -23,7 +23,16 @@ class ToolContext:
             (which cannot be interrupted) should poll it and return early.
     """
 
-    __slots__ = ("cancelled", "deadline", "log", "run_id", "thread_id", "tool_call_id", "tool_name")
+    __slots__ = (
+        "_log",
+        "_log_base",
+        "cancelled",
+        "deadline",
+        "run_id",
+        "thread_id",
+        "tool_call_id",
+        "tool_name",
+    )
 
     def __init__(
         self,
@@ -41,10 +50,24 @@ class ToolContext:
         self.tool_name = tool_name
         self.deadline = deadline
         self.cancelled = threading.Event()
-        base = log if log is not None else structlog.get_logger("tools")
-        self.log: Any = base.bind(
-            run_id=run_id, thread_id=thread_id, tool_call_id=tool_call_id, tool=tool_name
-        )
+        self._log_base = log
+        self._log: Any = None
+
+    @property
+    def log(self) -> Any:
+        """structlog logger bound with run_id, thread_id, tool_call_id and tool.
+
+        Bound on first use: most tools never log, and binding copies a dict.
+        """
+        if self._log is None:
+            base = self._log_base if self._log_base is not None else structlog.get_logger("tools")
+            self._log = base.bind(
+                run_id=self.run_id,
+                thread_id=self.thread_id,
+                tool_call_id=self.tool_call_id,
+                tool=self.tool_name,
+            )
+        return self._log
 
     @property
     def is_cancelled(self) -> bool:

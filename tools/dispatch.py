@@ -1,11 +1,31 @@
 """Execute one batch of tool calls: concurrency limits, deadlines, error capture, caching.
 
 Every call ends in exactly one ``ToolCallResult``; nothing a tool or the model does crashes
-the batch. Failed calls get a JSON error output::
+the batch, the event loop or the process. Failed calls get a JSON error output::
 
     {"error": {"type": "<error_type>", "message": "...", "tool": "<name>"}}
 
-plus ``"details": [{"loc", "msg", "type"}, ...]`` for ``invalid_arguments``.
+plus ``"details": [{"loc", "msg", "type"}, ...]`` for ``invalid_arguments``. Error types:
+
+* ``unknown_tool``, ``invalid_json``, ``invalid_arguments`` (also for an argument named
+  like the injected ``ToolContext`` parameter, which the model may never set);
+* ``tool_error`` (the tool raised ``ToolError``), ``tool_unavailable`` (it raised
+  ``ToolUnavailableError``: the service behind it, e.g. an MCP server, is down or dropped
+  the call), ``tool_exception`` (any other exception),
+  ``invalid_output`` (the result cannot be encoded);
+* ``tool_exit`` (the tool raised ``SystemExit``), ``interrupted`` (``KeyboardInterrupt``),
+  ``loop_stop`` (the tool called ``loop.stop()``, which is refused: see
+  ``tools.containment``);
+* ``timeout``, ``cancelled``;
+* ``pool_exhausted``: a sync tool got no thread before its deadline, or at once when every
+  pool thread is stuck in a call that timed out (see ``tools.limits``); logged as the
+  warning ``tools.pool_exhausted`` with the pool's counts.
+
+``SystemExit`` and ``KeyboardInterrupt`` are contained where the dispatcher awaits the tool,
+and in tasks the tool starts (``create_task``, ``gather``) by a task factory on the loop;
+see ``tools.containment`` for that and for its limits. A ``KeyboardInterrupt`` that a
+signal delivers while an async tool runs counts as that tool's. ``os._exit`` and crashes of
+native code cannot be contained.
 """
 
 from __future__ import annotations
@@ -14,6 +34,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -23,23 +44,33 @@ from typing import Any
 import structlog
 
 from tools.calls import ToolCall, ToolCallResult
+from tools.containment import ContainedExit, LoopStopRefused, guard_loop, running_tool
 from tools.context import ToolContext
 from tools.encoding import MIN_OUTPUT_CHARS, encode_output, error_output, truncate
 from tools.errors import ArgumentIssue, ToolArgumentsError, ToolError, ToolUnavailableError
 from tools.limits import (
+    DEFAULT_MAX_ABANDONED_THREADS,
     DEFAULT_PROCESS_LIMIT,
     DEFAULT_THREAD_POOL_SIZE,
+    Abandon,
+    DaemonThreadPool,
+    PoolExhausted,
+    PoolStats,
     process_limiter,
+    set_max_abandoned_threads,
     set_process_limit,
     set_thread_pool_size,
     thread_pool,
 )
+from tools.redaction import mask_secrets
 from tools.registry import Tool, ToolRegistry
 
 __all__ = [
+    "DEFAULT_MAX_ABANDONED_THREADS",
     "DEFAULT_PROCESS_LIMIT",
     "DEFAULT_THREAD_POOL_SIZE",
     "ToolDispatcher",
+    "set_max_abandoned_threads",
     "set_process_limit",
     "set_thread_pool_size",
 ]
@@ -98,7 +129,9 @@ class ToolDispatcher:
         run_id: bound into logs and ToolContext.
         thread_id: bound into logs and ToolContext.
         redact: applied to every error message before it becomes an output (exception text
-            can quote credentials), e.g. ``runtime.logging.redact``; None sends it as is.
+            can quote credentials), e.g. ``runtime.logging.redact``. The built-in masking of
+            common key shapes (``tools.redaction.mask_secrets``) applies after it, and
+            alone when None.
     """
 
     def __init__(
@@ -130,6 +163,7 @@ class ToolDispatcher:
         # Resolved once (not a lazy proxy per event): dispatchers are per run, and logging is
         # configured long before a run starts.
         self._log: Any = structlog.get_logger("tools").bind()
+        self._info_enabled = _info_enabled(self._log)
         self._cache: dict[str, ToolCallResult] = {}
         self._flights: dict[str, _Flight] = {}
 
@@ -160,6 +194,7 @@ class ToolDispatcher:
             asyncio.CancelledError: the batch was cancelled; its running calls are cancelled
                 (async tools) or flagged (sync tools) and recorded as ``cancelled``.
         """
+        guard_loop(asyncio.get_running_loop())
         batch = _Batch(asyncio.Semaphore(self.max_concurrency), deadline, on_start, on_finish)
         flights: list[_Flight] = []
         for call in calls:
@@ -290,6 +325,8 @@ class ToolDispatcher:
             validated = tool.schema.validate(call.arguments)
         except ToolArgumentsError as exc:
             raise _Failure(exc.error_type, str(exc), exc, exc.details) from None
+        if tool.schema.var_keyword and tool.schema.context_param is not None:
+            _refuse_reserved(tool, validated)
         await self._acquire(batch)
         try:
             if batch.on_start is not None:
@@ -333,13 +370,18 @@ class ToolDispatcher:
         context = self._context(tool, call, deadline) if tool.schema.context_param else None
         args, kwargs = tool.schema.call_args(validated, context)
         timer = asyncio.timeout(None if deadline is None else deadline - now)
+        thread = None if tool.is_async else _ThreadCall(thread_pool())
+        token = running_tool.set(tool.name)
         try:
             async with timer:
-                return await self._invoke(tool, args, kwargs)
+                return await self._invoke(tool, args, kwargs, thread)
         except TimeoutError as exc:
             _flag(context)
+            self._log_abandoned(call, thread)
             if not timer.expired():
                 raise _Failure("tool_exception", _describe(exc), exc) from None
+            if thread is not None and thread.outcome is Abandon.NOT_STARTED:
+                raise self._no_thread(call, thread.pool.stats(), exc) from None
             if by_tool:
                 message = f"tool {tool.name!r} did not finish within its timeout of {timeout_s:g} s"
             else:
@@ -347,6 +389,7 @@ class ToolDispatcher:
             raise _Failure("timeout", message, exc) from None
         except asyncio.CancelledError as exc:
             _flag(context)
+            self._log_abandoned(call, thread)
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
@@ -355,18 +398,67 @@ class ToolDispatcher:
             raise _Failure("tool_unavailable", str(exc) or type(exc).__name__, exc) from None
         except ToolError as exc:
             raise _Failure("tool_error", str(exc) or type(exc).__name__, exc) from None
+        except PoolExhausted as exc:
+            raise self._no_thread(call, exc.stats, exc) from None
         except Exception as exc:
             raise _Failure("tool_exception", _describe(exc), exc) from None
+        except GeneratorExit:  # this coroutine is being closed: let it close
+            _flag(context)
+            raise
+        except BaseException as exc:  # SystemExit & co: contained, never the host's end
+            _flag(context)
+            raise _exit_failure(tool, exc) from None
+        finally:
+            # Closed by garbage collection, the coroutine runs outside its task's context,
+            # where the token is meaningless; otherwise on_finish must not run as the tool.
+            try:  # noqa: SIM105 - hot path: suppress() builds an object per call
+                running_tool.reset(token)
+            except ValueError:
+                pass
 
-    async def _invoke(self, tool: Tool, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        if tool.is_async:
+    async def _invoke(
+        self, tool: Tool, args: list[Any], kwargs: dict[str, Any], thread: _ThreadCall | None
+    ) -> Any:
+        if thread is None:
             value = await tool.fn(*args, **kwargs)
         else:
             run = functools.partial(contextvars.copy_context().run, tool.fn, *args, **kwargs)
-            value = await asyncio.get_running_loop().run_in_executor(thread_pool(), run)
+            value = await thread.run(run)
         if inspect.isawaitable(value):  # a sync wrapper around a coroutine function
             value = await value
         return value
+
+    def _no_thread(self, call: ToolCall, stats: PoolStats, exc: BaseException) -> _Failure:
+        self._log.warning(
+            "tools.pool_exhausted",
+            tool=call.name,
+            tool_call_id=call.id,
+            run_id=self.run_id,
+            thread_id=self.thread_id,
+            fail_fast=isinstance(exc, PoolExhausted),
+            **stats.as_fields(),
+        )
+        if isinstance(exc, PoolExhausted):
+            reason = f"no thread can run tool {call.name!r}: {exc}"
+        else:
+            stuck = f", {stats.abandoned} stuck in calls that timed out" if stats.abandoned else ""
+            reason = (
+                f"no thread was free to run tool {call.name!r} before its deadline "
+                f"({stats.busy} of {stats.threads} tool threads busy{stuck})"
+            )
+        return _Failure("pool_exhausted", f"{reason}; the tool did not run", exc)
+
+    def _log_abandoned(self, call: ToolCall, thread: _ThreadCall | None) -> None:
+        if thread is None or thread.outcome is not Abandon.ABANDONED:
+            return
+        self._log.warning(
+            "tools.thread_abandoned",
+            tool=call.name,
+            tool_call_id=call.id,
+            run_id=self.run_id,
+            thread_id=self.thread_id,
+            **thread.pool.stats().as_fields(),
+        )
 
     def _encode(self, value: Any) -> str:
         try:
@@ -400,12 +492,11 @@ class ToolDispatcher:
             )
 
     def _failed(self, call: ToolCall, failure: _Failure, started: float) -> ToolCallResult:
-        message, details = failure.message, failure.details
-        if self.redact is not None:
-            message = self.redact(message)
-            details = tuple(
-                ArgumentIssue(self.redact(d.loc), self.redact(d.msg), d.type) for d in details
-            )
+        redact = self._redact
+        message = redact(failure.message)
+        details = tuple(
+            ArgumentIssue(redact(d.loc), redact(d.msg), d.type) for d in failure.details
+        )
         output = error_output(
             failure.error_type,
             message,
@@ -424,6 +515,11 @@ class ToolDispatcher:
             exception=failure.exception,
         )
 
+    def _redact(self, text: str) -> str:
+        if self.redact is not None:
+            text = self.redact(text)
+        return mask_secrets(text)
+
     def _unknown_message(self, name: str) -> str:
         known = ", ".join(self.registry.names()) or "none"
         return f"no tool named {name!r}; available tools: {known}"
@@ -431,6 +527,8 @@ class ToolDispatcher:
     # -- logs -------------------------------------------------------------------------------
 
     def _log_started(self, call: ToolCall) -> None:
+        if not self._info_enabled():
+            return
         fields: dict[str, Any] = {
             "tool": call.name,
             "tool_call_id": call.id,
@@ -442,6 +540,9 @@ class ToolDispatcher:
         self._log.info("tool.started", **fields)
 
     def _log_finished(self, result: ToolCallResult) -> None:
+        warn = result.error_type in _WARNING_ERRORS
+        if not warn and not self._info_enabled():
+            return
         fields: dict[str, Any] = {
             "tool": result.name,
             "tool_call_id": result.tool_call_id,
@@ -453,7 +554,7 @@ class ToolDispatcher:
         }
         if self.log_payloads:
             fields["output"] = result.output
-        if result.error_type in ("tool_exception", "internal_error", "invalid_output"):
+        if warn:
             self._log.warning("tool.finished", exc_info=result.exception, **fields)
         else:
             self._log.info("tool.finished", **fields)
@@ -479,3 +580,70 @@ def _flag(context: ToolContext | None) -> None:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# Failures logged at warning level, with the exception: they point at a bug or a hazard.
+_WARNING_ERRORS = frozenset(
+    {"tool_exception", "internal_error", "invalid_output", "tool_exit", "interrupted", "loop_stop"}
+)
+
+
+def _info_enabled(log: Any) -> Callable[[], bool]:
+    """A cheap check whether ``log.info`` would emit, so filtered events cost no dict.
+
+    structlog's filtering loggers have ``is_enabled_for``, its stdlib wrapper
+    ``isEnabledFor``; for other wrappers, assume enabled.
+    """
+    check = getattr(log, "is_enabled_for", None) or getattr(log, "isEnabledFor", None)
+    if check is None:
+        return _always
+    return functools.partial(check, logging.INFO)
+
+
+def _always() -> bool:
+    return True
+
+
+def _refuse_reserved(tool: Tool, validated: Any) -> None:
+    """A ``**kwargs`` tool's extra arguments must not replace the injected ToolContext."""
+    extra = validated.model_extra
+    name = tool.schema.context_param
+    if extra and name in extra:
+        message = f"argument {name!r} is reserved by tool {tool.name!r} and cannot be set"
+        issue = ArgumentIssue(name or "", message, "reserved_parameter")
+        raise _Failure("invalid_arguments", message, details=(issue,))
+
+
+def _exit_failure(tool: Tool, exc: BaseException) -> _Failure:
+    if isinstance(exc, LoopStopRefused):
+        return _Failure("loop_stop", f"{exc}; the tool's call was ended", exc)
+    where = ""
+    if isinstance(exc, ContainedExit):
+        exc, where = exc.original, " in a task it started"
+    if isinstance(exc, SystemExit):
+        return _Failure(
+            "tool_exit",
+            f"tool {tool.name!r} raised SystemExit({exc.code!r}){where}; the process keeps running",
+            exc,
+        )
+    if isinstance(exc, KeyboardInterrupt):
+        return _Failure("interrupted", f"tool {tool.name!r} raised KeyboardInterrupt{where}", exc)
+    return _Failure("tool_exception", _describe(exc), exc)
+
+
+class _ThreadCall:
+    """One sync call on the pool; on timeout or cancellation its thread is given up on."""
+
+    __slots__ = ("outcome", "pool")
+
+    def __init__(self, pool: DaemonThreadPool) -> None:
+        self.pool = pool
+        self.outcome: Abandon | None = None
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        future = self.pool.submit(fn)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            self.outcome = self.pool.abandon(future)
+            raise

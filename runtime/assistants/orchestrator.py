@@ -16,7 +16,7 @@ from typing import Any
 from runtime.assistants.backend import AssistantsBackend
 from runtime.assistants.client import AssistantsClient
 from runtime.assistants.models import Run
-from runtime.backends import BackendSession
+from runtime.backends import Facade
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
 from runtime.core.policy import RunPolicy
@@ -25,7 +25,7 @@ from runtime.core.runner import Runner
 from tools import ToolCallResult, ToolRegistry
 
 
-class Orchestrator:
+class Orchestrator(Facade[Run]):
     """Drives assistant runs with local tools.
 
     Args:
@@ -42,14 +42,10 @@ class Orchestrator:
         policy: RunPolicy | None = None,
         handler: EventHandler | None = None,
     ) -> None:
-        self.client = client
-        self.registry = registry
-        self.runner: Runner[Run] = Runner(AssistantsBackend(client), registry, policy, handler)
-
-    @property
-    def policy(self) -> RunPolicy:
-        """The run policy."""
-        return self.runner.policy
+        super().__init__(
+            client, registry, Runner(AssistantsBackend(client), registry, policy, handler)
+        )
+        self.client: AssistantsClient = client
 
     async def run(
         self,
@@ -147,14 +143,6 @@ class Orchestrator:
             raise ValueError(f"thread_id is needed to cancel run {run_id} not driven here")
         turn = await self.runner.cancel(TurnRef(run_id, thread_id))
         return turn.raw if turn is not None else None
-
-    def session(self) -> BackendSession:
-        """This orchestrator as a protocol-neutral session (e.g. for the worker's executor)."""
-        return BackendSession(self.runner.backend.name, self.client, self.runner)  # type: ignore[arg-type]
-
-    async def aclose(self) -> None:
-        """Wait for background clean-ups (server-side cancels) to finish."""
-        await self.runner.aclose()
 
 
 def validate_messages(messages: Iterable[object]) -> tuple[Mapping[str, object], ...]:

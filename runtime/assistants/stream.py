@@ -125,6 +125,7 @@ class RunAccumulator:
         self.saw_done = False
         self.notes: list[Note] = []
         self.wants: frozenset[str] = frozenset()
+        self._ref: TurnRef | None = None
 
     # --- the accumulator protocol -------------------------------------------------------------
 
@@ -135,8 +136,14 @@ class RunAccumulator:
 
     @property
     def ref(self) -> TurnRef | None:
-        """The run, once known."""
-        return TurnRef(self.run_id, self.thread_id) if self.run_id is not None else None
+        """The run, once known (one value per run and thread: read on every event)."""
+        run_id, thread_id = self.run_id, self.thread_id
+        if run_id is None:
+            return None
+        ref = self._ref
+        if ref is None or ref.id != run_id or ref.conversation != thread_id:
+            ref = self._ref = TurnRef(run_id, thread_id)
+        return ref
 
     @property
     def last_sequence(self) -> int | None:
@@ -339,7 +346,8 @@ class RunAccumulator:
 
 
 class RunStream(EventStream[Run]):
-    """Async iterator over one run stream's events, with snapshots.
+    """Async iterator over one run stream's events; its snapshots live in :attr:`state`
+    (a :class:`RunAccumulator`: messages, tool calls, steps, errors, ...).
 
     Args:
         chunks: the response body as an async iterator of byte chunks.
@@ -392,41 +400,6 @@ class RunStream(EventStream[Run]):
     def run_id(self) -> str | None:
         """The run's id, once known."""
         return self.state.run_id
-
-    @property
-    def thread(self) -> Thread | None:
-        """The thread of a create-thread-and-run stream."""
-        return self.state.thread
-
-    @property
-    def messages(self) -> dict[str, TextSnapshot]:
-        """Message snapshots by id, in stream order."""
-        return self.state.messages
-
-    @property
-    def tool_calls(self) -> dict[tuple[str, int], ToolCallSnapshot]:
-        """Tool-call snapshots by (step id, index)."""
-        return self.state.tool_calls
-
-    @property
-    def steps(self) -> dict[str, RunStep]:
-        """Run steps by id."""
-        return self.state.steps
-
-    @property
-    def errors(self) -> list[StreamEventError]:
-        """The ``error`` events received."""
-        return self.state.errors
-
-    @property
-    def last_run_event(self) -> str | None:
-        """The name of the last ``thread.run.*`` event."""
-        return self.state.last_run_event
-
-    @property
-    def saw_done(self) -> bool:
-        """True once the ``done`` event arrived."""
-        return self.state.saw_done
 
     @property
     def text(self) -> str:

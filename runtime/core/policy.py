@@ -35,6 +35,9 @@ class RunPolicy:
         expiry_grace_s: how long past a run's ``expires_at`` the server may take to say so
             before the run is given up as ``expired``.
         resume_attempts: attempts at re-opening a broken stream before polling instead.
+        resumable_streams: ask for turns whose streams can be re-opened after a break where
+            the protocol offers it (Responses ``background=true``; never with ``store=false``,
+            and a request's own ``background`` wins).
         log_tool_payloads: log tool arguments and outputs (they may hold personal data).
         create_attempts: attempts at creating a run after ambiguous failures.
         submit_attempts: attempts at submitting outputs after ambiguous failures.
@@ -56,6 +59,7 @@ class RunPolicy:
     total_deadline_s: float | None = None
     expiry_grace_s: float = 60.0
     resume_attempts: int = 3
+    resumable_streams: bool = True
     log_tool_payloads: bool = False
     create_attempts: int = 3
     submit_attempts: int = 3

@@ -84,6 +84,7 @@ class _RunState(Generic[RawT]):
     seen_turns: set[str] = field(default_factory=set)
     last_submit: tuple[Turn[RawT], list[ToolCallResult]] | None = None
     blind_restarts: int = 0
+    reader: asyncio.Task[Any] | None = None  # the task reading a stream, for cancel()
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -173,6 +174,8 @@ class Runner(Generic[RawT]):
             state.reason = state.reason or "cancelled by request"
             state.stopped_by = state.stopped_by or "cancel"
             state.cancel_requested.set()
+            if state.reader is not None and state.reader is not asyncio.current_task():
+                state.reader.cancel()  # stop reading now; _consume keeps what arrived
             ref = state.ref or ref
         return await self.backend.cancel(ref)
 
@@ -253,7 +256,7 @@ class Runner(Generic[RawT]):
                 turn = await asyncio.shield(self._cancel_on_server(state))
         except (TimeoutError, RuntimeAPIError) as exc:
             log.warning("run.cancel_timeout", run_id=_id(state.ref), error=type(exc).__name__)
-        return await self._finish(state, turn, status="expired")
+        return await self._finish(state, turn, stopped_as="expired")
 
     # --- start ------------------------------------------------------------------------------
 
@@ -370,13 +373,14 @@ class Runner(Generic[RawT]):
             if turn.is_terminal:
                 return await self._finish(state, turn)
             if state.cancel_requested.is_set():
-                return await self._finish(state, await self._stop(state, turn), status="cancelled")
+                stopped = await self._stop(state, turn)
+                return await self._finish(state, stopped, stopped_as="cancelled")
             if turn.status != "requires_tools":
                 stream = None
                 continue
             step = await self._tool_round(state, turn)
             if isinstance(step, Turn):
-                return await self._finish(state, step, status="cancelled")
+                return await self._finish(state, step, stopped_as="cancelled")
             stream = step
 
     async def _follow(self, state: _RunState[RawT], stream: TurnStream[RawT] | None) -> Turn[RawT]:
@@ -439,26 +443,29 @@ class Runner(Generic[RawT]):
         return resumed
 
     async def _consume(self, state: _RunState[RawT], stream: TurnStream[RawT]) -> None:
-        """Read the stream to its end, or until a cancel request (then close it)."""
-        reader = asyncio.ensure_future(self._read(state, stream))
-        waiter = asyncio.ensure_future(state.cancel_requested.wait())
-        try:
-            await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (reader, waiter):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(reader, waiter, return_exceptions=True)
-            await stream.aclose()
-        if not reader.cancelled():
-            reader.result()  # re-raise what broke the stream
+        """Read the stream to its end, or until a cancel request (then close it).
 
-    async def _read(self, state: _RunState[RawT], stream: TurnStream[RawT]) -> None:
-        async for _ in stream:
-            ref = stream.ref
-            # Known as soon as the first event names it: cancel() and _abort() can reach it.
-            if ref is not None and ref.id not in state.seen_turns:
-                await self._track(state, ref)
+        The stream is read in the run's own task (no helper tasks on the hot path):
+        :meth:`cancel` interrupts the read by cancelling this task, which is told apart from
+        a cancellation of the run by ``uncancel()``.
+        """
+        task = asyncio.current_task()
+        state.reader = task
+        try:
+            tracked = False
+            async for _ in stream:
+                if not tracked and (ref := stream.ref) is not None:
+                    # Known as soon as the first event names it: cancel() and _abort() can
+                    # reach it.
+                    tracked = True
+                    if ref.id not in state.seen_turns:
+                        await self._track(state, ref)
+        except asyncio.CancelledError:
+            if not (state.cancel_requested.is_set() and task is not None and task.uncancel() == 0):
+                raise
+        finally:
+            state.reader = None
+            await stream.aclose()
 
     async def _send_blind_again(self, state: _RunState[RawT]) -> TurnStream[RawT]:
         """The stream broke before the turn was named, and turns cannot be found: send the
@@ -760,12 +767,22 @@ class Runner(Generic[RawT]):
         return task
 
     async def _finish(
-        self, state: _RunState[RawT], turn: Turn[RawT] | None, *, status: str | None = None
+        self,
+        state: _RunState[RawT],
+        turn: Turn[RawT] | None,
+        *,
+        stopped_as: str | None = None,
     ) -> RunResult[RawT]:
+        """The result. ``stopped_as``: the runtime stopped the run (a cancel or a bound gives
+        ``cancelled`` unless the run ended on its own first; the total deadline always gives
+        ``expired``), and the texts are what arrived before the stop."""
         if turn is not None:
-            await self._absorb(state, turn, trusted=False)
+            if stopped_as is None:
+                await self._absorb(state, turn, trusted=False)
+            elif turn.usage is not None:
+                state.usage[turn.ref.id] = turn.usage
         await self._reload_untrusted(state)
-        final = turn.status if turn is not None and turn.is_terminal else (status or "failed")
+        final = _final_status(turn, stopped_as)
         text = "\n\n".join(t for texts in state.texts.values() for t in texts.values() if t)
         usage = sum(state.usage.values(), Usage()) if state.usage else None
         ref = turn.ref if turn is not None else state.ref
@@ -851,6 +868,14 @@ class _HandlerCallbacks:
         if self._error is not None:
             name, exc = self._error
             raise HandlerError(f"EventHandler.{name} raised {exc!r}", callback=name) from exc
+
+
+def _final_status(turn: Turn[Any] | None, stopped_as: str | None) -> str:
+    if stopped_as == "expired":
+        return "expired"
+    if turn is not None and turn.is_terminal and (stopped_as is None or turn.status != "cancelled"):
+        return turn.status  # it ended on its own, maybe before our cancel took effect
+    return stopped_as or "failed"
 
 
 def _merge_texts(state: _RunState[Any], turn_id: str, parts: Iterable[TextPart]) -> None:

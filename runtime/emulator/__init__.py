@@ -1,4 +1,5 @@
-"""Local, protocol-faithful Assistants API emulator with a scripted model and fault injection."""
+"""Local, protocol-faithful emulator of the Assistants, Responses and Conversations APIs, with a
+scripted model, fault injection and bounded (LRU) retention of what it stores."""
 
 from runtime.emulator.faults import Fault, FaultSpec, FaultSpecError
 from runtime.emulator.model import ModelInput, ScriptedModel, Turn

@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.emulator import params
 from runtime.emulator.engine import RunEngine, RunState, Sink, ThreadState, now
 from runtime.emulator.errors import ApiError, invalid, missing, not_found
 from runtime.emulator.objects import (
@@ -23,6 +24,7 @@ from runtime.emulator.objects import (
     page,
     thread_obj,
 )
+from runtime.emulator.params import check_params
 
 
 @dataclass(frozen=True)
@@ -105,15 +107,17 @@ class AssistantsApi:
     def _run(self, call: Call) -> RunState:
         thread = self._thread(call.params["thread_id"])
         run_id = call.params["run_id"]
-        try:
-            return thread.runs[run_id]
-        except KeyError:
-            raise not_found("run", run_id) from None
+        run = thread.runs.get(run_id)
+        if run is None:
+            raise not_found("run", run_id)
+        self.store.runs.get(run_id)  # marks it used, for the retention order
+        return run
 
     # -- assistants -------------------------------------------------------------------------
 
     async def create_assistant(self, call: Call) -> Reply:
         """POST /assistants."""
+        check_params(call.body, params.ASSISTANT)
         if not call.body.get("model"):
             raise missing("model")
         check_metadata(call.body.get("metadata"))
@@ -132,6 +136,7 @@ class AssistantsApi:
 
     async def update_assistant(self, call: Call) -> Reply:
         """POST /assistants/{id}."""
+        check_params(call.body, params.ASSISTANT)
         obj = self._assistant(call.params["assistant_id"])
         check_metadata(call.body.get("metadata"))
         _check_tools(call.body.get("tools"))
@@ -147,7 +152,8 @@ class AssistantsApi:
 
     # -- threads ----------------------------------------------------------------------------
 
-    def _new_thread(self, body: Mapping[str, Any]) -> ThreadState:
+    def _new_thread(self, body: Mapping[str, Any], prefix: str = "") -> ThreadState:
+        check_params(body, params.THREAD_CREATE, prefix)
         check_metadata(body.get("metadata"))
         messages = [_check_message(m, f"messages[{i}]") for i, m in enumerate(_messages(body))]
         thread = ThreadState(obj=thread_obj(self.ids.new("thread"), now(), body))
@@ -166,6 +172,7 @@ class AssistantsApi:
 
     async def update_thread(self, call: Call) -> Reply:
         """POST /threads/{id} (metadata, tool_resources)."""
+        check_params(call.body, params.THREAD_UPDATE)
         thread = self._thread(call.params["thread_id"])
         if "metadata" in call.body:
             thread.obj["metadata"] = check_metadata(call.body["metadata"])
@@ -183,6 +190,7 @@ class AssistantsApi:
 
     async def create_message(self, call: Call) -> Reply:
         """POST /threads/{id}/messages (refused while a run is active)."""
+        check_params(call.body, params.MESSAGE_CREATE)
         thread = self._thread(call.params["thread_id"])
         message = _check_message(call.body, None)
         if thread.active_run is not None:
@@ -215,6 +223,7 @@ class AssistantsApi:
 
     async def update_message(self, call: Call) -> Reply:
         """POST /threads/{id}/messages/{id} (metadata)."""
+        check_params(call.body, params.METADATA_ONLY)
         _, message = self._message(call)
         if "metadata" in call.body:
             message["metadata"] = check_metadata(call.body["metadata"])
@@ -241,6 +250,7 @@ class AssistantsApi:
 
     async def create_run(self, call: Call) -> Reply:
         """POST /threads/{id}/runs (one active run per thread)."""
+        check_params(call.body, params.RUN_CREATE)
         thread = self._thread(call.params["thread_id"])
         assistant = self._check_run_body(call.body)
         if thread.active_run is not None:
@@ -257,11 +267,12 @@ class AssistantsApi:
 
     async def create_thread_and_run(self, call: Call) -> Reply:
         """POST /threads/runs: thread.created comes first on the stream."""
+        check_params(call.body, params.THREAD_AND_RUN)
         assistant = self._check_run_body(call.body)
         thread_body = call.body.get("thread") or {}
         if not isinstance(thread_body, Mapping):
             raise invalid("Invalid type for 'thread': expected an object.", param="thread")
-        thread = self._new_thread(thread_body)
+        thread = self._new_thread(thread_body, prefix="thread.")
         run = self.engine.create_run(thread, assistant, call.body)
         return self._run_reply(run, call.body, thread_created=thread.obj)
 
@@ -291,6 +302,7 @@ class AssistantsApi:
 
     async def update_run(self, call: Call) -> Reply:
         """POST /threads/{id}/runs/{id} (metadata)."""
+        check_params(call.body, params.METADATA_ONLY)
         run = self._run(call)
         if "metadata" in call.body:
             run.obj["metadata"] = check_metadata(call.body["metadata"])
@@ -304,6 +316,7 @@ class AssistantsApi:
 
     async def submit_tool_outputs(self, call: Call) -> Reply:
         """POST /threads/{id}/runs/{id}/submit_tool_outputs (all outputs in one batch)."""
+        check_params(call.body, params.SUBMIT_OUTPUTS)
         run = self._run(call)
         if "tool_outputs" not in call.body:
             raise missing("tool_outputs")

@@ -9,6 +9,7 @@ import signal
 import sys
 
 from runtime.emulator.faults import FaultSpec, FaultSpecError
+from runtime.emulator.retention import DEFAULT_RETAINED
 from runtime.emulator.scenario import ScenarioError
 from runtime.emulator.server import Emulator, EmulatorError, is_loopback
 
@@ -16,8 +17,9 @@ from runtime.emulator.server import Emulator, EmulatorError, is_loopback
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runtime emulator",
-        description="Serve a local OpenAI Assistants API emulator (OpenAI style under /v1, "
-        "Azure style under /openai?api-version=V).",
+        description="Serve a local OpenAI Assistants, Responses and Conversations API emulator "
+        "(OpenAI style under /v1, Azure style under /openai?api-version=V and /openai/v1). "
+        "Control endpoints under /_emulator need the --api-key when one is set.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8321, help="port (0: any free port)")
@@ -40,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--poll-after-ms", type=int, default=100, help="openai-poll-after-ms header value"
+    )
+    parser.add_argument(
+        "--max-retained",
+        type=int,
+        default=DEFAULT_RETAINED,
+        metavar="N",
+        help="keep at most N assistants, threads, runs, responses and conversations (each); "
+        f"least recently used evicted first, active ones never (default {DEFAULT_RETAINED}; "
+        "0: keep everything)",
     )
     return parser
 
@@ -66,6 +77,7 @@ def main(argv: list[str]) -> int:
             delta_delay_s=args.delta_delay_ms / 1000.0,
             poll_after_ms=args.poll_after_ms,
             allow_remote=args.allow_remote,
+            max_retained=args.max_retained or None,
         )
     except (FaultSpecError, ScenarioError, EmulatorError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""In-memory state and the run state machine of the Assistants front end.
+"""The run state machine of the Assistants front end (its state lives in
+:mod:`runtime.emulator.store`).
 
 A run is driven by :meth:`RunEngine.start` (new run) or :meth:`RunEngine.resume` (after tool
 outputs) until it reaches ``requires_action`` or a terminal status, emitting stream events to a
@@ -11,9 +12,9 @@ see it progress. Timers (expiry of an unanswered ``requires_action``, the ``canc
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runtime.emulator.errors import invalid
@@ -35,10 +36,36 @@ from runtime.emulator.objects import (
     text_part,
     usage_obj,
 )
+from runtime.emulator.store import ACTIVE, TERMINAL, RunState, Store, ThreadState
 
-ACTIVE = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
-TERMINAL = frozenset({"cancelled", "failed", "completed", "incomplete", "expired"})
+__all__ = [
+    "ACTIVE",
+    "CANCELLABLE",
+    "TERMINAL",
+    "NullSink",
+    "RunEngine",
+    "RunState",
+    "Sink",
+    "Store",
+    "ThreadState",
+    "encode_event",
+    "message_text",
+    "now",
+]
+
 CANCELLABLE = frozenset({"queued", "in_progress", "requires_action"})
+_CANCELLED_MESSAGE = {"reason": "run_cancelled"}
+
+
+def encode_event(event: str, data: Obj) -> bytes:
+    """One SSE event: ``event: NAME`` and a compact JSON ``data`` line."""
+    return (
+        b"event: "
+        + event.encode()
+        + b"\ndata: "
+        + json.dumps(data, separators=(",", ":")).encode()
+        + b"\n\n"
+    )
 
 
 class Sink(Protocol):
@@ -50,6 +77,9 @@ class Sink(Protocol):
     async def flush(self) -> None:
         """Push buffered events out (called before the driver waits)."""
 
+    async def emit_raw(self, chunk: bytes) -> None:
+        """Send one already encoded SSE event (``event: ...\ndata: ...\n\n``)."""
+
 
 class NullSink:
     """Sink of a run nobody streams (created with ``stream=false``)."""
@@ -60,45 +90,8 @@ class NullSink:
     async def flush(self) -> None:
         """Nothing to push."""
 
-
-@dataclass(eq=False)
-class ThreadState:
-    """A thread with its messages and runs (dicts keep creation order)."""
-
-    obj: Obj
-    messages: dict[str, Obj] = field(default_factory=dict)
-    runs: dict[str, RunState] = field(default_factory=dict)
-    active_run: RunState | None = None
-
-
-@dataclass(eq=False)
-class RunState:
-    """A run: its wire object plus what the emulator needs to drive it."""
-
-    obj: Obj
-    thread: ThreadState
-    deadline: float
-    steps: dict[str, Obj] = field(default_factory=dict)
-    exchanges: list[ToolExchange] = field(default_factory=list)
-    pending_step: Obj | None = None
-    pending_usage: tuple[int, int] = (0, 0)
-    message: Obj | None = None
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
-    expiry: asyncio.Task[None] | None = None
-
-    @property
-    def status(self) -> str:
-        """Current run status."""
-        return str(self.obj["status"])
-
-
-@dataclass
-class Store:
-    """Everything the emulator holds in memory."""
-
-    assistants: dict[str, Obj] = field(default_factory=dict)
-    threads: dict[str, ThreadState] = field(default_factory=dict)
-    runs: dict[str, RunState] = field(default_factory=dict)
+    async def emit_raw(self, chunk: bytes) -> None:
+        """Drop the event."""
 
 
 def now() -> int:
@@ -251,14 +244,20 @@ class RunEngine:
             "json_object",
             "json_schema",
         }
+        schema: Mapping[str, Any] | None = None
+        if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+            spec = response_format.get("json_schema")
+            schema = spec.get("schema") if isinstance(spec, Mapping) else None
+            schema = schema if isinstance(schema, Mapping) else {}
         return ModelInput(
             messages=[ChatMessage(m["role"], message_text(m)) for m in messages],
-            instructions=run.obj["instructions"],
+            instructions=run.obj["instructions"] or None,
             tools=tools,
             tool_choice=run.obj["tool_choice"],
             parallel_tool_calls=run.obj["parallel_tool_calls"],
             exchanges=list(run.exchanges),
             json_mode=json_mode,
+            json_schema=schema,
         )
 
     def _budget(self, run: RunState) -> int | None:
@@ -275,6 +274,7 @@ class RunEngine:
         if budget is not None and len(pieces) > budget:
             pieces, reason = pieces[:budget], "max_completion_tokens"
         message = self._new_assistant_message(run)
+        run.streamed = []
         step = self._new_step(
             run,
             "message_creation",
@@ -314,6 +314,7 @@ class RunEngine:
                 await asyncio.sleep(delay)
             if run.status != "in_progress":
                 return False
+            run.streamed.append(piece)
             text: Obj = {"value": piece, "annotations": []} if index == 0 else {"value": piece}
             delta = {"content": [{"index": 0, "type": "text", "text": text}]}
             await sink.emit(
@@ -413,9 +414,12 @@ class RunEngine:
         for step in run.steps.values():
             if step["status"] == "in_progress":
                 step["status"], step["cancelled_at"] = "cancelled", stamp
-        if run.message is not None and run.message["status"] == "in_progress":
-            run.message["status"], run.message["incomplete_at"] = "incomplete", stamp
-            run.message["incomplete_details"] = {"reason": "run_cancelled"}
+        message = run.message
+        if message is not None and message["status"] == "in_progress":
+            message["status"], message["incomplete_at"] = "incomplete", stamp
+            message["incomplete_details"] = {"reason": "run_cancelled"}
+            if run.streamed:  # what the client already saw stays in the stored message
+                message["content"] = [text_part("".join(run.streamed))]
         run.obj["required_action"] = None
         run.obj["cancelled_at"] = stamp
         self._finish(run, "cancelled")
@@ -449,6 +453,9 @@ class RunEngine:
             for step in run.steps.values():
                 if step["status"] == "cancelled":
                     await sink.emit("thread.run.step.cancelled", step)
+            message = run.message
+            if message is not None and message["incomplete_details"] == _CANCELLED_MESSAGE:
+                await sink.emit("thread.message.incomplete", message)
         await sink.emit(f"thread.run.{run.status}", run.obj)
         return True
 

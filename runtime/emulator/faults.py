@@ -173,8 +173,8 @@ def make_rule(
     """Build a :class:`FaultRule`, validating kind and parameters."""
     if kind not in FAULT_KINDS:
         raise FaultSpecError(f"unknown fault kind {kind!r} (expected one of {FAULT_KINDS})")
-    if times < 1:
-        raise FaultSpecError("times must be at least 1")
+    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+        raise FaultSpecError(f"times must be an integer of at least 1, got {times!r}")
     allowed = {
         "429": {"retry_after", "retry_after_ms"},
         "503": {"retry_after", "retry_after_ms"},
@@ -185,6 +185,15 @@ def make_rule(
     unknown = set(params) - allowed
     if unknown:
         raise FaultSpecError(f"fault {kind!r} takes no parameter(s) {sorted(unknown)}")
+    params = {name: _param_value(kind, name, value) for name, value in params.items()}
+    if method is not None and not isinstance(method, str):
+        raise FaultSpecError(f"method must be a string, got {method!r}")
+    if path is not None and not isinstance(path, str):
+        raise FaultSpecError(f"path must be a regular expression string, got {path!r}")
+    try:
+        pattern = re.compile(path) if path else None
+    except re.error as exc:
+        raise FaultSpecError(f"bad path regular expression {path!r}: {exc}") from None
     defaults: dict[str, Any] = {
         "cut": {"after": 3},
         "stall": {"after": 3},
@@ -195,9 +204,31 @@ def make_rule(
     return FaultRule(
         fault=Fault(kind, {**defaults, **params}),
         method=method,
-        path=re.compile(path) if path else None,
+        path=pattern,
         times=times,
     )
+
+
+_RULE_PARAMS: dict[str, type[int] | type[float]] = {
+    "retry_after": float,
+    "retry_after_ms": int,
+    "after": int,
+    "ms": float,
+}
+
+
+def _param_value(kind: str, name: str, value: Any) -> int | float:
+    """A rule parameter as a non-negative number (so a bad one fails here, not at a request)."""
+    convert = _RULE_PARAMS[name]
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise FaultSpecError(f"fault {kind!r}: {name} must be a number, got {value!r}")
+    try:
+        number = convert(value)
+    except ValueError:
+        raise FaultSpecError(f"fault {kind!r}: {name} must be a number, got {value!r}") from None
+    if number != number or number < 0 or number == float("inf"):
+        raise FaultSpecError(f"fault {kind!r}: {name} must be a finite number >= 0")
+    return number
 
 
 class FaultInjector:

@@ -17,16 +17,21 @@ import structlog
 from aiohttp import web
 
 from runtime.emulator.api import AssistantsApi, Call, JsonReply, Reply, StreamReply
-from runtime.emulator.engine import NullSink, RunEngine
+from runtime.emulator.engine import NullSink, RunEngine, encode_event
 from runtime.emulator.errors import ApiError, invalid, overloaded, rate_limited, server_error
-from runtime.emulator.faults import Fault, FaultInjector, FaultSpecError, make_rule
+from runtime.emulator.faults import Fault, FaultInjector, FaultSpec, FaultSpecError, make_rule
 from runtime.emulator.ids import IdFactory
 from runtime.emulator.objects import Obj
 from runtime.emulator.responses_api import ResponsesApi
+from runtime.emulator.retention import DEFAULT_RETAINED
 
 Handler = Callable[[Call], Awaitable[Reply]]
 API_PREFIXES = ("/v1", "/openai")
+# Azure's v1 paths (``{endpoint}/openai/v1/responses``, no api-version) serve the Responses and
+# Conversations routes.
+AZURE_V1_PREFIX = "/openai/v1"
 MAX_LOGGED_REQUESTS = 20_000
+MAX_JSON_DEPTH = 128
 _DONE = b"event: done\ndata: [DONE]\n\n"
 log = structlog.get_logger("runtime.emulator")
 
@@ -41,6 +46,8 @@ class ServerContext:
     ids: IdFactory
     stats: Counter[str]
     api_key: str | None = None
+    retained: int | None = DEFAULT_RETAINED
+    responses: ResponsesApi | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     max_stall_s: float = 300.0
@@ -64,7 +71,7 @@ def build_app(ctx: ServerContext, extra_routes: Sequence[Route] = ()) -> web.App
             Responses API front end (``("POST", "/responses", handler)``) reusing the model,
             faults, auth, request log and SSE rendering.
     """
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[_json_errors])
     api = ctx.api
     routes: list[Route] = [
         ("POST", "/assistants", api.create_assistant),
@@ -92,11 +99,17 @@ def build_app(ctx: ServerContext, extra_routes: Sequence[Route] = ()) -> web.App
         ("GET", "/threads/{thread_id}/runs/{run_id}/steps/{step_id}", api.get_step),
     ]
     # The Responses front end shares the engine: model, ids, counters, owned tasks.
-    routes += ResponsesApi(ctx.engine, poll_after_ms=api.poll_after_ms).routes()
+    responses = ResponsesApi(ctx.engine, poll_after_ms=api.poll_after_ms, retained=ctx.retained)
+    ctx.responses = responses
+    successor = responses.routes()
+    routes += successor
     routes.extend(extra_routes)
     for prefix in API_PREFIXES:
         for method, path, handler in routes:
             app.router.add_route(method, prefix + path, _ApiRoute(ctx, handler, prefix).handle)
+    for method, path, handler in successor:
+        route = _ApiRoute(ctx, handler, AZURE_V1_PREFIX)
+        app.router.add_route(method, AZURE_V1_PREFIX + path, route.handle)
     control = _Control(ctx)
     app.router.add_get("/_emulator/stats", control.stats)
     app.router.add_get("/_emulator/requests", control.requests)
@@ -104,6 +117,29 @@ def build_app(ctx: ServerContext, extra_routes: Sequence[Route] = ()) -> web.App
     app.router.add_post("/_emulator/inject", control.inject)
     app.router.add_route("*", "/{tail:.*}", _ApiRoute(ctx, _unknown_route, "").handle)
     return app
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error the plumbing itself raises (413, 405, a bug) answers an OpenAI JSON body."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.get(_STREAMING):
+            raise
+        error = ApiError(exc.status, exc.reason or "Request failed.")
+        return web.json_response(error.body(), status=exc.status)
+    except Exception:
+        if request.get(_STREAMING):
+            raise
+        log.exception("emulator.request_failed", method=request.method, path=request.path)
+        return web.json_response(server_error().body(), status=500)
+
+
+# aiohttp >= 3.11 wants typed request keys; older ones take a string.
+_STREAMING: Any = getattr(web, "RequestKey", lambda name, _type: name)("emulator_streaming", bool)
 
 
 async def _unknown_route(call: Call) -> Reply:
@@ -126,9 +162,8 @@ class _ApiRoute:
             body = await _read_json(request)
             entry["json"] = body
             if self.prefix:
-                fault = self.ctx.faults.choose(
-                    request.method, request.path, bool(body.get("stream"))
-                )
+                streaming = bool(body.get("stream")) or _query_flag(request, "stream")
+                fault = self.ctx.faults.choose(request.method, request.path, streaming)
                 entry["fault"] = fault.kind if fault else None
             if fault is not None and await self._fault_before(fault, request):
                 return web.Response(status=499)  # never sent: the connection is gone
@@ -200,10 +235,7 @@ class _ApiRoute:
             raise ApiError(
                 404, "Resource not found: the 'api-version' query parameter is required."
             )
-        key = request.headers.get("api-key") if self.prefix == "/openai" else None
-        auth = request.headers.get("Authorization", "")
-        if key is None and auth.lower().startswith("bearer "):
-            key = auth[7:].strip()
+        key = request_key(request, azure=self.prefix.startswith("/openai"))
         if not key:
             raise ApiError(
                 401,
@@ -224,6 +256,7 @@ class _ApiRoute:
                 "x-request-id": request_id,
             },
         )
+        request[_STREAMING] = True
         stats = self.ctx.stats
         stats["streams_open"] += 1
         stats["streams_open_peak"] = max(stats["streams_open_peak"], stats["streams_open"])
@@ -239,6 +272,20 @@ class _ApiRoute:
         finally:
             stats["streams_open"] -= 1
         return response
+
+
+def _query_flag(request: web.Request, name: str) -> bool:
+    """A boolean query parameter (``?stream=true`` resumes a Responses stream)."""
+    return request.query.get(name, "").lower() == "true"
+
+
+def request_key(request: web.Request, *, azure: bool = True) -> str | None:
+    """The API key of a request: Azure's ``api-key`` header (when allowed), else the bearer."""
+    key = request.headers.get("api-key") if azure else None
+    auth = request.headers.get("Authorization", "")
+    if key is None and auth.lower().startswith("bearer "):
+        key = auth[7:].strip()
+    return key or None
 
 
 def _error_reply(error: ApiError) -> JsonReply:
@@ -263,14 +310,33 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise invalid(
             "We could not parse the JSON body of your request. (HINT: This likely means you "
             "aren't using your HTTP library correctly.)"
         ) from None
     if not isinstance(body, dict):
         raise invalid("Invalid body: expected a JSON object.")
+    if _too_deep(body):
+        raise invalid(f"Invalid body: JSON nested more than {MAX_JSON_DEPTH} levels deep.")
     return body
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether JSON nests deeper than :data:`MAX_JSON_DEPTH` (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _retry_headers(fault: Fault) -> dict[str, str]:
@@ -324,13 +390,13 @@ class SseSink:
         """Serialise and send one event (dropped once the stream is cut, stalled or gone)."""
         if self.dead or self.stalled:
             return
-        await self._send(
-            b"event: "
-            + event.encode()
-            + b"\ndata: "
-            + json.dumps(data, separators=(",", ":")).encode()
-            + b"\n\n"
-        )
+        await self._send(encode_event(event, data))
+
+    async def emit_raw(self, chunk: bytes) -> None:
+        """Send one already encoded event (a replayed log entry)."""
+        if self.dead or self.stalled:
+            return
+        await self._send(chunk)
 
     async def _send(self, chunk: bytes) -> None:
         if self.cut_after is not None and self.sent >= self.cut_after:
@@ -389,49 +455,79 @@ class SseSink:
 
 
 class _Control:
-    """The /_emulator control endpoints for tests in another process."""
+    """The /_emulator control endpoints for tests in another process.
+
+    When the emulator runs with an API key, they demand it too (bearer or ``api-key``).
+    """
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
 
+    def _refuse(self, request: web.Request) -> web.Response | None:
+        if self.ctx.api_key is None or request_key(request) == self.ctx.api_key:
+            return None
+        error = ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+        return web.json_response(error.body(), status=401)
+
     async def stats(self, request: web.Request) -> web.Response:
         """GET /_emulator/stats."""
-        return web.json_response(stats_snapshot(self.ctx))
+        return self._refuse(request) or web.json_response(stats_snapshot(self.ctx))
 
     async def requests(self, request: web.Request) -> web.Response:
         """GET /_emulator/requests (``?limit=N`` for the last N)."""
+        refused = self._refuse(request)
+        if refused is not None:
+            return refused
         items = self.ctx.requests
         limit = request.query.get("limit")
         if limit:
-            items = items[-int(limit) :]
+            try:
+                count = int(limit)
+            except ValueError:
+                error = invalid(f"Invalid 'limit': expected an integer, got {limit!r}.")
+                return web.json_response(error.body(), status=400)
+            items = items[-count:] if count > 0 else []
         return web.json_response({"object": "list", "data": items})
 
     async def set_faults(self, request: web.Request) -> web.Response:
         """POST /_emulator/faults with ``{"spec": "429=0.1,..."}`` (empty spec: no faults)."""
-        from runtime.emulator.faults import FaultSpec
-
+        refused = self._refuse(request)
+        if refused is not None:
+            return refused
         try:
-            body = await request.json()
-            self.ctx.faults.spec = FaultSpec.parse(str(body.get("spec", "")))
+            body = await _read_json(request)
+            spec = body.get("spec", "")
+            if not isinstance(spec, str):
+                raise FaultSpecError("spec must be a string")
+            self.ctx.faults.spec = FaultSpec.parse(spec)
             if body.get("clear_rules"):
                 self.ctx.faults.clear_rules()
-        except (ValueError, AttributeError, FaultSpecError) as exc:
+        except ApiError as exc:
+            return web.json_response(exc.body(), status=exc.status)
+        except FaultSpecError as exc:
             return web.json_response(invalid(str(exc), param="spec").body(), status=400)
         return web.json_response({"spec": self.ctx.faults.spec.to_string()})
 
     async def inject(self, request: web.Request) -> web.Response:
         """POST /_emulator/inject with ``{"kind", "method", "path", "times", ...params}``."""
+        refused = self._refuse(request)
+        if refused is not None:
+            return refused
         try:
-            body = dict(await request.json())
-            kind = str(body.pop("kind"))
+            body = dict(await _read_json(request))
+            kind = body.pop("kind", None)
+            if not isinstance(kind, str):
+                raise FaultSpecError("kind is required (a string)")
             rule = make_rule(
                 kind,
                 method=body.pop("method", None),
                 path=body.pop("path", None),
-                times=int(body.pop("times", 1)),
+                times=body.pop("times", 1),
                 **body,
             )
-        except (ValueError, KeyError, TypeError, FaultSpecError) as exc:
+        except ApiError as exc:
+            return web.json_response(exc.body(), status=exc.status)
+        except FaultSpecError as exc:
             return web.json_response(invalid(str(exc), param="kind").body(), status=400)
         self.ctx.faults.add_rule(rule)
         return web.json_response({"pending": self.ctx.faults.pending_rules})

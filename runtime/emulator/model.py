@@ -9,10 +9,14 @@ Default rules (when no scenario turn applies):
 1. lines ``/call NAME {json}`` in the last message, if it is a user message, become tool calls
    (all in one turn, or one per turn when parallel tool calls are off);
 2. otherwise a forced ``tool_choice`` (a named function, or ``"required"``) calls that function
-   with arguments built from its JSON schema;
+   with arguments built from its JSON schema (once per Assistants run; in every response of
+   the Responses API, follow-ups included, as the service forces it per request);
 3. once the calls of this run have outputs, the reply quotes every output verbatim
    (``NAME returned: OUTPUT`` per call);
 4. otherwise a deterministic text reply (``You said: ...``).
+
+In JSON mode a reply is ``{"reply": TEXT}``; with a JSON schema (structured outputs) it is a
+value built deterministically from the schema (:mod:`runtime.emulator.schema_values`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from runtime.emulator.schema_values import object_for, value_for
 
 TurnKind = Literal["text", "tool_calls", "fail", "incomplete"]
 
@@ -85,6 +91,9 @@ class ModelInput:
         parallel_tool_calls: whether several calls may be made in one turn.
         exchanges: tool calls of this run that already have outputs, in order.
         json_mode: the reply must be a JSON object (``response_format`` json_object/json_schema).
+        json_schema: the schema the reply must follow (structured outputs), if any.
+        forced_each_turn: a forced ``tool_choice`` forces a call in this turn even after
+            earlier calls were answered (the Responses API forces it per request).
     """
 
     messages: Sequence[ChatMessage]
@@ -94,6 +103,8 @@ class ModelInput:
     parallel_tool_calls: bool = True
     exchanges: Sequence[ToolExchange] = ()
     json_mode: bool = False
+    json_schema: Mapping[str, Any] | None = None
+    forced_each_turn: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,32 +208,14 @@ def quote_outputs(exchanges: Sequence[ToolExchange]) -> str:
 
 
 def example_arguments(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """Build arguments satisfying a JSON schema's required properties (deterministically)."""
-    props = schema.get("properties") or {}
-    required = schema.get("required") or list(props)
-    return {name: example_value(props.get(name) or {}) for name in required}
+    """Build arguments satisfying a JSON schema's required properties (deterministically;
+    every property when the schema lists none as required)."""
+    return object_for(schema, all_if_none=True)
 
 
 def example_value(schema: Mapping[str, Any]) -> Any:
     """A deterministic value for one JSON schema node."""
-    if schema.get("enum"):
-        return schema["enum"][0]
-    if "default" in schema:
-        return schema["default"]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    values: dict[str, Any] = {
-        "string": "example",
-        "integer": 1,
-        "number": 1.0,
-        "boolean": True,
-        "array": [],
-        "null": None,
-    }
-    if kind == "object":
-        return example_arguments(schema)
-    return values.get(str(kind), "example")
+    return value_for(schema)
 
 
 def last_user_text(messages: Sequence[ChatMessage]) -> str | None:
@@ -268,6 +261,8 @@ class ScriptedModel:
         """The default rules, without scenario."""
         planned = self._planned_calls(inp)
         remaining = planned[len(inp.exchanges) :]
+        if not remaining and inp.forced_each_turn:
+            remaining = self._forced_calls(inp)
         if remaining and inp.tool_choice != "none":
             calls = remaining if inp.parallel_tool_calls else remaining[:1]
             return Turn(kind="tool_calls", calls=tuple(calls))
@@ -281,8 +276,10 @@ class ScriptedModel:
     def _planned_calls(self, inp: ModelInput) -> list[PlannedCall]:
         user_text = last_user_text(inp.messages)
         calls = parse_call_lines(user_text) if user_text is not None else []
-        if calls:
-            return calls
+        return calls or self._forced_calls(inp)
+
+    @staticmethod
+    def _forced_calls(inp: ModelInput) -> list[PlannedCall]:
         forced = forced_function(inp)
         if forced is None:
             return []
@@ -292,6 +289,8 @@ class ScriptedModel:
 
     @staticmethod
     def _shape(inp: ModelInput, text: str) -> str:
+        if inp.json_schema is not None:
+            return json.dumps(value_for(inp.json_schema), ensure_ascii=False)
         if inp.json_mode:
             return json.dumps({"reply": text}, ensure_ascii=False)
         return text

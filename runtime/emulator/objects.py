@@ -125,7 +125,7 @@ def run_obj(
         "required_action": None,
         "last_error": None,
         "model": body.get("model") or assistant.get("model") or DEFAULT_MODEL,
-        "instructions": instructions,
+        "instructions": instructions or "",  # a string on the wire, never null
         "tools": list(tools) if tools is not None else list(assistant.get("tools") or []),
         "tool_resources": body.get("tool_resources") or assistant.get("tool_resources") or {},
         "metadata": dict(body.get("metadata") or {}),

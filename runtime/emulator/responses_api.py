@@ -8,68 +8,107 @@ reset_after, 500_after, cut, stall, slow) apply unchanged.
 What it implements:
 
 * ``POST /responses``: string or item ``input`` (messages, ``function_call`` and
-  ``function_call_output`` items), ``previous_response_id`` chaining (every function call of the
-  previous response needs exactly one output, as the service demands), ``instructions``,
-  flat function ``tools``, ``tool_choice``, ``parallel_tool_calls``, ``max_output_tokens``
-  (status ``incomplete``, reason ``max_output_tokens``), ``text.format`` json modes,
+  ``function_call_output`` items, outputs as a string or a list of ``input_text`` /
+  ``input_image`` / ``input_file`` parts), ``previous_response_id`` chaining (every function
+  call of the previous response needs exactly one output, as the service demands) or a
+  ``conversation`` (its items are the context; the response appends its input and output
+  items; both together are a 400), ``instructions``, flat function ``tools``, ``tool_choice``
+  (a forced choice forces a call in every response it is sent with), ``parallel_tool_calls``,
+  ``max_output_tokens`` (at least 16; status ``incomplete``, reason ``max_output_tokens``),
+  ``text.format`` (``json_object``, or ``json_schema``: the reply follows the schema),
   ``store`` and ``background``; streamed (``response.created`` ... ``response.completed``, with
-  ``sequence_number``) or not;
-* ``GET /responses/{id}`` (stored responses; ``openai-poll-after-ms`` hint),
-  ``POST /responses/{id}/cancel`` (background responses only) and ``DELETE /responses/{id}``.
+  ``sequence_number``) or not. Unknown body parameters are a 400 ``unknown_parameter``;
+* ``GET /responses/{id}`` (stored responses; ``openai-poll-after-ms`` hint), and for a
+  background response ``GET /responses/{id}?stream=true&starting_after=N``: the events after
+  sequence number N, replayed exactly from the response's event log, then live until it ends
+  (a response that is not in background refuses this with a 400);
+* ``GET /responses/{id}/input_items`` (``limit``, ``order``, ``after``; ``include`` accepted);
+* ``POST /responses/{id}/cancel`` (background responses only: the event log ends there, without
+  a terminal event, as no event type reports a cancellation) and ``DELETE /responses/{id}``.
 
 A streamed response whose client goes away keeps running and is stored when it ends, which is
-what lets a client recover a lost stream by retrieving the response. Streams end after the
-terminal event without ``data: [DONE]``, as the service's do (an older shared SSE writer that
-always sends it is tolerated by both our client and the official SDK).
+what lets a client recover a lost stream by retrieving the response. A background response is
+always driven by a task of its own, so its stream (at creation or resumed) only follows its
+log. Streams end after the terminal event without ``data: [DONE]``, as the service's do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
-import itertools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.emulator.api import Call, JsonReply, Reply, StreamReply
-from runtime.emulator.engine import NullSink, RunEngine, Sink
+from runtime.emulator.conversations import ConversationsApi, ConversationState
+from runtime.emulator.engine import NullSink, RunEngine, Sink, encode_event
 from runtime.emulator.errors import ApiError, invalid, missing
-from runtime.emulator.model import (
-    ChatMessage,
-    FunctionSpec,
-    ModelInput,
-    ToolExchange,
-    Turn,
-    argument_pieces,
+from runtime.emulator.model import FunctionSpec, ModelInput, Turn, argument_pieces
+from runtime.emulator.objects import Obj, page
+from runtime.emulator.params import RESPONSE_CREATE, check_params
+from runtime.emulator.responses_items import (
+    assistants_tool_choice,
+    chat_messages,
+    check_max_output_tokens,
+    check_outputs,
+    check_tools,
+    conversation_ref,
+    exchanges,
+    exclusive,
+    input_items,
+    json_schema_of,
+    pending_calls,
+    response_obj,
+    usage_obj,
 )
-from runtime.emulator.objects import DEFAULT_MODEL, Obj, check_metadata
+from runtime.emulator.retention import DEFAULT_RETAINED, LruStore
 
 Handler = Callable[[Call], Awaitable[Reply]]
 ACTIVE = frozenset({"queued", "in_progress"})
 # Scenario files speak Assistants' reason; the Responses API calls it max_output_tokens.
 _REASONS = {"max_completion_tokens": "max_output_tokens", "max_tokens": "max_output_tokens"}
-# Responses streams end without ``[DONE]``, when the shared SSE writer can be told so.
-_NO_DONE: dict[str, Any] = (
-    {"done": False} if "done" in {f.name for f in dataclasses.fields(StreamReply)} else {}
-)
 
 
 @dataclass(eq=False)
 class ResponseState:
-    """A response: its wire object, the conversation it saw and its driving state."""
+    """A response: its wire object, the context it saw, its inputs and its driving state.
+
+    Attributes:
+        log: the encoded events of a background response, in sequence order (None otherwise).
+        log_closed: no event will be added to the log any more.
+    """
 
     obj: Obj
     items: list[Obj]
+    inputs: list[Obj]
     stored: bool
+    conversation: ConversationState | None = None
+    log: list[bytes] | None = None
+    log_closed: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def status(self) -> str:
         """Current status."""
         return str(self.obj["status"])
+
+    def record(self, chunk: bytes) -> None:
+        """Append an encoded event to the log and wake the streams following it."""
+        assert self.log is not None
+        self.log.append(chunk)
+        self._wake_followers()
+
+    def close_log(self) -> None:
+        """No more events: followers end their stream once they sent what is logged."""
+        self.log_closed = True
+        self._wake_followers()
+
+    def _wake_followers(self) -> None:
+        self.wake.set()
+        self.wake = asyncio.Event()
 
 
 class ResponsesApi:
@@ -78,14 +117,26 @@ class ResponsesApi:
     Args:
         engine: the emulator's run engine (shared with the Assistants front end).
         poll_after_ms: value of ``openai-poll-after-ms`` on retrieval.
+        conversations: the Conversations front end (a private one when None).
+        retained: the most responses kept (least recently used out, never a running one).
     """
 
-    def __init__(self, engine: RunEngine, *, poll_after_ms: int = 100) -> None:
+    def __init__(
+        self,
+        engine: RunEngine,
+        *,
+        poll_after_ms: int = 100,
+        conversations: ConversationsApi | None = None,
+        retained: int | None = DEFAULT_RETAINED,
+    ) -> None:
         self.engine = engine
         self.ids = engine.ids
         self.stats = engine.stats
         self.poll_after_ms = poll_after_ms
-        self.responses: dict[str, ResponseState] = {}
+        self.conversations = conversations or ConversationsApi(engine.ids, retained=retained)
+        self.responses: LruStore[ResponseState] = LruStore(
+            retained, busy=lambda s: s.status in ACTIVE
+        )
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """(method, path, handler) triples to mount under ``/v1`` and ``/openai``."""
@@ -94,6 +145,8 @@ class ResponsesApi:
             ("GET", "/responses/{response_id}", self.get),
             ("DELETE", "/responses/{response_id}", self.delete),
             ("POST", "/responses/{response_id}/cancel", self.cancel),
+            ("GET", "/responses/{response_id}/input_items", self.list_input_items),
+            *self.conversations.routes(),
         ]
 
     # -- endpoints --------------------------------------------------------------------------
@@ -101,33 +154,55 @@ class ResponsesApi:
     async def create(self, call: Call) -> Reply:
         """POST /responses."""
         body = call.body
+        check_params(body, RESPONSE_CREATE)
         if not body.get("model"):
             raise missing("model")
-        history = self._history(body)
-        items = history + _input_items(body.get("input"))
-        state = self._new_state(body, items)
+        exclusive(body)
+        inputs = input_items(body.get("input"), self.ids)
+        conversation = self._conversation(body)
+        history = self._history(body, inputs, conversation)
+        state = self._new_state(body, history + inputs, inputs, conversation)
+        if state.obj["background"]:
+            return self._start_background(state, bool(body.get("stream")))
         if body.get("stream"):
 
             async def drive(sink: Sink) -> None:
                 await self._drive(state, sink)
 
-            return StreamReply(drive, **_NO_DONE)
-        if state.obj["background"]:
-            snapshot = copy.deepcopy(state.obj)
-            self.engine.spawn(self._drive(state, NullSink()))
-            return JsonReply(snapshot)
+            return StreamReply(drive, done=False)
         await self._drive(state, NullSink())
         return JsonReply(state.obj)
 
+    def _start_background(self, state: ResponseState, stream: bool) -> Reply:
+        state.log = []
+        snapshot = copy.deepcopy(state.obj)
+        self.engine.spawn(self._drive_logged(state))
+        if stream:
+            return self._follow(state, -1)
+        return JsonReply(snapshot)
+
     async def get(self, call: Call) -> Reply:
-        """GET /responses/{id}."""
+        """GET /responses/{id} (``?stream=true&starting_after=N`` resumes a background one)."""
         state = self._lookup(call.params["response_id"])
+        if call.query.get("stream", "").lower() == "true":
+            if state.log is None:
+                raise invalid(
+                    "This response cannot be streamed because it was not created with "
+                    "background=true.",
+                    param="stream",
+                )
+            return self._follow(state, _starting_after(call.query.get("starting_after")))
         return JsonReply(state.obj, headers={"openai-poll-after-ms": str(self.poll_after_ms)})
+
+    async def list_input_items(self, call: Call) -> Reply:
+        """GET /responses/{id}/input_items (cursor pagination, newest first by default)."""
+        state = self._lookup(call.params["response_id"])
+        return JsonReply(page(state.inputs, call.query))
 
     async def delete(self, call: Call) -> Reply:
         """DELETE /responses/{id}."""
         state = self._lookup(call.params["response_id"])
-        del self.responses[state.obj["id"]]
+        self.responses.pop(state.obj["id"])
         return JsonReply({"id": state.obj["id"], "object": "response.deleted", "deleted": True})
 
     async def cancel(self, call: Call) -> Reply:
@@ -140,6 +215,7 @@ class ResponsesApi:
         if state.status not in ACTIVE:
             raise invalid(f"Cannot cancel a response with status '{state.status}'.")
         self._finish(state, "cancelled")
+        state.close_log()
         return JsonReply(state.obj)
 
     # -- request checks ---------------------------------------------------------------------
@@ -150,8 +226,23 @@ class ResponsesApi:
             raise ApiError(404, f"Response with id '{response_id}' not found.")
         return state
 
-    def _history(self, body: Mapping[str, Any]) -> list[Obj]:
-        """The chained conversation of ``previous_response_id``, checking the tool outputs."""
+    def _conversation(self, body: Mapping[str, Any]) -> ConversationState | None:
+        conversation_id = conversation_ref(body.get("conversation"))
+        if conversation_id is None:
+            return None
+        return self.conversations.lookup(conversation_id, param="conversation")
+
+    def _history(
+        self,
+        body: Mapping[str, Any],
+        inputs: list[Obj],
+        conversation: ConversationState | None,
+    ) -> list[Obj]:
+        """The context before this request's input, checking the tool outputs it answers."""
+        if conversation is not None:
+            items = list(conversation.items.values())
+            check_outputs(pending_calls(items), inputs)
+            return items
         previous_id = body.get("previous_response_id")
         if previous_id is None:
             return []
@@ -168,33 +259,72 @@ class ResponsesApi:
                 f"Previous response with id '{previous_id}' is still {previous.status}.",
                 param="previous_response_id",
             )
-        _check_outputs(previous.obj["output"], _input_items(body.get("input")))
+        calls = [i for i in previous.obj["output"] if i.get("type") == "function_call"]
+        check_outputs(calls, inputs)
         output: list[Obj] = copy.deepcopy(previous.obj["output"])
         return previous.items + output
 
-    def _new_state(self, body: Mapping[str, Any], items: list[Obj]) -> ResponseState:
-        tools = _check_tools(body.get("tools"))
+    def _new_state(
+        self,
+        body: Mapping[str, Any],
+        items: list[Obj],
+        inputs: list[Obj],
+        conversation: ConversationState | None,
+    ) -> ResponseState:
+        tools = check_tools(body.get("tools"))
         background = bool(body.get("background"))
         store = body.get("store", True) is not False
         if background and not store:
             raise invalid("Background responses require store=true.", param="store")
-        limit = body.get("max_output_tokens")
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise invalid(
-                "Invalid 'max_output_tokens': expected a positive integer.",
-                param="max_output_tokens",
-            )
-        obj = _response_obj(self.ids.new("resp"), body, tools, background, store)
-        state = ResponseState(obj=obj, items=items, stored=store)
+        check_max_output_tokens(body.get("max_output_tokens"))
+        obj = response_obj(
+            self.ids.new("resp"),
+            body,
+            tools,
+            background=background,
+            store=store,
+            conversation_id=None if conversation is None else conversation.obj["id"],
+        )
+        state = ResponseState(
+            obj=obj, items=items, inputs=inputs, stored=store, conversation=conversation
+        )
+        if conversation is not None:
+            conversation.add(copy.deepcopy(inputs))
         if store:
             self.responses[obj["id"]] = state
         self.stats["responses_created"] += 1
         return state
 
+    # -- streams of background responses ----------------------------------------------------
+
+    def _follow(self, state: ResponseState, after: int) -> StreamReply:
+        """A stream of the logged events after sequence number ``after``, then live ones."""
+
+        async def drive(sink: Sink) -> None:
+            assert state.log is not None
+            index = max(after + 1, 0)
+            while True:
+                wake = state.wake
+                while index < len(state.log):
+                    await sink.emit_raw(state.log[index])
+                    index += 1
+                if state.log_closed or getattr(sink, "dead", False):
+                    return  # the response ended, or our client left (the response goes on)
+                await sink.flush()
+                await wake.wait()
+
+        return StreamReply(drive, done=False)
+
+    async def _drive_logged(self, state: ResponseState) -> None:
+        try:
+            await self._drive(state, NullSink())
+        finally:
+            state.close_log()
+
     # -- driving ----------------------------------------------------------------------------
 
     async def _drive(self, state: ResponseState, sink: Sink) -> None:
-        emit = _Emitter(sink)
+        emit = _Emitter(sink, state)
         await emit("response.created", response=state.obj)
         if state.obj["background"]:
             await emit("response.queued", response=state.obj)
@@ -208,7 +338,7 @@ class ResponsesApi:
         if not self._running(state):
             return
         if turn.kind == "fail":
-            self._add_usage(state, turn.prompt_tokens, 0)
+            state.obj["usage"] = usage_obj(turn.prompt_tokens, 0)
             state.obj["error"] = {"code": turn.error_code, "message": turn.error_message}
             await self._end(state, emit, "failed")
         elif turn.kind == "tool_calls":
@@ -221,7 +351,7 @@ class ResponsesApi:
 
     def _model_input(self, state: ResponseState) -> ModelInput:
         obj = state.obj
-        messages, system = _conversation(state.items)
+        messages, system = chat_messages(state.items)
         instructions = "\n".join(filter(None, [obj["instructions"], *system])) or None
         tools = [
             FunctionSpec(str(t["name"]), t.get("parameters") or {})
@@ -229,14 +359,17 @@ class ResponsesApi:
             if t.get("type") == "function"
         ]
         text_format = (obj["text"] or {}).get("format") or {}
+        choice = obj["tool_choice"]
         return ModelInput(
             messages=messages,
             instructions=instructions,
             tools=tools,
-            tool_choice=_assistants_tool_choice(obj["tool_choice"]),
+            tool_choice=assistants_tool_choice(choice),
             parallel_tool_calls=obj["parallel_tool_calls"],
-            exchanges=_exchanges(state.items),
+            exchanges=exchanges(state.items),
             json_mode=text_format.get("type") in {"json_object", "json_schema"},
+            json_schema=json_schema_of(obj["text"]),
+            forced_each_turn=choice == "required" or isinstance(choice, Mapping),
         )
 
     async def _message(self, state: ResponseState, emit: _Emitter, turn: Turn) -> None:
@@ -258,7 +391,7 @@ class ResponsesApi:
         state.obj["output"].append(item)
         where = {"item_id": item["id"], "output_index": index}
         await emit("response.output_item.added", output_index=index, item=item)
-        part: Obj = {"type": "output_text", "text": "", "annotations": []}
+        part: Obj = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
         await emit("response.content_part.added", **where, content_index=0, part=part)
         delay = self.engine.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
         for piece in pieces:
@@ -277,7 +410,7 @@ class ResponsesApi:
         await emit("response.content_part.done", **where, content_index=0, part=part)
         item["status"] = "completed" if reason is None else "incomplete"
         await emit("response.output_item.done", output_index=index, item=item)
-        self._add_usage(state, turn.prompt_tokens, len(pieces))
+        state.obj["usage"] = usage_obj(turn.prompt_tokens, len(pieces))
         if reason is None:
             await self._end(state, emit, "completed")
         else:
@@ -287,7 +420,7 @@ class ResponsesApi:
     async def _function_calls(self, state: ResponseState, emit: _Emitter, turn: Turn) -> None:
         budget = state.obj["max_output_tokens"]
         if budget is not None and turn.completion_tokens > budget:
-            self._add_usage(state, turn.prompt_tokens, budget)
+            state.obj["usage"] = usage_obj(turn.prompt_tokens, budget)
             state.obj["incomplete_details"] = {"reason": "max_output_tokens"}
             await self._end(state, emit, "incomplete")
             return
@@ -317,24 +450,16 @@ class ResponsesApi:
             )
             item["status"] = "completed"
             await emit("response.output_item.done", output_index=index, item=item)
-        self._add_usage(state, turn.prompt_tokens, turn.completion_tokens)
+        state.obj["usage"] = usage_obj(turn.prompt_tokens, turn.completion_tokens)
         self.stats["responses_function_calls"] += len(turn.calls)
         await self._end(state, emit, "completed")
 
-    @staticmethod
-    def _add_usage(state: ResponseState, input_tokens: int, output_tokens: int) -> None:
-        state.obj["usage"] = {
-            "input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": input_tokens + output_tokens,
-        }
-
     async def _end(self, state: ResponseState, emit: _Emitter, status: str) -> None:
         if state.obj["usage"] is None:
-            self._add_usage(state, 0, 0)
+            state.obj["usage"] = usage_obj(0, 0)
         self._finish(state, status)
+        if state.conversation is not None and status in {"completed", "incomplete"}:
+            state.conversation.add(copy.deepcopy(state.obj["output"]))
         await emit(f"response.{status}", response=state.obj)
 
     def _finish(self, state: ResponseState, status: str) -> None:
@@ -345,177 +470,50 @@ class ResponsesApi:
         self.stats[f"responses_{status}"] += 1
 
 
-class _Emitter:
-    """Sends one Responses event: ``type`` and ``sequence_number`` added to the fields."""
+def _starting_after(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return -1
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(
+            f"Invalid 'starting_after': expected an integer, but got '{raw}' instead.",
+            param="starting_after",
+            code="invalid_type",
+        ) from None
+    if value < -1:
+        raise invalid(
+            "Invalid 'starting_after': expected a sequence number >= 0.",
+            param="starting_after",
+            code="integer_below_min_value",
+        )
+    return value
 
-    def __init__(self, sink: Sink) -> None:
+
+class _Emitter:
+    """Sends one Responses event: ``type`` and ``sequence_number`` added to the fields.
+
+    A background response's events are encoded once, logged (for exact replay) and sent
+    encoded; others go to the sink, which encodes them itself.
+    """
+
+    def __init__(self, sink: Sink, state: ResponseState) -> None:
         self.sink = sink
-        self.counter = itertools.count()
+        self.state = state
+        self.sequence = 0
 
     async def __call__(self, name: str, **fields: Any) -> None:
-        await self.sink.emit(name, {"type": name, "sequence_number": next(self.counter), **fields})
+        data = {"type": name, "sequence_number": self.sequence, **fields}
+        self.sequence += 1
+        state = self.state
+        if state.log is None:
+            await self.sink.emit(name, data)
+            return
+        if state.log_closed:
+            return
+        state.record(encode_event(name, data))
 
     async def pause(self, seconds: float) -> None:
         """Push out what the sink buffered (when it buffers), then wait."""
-        flush = getattr(self.sink, "flush", None)
-        if flush is not None:
-            await flush()
+        await self.sink.flush()
         await asyncio.sleep(seconds)
-
-
-# -- request shapes ----------------------------------------------------------------------------
-
-
-def _response_obj(
-    response_id: str, body: Mapping[str, Any], tools: list[Obj], background: bool, store: bool
-) -> Obj:
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": "queued" if background else "in_progress",
-        "background": background,
-        "completed_at": None,
-        "error": None,
-        "incomplete_details": None,
-        "instructions": body.get("instructions"),
-        "max_output_tokens": body.get("max_output_tokens"),
-        "model": body.get("model") or DEFAULT_MODEL,
-        "output": [],
-        "parallel_tool_calls": body.get("parallel_tool_calls", True) is not False,
-        "previous_response_id": body.get("previous_response_id"),
-        "reasoning": {"effort": None, "summary": None},
-        "store": store,
-        "temperature": body.get("temperature", 1.0),
-        "text": body.get("text") or {"format": {"type": "text"}},
-        "tool_choice": body.get("tool_choice") or "auto",
-        "tools": tools,
-        "top_p": body.get("top_p", 1.0),
-        "truncation": body.get("truncation") or "disabled",
-        "usage": None,
-        "user": body.get("user"),
-        "metadata": check_metadata(body.get("metadata")),
-    }
-
-
-def _input_items(raw: Any) -> list[Obj]:
-    """Normalise ``input``: a string becomes one user message; items are checked."""
-    if raw is None:
-        return []
-    if isinstance(raw, str):
-        return [_user_message(raw)]
-    if not isinstance(raw, list):
-        raise invalid("Invalid type for 'input': expected a string or an array.", param="input")
-    return [_input_item(i, item) for i, item in enumerate(raw)]
-
-
-def _user_message(text: str) -> Obj:
-    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-
-
-def _input_item(index: int, item: Any) -> Obj:
-    where = f"input[{index}]"
-    if not isinstance(item, Mapping):
-        raise invalid(f"Invalid type for '{where}': expected an object.", param=where)
-    kind = item.get("type", "message")
-    if kind == "message":
-        if item.get("role") not in {"user", "assistant", "system", "developer"}:
-            raise invalid(f"Invalid value for '{where}.role'.", param=f"{where}.role")
-        if not isinstance(item.get("content"), str | list):
-            raise missing(f"{where}.content")
-        return {**item, "type": "message"}
-    if kind == "function_call_output":
-        if not isinstance(item.get("call_id"), str):
-            raise missing(f"{where}.call_id")
-        if not isinstance(item.get("output"), str):
-            raise invalid(
-                f"Invalid type for '{where}.output': expected a string.",
-                param=f"{where}.output",
-                code="invalid_type",
-            )
-        return dict(item)
-    if kind == "function_call":
-        return dict(item)
-    raise invalid(f"Invalid value for '{where}.type': {kind!r}.", param=f"{where}.type")
-
-
-def _check_outputs(previous_output: list[Obj], items: list[Obj]) -> None:
-    """Every function call of the previous response needs one output; no unknown call ids."""
-    expected = {i["call_id"] for i in previous_output if i.get("type") == "function_call"}
-    given = [i["call_id"] for i in items if i.get("type") == "function_call_output"]
-    for call_id in given:
-        if call_id not in expected:
-            raise invalid(
-                f"No tool call found for function call output with call_id {call_id}.",
-                param="input",
-            )
-    for call_id in sorted(expected - set(given)):
-        raise invalid(f"No tool output found for function call {call_id}.", param="input")
-
-
-def _check_tools(tools: Any) -> list[Obj]:
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise invalid("Invalid type for 'tools': expected an array.", param="tools")
-    out = []
-    for index, tool in enumerate(tools):
-        if not isinstance(tool, Mapping) or not isinstance(tool.get("type"), str):
-            raise missing(f"tools[{index}].type")
-        if tool["type"] == "function" and not tool.get("name"):
-            raise missing(f"tools[{index}].name")
-        out.append(dict(tool))
-    return out
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    parts = [p.get("text") for p in content if isinstance(p, Mapping)]
-    return "\n".join(p for p in parts if isinstance(p, str))
-
-
-def _conversation(items: list[Obj]) -> tuple[list[ChatMessage], list[str]]:
-    """User/assistant messages, and system/developer texts (they join the instructions)."""
-    messages: list[ChatMessage] = []
-    system: list[str] = []
-    for item in items:
-        if item.get("type") != "message":
-            continue
-        text = _text_of(item.get("content") or [])
-        if item.get("role") in {"system", "developer"}:
-            system.append(text)
-        else:
-            messages.append(ChatMessage(str(item.get("role")), text))
-    return messages, system
-
-
-def _exchanges(items: list[Obj]) -> list[ToolExchange]:
-    """Function calls answered since the last user message, with their outputs."""
-    last_user = max(
-        (
-            i
-            for i, it in enumerate(items)
-            if it.get("type") == "message" and it.get("role") == "user"
-        ),
-        default=-1,
-    )
-    recent = items[last_user + 1 :]
-    outputs = {i["call_id"]: i["output"] for i in recent if i.get("type") == "function_call_output"}
-    return [
-        ToolExchange(
-            call_id=i["call_id"],
-            name=str(i.get("name", "")),
-            arguments=str(i.get("arguments", "")),
-            output=outputs[i["call_id"]],
-        )
-        for i in recent
-        if i.get("type") == "function_call" and i.get("call_id") in outputs
-    ]
-
-
-def _assistants_tool_choice(choice: Any) -> Any:
-    """Responses' ``{"type": "function", "name": X}`` in the model's (Assistants) shape."""
-    if isinstance(choice, Mapping) and choice.get("type") == "function" and "name" in choice:
-        return {"type": "function", "function": {"name": choice["name"]}}
-    return choice

@@ -1,4 +1,16 @@
-"""The :class:`Emulator`: an in-process aiohttp server speaking the Assistants API."""
+"""The :class:`Emulator`: an in-process aiohttp server speaking the Assistants API (threads,
+runs) and its successors, the Responses and Conversations APIs.
+
+Retention: the emulator keeps at most ``max_retained`` (default 1000) objects of each kind —
+assistants, threads, runs, responses, conversations — evicting the least recently used
+(created, retrieved or updated) first; an active run or a running response is never evicted.
+``max_retained=None`` (CLI ``--max-retained 0``) keeps everything, as a test that needs every
+object of a very long session may want. The request log keeps the newest 20,000 entries.
+
+Control endpoints (``/_emulator/stats``, ``/_emulator/requests``, ``/_emulator/faults``,
+``/_emulator/inject``) demand the API key when the emulator runs with one
+(:attr:`Emulator.control_headers` gives the headers to send).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +31,7 @@ from runtime.emulator.http import ServerContext, build_app, stats_snapshot
 from runtime.emulator.ids import IdFactory
 from runtime.emulator.model import ScriptedModel
 from runtime.emulator.objects import Obj
+from runtime.emulator.retention import DEFAULT_RETAINED
 from runtime.emulator.scenario import Scenario
 
 
@@ -37,7 +50,8 @@ def is_loopback(host: str) -> bool:
 
 
 class Emulator:
-    """A local, protocol-faithful Assistants API server with a scripted model and faults.
+    """A local, protocol-faithful Assistants, Responses and Conversations API server with a
+    scripted model, faults and bounded retention (see the module doc).
 
     Use as ``async with Emulator() as emu:`` (or ``await emu.start()`` / ``await emu.aclose()``).
     A closed emulator cannot be started again.
@@ -57,6 +71,7 @@ class Emulator:
         cancel_delay_s: float = 0.05,
         poll_after_ms: int = 100,
         allow_remote: bool = False,
+        max_retained: int | None = DEFAULT_RETAINED,
     ) -> None:
         """Configure the emulator (nothing is bound until :meth:`start`).
 
@@ -72,6 +87,8 @@ class Emulator:
             cancel_delay_s: time spent in ``cancelling`` before ``cancelled``.
             poll_after_ms: value of ``openai-poll-after-ms`` on run retrieval.
             allow_remote: permit a non-loopback ``host``.
+            max_retained: the most objects of each kind kept, least recently used evicted
+                first (None: unbounded).
         """
         if not allow_remote and not is_loopback(host):
             raise EmulatorError(f"refusing to bind non-loopback host {host!r} without allow_remote")
@@ -85,8 +102,10 @@ class Emulator:
         self.seed = seed
         ids = IdFactory(seed)
         stats: Counter[str] = Counter()
+        if max_retained is not None and max_retained < 1:
+            raise EmulatorError("max_retained must be at least 1 (or None: unbounded)")
         engine = RunEngine(
-            Store(),
+            Store(max_retained),
             ScriptedModel(scenario),
             ids,
             stats,
@@ -101,6 +120,7 @@ class Emulator:
             ids=ids,
             stats=stats,
             api_key=api_key,
+            retained=max_retained,
         )
         self._runner: web.AppRunner | None = None
         self._closed = False
@@ -177,6 +197,12 @@ class Emulator:
         """Azure-style endpoint (``{endpoint}/openai/...?api-version=V``, header ``api-key``)."""
         return self.url
 
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """Headers for the ``/_emulator/...`` control endpoints (the key, when one is set)."""
+        key = self._ctx.api_key
+        return {} if key is None else {"Authorization": f"Bearer {key}"}
+
     # -- knobs and inspection ---------------------------------------------------------------
 
     @property
@@ -244,6 +270,19 @@ class Emulator:
     def steps(self, run_id: str) -> list[Obj]:
         """The steps of a run, oldest first."""
         return list(self._ctx.engine.store.runs[run_id].steps.values())
+
+    def responses(self) -> list[Obj]:
+        """The stored responses, least recently used first (live objects: do not modify)."""
+        api = self._ctx.responses
+        return [] if api is None else [state.obj for state in api.responses.values()]
+
+    def conversation_items(self, conversation_id: str) -> list[Obj]:
+        """The items of a conversation, oldest first (KeyError if unknown)."""
+        api = self._ctx.responses
+        state = None if api is None else api.conversations.conversations.peek(conversation_id)
+        if state is None:
+            raise KeyError(conversation_id)
+        return list(state.items.values())
 
     def set_scenario(self, scenario: str | Path | Scenario | None) -> None:
         """Replace the scenario (its cursor starts at the first turn)."""

@@ -10,6 +10,7 @@ find a response whose create answer was lost, so :meth:`find` finds nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from runtime.core.backend import StartRequest, TextPart, Turn, TurnRef, TurnStream
@@ -32,23 +33,43 @@ class ResponsesBackend:
     Args:
         client: the Responses client (its retries handle transport failures).
         model: the model of a request that names none.
+        background: create background responses (their streams resume after a break, and
+            a cancel reaches them) unless the request says ``background`` or ``store=false``.
+        conversations: run a request that names neither a conversation nor a previous
+            response in a new conversation (the Threads successor), so the run can be
+            continued by the conversation's id.
     """
 
     name: ClassVar[str] = "responses"
     new_turn_per_round: ClassVar[bool] = True
     can_find: ClassVar[bool] = False
 
-    def __init__(self, client: ResponsesClient, *, model: str = DEFAULT_MODEL) -> None:
+    def __init__(
+        self,
+        client: ResponsesClient,
+        *,
+        model: str = DEFAULT_MODEL,
+        background: bool = True,
+        conversations: bool = False,
+    ) -> None:
         self.client = client
         self.model = model
+        self.background = background
+        self.conversations = conversations
 
     def server_now(self) -> float:
         """The server's clock (responses carry no expiry; kept for the seam)."""
         return self.client.server_now()
 
     async def prepare(self, request: StartRequest) -> StartRequest:
-        """Nothing to do before the first request: its input travels with it."""
-        return request
+        """A new conversation for the run when asked for one; the input travels with the
+        first response (which appends it to the conversation)."""
+        if not self.conversations or request.conversation or request.previous:
+            return request
+        if request.params.get("store") is False:
+            return request  # a conversation keeps stored items only
+        conversation = await self.client.create_conversation(metadata=request.metadata or None)
+        return replace(request, conversation=conversation.id)
 
     async def start(
         self, request: StartRequest, *, key: str, handler: EventHandler | None
@@ -134,6 +155,8 @@ class ResponsesBackend:
             body["tools"] = responses_tools(request.tools)
         if request.conversation is not None:
             body["conversation"] = request.conversation
+        if self.background and body.get("store") is not False:
+            body.setdefault("background", True)
         if not first and _forces_a_call(body.get("tool_choice")):
             # A call forced on every follow-up would never let the model answer.
             body.pop("tool_choice")

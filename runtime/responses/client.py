@@ -13,14 +13,21 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, overload
 
 from runtime.core.hooks import EventHandler
-from runtime.http import HTTPClient, drop_none
+from runtime.http import AsyncPaginator, HTTPClient, drop_none
 from runtime.http import path_segment as seg
-from runtime.protocol.objects import DeletionStatus, ListPage
-from runtime.responses.models import Response
+from runtime.protocol.objects import APIObject, DeletionStatus, ListPage
+from runtime.responses.models import Conversation, Response
 from runtime.responses.stream import ResponseAccumulator, ResponseStream
 from runtime.transport import Response as HTTPResponse
 
 DEFAULT_AZURE_RESPONSES_API_VERSION = "2025-04-01-preview"
+
+
+class ConversationItem(APIObject):
+    """One item of a conversation (a message, a function call or its output, ...)."""
+
+    id: str | None = None
+    type: str = "message"
 
 
 class ResponsesClient(HTTPClient):
@@ -120,6 +127,45 @@ class ResponsesClient(HTTPClient):
         """One page of a response's input items (limit, order, after, include)."""
         path = f"/responses/{seg(response_id)}/input_items"
         return await self._call("GET", path, ListPage, params=page)
+
+    # --- conversations ----------------------------------------------------------------------
+
+    async def create_conversation(
+        self,
+        *,
+        items: list[dict[str, Any]] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Conversation:
+        """Create a conversation, optionally holding initial items (messages, outputs...)."""
+        body = drop_none({"items": items, "metadata": dict(metadata) if metadata else None})
+        return await self._call("POST", "/conversations", Conversation, body=body, idempotent=False)
+
+    async def retrieve_conversation(self, conversation_id: str) -> Conversation:
+        """Retrieve a conversation."""
+        return await self._call("GET", f"/conversations/{seg(conversation_id)}", Conversation)
+
+    async def update_conversation(
+        self, conversation_id: str, *, metadata: Mapping[str, str]
+    ) -> Conversation:
+        """Replace a conversation's metadata."""
+        path = f"/conversations/{seg(conversation_id)}"
+        body = {"metadata": dict(metadata)}
+        return await self._call("POST", path, Conversation, body=body, idempotent=True)
+
+    async def delete_conversation(self, conversation_id: str) -> DeletionStatus:
+        """Delete a conversation."""
+        path = f"/conversations/{seg(conversation_id)}"
+        return await self._call("DELETE", path, DeletionStatus)
+
+    async def add_items(self, conversation_id: str, items: list[dict[str, Any]]) -> ListPage:
+        """Append items to a conversation (at most 20 per request on the service)."""
+        path = f"/conversations/{seg(conversation_id)}/items"
+        return await self._call("POST", path, ListPage, body={"items": items}, idempotent=False)
+
+    def list_items(self, conversation_id: str, **page: Any) -> AsyncPaginator[ConversationItem]:
+        """Iterate a conversation's items (limit, order, after, include)."""
+        path = f"/conversations/{seg(conversation_id)}/items"
+        return self._paginate(path, ConversationItem, page)
 
     def _wrap(
         self, answer: HTTPResponse, handler: EventHandler | None, state: ResponseAccumulator | None

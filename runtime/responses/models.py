@@ -118,6 +118,15 @@ class UnknownItem(APIModel):
 OutputItem = OutputMessage | FunctionCallItem | UnknownItem
 
 
+class Conversation(APIObject):
+    """A conversation: the Responses successor of a thread (its items are the history)."""
+
+    id: str
+    object: str = "conversation"
+    created_at: float | None = None
+    metadata: dict[str, Any] | None = None
+
+
 class Response(APIObject):
     """A model response: its status, output items and usage."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from runtime.backends import BackendSession
+from runtime.backends import Facade
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
 from runtime.core.policy import RunPolicy
@@ -27,7 +27,7 @@ from runtime.responses.models import Response
 from tools import ToolCallResult, ToolRegistry
 
 
-class ResponsesOrchestrator:
+class ResponsesOrchestrator(Facade[Response]):
     """Drives Responses API runs with local tools.
 
     Args:
@@ -35,6 +35,8 @@ class ResponsesOrchestrator:
         registry: the tools the model may call.
         policy: retry, deadline, cancellation and bounds.
         handler: default callbacks for every run (a call may pass its own).
+        conversations: run each new run in a new Conversation (continue it by passing
+            ``conversation=result.conversation_id``); off: chain by previous_response_id.
     """
 
     def __init__(
@@ -43,15 +45,15 @@ class ResponsesOrchestrator:
         registry: ToolRegistry,
         policy: RunPolicy | None = None,
         handler: EventHandler | None = None,
+        *,
+        conversations: bool = False,
     ) -> None:
-        self.client = client
-        self.registry = registry
-        self.runner: Runner[Response] = Runner(ResponsesBackend(client), registry, policy, handler)
-
-    @property
-    def policy(self) -> RunPolicy:
-        """The run policy."""
-        return self.runner.policy
+        policy = policy or RunPolicy()
+        backend = ResponsesBackend(
+            client, background=policy.resumable_streams, conversations=conversations
+        )
+        super().__init__(client, registry, Runner(backend, registry, policy, handler))
+        self.client: ResponsesClient = client
 
     async def run(
         self,
@@ -132,14 +134,6 @@ class ResponsesOrchestrator:
         """
         turn = await self.runner.cancel(TurnRef(response_id))
         return turn.raw if turn is not None else None
-
-    def session(self) -> BackendSession:
-        """This orchestrator as a protocol-neutral session (e.g. for the worker's executor)."""
-        return BackendSession(self.runner.backend.name, self.client, self.runner)  # type: ignore[arg-type]
-
-    async def aclose(self) -> None:
-        """Wait for background clean-ups (server-side cancels) to finish."""
-        await self.runner.aclose()
 
 
 def _request(

@@ -411,7 +411,8 @@ class ResponseAccumulator:
 
 
 class ResponseStream(EventStream[Response]):
-    """Async iterator over one Responses stream's events, with snapshots.
+    """Async iterator over one Responses stream's events; its snapshots live in :attr:`state`
+    (a :class:`ResponseAccumulator`: items, messages, function calls, errors, ...).
 
     Args:
         chunks: the response body as an async iterator of byte chunks.
@@ -463,41 +464,6 @@ class ResponseStream(EventStream[Response]):
     def response_id(self) -> str | None:
         """The response's id, once known."""
         return self.state.response_id
-
-    @property
-    def items(self) -> dict[int, Snapshot]:
-        """Snapshots by output index."""
-        return self.state.items
-
-    @property
-    def messages(self) -> list[TextSnapshot]:
-        """The message items, in output order."""
-        return self.state.messages
-
-    @property
-    def function_calls(self) -> list[ToolCallSnapshot]:
-        """The function-call items, in output order."""
-        return self.state.function_calls
-
-    @property
-    def errors(self) -> list[StreamEventError]:
-        """The ``error`` events received."""
-        return self.state.errors
-
-    @property
-    def last_response_event(self) -> str | None:
-        """The name of the last lifecycle event."""
-        return self.state.last_response_event
-
-    @property
-    def inconsistencies(self) -> int:
-        """Disagreements between events that were logged and settled."""
-        return self.state.inconsistencies
-
-    @property
-    def status(self) -> str | None:
-        """The response status the stream last reported."""
-        return self.state.response.status if self.state.response is not None else None
 
     @property
     def text(self) -> str:

@@ -61,6 +61,7 @@ def worker_options(settings: WorkerSettings, *, burst: bool | None = None) -> Wo
         concurrency=w.concurrency,
         grace_period_s=w.grace_period_s,
         heartbeat_s=q.heartbeat_s,
+        lease_s=q.lease_s,
         claim_wait_s=w.claim_wait_s,
         retry_delay_s=w.retry_delay_s,
         max_deliveries=q.max_deliveries,

@@ -1,7 +1,8 @@
 """``python -m runtime worker|submit|jobs``.
 
 Exit codes: 0 success; 1 a waited-for job did not complete (failed, error, dead); 2 usage or
-configuration error; 3 ``submit --wait`` timed out; 4 the queue is unreachable.
+configuration error (including a health port another process already uses); 3 ``submit
+--wait`` timed out; 4 the queue is unreachable.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from runtime.config import ConfigError
 from runtime.logging import configure_logging
 from runtime.worker.app import open_queue, serve
+from runtime.worker.http import HttpBindError
 from runtime.worker.models import Job, JobRecord, Message
 from runtime.worker.queue import QueueError, wait_for_result
 from runtime.worker.settings import WorkerSettings, load_worker_settings
@@ -45,7 +47,7 @@ def worker_main(argv: list[str]) -> int:
     configure_logging(settings.log.level, settings.log.format)
     try:
         return asyncio.run(serve(settings, burst=True if args.burst else None))
-    except ConfigError as exc:
+    except (ConfigError, HttpBindError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -208,7 +210,7 @@ async def _jobs(settings: WorkerSettings, args: argparse.Namespace) -> int:
 def _summary(record: JobRecord) -> dict[str, Any]:
     result = record.result
     return {
-        "job_id": record.job.id,
+        "job_id": record.job_id,
         "state": record.state.value,
         "status": result.status if result else None,
         "attempts": record.attempt,

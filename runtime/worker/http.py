@@ -18,11 +18,29 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from runtime.worker.queue import QueueError
 from runtime.worker.service import Worker
 
-__all__ = ["HealthServer"]
+__all__ = ["HealthServer", "HttpBindError"]
 
 log = structlog.get_logger("runtime.worker")
 
 _PING_TIMEOUT_S = 2.0
+
+
+class HttpBindError(RuntimeError):
+    """The health/metrics port cannot be bound (another worker on this node uses it, ...).
+
+    Attributes:
+        host: the bind address.
+        port: the port asked for.
+    """
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(
+            f"cannot serve /healthz and /metrics on {host}:{port} ({reason}); give each worker "
+            "on a node its own http.port (env RUNTIME_WORKER_HTTP__PORT; 0 picks a free one) "
+            "or set http.enabled = false"
+        )
+        self.host = host
+        self.port = port
 
 
 class HealthServer:
@@ -59,14 +77,22 @@ class HealthServer:
         return app
 
     async def start(self) -> None:
-        """Bind and serve."""
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
+        """Bind and serve.
+
+        Raises:
+            HttpBindError: the address cannot be bound (port in use, address not local).
+        """
         # Binding the socket ourselves tells us the port when 0 asked for any free one.
         sock = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._port))
+        try:
+            sock.bind((self._host, self._port))
+        except OSError as exc:
+            sock.close()
+            raise HttpBindError(self._host, self._port, exc.strerror or str(exc)) from None
         self._port = int(sock.getsockname()[1])
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
         log.info("worker.http_started", host=self._host, port=self._port)
 

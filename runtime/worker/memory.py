@@ -1,7 +1,8 @@
 """In-process queue backend: for a worker embedded in a service (submit, then await the result).
 
 Nothing survives the process, but leases, fencing, retries and dead-lettering behave exactly as
-in the durable backends, so a service can swap backends by configuration.
+in the durable backends, so a service can swap backends by configuration. Lease and retry
+deadlines run on the monotonic clock: a wall-clock step never expires a live lease.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class _Entry:
     state: JobState = JobState.QUEUED
     attempt: int = 0
     owner: str | None = None
+    # Deadlines on time.monotonic(); the timestamps shown in records are wall-clock.
     available_at: float = 0.0
     lease_until: float = 0.0
     updated_at: float = 0.0
@@ -56,6 +58,7 @@ class _Entry:
 
     def record(self) -> JobRecord:
         return JobRecord(
+            job_id=self.job.id,
             job=self.job,
             state=self.state,
             attempt=self.attempt,
@@ -91,7 +94,11 @@ class MemoryQueue:
         now = time.time()
         self._seq += 1
         self._entries[job.id] = _Entry(
-            job=job, seq=self._seq, submitted_at=now, available_at=now, updated_at=now
+            job=job,
+            seq=self._seq,
+            submitted_at=now,
+            available_at=time.monotonic(),
+            updated_at=now,
         )
         await self._notify()
         return True
@@ -110,12 +117,12 @@ class MemoryQueue:
                     await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.05))
 
     def _claim_now(self, consumer: str, count: int) -> list[Lease]:
-        now = time.time()
+        now, mono = time.time(), time.monotonic()
         leases: list[Lease] = []
         for entry in sorted(self._entries.values(), key=lambda e: e.seq):
             if len(leases) >= count:
                 break
-            if not self._claimable(entry, now):
+            if not self._claimable(entry, mono):
                 continue
             entry.attempt += 1
             entry.updated_at = now
@@ -124,7 +131,7 @@ class MemoryQueue:
                 continue
             entry.state = JobState.RUNNING
             entry.owner = consumer
-            entry.lease_until = now + self._lease_s
+            entry.lease_until = mono + self._lease_s
             leases.append(
                 Lease(
                     job=entry.job,
@@ -160,7 +167,7 @@ class MemoryQueue:
         entry = self._fenced(lease)
         if entry is None:
             return False
-        entry.lease_until = time.time() + self._lease_s
+        entry.lease_until = time.monotonic() + self._lease_s
         return True
 
     async def save_progress(
@@ -205,10 +212,9 @@ class MemoryQueue:
         entry = self._fenced(lease)
         if entry is None:
             return False
-        now = time.time()
         entry.state = JobState.QUEUED
-        entry.available_at = now + delay_s
-        entry.updated_at = now
+        entry.available_at = time.monotonic() + delay_s
+        entry.updated_at = time.time()
         entry.last_error = error if error is not None else entry.last_error
         entry.worker_cancelled = entry.worker_cancelled or worker_cancelled
         await self._notify()

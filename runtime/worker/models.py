@@ -8,12 +8,13 @@ id, tool outputs already computed) and, once finished, the :class:`JobResult`.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
     "Job",
@@ -22,11 +23,15 @@ __all__ = [
     "JobState",
     "JobTimings",
     "Lease",
+    "MalformedRecord",
     "Message",
     "Progress",
     "QueueStats",
     "ToolOutput",
     "UsageRecord",
+    "decode_job",
+    "decode_model",
+    "decode_number",
     "new_job_id",
 ]
 
@@ -50,6 +55,8 @@ class JobState(StrEnum):
 
 
 FINISHED_STATES = frozenset({JobState.DONE, JobState.DEAD})
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Frozen(BaseModel):
@@ -263,7 +270,9 @@ class JobRecord(_Frozen):
     """Everything a queue knows about one job.
 
     Attributes:
-        job: the submitted job.
+        job_id: the job's id (also when ``job`` could not be read).
+        job: the submitted job; ``None`` when the stored record is malformed (then
+            ``last_error`` says why, and a worker dead-letters it instead of running it).
         state: queued, running, done or dead.
         attempt: deliveries so far (the fencing counter).
         owner: the worker holding (or last holding) the lease.
@@ -274,7 +283,8 @@ class JobRecord(_Frozen):
         result: the stored result once ``state`` is ``done``.
     """
 
-    job: Job
+    job_id: str
+    job: Job | None
     state: JobState
     attempt: int = 0
     owner: str | None = None
@@ -309,3 +319,76 @@ class QueueStats(_Frozen):
     def unfinished(self) -> int:
         """Jobs not yet done or dead."""
         return self.queued + self.running
+
+
+class MalformedRecord(ValueError):
+    """A stored job record that cannot be read (bad JSON, missing or invalid fields).
+
+    Queues dead-letter such a record at once, with :attr:`reason` as its error, instead of
+    failing the claim that met it.
+
+    Attributes:
+        job_id: the record's job id ("" when even that is unknown).
+        reason: a readable description of what is wrong.
+    """
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(f"malformed job record {job_id!r}: {reason}")
+        self.job_id = job_id
+        self.reason = f"malformed job record: {reason}"
+
+
+def decode_job(text: str | bytes | None, job_id: str = "") -> tuple[Job, tuple[str, ...]]:
+    """Read a stored job, ignoring fields this version does not know.
+
+    A newer submitter may add fields: the job still runs on what this version understands,
+    and the stored record keeps the extra fields untouched (it is never rewritten).
+
+    Args:
+        text: the stored JSON.
+        job_id: the record's id, for the error.
+
+    Returns:
+        The job and the names of the ignored fields (for a warning).
+
+    Raises:
+        MalformedRecord: not JSON, not an object, or invalid known fields.
+    """
+    if text is None:
+        raise MalformedRecord(job_id, "no job field")
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedRecord(job_id, f"job is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise MalformedRecord(job_id, f"job is a JSON {type(data).__name__}, not an object")
+    unknown = tuple(sorted(k for k in data if k not in Job.model_fields))
+    known = {k: v for k, v in data.items() if k in Job.model_fields}
+    try:
+        job = Job.model_validate(known)
+    except ValidationError as exc:
+        raise MalformedRecord(job_id, f"invalid job ({_issues(exc)})") from None
+    if job_id and job.id != job_id:
+        raise MalformedRecord(job_id, f"job id {job.id!r} differs from the record's")
+    return job, unknown
+
+
+def decode_number(value: object, name: str, job_id: str) -> float:
+    """A stored timestamp or counter as a float, or :class:`MalformedRecord`."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise MalformedRecord(job_id, f"{name} is not a number ({value!r:.40})") from None
+
+
+def decode_model(model: type[_M], text: str | bytes, name: str, job_id: str) -> _M:
+    """Validate a stored JSON field (a result, a tool output), or :class:`MalformedRecord`."""
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        raise MalformedRecord(job_id, f"invalid {name} ({_issues(exc)})") from None
+
+
+def _issues(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(map(str, e['loc'])) or 'job'}: {e['msg']}" for e in exc.errors()[:3]]
+    return "; ".join(parts)

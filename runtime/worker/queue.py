@@ -49,8 +49,11 @@ class JobQueue(Protocol):
     async def claim(self, consumer: str, count: int, wait_s: float) -> list[Lease]:
         """Lease up to ``count`` jobs: idle leases of dead workers first, then new jobs.
 
-        Waits up to ``wait_s`` when nothing is available. Jobs past ``max_deliveries`` are
-        moved to the dead-letter store here instead of being returned.
+        Waits up to ``wait_s`` when nothing is available. Jobs past ``max_deliveries``, and
+        records that cannot be read (:class:`~runtime.worker.models.MalformedRecord`: bad JSON,
+        missing or invalid fields), are moved to the dead-letter store here, with the reason,
+        instead of being returned; the other jobs of the claim are returned as usual. Fields
+        of a job unknown to this version are ignored (logged as ``worker.job_unknown_fields``).
         """
         ...
 
@@ -107,7 +110,11 @@ class JobQueue(Protocol):
         ...
 
     async def get(self, job_id: str) -> JobRecord | None:
-        """The stored record of a job, or ``None``."""
+        """The stored record of a job, or ``None``.
+
+        A record that cannot be read comes back with ``job=None`` and the reason in
+        ``last_error`` (the same for :meth:`recent` and :meth:`dead_letters`), never an error.
+        """
         ...
 
     async def recent(self, limit: int = 20) -> list[JobRecord]:

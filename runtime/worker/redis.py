@@ -19,6 +19,12 @@ one Lua script that increments the job's attempt counter (the fencing token) or,
 ``XCLAIM ... JUSTID`` (resets the entry's idle time) only while the counter is still its own,
 and stores the result and XACKs in one script, fenced the same way: a worker wrongly declared
 dead cannot overwrite its successor's result.
+
+A job record that cannot be read (bad JSON, missing or invalid fields, a hash field of the
+wrong type) is moved to the dead-letter stream with the reason the first time it is
+delivered; the claim goes on with the other entries. A consumer group that vanished (a restart
+of a server without persistence) is created again (``XGROUP CREATE ... MKSTREAM``) when a
+claim meets ``NOGROUP``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
+import structlog
+from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
 from runtime.worker.models import (
@@ -35,13 +43,23 @@ from runtime.worker.models import (
     JobResult,
     JobState,
     Lease,
+    MalformedRecord,
     Progress,
     QueueStats,
     ToolOutput,
+    decode_job,
+    decode_model,
+    decode_number,
 )
 from runtime.worker.queue import LeaseLost, QueueError
 
 __all__ = ["RedisQueue"]
+
+log = structlog.get_logger("runtime.worker")
+
+# Script errors that come from one record's data (not from the server's condition): the
+# record is dead-lettered. Anything else (OOM, READONLY, LOADING, ...) is transient.
+_RECORD_ERRORS = ("WRONGTYPE", "not an integer", "not a valid float")
 
 _BLOCK_SLICE_S = 0.25
 
@@ -168,6 +186,22 @@ return 1
 """
 )
 
+_BURY_MALFORMED = """
+-- KEYS: job, stream, dead, open, waiting
+-- ARGV: group, entry, error, job_id, now, dead_maxlen
+local attempts = 0
+if redis.call('TYPE', KEYS[1]).ok == 'hash' then
+  attempts = tonumber(redis.call('HGET', KEYS[1], 'attempt')) or 0
+  redis.call('HSET', KEYS[1], 'state', 'dead', 'last_error', ARGV[3], 'updated_at', ARGV[5])
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'job_id', ARGV[4],
+  'attempts', attempts, 'error', ARGV[3])
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('SREM', KEYS[4], ARGV[4])
+redis.call('ZREM', KEYS[5], ARGV[4])
+return 1
+"""
+
 _FLAG_CANCELLED = """
 -- KEYS: job   ARGV: run_id
 if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
@@ -257,6 +291,7 @@ class RedisQueue:
         self._bury = r.register_script(_DEAD)
         self._new_generation = r.register_script(_NEW_GENERATION)
         self._flag_cancelled = r.register_script(_FLAG_CANCELLED)
+        self._bury_malformed: Any = r.register_script(_BURY_MALFORMED)
 
     @property
     def stream(self) -> str:
@@ -300,7 +335,7 @@ class RedisQueue:
                 self._recent_cap,
             ]
             return bool(await self._submit(keys=keys, args=args))
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise QueueError(f"redis: {exc}") from exc
 
     async def claim(self, consumer: str, count: int, wait_s: float) -> list[Lease]:
@@ -308,14 +343,32 @@ class RedisQueue:
         if count <= 0:
             return []
         deadline = time.monotonic() + wait_s
+        recreated = False
         try:
             await self._ensure_group()
             while True:
-                leases = await self._claim_once(consumer, count, deadline)
+                try:
+                    leases = await self._claim_once(consumer, count, deadline)
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc) or recreated:
+                        raise
+                    await self._recreate_group(str(exc))
+                    recreated = True
+                    continue
                 if leases or time.monotonic() >= deadline:
                     return leases
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise QueueError(f"redis: {exc}") from exc
+
+    async def _recreate_group(self, error: str) -> None:
+        """The group is gone (server restarted without persistence, or deleted): make it anew.
+
+        From id 0: entries submitted since the restart are delivered too.
+        """
+        log.warning("worker.group_recreated", group=self._group, stream=self._stream, error=error)
+        self._group_ready = False
+        self._cursor = "0-0"
+        await self._ensure_group()
 
     async def _claim_once(self, consumer: str, count: int, deadline: float) -> list[Lease]:
         entry_ids = await self._autoclaim(consumer, count)
@@ -323,8 +376,37 @@ class RedisQueue:
             # Block in short slices so idle entries of dead workers are picked up promptly.
             wait_s = 0.0 if entry_ids else min(_BLOCK_SLICE_S, deadline - time.monotonic())
             entry_ids += await self._read_new(consumer, count - len(entry_ids), wait_s)
-        leases = [await self._start(consumer, entry_id, job_id) for entry_id, job_id in entry_ids]
-        return [lease for lease in leases if lease is not None]
+        leases: list[Lease] = []
+        for entry_id, job_id in entry_ids:
+            try:
+                lease = await self._start_or_bury(consumer, entry_id, job_id)
+            except (RedisError, OSError) as exc:
+                if not leases:
+                    raise
+                # The begun jobs are ours: run them. The rest stay pending for XAUTOCLAIM.
+                log.warning("worker.claim_interrupted", error=str(exc), leases=len(leases))
+                return leases
+            if lease is not None:
+                leases.append(lease)
+        return leases
+
+    async def _start_or_bury(self, consumer: str, entry_id: str, job_id: str) -> Lease | None:
+        try:
+            return await self._start(consumer, entry_id, job_id)
+        except ResponseError as exc:
+            if not any(marker in str(exc) for marker in _RECORD_ERRORS):
+                raise
+            reason = f"malformed job record: {exc}"
+        except MalformedRecord as exc:
+            reason = exc.reason
+        await self._bury_entry(entry_id, job_id, reason)
+        return None
+
+    async def _bury_entry(self, entry_id: str, job_id: str, reason: str) -> None:
+        keys = [self._job_key(job_id), self._stream, self._dead, self._open, self._waiting]
+        args = [self._group, entry_id, reason, job_id, repr(time.time()), self._dead_maxlen]
+        await self._bury_malformed(keys=keys, args=args)
+        log.error("worker.record_dead_lettered", job_id=job_id, entry=entry_id, reason=reason)
 
     async def _autoclaim(self, consumer: str, count: int) -> list[tuple[str, str]]:
         reply = await self._redis.xautoclaim(
@@ -366,14 +448,17 @@ class RedisQueue:
         if reply[0] != "ok":
             return None
         fields, tools = _pairs(reply[1]), _pairs(reply[2])
+        job, unknown = decode_job(fields.get("job"), job_id)
+        if unknown:
+            log.warning("worker.job_unknown_fields", job_id=job_id, fields=list(unknown))
         return Lease(
-            job=Job.model_validate_json(fields["job"]),
+            job=job,
             attempt=int(fields["attempt"]),
             consumer=consumer,
             token=entry_id,
-            progress=_progress(fields, tools),
-            submitted_at=float(fields["submitted_at"]),
-            claimed_at=float(fields["updated_at"]),
+            progress=_progress(fields, tools, job_id),
+            submitted_at=decode_number(fields.get("submitted_at"), "submitted_at", job_id),
+            claimed_at=decode_number(fields.get("updated_at"), "updated_at", job_id),
         )
 
     async def heartbeat(self, lease: Lease) -> bool:
@@ -479,7 +564,7 @@ class RedisQueue:
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
             return await script(keys=keys, args=args)
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise QueueError(f"redis: {exc}") from exc
 
     # -- reads ----------------------------------------------------------------------------
@@ -495,20 +580,21 @@ class RedisQueue:
                 for job_id in job_ids:
                     pipe.hgetall(self._job_key(job_id))
                     pipe.hgetall(self._tools_key(job_id))
-                replies = await pipe.execute()
-        except RedisError as exc:
+                # A key of the wrong type fails its own command only: shown as unreadable.
+                replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
             raise QueueError(f"redis: {exc}") from exc
         records = []
-        for fields, tools in zip(replies[::2], replies[1::2], strict=True):
+        for job_id, fields, tools in zip(job_ids, replies[::2], replies[1::2], strict=True):
             if fields:
-                records.append(_record(fields, tools))
+                records.append(_record(job_id, fields, tools))
         return records
 
     async def recent(self, limit: int = 20) -> list[JobRecord]:
         """Newest jobs first."""
         try:
             job_ids = await self._redis.zrevrange(self._recent, 0, max(0, limit - 1))
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise QueueError(f"redis: {exc}") from exc
         return await self._records(list(job_ids))
 
@@ -516,9 +602,10 @@ class RedisQueue:
         """Jobs in the dead-letter stream, oldest first."""
         try:
             entries = await self._redis.xrange(self._dead, count=limit)
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise QueueError(f"redis: {exc}") from exc
-        return await self._records([fields["job_id"] for _id, fields in entries])
+        job_ids = [fields.get("job_id", "") for _id, fields in entries]
+        return await self._records([job_id for job_id in job_ids if job_id])
 
     async def stats(self) -> QueueStats:
         """Counts from the open set, the waiting zset and the dead-letter stream."""
@@ -529,7 +616,7 @@ class RedisQueue:
                 pipe.xlen(self._dead)
                 pipe.zrange(self._waiting, 0, 0, withscores=True)
                 unfinished, waiting, dead, oldest = await pipe.execute()
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise QueueError(f"redis: {exc}") from exc
         age = max(0.0, time.time() - float(oldest[0][1])) if oldest else 0.0
         return QueueStats(
@@ -548,7 +635,7 @@ class RedisQueue:
         """PING the server."""
         try:
             await self._redis.ping()
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise QueueError(f"redis: {exc}") from exc
 
     async def aclose(self) -> None:
@@ -560,27 +647,63 @@ def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _progress(fields: dict[str, str], tools: dict[str, str]) -> Progress:
-    outputs = {k: ToolOutput.model_validate_json(v) for k, v in tools.items()}
-    return Progress(
-        thread_id=fields.get("thread_id") or None,
-        run_id=fields.get("run_id") or None,
-        run_seq=int(fields.get("run_seq", 0)),
-        worker_cancelled=fields.get("worker_cancelled") == "1",
-        tool_outputs=outputs,
-    )
+def _progress(fields: dict[str, str], tools: dict[str, str], job_id: str) -> Progress:
+    outputs = {k: decode_model(ToolOutput, v, "tool output", job_id) for k, v in tools.items()}
+    try:
+        return Progress(
+            thread_id=fields.get("thread_id") or None,
+            run_id=fields.get("run_id") or None,
+            run_seq=int(decode_number(fields.get("run_seq", 0), "run_seq", job_id)),
+            worker_cancelled=fields.get("worker_cancelled") == "1",
+            tool_outputs=outputs,
+        )
+    except ValidationError as exc:
+        raise MalformedRecord(job_id, f"invalid progress ({exc.errors()[0]['msg']})") from None
 
 
-def _record(fields: dict[str, str], tools: dict[str, str]) -> JobRecord:
-    result = fields.get("result")
+def _record(job_id: str, fields: Any, tools: Any) -> JobRecord:
+    if isinstance(fields, Exception) or isinstance(tools, Exception):
+        error = fields if isinstance(fields, Exception) else tools
+        return _unreadable(job_id, {}, f"malformed job record: {error}")
+    try:
+        job, _unknown = decode_job(fields.get("job"), job_id)
+        result = fields.get("result")
+        submitted = decode_number(fields.get("submitted_at"), "submitted_at", job_id)
+        return JobRecord(
+            job_id=job_id,
+            job=job,
+            state=JobState(fields.get("state")),
+            attempt=int(decode_number(fields.get("attempt", 0), "attempt", job_id)),
+            owner=fields.get("owner"),
+            progress=_progress(fields, tools, job_id),
+            submitted_at=submitted,
+            updated_at=decode_number(fields.get("updated_at", submitted), "updated_at", job_id),
+            last_error=fields.get("last_error"),
+            result=decode_model(JobResult, result, "result", job_id) if result else None,
+        )
+    except MalformedRecord as exc:
+        return _unreadable(job_id, fields, exc.reason)
+    except ValueError as exc:  # a bad state value
+        return _unreadable(job_id, fields, f"malformed job record: {exc}")
+
+
+def _unreadable(job_id: str, fields: dict[str, str], reason: str) -> JobRecord:
+    """What can be shown of a record that does not decode (``jobs`` must still list it)."""
+    state = fields.get("state")
     return JobRecord(
-        job=Job.model_validate_json(fields["job"]),
-        state=JobState(fields["state"]),
-        attempt=int(fields.get("attempt", 0)),
+        job_id=job_id,
+        job=None,
+        state=JobState(state) if state in set(JobState) else JobState.DEAD,
+        attempt=_number_or_zero(fields.get("attempt")),
         owner=fields.get("owner"),
-        progress=_progress(fields, tools),
-        submitted_at=float(fields["submitted_at"]),
-        updated_at=float(fields.get("updated_at", fields["submitted_at"])),
-        last_error=fields.get("last_error"),
-        result=JobResult.model_validate_json(result) if result else None,
+        submitted_at=_number_or_zero(fields.get("submitted_at")),
+        updated_at=_number_or_zero(fields.get("updated_at")),
+        last_error=reason,
     )
+
+
+def _number_or_zero(value: object) -> int:
+    try:
+        return int(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0

@@ -11,7 +11,13 @@ Guarantees:
 * a job whose attempt raised is released for a retry after ``retry_delay_s``, and moved to the
   dead-letter store once it has used ``max_deliveries`` deliveries;
 * a lease taken over by another worker (heartbeat refused) stops the local attempt and
-  writes nothing more.
+  writes nothing more;
+* storing a result is retried with backoff for as long as the job's lease lives (heartbeats
+  go on meanwhile), so a queue outage shorter than the lease neither gives the job up nor
+  makes a successor redo it; the attempt stops only when the lease is lost (the queue fences
+  it off) or has lapsed without a heartbeat reaching the queue (the next owner resumes);
+* no error of the queue (a transient outage, a record it cannot read) ends the loop: claims
+  and heartbeats log it and go on, with backoff.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ __all__ = ["Worker", "WorkerOptions"]
 
 log = structlog.get_logger("runtime.worker")
 
-_STORE_ATTEMPTS = 3
+_STORE_FIRST_DELAY_S = 0.1
+_STORE_MAX_DELAY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,8 @@ class WorkerOptions:
         concurrency: jobs at once.
         grace_period_s: drain: how long in-flight jobs may still finish.
         heartbeat_s: lease heartbeat interval.
+        lease_s: the queue's lease; bounds how long a result store is retried without a
+            heartbeat reaching the queue.
         claim_wait_s: longest blocking wait of one claim.
         retry_delay_s: delay before a failed attempt's job is offered again.
         max_deliveries: deliveries after which a failing job is dead-lettered.
@@ -58,6 +67,7 @@ class WorkerOptions:
     concurrency: int = 4
     grace_period_s: float = 30.0
     heartbeat_s: float = 10.0
+    lease_s: float = 30.0
     claim_wait_s: float = 1.0
     retry_delay_s: float = 2.0
     max_deliveries: int = 5
@@ -69,7 +79,12 @@ class WorkerOptions:
 class _InFlight:
     ctx: JobContext
     task: asyncio.Task[None]
+    # time.monotonic() of the claim or of the last heartbeat the queue accepted.
+    lease_confirmed: float
     drained: bool = False
+    # The run is over and its result is being stored: a lost lease must not flag the run as
+    # cancelled (the successor then adopts the finished run instead of starting a new one).
+    storing: bool = False
 
 
 class Worker:
@@ -162,8 +177,13 @@ class Worker:
                 leases = await self.queue.claim(
                     self.options.consumer, free, self.options.claim_wait_s
                 )
-            except QueueError as exc:
-                log.warning("worker.claim_failed", error=str(exc), retry_in_s=backoff)
+            except Exception as exc:
+                # QueueError is the expected kind; anything else is a bug met on one claim,
+                # and still no reason to stop serving every other job.
+                if isinstance(exc, QueueError):
+                    log.warning("worker.claim_failed", error=str(exc), retry_in_s=backoff)
+                else:
+                    log.error("worker.claim_crashed", error=repr(exc), retry_in_s=backoff)
                 await self._sleep_unless_draining(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -182,13 +202,16 @@ class Worker:
             return False
         try:
             return (await self.queue.stats()).unfinished == 0
-        except QueueError:
+        except Exception as exc:
+            log.warning("worker.stats_failed", error=str(exc) or repr(exc))
             return False
 
     async def _give_back(self, leases: list[Lease]) -> None:
         for lease in leases:
-            with contextlib.suppress(QueueError):
+            try:
                 await self.queue.release(lease, error="claimed while draining")
+            except Exception as exc:  # the lease lapses on its own: nothing is lost
+                log.warning("worker.release_failed", job_id=lease.job.id, error=str(exc))
 
     async def _wait_wake(self) -> None:
         self._wake.clear()
@@ -206,7 +229,7 @@ class Worker:
         ctx = JobContext(queue=self.queue, lease=lease, on_tool=self._observe_tool)
         key = (lease.job.id, lease.attempt)
         task = asyncio.create_task(self._process(ctx), name=f"job-{lease.job.id}-{lease.attempt}")
-        self._in_flight[key] = _InFlight(ctx=ctx, task=task)
+        self._in_flight[key] = _InFlight(ctx=ctx, task=task, lease_confirmed=time.monotonic())
         self.metrics.in_flight.set(len(self._in_flight))
         task.add_done_callback(functools.partial(self._reap, key))
         if lease.attempt > 1:
@@ -247,15 +270,12 @@ class Worker:
             log.warning("worker.result_discarded", reason="lease_lost", status=outcome.status)
             return
         result = _result(ctx.lease, outcome, started)
-        for attempt in range(1, _STORE_ATTEMPTS + 1):
-            try:
-                stored = await self.queue.complete(ctx.lease, result)
-                break
-            except QueueError as exc:
-                log.warning("worker.store_failed", error=str(exc), attempt=attempt)
-                if attempt == _STORE_ATTEMPTS:
-                    return  # unacknowledged: a successor resumes the finished run
-                await asyncio.sleep(0.2 * attempt)
+        entry = self._in_flight.get((ctx.lease.job.id, ctx.lease.attempt))
+        if entry is not None:
+            entry.storing = True
+        stored = await self._complete_within_lease(ctx, entry, result)
+        if stored is None:
+            return  # unacknowledged: the next owner adopts the finished run and stores it
         if not stored:
             log.warning("worker.result_discarded", reason="lease_lost", status=outcome.status)
             return
@@ -269,6 +289,45 @@ class Worker:
             seconds=round(result.timings.run_seconds, 3),
             tool_calls=len(result.tool_calls),
         )
+
+    async def _complete_within_lease(
+        self, ctx: JobContext, entry: _InFlight | None, result: JobResult
+    ) -> bool | None:
+        """Store the result, retrying queue errors while the lease lives.
+
+        Returns:
+            ``True`` stored, ``False`` fenced off (another worker owns the job), ``None`` given
+            up: no heartbeat reached the queue for a whole lease.
+        """
+        delay = _STORE_FIRST_DELAY_S
+        store_attempt = 0
+        while True:
+            store_attempt += 1
+            try:
+                return await self.queue.complete(ctx.lease, result)
+            except QueueError as exc:
+                error = str(exc)
+            if ctx.lost:
+                return False
+            confirmed = entry.lease_confirmed if entry is not None else time.monotonic()
+            lease_left = confirmed + self.options.lease_s - time.monotonic()
+            if lease_left <= 0:
+                log.error(
+                    "worker.store_abandoned",
+                    reason="lease_lapsed",
+                    error=error,
+                    store_attempt=store_attempt,
+                )
+                return None
+            wait = min(delay, lease_left)
+            log.warning(
+                "worker.store_failed",
+                error=error,
+                store_attempt=store_attempt,
+                retry_in_s=round(wait, 3),
+            )
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, _STORE_MAX_DELAY_S)
 
     async def _retry_or_bury(self, ctx: JobContext, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
@@ -292,9 +351,11 @@ class Worker:
         entry = self._in_flight.get((ctx.lease.job.id, ctx.lease.attempt))
         if ctx.lost or entry is None or not entry.drained:
             return
+        # A run that already ended (the result was being stored) was not cancelled.
+        cancelled_run = ctx.run_id is not None and not entry.storing
         try:
             released = await self.queue.release(
-                ctx.lease, error="worker drained", worker_cancelled=ctx.run_id is not None
+                ctx.lease, error="worker drained", worker_cancelled=cancelled_run
             )
         except QueueError as exc:
             log.warning("worker.release_failed", error=str(exc))
@@ -317,15 +378,28 @@ class Worker:
             for (job_id, _attempt), entry in list(self._in_flight.items()):
                 # A job being given back (drain) is no longer ours to keep alive.
                 if not (entry.drained or entry.task.done() or self._stopping.is_set()):
-                    await self._heartbeat(job_id, entry)
+                    try:
+                        await self._heartbeat(job_id, entry)
+                    except Exception as exc:  # never let one job end every job's heartbeats
+                        log.error("worker.heartbeat_crashed", job_id=job_id, error=repr(exc))
 
     async def _heartbeat(self, job_id: str, entry: _InFlight) -> None:
+        sent = time.monotonic()
         try:
             alive = await self.queue.heartbeat(entry.ctx.lease)
-        except QueueError as exc:
-            log.warning("worker.heartbeat_failed", job_id=job_id, error=str(exc))
+        except Exception as exc:  # QueueError, or a bug: neither may stop the heartbeats
+            log.warning("worker.heartbeat_failed", job_id=job_id, error=str(exc) or repr(exc))
             return
-        if not alive and not entry.task.done():
+        if alive:
+            entry.lease_confirmed = sent
+            return
+        if entry.storing and not entry.task.done():
+            # The run is over: nothing to cancel on the server, and the successor must adopt
+            # the finished run, so the run is not flagged. The store loop sees `lost`.
+            entry.ctx.lost = True
+            log.warning("worker.lease_lost", job_id=job_id, attempt=entry.ctx.lease.attempt)
+            return
+        if not entry.task.done():
             # Another worker owns the job now: stop here and write nothing more. Stopping
             # cancels our run on the server, so flag it first: the successor then starts a new
             # run instead of taking "cancelled" for the job's result.

@@ -6,6 +6,11 @@ Precedence, highest first: keyword overrides of :func:`load_worker_settings`, th
 ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` for the ``api`` section, then the TOML file, then the
 defaults below (they equal the shipped ``config/worker.toml``). The ``api``, ``retry``,
 ``policy`` and ``log`` sections are the runtime's own (:mod:`runtime.config`).
+
+A relative path written in the TOML file (``queue.sqlite.path``) is relative to the directory
+of that file, so every command reading the file finds the same queue whatever its working
+directory; a relative path from the environment, an override or the default is relative to
+the working directory.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,8 +39,9 @@ from runtime.config import (
     PolicySettings,
     RetrySettings,
     Settings,
+    read_config_file,
 )
-from runtime.logging import register_secret
+from runtime.logging import redact, register_secret
 from tools import ToolRegistry
 from tools.mcp import MCPConfigError, MCPServer
 
@@ -89,14 +96,16 @@ class SqliteSettings(_Section):
     """The ``sqlite`` backend."""
 
     path: str = "var/worker.db"
-    """Database file, relative to the working directory; shared by workers on this node."""
+    """Database file; shared by workers on this node. Relative to the config file's directory
+    when written in a config file, else to the working directory."""
 
 
 class RedisSettings(_Section):
     """The ``redis`` backend."""
 
     url: str = "redis://127.0.0.1:6379/0"
-    """Server URL (env ``RUNTIME_WORKER_QUEUE__REDIS__URL``)."""
+    """Server URL, ``redis://[[user]:password@]host:port/db`` (env
+    ``RUNTIME_WORKER_QUEUE__REDIS__URL``); the password is masked in reprs and logs."""
     prefix: str = "agent-runtime"
     """Key prefix; workers with the same prefix and group share one queue."""
     group: str = "workers"
@@ -109,6 +118,16 @@ class RedisSettings(_Section):
     result_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
     """Finished job records expire after this long (0: keep). Also the idempotency window."""
 
+    def __repr_args__(self) -> Any:
+        # The URL may carry a password: never show it in a repr (or a log of the settings).
+        for name, value in super().__repr_args__():
+            yield name, (redact(value) if name == "url" and isinstance(value, str) else value)
+
+    @property
+    def password(self) -> str | None:
+        """The password of :attr:`url`, if any."""
+        return urlsplit(self.url).password
+
 
 class QueueSettings(_Section):
     """The job queue, common to all backends."""
@@ -118,11 +137,20 @@ class QueueSettings(_Section):
     lease_s: float = Field(default=30.0, gt=0)
     """A job whose worker has not heartbeated for this long is reclaimed by another worker."""
     heartbeat_s: float = Field(default=10.0, gt=0)
-    """Interval of lease heartbeats; keep it well below ``lease_s``."""
+    """Interval of lease heartbeats; must be below ``lease_s`` (keep it well below)."""
     max_deliveries: int = Field(default=5, ge=1)
     """Deliveries after which a job without a result goes to the dead-letter store."""
     sqlite: SqliteSettings = SqliteSettings()
     redis: RedisSettings = RedisSettings()
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> QueueSettings:
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError(
+                f"queue.heartbeat_s ({self.heartbeat_s:g}) must be less than queue.lease_s "
+                f"({self.lease_s:g}), or every lease lapses between two heartbeats"
+            )
+        return self
 
 
 class McpServerSettings(_Section):
@@ -180,6 +208,23 @@ class HttpSettings(_Section):
     """Bind address; loopback by default (put a proxy in front to expose it)."""
     port: int = Field(default=9464, ge=0, le=65535)
     """Port; 0 picks a free one (logged as ``worker.http_started``)."""
+
+
+class _WorkerToml(TomlConfigSettingsSource):
+    """The TOML file, with relative paths in it resolved against the file's directory."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        # runtime.config's reader: unreadable, non-UTF-8, invalid or absurdly nested TOML
+        # is a ConfigError naming the file, never a traceback.
+        data = read_config_file(Path(file_path))
+        sqlite = (
+            data.get("queue", {}).get("sqlite") if isinstance(data.get("queue"), dict) else None
+        )
+        if isinstance(sqlite, dict) and isinstance(sqlite.get("path"), str):
+            path = Path(sqlite["path"]).expanduser()
+            if not path.is_absolute():
+                sqlite["path"] = str(Path(file_path).resolve().parent / path)
+        return data
 
 
 class _VendorEnv(PydanticBaseSettingsSource):
@@ -262,7 +307,7 @@ class WorkerSettings(BaseSettings):
         ]
         toml_file = _toml_file.get()
         if toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+            sources.append(_WorkerToml(settings_cls, toml_file=toml_file))
         return tuple(sources)
 
 
@@ -275,7 +320,8 @@ def load_worker_settings(path: str | Path | None = None, **overrides: Any) -> Wo
         **overrides: top-level sections as dicts, e.g. ``queue={"backend": "memory"}``.
 
     Returns:
-        The validated, frozen settings; the API key is registered for log redaction.
+        The validated, frozen settings; the API key, the Redis password and the ``[[mcp]]``
+        env and header values are registered for log redaction.
 
     Raises:
         ConfigError: a value is invalid, the file is missing or not valid TOML.
@@ -294,6 +340,8 @@ def load_worker_settings(path: str | Path | None = None, **overrides: Any) -> Wo
     for key in (settings.api.api_key, settings.api.azure_api_key):
         if key is not None:
             register_secret(key.get_secret_value())
+    if settings.queue.redis.password:
+        register_secret(settings.queue.redis.password)
     for server in settings.mcp:
         # A header's scheme is public ("Bearer ..."): its last word is the token itself.
         tokens = [value.split()[-1] for value in server.headers.values() if value.split()]

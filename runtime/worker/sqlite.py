@@ -2,8 +2,17 @@
 
 Uses the stdlib ``sqlite3`` on one dedicated thread per queue object (the event loop never
 blocks on disk). The database runs in WAL mode; a claim is one ``BEGIN IMMEDIATE`` transaction,
-so two processes never lease the same job. Leases are timestamps (``lease_until``) that the
-holder's heartbeat pushes forward; an expired lease is claimable by any worker.
+so two processes never lease the same job.
+
+Leases and retry delays are deadlines the holder's heartbeat (or release) pushes forward. They
+are kept on two clocks: ``CLOCK_MONOTONIC`` (``time.monotonic()``, system-wide on Linux, never
+stepped by NTP or an operator) together with the kernel's boot id, and the wall clock. A
+claimer on the same boot as the writer compares monotonic deadlines, so a wall-clock step
+never expires a live worker's lease; only a deadline written on another boot (the node
+restarted, or no boot id is available) falls back to the wall clock.
+
+A record that cannot be read (bad JSON, missing or invalid fields) is moved to the ``dead``
+state with the reason when a claim meets it; other jobs are served as usual.
 """
 
 from __future__ import annotations
@@ -11,10 +20,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+import structlog
+from pydantic import ValidationError
 
 from runtime.worker.models import (
     Job,
@@ -22,15 +36,52 @@ from runtime.worker.models import (
     JobResult,
     JobState,
     Lease,
+    MalformedRecord,
     Progress,
     QueueStats,
     ToolOutput,
+    decode_job,
+    decode_model,
+    decode_number,
 )
 from runtime.worker.queue import LeaseLost, QueueError
 
-__all__ = ["SqliteQueue"]
+__all__ = ["SqliteQueue", "boot_id"]
 
 _T = TypeVar("_T")
+
+log = structlog.get_logger("runtime.worker")
+
+
+def _read_boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            value = f.read().strip()
+    except OSError:
+        value = ""
+    # Without a boot id, monotonic deadlines are only trusted within this process.
+    return value or f"process-{uuid.uuid4().hex}"
+
+
+_BOOT_ID = _read_boot_id()
+
+
+def boot_id() -> str:
+    """The id monotonic deadlines are tagged with (the kernel's boot id on Linux)."""
+    return _BOOT_ID
+
+
+@dataclass(frozen=True)
+class _Now:
+    """One reading of both clocks, taken on the queue's thread."""
+
+    wall: float
+    mono: float
+    boot: str
+
+    def params(self) -> dict[str, Any]:
+        return {"wall": self.wall, "mono": self.mono, "boot": self.boot}
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,7 +101,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     run_id TEXT,
     run_seq INTEGER NOT NULL DEFAULT 0,
     worker_cancelled INTEGER NOT NULL DEFAULT 0,
-    dead_at REAL
+    dead_at REAL,
+    available_mono REAL NOT NULL DEFAULT 0,
+    lease_mono REAL NOT NULL DEFAULT 0,
+    clock_boot TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
 CREATE TABLE IF NOT EXISTS tool_outputs (
@@ -66,7 +120,19 @@ _COLUMNS = (
     "thread_id, run_id, run_seq, worker_cancelled"
 )
 _FENCE = "job_id = ? AND attempt = ? AND state = 'running'"
-_CLAIMABLE = "(state = 'queued' AND available_at <= ?) OR (state = 'running' AND lease_until <= ?)"
+# Added after the first release: older databases get them with ALTER TABLE.
+_CLOCK_COLUMNS = {
+    "available_mono": "REAL NOT NULL DEFAULT 0",
+    "lease_mono": "REAL NOT NULL DEFAULT 0",
+    "clock_boot": "TEXT",
+}
+# A deadline written on this boot is compared on the monotonic clock, any other on the wall.
+_CLAIMABLE = """(
+    (state = 'queued' AND CASE WHEN clock_boot = :boot THEN available_mono <= :mono
+                               ELSE available_at <= :wall END)
+ OR (state = 'running' AND CASE WHEN clock_boot = :boot THEN lease_mono <= :mono
+                                ELSE lease_until <= :wall END)
+)"""
 
 
 class SqliteQueue:
@@ -77,6 +143,8 @@ class SqliteQueue:
         lease_s: a lease not extended by a heartbeat for this long is claimable by others.
         max_deliveries: deliveries after which a job is moved to the dead-letter state.
         busy_timeout_s: how long a statement waits for another process's write lock.
+        wall_clock: the wall clock (epoch seconds) for timestamps and for deadlines written on
+            another boot; a parameter so a clock step can be simulated.
     """
 
     def __init__(
@@ -86,8 +154,10 @@ class SqliteQueue:
         lease_s: float = 30.0,
         max_deliveries: int = 5,
         busy_timeout_s: float = 10.0,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._path = str(path)
+        self._wall_clock = wall_clock
         self._lease_s = lease_s
         self._max_deliveries = max_deliveries
         self._busy_timeout_s = busy_timeout_s
@@ -103,13 +173,21 @@ class SqliteQueue:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, self._with_conn, fn, args)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
+            # OSError: the database directory cannot be created or opened (full disk, ...).
             raise QueueError(f"sqlite: {exc}") from exc
 
     def _with_conn(self, fn: Callable[..., _T], args: tuple[Any, ...]) -> _T:
         if self._conn is None:
             self._conn = self._connect()
         return fn(self._conn, *args)
+
+    def _now(self) -> _Now:
+        return _Now(self._wall_clock(), time.monotonic(), _BOOT_ID)
+
+    async def _call_now(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Like :meth:`_call`, with a reading of the clocks taken on the queue's thread."""
+        return await self._call(lambda conn: fn(conn, self._now(), *args))
 
     def _connect(self) -> sqlite3.Connection:
         Path(self._path).parent.mkdir(parents=True, exist_ok=True)
@@ -122,20 +200,23 @@ class SqliteQueue:
         # this backend is for; FULL would only add power-loss durability at a large cost.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(_SCHEMA)
+        _add_missing_columns(conn)
         return conn
 
     # -- writes ---------------------------------------------------------------------------
 
     async def submit(self, job: Job) -> bool:
         """Enqueue ``job`` unless its id exists."""
-        return await self._call(_submit, job)
+        return await self._call_now(_submit, job)
 
     async def claim(self, consumer: str, count: int, wait_s: float) -> list[Lease]:
         """Lease up to ``count`` jobs, polling up to ``wait_s`` when none is claimable."""
         deadline = time.monotonic() + wait_s
         interval = 0.02
         while True:
-            leases = await self._call(_claim, consumer, count, self._lease_s, self._max_deliveries)
+            leases = await self._call_now(
+                _claim, consumer, count, self._lease_s, self._max_deliveries
+            )
             remaining = deadline - time.monotonic()
             if leases or count <= 0 or remaining <= 0:
                 return leases
@@ -144,7 +225,7 @@ class SqliteQueue:
 
     async def heartbeat(self, lease: Lease) -> bool:
         """Extend the lease while it is still ours."""
-        return await self._call(_heartbeat, lease, self._lease_s)
+        return await self._call_now(_heartbeat, lease, self._lease_s)
 
     async def save_progress(
         self,
@@ -155,12 +236,12 @@ class SqliteQueue:
         tool_output: ToolOutput | None = None,
     ) -> None:
         """Record progress or raise :class:`LeaseLost`."""
-        if not await self._call(_save_progress, lease, thread_id, run_id, tool_output):
+        if not await self._call_now(_save_progress, lease, thread_id, run_id, tool_output):
             raise LeaseLost(lease.job.id, lease.attempt)
 
     async def complete(self, lease: Lease, result: JobResult) -> bool:
         """Store the result and finish the job in one transaction."""
-        return await self._call(_complete, lease, result)
+        return await self._call_now(_complete, lease, result)
 
     async def release(
         self,
@@ -171,11 +252,11 @@ class SqliteQueue:
         worker_cancelled: bool = False,
     ) -> bool:
         """Put the job back, claimable after ``delay_s``."""
-        return await self._call(_release, lease, delay_s, error, worker_cancelled)
+        return await self._call_now(_release, lease, delay_s, error, worker_cancelled)
 
     async def dead_letter(self, lease: Lease, error: str) -> bool:
         """Move the job to the dead-letter state."""
-        return await self._call(_dead_letter, lease, error)
+        return await self._call_now(_dead_letter, lease, error)
 
     async def flag_run_cancelled(self, job_id: str, run_id: str) -> bool:
         """Mark the job's current run as cancelled by a worker."""
@@ -204,7 +285,7 @@ class SqliteQueue:
 
     async def stats(self) -> QueueStats:
         """Counts by state and the age of the oldest waiting job."""
-        return await self._call(_stats)
+        return await self._call_now(_stats)
 
     async def ping(self) -> None:
         """Run a trivial query."""
@@ -223,33 +304,58 @@ class SqliteQueue:
 # -- statements (run on the queue's thread) -------------------------------------------------
 
 
-def _submit(conn: sqlite3.Connection, job: Job) -> bool:
-    now = time.time()
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)").fetchall()}
+    for name, decl in _CLOCK_COLUMNS.items():
+        if name not in present:
+            # Two processes may race here; the loser's duplicate column error is harmless.
+            try:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
+
+
+def _submit(conn: sqlite3.Connection, now: _Now, job: Job) -> bool:
     cur = conn.execute(
-        "INSERT OR IGNORE INTO jobs (job_id, job, state, available_at, submitted_at, updated_at, "
-        "thread_id) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-        (job.id, job.model_dump_json(), now, now, now, job.thread_id),
+        "INSERT OR IGNORE INTO jobs (job_id, job, state, available_at, available_mono, "
+        "clock_boot, submitted_at, updated_at, thread_id) "
+        "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+        (
+            job.id,
+            job.model_dump_json(),
+            now.wall,
+            now.mono,
+            now.boot,
+            now.wall,
+            now.wall,
+            job.thread_id,
+        ),
     )
     return cur.rowcount == 1
 
 
 def _claim(
-    conn: sqlite3.Connection, consumer: str, count: int, lease_s: float, max_deliveries: int
+    conn: sqlite3.Connection,
+    now: _Now,
+    consumer: str,
+    count: int,
+    lease_s: float,
+    max_deliveries: int,
 ) -> list[Lease]:
     if count <= 0:
         return []
-    now = time.time()
     # Idle workers poll: look without the write lock first, so they never block each other.
     if (
-        conn.execute(f"SELECT 1 FROM jobs WHERE {_CLAIMABLE} LIMIT 1", (now, now)).fetchone()
+        conn.execute(f"SELECT 1 FROM jobs WHERE {_CLAIMABLE} LIMIT 1", now.params()).fetchone()
         is None
     ):
         return []
     conn.execute("BEGIN IMMEDIATE")
     try:
         rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE {_CLAIMABLE} ORDER BY seq LIMIT ?",
-            (now, now, count),
+            f"SELECT {_COLUMNS} FROM jobs WHERE {_CLAIMABLE} ORDER BY seq LIMIT :count",
+            {**now.params(), "count": count},
         ).fetchall()
         leases = [_take(conn, row, consumer, now, lease_s, max_deliveries) for row in rows]
         conn.execute("COMMIT")
@@ -263,57 +369,83 @@ def _take(
     conn: sqlite3.Connection,
     row: sqlite3.Row,
     consumer: str,
-    now: float,
+    now: _Now,
     lease_s: float,
     max_deliveries: int,
 ) -> Lease | None:
-    attempt = int(row["attempt"]) + 1
+    job_id = str(row["job_id"])
+    try:
+        job, progress, submitted_at, attempt = _decode_claim(conn, row)
+    except MalformedRecord as exc:
+        _bury(conn, job_id, exc.reason, now)
+        log.error("worker.record_dead_lettered", job_id=job_id, reason=exc.reason)
+        return None
+    attempt += 1
     if attempt > max_deliveries:
-        conn.execute(
-            "UPDATE jobs SET state = 'dead', attempt = ?, updated_at = ?, dead_at = ?, "
-            "last_error = ? WHERE job_id = ?",
-            (attempt, now, now, f"delivered {attempt - 1} times without a result", row["job_id"]),
-        )
+        _bury(conn, job_id, f"delivered {attempt - 1} times without a result", now)
         return None
     conn.execute(
         "UPDATE jobs SET state = 'running', attempt = ?, owner = ?, lease_until = ?, "
-        "updated_at = ? WHERE job_id = ?",
-        (attempt, consumer, now + lease_s, now, row["job_id"]),
+        "lease_mono = ?, clock_boot = ?, updated_at = ? WHERE job_id = ?",
+        (attempt, consumer, now.wall + lease_s, now.mono + lease_s, now.boot, now.wall, job_id),
     )
     return Lease(
-        job=Job.model_validate_json(row["job"]),
+        job=job,
         attempt=attempt,
         consumer=consumer,
-        progress=_progress(conn, row),
-        submitted_at=float(row["submitted_at"]),
-        claimed_at=now,
+        progress=progress,
+        submitted_at=submitted_at,
+        claimed_at=now.wall,
+    )
+
+
+def _decode_claim(conn: sqlite3.Connection, row: sqlite3.Row) -> tuple[Job, Progress, float, int]:
+    job_id = str(row["job_id"])
+    job, unknown = decode_job(row["job"], job_id)
+    if unknown:
+        log.warning("worker.job_unknown_fields", job_id=job_id, fields=list(unknown))
+    progress = _progress(conn, row)
+    submitted_at = decode_number(row["submitted_at"], "submitted_at", job_id)
+    attempt = decode_number(row["attempt"], "attempt", job_id)
+    return job, progress, submitted_at, int(attempt)
+
+
+def _bury(conn: sqlite3.Connection, job_id: str, error: str, now: _Now) -> None:
+    # attempt + 1 counts this delivery (SQLite reads a non-numeric attempt as 0 here).
+    conn.execute(
+        "UPDATE jobs SET state = 'dead', attempt = attempt + 1, updated_at = ?, dead_at = ?, "
+        "last_error = ? WHERE job_id = ?",
+        (now.wall, now.wall, error, job_id),
     )
 
 
 def _progress(conn: sqlite3.Connection, row: sqlite3.Row) -> Progress:
-    outputs = conn.execute(
-        "SELECT output FROM tool_outputs WHERE job_id = ?", (row["job_id"],)
-    ).fetchall()
-    tool_outputs = {o.id: o for o in (ToolOutput.model_validate_json(r[0]) for r in outputs)}
-    return Progress(
-        thread_id=row["thread_id"],
-        run_id=row["run_id"],
-        run_seq=int(row["run_seq"]),
-        worker_cancelled=bool(row["worker_cancelled"]),
-        tool_outputs=tool_outputs,
-    )
+    job_id = str(row["job_id"])
+    outputs = conn.execute("SELECT output FROM tool_outputs WHERE job_id = ?", (job_id,)).fetchall()
+    decoded = (decode_model(ToolOutput, r[0], "tool output", job_id) for r in outputs)
+    try:
+        return Progress(
+            thread_id=row["thread_id"],
+            run_id=row["run_id"],
+            run_seq=int(decode_number(row["run_seq"], "run_seq", job_id)),
+            worker_cancelled=bool(row["worker_cancelled"]),
+            tool_outputs={o.id: o for o in decoded},
+        )
+    except ValidationError as exc:
+        raise MalformedRecord(job_id, f"invalid progress ({exc.errors()[0]['msg']})") from None
 
 
-def _heartbeat(conn: sqlite3.Connection, lease: Lease, lease_s: float) -> bool:
+def _heartbeat(conn: sqlite3.Connection, now: _Now, lease: Lease, lease_s: float) -> bool:
     cur = conn.execute(
-        f"UPDATE jobs SET lease_until = ? WHERE {_FENCE}",
-        (time.time() + lease_s, lease.job.id, lease.attempt),
+        f"UPDATE jobs SET lease_until = ?, lease_mono = ?, clock_boot = ? WHERE {_FENCE}",
+        (now.wall + lease_s, now.mono + lease_s, now.boot, lease.job.id, lease.attempt),
     )
     return cur.rowcount == 1
 
 
 def _save_progress(
     conn: sqlite3.Connection,
+    now: _Now,
     lease: Lease,
     thread_id: str | None,
     run_id: str | None,
@@ -324,7 +456,7 @@ def _save_progress(
         cur = conn.execute(
             "UPDATE jobs SET thread_id = COALESCE(?, thread_id), run_id = COALESCE(?, run_id), "
             f"updated_at = ? WHERE {_FENCE}",
-            (thread_id, run_id, time.time(), lease.job.id, lease.attempt),
+            (thread_id, run_id, now.wall, lease.job.id, lease.attempt),
         )
         ok = cur.rowcount == 1
         if ok and tool_output is not None:
@@ -340,37 +472,45 @@ def _save_progress(
     return ok
 
 
-def _complete(conn: sqlite3.Connection, lease: Lease, result: JobResult) -> bool:
+def _complete(conn: sqlite3.Connection, now: _Now, lease: Lease, result: JobResult) -> bool:
     cur = conn.execute(
         f"UPDATE jobs SET state = 'done', result = ?, updated_at = ? WHERE {_FENCE}",
-        (result.model_dump_json(), time.time(), lease.job.id, lease.attempt),
+        (result.model_dump_json(), now.wall, lease.job.id, lease.attempt),
     )
     return cur.rowcount == 1
 
 
 def _release(
     conn: sqlite3.Connection,
+    now: _Now,
     lease: Lease,
     delay_s: float,
     error: str | None,
     worker_cancelled: bool,
 ) -> bool:
-    now = time.time()
     cur = conn.execute(
-        "UPDATE jobs SET state = 'queued', available_at = ?, updated_at = ?, "
-        "last_error = COALESCE(?, last_error), worker_cancelled = MAX(worker_cancelled, ?) "
-        f"WHERE {_FENCE}",
-        (now + delay_s, now, error, int(worker_cancelled), lease.job.id, lease.attempt),
+        "UPDATE jobs SET state = 'queued', available_at = ?, available_mono = ?, "
+        "clock_boot = ?, updated_at = ?, last_error = COALESCE(?, last_error), "
+        f"worker_cancelled = MAX(worker_cancelled, ?) WHERE {_FENCE}",
+        (
+            now.wall + delay_s,
+            now.mono + delay_s,
+            now.boot,
+            now.wall,
+            error,
+            int(worker_cancelled),
+            lease.job.id,
+            lease.attempt,
+        ),
     )
     return cur.rowcount == 1
 
 
-def _dead_letter(conn: sqlite3.Connection, lease: Lease, error: str) -> bool:
-    now = time.time()
+def _dead_letter(conn: sqlite3.Connection, now: _Now, lease: Lease, error: str) -> bool:
     cur = conn.execute(
         "UPDATE jobs SET state = 'dead', last_error = ?, updated_at = ?, dead_at = ? "
         f"WHERE {_FENCE}",
-        (error, now, now, lease.job.id, lease.attempt),
+        (error, now.wall, now.wall, lease.job.id, lease.attempt),
     )
     return cur.rowcount == 1
 
@@ -417,26 +557,59 @@ def _select(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> li
 
 
 def _record(conn: sqlite3.Connection, row: sqlite3.Row) -> JobRecord:
+    job_id = str(row["job_id"])
+    try:
+        job, _unknown = decode_job(row["job"], job_id)
+        result = row["result"]
+        return JobRecord(
+            job_id=job_id,
+            job=job,
+            state=JobState(row["state"]),
+            attempt=int(decode_number(row["attempt"], "attempt", job_id)),
+            owner=row["owner"],
+            progress=_progress(conn, row),
+            submitted_at=decode_number(row["submitted_at"], "submitted_at", job_id),
+            updated_at=decode_number(row["updated_at"], "updated_at", job_id),
+            last_error=row["last_error"],
+            result=decode_model(JobResult, result, "result", job_id) if result else None,
+        )
+    except MalformedRecord as exc:
+        return _unreadable(row, exc.reason)
+    except (ValueError, ValidationError) as exc:  # a bad state or owner value
+        return _unreadable(row, f"malformed job record: {str(exc).splitlines()[0]}")
+
+
+def _unreadable(row: sqlite3.Row, reason: str) -> JobRecord:
+    """What can be shown of a record that does not decode (``jobs`` must still list it)."""
+    state = row["state"]
     return JobRecord(
-        job=Job.model_validate_json(row["job"]),
-        state=JobState(row["state"]),
-        attempt=int(row["attempt"]),
-        owner=row["owner"],
-        progress=_progress(conn, row),
-        submitted_at=float(row["submitted_at"]),
-        updated_at=float(row["updated_at"]),
-        last_error=row["last_error"],
-        result=JobResult.model_validate_json(row["result"]) if row["result"] else None,
+        job_id=str(row["job_id"]),
+        job=None,
+        state=JobState(state) if state in set(JobState) else JobState.DEAD,
+        attempt=_number_or_zero(row["attempt"]),
+        owner=None if row["owner"] is None else str(row["owner"]),
+        submitted_at=_number_or_zero(row["submitted_at"]),
+        updated_at=_number_or_zero(row["updated_at"]),
+        last_error=reason,
     )
 
 
-def _stats(conn: sqlite3.Connection) -> QueueStats:
+def _number_or_zero(value: object) -> int:
+    try:
+        return int(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+
+
+def _stats(conn: sqlite3.Connection, now: _Now) -> QueueStats:
     counts = dict(conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
-    oldest = conn.execute("SELECT MIN(submitted_at) FROM jobs WHERE state = 'queued'").fetchone()[0]
-    now = time.time()
+    oldest = conn.execute(
+        "SELECT MIN(submitted_at) FROM jobs WHERE state = 'queued' AND typeof(submitted_at) "
+        "IN ('real', 'integer')"
+    ).fetchone()[0]
     return QueueStats(
         queued=int(counts.get("queued", 0)),
         running=int(counts.get("running", 0)),
         dead=int(counts.get("dead", 0)),
-        oldest_queued_age_s=max(0.0, now - oldest) if oldest is not None else 0.0,
+        oldest_queued_age_s=max(0.0, now.wall - float(oldest)) if oldest is not None else 0.0,
     )

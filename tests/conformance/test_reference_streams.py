@@ -165,10 +165,10 @@ async def test_reference_text_example(serve: ServeApp, reference_dir: Path) -> N
     ]
     completed = handler.events[-2]
     assert completed.event == "thread.run.completed" and completed.data == ""
-    assert stream.thread is not None and stream.thread.id == "thread_123"
+    assert stream.state.thread is not None and stream.state.thread.id == "thread_123"
     assert handler.deltas == ["Hello", " today", "?"]
     assert stream.text == EXPECTED_TEXT
-    assert stream.stopped and stream.saw_done and handler.ended == 1
+    assert stream.stopped and stream.state.saw_done and handler.ended == 1
     assert stream.run is not None and stream.run.status == "in_progress"
 
 
@@ -193,7 +193,7 @@ async def test_reference_tool_call_example(serve: ServeApp, reference_dir: Path)
     kinds = [type(e) for e in handler.events]
     assert kinds.count(RunStepDeltaEvent) == 5 and kinds[-1] is DoneEvent
     assert not any(isinstance(e, MalformedEvent) for e in handler.events)
-    assert stream.stopped and stream.last_run_event == "thread.run.requires_action"
+    assert stream.stopped and stream.state.last_run_event == "thread.run.requires_action"
 
 
 @pytest.mark.parametrize("chunk", [1, 4096])

@@ -73,7 +73,7 @@ async def test_reference_replays_to_incomplete_max_output_tokens(
     assert response.incomplete_details.reason == "max_output_tokens"
     assert response.id == FINAL_ID
     assert stream.text == "Hello," == response.output_text
-    assert stream.messages[0].id == "msg_67cadb410ccc81909fe1d8f427b9cf02"
+    assert stream.state.messages[0].id == "msg_67cadb410ccc81909fe1d8f427b9cf02"
     names = {entry["event"] for entry in logs}
     assert {
         "responses.item_id_mismatch",

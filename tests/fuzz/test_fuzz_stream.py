@@ -196,9 +196,9 @@ def consume(pieces: list[bytes], max_event_bytes: int) -> RunStream:
 def test_run_stream_raises_only_our_errors(raw: bytes, cuts: list[int], cap: int) -> None:
     """Random, mutated and hostile streams in random chunks raise only RuntimeAPIError."""
     stream = consume(split(raw, cuts), cap)
-    for snapshot in stream.messages.values():
+    for snapshot in stream.state.messages.values():
         assert isinstance(snapshot.text, str)
-    for call in stream.tool_calls.values():
+    for call in stream.state.tool_calls.values():
         assert isinstance(call.arguments, str)
 
 

@@ -338,3 +338,58 @@ def test_settings_are_frozen() -> None:
     settings = load_settings(TOML_PATH)
     with pytest.raises(ValidationError):
         settings.policy.max_tool_rounds = 1  # type: ignore[misc]
+
+
+def test_deeply_nested_toml_is_a_config_error(tmp_path: Path) -> None:
+    """Arrays or inline tables nested past the parser's depth give ConfigError naming the
+    file and the reason, not a RecursionError traceback."""
+    for text in ("x = " + "[" * 5000 + "]" * 5000, "x = " + "{a = " * 3000 + "1" + "}" * 3000):
+        path = write_toml(tmp_path, "[policy]\n" + text + "\n")
+        with pytest.raises(ConfigError, match="nested too deeply") as info:
+            load_settings(path)
+        assert info.value.source == path and str(path) in str(info.value)
+
+
+def test_non_utf8_toml_is_a_config_error(tmp_path: Path) -> None:
+    """A file that is not UTF-8 gives ConfigError with the file, the byte and its line."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[api]\norganization = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert info.value.source == path
+    assert info.value.issues == ("not UTF-8 text: byte 0xe9 on line 2 cannot be decoded",)
+
+
+def test_deeply_nested_env_value_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A RUNTIME_<SECTION> JSON value nested too deeply gives ConfigError, not RecursionError."""
+    monkeypatch.setenv("RUNTIME_POLICY", "[" * 100_000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_settings(TOML_PATH)
+
+
+def test_unknown_user_in_config_path_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ~user path for a user that does not exist gives ConfigError, not RuntimeError."""
+    monkeypatch.setenv("RUNTIME_CONFIG", "~no-such-user-4711/runtime.toml")
+    with pytest.raises(ConfigError, match="no-such-user-4711"):
+        load_settings()
+
+
+def test_unreadable_config_file_is_a_config_error(tmp_path: Path) -> None:
+    """A config file that exists but cannot be read gives ConfigError with the OS reason."""
+    path = write_toml(tmp_path, "[policy]\n")
+    path.chmod(0)
+    try:
+        if not os.access(path, os.R_OK):
+            with pytest.raises(ConfigError, match="cannot read the config file: Permission denied"):
+                load_settings(path)
+    finally:
+        path.chmod(0o600)
+    # Readable by permission yet failing on read (and root reads any file): EIO.
+    proc_mem = Path("/proc/self/mem")
+    if not proc_mem.is_file():
+        pytest.skip("no /proc/self/mem to fail a read")
+    with pytest.raises(
+        ConfigError, match="cannot read the config file: Input/output error"
+    ) as info:
+        load_settings(proc_mem)
+    assert info.value.source == proc_mem

@@ -147,7 +147,7 @@ async def test_text_snapshot_appends_and_callbacks_see_it() -> None:
     assert handler.named("message_done") == ["Hello!"]
     assert handler.named("run_status") == ["in_progress", "completed"]
     assert handler.named("end") == [None]
-    assert stream.text == "Hello!" and stream.stopped and stream.saw_done
+    assert stream.text == "Hello!" and stream.stopped and stream.state.saw_done
     assert stream.run is not None and stream.run.status == "completed"
 
 
@@ -164,7 +164,7 @@ async def test_content_parts_by_index_and_many_messages() -> None:
         )
     )
     await stream.until_done()
-    assert stream.messages["msg_1"].text == "ABb"
+    assert stream.state.messages["msg_1"].text == "ABb"
     assert stream.text == "ABb\n\nsecond"
 
 
@@ -179,7 +179,7 @@ async def test_final_message_text_wins_over_lost_deltas() -> None:
         )
     )
     await stream.until_done()
-    assert stream.messages["msg_1"].text == "Hello there"
+    assert stream.state.messages["msg_1"].text == "Hello there"
 
 
 async def test_many_deltas_accumulate_exactly() -> None:
@@ -228,9 +228,9 @@ async def test_tool_call_fragments_and_callbacks() -> None:
     assert handler.named("tool_call_created") == [("call_a", "f"), ("call_b", "g")]
     assert handler.named("tool_call_delta") == ['{"x"', '{"x":1}', "{}"]
     assert handler.named("tool_call_done") == [("call_a", '{"x":1}'), ("call_b", "{}")]
-    assert [s.arguments for s in stream.tool_calls.values()] == ['{"x":1}', "{}"]
-    assert all(s.done for s in stream.tool_calls.values())
-    assert stream.stopped and stream.last_run_event == "thread.run.requires_action"
+    assert [s.arguments for s in stream.state.tool_calls.values()] == ['{"x":1}', "{}"]
+    assert all(s.done for s in stream.state.tool_calls.values())
+    assert stream.stopped and stream.state.last_run_event == "thread.run.requires_action"
 
 
 async def test_required_action_arguments_are_authoritative() -> None:
@@ -248,7 +248,7 @@ async def test_required_action_arguments_are_authoritative() -> None:
         )
     )
     await stream.until_done()
-    (snapshot,) = stream.tool_calls.values()
+    (snapshot,) = stream.state.tool_calls.values()
     assert snapshot.arguments == '{"x":1}' and snapshot.done
 
 
@@ -274,7 +274,7 @@ async def test_step_completed_finishes_its_tool_calls() -> None:
     await stream.until_done()
     assert handler.named("tool_call_done") == [("call_c", "")]
     assert handler.named("run_step_done") == ["step_1"]
-    assert stream.steps["step_1"].status == "completed"
+    assert stream.state.steps["step_1"].status == "completed"
 
 
 async def test_error_event_reaches_on_error_and_done_without_stop_interrupts() -> None:
@@ -293,7 +293,7 @@ async def test_error_event_reaches_on_error_and_done_without_stop_interrupts() -
     assert info.value.run_id == "run_1"
     assert handler.named("error") == ["StreamEventError"]
     assert (
-        isinstance(stream.errors[0], StreamEventError) and stream.errors[0].code == "server_error"
+        isinstance(stream.state.errors[0], StreamEventError) and stream.state.errors[0].code == "server_error"
     )
     assert handler.named("end") == [None]
 
@@ -394,8 +394,8 @@ async def test_hostile_delta_shapes_are_ignored() -> None:
     ]
     stream = RunStream(chunks_of(*weird, run_event("completed")))
     await stream.until_done()
-    assert stream.messages["msg_1"].text == "xy"
-    assert list(stream.tool_calls) == [("s", 0)]
+    assert stream.state.messages["msg_1"].text == "xy"
+    assert list(stream.state.tool_calls) == [("s", 0)]
 
 
 async def test_break_then_aclose_releases_and_ends() -> None:
@@ -477,4 +477,4 @@ async def test_fuzz_stream_raises_only_typed_errors(events: list[tuple[str, Any]
     stream = RunStream(chunks_of(*(sse(name, data) for name, data in events)), handler=Recorder())
     with contextlib.suppress(RuntimeAPIError):
         await stream.until_done()
-    _ = (stream.text, [s.arguments for s in stream.tool_calls.values()])
+    _ = (stream.text, [s.arguments for s in stream.state.tool_calls.values()])

@@ -129,3 +129,57 @@ def make_api(session: aiohttp.ClientSession) -> Any:
         return Api(session, emulator.base_url, {})
 
     return make
+
+
+_ADAPTERS: dict[int, Any] = {}  # building an adapter for a big union is slow: once per type
+
+
+def strict_validate(
+    model_type: Any, data: Any, allowed_extras: frozenset[str] = frozenset()
+) -> Any:
+    """Validate ``data`` with an openai-python type and refuse keys the type does not know.
+
+    ``model_validate`` already fails on a missing required field or a wrong type; walking the
+    result for ``model_extra`` also catches misspelt or invented field names (the SDK keeps
+    unknown keys as extras instead of failing). ``allowed_extras`` lists field names the
+    recorded service streams send although the SDK's types lack them.
+    """
+    from pydantic import BaseModel, TypeAdapter
+
+    adapter = _ADAPTERS.get(id(model_type))
+    if adapter is None:
+        adapter = _ADAPTERS[id(model_type)] = TypeAdapter(model_type)
+    value = adapter.validate_python(data)
+    problems: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, BaseModel):
+            extras = set(node.model_extra or {}) - allowed_extras
+            problems.extend(f"{path}.{name} ({type(node).__name__})" for name in sorted(extras))
+            for name in type(node).model_fields:
+                walk(getattr(node, name), f"{path}.{name}")
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, f"{path}[{index}]")
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                walk(item, f"{path}.{key}")
+
+    walk(value, "$")
+    assert not problems, f"unknown fields for {model_type}: {problems}"
+    return value
+
+
+@pytest.fixture
+async def client(emu: Emulator) -> AsyncIterator[Any]:
+    """The official openai SDK (AsyncOpenAI) on ``emu``, without retries."""
+    import openai
+
+    async with openai.AsyncOpenAI(base_url=emu.base_url, api_key="sk-test", max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+def validate() -> Any:
+    """:func:`strict_validate` (conftest helpers are reached through fixtures)."""
+    return strict_validate

@@ -117,9 +117,11 @@ async def test_incomplete_and_failed_are_results_with_details(
 ) -> None:
     """max_output_tokens gives incomplete with its reason; a failing turn gives failed + error."""
     orch = ResponsesOrchestrator(rc, registry, policy=FAST)
-    short = await orch.run("one two three four five six", max_output_tokens=2)
+    words = [f"w{i}" for i in range(20)]
+    short = await orch.run(" ".join(words), max_output_tokens=16)  # the service's minimum
     assert short.status == "incomplete"
-    assert short.incomplete_reason == "max_output_tokens" and short.text == "You said:"
+    assert short.incomplete_reason == "max_output_tokens"
+    assert short.text == "You said: " + " ".join(words[:14])
     emu.set_scenario(scenario({"type": "fail", "code": "server_error", "message": "down"}))
     failed = await orch.run("hello")
     assert failed.status == "failed" and failed.last_error.code == "server_error"

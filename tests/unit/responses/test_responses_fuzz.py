@@ -75,4 +75,4 @@ def test_arbitrary_event_data_only_raises_runtime_errors(events: list[tuple[str,
     stream, error = asyncio.run(consume())
     if error is None:  # a clean end needs a valid terminal response
         assert stream.stopped and stream.response is not None
-        assert stream.last_response_event in TERMINAL_EVENTS
+        assert stream.state.last_response_event in TERMINAL_EVENTS

@@ -130,7 +130,7 @@ async def test_function_call_snapshot_assembles_arguments() -> None:
         ("delta", '{"a":1}'),
         ("done", '{"a":1}'),
     ]
-    (snapshot,) = stream.function_calls
+    (snapshot,) = stream.state.function_calls
     assert isinstance(snapshot, ToolCallSnapshot)
     assert (snapshot.id, snapshot.item_id, snapshot.group) == ("call_1", "fc_1", "resp_1")
 
@@ -150,8 +150,8 @@ async def test_disagreeing_final_text_is_logged_and_wins() -> None:
         0,
     )
     assert mismatch["log_level"] == "warning"
-    assert stream.inconsistencies >= 2
-    assert stream.messages[0].id == "msg_2"
+    assert stream.state.inconsistencies >= 2
+    assert stream.state.messages[0].id == "msg_2"
 
 
 async def test_stream_without_terminal_event_is_interrupted_with_the_id() -> None:
@@ -194,7 +194,7 @@ async def test_error_event_is_recorded_and_reported() -> None:
     stream = ResponseStream(chunks(payload), handler=Errors())
     await stream.until_done()
     assert seen == ["server_error"]
-    assert stream.errors[0].message == "boom" and stream.status == "failed"
+    assert stream.state.errors[0].message == "boom" and stream.response is not None and stream.response.status == "failed"
 
 
 async def test_malformed_event_is_logged_and_skipped() -> None:
@@ -207,7 +207,7 @@ async def test_malformed_event_is_logged_and_skipped() -> None:
     with capture_logs() as logs:
         stream = ResponseStream(chunks(payload))
         await stream.until_done()
-    assert stream.status == "completed"
+    assert stream.response is not None and stream.response.status == "completed"
     malformed = [e for e in logs if e["event"] == "responses.malformed_event"]
     assert malformed[0]["sse_event"] == "response.output_item.added"
 
@@ -231,7 +231,7 @@ async def test_final_response_fills_in_items_the_stream_never_announced() -> Non
     handler = Recorder()
     stream = ResponseStream(chunks(payload), handler=handler)
     await stream.until_done()
-    (snapshot,) = stream.function_calls
+    (snapshot,) = stream.state.function_calls
     assert (snapshot.id, snapshot.arguments, snapshot.done) == ("call_9", "{}", True)
     assert [c[0] for c in handler.calls if c[0] in {"created", "done"}] == ["created", "done"]
 
@@ -256,6 +256,6 @@ async def test_disagreeing_final_arguments_are_logged_and_win() -> None:
         stream = ResponseStream(chunks(payload))
         with pytest.raises(StreamInterrupted):
             await stream.until_done()
-    assert stream.function_calls[0].arguments == '{"a":2}'
+    assert stream.state.function_calls[0].arguments == '{"a":2}'
     mismatch = next(e for e in logs if e["event"] == "responses.arguments_mismatch")
     assert (mismatch["streamed_chars"], mismatch["final_chars"]) == (5, 7)

@@ -54,7 +54,9 @@ def test_shipped_worker_toml_documents_every_setting_with_its_default() -> None:
 def test_env_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """RUNTIME_WORKER_* variables (nested with __) win over the TOML file."""
     config = tmp_path / "w.toml"
-    config.write_text('[queue]\nbackend = "sqlite"\nlease_s = 5\n[worker]\nconcurrency = 2\n')
+    config.write_text(
+        '[queue]\nbackend = "sqlite"\nlease_s = 5\nheartbeat_s = 1\n[worker]\nconcurrency = 2\n'
+    )
     monkeypatch.setenv("RUNTIME_WORKER_QUEUE__BACKEND", "redis")
     monkeypatch.setenv("RUNTIME_WORKER_QUEUE__REDIS__URL", "redis://10.0.0.1:6379/2")
     settings = load_worker_settings(config)
@@ -199,3 +201,112 @@ def test_responses_job_validation() -> None:
         Job(protocol="assistants", messages=msg)
     with pytest.raises(ValidationError, match="may not set input, previous_response_id"):
         Job(messages=msg, run_options={"input": "y", "previous_response_id": "resp_1"})
+
+
+def test_heartbeat_not_below_the_lease_is_rejected_naming_both_keys(tmp_path: Path) -> None:
+    """heartbeat_s >= lease_s would let every lease lapse mid-job: a ConfigError at load."""
+    config = tmp_path / "w.toml"
+    config.write_text("[queue]\nlease_s = 5\nheartbeat_s = 5\n")
+    with pytest.raises(ConfigError) as err:
+        load_worker_settings(config)
+    text = str(err.value)
+    assert "queue.heartbeat_s (5)" in text and "queue.lease_s (5)" in text
+    with pytest.raises(ConfigError, match=r"queue\.heartbeat_s"):
+        load_worker_settings(None, queue={"lease_s": 2.0, "heartbeat_s": 3.0})
+    assert load_worker_settings(None, queue={"lease_s": 2.0, "heartbeat_s": 0.5})
+
+
+def test_redis_url_password_is_masked_in_reprs_and_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A password in the Redis URL never shows in repr/str of the settings, and log redaction
+    masks it in URLs with and without a user name and on its own."""
+    from runtime.logging import redact
+
+    monkeypatch.setenv("RUNTIME_WORKER_QUEUE__REDIS__URL", "redis://:Tr0ub4dor-pw@10.0.0.5:6379/0")
+    settings = load_worker_settings(None)
+    assert settings.queue.redis.url == "redis://:Tr0ub4dor-pw@10.0.0.5:6379/0"
+    for text in (repr(settings), str(settings), repr(settings.queue), repr(settings.queue.redis)):
+        assert "Tr0ub4dor" not in text and "10.0.0.5:6379" in text
+    assert redact("redis://:hunter2@h:1/0") == "redis://:***@h:1/0"
+    assert redact("rediss://app:hunter2@h:1/0") == "rediss://app:***@h:1/0"
+    assert "Tr0ub4dor" not in redact("AUTH failed: Tr0ub4dor-pw")  # registered at load
+
+
+def test_sqlite_path_in_a_config_file_is_relative_to_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`submit` run from two different directories with one config file uses one queue: the
+    relative path is resolved against the file's directory (env paths stay cwd-relative)."""
+    conf_dir, elsewhere, other = tmp_path / "conf", tmp_path / "a", tmp_path / "b"
+    for directory in (conf_dir, elsewhere, other):
+        directory.mkdir()
+    config = conf_dir / "worker.toml"
+    config.write_text('[queue]\nbackend = "sqlite"\n[queue.sqlite]\npath = "var/q.db"\n')
+    monkeypatch.chdir(elsewhere)
+    assert Path(load_worker_settings(config).queue.sqlite.path) == conf_dir / "var" / "q.db"
+    base = ["--config", str(config), "--assistant", "asst_1"]
+    assert submit_main([*base, "--job-id", "from-a", "hi"]) == 0
+    monkeypatch.chdir(other)
+    assert submit_main([*base, "--job-id", "from-b", "hi"]) == 0
+    capsys.readouterr()
+    assert jobs_main(["--config", str(config), "--json"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(listed) == 2
+    assert (conf_dir / "var" / "q.db").is_file()
+    assert not (elsewhere / "var").exists() and not (other / "var").exists()
+    monkeypatch.setenv("RUNTIME_WORKER_QUEUE__SQLITE__PATH", "env/q.db")
+    assert load_worker_settings(config).queue.sqlite.path == "env/q.db"
+
+
+def test_health_port_in_use_is_a_one_line_error_with_exit_2(tmp_path: Path) -> None:
+    """A second worker on a node whose health port is taken exits 2 with one clear line
+    naming the address and the setting, not an OSError traceback."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[3]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "w.toml"
+        config.write_text(
+            f'[queue]\nbackend = "sqlite"\n[queue.sqlite]\npath = "q.db"\n'
+            f'[http]\nenabled = true\nport = {port}\n[api]\nbase_url = "http://127.0.0.1:9/v1"\n'
+            'api_key = "sk-test-port-in-use"\n'
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNTIME_WORKER_")}
+        proc = subprocess.run(
+            [sys.executable, "-m", "runtime", "worker", "--config", str(config), "--burst"],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert f"127.0.0.1:{port}" in errors[0] and "http.port" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'[worker]\nname = "\xe9"\n', "not UTF-8"),
+        (b"x = " + b"[" * 2000 + b"]" * 2000 + b"\n", "nested"),
+    ],
+    ids=["non_utf8", "deeply_nested"],
+)
+def test_unreadable_worker_toml_is_a_config_error_naming_the_file(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
+    """A worker config that is not UTF-8 or is absurdly nested gives ConfigError, no traceback."""
+    path = tmp_path / "worker.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_worker_settings(path)
+    assert str(path) in str(caught.value) and reason in str(caught.value)

@@ -1,0 +1,65 @@
+"""AiohttpTransport refuses every redirect with a typed error that names the target safely."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from runtime.errors import APIStatusError
+from runtime.transport import REDIRECT_REFUSED, AiohttpTransport, Request
+
+
+def app_answering(status: int, location: str | None) -> web.Application:
+    async def handle(request: web.Request) -> web.Response:
+        headers = {"x-request-id": "req_1"}
+        if location is not None:
+            headers["Location"] = location
+        return web.Response(status=status, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("/v2/runs?sig=abc", "redirected to {base}/v2/runs;"),
+        (
+            "https://user:pw@elsewhere.example:8443/x?key=1#frag",
+            "redirected to https://elsewhere.example:8443/x;",
+        ),
+        (None, "redirected without a location;"),
+    ],
+)
+async def test_redirect_is_refused_with_target_but_no_query_or_user_info(
+    serve: Any, location: str | None, expected: str
+) -> None:
+    """A 302 (same origin or not) raises APIStatusError(code=redirect_refused): relative
+    targets are resolved, user info, query and fragment are left out."""
+    base = await serve(app_answering(302, location))
+    transport = AiohttpTransport()
+    try:
+        for stream in (False, True):
+            with pytest.raises(APIStatusError) as info:
+                await transport.send(Request("GET", base + "/v1/runs", stream=stream))
+            error = info.value
+            assert (error.status, error.code, error.request_id) == (302, REDIRECT_REFUSED, "req_1")
+            assert expected.format(base=base) in error.message
+            for leak in ("sig=", "pw", "key=1", "frag"):
+                assert leak not in error.message
+    finally:
+        await transport.aclose()
+
+
+async def test_error_statuses_are_still_returned(serve: Any) -> None:
+    """A 4xx is not a redirect: it comes back as a response for the client to map."""
+    base = await serve(app_answering(404, None))
+    transport = AiohttpTransport()
+    try:
+        response = await transport.send(Request("GET", base + "/v1/x"))
+        assert response.status == 404
+    finally:
+        await transport.aclose()
