@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pydantic
 import structlog
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from mcp.client._transport import Transport
     from mcp.client.subscriptions import Subscription
     from mcp_types import Tool as RemoteTool
+
+T = TypeVar("T")
 
 Status = Literal["stopped", "connecting", "connected", "restarting", "failed", "closed"]
 
@@ -200,7 +203,7 @@ class MCPToolSource:
         # One reconnection at a time, in a task of its own: a call whose timeout is shorter
         # than a server's start-up gives up waiting, but the restart goes on for the next.
         if self._reconnecting is None or self._reconnecting.done():
-            self._reconnecting = asyncio.ensure_future(self._reconnect())
+            self._reconnecting = _detached(self._reconnect())
             self._reconnecting.add_done_callback(_retrieve)
         return await asyncio.shield(self._reconnecting)
 
@@ -270,7 +273,7 @@ class MCPToolSource:
         self._connection = None
         self._failed(error)
         self._log.warning("mcp.server_crashed", error=error, failures=self._failures)
-        task = asyncio.ensure_future(connection.close())
+        task = _detached(connection.close())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -326,7 +329,7 @@ class MCPToolSource:
         if self._refresh_task is not None and not self._refresh_task.done():
             self._refresh_again = True
             return
-        self._refresh_task = asyncio.ensure_future(self._refresh_in_background())
+        self._refresh_task = _detached(self._refresh_in_background())
 
     async def _refresh_in_background(self) -> None:
         self._refresh_again = True
@@ -470,7 +473,7 @@ class _Connection:
 
     async def open(self, timeout_s: float) -> Client:
         ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.ensure_future(self._serve(ready))
+        self._task = _detached(self._serve(ready))
         try:
             async with asyncio.timeout(timeout_s):
                 return await asyncio.shield(ready)
@@ -575,6 +578,12 @@ class _Connection:
     async def _on_message(self, message: Any) -> None:
         if getattr(message, "method", None) == _TOOL_LIST_CHANGED:
             self._on_tools_changed()
+
+
+def _detached(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """A task in a fresh context: connections outlive the tool call (and the run) that
+    happened to start them, so they must not carry its context variables."""
+    return asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
