@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import re
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
 import pydantic
 import structlog
@@ -34,6 +35,9 @@ Status = Literal["stopped", "connecting", "connected", "restarting", "failed", "
 
 _MAX_PAGES = 100  # a tools/list cursor that never ends cannot hang a refresh
 _MAX_BACKOFF_S = 5.0
+_STDERR_DRAIN_S = 1.0
+_STDERR_LINE_LIMIT = 64 * 1024
+_STDERR_LOG_CHARS = 2000
 _TOOL_LIST_CHANGED = "notifications/tools/list_changed"
 _INVALID_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 
@@ -236,7 +240,7 @@ class MCPToolSource:
             return connection.client, connection
 
     async def _open(self) -> _Connection:
-        connection = _Connection(self.server, self._tools_changed, self._lost)
+        connection = _Connection(self.server, self._tools_changed, self._lost, self._log)
         client = await connection.open(self.connect_timeout_s)
         try:
             async with asyncio.timeout(self.connect_timeout_s):
@@ -461,8 +465,12 @@ class _Connection:
         server: MCPServer,
         on_tools_changed: Callable[[], None],
         on_lost: Callable[[_Connection, str], None],
+        log: Any,
     ) -> None:
         self.server = server
+        self._log = log
+        self._errlog: TextIO | None = None
+        self._stderr_task: asyncio.Task[None] | None = None
         self.client: Client | None = None
         self.protocol_version: str | None = None
         self.ended = asyncio.Event()
@@ -486,6 +494,11 @@ class _Connection:
         self.client = None
         if self._task is not None:
             await asyncio.wait([self._task])
+        if self._stderr_task is not None:
+            # EOF comes when the process is gone, unless a child of it holds the pipe open.
+            await asyncio.wait([self._stderr_task], timeout=_STDERR_DRAIN_S)
+            self._stderr_task.cancel()
+            await asyncio.wait([self._stderr_task])
 
     async def _serve(self, ready: asyncio.Future[Client]) -> None:
         from mcp import Client
@@ -501,6 +514,8 @@ class _Connection:
                     client_info=Implementation(name="agent-runtime", version="1"),
                 )
                 await stack.enter_async_context(client)
+                if self._errlog is not None:
+                    self._errlog.close()  # the process has its copy: EOF comes when it exits
                 self.protocol_version = client.protocol_version
                 subscription = await self._listen(stack, client)
                 self.client = client
@@ -528,7 +543,7 @@ class _Connection:
                 env=dict(server.env) or None,
                 cwd=server.cwd,
             )
-            return stdio_client(params)
+            return stdio_client(params, errlog=self._stderr_pipe(stack))
         import httpx2
         from mcp.client.streamable_http import streamable_http_client
 
@@ -538,6 +553,36 @@ class _Connection:
             )
         )
         return streamable_http_client(str(server.url), http_client=http)
+
+    def _stderr_pipe(self, stack: contextlib.AsyncExitStack) -> TextIO:
+        """The server's stderr: a pipe whose lines become ``mcp.server_stderr`` log events,
+        so a library that configures no logging stays silent."""
+        read_fd, write_fd = os.pipe()
+        self._errlog = open(write_fd, "w", encoding="utf-8")  # noqa: SIM115 - closed by the stack
+        stack.callback(self._errlog.close)
+        self._stderr_task = _detached(self._log_stderr(read_fd))
+        return self._errlog
+
+    async def _log_stderr(self, read_fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_STDERR_LINE_LIMIT)
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # longer than the limit: dropped by the reader
+                    continue
+                if not line:
+                    return
+                text = line.decode("utf-8", "replace").rstrip()
+                if text:
+                    self._log.info("mcp.server_stderr", line=text[:_STDERR_LOG_CHARS])
+        finally:
+            transport.close()
 
     async def _listen(
         self, stack: contextlib.AsyncExitStack, client: Client

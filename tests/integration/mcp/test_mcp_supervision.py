@@ -26,6 +26,22 @@ async def test_tool_list_change_on_a_legacy_connection() -> None:
         assert "old__extra" in registry
 
 
+async def test_server_stderr_becomes_log_events_not_terminal_output(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """What a stdio server writes to stderr is logged as mcp.server_stderr, never printed."""
+    registry = ToolRegistry()
+    with capture_logs() as logs:
+        async with MCPToolSource(stdio_server("e"), registry):
+            [failed] = await ToolDispatcher(registry).run_batch(
+                calls(("e__fail", {"message": "disk full 4711"}))
+            )
+            assert failed.error_type == "tool_error"
+    lines = [e["line"] for e in logs if e["event"] == "mcp.server_stderr"]
+    assert any("disk full 4711" in line for line in lines), lines
+    assert "disk full 4711" not in capfd.readouterr().err
+
+
 async def test_crash_mid_call_then_recovery_and_no_orphan_after_close() -> None:
     """A crash gives that call tool_unavailable; the next round restarts; close leaves no process;
     each step is logged."""
