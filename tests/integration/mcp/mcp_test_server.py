@@ -40,7 +40,8 @@ async def sleep(seconds: float) -> str:
 
 @server.tool()
 def fail(message: str) -> str:
-    """Fail on purpose (an isError result)."""
+    """Fail on purpose (an isError result), saying so on stderr."""
+    print(f"failing on purpose: {message}", file=sys.stderr, flush=True)
     raise ToolError(message)
 
 
