@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import os
 import re
+import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ class MCPServerState:
         restarts: how many times the connection was re-established.
         tools: the names registered for this server.
         protocol_version: the MCP revision negotiated on the current connection.
+        pid: the process id of a running stdio server (None for http, or where it cannot
+            be found: only Linux's /proc is consulted).
     """
 
     status: Status
@@ -61,6 +64,7 @@ class MCPServerState:
     restarts: int = 0
     tools: tuple[str, ...] = ()
     protocol_version: str | None = None
+    pid: int | None = None
 
 
 class MCPToolSource:
@@ -133,6 +137,7 @@ class MCPToolSource:
             restarts=self._restarts,
             tools=tuple(self._registered),
             protocol_version=None if connection is None else connection.protocol_version,
+            pid=None if connection is None else connection.pid,
         )
 
     @property
@@ -470,6 +475,7 @@ class _Connection:
         self.server = server
         self._log = log
         self._errlog: TextIO | None = None
+        self.pid: int | None = None
         self._stderr_task: asyncio.Task[None] | None = None
         self.client: Client | None = None
         self.protocol_version: str | None = None
@@ -494,6 +500,11 @@ class _Connection:
         self.client = None
         if self._task is not None:
             await asyncio.wait([self._task])
+        if self.pid is not None:
+            # The SDK stops the server; processes the server started may outlive it. The
+            # server leads its own process group (started in a new session): end the group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
         if self._stderr_task is not None:
             # EOF comes when the process is gone, unless a child of it holds the pipe open.
             await asyncio.wait([self._stderr_task], timeout=_STDERR_DRAIN_S)
@@ -515,6 +526,7 @@ class _Connection:
                 )
                 await stack.enter_async_context(client)
                 if self._errlog is not None:
+                    self.pid = await asyncio.to_thread(_child_writing_to, self._errlog.fileno())
                     self._errlog.close()  # the process has its copy: EOF comes when it exits
                 self.protocol_version = client.protocol_version
                 subscription = await self._listen(stack, client)
@@ -629,6 +641,29 @@ def _detached(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     """A task in a fresh context: connections outlive the tool call (and the run) that
     happened to start them, so they must not carry its context variables."""
     return asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
+
+
+def _child_writing_to(fd: int) -> int | None:
+    """The pid of our child process whose stderr is the pipe behind fd (Linux /proc only)."""
+    target = f"pipe:[{os.fstat(fd).st_ino}]"
+    parent = os.getpid()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/fd/2") != target:
+                continue
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent:  # field 4 of stat: the parent's pid
+            return int(entry)
+    return None
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
 import sys
 
 from mcp.server.mcpserver import Context, Image, MCPServer
@@ -56,6 +57,18 @@ async def crash(delay: float = 0.05) -> str:
 def pid() -> int:
     """The server's process id."""
     return os.getpid()
+
+
+@server.tool()
+def spawn_child() -> int:
+    """Start a long-lived child process that ignores this server's exit; return its pid."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return child.pid
 
 
 @server.tool()

@@ -42,6 +42,28 @@ async def test_server_stderr_becomes_log_events_not_terminal_output(
     assert "disk full 4711" not in capfd.readouterr().err
 
 
+async def test_close_ends_processes_the_server_started() -> None:
+    """Closing the source ends the server's process group: a child it left running is gone."""
+    registry = ToolRegistry()
+    async with MCPToolSource(stdio_server("g"), registry) as source:
+        [server_pid, child_pid] = [
+            int(r.output)
+            for r in await ToolDispatcher(registry).run_batch(
+                calls(("g__pid", {}), ("g__spawn_child", {}))
+            )
+        ]
+        assert source.state.pid == server_pid
+        assert psutil.pid_exists(child_pid)
+    assert not alive(child_pid) and not alive(server_pid)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 async def test_crash_mid_call_then_recovery_and_no_orphan_after_close() -> None:
     """A crash gives that call tool_unavailable; the next round restarts; close leaves no process;
     each step is logged."""
