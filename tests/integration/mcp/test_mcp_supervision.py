@@ -58,8 +58,11 @@ async def test_close_ends_processes_the_server_started() -> None:
 
 
 def alive(pid: int) -> bool:
+    """Whether pid is still running 5 s from now (a killed process takes a moment to go)."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        process = psutil.Process(pid)
+        _, running = psutil.wait_procs([process], timeout=5)
+        return bool(running) and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 
