@@ -3,9 +3,9 @@
 Needs the optional ``mcp`` package (``pip install 'agent-runtime[mcp]'``); importing this
 module does not import it. Setup::
 
-    server = MCPServer.from_spec("files=python -m files_server --root .")
-    async with MCPToolSource(server, registry):
-        result = await orchestrator.run(thread_id, assistant_id)
+    registry = ToolRegistry()  # your local @registry.tool functions, if any
+    async with MCPToolSource(MCPServer.from_spec("files=python -m files_server"), registry):
+        result = await Orchestrator(client, registry).run(thread_id, assistant_id)
 
 The server's tools are registered as ``files__<tool>`` (see ``MCPServer.prefix``) and run
 through the same dispatcher as local tools: timeouts, deadlines, at-most-once per call id,
