@@ -9,7 +9,9 @@ plus ``"details": [{"loc", "msg", "type"}, ...]`` for ``invalid_arguments``. Err
 
 * ``unknown_tool``, ``invalid_json``, ``invalid_arguments`` (also for an argument named
   like the injected ``ToolContext`` parameter, which the model may never set);
-* ``tool_error`` (the tool raised ``ToolError``), ``tool_exception`` (any other exception),
+* ``tool_error`` (the tool raised ``ToolError``), ``tool_unavailable`` (it raised
+  ``ToolUnavailableError``: the service behind it, e.g. an MCP server, is down or dropped
+  the call), ``tool_exception`` (any other exception),
   ``invalid_output`` (the result cannot be encoded);
 * ``tool_exit`` (the tool raised ``SystemExit``), ``interrupted`` (``KeyboardInterrupt``),
   ``loop_stop`` (the tool called ``loop.stop()``, which is refused: see
@@ -45,7 +47,7 @@ from tools.calls import ToolCall, ToolCallResult
 from tools.containment import ContainedExit, LoopStopRefused, guard_loop, running_tool
 from tools.context import ToolContext
 from tools.encoding import MIN_OUTPUT_CHARS, encode_output, error_output, truncate
-from tools.errors import ArgumentIssue, ToolArgumentsError, ToolError
+from tools.errors import ArgumentIssue, ToolArgumentsError, ToolError, ToolUnavailableError
 from tools.limits import (
     DEFAULT_MAX_ABANDONED_THREADS,
     DEFAULT_PROCESS_LIMIT,
@@ -392,6 +394,8 @@ class ToolDispatcher:
             if task is not None and task.cancelling():
                 raise
             raise _Failure("cancelled", f"tool {tool.name!r} was cancelled", exc) from None
+        except ToolUnavailableError as exc:
+            raise _Failure("tool_unavailable", str(exc) or type(exc).__name__, exc) from None
         except ToolError as exc:
             raise _Failure("tool_error", str(exc) or type(exc).__name__, exc) from None
         except PoolExhausted as exc:

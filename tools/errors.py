@@ -4,7 +4,8 @@ Tree::
 
     ToolError                     base; raised by a tool, its message goes to the model
     ├── ToolRegistrationError     bad name, duplicate name, unsupported signature (ValueError too)
-    └── ToolArgumentsError        arguments that are not valid JSON or fail the schema
+    ├── ToolArgumentsError        arguments that are not valid JSON or fail the schema
+    └── ToolUnavailableError      the service behind a tool (an MCP server) is down or dropped the call
 
 Exceptions raised by tools never escape the dispatcher: they become error outputs (see
 ``tools.dispatch``). Raising ``ToolError`` from a tool marks an expected failure: the model
@@ -23,6 +24,12 @@ class ToolError(Exception):
 
 class ToolRegistrationError(ToolError, ValueError):
     """A function cannot be registered as a tool (name, duplicate, signature, schema)."""
+
+
+class ToolUnavailableError(ToolError):
+    """The service behind a tool cannot serve the call: not running, unreachable, or it
+    stopped mid-call. The error output's type is ``tool_unavailable``; a later call may work.
+    """
 
 
 @dataclass(frozen=True)

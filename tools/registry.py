@@ -212,6 +212,10 @@ class ToolRegistry:
         self._tools[tool.name] = tool
         return tool
 
+    def remove(self, name: str) -> Tool | None:
+        """Unregister the tool named name; return it, or None when none was registered."""
+        return self._tools.pop(name, None)
+
     def get(self, name: str) -> Tool | None:
         """Return the tool registered under name, or None."""
         return self._tools.get(name)

@@ -18,7 +18,7 @@ from typing import Any
 
 from runtime.assistants.client import AssistantsClient
 from runtime.backends import BackendSession, open_backend
-from runtime.cli.tools import load_tool_registry
+from runtime.cli.tools import load_tool_registry, mcp_tools, open_mcp_sources, parse_mcp_specs
 from runtime.cli.views import ConsoleView, make_view
 from runtime.config import ConfigError, Settings, load_settings
 from runtime.core.result import RunResult
@@ -27,6 +27,7 @@ from runtime.emulator import Emulator
 from runtime.errors import RuntimeAPIError
 from runtime.logging import configure_logging
 from tools import ToolRegistry
+from tools.mcp import MCPConfigError, MCPNotInstalledError, MCPServer, ToolUnavailableError
 
 EMULATOR_API_KEY = "sk-emulator-local"
 """The key the CLI sends to its embedded emulator (which accepts any non-empty key)."""
@@ -109,7 +110,28 @@ def _demo_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--plain", action="store_true", help="log-like lines even on a terminal")
     parser.add_argument("--verbose", action="store_true", help="show the runtime's INFO logs")
+    _add_mcp_argument(parser)
     return parser
+
+
+def _add_mcp_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="offer an MCP server's tools, as NAME__TOOL (repeatable): 'NAME=COMMAND ARG ...' "
+        "starts it over stdio, 'NAME=http://HOST:PORT/mcp' connects over streamable HTTP",
+    )
+
+
+def _mcp_servers(specs: Sequence[str]) -> list[MCPServer] | None:
+    """The parsed ``--mcp`` values, or None after printing why they are unusable."""
+    try:
+        return parse_mcp_specs(specs)
+    except (MCPConfigError, MCPNotInstalledError) as exc:
+        print(f"error: --mcp: {exc}", file=sys.stderr)
+        return None
 
 
 def demo_main(argv: Sequence[str]) -> int:
@@ -120,21 +142,30 @@ def demo_main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    servers = _mcp_servers(args.mcp)
+    if servers is None:
+        return 2
     configure_logging("INFO" if args.verbose else "WARNING", "console", sys.stderr)
     delay = settings.demo.delta_delay_s if args.delta_delay is None else args.delta_delay
     view = make_view(sys.stdout, plain=args.plain)
     try:
-        ok = asyncio.run(_demo(settings, view, delay))
+        ok = asyncio.run(_demo(settings, view, delay, servers))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ToolUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0 if ok else 1
 
 
-async def _demo(settings: Settings, view: ConsoleView, delay: float) -> bool:
+async def _demo(
+    settings: Settings, view: ConsoleView, delay: float, servers: Sequence[MCPServer] = ()
+) -> bool:
     registry = build_demo_registry()
     try:
         async with (
+            mcp_tools(servers, registry),
             Emulator(delta_delay_s=delay) as emu,
             open_backend(
                 _without_azure(settings),
@@ -218,6 +249,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="settings TOML file (default: config/runtime.toml)")
     parser.add_argument("--plain", action="store_true", help="no live view even on a terminal")
     parser.add_argument("--verbose", action="store_true", help="log at the configured level")
+    _add_mcp_argument(parser)
     return parser
 
 
@@ -225,7 +257,8 @@ def run_main(argv: Sequence[str]) -> int:
     """Entry point of ``python -m runtime run``; returns the exit code.
 
     Exit codes: 0 when the run completed, 1 when it ended otherwise or an API error
-    occurred, 2 for usage, configuration or tool-import errors, 130 on Ctrl-C.
+    occurred, 2 for usage, configuration or tool-import errors (an ``--mcp`` server that does
+    not start included), 130 on Ctrl-C.
     """
     args = _run_parser().parse_args(list(argv))
     overrides = {"protocol": args.protocol} if args.protocol else {}
@@ -240,6 +273,9 @@ def run_main(argv: Sequence[str]) -> int:
     except Exception as exc:  # any import-time failure of user code is a usage error here
         print(f"error: cannot load tools: {exc!r}", file=sys.stderr)
         return 2
+    args.mcp_servers = _mcp_servers(args.mcp)
+    if args.mcp_servers is None:
+        return 2
     remote = settings.has_remote_server
     if remote and settings.protocol == "assistants" and not args.assistant:
         print("error: --assistant is required with a configured server", file=sys.stderr)
@@ -253,6 +289,9 @@ def run_main(argv: Sequence[str]) -> int:
     except RuntimeAPIError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except ToolUnavailableError as exc:  # an --mcp server did not start
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0 if result.ok else 1
 
 
@@ -272,6 +311,7 @@ async def _run(
             )
             settings = _without_azure(settings)
             overrides = {"base_url": emu.base_url, "api_key": EMULATOR_API_KEY}
+        await open_mcp_sources(stack, args.mcp_servers, registry)
         backend = await stack.enter_async_context(
             open_backend(settings, registry, handler=view, **overrides)
         )

@@ -1,16 +1,19 @@
-"""Tools for ``python -m runtime run``: modules or ``.py`` files gathered into one registry."""
+"""Tools for ``python -m runtime run``: modules or ``.py`` files gathered into one registry,
+and MCP servers (``--mcp``) whose tools join it."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
 from tools import ToolRegistry, default_registry
+from tools.mcp import MCPServer, MCPToolSource, require_mcp
 
 
 def _import_tools_module(spec: str) -> ModuleType:
@@ -57,3 +60,38 @@ def load_tool_registry(modules: Sequence[str], *, builtins: bool = False) -> Too
             if item.name not in combined:
                 combined.add(item)
     return combined
+
+
+def parse_mcp_specs(specs: Sequence[str]) -> list[MCPServer]:
+    """Parse ``--mcp`` values: ``NAME=COMMAND [ARG ...]`` (stdio) or ``NAME=http(s)://URL``.
+
+    Raises:
+        MCPConfigError: a value is malformed; MCPNotInstalledError: the ``mcp`` extra is
+            missing.
+    """
+    servers = [MCPServer.from_spec(spec) for spec in specs]
+    if servers:
+        require_mcp()
+    return servers
+
+
+@contextlib.asynccontextmanager
+async def mcp_tools(servers: Sequence[MCPServer], registry: ToolRegistry) -> AsyncIterator[None]:
+    """Run the MCP servers' tools in registry for the duration of the block."""
+    async with contextlib.AsyncExitStack() as stack:
+        await open_mcp_sources(stack, servers, registry)
+        yield
+
+
+async def open_mcp_sources(
+    stack: contextlib.AsyncExitStack, servers: Sequence[MCPServer], registry: ToolRegistry
+) -> list[MCPToolSource]:
+    """Start each MCP server and register its tools; the stack stops them on exit.
+
+    Raises:
+        ToolUnavailableError: a server did not start.
+    """
+    sources = []
+    for server in servers:  # one after the other: a failed start leaves nothing half-open
+        sources.append(await stack.enter_async_context(MCPToolSource(server, registry)))
+    return sources

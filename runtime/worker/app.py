@@ -19,8 +19,10 @@ from runtime.worker.runner import executor_for
 from runtime.worker.service import Worker, WorkerOptions
 from runtime.worker.settings import WorkerSettings, build_registry
 from runtime.worker.sqlite import SqliteQueue
+from tools import ToolRegistry
+from tools.mcp import MCPToolSource
 
-__all__ = ["open_queue", "serve", "worker_options"]
+__all__ = ["open_queue", "serve", "start_mcp_sources", "worker_options"]
 
 log = structlog.get_logger("runtime.worker")
 
@@ -82,6 +84,7 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
 
     queue = open_queue(settings)
     registry = build_registry(settings.worker.tools)
+    mcp = await start_mcp_sources(settings, registry)
     try:
         shared = settings.runtime_settings()
         backend = create_backend(shared, registry, model=settings.worker.model)
@@ -107,8 +110,28 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
             await backend.client.aclose()
     finally:
         await _bounded("queue", queue.aclose())
+        await _bounded("mcp", mcp.aclose())
     log.info("worker.exit")
     return 0
+
+
+async def start_mcp_sources(
+    settings: WorkerSettings, registry: ToolRegistry
+) -> contextlib.AsyncExitStack:
+    """Start the ``[[mcp]]`` servers and register their tools; close the stack to stop them.
+
+    Raises:
+        ConfigError: a table does not describe a usable server.
+        ToolUnavailableError: a server did not start (those already started are stopped).
+    """
+    stack = contextlib.AsyncExitStack()
+    try:
+        for table in settings.mcp:
+            await stack.enter_async_context(MCPToolSource(table.to_server(), registry))
+    except BaseException:
+        await stack.aclose()
+        raise
+    return stack
 
 
 async def _bounded(what: str, closing: Awaitable[None], timeout_s: float = 5.0) -> None:

@@ -43,10 +43,12 @@ from runtime.config import (
 )
 from runtime.logging import redact, register_secret
 from tools import ToolRegistry
+from tools.mcp import MCPConfigError, MCPServer
 
 __all__ = [
     "DEFAULT_WORKER_CONFIG",
     "HttpSettings",
+    "McpServerSettings",
     "QueueSettings",
     "RedisSettings",
     "SqliteSettings",
@@ -154,6 +156,52 @@ class QueueSettings(_Section):
         return self
 
 
+class McpServerSettings(_Section):
+    """One ``[[mcp]]`` table: an MCP server whose tools join the worker's registry."""
+
+    name: str
+    """Short name: logs, error outputs and the default tool prefix (``NAME__tool``)."""
+    transport: Literal["stdio", "http"] = "stdio"
+    """``stdio`` starts ``command``; ``http`` connects to ``url`` (streamable HTTP)."""
+    command: str | None = None
+    """Executable of a stdio server."""
+    args: list[str] = Field(default_factory=list, repr=False)
+    """Its arguments."""
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    """Extra environment of the process (values are masked in logs)."""
+    cwd: str | None = None
+    """Working directory of the process."""
+    url: str | None = None
+    """Endpoint of an http server, e.g. ``http://127.0.0.1:8000/mcp``."""
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    """HTTP headers, e.g. ``Authorization`` (values are masked in logs)."""
+    prefix: str = "{name}__"
+    """Prepended to each tool name; ``""`` for none."""
+    allow: list[str] | None = None
+    """Only these tools (the server's names); unset for all."""
+    deny: list[str] = Field(default_factory=list)
+    """Never these tools."""
+    timeout_s: float | None = Field(default=None, gt=0)
+    """Per-call timeout of this server's tools (unset: ``policy.tool_timeout_s``)."""
+    tool_timeouts: dict[str, float] = Field(default_factory=dict)
+    """Per-call timeouts of single tools, by the server's tool name."""
+    strict: bool = True
+    """Strict-mode schemas where a tool's input schema allows them."""
+    protocol: Literal["auto", "legacy"] = "auto"
+    """``auto`` negotiates the newest MCP revision; ``legacy`` forces the 2025 handshake."""
+
+    def to_server(self) -> MCPServer:
+        """The :class:`tools.mcp.MCPServer` this table describes.
+
+        Raises:
+            ConfigError: the values do not make a usable server.
+        """
+        try:
+            return MCPServer.from_mapping(self.model_dump())
+        except MCPConfigError as exc:
+            raise ConfigError([f"mcp: {exc}"]) from None
+
+
 class HttpSettings(_Section):
     """Health and metrics endpoints."""
 
@@ -226,6 +274,9 @@ class WorkerSettings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     policy: PolicySettings = PolicySettings()
     log: LogSettings = LogSettings(format="json")
+    mcp: list[McpServerSettings] = Field(default_factory=list)
+    """``[[mcp]]`` tables: MCP servers whose tools join the registry (needs the ``mcp``
+    extra)."""
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -291,8 +342,8 @@ def load_worker_settings(path: str | Path | None = None, **overrides: Any) -> Wo
         **overrides: top-level sections as dicts, e.g. ``queue={"backend": "memory"}``.
 
     Returns:
-        The validated, frozen settings; the API key and the Redis password are registered
-        for log redaction.
+        The validated, frozen settings; the API key, the Redis password and the ``[[mcp]]``
+        env and header values are registered for log redaction.
 
     Raises:
         ConfigError: a value is invalid, the file is missing or not valid TOML.
@@ -313,6 +364,11 @@ def load_worker_settings(path: str | Path | None = None, **overrides: Any) -> Wo
             register_secret(key.get_secret_value())
     if settings.queue.redis.password:
         register_secret(settings.queue.redis.password)
+    for server in settings.mcp:
+        # A header's scheme is public ("Bearer ..."): its last word is the token itself.
+        tokens = [value.split()[-1] for value in server.headers.values() if value.split()]
+        for secret in (*server.env.values(), *server.headers.values(), *tokens):
+            register_secret(secret)
     return settings
 
 
