@@ -251,13 +251,15 @@ class ChaosReport:
         return data
 
 
-def plan(runs: int, seed: int, cancel_rate: float = 0.0) -> list[Job]:
-    """The workload: a deterministic mix of the three run shapes.
+def plan(runs: int, seed: int, cancel_rate: float = 0.0, cancel_window_s: float = 0.3) -> list[Job]:
+    """The workload: a deterministic mix of the run shapes.
 
     Args:
         runs: number of runs.
         seed: seed of the mix.
-        cancel_rate: fraction of runs whose caller cancels them after 0-300 ms.
+        cancel_rate: fraction of runs whose caller cancels them, at a random moment within
+            ``cancel_window_s`` of their start.
+        cancel_window_s: the window of those cancellations.
 
     Returns:
         One Job per run.
@@ -269,7 +271,7 @@ def plan(runs: int, seed: int, cancel_rate: float = 0.0) -> list[Job]:
     for index, kind in enumerate(kinds):
         job = _job(index, kind)
         if rng.random() < cancel_rate:
-            job = replace(job, cancel_after_s=round(rng.uniform(0.0, 0.3), 3))
+            job = replace(job, cancel_after_s=round(rng.uniform(0.0, cancel_window_s), 3))
         jobs.append(job)
     return jobs
 

@@ -72,8 +72,10 @@ async def test_chaos_ambiguous_faults_never_duplicate() -> None:
 
 async def test_chaos_with_cancellations_never_duplicates_or_crashes() -> None:
     """60 runs, a third cancelled by their caller at random moments, under faults: no
-    duplicate run or tool, no unhandled error, every run not cancelled reaches its outcome."""
-    jobs = plan(60, seed=5, cancel_rate=0.35)
+    duplicate run or tool, no unhandled error, every run not cancelled reaches its outcome.
+    The cancellations fall within 60 ms of the start, while the runs are surely in flight (a
+    run takes longer than that even on a fast machine)."""
+    jobs = plan(60, seed=5, cancel_rate=0.35, cancel_window_s=0.06)
     report, outcomes = await run_phase(
         jobs, faults=FaultSpec.parse(DEFAULT_FAULTS + ",seed=5"), seed=5, concurrency=30
     )
