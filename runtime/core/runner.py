@@ -86,6 +86,7 @@ class _RunState(Generic[RawT]):
     last_submit: tuple[Turn[RawT], list[ToolCallResult]] | None = None
     blind_restarts: int = 0
     reader: asyncio.Task[Any] | None = None  # the task reading a stream, for cancel()
+    tools_from_registry: bool = False  # re-read before each round (MCP tool lists change)
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -230,7 +231,8 @@ class Runner(Generic[RawT]):
         self, request: StartRequest, handler: EventHandler | None, key: str | None
     ) -> _RunState[RawT]:
         policy = self.policy
-        if request.tools is None and len(self.registry):
+        from_registry = request.tools is None and len(self.registry) > 0
+        if from_registry:
             request = replace(request, tools=tuple(self.registry.definitions()))
         dispatcher = ToolDispatcher(
             self.registry,
@@ -248,6 +250,7 @@ class Runner(Generic[RawT]):
             dispatcher=dispatcher,
             key=key or uuid.uuid4().hex,
             deadline=None if total is None else time.monotonic() + total,
+            tools_from_registry=from_registry,
         )
 
     async def _guarded(
@@ -745,6 +748,10 @@ class Runner(Generic[RawT]):
         self, state: _RunState[RawT], turn: Turn[RawT], results: list[ToolCallResult]
     ) -> TurnStream[RawT]:
         state.last_submit = (turn, results)
+        if state.tools_from_registry:
+            # A tool source may have changed its list since the last round (MCP
+            # list_changed): the next request offers the registry as it is now.
+            state.request = replace(state.request, tools=tuple(self.registry.definitions()))
         return await self.backend.submit(state.request, turn, results, handler=state.handler)
 
     # --- cancel and finish ------------------------------------------------------------------

@@ -84,14 +84,19 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
 
     queue = open_queue(settings)
     registry = build_registry(settings.worker.tools)
-    mcp = await start_mcp_sources(settings, registry)
+    mcp, sources = await start_mcp_sources(settings, registry)
     try:
         shared = settings.runtime_settings()
         backend = create_backend(shared, registry, model=settings.worker.model)
         try:
             executor = executor_for(backend)
             worker = Worker(queue, executor, worker_options(settings, burst=burst), WorkerMetrics())
-            http = HealthServer(worker, host=settings.http.host, port=settings.http.port)
+            http = HealthServer(
+                worker,
+                host=settings.http.host,
+                port=settings.http.port,
+                tool_sources=lambda: {s.server.name: s.state.status for s in sources},
+            )
             log.info("worker.starting", protocol=backend.protocol)
             with _drain_on_signals(worker):
                 if settings.http.enabled:
@@ -117,7 +122,7 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
 
 async def start_mcp_sources(
     settings: WorkerSettings, registry: ToolRegistry
-) -> contextlib.AsyncExitStack:
+) -> tuple[contextlib.AsyncExitStack, list[MCPToolSource]]:
     """Start the ``[[mcp]]`` servers and register their tools; close the stack to stop them.
 
     Raises:
@@ -125,13 +130,16 @@ async def start_mcp_sources(
         ToolUnavailableError: a server did not start (those already started are stopped).
     """
     stack = contextlib.AsyncExitStack()
+    sources: list[MCPToolSource] = []
     try:
         for table in settings.mcp:
-            await stack.enter_async_context(MCPToolSource(table.to_server(), registry))
+            sources.append(
+                await stack.enter_async_context(MCPToolSource(table.to_server(), registry))
+            )
     except BaseException:
         await stack.aclose()
         raise
-    return stack
+    return stack, sources
 
 
 async def _bounded(what: str, closing: Awaitable[None], timeout_s: float = 5.0) -> None:

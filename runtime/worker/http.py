@@ -1,8 +1,9 @@
 """``/healthz``, ``/readyz`` and ``/metrics`` of a worker, served on loopback by aiohttp.
 
 * ``/healthz``: 200 while the process's event loop answers (liveness).
-* ``/readyz``: 200 when the queue answers a ping within 2 s and the worker is not draining,
-  else 503 with the reason (readiness: a load balancer or orchestrator stops routing).
+* ``/readyz``: 200 when the queue answers a ping within 2 s, the worker is not draining and
+  no tool server (``[[mcp]]``) has failed, else 503 with the reason (readiness: a load balancer
+  or orchestrator stops routing); the body lists each tool server's state.
 * ``/metrics``: Prometheus text format; queue gauges are refreshed on each scrape.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable, Mapping
 
 import structlog
 from aiohttp import web
@@ -50,10 +52,20 @@ class HealthServer:
         worker: the worker to report on.
         host: bind address (loopback by default).
         port: port; 0 picks a free one (see :attr:`port` after :meth:`start`).
+        tool_sources: the tool servers' states by name (``connected``, ``restarting``,
+            ``failed``, ...), read on each request.
     """
 
-    def __init__(self, worker: Worker, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tool_sources: Callable[[], Mapping[str, str]] | None = None,
+    ) -> None:
         self._worker = worker
+        self._tool_sources = tool_sources or dict
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -106,17 +118,24 @@ class HealthServer:
         return web.json_response({"status": "ok", "in_flight": self._worker.in_flight})
 
     async def _readyz(self, _request: web.Request) -> web.Response:
+        sources = dict(self._tool_sources())
         if self._worker.draining:
-            return web.json_response({"status": "draining"}, status=503)
+            return web.json_response({"status": "draining", "mcp": sources}, status=503)
         try:
             await asyncio.wait_for(self._worker.queue.ping(), timeout=_PING_TIMEOUT_S)
         except (QueueError, TimeoutError) as exc:
             reason = str(exc) or type(exc).__name__
-            return web.json_response({"status": "queue_unreachable", "error": reason}, status=503)
-        return web.json_response({"status": "ready"})
+            body = {"status": "queue_unreachable", "error": reason, "mcp": sources}
+            return web.json_response(body, status=503)
+        failed = sorted(name for name, status in sources.items() if status == "failed")
+        if failed:
+            body = {"status": "tool_source_failed", "failed": failed, "mcp": sources}
+            return web.json_response(body, status=503)
+        return web.json_response({"status": "ready", "mcp": sources})
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         metrics = self._worker.metrics
+        metrics.observe_tool_sources(self._tool_sources())
         try:
             stats = await asyncio.wait_for(self._worker.queue.stats(), timeout=_PING_TIMEOUT_S)
             metrics.observe_queue(stats)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from runtime.worker.models import QueueStats
@@ -17,7 +19,8 @@ class WorkerMetrics:
     Series (all prefixed ``agent_worker_``): ``runs_total{status}``,
     ``tool_calls_total{tool,outcome}``, ``job_duration_seconds``,
     ``tool_duration_seconds{tool}``, ``retries_total{reason}``, ``dead_letters_total``,
-    ``jobs_in_flight``, ``queue_depth{state}``, ``queue_lag_seconds``, ``draining``.
+    ``jobs_in_flight``, ``queue_depth{state}``, ``queue_lag_seconds``, ``draining``,
+    ``tool_source_up{server}`` (configured MCP servers).
     """
 
     def __init__(self) -> None:
@@ -69,6 +72,18 @@ class WorkerMetrics:
         self.draining = Gauge(
             "agent_worker_draining", "1 while the worker drains after SIGTERM.", registry=r
         )
+        self.tool_source_up = Gauge(
+            "agent_worker_tool_source_up",
+            "Configured MCP tool servers: 1 connected, 0 otherwise.",
+            ["server"],
+            registry=r,
+        )
+
+    def observe_tool_sources(self, statuses: Mapping[str, str]) -> None:
+        """One gauge per configured tool server (its name from the config, never from a
+        model): 1 when connected, 0 otherwise."""
+        for name, status in statuses.items():
+            self.tool_source_up.labels(server=name).set(1 if status == "connected" else 0)
 
     def observe_queue(self, stats: QueueStats) -> None:
         """Copy queue statistics into the gauges."""

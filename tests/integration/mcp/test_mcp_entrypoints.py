@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
+import signal
+import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+import aiohttp
 import psutil
 import pytest
 
@@ -98,8 +102,9 @@ async def test_worker_mcp_tables_start_servers_and_register_tools(tmp_path: Path
     settings = load_worker_settings(config)
     assert "sk-worker-mcp-token" not in repr(settings)
     registry = ToolRegistry()
-    stack = await start_mcp_sources(settings, registry)
+    stack, sources = await start_mcp_sources(settings, registry)
     try:
+        assert [(x.server.name, x.state.status) for x in sources] == [("w", "connected")]
         assert sorted(registry.names()) == ["w__add", "w__sleep"]
         add, slow = await ToolDispatcher(registry).run_batch(
             [
@@ -113,3 +118,82 @@ async def test_worker_mcp_tables_start_servers_and_register_tools(tmp_path: Path
         await stack.aclose()
     assert processes_with(marker) == []
     assert registry.names() == []
+
+
+@pytest.mark.slow
+async def test_a_worker_reports_its_mcp_servers_and_sigterm_leaves_no_orphan(
+    tmp_path: Path,
+) -> None:
+    """`python -m runtime worker` with an `[[mcp]]` table: /readyz lists the server as
+    connected, /metrics has its up gauge, and SIGTERM stops the worker and the server."""
+    marker = f"marker-{uuid.uuid4().hex}"
+    port = _free_port()
+    config = tmp_path / "worker.toml"
+    config.write_text(
+        'protocol = "assistants"\n'
+        "[worker]\n"
+        "tools = []\n"
+        "claim_wait_s = 0.2\n"
+        "[queue]\n"
+        'backend = "sqlite"\n'
+        "[queue.sqlite]\n"
+        f"path = {str(tmp_path / 'q.db')!r}\n"
+        "[http]\n"
+        "enabled = true\n"
+        f"port = {port}\n"
+        "[api]\n"
+        'base_url = "http://127.0.0.1:9/v1"\n'
+        'api_key = "sk-unused-0000"\n'
+        "[[mcp]]\n"
+        'name = "w"\n'
+        f"command = {sys.executable!r}\n"
+        f"args = [{str(SERVER_SCRIPT)!r}, 'stdio', {marker!r}]\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNTIME_", "OPENAI_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "worker", "--config", str(config)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ready = await _get_json_until(f"http://127.0.0.1:{port}/readyz", timeout_s=30)
+        assert ready["mcp"] == {"w": "connected"}
+        metrics = await _get_text(f"http://127.0.0.1:{port}/metrics")
+        assert 'agent_worker_tool_source_up{server="w"} 1.0' in metrics
+        assert len(processes_with(marker)) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+        assert processes_with(marker) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _get_json_until(url: str, *, timeout_s: float) -> dict[str, object]:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url) as resp:
+                    body: dict[str, object] = await resp.json()
+                    if body.get("mcp"):
+                        return body
+            except aiohttp.ClientError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{url} did not answer in {timeout_s} s")
+            await asyncio.sleep(0.2)
+
+
+async def _get_text(url: str) -> str:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return await resp.text()

@@ -19,7 +19,9 @@ FAST = RunPolicy(poll_interval_s=0.02, max_poll_interval_s=0.05, cancel_wait_s=2
 
 def slow_text(text: str = TEXT, delta_ms: int = 15) -> Scenario:
     """The next turn streams ``text`` word by word, slowly enough to cut it mid-way."""
-    return Scenario.from_dict({"turns": [{"type": "text", "text": text, "delta_delay_ms": delta_ms}]})
+    return Scenario.from_dict(
+        {"turns": [{"type": "text", "text": text, "delta_delay_ms": delta_ms}]}
+    )
 
 
 class Deltas(EventHandler):

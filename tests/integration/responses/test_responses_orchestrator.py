@@ -132,3 +132,27 @@ async def test_cancel_by_id_while_streaming_keeps_the_partial_text(
     result = await task
     assert result.status == "cancelled" and result.run_id == response_id
     assert result.text.startswith("one") and "five" not in result.text
+
+
+async def test_a_tool_list_change_is_offered_from_the_next_round(
+    emu: Emulator, rc: ResponsesClient, registry: ToolRegistry
+) -> None:
+    """A tool registered while a round runs (an MCP server announcing a new tool) is in the
+    follow-up request's tools: Responses re-send tools every round."""
+
+    @registry.tool
+    async def grow() -> str:
+        """Register one more tool, as an MCP list_changed would."""
+
+        @registry.tool
+        async def newcomer() -> str:
+            """A tool that did not exist when the run started."""
+            return "hi"
+
+        return "grown"
+
+    result = await ResponsesOrchestrator(rc, registry, policy=FAST).run(calls("grow {}"))
+    assert result.ok
+    first, follow_up = posts(emu)
+    names = lambda body: {t["name"] for t in body["tools"]}  # noqa: E731
+    assert "newcomer" not in names(first) and "newcomer" in names(follow_up)

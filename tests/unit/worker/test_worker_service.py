@@ -260,3 +260,28 @@ async def test_readyz_reports_an_unreachable_queue() -> None:
         await server.aclose()
         await queue.aclose()
     assert resp.status == 503 and body["status"] == "queue_unreachable"
+
+
+async def test_readyz_is_503_while_a_tool_server_has_failed() -> None:
+    """A failed MCP tool server makes the worker unready (503, named); connected ones are
+    listed and ready; the up gauge follows."""
+    states = {"files": "connected", "search": "failed"}
+    queue = MemoryQueue()
+    worker = Worker(queue, SleepExecutor(), _options())
+    server = HealthServer(worker, port=0, tool_sources=lambda: dict(states))
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.url + "/readyz") as resp:
+                body = await resp.json()
+                assert resp.status == 503
+                assert body["status"] == "tool_source_failed" and body["failed"] == ["search"]
+            async with http.get(server.url + "/metrics") as resp:
+                text = await resp.text()
+                assert 'agent_worker_tool_source_up{server="search"} 0.0' in text
+                assert 'agent_worker_tool_source_up{server="files"} 1.0' in text
+            states["search"] = "connected"
+            async with http.get(server.url + "/readyz") as resp:
+                assert resp.status == 200 and (await resp.json())["mcp"] == states
+    finally:
+        await server.aclose()
