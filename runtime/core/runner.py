@@ -86,6 +86,7 @@ class _RunState(Generic[RawT]):
     last_submit: tuple[Turn[RawT], list[ToolCallResult]] | None = None
     blind_restarts: int = 0
     reader: asyncio.Task[Any] | None = None  # the task reading a stream, for cancel()
+    batch: asyncio.Future[list[ToolCallResult]] | None = None  # the tool batch, for cancel()
     tools_from_registry: bool = False  # re-read before each round (MCP tool lists change)
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -213,6 +214,8 @@ class Runner(Generic[RawT]):
             state.cancel_requested.set()
             if state.reader is not None and state.reader is not asyncio.current_task():
                 state.reader.cancel()  # stop reading now; _consume keeps what arrived
+            if state.batch is not None:
+                state.batch.cancel()  # stop the tools now; _execute returns None
             ref = state.ref or ref
         return await self.backend.cancel(ref)
 
@@ -685,20 +688,22 @@ class Runner(Generic[RawT]):
                 on_finish=callbacks.finished if callbacks.wants_finish else None,
             )
         )
-        waiter = asyncio.ensure_future(state.cancel_requested.wait())
-        failed = asyncio.ensure_future(callbacks.failed.wait())
-        tasks = (batch, waiter, failed)
+        # cancel() and a failing tool callback stop the batch by cancelling it (no helper
+        # tasks per round); a cancellation of the run itself is told apart by cancelling().
+        state.batch = callbacks.batch = batch
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            results = await batch
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            callbacks.raise_if_failed()  # the batch was stopped: no tool runs on after it
+            if state.cancel_requested.is_set():
+                return None
+            raise
         finally:
-            for task in tasks:
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        callbacks.raise_if_failed()  # the batch was stopped: no tool runs on after it
-        if batch.cancelled() and state.cancel_requested.is_set():
-            return None
-        results = batch.result()  # re-raises the batch's own failure
+            state.batch = callbacks.batch = None
+        callbacks.raise_if_failed()
         state.results.update((r.tool_call_id, r) for r in results)
         return results
 
@@ -899,14 +904,14 @@ class _HandlerCallbacks:
 
     The dispatcher only logs a failing callback (a tool must not fail because a UI did), so
     a failing callback holds its call where it is (the tool of a failed
-    ``on_tool_call_started`` never starts) and sets :attr:`failed`: the runner then stops
-    the batch and raises the failure as HandlerError.
+    ``on_tool_call_started`` never starts) and cancels :attr:`batch`: the runner then raises
+    the failure as HandlerError.
     """
 
     def __init__(self, handler: EventHandler | None) -> None:
         self._handler = handler
         self._error: tuple[str, Exception] | None = None
-        self.failed = asyncio.Event()
+        self.batch: asyncio.Future[list[ToolCallResult]] | None = None
         kind = type(handler) if handler is not None else EventHandler
         self.wants_start = kind.on_tool_call_started is not EventHandler.on_tool_call_started
         self.wants_finish = kind.on_tool_call_finished is not EventHandler.on_tool_call_finished
@@ -927,7 +932,8 @@ class _HandlerCallbacks:
         except Exception as exc:
             if self._error is None:
                 self._error = (name, exc)
-            self.failed.set()
+            if self.batch is not None:
+                self.batch.cancel()
             await asyncio.get_running_loop().create_future()  # until the batch is stopped
 
     def raise_if_failed(self) -> None:
