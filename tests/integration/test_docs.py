@@ -2,7 +2,7 @@
 
 ``python`` blocks run as scripts in a subprocess (on the embedded emulator, no key);
 ``bash`` blocks: the demo runs, every ``python -m runtime CMD`` line's ``CMD --help`` exits 0,
-every script or module a line starts exists and answers ``--help``, every ``pip install``
+every script or module a line starts exists and defines the options the line uses, every ``pip install``
 names an extra ``pyproject.toml`` defines; ``toml`` blocks parse and name only settings the
 runtime or the worker knows; ``text`` blocks are drawings and outputs, and every
 ``runtime/...`` or ``tools/...`` path a drawing names exists.
@@ -10,6 +10,7 @@ runtime or the worker knows; ``text`` blocks are drawings and outputs, and every
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shlex
@@ -129,8 +130,16 @@ def _help(args: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _check_script(path: Path, args: list[str], where: str) -> None:
+    # Scripts (benchmarks, the chaos driver) are not run: they exist and define every option.
+    assert path.is_file(), (where, path)
+    source = path.read_text()
+    for option in (a.split("=")[0] for a in args if a.startswith("--")):
+        assert f'"{option}"' in source, (where, path.name, option)
+
+
 def test_every_bash_line_names_a_real_command() -> None:
-    """Each bash line: runtime commands and scripts answer --help, pip extras exist, paths exist."""
+    """Each bash line: runtime commands answer --help, scripts define their options, extras exist."""
     commands: set[tuple[str, ...]] = set()
     unknown = []
     for where, words in _bash_lines():
@@ -144,10 +153,9 @@ def test_every_bash_line_names_a_real_command() -> None:
             paths = [w for w in words[3:] if not w.startswith("-")]
             assert all((ROOT / p.split("::")[0]).exists() for p in paths), (where, words)
         elif words[:2] == ["python", "-m"]:
-            commands.add(("-m", words[2]))
+            _check_script(ROOT / (words[2].replace(".", "/") + ".py"), words[3:], where)
         elif words[0] == "python" and words[1].endswith(".py"):
-            assert (ROOT / words[1]).is_file(), (where, words)
-            commands.add((words[1],))
+            _check_script(ROOT / words[1], words[2:], where)
         elif words[0] in {"bash", ".ci/redis.sh"} or words[0].startswith(".ci/"):
             script = words[1] if words[0] == "bash" else words[0]
             assert (ROOT / script).is_file(), (where, words)
@@ -220,3 +228,17 @@ def test_drawings_name_only_real_paths() -> None:
             if folder not in names:
                 missing.append((where, folder))
     assert missing == []
+
+
+def test_every_module_the_docs_send_to_pydoc_imports() -> None:
+    """Each module named after ``pydoc`` in the docs exists, and has a docstring."""
+    names: set[str] = set()
+    for doc in DOCS:
+        for line in doc.read_text().splitlines():
+            if "pydoc" in line:
+                names |= set(re.findall(r"`(?:python -m pydoc )?((?:runtime|tools)[\w.]*)`", line))
+                names |= set(re.findall(r"pydoc ((?:runtime|tools)[\w.]*)", line))
+    assert {"runtime.core.policy", "runtime.emulator", "runtime.worker", "tools"} <= names
+    for name in sorted(names):
+        module = importlib.import_module(name)
+        assert module.__doc__, name
