@@ -4,6 +4,16 @@
 :mod:`runtime.demo_tools` and plays a two-turn conversation: five tool calls executed in
 parallel in one round, then a plain text turn. ``run`` sends one message to the configured
 server, or to the embedded emulator when no key and server address are configured.
+
+``run`` options: ``--assistant`` (required against a configured Assistants server),
+``--thread`` (continue a thread; with ``--protocol responses``, a previous response id),
+``--tools MODULE`` (repeatable: a module's ``registry``, or its ``@tool`` functions),
+``--builtin-tools``, ``--mcp NAME=COMMAND``, ``--model``, ``--config``, ``--plain``,
+``--verbose``. Text streams to stdout; tool lines and the final status line go to stderr (on
+a terminal, a live view; otherwise one ``key=value`` line per event). Exit codes: 0 when the
+run completed, 1 when it ended otherwise or an API error occurred, 2 for usage,
+configuration or tool-import errors, 130 on Ctrl-C (the run is cancelled on the server
+first).
 """
 
 from __future__ import annotations

@@ -1,6 +1,47 @@
 """RunPolicy: how the run loop retries, waits, bounds and cancels a run, on either protocol.
 
 Defaults match ``config/runtime.toml`` (section ``[policy]``), where each is documented.
+
+What the loop does in each situation (Assistants, and where it differs, Responses):
+
+429 / 5xx / reset on a GET
+    The client retries (exponential backoff with jitter, honouring ``retry-after-ms`` /
+    ``retry-after``, bounded attempts); see :mod:`runtime.retry`.
+Ambiguous failure creating a run (5xx, timeout, reset after sending, 429 after retries)
+    Assistants: the run carries ``metadata.runtime_idempotency_key``; the loop lists the
+    thread's runs and adopts ours before creating again, so one call never makes two runs
+    (up to ``create_attempts``). Responses has no idempotency key and no list endpoint: the
+    request is sent again, which can leave an orphan response on the server.
+Ambiguous failure submitting outputs
+    Retrieve the run; submit again only if it still requires exactly the same
+    ``tool_call_id`` values: never twice (up to ``submit_attempts``).
+Stream cut, reset, or idle longer than ``stream_idle_timeout_s``
+    Recover by polling the run or response (backoff from ``poll_interval_s`` to
+    ``max_poll_interval_s``, honouring ``openai-poll-after-ms``) and continue from its state.
+    With ``resumable_streams`` a Responses stream is re-opened after its last sequence
+    number instead, so a handler sees every delta exactly once.
+Tool deadline
+    Assistants: ``expires_at - expiry_margin_s`` (server clock from the ``Date`` header).
+    Responses has no ``expires_at``: ``total_deadline_s`` bounds the whole conversation and
+    tools get ``deadline - min(expiry_margin_s, total / 2)``. Late calls get a ``timeout``
+    output so the batch is still submitted in time; an expired run returns ``expired``.
+Thread busy (400 "already has an active run")
+    ``busy_thread = "wait"`` (poll, bounded by ``busy_wait_s``), ``"cancel"`` (cancel it),
+    or ``"fail"`` (``ThreadBusyError``). Busy-thread refusals do not use up
+    ``create_attempts``.
+``max_tool_rounds`` / ``max_tool_calls`` exceeded
+    The run is cancelled before more calls execute; ``result.reason`` says which bound.
+Run failed with ``server_error`` / ``rate_limit_exceeded``
+    A result; ``rerun_on_server_error = true`` starts a new run (up to ``max_reruns``).
+The awaiting task is cancelled
+    Tool tasks are cancelled, the server run is cancelled (shielded, waiting up to
+    ``cancel_wait_s`` for ``cancelled``), then ``CancelledError`` is re-raised. A run the
+    server created after the caller left is watched for and cancelled in the background.
+An ``EventHandler`` callback raises
+    ``HandlerError`` (cause chained); the server run is cancelled.
+``output_type`` given and the answer does not match it
+    The model is told the validation error, up to ``output_retries`` times; the last
+    failure is ``result.output_error``, never an exception.
 """
 
 from __future__ import annotations

@@ -5,6 +5,15 @@ the gap allowed between events, typed interruptions); an :class:`Accumulator` ow
 protocol: it is synchronous code without I/O that folds each event into snapshots and notes
 which callbacks are due. The stream then awaits those callbacks, so a handler's failure
 surfaces as :class:`~runtime.errors.HandlerError` at the event that caused it.
+
+Tolerance, on purpose: the SSE decoder accepts LF/CRLF/CR, split chunks and split UTF-8, a
+leading BOM, comments, ``id:``/``retry:`` and multi-line ``data:``; comment and keep-alive
+bytes do not reset the idle timer, so ``stream_idle_timeout_s`` cannot be defeated by them.
+Unknown event names are delivered raw, an event whose data is not the expected JSON becomes a
+``MalformedEvent`` (a status event's name still counts), and a line or event over
+``max_event_bytes`` (default 8 MiB) raises ``SSEDecodeError``. A stream whose bytes end
+before the turn stopped raises ``StreamInterrupted`` (``reason`` = ``eof``, ``connection`` or
+``idle_timeout``) so the loop can resume or poll.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m tests.chaos.chaos --runs 1000            # the full run (README figures)
+    python -m tests.chaos.chaos --runs 1000            # the full run (figures in tests/README.md)
     python -m tests.chaos.chaos --runs 100 --json      # machine-readable report
 
 Each run is one of three shapes, chosen deterministically from the seed:
@@ -756,7 +756,7 @@ async def run_chaos(
 
 
 def render_markdown(report: ChaosReport, baseline: ChaosReport | None = None) -> str:
-    """A Markdown table of the figures (what goes into the README)."""
+    """A Markdown table of the figures (what goes into tests/README.md)."""
     rows = [
         ("runs (text / one round / two rounds / hostile tool)", _kinds(report)),
         ("concurrency / create+submit attempts", f"{report.concurrency} / {report.attempts}"),

@@ -1,4 +1,4 @@
-"""The README's bad-input table, row by row: what the user sees for each kind of bad input.
+"""The bad-input table of tests/README.md, row by row: what the user sees for each kind of bad input.
 
 SSE-level rows run against a tiny hand-written server that sends exactly the broken stream
 of the row (the emulator only produces well-formed streams); the other rows run against the

@@ -1,6 +1,6 @@
 """CI-sized chaos runs: the promises of DESIGN.md "Policies" under random, seeded faults.
 
-The full 1,000-run version is ``python -m tests.chaos.chaos --runs 1000`` (see the README).
+The full 1,000-run version is ``python -m tests.chaos.chaos --runs 1000`` (figures in tests/README.md).
 """
 
 from __future__ import annotations

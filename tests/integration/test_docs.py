@@ -1,0 +1,244 @@
+"""Every fenced code block of the Markdown docs runs or is checked.
+
+``python`` blocks run as scripts in a subprocess (on the embedded emulator, no key);
+``bash`` blocks: the demo runs, every ``python -m runtime CMD`` line's ``CMD --help`` exits 0,
+every script or module a line starts exists and defines the options the line uses, every ``pip install``
+names an extra ``pyproject.toml`` defines; ``toml`` blocks parse and name only settings the
+runtime or the worker knows; ``text`` blocks are drawings and outputs, and every
+``runtime/...`` or ``tools/...`` path a drawing names exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from runtime.config import Settings
+from runtime.worker.settings import WorkerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", ROOT / "tests" / "README.md"]
+KNOWN_LANGUAGES = {"python", "bash", "toml", "text", "json"}
+_FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
+
+
+def _blocks() -> list[tuple[str, int, str, str]]:
+    found = []
+    for doc in DOCS:
+        text = doc.read_text()
+        for match in _FENCE.finditer(text):
+            line = text[: match.start()].count("\n") + 1
+            found.append((doc.relative_to(ROOT).as_posix(), line, match[1], match[2]))
+    return found
+
+
+BLOCKS = _blocks()
+
+
+def _ids(lang: str) -> list[tuple[str, str]]:
+    return [(f"{doc}:{line}", code) for doc, line, kind, code in BLOCKS if kind == lang]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_"))}
+    env.pop("RUNTIME_CONFIG", None)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def test_every_block_has_a_known_language() -> None:
+    """No untagged fence: each block is one of the kinds this module checks."""
+    assert len(BLOCKS) >= 20
+    bad = [(doc, line, kind) for doc, line, kind, _ in BLOCKS if kind not in KNOWN_LANGUAGES]
+    assert bad == []
+
+
+def _run_python(code: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    script = tmp / "block.py"
+    script.write_text(code)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        cwd=tmp,
+    )
+
+
+def test_every_python_block_runs(tmp_path: Path) -> None:
+    """Each ```python block runs to exit 0 on the embedded emulator (blocks run in parallel)."""
+    blocks = _ids("python")
+    assert len(blocks) >= 9
+    dirs = []
+    for index in range(len(blocks)):
+        folder = tmp_path / str(index)
+        folder.mkdir()
+        dirs.append(folder)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        done = list(pool.map(_run_python, [code for _, code in blocks], dirs))
+    failed = [
+        f"{where}: {run.stderr[-2000:]}"
+        for (where, _), run in zip(blocks, done, strict=True)
+        if run.returncode != 0
+    ]
+    assert failed == []
+
+
+def _bash_lines() -> list[tuple[str, list[str]]]:
+    lines = []
+    for where, code in _ids("bash"):
+        joined = code.replace("\\\n", " ")
+        for raw in joined.splitlines():
+            line = raw.split(" #")[0].strip()
+            if line and not line.startswith("#"):
+                for part in line.split("&&"):
+                    lines.append((where, shlex.split(part.strip())))
+    return lines
+
+
+def _words_after_env(words: list[str]) -> list[str]:
+    while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+        words = words[1:]
+    return words
+
+
+def _extras() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return set(project.get("optional-dependencies", {}))
+
+
+def _help(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        cwd=ROOT,
+    )
+
+
+def _check_script(path: Path, args: list[str], where: str) -> None:
+    # Scripts (benchmarks, the chaos driver) are not run: they exist and define every option.
+    assert path.is_file(), (where, path)
+    source = path.read_text()
+    for option in (a.split("=")[0] for a in args if a.startswith("--")):
+        assert f'"{option}"' in source, (where, path.name, option)
+
+
+def test_every_bash_line_names_a_real_command() -> None:
+    """Each bash line: runtime commands answer --help, scripts define their options, extras exist."""
+    commands: set[tuple[str, ...]] = set()
+    unknown = []
+    for where, words in _bash_lines():
+        words = _words_after_env(words)
+        if words[:2] == ["pip", "install"]:
+            for extra in re.findall(r"\[([\w,]+)\]", " ".join(words)):
+                assert set(extra.split(",")) <= _extras(), (where, words)
+        elif words[:3] == ["python", "-m", "runtime"]:
+            commands.add(("-m", "runtime", *words[3:4]))
+        elif words[:3] == ["python", "-m", "pytest"]:
+            paths = [w for w in words[3:] if not w.startswith("-")]
+            assert all((ROOT / p.split("::")[0]).exists() for p in paths), (where, words)
+        elif words[:2] == ["python", "-m"]:
+            _check_script(ROOT / (words[2].replace(".", "/") + ".py"), words[3:], where)
+        elif words[0] == "python" and words[1].endswith(".py"):
+            _check_script(ROOT / words[1], words[2:], where)
+        elif words[0] in {"bash", ".ci/redis.sh"} or words[0].startswith(".ci/"):
+            script = words[1] if words[0] == "bash" else words[0]
+            assert (ROOT / script).is_file(), (where, words)
+        elif words[0] == "export":
+            continue
+        else:
+            unknown.append((where, words))
+    assert unknown == []
+    assert ("-m", "runtime", "demo") in commands
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = dict(zip(commands, pool.map(_help, [list(c) for c in commands]), strict=True))
+    failed = {c: r.stderr[-500:] for c, r in runs.items() if r.returncode != 0}
+    assert failed == {}
+
+
+def test_the_demo_line_runs() -> None:
+    """The README's demo command (minus its install step) completes and exits 0."""
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "demo", "--plain"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "run.finished status=completed" in done.stdout
+
+
+def _check_keys(model: type[BaseModel], data: dict[str, Any], where: str) -> None:
+    for key, value in data.items():
+        assert key in model.model_fields, f"{where}: unknown setting {key!r}"
+        annotation = model.model_fields[key].annotation
+        nested = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if isinstance(value, dict) and nested:
+            _check_keys(annotation, value, f"{where}.{key}")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("where", "code"), _ids("toml"))
+def test_every_toml_block_parses_and_names_real_settings(where: str, code: str) -> None:
+    """Each ```toml block parses, and its keys are runtime, worker or scenario settings."""
+    data = tomllib.loads(code)
+    assert data
+    if "turns" in data:
+        from runtime.emulator.scenario import Scenario
+
+        path = ROOT / "build-scenario.toml"
+        try:
+            path.write_text(code)
+            assert Scenario.load(path).turns
+        finally:
+            path.unlink()
+        return
+    model: type[BaseModel] = WorkerSettings if "worker" in data or "queue" in data else Settings
+    _check_keys(model, data, where)
+
+
+def test_drawings_name_only_real_paths() -> None:
+    """Every module and folder the ``text`` drawings name exists under runtime/ or tools/."""
+    tree = [
+        p.relative_to(ROOT).as_posix() for d in ("runtime", "tools") for p in (ROOT / d).rglob("*")
+    ]
+    names = {Path(p).name for p in tree} | {"runtime", "tools"}
+    missing = []
+    for where, code in _ids("text"):
+        for module in re.findall(r"\b([a-z_]+\.py)\b", code):
+            if module not in names:
+                missing.append((where, module))
+        for folder in re.findall(r"^\s*([a-z_]+)/", code, re.M):
+            if folder not in names:
+                missing.append((where, folder))
+    assert missing == []
+
+
+def test_every_module_the_docs_send_to_pydoc_imports() -> None:
+    """Each module named after ``pydoc`` in the docs exists, and has a docstring."""
+    names: set[str] = set()
+    for doc in DOCS:
+        for line in doc.read_text().splitlines():
+            if "pydoc" in line:
+                names |= set(re.findall(r"`(?:python -m pydoc )?((?:runtime|tools)[\w.]*)`", line))
+                names |= set(re.findall(r"pydoc ((?:runtime|tools)[\w.]*)", line))
+    assert {"runtime.core.policy", "runtime.emulator", "runtime.worker", "tools"} <= names
+    for name in sorted(names):
+        module = importlib.import_module(name)
+        assert module.__doc__, name
