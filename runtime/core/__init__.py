@@ -15,6 +15,7 @@ from runtime.core.backend import (
     Usage,
 )
 from runtime.core.hooks import EventHandler, StatusUpdate
+from runtime.core.limits import ModelPrice, UsageLimits
 from runtime.core.policy import RunPolicy
 from runtime.core.result import RunResult
 from runtime.core.runner import Runner
@@ -22,6 +23,7 @@ from runtime.core.runner import Runner
 __all__ = [
     "Backend",
     "EventHandler",
+    "ModelPrice",
     "RunPolicy",
     "RunResult",
     "Runner",
@@ -33,4 +35,5 @@ __all__ = [
     "TurnRef",
     "TurnStream",
     "Usage",
+    "UsageLimits",
 ]
