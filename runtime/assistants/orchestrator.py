@@ -102,10 +102,11 @@ class Orchestrator(Facade[Run]):
         idempotency_key: str | None = None,
         raise_on_failure: bool = False,
         output_type: type[OutT] | None = None,
+        usage_limits: UsageLimits | None = None,
         **run_params: Any,
     ) -> RunResult[Run, OutT]:
         """Create a thread with ``messages`` and run ``assistant_id`` on it (``output_type``
-        as for :meth:`run`).
+        and ``usage_limits`` as for :meth:`run`).
 
         The thread is created first, then the run: a run created on a known thread can be
         found again after an ambiguous failure, so a retry never makes a second run.
@@ -117,7 +118,11 @@ class Orchestrator(Facade[Run]):
         all_messages = [*(thread or {}).get("messages", []), *messages]
         request = _request(assistant_id, run_params, messages=validate_messages(all_messages))
         result = await self.runner.run(
-            request, handler=handler, idempotency_key=idempotency_key, output_type=output_type
+            request,
+            handler=handler,
+            idempotency_key=idempotency_key,
+            output_type=output_type,
+            usage_limits=usage_limits,
         )
         return result.raise_for_status() if raise_on_failure else result
 
