@@ -9,6 +9,7 @@ before a tool round against the calls it would execute. Costs come from a price 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -105,12 +106,16 @@ class ModelPrice:
         return total / 1_000_000
 
 
+_SNAPSHOT = re.compile(r"^(?P<base>.+)-\d{4}-\d{2}-\d{2}$")
+
+
 def price_for(prices: Mapping[str, ModelPrice], model: str | None) -> ModelPrice | None:
-    """The price of ``model``: its own entry, else the longest entry it starts with (a dated
-    snapshot such as ``gpt-4o-2024-08-06`` takes the ``gpt-4o`` price)."""
+    """The price of ``model``: its own entry, else, for a dated snapshot such as
+    ``gpt-4o-2024-08-06``, its base name's (never another model's: ``gpt-4o-mini`` does not
+    take the ``gpt-4o`` price)."""
     if model is None:
         return None
     if model in prices:
         return prices[model]
-    matches = [name for name in prices if model.startswith(name + "-")]
-    return prices[max(matches, key=len)] if matches else None
+    snapshot = _SNAPSHOT.match(model)
+    return prices.get(snapshot["base"]) if snapshot else None

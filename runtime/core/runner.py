@@ -11,6 +11,9 @@ named steps:
   where the protocol allows it, otherwise poll (backoff, the server's hint, bounded);
 * ``_tool_round``: check the bounds, run every call concurrently under the turn's deadline,
   submit all outputs in one request (never twice after an ambiguous failure);
+* before every request that creates or continues a turn (start, submit, rerun) and before a
+  tool round, the run's :class:`~runtime.core.limits.UsageLimits` are checked: a run that
+  reached one is stopped like a bound (``stopped_by="usage_limit"``);
 * ``_finish``: build the :class:`~runtime.core.result.RunResult`; texts of a turn whose
   stream broke come from the server's transcript, never from the partial stream.
 
