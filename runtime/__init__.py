@@ -8,6 +8,7 @@ from runtime.assistants.orchestrator import Orchestrator
 from runtime.assistants.stream import RunStream
 from runtime.core import (
     EventHandler,
+    ModelPrice,
     Runner,
     RunPolicy,
     RunResult,
@@ -15,6 +16,7 @@ from runtime.core import (
     StatusUpdate,
     TurnRef,
     Usage,
+    UsageLimits,
 )
 from runtime.errors import (
     APIStatusError,
@@ -40,6 +42,7 @@ __all__ = [
     "BadRequestError",
     "EventHandler",
     "HandlerError",
+    "ModelPrice",
     "NotFoundError",
     "Orchestrator",
     "RateLimitError",
@@ -59,4 +62,5 @@ __all__ = [
     "TransportError",
     "TurnRef",
     "Usage",
+    "UsageLimits",
 ]

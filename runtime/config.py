@@ -185,6 +185,39 @@ class RetrySettings(_Section):
         return self
 
 
+class UsageLimitsSettings(_Section):
+    """``[policy.usage_limits]``: most a run may use (unset: no limit); see
+    :class:`runtime.core.limits.UsageLimits`."""
+
+    max_requests: PositiveInt | None = None
+    """Requests that create or continue a turn (starts, tool-output submissions, reruns)."""
+    max_input_tokens: PositiveInt | None = None
+    """Input tokens over the run."""
+    max_output_tokens: PositiveInt | None = None
+    """Output tokens over the run."""
+    max_total_tokens: PositiveInt | None = None
+    """Total tokens over the run."""
+    max_tool_calls: NonNegativeInt | None = None
+    """Tool calls executed over the run."""
+    max_cost: PositiveFloat | None = None
+    """Cost in USD, from ``[prices]`` (a model without a price stops the run)."""
+
+    def any(self) -> bool:
+        """True when some limit is set."""
+        return any(v is not None for v in self.model_dump().values())
+
+
+class PriceSettings(_Section):
+    """``[prices."<model>"]``: what a model costs, in USD per million tokens."""
+
+    input_per_million: NonNegativeFloat
+    """Input tokens not served from the prompt cache."""
+    output_per_million: NonNegativeFloat
+    """Output tokens."""
+    cached_input_per_million: NonNegativeFloat | None = None
+    """Cached input tokens (unset: the input price)."""
+
+
 class PolicySettings(_Section):
     """The run policy: tool limits, expiry, busy threads, polling, reruns."""
 
@@ -218,6 +251,8 @@ class PolicySettings(_Section):
     """Whole-run deadline (Responses protocol; Assistants runs have ``expires_at``)."""
     log_tool_payloads: bool = False
     """Log tool arguments and outputs (they may hold user data)."""
+    usage_limits: UsageLimitsSettings = UsageLimitsSettings()
+    """Most a run may use; a run that reached a limit is cancelled before its next request."""
 
     @model_validator(mode="after")
     def _poll_order(self) -> PolicySettings:
@@ -294,6 +329,8 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     log: LogSettings = LogSettings()
     demo: DemoSettings = DemoSettings()
+    prices: dict[str, PriceSettings] = {}
+    """``[prices."<model>"]``: USD per million tokens, for a run's cost and ``max_cost``."""
 
     @field_validator("protocol", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from runtime.assistants.models import Run
 from runtime.backends import Facade
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
+from runtime.core.limits import UsageLimits
 from runtime.core.policy import RunPolicy
 from runtime.core.result import OutT, RunResult
 from runtime.core.runner import Runner
@@ -57,6 +58,7 @@ class Orchestrator(Facade[Run]):
         adopt_existing: bool = False,
         raise_on_failure: bool = False,
         output_type: type[OutT] | None = None,
+        usage_limits: UsageLimits | None = None,
         **run_params: Any,
     ) -> RunResult[Run, OutT]:
         """Create a run on ``thread_id`` and drive it to a terminal status.
@@ -71,6 +73,8 @@ class Orchestrator(Facade[Run]):
             raise_on_failure: raise RunFailedError unless the run completed.
             output_type: a pydantic model, dataclass or TypedDict the answer must be
                 (sent as ``response_format`` json_schema; ``result.output`` is the instance).
+            usage_limits: limits of this run (default: the policy's ``usage_limits``); a run
+                that reached one ends ``cancelled`` with ``stopped_by="usage_limit"``.
             **run_params: passed through to the API (instructions, tools, metadata, ...);
                 ``tools`` defaults to the registry's definitions.
 
@@ -84,6 +88,7 @@ class Orchestrator(Facade[Run]):
             idempotency_key=idempotency_key,
             adopt_existing=adopt_existing,
             output_type=output_type,
+            usage_limits=usage_limits,
         )
         return result.raise_for_status() if raise_on_failure else result
 
@@ -97,10 +102,11 @@ class Orchestrator(Facade[Run]):
         idempotency_key: str | None = None,
         raise_on_failure: bool = False,
         output_type: type[OutT] | None = None,
+        usage_limits: UsageLimits | None = None,
         **run_params: Any,
     ) -> RunResult[Run, OutT]:
         """Create a thread with ``messages`` and run ``assistant_id`` on it (``output_type``
-        as for :meth:`run`).
+        and ``usage_limits`` as for :meth:`run`).
 
         The thread is created first, then the run: a run created on a known thread can be
         found again after an ambiguous failure, so a retry never makes a second run.
@@ -112,7 +118,11 @@ class Orchestrator(Facade[Run]):
         all_messages = [*(thread or {}).get("messages", []), *messages]
         request = _request(assistant_id, run_params, messages=validate_messages(all_messages))
         result = await self.runner.run(
-            request, handler=handler, idempotency_key=idempotency_key, output_type=output_type
+            request,
+            handler=handler,
+            idempotency_key=idempotency_key,
+            output_type=output_type,
+            usage_limits=usage_limits,
         )
         return result.raise_for_status() if raise_on_failure else result
 

@@ -82,6 +82,7 @@ def run_turn(run: Run, texts: tuple[TextPart, ...] = ()) -> Turn[Run]:
         deadline=float(run.expires_at) if run.expires_at is not None else None,
         poll_after_s=poll,
         raw=run,
+        model=run.model,
     )
 
 

@@ -50,6 +50,7 @@ from runtime.core.backend import (
     Usage,
 )
 from runtime.core.hooks import EventHandler, StatusUpdate
+from runtime.core.limits import ModelPrice, UsageLimits
 from runtime.core.policy import RunPolicy
 from runtime.core.result import RunResult
 from runtime.core.runner import Runner
@@ -57,6 +58,7 @@ from runtime.core.runner import Runner
 __all__ = [
     "Backend",
     "EventHandler",
+    "ModelPrice",
     "RunPolicy",
     "RunResult",
     "Runner",
@@ -68,4 +70,5 @@ __all__ = [
     "TurnRef",
     "TurnStream",
     "Usage",
+    "UsageLimits",
 ]

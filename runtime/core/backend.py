@@ -131,6 +131,7 @@ class Turn(Generic[RawT]):
         poll_after_s: the server's polling hint.
         last_sequence: the last stream sequence number seen (the point to resume after).
         raw: the protocol object (a ``Run`` or a ``Response``).
+        model: the model the server ran the turn with, when it says.
     """
 
     ref: TurnRef
@@ -144,6 +145,7 @@ class Turn(Generic[RawT]):
     poll_after_s: float | None = None
     last_sequence: int | None = None
     raw: RawT | None = None
+    model: str | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -46,8 +46,11 @@ An ``EventHandler`` callback raises
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+
+from runtime.core.limits import ModelPrice, UsageLimits
 
 BusyThreadAction = Literal["wait", "cancel", "fail"]
 
@@ -84,6 +87,10 @@ class RunPolicy:
         log_tool_payloads: log tool arguments and outputs (they may hold personal data).
         create_attempts: attempts at creating a run after ambiguous failures.
         submit_attempts: attempts at submitting outputs after ambiguous failures.
+        usage_limits: requests, tokens, tool calls and cost a run may use; checked before
+            every request, a run that reached one is cancelled (``stopped_by="usage_limit"``).
+        prices: USD per million tokens by model name, for ``RunResult.cost`` and
+            ``usage_limits.max_cost``.
     """
 
     expiry_margin_s: float = 10.0
@@ -107,6 +114,8 @@ class RunPolicy:
     log_tool_payloads: bool = False
     create_attempts: int = 3
     submit_attempts: int = 3
+    usage_limits: UsageLimits | None = None
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> RunPolicy:
@@ -114,5 +123,13 @@ class RunPolicy:
         section = settings.policy
         names = {f.name for f in fields(cls)}
         values = {n: getattr(section, n) for n in names if hasattr(section, n)}
+        limits = values.get("usage_limits")
+        if limits is not None and not isinstance(limits, UsageLimits):
+            values["usage_limits"] = UsageLimits(**limits.model_dump()) if limits.any() else None
+        table = getattr(settings, "prices", None) or {}
+        values["prices"] = {
+            name: p if isinstance(p, ModelPrice) else ModelPrice(**p.model_dump())
+            for name, p in table.items()
+        }
         values.update(overrides)
         return cls(**values)

@@ -15,7 +15,7 @@ RawT = TypeVar("RawT")
 OutT = TypeVar("OutT", default=None)
 
 #: Why the runtime (not the server) ended a run.
-StopCause = Literal["max_tool_rounds", "max_tool_calls", "cancel", "total_deadline"]
+StopCause = Literal["max_tool_rounds", "max_tool_calls", "cancel", "total_deadline", "usage_limit"]
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,17 @@ class RunResult(Generic[RawT, OutT]):
         rounds: how many tool rounds were executed.
         reason: why the runtime ended the run, when it did (readable).
         stopped_by: which bound or request ended it, when the runtime did (``max_tool_rounds``,
-            ``max_tool_calls``, ``cancel``, ``total_deadline``): a bound is never mistaken for
+            ``max_tool_calls``, ``cancel``, ``total_deadline``, ``usage_limit``): a bound is never mistaken for
             a person's cancel.
         error: the server's error of a failed run.
         incomplete_reason: why the run ended ``incomplete``.
         conversation_id: the thread (Assistants) or conversation (Responses), if any.
         run_id: the run's (or final response's) id.
         recoveries: stream losses recovered by resuming or polling.
+        requests: requests sent to create or continue a turn (see
+            :class:`~runtime.core.limits.UsageLimits`).
+        cost: the run's cost in USD from the policy's price table (None when a model it
+            used has no price, or no usage was reported).
         output: the answer validated into the run's ``output_type`` (None without one, or
             when it did not validate).
         output_error: why the answer did not validate, after the retries the policy allows.
@@ -59,6 +63,8 @@ class RunResult(Generic[RawT, OutT]):
     conversation_id: str | None = None
     run_id: str | None = None
     recoveries: int = 0
+    requests: int = 0
+    cost: float | None = None
     output: OutT | None = None
     output_error: str | None = None
 

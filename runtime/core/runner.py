@@ -11,6 +11,9 @@ named steps:
   where the protocol allows it, otherwise poll (backoff, the server's hint, bounded);
 * ``_tool_round``: check the bounds, run every call concurrently under the turn's deadline,
   submit all outputs in one request (never twice after an ambiguous failure);
+* before every request that creates or continues a turn (start, submit, rerun) and before a
+  tool round, the run's :class:`~runtime.core.limits.UsageLimits` are checked: a run that
+  reached one is stopped like a bound (``stopped_by="usage_limit"``);
 * ``_finish``: build the :class:`~runtime.core.result.RunResult`; texts of a turn whose
   stream broke come from the server's transcript, never from the partial stream.
 
@@ -32,6 +35,7 @@ import structlog
 
 from runtime.core.backend import Backend, StartRequest, TextPart, Turn, TurnRef, TurnStream, Usage
 from runtime.core.hooks import EventHandler
+from runtime.core.limits import UsageLimits, price_for
 from runtime.core.output import OutputSpec, output_spec
 from runtime.core.policy import RunPolicy
 from runtime.core.result import OutT, RunResult, StopCause
@@ -89,6 +93,17 @@ class _RunState(Generic[RawT]):
     batch: asyncio.Future[list[ToolCallResult]] | None = None  # the tool batch, for cancel()
     tools_from_registry: bool = False  # re-read before each round (MCP tool lists change)
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    limits: UsageLimits | None = None
+    requests: int = 0  # sent to create or continue a turn (the client's retries count once)
+    models: dict[str, str] = field(default_factory=dict)  # by turn id, for the cost
+
+
+class _LimitReached(Exception):
+    """A usage limit forbids the next request: the run stops (never escapes the loop)."""
+
+    def __init__(self, turn: Turn[Any] | None) -> None:
+        super().__init__("usage limit reached")
+        self.turn = turn
 
 
 class Runner(Generic[RawT]):
@@ -125,6 +140,7 @@ class Runner(Generic[RawT]):
         idempotency_key: str | None = None,
         adopt_existing: bool = False,
         output_type: type[OutT] | None = None,
+        usage_limits: UsageLimits | None = None,
     ) -> RunResult[RawT, OutT]:
         """Start ``request`` and drive it to a terminal status.
 
@@ -136,11 +152,12 @@ class Runner(Generic[RawT]):
             adopt_existing: first look for a turn of ours (same key) and drive it.
             output_type: a pydantic model, dataclass or TypedDict the answer must be; the
                 result's ``output`` is the validated instance (see :mod:`runtime.core.output`).
+            usage_limits: limits of this run (default: the policy's ``usage_limits``).
         """
         spec = output_spec(output_type) if output_type is not None else None
         if spec is not None:
             request = replace(request, output=spec.schema)
-        state = self._new_state(request, handler, idempotency_key)
+        state = self._new_state(request, handler, idempotency_key, usage_limits)
         result = await self._guarded(state, self._run_new(state, adopt_existing))
         if spec is None:
             return result  # type: ignore[return-value]  # OutT is None without output_type
@@ -168,7 +185,7 @@ class Runner(Generic[RawT]):
                 input=({"role": "user", "content": spec.feedback(problems)},),
                 previous=None if state.request.conversation else result.run_id,
             )
-            state = self._new_state(feedback, state.handler, None)
+            state = self._new_state(feedback, state.handler, None, state.limits)
             retry = await self._guarded(state, self._run_new(state, False))
             result = _combined(result, retry)
 
@@ -231,7 +248,11 @@ class Runner(Generic[RawT]):
     # --- lifecycle --------------------------------------------------------------------------
 
     def _new_state(
-        self, request: StartRequest, handler: EventHandler | None, key: str | None
+        self,
+        request: StartRequest,
+        handler: EventHandler | None,
+        key: str | None,
+        limits: UsageLimits | None = None,
     ) -> _RunState[RawT]:
         policy = self.policy
         from_registry = request.tools is None and len(self.registry) > 0
@@ -254,6 +275,7 @@ class Runner(Generic[RawT]):
             key=key or uuid.uuid4().hex,
             deadline=None if total is None else time.monotonic() + total,
             tools_from_registry=from_registry,
+            limits=limits if limits is not None else policy.usage_limits,
         )
 
     async def _guarded(
@@ -266,6 +288,8 @@ class Runner(Generic[RawT]):
         try:
             async with timer:
                 return await body
+        except _LimitReached as reached:
+            return await self._over_limit(state, reached.turn)
         except TimeoutError as exc:
             if timer.expired():
                 return await self._expire(state)
@@ -299,6 +323,45 @@ class Runner(Generic[RawT]):
         except (TimeoutError, RuntimeAPIError) as exc:
             log.warning("run.cancel_timeout", run_id=_id(state.ref), error=type(exc).__name__)
         return await self._finish(state, turn, stopped_as="expired")
+
+    # --- usage limits -----------------------------------------------------------------------
+
+    def _count_request(self, state: _RunState[RawT], turn: Turn[RawT] | None) -> None:
+        """Before a request that creates or continues a turn: check the limits, count it."""
+        self._check_limits(state, turn)
+        state.requests += 1
+
+    def _check_limits(self, state: _RunState[RawT], turn: Turn[RawT] | None) -> None:
+        """Raise _LimitReached (to stop ``turn``) when the run already used what a limit
+        allows for one more request."""
+        limits = state.limits
+        if limits is not None:
+            cost, priced = self._cost(state)
+            reason = limits.reached(
+                requests=state.requests, usage=_usage_of(state), cost=cost, priced=priced
+            )
+            if reason is not None:
+                state.reason = reason
+                state.stopped_by = "usage_limit"
+                raise _LimitReached(turn)
+
+    def _cost(self, state: _RunState[RawT]) -> tuple[float, bool]:
+        """The run's cost so far in USD, and whether every turn that used tokens is priced."""
+        cost = 0.0
+        priced = True
+        for turn_id, usage in state.usage.items():
+            price = price_for(self.policy.prices, state.models.get(turn_id))
+            if price is None:
+                priced = False
+                continue
+            cost += price.cost(usage)
+        return cost, priced
+
+    async def _over_limit(self, state: _RunState[RawT], turn: Turn[RawT] | None) -> RunResult[RawT]:
+        log.warning("run.usage_limit_reached", run_id=_id(state.ref), reason=state.reason)
+        if turn is not None:
+            turn = await self._stop(state, turn)
+        return await self._finish(state, turn, stopped_as="cancelled")
 
     # --- start ------------------------------------------------------------------------------
 
@@ -339,10 +402,15 @@ class Runner(Generic[RawT]):
             if handler is not None:
                 await self._hook(handler.on_conversation, conversation, "on_conversation")
 
-    async def _start(self, state: _RunState[RawT], adopt: bool) -> TurnStream[RawT] | None:
-        """Start the turn and return its stream, or None when we adopted an existing one."""
+    async def _start(
+        self, state: _RunState[RawT], adopt: bool, *, counted: bool = False
+    ) -> TurnStream[RawT] | None:
+        """Start the turn and return its stream, or None when we adopted an existing one.
+        ``counted``: the caller already counted the request against the usage limits."""
         if adopt and await self._adopt(state):
             return None
+        if not counted:
+            self._count_request(state, None)
         busy_deadline = time.monotonic() + self.policy.busy_wait_s
         ambiguous = 0  # busy-thread refusals are bounded by busy_wait_s, not by attempts
         state.last_submit = None
@@ -397,12 +465,13 @@ class Runner(Generic[RawT]):
     async def _redo(self, state: _RunState[RawT], reruns: int) -> TurnStream[RawT] | None:
         """Send again what produced a failed turn: the round (a new turn per round) or the
         run itself, under a new key."""
+        self._count_request(state, None)  # the failed turn is over: nothing to cancel
         if self.backend.new_turn_per_round and state.last_submit is not None:
             previous, outputs = state.last_submit
             return await self._send_outputs(state, previous, outputs)
         state.key = f"{state.key}-rerun{reruns}"
         state.ref = None
-        return await self._start(state, adopt=False)
+        return await self._start(state, adopt=False, counted=True)
 
     # --- follow -----------------------------------------------------------------------------
 
@@ -519,6 +588,7 @@ class Runner(Generic[RawT]):
             )
         if state.last_submit is not None:
             previous, outputs = state.last_submit
+            self._count_request(state, None)  # the turn was never named: nothing to cancel
             return await self._send_outputs(state, previous, outputs)
         stream = await self._start(state, adopt=False)
         assert stream is not None  # nothing to adopt without find
@@ -545,6 +615,8 @@ class Runner(Generic[RawT]):
                 state.untrusted.discard(ref.id)
         if turn.usage is not None:
             state.usage[ref.id] = turn.usage
+        if turn.model is not None:
+            state.models[ref.id] = turn.model
         if turn.deadline is not None:
             state.turn_deadline = turn.deadline
 
@@ -658,6 +730,8 @@ class Runner(Generic[RawT]):
             state.reason = "the turn required tools but listed no tool calls"
             log.warning("run.empty_tool_round", run_id=turn.ref.id)
             return await self._stop(state, turn)
+        # The submit after this round would be refused: run no tool for nothing.
+        self._check_limits(state, turn)
         state.rounds += 1
         state.calls_seen += len(new)
         results = await self._execute(state, turn)
@@ -669,6 +743,11 @@ class Runner(Generic[RawT]):
         self, state: _RunState[RawT], new_calls: int
     ) -> tuple[StopCause, str] | None:
         policy = self.policy
+        limits = state.limits
+        if limits is not None:
+            reason = limits.tool_calls_exceeded(state.calls_seen, new_calls)
+            if reason is not None:
+                return "usage_limit", reason
         if state.calls_seen + new_calls > policy.max_tool_calls:
             return "max_tool_calls", f"max_tool_calls ({policy.max_tool_calls}) exceeded"
         if state.rounds + 1 > policy.max_tool_rounds:
@@ -725,6 +804,7 @@ class Runner(Generic[RawT]):
     ) -> TurnStream[RawT] | None:
         """Submit all outputs in one request; after an ambiguous failure, never twice."""
         required = {r.tool_call_id for r in results}
+        self._count_request(state, turn)  # once: a re-attempt sends the same request again
         for attempt in range(1, self.policy.submit_attempts + 1):
             try:
                 return await self._send_outputs(state, turn, results)
@@ -848,10 +928,13 @@ class Runner(Generic[RawT]):
                 await self._absorb(state, turn, trusted=False)
             elif turn.usage is not None:
                 state.usage[turn.ref.id] = turn.usage
+            if turn.model is not None:
+                state.models[turn.ref.id] = turn.model
         await self._reload_untrusted(state)
         final = _final_status(turn, stopped_as)
         text = "\n\n".join(t for texts in state.texts.values() for t in texts.values() if t)
-        usage = sum(state.usage.values(), Usage()) if state.usage else None
+        usage = _usage_of(state) if state.usage else None
+        cost, priced = self._cost(state)
         ref = turn.ref if turn is not None else state.ref
         log.info(
             "run.finished",
@@ -875,6 +958,8 @@ class Runner(Generic[RawT]):
             conversation_id=state.request.conversation or (ref.conversation if ref else None),
             run_id=_id(ref),
             recoveries=state.recoveries,
+            requests=state.requests,
+            cost=cost if priced and state.usage else None,
         )
 
     async def _reload_untrusted(self, state: _RunState[RawT]) -> None:
@@ -970,7 +1055,14 @@ def _combined(first: RunResult[RawT], retry: RunResult[RawT]) -> RunResult[RawT]
         usage=usage,
         rounds=first.rounds + retry.rounds,
         recoveries=first.recoveries + retry.recoveries,
+        requests=first.requests + retry.requests,
+        cost=None if first.cost is None or retry.cost is None else first.cost + retry.cost,
     )
+
+
+def _usage_of(state: _RunState[Any]) -> Usage:
+    """The run's usage so far: per turn, the latest report (cumulative per run on Assistants)."""
+    return sum(state.usage.values(), Usage())
 
 
 def _final_status(turn: Turn[Any] | None, stopped_as: str | None) -> str:

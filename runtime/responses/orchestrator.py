@@ -18,6 +18,7 @@ from typing import Any
 from runtime.backends import Facade
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
+from runtime.core.limits import UsageLimits
 from runtime.core.policy import RunPolicy
 from runtime.core.result import OutT, RunResult
 from runtime.core.runner import Runner
@@ -64,6 +65,7 @@ class ResponsesOrchestrator(Facade[Response]):
         handler: EventHandler | None = None,
         raise_on_failure: bool = False,
         output_type: type[OutT] | None = None,
+        usage_limits: UsageLimits | None = None,
         **params: Any,
     ) -> RunResult[Response, OutT]:
         """Send ``input`` and drive the run until a response has no function calls.
@@ -76,6 +78,8 @@ class ResponsesOrchestrator(Facade[Response]):
             raise_on_failure: raise RunFailedError unless the final status is completed.
             output_type: a pydantic model, dataclass or TypedDict the answer must be (sent as
                 ``text.format`` json_schema, strict; ``result.output`` is the instance).
+            usage_limits: limits of this run (default: the policy's ``usage_limits``); a run
+                that reached one ends ``cancelled`` with ``stopped_by="usage_limit"``.
             **params: other request fields (previous_response_id, conversation, background,
                 store, max_output_tokens, tool_choice, metadata, ...); ``tools`` defaults to
                 the registry's definitions.
@@ -86,7 +90,9 @@ class ResponsesOrchestrator(Facade[Response]):
         request = _request(
             input if isinstance(input, str) else tuple(input), model, instructions, params
         )
-        result = await self.runner.run(request, handler=handler, output_type=output_type)
+        result = await self.runner.run(
+            request, handler=handler, output_type=output_type, usage_limits=usage_limits
+        )
         return result.raise_for_status() if raise_on_failure else result
 
     async def resume(

@@ -90,6 +90,7 @@ def response_turn(
         poll_after_s=poll,
         last_sequence=last_sequence,
         raw=response,
+        model=response.model,
     )
 
 

@@ -90,7 +90,9 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
         backend = create_backend(shared, registry, model=settings.worker.model)
         try:
             executor = executor_for(backend)
-            worker = Worker(queue, executor, worker_options(settings, burst=burst), WorkerMetrics())
+            # MCP tools join the registry later: ask it at each call, not once.
+            metrics = WorkerMetrics(known_tool=registry.__contains__)
+            worker = Worker(queue, executor, worker_options(settings, burst=burst), metrics)
             http = HealthServer(
                 worker,
                 host=settings.http.host,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from runtime.worker.models import QueueStats
 
-__all__ = ["WorkerMetrics"]
+__all__ = ["UNKNOWN_TOOL", "WorkerMetrics"]
+
+#: The ``tool`` label of a call whose name is not a registered tool: a model may make up
+#: any name, and a label value per made-up name would grow the series without bound.
+UNKNOWN_TOOL = "unknown"
 
 _DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -21,9 +25,15 @@ class WorkerMetrics:
     ``tool_duration_seconds{tool}``, ``retries_total{reason}``, ``dead_letters_total``,
     ``jobs_in_flight``, ``queue_depth{state}``, ``queue_lag_seconds``, ``draining``,
     ``tool_source_up{server}`` (configured MCP servers).
+
+    Args:
+        known_tool: tells a registered tool's name (e.g. ``name in registry``); every other
+            name is counted as ``tool="unknown"``, so no label ever takes a value the model
+            chose. Without it every call counts as unknown.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, known_tool: Callable[[str], bool] | None = None) -> None:
+        self._known_tool = known_tool
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.runs = Counter(
@@ -78,6 +88,18 @@ class WorkerMetrics:
             ["server"],
             registry=r,
         )
+
+    def tool_label(self, name: str) -> str:
+        """The ``tool`` label value of a call named ``name``: itself when registered."""
+        if self._known_tool is not None and self._known_tool(name):
+            return name
+        return UNKNOWN_TOOL
+
+    def observe_tool_call(self, name: str, *, is_error: bool, seconds: float) -> None:
+        """Count one executed tool call and its duration."""
+        tool = self.tool_label(name)
+        self.tool_calls.labels(tool=tool, outcome="error" if is_error else "ok").inc()
+        self.tool_duration.labels(tool=tool).observe(seconds)
 
     def observe_tool_sources(self, statuses: Mapping[str, str]) -> None:
         """One gauge per configured tool server (its name from the config, never from a

@@ -365,9 +365,9 @@ class Worker:
             log.warning("worker.job_released", reason="drain", run_id=ctx.run_id)
 
     def _observe_tool(self, output: ToolOutput) -> None:
-        outcome = "error" if output.is_error else "ok"
-        self.metrics.tool_calls.labels(tool=output.name, outcome=outcome).inc()
-        self.metrics.tool_duration.labels(tool=output.name).observe(output.seconds)
+        self.metrics.observe_tool_call(
+            output.name, is_error=output.is_error, seconds=output.seconds
+        )
 
     # -- heartbeats and shutdown ------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from runtime.config import (
     ConfigError,
     LogSettings,
     PolicySettings,
+    PriceSettings,
     RetrySettings,
     Settings,
     read_config_file,
@@ -274,6 +275,9 @@ class WorkerSettings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     policy: PolicySettings = PolicySettings()
     log: LogSettings = LogSettings(format="json")
+    prices: dict[str, PriceSettings] = Field(default_factory=dict)
+    """``[prices."<model>"]``: USD per million tokens, for a job's cost and
+    ``[policy.usage_limits] max_cost``."""
     mcp: list[McpServerSettings] = Field(default_factory=list)
     """``[[mcp]]`` tables: MCP servers whose tools join the registry (needs the ``mcp``
     extra)."""
@@ -305,6 +309,7 @@ class WorkerSettings(BaseSettings):
             retry=self.retry,
             policy=policy,
             log=self.log,
+            prices=self.prices,
         )
 
     @property

@@ -10,6 +10,7 @@ import sys
 import tomllib
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -43,15 +44,41 @@ def write_toml(tmp_path: Path, text: str) -> Path:
 
 
 def section_fields() -> list[tuple[str | None, str]]:
-    """(section, key) for every setting; section None for top-level scalars."""
+    """(section, key) for every setting; section None for top-level scalars, a dotted name
+    for a nested table (``policy.usage_limits``). Tables keyed by name (``[prices]``) are
+    checked on their own."""
     fields: list[tuple[str | None, str]] = []
+
+    def visit(section: str, model: type[BaseModel]) -> None:
+        for key, info in model.model_fields.items():
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                visit(f"{section}.{key}", annotation)
+            else:
+                fields.append((section, key))
+
     for name, info in Settings.model_fields.items():
         annotation = info.annotation
+        if name in KEYED_TABLES:
+            continue
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            fields.extend((name, key) for key in annotation.model_fields)
+            visit(name, annotation)
         else:
             fields.append((None, name))
     return fields
+
+
+KEYED_TABLES = ("prices",)
+
+
+def table_of(data: dict[str, Any], section: str | None) -> dict[str, Any]:
+    for part in section.split(".") if section else ():
+        data = data.get(part, {})
+    return data
+
+
+def default_of(defaults: dict[str, Any], section: str | None, key: str) -> Any:
+    return table_of(defaults, section)[key]
 
 
 # --- defaults and the shipped file -------------------------------------------------------
@@ -74,9 +101,11 @@ def test_toml_sets_every_non_null_default_and_comments_out_unset_ones() -> None:
     """Each setting with a default is written in the file; only None defaults are absent."""
     data = tomllib.loads(TOML_PATH.read_text(encoding="utf-8"))
     defaults = Settings().model_dump()
+    for name in KEYED_TABLES:
+        assert data.get(name) == defaults[name] == {}, f"[{name}] is empty by default"
     for section, key in section_fields():
-        table = data if section is None else data.get(section, {})
-        default = defaults[key] if section is None else defaults[section][key]
+        table = table_of(data, section)
+        default = default_of(defaults, section, key)
         if default is None:
             assert key not in table, f"{section}.{key} is unset by default"
         else:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
-from runtime import AssistantsClient, Orchestrator, RunPolicy, RunStream
+from runtime import AssistantsClient, ModelPrice, Orchestrator, RunPolicy, RunStream, UsageLimits
 from runtime.emulator import Scenario
 from runtime.worker import (
     Job,
@@ -17,6 +18,7 @@ from runtime.worker import (
     Worker,
     WorkerOptions,
 )
+from runtime.worker.settings import load_worker_settings
 from tools import ToolRegistry
 
 registry = ToolRegistry()
@@ -194,3 +196,52 @@ async def test_a_run_cancelled_behind_the_jobs_back_is_started_again(
     assert record.progress.run_seq == 1
     runs = await client.list_runs(record.result.thread_id or "").to_list()
     assert sorted(r.status for r in runs) == ["cancelled", "completed"]
+
+
+async def test_a_usage_limit_in_the_worker_config_cancels_the_job_naming_it(
+    client: AssistantsClient, assistant_id: str, tmp_path: Path
+) -> None:
+    """[policy.usage_limits] of worker.toml reaches the job's run: a job whose run reached
+    max_requests ends cancelled with the limit as its error, its tool never runs, and the
+    [prices] table reaches the run policy."""
+    config = tmp_path / "worker.toml"
+    config.write_text(
+        "[policy.usage_limits]\nmax_requests = 1\n\n"
+        '[prices."gpt-4o"]\ninput_per_million = 2.5\noutput_per_million = 10.0\n',
+        encoding="utf-8",
+    )
+    settings = load_worker_settings(config)
+    policy = RunPolicy.from_settings(settings.runtime_settings())
+    assert policy.usage_limits == UsageLimits(max_requests=1)
+    assert policy.prices == {"gpt-4o": ModelPrice(2.5, 10.0)}
+    shouted: list[str] = []
+    tools = ToolRegistry()
+
+    @tools.tool
+    async def shout(text: str) -> str:
+        """Upper-case text.
+
+        Args:
+            text: what to shout.
+        """
+        shouted.append(text)
+        return text.upper()
+
+    queue = MemoryQueue()
+    job = Job(
+        id="limited-1",
+        assistant_id=assistant_id,
+        messages=(Message(content='/call shout {"text": "hi"}'),),
+    )
+    await queue.submit(job)
+    orchestrator = Orchestrator(client, tools, policy=policy)
+    options = WorkerOptions(consumer="svc-1", burst=True, claim_wait_s=0.05, heartbeat_s=0.03)
+    await asyncio.wait_for(Worker(queue, RunExecutor(orchestrator.session()), options).run(), 20)
+
+    record = await queue.result("limited-1", timeout_s=1)
+    assert record is not None and record.result is not None
+    assert record.result.status == "cancelled"
+    assert record.result.error == "max_requests (1) reached: 1 sent"
+    assert shouted == [] and record.result.tool_calls == ()
+    run = await client.retrieve_run(record.result.thread_id or "", record.result.run_id or "")
+    assert run.status == "cancelled"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import aiohttp
 
@@ -19,6 +20,7 @@ from runtime.worker import (
     WorkerOptions,
 )
 from runtime.worker.http import HealthServer
+from runtime.worker.metrics import WorkerMetrics
 
 
 def _job(job_id: str) -> Job:
@@ -210,7 +212,8 @@ async def test_health_ready_and_metrics_endpoints() -> None:
     queue = MemoryQueue()
     for i in range(2):
         await queue.submit(_job(f"j{i}"))
-    worker = Worker(queue, SleepExecutor(), _options(burst=False))
+    metrics = WorkerMetrics(known_tool={"echo"}.__contains__)
+    worker = Worker(queue, SleepExecutor(), _options(burst=False), metrics)
     server = HealthServer(worker, port=0)
     await server.start()
     task = asyncio.create_task(worker.run())
@@ -285,3 +288,26 @@ async def test_readyz_is_503_while_a_tool_server_has_failed() -> None:
                 assert resp.status == 200 and (await resp.json())["mcp"] == states
     finally:
         await server.aclose()
+
+
+def test_made_up_tool_names_share_one_series() -> None:
+    """Calls of 200 random unregistered tool names count under one ``tool="unknown"`` series
+    (a model-chosen name never becomes a label); a registered tool keeps its own."""
+    metrics = WorkerMetrics(known_tool={"echo"}.__contains__)
+    for _ in range(200):
+        metrics.observe_tool_call(f"tool_{secrets.token_hex(6)}", is_error=True, seconds=0.01)
+    metrics.observe_tool_call("echo", is_error=False, seconds=0.01)
+    text = metrics.render().decode()
+    series = [
+        line for line in text.splitlines() if line.startswith("agent_worker_tool_calls_total{")
+    ]
+    assert sorted(series) == [
+        'agent_worker_tool_calls_total{outcome="error",tool="unknown"} 200.0',
+        'agent_worker_tool_calls_total{outcome="ok",tool="echo"} 1.0',
+    ]
+    durations = [
+        line
+        for line in text.splitlines()
+        if line.startswith("agent_worker_tool_duration_seconds_count")
+    ]
+    assert len(durations) == 2
