@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any
 
+from pydantic import ValidationError
+
 from runtime.config import ConfigError
 from runtime.logging import configure_logging
 from runtime.worker.app import open_queue, serve
@@ -84,6 +86,9 @@ def submit_main(argv: list[str]) -> int:
     settings = _load(args.config)
     if settings is None:
         return 2
+    if settings.protocol == "assistants" and not args.assistant:
+        print("error: --assistant ID is required (protocol = assistants)", file=sys.stderr)
+        return 2
     try:
         job = _job_from_args(args, settings.protocol)
     except ValueError as exc:
@@ -139,8 +144,17 @@ def _job_from_args(args: argparse.Namespace, protocol: str) -> Job:
         fields["id"] = args.job_id
     try:
         return Job(**fields)
-    except Exception as exc:  # pydantic's ValidationError: report it as a usage error
-        raise ValueError(str(exc)) from exc
+    except ValidationError as exc:  # a usage error: one line, without pydantic's docs link
+        raise ValueError(_validation_line(exc)) from exc
+
+
+def _validation_line(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
 
 
 def _pair(item: str, what: str) -> tuple[str, str]:
@@ -164,8 +178,8 @@ async def _submit(settings: WorkerSettings, job: Job, *, wait: bool, timeout_s: 
     queue = open_queue(settings)
     try:
         created = await queue.submit(job)
-        print(json.dumps({"job_id": job.id, "created": created}), flush=True)
-        if not wait:
+        if not wait:  # with --wait, the one document printed is the result
+            print(json.dumps({"job_id": job.id, "created": created}), flush=True)
             return 0
         record = await wait_for_result(queue, job.id, timeout_s=timeout_s)
     except QueueError as exc:
