@@ -21,7 +21,8 @@ your own ``emulator`` or ``client`` fixtures):
   file, as dicts) that scripts the emulator's model; returns the :class:`Scenario`.
 
 The async fixtures need pytest-asyncio: with ``asyncio_mode = "auto"`` nothing else is needed;
-otherwise mark each test ``@pytest.mark.asyncio``.
+otherwise mark each test ``@pytest.mark.asyncio``. Without pytest-asyncio installed the plugin
+loads but its async fixtures cannot be used.
 """
 
 from __future__ import annotations
@@ -30,11 +31,15 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from runtime.assistants.client import AssistantsClient
 from runtime.emulator import Emulator, Scenario
 from runtime.responses.client import ResponsesClient
+
+try:
+    from pytest_asyncio import fixture as _async_fixture
+except ImportError:  # pragma: no cover  (pytest still starts; the async fixtures need the plugin)
+    _async_fixture = pytest.fixture  # type: ignore[assignment]
 
 # Any non-empty key is accepted by an emulator started without ``api_key``.
 TEST_API_KEY = "sk-emulator-test"
@@ -42,14 +47,14 @@ TEST_API_KEY = "sk-emulator-test"
 ScriptTurns = Callable[[Sequence[Mapping[str, Any]]], Scenario]
 
 
-@pytest_asyncio.fixture
+@_async_fixture
 async def runtime_emulator() -> AsyncIterator[Emulator]:
     """A started emulator on a loopback port, closed when the test ends."""
     async with Emulator() as emulator:
         yield emulator
 
 
-@pytest_asyncio.fixture
+@_async_fixture
 async def runtime_assistants_client(
     runtime_emulator: Emulator,
 ) -> AsyncIterator[AssistantsClient]:
@@ -58,7 +63,7 @@ async def runtime_assistants_client(
         yield c
 
 
-@pytest_asyncio.fixture
+@_async_fixture
 async def runtime_responses_client(
     runtime_emulator: Emulator,
 ) -> AsyncIterator[ResponsesClient]:
