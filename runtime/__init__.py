@@ -1,39 +1,83 @@
 """agent-runtime: run OpenAI-style assistant runs with concurrent local Python tools.
 
-The public API is exactly ``__all__``; everything else is internal.
+The public API is exactly ``__all__``; everything else is internal. Names are imported on
+first use, so ``python -m runtime --help`` and the emulator start without the clients.
 """
 
-from runtime.assistants.client import AssistantsClient
-from runtime.assistants.orchestrator import Orchestrator
-from runtime.assistants.stream import RunStream
-from runtime.core import (
-    EventHandler,
-    ModelPrice,
-    Runner,
-    RunPolicy,
-    RunResult,
-    StartRequest,
-    StatusUpdate,
-    TurnRef,
-    Usage,
-    UsageLimits,
+import importlib as _importlib
+import typing as _typing
+
+from runtime._shadow import check_tools_package as _check_tools_package
+
+_check_tools_package()
+
+if _typing.TYPE_CHECKING:
+    from runtime.assistants.client import AssistantsClient
+    from runtime.assistants.orchestrator import Orchestrator
+    from runtime.assistants.stream import RunStream
+    from runtime.core import (
+        EventHandler,
+        Runner,
+        RunPolicy,
+        RunResult,
+        StartRequest,
+        StatusUpdate,
+        TurnRef,
+        Usage,
+        UsageLimits,
+    )
+    from runtime.errors import (
+        APIStatusError,
+        AuthenticationError,
+        BadRequestError,
+        HandlerError,
+        NotFoundError,
+        RateLimitError,
+        RunFailedError,
+        RuntimeAPIError,
+        ServerError,
+        StreamError,
+        StreamInterrupted,
+        ThreadBusyError,
+        TransportError,
+    )
+    from runtime.retry import RetryPolicy
+
+_ERRORS = (
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "HandlerError",
+    "NotFoundError",
+    "RateLimitError",
+    "RunFailedError",
+    "RuntimeAPIError",
+    "ServerError",
+    "StreamError",
+    "StreamInterrupted",
+    "ThreadBusyError",
+    "TransportError",
 )
-from runtime.errors import (
-    APIStatusError,
-    AuthenticationError,
-    BadRequestError,
-    HandlerError,
-    NotFoundError,
-    RateLimitError,
-    RunFailedError,
-    RuntimeAPIError,
-    ServerError,
-    StreamError,
-    StreamInterrupted,
-    ThreadBusyError,
-    TransportError,
+_CORE = (
+    "EventHandler",
+    "Runner",
+    "RunPolicy",
+    "RunResult",
+    "StartRequest",
+    "StatusUpdate",
+    "TurnRef",
+    "Usage",
+    "UsageLimits",
 )
-from runtime.retry import RetryPolicy
+#: Public name -> the module defining it.
+_HOMES: dict[str, str] = {
+    "AssistantsClient": "runtime.assistants.client",
+    "Orchestrator": "runtime.assistants.orchestrator",
+    "RunStream": "runtime.assistants.stream",
+    "RetryPolicy": "runtime.retry",
+    **dict.fromkeys(_CORE, "runtime.core"),
+    **dict.fromkeys(_ERRORS, "runtime.errors"),
+}
 
 __all__ = [
     "APIStatusError",
@@ -42,7 +86,6 @@ __all__ = [
     "BadRequestError",
     "EventHandler",
     "HandlerError",
-    "ModelPrice",
     "NotFoundError",
     "Orchestrator",
     "RateLimitError",
@@ -64,3 +107,16 @@ __all__ = [
     "Usage",
     "UsageLimits",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

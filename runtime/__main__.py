@@ -1,4 +1,4 @@
-"""Command line: ``python -m runtime {demo,run,emulator,worker,submit,jobs,migrate,parity}``.
+"""Command line: ``python -m runtime {demo,run,emulator,worker,submit,jobs,assistant,migrate,parity}``.
 
 Each sub-command lives in its own module and is imported lazily, so that ``emulator`` does not
 pay for the worker's imports and a broken optional piece cannot break the others.
@@ -16,6 +16,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("runtime.worker.cli", "worker_main"),
     "submit": ("runtime.worker.cli", "submit_main"),
     "jobs": ("runtime.worker.cli", "jobs_main"),
+    "assistant": ("runtime.worker.cli", "assistant_main"),
     "migrate": ("runtime.cli.migrate", "migrate_main"),
     "parity": ("runtime.cli.migrate", "parity_main"),
 }
@@ -29,6 +30,7 @@ commands:
   worker     process jobs from a queue
   submit     enqueue a job (and optionally wait for its result)
   jobs       list recent jobs and their status
+  assistant  create an assistant for the worker's jobs (prints its id)
   migrate    copy an Assistants thread into a new Conversation (Responses API)
   parity     run the same messages on both protocols and show the differences
 """

@@ -284,9 +284,11 @@ class HTTPClient:
 
         Args:
             settings: the settings.
-            **overrides: any constructor argument (``base_url``, ``api_key``, ...).
+            **overrides: any constructor argument (``base_url``, ``api_key``, ``transport``,
+                ...).
         """
         options, key = options_from_settings(settings)
+        transport: Transport | None = overrides.pop("transport", None)
         if "api_key" in overrides:
             key = overrides.pop("api_key")
         if options.azure_endpoint and "api_version" not in getattr(
@@ -296,7 +298,7 @@ class HTTPClient:
             options = replace(options, api_version=None)
         if overrides:
             options = replace(options, **overrides)
-        return cls.from_options(options, key)
+        return cls.from_options(options, key, transport=transport)
 
     @classmethod
     def sharing(cls, client: HTTPClient, *, api_version: str | None = None) -> Self:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from runtime.core.result import RunResult
 from runtime.demo_tools import DEMO_FOLLOW_UP, DEMO_REQUEST, build_demo_registry
 from runtime.emulator import Emulator
 from runtime.errors import RuntimeAPIError
-from runtime.logging import configure_logging
+from runtime.logging import configure_logging as _configure_logging
 from tools import ToolRegistry
 from tools.mcp import MCPConfigError, MCPNotInstalledError, MCPServer, ToolUnavailableError
 
@@ -142,6 +143,27 @@ def _mcp_servers(specs: Sequence[str]) -> list[MCPServer] | None:
     except (MCPConfigError, MCPNotInstalledError) as exc:
         print(f"error: --mcp: {exc}", file=sys.stderr)
         return None
+
+
+class _QuietInterrupt(logging.Filter):
+    """Drop the runner's abort warnings caused by Ctrl-C: the CLI reports it in one line."""
+
+    _EVENTS = frozenset({"run.aborting", "run.abort_detached"})
+    _ERRORS = frozenset({"CancelledError", "KeyboardInterrupt", None})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        event = record.msg
+        if isinstance(event, dict) and event.get("event") in self._EVENTS:
+            return event.get("error") not in self._ERRORS
+        return True
+
+
+def configure_logging(level: str, fmt: str, stream: Any) -> None:
+    """The library's logging setup, minus the noise of an interrupted run."""
+    _configure_logging(level, fmt, stream)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _QuietInterrupt) for f in handler.filters):
+            handler.addFilter(_QuietInterrupt())
 
 
 def demo_main(argv: Sequence[str]) -> int:
@@ -281,7 +303,7 @@ def run_main(argv: Sequence[str]) -> int:
     try:
         registry = load_tool_registry(args.tools, builtins=args.builtin_tools)
     except Exception as exc:  # any import-time failure of user code is a usage error here
-        print(f"error: cannot load tools: {exc!r}", file=sys.stderr)
+        print(f"error: cannot load tools: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     args.mcp_servers = _mcp_servers(args.mcp)
     if args.mcp_servers is None:

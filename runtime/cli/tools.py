@@ -20,6 +20,8 @@ def _import_tools_module(spec: str) -> ModuleType:
     """Import ``package.module`` or a ``path/to/file.py``."""
     if spec.endswith(".py") or os.sep in spec:
         path = Path(spec).expanduser().resolve()
+        if not path.is_file():
+            raise ImportError(f"no such tools file: {spec} ({path})")
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         if module_spec is None or module_spec.loader is None:
             raise ImportError(f"cannot load tools from {spec}")
@@ -29,7 +31,12 @@ def _import_tools_module(spec: str) -> ModuleType:
         return module
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # `python -m` users expect their cwd modules
-    return importlib.import_module(spec)
+    try:
+        return importlib.import_module(spec)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and spec.split(".")[0] == exc.name.split(".")[0]:
+            raise ImportError(f"no such tools module: {spec} ({exc})") from exc
+        raise
 
 
 def load_tool_registry(modules: Sequence[str], *, builtins: bool = False) -> ToolRegistry:

@@ -169,6 +169,7 @@ class LiveView(ConsoleView):
         self._frame = 0
         self._in_text = False
         self._ticker: asyncio.Task[None] | None = None
+        self._stopped = False
 
     # -- primitives ---------------------------------------------------------------------------
 
@@ -204,6 +205,10 @@ class LiveView(ConsoleView):
         if ticker is not None and not ticker.done():
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
+        if any(row.result is None for row in self._rows.values()):
+            # Interrupted: a call still shown as running would never finish on screen.
+            self._stopped = True
+            self._settle()
 
     # -- streamed text ------------------------------------------------------------------------
 
@@ -286,6 +291,9 @@ class LiveView(ConsoleView):
         name, _, rest = signature.partition("(")
         shown_sig = self._style("36", name) + ("(" + rest if rest else "")
         result = row.result
+        if result is None and self._stopped:
+            elapsed = f"stopped after {now - row.started:.1f}s"
+            return f"  {self._style('31', '■')} {shown_sig}  {self._style('2', elapsed)}"
         if result is None:
             spinner = _SPINNER[self._frame % len(_SPINNER)]
             state = f"running {now - row.started:4.1f}s"

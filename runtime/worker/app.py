@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Iterator
 
 import structlog
 
+from runtime.transport import AiohttpTransport
 from runtime.worker.http import HealthServer
 from runtime.worker.memory import MemoryQueue
 from runtime.worker.metrics import WorkerMetrics
@@ -19,6 +20,7 @@ from runtime.worker.runner import executor_for
 from runtime.worker.service import Worker, WorkerOptions
 from runtime.worker.settings import WorkerSettings, build_registry
 from runtime.worker.sqlite import SqliteQueue
+from runtime.worker.upstream import UpstreamTracker
 from tools import ToolRegistry
 from tools.mcp import MCPToolSource
 
@@ -87,7 +89,13 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
     mcp, sources = await start_mcp_sources(settings, registry)
     try:
         shared = settings.runtime_settings()
-        backend = create_backend(shared, registry, model=settings.worker.model)
+        upstream = UpstreamTracker(
+            AiohttpTransport(
+                connect_timeout_s=settings.api.connect_timeout_s,
+                max_connections=settings.api.max_connections,
+            )
+        )
+        backend = create_backend(shared, registry, model=settings.worker.model, transport=upstream)
         try:
             executor = executor_for(backend)
             # MCP tools join the registry later: ask it at each call, not once.
@@ -98,6 +106,7 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
                 host=settings.http.host,
                 port=settings.http.port,
                 tool_sources=lambda: {s.server.name: s.state.status for s in sources},
+                upstream=upstream,
             )
             log.info("worker.starting", protocol=backend.protocol)
             with _drain_on_signals(worker):
@@ -115,6 +124,7 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
                     )
         finally:
             await backend.client.aclose()
+            await upstream.aclose()
     finally:
         await _bounded("queue", queue.aclose())
         await _bounded("mcp", mcp.aclose())

@@ -1,4 +1,12 @@
-"""``python -m runtime worker|submit|jobs``.
+"""``python -m runtime worker|submit|jobs|assistant``.
+
+Try it on one machine, without an API key (two shells; the worker's emulator listens at
+``api.base_url``, ``http://127.0.0.1:8321/v1`` in ``config/worker.toml``)::
+
+    python -m runtime worker --emulator --config config/worker.toml
+    ASSISTANT=$(python -m runtime assistant create --emulator --config config/worker.toml)
+    python -m runtime submit --config config/worker.toml --assistant "$ASSISTANT" --wait \
+        '/call calculate {"expression": "6*7"}'
 
 Exit codes: 0 success; 1 a waited-for job did not complete (failed, error, dead); 2 usage or
 configuration error (including a health port another process already uses); 3 ``submit
@@ -13,6 +21,9 @@ import json
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
 
 from runtime.config import ConfigError
 from runtime.logging import configure_logging
@@ -20,9 +31,13 @@ from runtime.worker.app import open_queue, serve
 from runtime.worker.http import HttpBindError
 from runtime.worker.models import Job, JobRecord, Message
 from runtime.worker.queue import QueueError, wait_for_result
-from runtime.worker.settings import WorkerSettings, load_worker_settings
+from runtime.worker.settings import WorkerSettings, build_registry, load_worker_settings
 
-__all__ = ["jobs_main", "submit_main", "worker_main"]
+__all__ = ["assistant_main", "jobs_main", "submit_main", "worker_main"]
+
+# Any non-empty key opens the emulator; this one is the recipe's (never a real key).
+EMULATOR_API_KEY = "sk-emulator-local"
+DEFAULT_EMULATOR_URL = "http://127.0.0.1:8321/v1"
 
 
 def worker_main(argv: list[str]) -> int:
@@ -32,13 +47,20 @@ def worker_main(argv: list[str]) -> int:
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--concurrency", type=int, help="override worker.concurrency")
     parser.add_argument("--name", help="override worker.name (consumer name in the queue)")
+    parser.add_argument(
+        "--emulator",
+        action="store_true",
+        help="serve an embedded emulator at api.base_url (loopback; default "
+        f"{DEFAULT_EMULATOR_URL}) and run the jobs on it, so other processes "
+        "(submit, assistant create) reach it too",
+    )
     args = parser.parse_args(argv)
     worker: dict[str, Any] = {}
     if args.concurrency is not None:
         worker["concurrency"] = args.concurrency
     if args.name:
         worker["name"] = args.name
-    settings = _load(args.config, worker=worker)
+    settings = _load(args.config, worker=worker, api=_emulator_api(args.emulator))
     if settings is None:
         return 2
     if settings.queue.backend == "memory":
@@ -46,10 +68,84 @@ def worker_main(argv: list[str]) -> int:
         return 2
     configure_logging(settings.log.level, settings.log.format)
     try:
-        return asyncio.run(serve(settings, burst=True if args.burst else None))
+        burst = True if args.burst else None
+        return asyncio.run(_serve(settings, burst=burst, emulator=args.emulator))
     except (ConfigError, HttpBindError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+async def _serve(settings: WorkerSettings, *, burst: bool | None, emulator: bool) -> int:
+    if not emulator:
+        return await serve(settings, burst=burst)
+    from runtime.emulator import Emulator, EmulatorError
+
+    url = urlsplit(settings.api.base_url or DEFAULT_EMULATOR_URL)
+    try:
+        emu = Emulator(host=url.hostname or "127.0.0.1", port=url.port or 80)
+        await emu.start()
+    except (EmulatorError, OSError) as exc:
+        raise ConfigError([f"--emulator: cannot serve at {url.geturl()}: {exc}"]) from None
+    try:
+        return await serve(settings, burst=burst)
+    finally:
+        await emu.aclose()
+
+
+def _emulator_api(emulator: bool) -> dict[str, Any]:
+    """The ``[api]`` overrides of ``--emulator``: its key, and its default address if unset."""
+    return {"api_key": EMULATOR_API_KEY} if emulator else {}
+
+
+def assistant_main(argv: list[str]) -> int:
+    """``python -m runtime assistant create [--model M] [--name N] [--emulator]``: print its id.
+
+    The assistant offers the worker's tools (``worker.tools``) and is created at
+    ``api.base_url``; ``--emulator`` uses the key of a worker started with ``--emulator``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime assistant", description="create an assistant, print its id"
+    )
+    parser.add_argument("action", choices=("create",))
+    _config_arg(parser)
+    parser.add_argument("--model", help="the assistant's model (default: worker.model)")
+    parser.add_argument("--name", help="the assistant's name")
+    parser.add_argument(
+        "--emulator", action="store_true", help="the emulator of a `worker --emulator`"
+    )
+    args = parser.parse_args(argv)
+    settings = _load(args.config, api=_emulator_api(args.emulator))
+    if settings is None:
+        return 2
+    try:
+        return asyncio.run(_create_assistant(settings, args.model, args.name, args.emulator))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _create_assistant(
+    settings: WorkerSettings, model: str | None, name: str | None, emulator: bool
+) -> int:
+    from runtime.assistants.client import AssistantsClient
+    from runtime.errors import RuntimeAPIError
+
+    base_url = settings.api.base_url or (DEFAULT_EMULATOR_URL if emulator else None)
+    key = settings.api.api_key
+    if base_url is None or key is None:
+        print("error: set api.base_url and OPENAI_API_KEY (or use --emulator)", file=sys.stderr)
+        return 2
+    registry = build_registry(settings.worker.tools)
+    try:
+        async with AssistantsClient(base_url=base_url, api_key=key.get_secret_value()) as client:
+            assistant = await client.create_assistant(
+                model=model or settings.worker.model, name=name, tools=registry.definitions()
+            )
+    except RuntimeAPIError as exc:
+        print(f"error: cannot create the assistant at {base_url}: {exc}", file=sys.stderr)
+        return 1
+    print(assistant.id)
+    return 0
 
 
 def submit_main(argv: list[str]) -> int:
@@ -83,6 +179,9 @@ def submit_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     settings = _load(args.config)
     if settings is None:
+        return 2
+    if settings.protocol == "assistants" and not args.assistant:
+        print("error: --assistant ID is required (protocol = assistants)", file=sys.stderr)
         return 2
     try:
         job = _job_from_args(args, settings.protocol)
@@ -139,8 +238,17 @@ def _job_from_args(args: argparse.Namespace, protocol: str) -> Job:
         fields["id"] = args.job_id
     try:
         return Job(**fields)
-    except Exception as exc:  # pydantic's ValidationError: report it as a usage error
-        raise ValueError(str(exc)) from exc
+    except ValidationError as exc:  # a usage error: one line, without pydantic's docs link
+        raise ValueError(_validation_line(exc)) from exc
+
+
+def _validation_line(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
 
 
 def _pair(item: str, what: str) -> tuple[str, str]:
@@ -164,8 +272,8 @@ async def _submit(settings: WorkerSettings, job: Job, *, wait: bool, timeout_s: 
     queue = open_queue(settings)
     try:
         created = await queue.submit(job)
-        print(json.dumps({"job_id": job.id, "created": created}), flush=True)
-        if not wait:
+        if not wait:  # with --wait, the one document printed is the result
+            print(json.dumps({"job_id": job.id, "created": created}), flush=True)
             return 0
         record = await wait_for_result(queue, job.id, timeout_s=timeout_s)
     except QueueError as exc:

@@ -2,8 +2,10 @@
 
 * ``/healthz``: 200 while the process's event loop answers (liveness).
 * ``/readyz``: 200 when the queue answers a ping within 2 s, the worker is not draining and
-  no tool server (``[[mcp]]``) has failed, else 503 with the reason (readiness: a load balancer
-  or orchestrator stops routing); the body lists each tool server's state.
+  no tool server (``[[mcp]]``) has failed and the model API answered one of the last
+  connection attempts (``upstream_unreachable`` after 3 refused or timed-out connects in a
+  row), else 503 with the reason (readiness: a load balancer or orchestrator stops routing);
+  the body lists each tool server's state.
 * ``/metrics``: Prometheus text format; queue gauges are refreshed on each scrape.
 """
 
@@ -19,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from runtime.worker.queue import QueueError
 from runtime.worker.service import Worker
+from runtime.worker.upstream import UpstreamTracker
 
 __all__ = ["HealthServer", "HttpBindError"]
 
@@ -54,6 +57,7 @@ class HealthServer:
         port: port; 0 picks a free one (see :attr:`port` after :meth:`start`).
         tool_sources: the tool servers' states by name (``connected``, ``restarting``,
             ``failed``, ...), read on each request.
+        upstream: the model API client's transport tracker (None: not reported).
     """
 
     def __init__(
@@ -63,8 +67,10 @@ class HealthServer:
         host: str = "127.0.0.1",
         port: int = 0,
         tool_sources: Callable[[], Mapping[str, str]] | None = None,
+        upstream: UpstreamTracker | None = None,
     ) -> None:
         self._worker = worker
+        self._upstream = upstream
         self._tool_sources = tool_sources or dict
         self._host = host
         self._port = port
@@ -127,6 +133,15 @@ class HealthServer:
             reason = str(exc) or type(exc).__name__
             body = {"status": "queue_unreachable", "error": reason, "mcp": sources}
             return web.json_response(body, status=503)
+        upstream = self._upstream
+        if upstream is not None and upstream.unreachable:
+            unreachable: dict[str, object] = {
+                "status": "upstream_unreachable",
+                "error": upstream.last_error,
+                "failures": upstream.failures,
+                "mcp": sources,
+            }
+            return web.json_response(unreachable, status=503)
         failed = sorted(name for name, status in sources.items() if status == "failed")
         if failed:
             body = {"status": "tool_source_failed", "failed": failed, "mcp": sources}

@@ -309,6 +309,8 @@ async def test_ctrl_c_cancels_the_run_on_the_server(emulator: Emulator, tmp_path
     proc.send_signal(signal.SIGINT)
     _out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 130, err.decode()
+    after_signal = err.decode().splitlines()
+    assert after_signal == ["interrupted"], after_signal  # no raw run.aborting log line
     runs = [r for r in emulator.requests if r["method"] == "POST" and r["path"].endswith("/runs")]
     assert len(runs) == 1
     thread_id = runs[0]["path"].split("/")[3]
@@ -367,3 +369,49 @@ async def test_run_continues_a_responses_conversation_by_its_id(emulator: Emulat
     code, _, err = await run_cli_async("run", "--plain", "--thread", conversation, "again", env=env)
     assert code == 0, err
     assert f"thread_id={conversation}" in err
+
+
+def test_submit_without_assistant_is_one_line(tmp_path: Path) -> None:
+    """`submit` without --assistant: exit 2 and one line naming the flag (no pydantic dump)."""
+    config = tmp_path / "worker.toml"
+    config.write_text(
+        f'[queue]\nbackend = "sqlite"\n[queue.sqlite]\npath = "{tmp_path / "q.db"}"\n'
+    )
+    proc = run_cli("submit", "--config", str(config), "hello")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: --assistant ID is required (protocol = assistants)"
+    ]
+
+
+def test_submit_bad_field_is_one_line_without_docs_link(tmp_path: Path) -> None:
+    """A job rejected by validation is reported as one line, without pydantic's URL."""
+    config = tmp_path / "worker.toml"
+    config.write_text(
+        f'[queue]\nbackend = "sqlite"\n[queue.sqlite]\npath = "{tmp_path / "q.db"}"\n'
+    )
+    proc = run_cli("submit", "--config", str(config), "--assistant", "asst_1")  # no message
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert "pydantic" not in proc.stderr and "http" not in proc.stderr
+
+
+@pytest.mark.parametrize("spec", ["nosuch.py", "nosuch_tools_module"])
+def test_missing_tools_file_is_named(spec: str) -> None:
+    """`--tools` naming a file or module that does not exist: exit 2, one line naming it."""
+    proc = run_cli("run", "--tools", spec, "hello")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and spec in lines[0], lines
+
+
+async def test_live_view_marks_unfinished_tool_lines_stopped() -> None:
+    """Closing the live view while a call runs (Ctrl-C) redraws its line as stopped."""
+    out = io.StringIO()
+    view = LiveView(out, color=False, tick_s=0.01)
+    await view.on_tool_call_started(ToolCall(id="c1", name="slow", arguments="{}"))
+    await asyncio.sleep(0.03)
+    await view.aclose()
+    last = out.getvalue().rsplit("\x1b[2K", 1)[-1]
+    assert "stopped after" in last and "running" not in last

@@ -90,7 +90,8 @@ async def test_sqlite_survives_a_worker_kill(
 async def test_cli_submit_wait_and_jobs(
     emulator: Emulator, assistant_id: str, tmp_path: Path
 ) -> None:
-    """`submit --wait` returns the result, the same --job-id is one job, `jobs` lists it."""
+    """`submit --wait` prints one JSON document (the result), the same --job-id is one job,
+    `jobs` lists it."""
     db = tmp_path / "jobs.db"
     config = write_config(
         tmp_path / "worker.toml",
@@ -107,9 +108,8 @@ async def test_cli_submit_wait_and_jobs(
             run_cli, [*submit, "--job-id", "cli-1", "--metadata", "team=ops", "--wait", msg]
         )
         assert first.returncode == 0, first.stderr + tail(tmp_path / "cli-worker.log")
-        head, body = first.stdout.split("\n", 1)
-        assert json.loads(head) == {"job_id": "cli-1", "created": True}
-        record = json.loads(body)
+        record = json.loads(first.stdout)  # one document, not two back to back
+        assert record["job_id"] == "cli-1"
         assert record["state"] == "done" and record["result"]["status"] == "completed"
         assert "FROM THE CLI" in record["result"]["text"]
         again = await asyncio.to_thread(run_cli, [*submit, "--job-id", "cli-1", msg])

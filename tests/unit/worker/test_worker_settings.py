@@ -178,7 +178,7 @@ def test_protocol_setting_is_documented_and_reaches_the_runtime_settings(
     sqlite = tmp_path / "s.toml"
     sqlite.write_text(f'[queue]\nbackend = "sqlite"\n[queue.sqlite]\npath = "{tmp_path}/q.db"\n')
     assert submit_main(["--config", str(sqlite), "hi"]) == 2
-    assert "needs assistant_id" in capsys.readouterr().err
+    assert "--assistant ID is required" in capsys.readouterr().err
     responses = tmp_path / "r.toml"
     responses.write_text(f'protocol = "responses"\n{sqlite.read_text()}')
     assert submit_main(["--config", str(responses), "--job-id", "r-1", "hi"]) == 0

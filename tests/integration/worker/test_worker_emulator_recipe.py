@@ -1,0 +1,114 @@
+"""The two-shell recipe: `worker --emulator`, `assistant create --emulator`, `submit --wait`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CONFIG = "config/worker.toml"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(tmp_path: Path, port: int) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RUNTIME_", "OPENAI_", "AZURE_OPENAI_"))
+    }
+    # The recipe's file as is; only what would collide with other tests moves.
+    env["RUNTIME_WORKER_QUEUE__SQLITE__PATH"] = str(tmp_path / "jobs.db")
+    env["RUNTIME_WORKER_API__BASE_URL"] = f"http://127.0.0.1:{port}/v1"
+    env["RUNTIME_WORKER_HTTP__PORT"] = "0"
+    return env
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runtime", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the worker exited before its emulator listened"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def test_worker_emulator_recipe_runs_a_tool_call(tmp_path: Path) -> None:
+    """Three separate processes, as in the recipe: the job's calculate call returns 42."""
+    port = _free_port()
+    env = _env(tmp_path, port)
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "worker", "--emulator", "--config", CONFIG],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_listening(port, worker)
+        created = _cli(env, "assistant", "create", "--emulator", "--config", CONFIG)
+        assert created.returncode == 0, created.stderr
+        assistant_id = created.stdout.strip()
+        assert assistant_id.startswith("asst_")
+        submit = _cli(
+            env,
+            *("submit", "--config", CONFIG, "--assistant", assistant_id, "--wait"),
+            '/call calculate {"expression": "6*7"}',
+        )
+        assert submit.returncode == 0, submit.stderr + (tmp_path / "worker.log").read_text()
+        record = json.loads(submit.stdout)
+        assert record["result"]["status"] == "completed"
+        assert [c["output"] for c in record["result"]["tool_calls"]] == ["42"]
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        log.close()
+
+
+def test_worker_emulator_port_in_use_is_a_usage_error(tmp_path: Path) -> None:
+    """`worker --emulator` when api.base_url's port is taken: exit 2 and a line naming it."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _cli(_env(tmp_path, port), "worker", "--emulator", "--burst", "--config", CONFIG)
+    assert proc.returncode == 2
+    assert f"127.0.0.1:{port}" in proc.stderr
+
+
+def test_assistant_create_without_a_server_is_one_line(tmp_path: Path) -> None:
+    """`assistant create --emulator` with no worker running: exit 1 and one line naming the URL."""
+    port = _free_port()
+    proc = _cli(_env(tmp_path, port), "assistant", "create", "--emulator", "--config", CONFIG)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], lines
