@@ -17,6 +17,7 @@ if _typing.TYPE_CHECKING:
     from runtime.assistants.stream import RunStream
     from runtime.core import (
         EventHandler,
+        ModelPrice,
         Runner,
         RunPolicy,
         RunResult,
@@ -60,6 +61,7 @@ _ERRORS = (
 )
 _CORE = (
     "EventHandler",
+    "ModelPrice",
     "Runner",
     "RunPolicy",
     "RunResult",
@@ -86,6 +88,7 @@ __all__ = [
     "BadRequestError",
     "EventHandler",
     "HandlerError",
+    "ModelPrice",
     "NotFoundError",
     "Orchestrator",
     "RateLimitError",
