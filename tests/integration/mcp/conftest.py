@@ -83,7 +83,26 @@ async def start_http_server(port: int = 0) -> HttpServer:
     assert process.stdout is not None
     line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), timeout=30)
     assert line.startswith("PORT "), line
-    return HttpServer(process, int(line.split()[1]))
+    server = HttpServer(process, int(line.split()[1]))
+    await _wait_accepting(server.port, timeout_s=30)
+    return server
+
+
+async def _wait_accepting(port: int, *, timeout_s: float) -> None:
+    """The port is told before the server listens on it (a loaded machine shows the gap):
+    wait until a connection is accepted."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
 
 
 @pytest_asyncio.fixture(loop_scope="module")  # the MCP test modules share one loop
