@@ -424,7 +424,7 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import openai.lib.streaming  # the import cost stays out of the timings
-        import openai.lib.streaming.responses  # noqa: F401
+        import openai.lib.streaming.responses
 
     import runtime.responses  # noqa: F401
 
@@ -460,7 +460,8 @@ def main() -> None:
         f"openai {openai.__version__}, {os.cpu_count()} cores, load average "
         f"{os.getloadavg()[0]:.1f} (server in its own process; client CPU time)"
     )
-    ok = all([report(specs[name], results[name], args.deltas) for name in chosen])
+    verdicts = [report(specs[name], results[name], args.deltas) for name in chosen]
+    ok = all(verdicts)
     print("\ntargets met" if ok else "\ntargets MISSED")
     sys.exit(0 if ok else 1)
 
