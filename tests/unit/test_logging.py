@@ -367,13 +367,14 @@ def test_structlog_events_reach_our_handler_alone_without_stdlib_records(fmt: st
     if fmt == "json":
         first, second = json.loads(direct), json.loads(standard)
         assert first.pop("timestamp") and second.pop("timestamp")
-        assert first == second == {
+        expected = {
             "event": "test.direct",
             "n": 1,
             "api_key": "***",
             "level": "info",
             "logger": "runtime.test",
         }
+        assert first == second == expected
     else:
         assert direct.split(" ", 1)[1] == standard.split(" ", 1)[1]  # after the timestamp
 
