@@ -283,11 +283,11 @@ async def sdk_assistants(url: str) -> tuple[Loop, Callable[[], Awaitable[None]]]
             ) as stream:
                 await stream.until_done()
                 result = await stream.get_final_run()
-                messages = await stream.get_final_messages()
-            text = (
-                "".join(p.text.value for m in messages for p in m.content if p.type == "text")
-                or text
-            )
+                if result.status == "completed":  # rounds of tool calls have no message
+                    messages = await stream.get_final_messages()
+                    text = "".join(
+                        p.text.value for m in messages for p in m.content if p.type == "text"
+                    )
         return result.status == "completed" and text == REPLY
 
     return run, client.close
