@@ -148,6 +148,11 @@ class Runner(Generic[RawT]):
         policy: retry, expiry, cancellation and bounds.
         handler: default callbacks for every run (a run may pass its own).
         ledger: where ``write`` tools' executions are recorded (default: in memory).
+
+    Attributes:
+        watch_pauses: time out this runner's pauses (Assistants ``expires_at - margin``,
+            see :mod:`runtime.core.approval`) in this process; off where pauses are kept
+            elsewhere (the worker's queue sweeps them).
     """
 
     def __init__(
@@ -163,6 +168,7 @@ class Runner(Generic[RawT]):
         self.policy = policy or RunPolicy()
         self.handler = handler
         self.ledger: WriteLedger = ledger if ledger is not None else MemoryLedger()
+        self.watch_pauses = True
         self._active: dict[str, _RunState[RawT]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._paused: dict[str, PendingApproval] = {}  # by turn id, until resumed
@@ -1007,7 +1013,7 @@ class Runner(Generic[RawT]):
         while len(self._paused) >= _MAX_PAUSES:
             self._forget(next(iter(self._paused)))
         self._paused[pending.turn_id] = pending
-        if pending.expires_at is not None:
+        if pending.expires_at is not None and self.watch_pauses:
             watchdog = asyncio.ensure_future(self._watch_pause(pending))
             self._watchdogs[pending.turn_id] = watchdog
 
