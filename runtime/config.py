@@ -287,7 +287,7 @@ class LogSettings(_Section):
 class DemoSettings(_Section):
     """``python -m runtime demo``."""
 
-    delta_delay_s: NonNegativeFloat = 0.02
+    delta_delay_s: NonNegativeFloat = 0.01
     """Pause between two streamed text deltas of the embedded emulator."""
 
 

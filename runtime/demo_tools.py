@@ -75,7 +75,7 @@ async def get_weather(city: str, unit: Literal["c", "f"] = "c") -> dict[str, Any
         unit: temperature unit, 'c' or 'f'.
     """
     seed = _digest(city)
-    await asyncio.sleep(0.4 + (seed % 5) / 10)  # stands in for a slow HTTP call
+    await asyncio.sleep(0.2 + (seed % 5) / 10)  # stands in for a slow HTTP call
     celsius = (seed % 30) - 2
     temperature = celsius if unit == "c" else round(celsius * 9 / 5 + 32)
     return {
