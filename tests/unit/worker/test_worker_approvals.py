@@ -202,3 +202,11 @@ async def test_resuming_after_pauses_is_not_counted_as_redelivery(
     assert lease.attempt == 5
     record = await queue.get("job-p")
     assert record is not None and record.state is JobState.RUNNING
+
+
+def test_the_approval_token_never_shows_in_a_repr() -> None:
+    """http.approval_token is masked in the settings' repr."""
+    from runtime.worker.settings import HttpSettings
+
+    settings = HttpSettings(approval_token="tok-3f9a7c1e")
+    assert "tok-3f9a7c1e" not in repr(settings) and "***" in repr(settings)
