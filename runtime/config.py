@@ -251,6 +251,10 @@ class PolicySettings(_Section):
     """Whole-run deadline (Responses protocol; Assistants runs have ``expires_at``)."""
     log_tool_payloads: bool = False
     """Log tool arguments and outputs (they may hold user data)."""
+    approval_timeout: Literal["reject", "expire"] = "reject"
+    """A pause for approval that reaches ``expires_at - expiry_margin_s``: reject or expire."""
+    max_repeated_calls: PositiveInt | None = 3
+    """The same tool with the same arguments requested this often in one run stops it."""
     usage_limits: UsageLimitsSettings = UsageLimitsSettings()
     """Most a run may use; a run that reached a limit is cancelled before its next request."""
 

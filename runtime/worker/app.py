@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Iterator
 import structlog
 
 from runtime.transport import AiohttpTransport
+from runtime.worker.approvals import ApprovalStore, StoreLedger
 from runtime.worker.http import HealthServer
 from runtime.worker.memory import MemoryQueue
 from runtime.worker.metrics import WorkerMetrics
@@ -69,6 +70,8 @@ def worker_options(settings: WorkerSettings, *, burst: bool | None = None) -> Wo
         max_deliveries=q.max_deliveries,
         burst=w.burst if burst is None else burst,
         cancel_wait_s=settings.policy.cancel_wait_s,
+        approval_expiry_s=w.approval_expiry_s,
+        expiry_margin_s=settings.policy.expiry_margin_s,
     )
 
 
@@ -95,7 +98,13 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
                 max_connections=settings.api.max_connections,
             )
         )
-        backend = create_backend(shared, registry, model=settings.worker.model, transport=upstream)
+        ledger = StoreLedger(queue) if isinstance(queue, ApprovalStore) else None
+        backend = create_backend(
+            shared, registry, model=settings.worker.model, transport=upstream, ledger=ledger
+        )
+        # A pause is the job's state here: its timeout is swept by the workers, not by a
+        # watchdog of this process.
+        backend.runner.watch_pauses = False
         try:
             executor = executor_for(backend)
             # MCP tools join the registry later: ask it at each call, not once.
@@ -107,6 +116,7 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
                 port=settings.http.port,
                 tool_sources=lambda: {s.server.name: s.state.status for s in sources},
                 upstream=upstream,
+                approval_token=settings.http.approval_token,
             )
             log.info("worker.starting", protocol=backend.protocol)
             with _drain_on_signals(worker):
