@@ -33,7 +33,7 @@ from typing import IO, Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from tools.quiet import install_library_defaults
+from tools.quiet import LeveledBoundLogger, install_library_defaults
 
 __all__ = [
     "RedactingFilter",
@@ -439,7 +439,7 @@ def configure_logging(
             DirectHandOver(handler, renderer),
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=LeveledBoundLogger,
         # No caching: loggers made at import time must follow a later reconfiguration.
         cache_logger_on_first_use=False,
     )

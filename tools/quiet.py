@@ -12,11 +12,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from structlog.typing import Processor
 
 LIBRARY_LOGGERS = ("runtime", "tools")
+
+
+class LeveledBoundLogger(structlog.stdlib.BoundLogger):
+    """structlog's stdlib logger, with the level checked before any work.
+
+    The chains this package and ``runtime.logging`` configure begin with
+    ``filter_by_level``; checking the standard library logger's level first drops a filtered
+    ``debug`` / ``info`` / ``warning`` call before the event dict and the processor chain
+    are built (the same decision, taken earlier).
+    """
+
+    def debug(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        """Log at DEBUG, when the logger is enabled for it."""
+        if not self._logger.isEnabledFor(logging.DEBUG):
+            return None
+        return self._proxy_to_logger("debug", event, *args, **kw)
+
+    def info(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        """Log at INFO, when the logger is enabled for it."""
+        if not self._logger.isEnabledFor(logging.INFO):
+            return None
+        return self._proxy_to_logger("info", event, *args, **kw)
+
+    def warning(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        """Log at WARNING, when the logger is enabled for it."""
+        if not self._logger.isEnabledFor(logging.WARNING):
+            return None
+        return self._proxy_to_logger("warning", event, *args, **kw)
 
 
 def install_library_defaults(extra: Sequence[Processor] = ()) -> None:
@@ -40,6 +69,6 @@ def install_library_defaults(extra: Sequence[Processor] = ()) -> None:
             structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=LeveledBoundLogger,
         cache_logger_on_first_use=False,
     )
