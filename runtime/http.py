@@ -23,6 +23,7 @@ from urllib.parse import quote
 import structlog
 from pydantic import BaseModel
 
+from runtime import tracing
 from runtime.errors import APIStatusError, ClientClosedError, InvalidResponseError, status_error
 from runtime.protocol.objects import APIObject, ListPage, ResponseMeta
 from runtime.protocol.sse import DEFAULT_MAX_EVENT_BYTES
@@ -423,6 +424,16 @@ class HTTPClient:
 
     def _count_retry(self, attempt: int, error: BaseException, wait_s: float) -> None:
         self.retries += 1
+        if tracing.current_span() is not None:
+            status = getattr(error, "status", None)
+            tracing.add_event(
+                "runtime.retry",
+                {
+                    "attempt": attempt,
+                    "wait_s": round(wait_s, 3),
+                    "error.type": str(status) if status is not None else type(error).__name__,
+                },
+            )
 
     async def _call(
         self,
