@@ -54,6 +54,7 @@ __all__ = [
     "PolicySettings",
     "RetrySettings",
     "Settings",
+    "TracingSettings",
     "load_settings",
     "read_config_file",
 ]
@@ -280,6 +281,17 @@ class LogSettings(_Section):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry traces and metrics of runs (see :mod:`runtime.otel`; needs the ``otel``
+    extra). Spans go to the globally configured SDK (e.g. ``opentelemetry-instrument``, or
+    ``OTEL_*`` environment variables read by the SDK)."""
+
+    enabled: bool = False
+    """Trace every run: ``invoke_agent``, ``chat`` and ``execute_tool`` spans."""
+    record_payloads: bool = False
+    """Put inputs, outputs and tool arguments on spans (redacted; they hold personal data)."""
+
+
 class DemoSettings(_Section):
     """``python -m runtime demo``."""
 
@@ -328,6 +340,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     policy: PolicySettings = PolicySettings()
     log: LogSettings = LogSettings()
+    tracing: TracingSettings = TracingSettings()
     demo: DemoSettings = DemoSettings()
     prices: dict[str, PriceSettings] = {}
     """``[prices."<model>"]``: USD per million tokens, for a run's cost and ``max_cost``."""

@@ -12,7 +12,7 @@ explicit providers too (tests use the SDK's in-memory exporter), and
 ``record_payloads=True`` puts inputs, outputs and tool arguments on spans (redacted; off by
 default because they hold personal data). The ``[tracing]`` section of
 ``config/runtime.toml`` and ``config/worker.toml`` does the same for the CLI and the
-worker (:func:`instrument_from_settings`).
+worker (:func:`runtime.tracing.enable_from_settings`).
 
 What the spans hold: :mod:`runtime.core.tracing`. Metrics (OpenTelemetry GenAI
 conventions, attributes ``gen_ai.operation.name``, ``gen_ai.system``,
@@ -29,7 +29,6 @@ conventions, attributes ``gen_ai.operation.name``, ``gen_ai.system``,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.trace import SpanKind as OtelSpanKind
@@ -39,10 +38,14 @@ from runtime import tracing
 from runtime.core.backend import Usage
 from runtime.tracing import Attributes, SpanKind
 
-__all__ = ["OtelTracer", "instrument", "instrument_from_settings", "uninstrument"]
+__all__ = ["OtelTracer", "instrument", "uninstrument"]
 
 _SCOPE = "agent-runtime"
-_KINDS = {"internal": OtelSpanKind.INTERNAL, "client": OtelSpanKind.CLIENT}
+_KINDS = {
+    "internal": OtelSpanKind.INTERNAL,
+    "client": OtelSpanKind.CLIENT,
+    "producer": OtelSpanKind.PRODUCER,
+}
 # The conventions' advisory buckets.
 _DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48)
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
@@ -153,11 +156,3 @@ def instrument(
 def uninstrument() -> None:
     """Stop tracing runs started from now on."""
     tracing.set_tracer(None)
-
-
-def instrument_from_settings(settings: Any) -> OtelTracer | None:
-    """:func:`instrument` when the settings' ``[tracing]`` section says ``enabled``."""
-    section = getattr(settings, "tracing", None)
-    if section is None or not section.enabled:
-        return None
-    return instrument(record_payloads=section.record_payloads)

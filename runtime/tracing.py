@@ -19,7 +19,8 @@ at submit) and :class:`continued` makes them the parent of the spans started ins
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -40,14 +41,16 @@ __all__ = [
     "continued",
     "current_span",
     "deactivate",
+    "enable_from_settings",
     "get_tracer",
     "inject",
     "set_tracer",
+    "span",
 ]
 
 AttributeValue = str | bool | int | float | Sequence[str]
 Attributes = Mapping[str, AttributeValue]
-SpanKind = Literal["internal", "client"]
+SpanKind = Literal["internal", "client", "producer"]
 
 
 class Span(Protocol):
@@ -201,3 +204,47 @@ class continued:
     def __exit__(self, *exc_info: object) -> None:
         if self._tracer is not None:
             self._tracer.detach(self._token)
+
+
+@contextmanager
+def span(
+    name: str, *, kind: SpanKind = "internal", attributes: Attributes | None = None
+) -> Iterator[Span | None]:
+    """A span of ours around a block (e.g. submitting a job), current inside it; yields
+    None when tracing is off. An exception marks it failed and goes on."""
+    tracer = _tracer
+    if tracer is None:
+        yield None
+        return
+    opened = tracer.start_span(name, kind=kind, attributes=attributes or {})
+    active = activate(tracer, opened)
+    try:
+        yield opened
+    except BaseException as exc:
+        opened.set_error(type(exc).__name__)
+        raise
+    finally:
+        deactivate(active)
+        opened.end()
+
+
+def enable_from_settings(settings: Any) -> bool:
+    """Trace runs when the settings' ``[tracing]`` section says ``enabled`` (with the
+    OpenTelemetry globals: see :func:`runtime.otel.instrument`); answers whether it did.
+
+    Raises:
+        runtime.config.ConfigError: tracing is enabled but the ``otel`` extra is missing.
+    """
+    section = getattr(settings, "tracing", None)
+    if section is None or not section.enabled:
+        return False
+    try:
+        from runtime.otel import instrument
+    except ImportError as exc:
+        from runtime.config import ConfigError
+
+        raise ConfigError(
+            ["tracing.enabled: needs OpenTelemetry: pip install 'agent-runtime[otel]'"]
+        ) from exc
+    instrument(record_payloads=section.record_payloads)
+    return True

@@ -40,6 +40,7 @@ from runtime.config import (
     PriceSettings,
     RetrySettings,
     Settings,
+    TracingSettings,
     read_config_file,
 )
 from runtime.logging import redact, register_secret
@@ -275,6 +276,7 @@ class WorkerSettings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     policy: PolicySettings = PolicySettings()
     log: LogSettings = LogSettings(format="json")
+    tracing: TracingSettings = TracingSettings()
     prices: dict[str, PriceSettings] = Field(default_factory=dict)
     """``[prices."<model>"]``: USD per million tokens, for a job's cost and
     ``[policy.usage_limits] max_cost``."""
@@ -309,6 +311,7 @@ class WorkerSettings(BaseSettings):
             retry=self.retry,
             policy=policy,
             log=self.log,
+            tracing=self.tracing,
             prices=self.prices,
         )
 

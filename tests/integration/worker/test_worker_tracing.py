@@ -1,0 +1,130 @@
+"""A worker job continues the trace it was submitted in: submit -> queue -> run -> tools is
+one trace, through a real store (sqlite), on both protocols."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from runtime import AssistantsClient, Orchestrator, RunPolicy, tracing
+from runtime.emulator import Emulator
+from runtime.otel import instrument, uninstrument
+from runtime.responses import ResponsesClient, ResponsesOrchestrator
+from runtime.worker import Job, Message, RunExecutor, Worker, WorkerOptions
+from runtime.worker.models import decode_job
+from runtime.worker.sqlite import SqliteQueue
+from tools import ToolRegistry
+
+registry = ToolRegistry()
+
+
+@registry.tool
+async def shout(text: str) -> str:
+    """Upper-case text.
+
+    Args:
+        text: what to shout.
+    """
+    return text.upper()
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    found = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(found))
+    instrument(provider)
+    try:
+        yield found
+    finally:
+        uninstrument()
+
+
+def _parent_id(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+def _span_id(span: ReadableSpan) -> int:
+    assert span.context is not None
+    return span.context.span_id
+
+
+@pytest.mark.parametrize("protocol", ["assistants", "responses"])
+async def test_a_job_run_continues_the_trace_of_its_submit(
+    exporter: InMemorySpanExporter, emulator: Emulator, tmp_path: Path, protocol: str
+) -> None:
+    """A job made inside a span carries its W3C trace context through the sqlite store;
+    the worker's run (and its requests and tool calls) are children of that span, in the
+    same trace."""
+    options = WorkerOptions(consumer="w-1", concurrency=2, burst=True, claim_wait_s=0.05)
+    queue = SqliteQueue(tmp_path / "jobs.db")
+    async with AssistantsClient(base_url=emulator.base_url, api_key="sk-trace-test-key") as api:
+        fields: dict[str, Any] = {"messages": (Message(content='/call shout {"text": "hi"}'),)}
+        if protocol == "assistants":
+            orch: Any = Orchestrator(api, registry, policy=RunPolicy())
+            fields["assistant_id"] = (await api.create_assistant(model="gpt-4o")).id
+        else:
+            orch = ResponsesOrchestrator(ResponsesClient.sharing(api), registry)
+        with tracing.span("submit job", kind="producer") as submit:
+            job = Job(id=f"traced-{protocol}", **fields)
+            assert await queue.submit(job)
+        assert submit is not None
+        assert job.trace_context["traceparent"].split("-")[1] == submit.trace_id
+        worker = Worker(queue, RunExecutor(orch.session()), options)
+        await asyncio.wait_for(worker.run(), timeout=20)
+        record = await queue.get(job.id)
+        await queue.aclose()
+    assert record is not None and record.result is not None
+    assert record.result.status == "completed", record.result
+
+    spans = exporter.get_finished_spans()
+    (root,) = [s for s in spans if s.name == "submit job"]
+    assert root.kind.name == "PRODUCER"
+    (run,) = [s for s in spans if s.name.startswith("invoke_agent")]
+    assert _parent_id(run) == _span_id(root), "the run continues the submitter's span"
+    assert run.parent is not None and run.parent.is_remote
+    assert {s.context.trace_id for s in spans if s.context} == {root.context.trace_id}  # type: ignore[union-attr]
+    below = sorted(
+        (s for s in spans if _parent_id(s) == _span_id(run)), key=lambda s: s.start_time or 0
+    )
+    assert [s.name.split(" ")[0] for s in below] == ["chat", "execute_tool", "chat"]
+    assert below[1].name == "execute_tool shout"
+    assert dict(run.attributes or {})["runtime.run.status"] == "completed"
+
+
+def test_a_job_made_without_tracing_carries_no_trace_context() -> None:
+    """Tracing off: a job's trace_context is empty, and its stored form says so."""
+    job = Job(messages=(Message(content="hi"),), assistant_id="asst_1")
+    assert job.trace_context == {}
+    assert json.loads(job.model_dump_json())["trace_context"] == {}
+
+
+def test_an_unreadable_trace_context_is_dropped_never_the_job() -> None:
+    """A stored job whose trace_context is not a string map (or holds unknown or oversized
+    headers) is read with what can be used; the job itself is never dead-lettered for it."""
+    stored = {
+        "id": "j-1",
+        "assistant_id": "asst_1",
+        "messages": [{"role": "user", "content": "hi"}],
+        "trace_context": {
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "x-secret": "nope",
+            "tracestate": "x" * 5000,
+        },
+    }
+    job, ignored = decode_job(json.dumps(stored), "j-1")
+    assert ignored == ()
+    assert job.trace_context == {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    }
+    stored["trace_context"] = ["not", "a", "map"]
+    job, _ = decode_job(json.dumps(stored), "j-1")
+    assert job.trace_context == {}
