@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -352,3 +354,30 @@ def test_tracing_is_off_by_default() -> None:
     assert tracing.get_tracer() is None
     assert tracing.current_span() is None
     assert tracing.inject() == {}
+
+
+def test_tracing_off_imports_no_opentelemetry() -> None:
+    """A run and a job made with tracing off import neither OpenTelemetry nor runtime.otel:
+    the extra costs nothing when it is not used."""
+    code = """
+import asyncio, sys
+from runtime.emulator import Emulator
+from runtime.responses import ResponsesClient, ResponsesOrchestrator
+from runtime.worker import Job, Message
+from tools import ToolRegistry
+
+async def main():
+    async with Emulator() as emu:
+        async with ResponsesClient(base_url=emu.base_url, api_key="sk-off-test") as client:
+            result = await ResponsesOrchestrator(client, ToolRegistry()).run("hi")
+    assert result.status == "completed", result
+
+asyncio.run(main())
+assert Job(messages=(Message(content="hi"),), assistant_id="a").trace_context == {}
+print(sorted(m for m in sys.modules if m.startswith(("opentelemetry", "runtime.otel"))))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
