@@ -51,6 +51,7 @@ __all__ = [
     "ConfigError",
     "DemoSettings",
     "LogSettings",
+    "PacingSettings",
     "PolicySettings",
     "RetrySettings",
     "Settings",
@@ -281,6 +282,34 @@ class LogSettings(_Section):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class PacingModelSettings(_Section):
+    """``[pacing.models."<model>"]``: the provider's limits of one model (or ``default``)."""
+
+    requests_per_minute: PositiveFloat | None = None
+    """Requests a minute (None: not limited, or learned from the service's headers)."""
+    tokens_per_minute: PositiveFloat | None = None
+    """Tokens a minute (a request's tokens are estimated from its size)."""
+
+
+class PacingSettings(_Section):
+    """Rate pacing: a token bucket per model and API key (see :mod:`runtime.pacing`)."""
+
+    enabled: bool = False
+    """Pace the requests that make the model work (create, submit, response)."""
+    store: Literal["memory", "redis"] = "memory"
+    """``memory``: the buckets of this process; ``redis``: the worker fleet's, in the
+    Redis of ``[queue.redis]`` (worker only)."""
+    burst_s: PositiveFloat = 1.0
+    """A bucket holds what refills in this many seconds (at least one request)."""
+    max_wait_s: PositiveFloat = 60.0
+    """Longest wait of one request for its bucket; past it the request fails, unsent
+    (``PacingTimeout``). A run's own deadline bounds the wait too."""
+    learn_from_headers: bool = True
+    """Take the limits a model has no config for from ``x-ratelimit-limit-*`` headers."""
+    models: dict[str, PacingModelSettings] = {}
+    """Limits by model name; ``default`` for the others and requests naming no model."""
+
+
 class TracingSettings(_Section):
     """OpenTelemetry traces and metrics of runs (see :mod:`runtime.otel`; needs the ``otel``
     extra). Spans go to the globally configured SDK (e.g. ``opentelemetry-instrument``, or
@@ -341,6 +370,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     log: LogSettings = LogSettings()
     tracing: TracingSettings = TracingSettings()
+    pacing: PacingSettings = PacingSettings()
     demo: DemoSettings = DemoSettings()
     prices: dict[str, PriceSettings] = {}
     """``[prices."<model>"]``: USD per million tokens, for a run's cost and ``max_cost``."""

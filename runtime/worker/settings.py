@@ -36,6 +36,7 @@ from runtime.config import (
     ApiSettings,
     ConfigError,
     LogSettings,
+    PacingSettings,
     PolicySettings,
     PriceSettings,
     RetrySettings,
@@ -277,6 +278,7 @@ class WorkerSettings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     log: LogSettings = LogSettings(format="json")
     tracing: TracingSettings = TracingSettings()
+    pacing: PacingSettings = PacingSettings()
     prices: dict[str, PriceSettings] = Field(default_factory=dict)
     """``[prices."<model>"]``: USD per million tokens, for a job's cost and
     ``[policy.usage_limits] max_cost``."""
@@ -288,6 +290,12 @@ class WorkerSettings(BaseSettings):
     @classmethod
     def _lower_protocol(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _fleet_pacing_needs_redis(self) -> WorkerSettings:
+        if self.pacing.enabled and self.pacing.store == "redis" and self.queue.backend != "redis":
+            raise ValueError("pacing.store = 'redis' needs queue.backend = 'redis'")
+        return self
 
     def runtime_settings(self) -> Settings:
         """The runtime's own :class:`~runtime.config.Settings` with this file's shared sections.
@@ -312,6 +320,7 @@ class WorkerSettings(BaseSettings):
             policy=policy,
             log=self.log,
             tracing=self.tracing,
+            pacing=self.pacing,
             prices=self.prices,
         )
 
