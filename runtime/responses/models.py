@@ -127,6 +127,12 @@ class Conversation(APIObject):
     metadata: dict[str, Any] | None = None
 
 
+class ResponseConversation(APIObject):
+    """The conversation a response belongs to (``conversation`` of a response)."""
+
+    id: str
+
+
 class Response(APIObject):
     """A model response: its status, output items and usage."""
 
@@ -143,6 +149,7 @@ class Response(APIObject):
     output: list[OutputItem] = Field(default_factory=list)
     parallel_tool_calls: bool | None = None
     previous_response_id: str | None = None
+    conversation: ResponseConversation | None = None
     store: bool | None = None
     temperature: float | None = None
     tool_choice: Any = None

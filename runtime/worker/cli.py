@@ -151,18 +151,28 @@ async def _create_assistant(
 
 
 def submit_main(argv: list[str]) -> int:
-    """``python -m runtime submit [--assistant ID] [--thread ID] [--wait] MESSAGE...``.
+    """``python -m runtime submit [--assistant ID] [--conversation ID | --previous-run ID]
+    [--wait] MESSAGE...``.
 
-    ``--assistant`` is required with ``protocol = "assistants"``; with ``"responses"``,
-    ``--thread`` is a previous response id and the messages are the input.
+    ``--assistant`` is required with ``protocol = "assistants"``, where ``--conversation`` is
+    an existing thread; with ``"responses"`` the messages are the input, ``--conversation`` a
+    Conversation and ``--previous-run`` the ``run_id`` of an earlier result to continue after.
+    ``--thread`` is the older spelling of ``--conversation`` (a ``resp_`` id given to it
+    continues after that response).
     """
     parser = argparse.ArgumentParser(prog="python -m runtime submit", description="enqueue a job")
     _config_arg(parser)
     parser.add_argument("--assistant", help="assistant id (required by the assistants protocol)")
     parser.add_argument(
+        "--conversation",
         "--thread",
-        help="run on this existing thread (no messages then); responses protocol: the "
-        "previous response id to continue from",
+        dest="conversation",
+        help="run in this existing thread (no messages then) or, with the responses "
+        "protocol, this Conversation",
+    )
+    parser.add_argument(
+        "--previous-run",
+        help="responses protocol: continue after this run (the run_id of an earlier result)",
     )
     parser.add_argument("--job-id", help="job id = idempotency key (default: random)")
     parser.add_argument(
@@ -228,10 +238,14 @@ def _load(path: str | None, **overrides: Any) -> WorkerSettings | None:
 def _job_from_args(args: argparse.Namespace, protocol: str) -> Job:
     metadata = dict(_pair(item, "metadata") for item in args.metadata)
     options = {k: _json_value(v, k) for k, v in (_pair(o, "option") for o in args.option)}
+    conversation, previous = args.conversation, args.previous_run
+    if conversation and conversation.startswith("resp_") and previous is None:
+        conversation, previous = None, conversation  # what --thread meant on Responses
     fields: dict[str, Any] = {
         "protocol": protocol,
         "assistant_id": args.assistant,
-        "thread_id": args.thread,
+        "conversation_id": conversation,
+        "previous_run_id": previous,
         "messages": tuple(Message(content=text) for text in args.message),
         "run_options": options,
         "metadata": metadata,

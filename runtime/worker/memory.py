@@ -41,7 +41,7 @@ class _Entry:
     updated_at: float = 0.0
     last_error: str | None = None
     result: JobResult | None = None
-    thread_id: str | None = None
+    conversation_id: str | None = None
     run_id: str | None = None
     run_seq: int = 0
     worker_cancelled: bool = False
@@ -49,7 +49,7 @@ class _Entry:
 
     def progress(self) -> Progress:
         return Progress(
-            thread_id=self.thread_id,
+            conversation_id=self.conversation_id,
             run_id=self.run_id,
             run_seq=self.run_seq,
             worker_cancelled=self.worker_cancelled,
@@ -174,7 +174,7 @@ class MemoryQueue:
         self,
         lease: Lease,
         *,
-        thread_id: str | None = None,
+        conversation_id: str | None = None,
         run_id: str | None = None,
         tool_output: ToolOutput | None = None,
     ) -> None:
@@ -182,8 +182,8 @@ class MemoryQueue:
         entry = self._fenced(lease)
         if entry is None:
             raise LeaseLost(lease.job.id, lease.attempt)
-        if thread_id is not None:
-            entry.thread_id = thread_id
+        if conversation_id is not None:
+            entry.conversation_id = conversation_id
         if run_id is not None:
             entry.run_id = run_id
         if tool_output is not None:

@@ -2,8 +2,13 @@
 
 A :class:`Job` is what a client submits; its ``id`` is also the idempotency key (submitting the
 same id twice gives one job). A :class:`JobRecord` is what a queue stores about the job: the
-job, its state, the fencing attempt counter, the durable progress of the run (thread id, run
-id, tool outputs already computed) and, once finished, the :class:`JobResult`.
+job, its state, the fencing attempt counter, the durable progress of the run (conversation id,
+run id, tool outputs already computed) and, once finished, the :class:`JobResult`.
+
+The records speak the engine's neutral words on both protocols: a ``conversation_id`` is a
+thread (Assistants) or a Conversation (Responses); a ``run_id`` is the run (Assistants) or the
+latest response of the run (Responses). Records written under the older single name
+``thread_id`` are still read (see :meth:`Job.legacy_thread_id`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -88,12 +94,15 @@ class Message(_Frozen):
 _RESERVED_RUN_OPTIONS = frozenset(
     {
         "adopt_existing",
+        "agent",
         "assistant_id",
         "handler",
         "idempotency_key",
         "input",
+        "previous",
         "previous_response_id",
         "raise_on_failure",
+        "conversation",
         "stream",
         "thread_id",
     }
@@ -106,18 +115,18 @@ _MAX_TRACE_HEADER = 1024
 
 
 class Job(_Frozen):
-    """A unit of work: one run of an assistant on a thread, or one Responses conversation.
+    """A unit of work: one run of an assistant or a model, new or continuing a conversation.
 
     The worker's ``protocol`` setting decides how a job is read:
 
-    * ``assistants``: ``assistant_id`` is required; ``thread_id`` runs on an existing thread,
-      otherwise a new thread is created from ``messages``.
+    * ``assistants``: ``assistant_id`` is required; ``conversation_id`` runs on an existing
+      thread, otherwise a new thread is created from ``messages``.
     * ``responses``: ``assistant_id`` is ignored; ``messages`` (always required) become the
-      ``input`` of the first request and ``thread_id`` is a ``previous_response_id`` to
-      continue from (the ``run_id`` of an earlier job's result). ``run_options`` carry
-      ``model`` (default: the worker's ``worker.model`` setting), ``instructions``,
-      ``max_output_tokens``, ... A job continuing a response (``thread_id`` and ``messages``)
-      must say ``protocol="responses"``.
+      ``input`` of the first request; ``conversation_id`` continues a Conversation and
+      ``previous_run_id`` (the ``run_id`` of an earlier job's result) continues after that
+      response. ``run_options`` carry ``model`` (default: the worker's ``worker.model``
+      setting), ``instructions``, ``max_output_tokens``, ... A job continuing with messages
+      (or with ``previous_run_id``) must say ``protocol="responses"``.
 
     A job whose ``protocol`` differs from the worker's ends with an ``error`` result.
 
@@ -125,10 +134,11 @@ class Job(_Frozen):
         id: job id and idempotency key; the same id submitted twice is one job.
         protocol: the protocol the job is written for; ``None`` means the worker's.
         assistant_id: the assistant to run (Assistants only).
-        thread_id: an existing thread (Assistants) or a response to continue from (Responses);
-            ``None`` starts a new conversation from ``messages``.
-        messages: messages of the new thread (required when ``thread_id`` is ``None``); with
-            Responses, the input items (also allowed together with ``thread_id``).
+        conversation_id: an existing thread (Assistants) or Conversation (Responses) to run
+            in; ``None`` starts a new one (Responses: when the worker sets ``conversations``).
+        previous_run_id: a response to continue after (Responses only).
+        messages: messages of the new thread (required without ``conversation_id``); with
+            Responses, the input items (always required).
         run_options: extra parameters of the create-run (or create-response) request
             (``instructions``, ``max_completion_tokens``, ``model``, ...), passed through.
         metadata: free-form string metadata, copied into the run's (response's) metadata.
@@ -141,7 +151,8 @@ class Job(_Frozen):
     id: str = Field(default_factory=new_job_id, min_length=1, max_length=200)
     protocol: Literal["assistants", "responses"] | None = None
     assistant_id: str | None = Field(default=None, min_length=1)
-    thread_id: str | None = None
+    conversation_id: str | None = Field(default=None, min_length=1)
+    previous_run_id: str | None = Field(default=None, min_length=1)
     messages: tuple[Message, ...] = ()
     run_options: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -158,14 +169,34 @@ class Job(_Frozen):
             if k in _TRACE_HEADERS and isinstance(v, str) and len(v) <= _MAX_TRACE_HEADER
         }
 
+    @model_validator(mode="before")
+    @classmethod
+    def legacy_thread_id(cls, data: Any) -> Any:
+        """Read a record written with the older ``thread_id``, which held either reference:
+        a response id (``resp_...``) is the run to continue after, anything else (a thread, a
+        conversation) the conversation."""
+        if not isinstance(data, dict) or "thread_id" not in data:
+            return data
+        data = dict(data)
+        value = data.pop("thread_id")
+        if value is not None:
+            key = "previous_run_id" if str(value).startswith("resp_") else "conversation_id"
+            data.setdefault(key, value)
+        return data
+
     @model_validator(mode="after")
-    def _thread_or_messages(self) -> Job:
-        if self.thread_id is None and not self.messages:
-            raise ValueError("a job needs thread_id or at least one message for a new thread")
-        if self.thread_id is not None and self.messages and self.protocol != "responses":
+    def _references_and_messages(self) -> Job:
+        responses = self.protocol == "responses"
+        if self.conversation_id is None and self.previous_run_id is None and not self.messages:
+            raise ValueError("a job needs a conversation_id or at least one message")
+        if self.conversation_id is not None and self.previous_run_id is not None:
+            raise ValueError("a job continues a conversation_id or a previous_run_id, not both")
+        if self.previous_run_id is not None and not responses:
+            raise ValueError("previous_run_id continues a response: set protocol='responses'")
+        if self.conversation_id is not None and self.messages and not responses:
             raise ValueError(
-                "messages are only for a new thread; omit them with thread_id "
-                "(a Responses job continuing a response sets protocol='responses')"
+                "messages are only for a new thread; omit them with conversation_id "
+                "(a Responses job continuing a conversation sets protocol='responses')"
             )
         if self.protocol == "assistants" and self.assistant_id is None:
             raise ValueError("an assistants job needs assistant_id")
@@ -228,8 +259,9 @@ class JobResult(_Frozen):
 
     Attributes:
         job_id: the job.
-        run_id: the run that produced the result (``None`` if no run was created).
-        thread_id: the thread of the run.
+        run_id: the run that produced the result (Responses: its final response), ``None``
+            if no run was created.
+        conversation_id: the thread (Assistants) or Conversation (Responses) of the run.
         status: the run's terminal status (``completed``, ``failed``, ``incomplete``,
             ``expired``, ``cancelled``) or ``error`` when the job could not run.
         text: the assistant text the run produced.
@@ -242,7 +274,9 @@ class JobResult(_Frozen):
 
     job_id: str
     run_id: str | None
-    thread_id: str | None
+    conversation_id: str | None = Field(
+        validation_alias=AliasChoices("conversation_id", "thread_id")
+    )
     status: str
     text: str = ""
     tool_calls: tuple[ToolOutput, ...] = ()
@@ -256,8 +290,8 @@ class Progress(_Frozen):
     """What survives a crash about a running job.
 
     Attributes:
-        thread_id: the thread the run is on, stored as soon as it is known.
-        run_id: the run, stored the moment it exists.
+        conversation_id: the thread (conversation) the run is in, stored as soon as it is known.
+        run_id: the run (Responses: its latest response), stored the moment it exists.
         run_seq: run generation; bumped when a worker cancelled the run while draining so the
             next attempt starts a fresh run under a new idempotency key.
         worker_cancelled: the current run was cancelled by a worker (a drain, or a worker that
@@ -265,7 +299,9 @@ class Progress(_Frozen):
         tool_outputs: outputs already computed, by tool call id; never executed again.
     """
 
-    thread_id: str | None = None
+    conversation_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("conversation_id", "thread_id")
+    )
     run_id: str | None = None
     run_seq: int = 0
     worker_cancelled: bool = False
@@ -392,8 +428,8 @@ def decode_job(text: str | bytes | None, job_id: str = "") -> tuple[Job, tuple[s
         raise MalformedRecord(job_id, f"job is not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise MalformedRecord(job_id, f"job is a JSON {type(data).__name__}, not an object")
-    unknown = tuple(sorted(k for k in data if k not in Job.model_fields))
-    known = {k: v for k, v in data.items() if k in Job.model_fields}
+    unknown = tuple(sorted(k for k in data if k not in _JOB_KEYS))
+    known = {k: v for k, v in data.items() if k in _JOB_KEYS}
     try:
         job = Job.model_validate(known)
     except ValidationError as exc:
@@ -401,6 +437,10 @@ def decode_job(text: str | bytes | None, job_id: str = "") -> tuple[Job, tuple[s
     if job_id and job.id != job_id:
         raise MalformedRecord(job_id, f"job id {job.id!r} differs from the record's")
     return job, unknown
+
+
+# The job's fields, and the older name Job.legacy_thread_id reads.
+_JOB_KEYS = frozenset(Job.model_fields) | {"thread_id"}
 
 
 def decode_number(value: object, name: str, job_id: str) -> float:

@@ -65,7 +65,7 @@ class JobQueue(Protocol):
         self,
         lease: Lease,
         *,
-        thread_id: str | None = None,
+        conversation_id: str | None = None,
         run_id: str | None = None,
         tool_output: ToolOutput | None = None,
     ) -> None:

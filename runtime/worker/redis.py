@@ -4,7 +4,8 @@ Layout (``P`` is the key prefix)::
 
     P:jobs             stream, one entry per job (XADD ... MAXLEN ~), consumer group G
     P:dead             dead-letter stream (job_id, attempts, error)
-    P:job:ID           hash: the job, state, attempt (fencing counter), owner, thread_id,
+    P:job:ID           hash: the job, state, attempt (fencing counter), owner, thread_id (the
+                       conversation id; the field keeps its first name),
                        run_id, run_seq, result, last_error, timestamps, stream entry id
     P:job:ID:tools     hash: tool_call_id -> stored ToolOutput JSON
     P:recent           zset of job ids by submission time (``python -m runtime jobs``)
@@ -73,7 +74,7 @@ end
 
 _SUBMIT = """
 -- KEYS: job, stream, recent, open, waiting
--- ARGV: job_id, job_json, now, maxlen, thread_id, recent_cap
+-- ARGV: job_id, job_json, now, maxlen, conversation_id, recent_cap
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'job_id', ARGV[1])
 redis.call('HSET', KEYS[1], 'job', ARGV[2], 'state', 'queued', 'attempt', 0,
@@ -127,7 +128,7 @@ return 1
 _PROGRESS = (
     _FENCE
     + """
--- KEYS: job, tools   ARGV: attempt, now, thread_id, run_id, tool_call_id, tool_json
+-- KEYS: job, tools   ARGV: attempt, now, conversation_id, run_id, tool_call_id, tool_json
 if not fenced() then return 0 end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'thread_id', ARGV[3]) end
@@ -331,7 +332,7 @@ class RedisQueue:
                 job.model_dump_json(),
                 repr(time.time()),
                 self._maxlen,
-                job.thread_id or "",
+                job.conversation_id or "",
                 self._recent_cap,
             ]
             return bool(await self._submit(keys=keys, args=args))
@@ -471,7 +472,7 @@ class RedisQueue:
         self,
         lease: Lease,
         *,
-        thread_id: str | None = None,
+        conversation_id: str | None = None,
         run_id: str | None = None,
         tool_output: ToolOutput | None = None,
     ) -> None:
@@ -480,7 +481,7 @@ class RedisQueue:
         args = [
             lease.attempt,
             repr(time.time()),
-            thread_id or "",
+            conversation_id or "",
             run_id or "",
             tool_output.id if tool_output else "",
             tool_output.model_dump_json() if tool_output else "",
@@ -651,7 +652,7 @@ def _progress(fields: dict[str, str], tools: dict[str, str], job_id: str) -> Pro
     outputs = {k: decode_model(ToolOutput, v, "tool output", job_id) for k, v in tools.items()}
     try:
         return Progress(
-            thread_id=fields.get("thread_id") or None,
+            conversation_id=fields.get("thread_id") or None,
             run_id=fields.get("run_id") or None,
             run_seq=int(decode_number(fields.get("run_seq", 0), "run_seq", job_id)),
             worker_cancelled=fields.get("worker_cancelled") == "1",

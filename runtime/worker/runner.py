@@ -18,8 +18,9 @@ Job flow of :class:`RunExecutor`:
    id (started, adopted, or the next response), every tool output as it finishes.
 
 On Responses ``run_id`` holds the latest response of the run (it moves on with every tool
-round) and a job's ``thread_id`` is the response to continue from; there is no idempotency
-key a response could be found by, so one whose id was never stored is created again.
+round); a job continues a Conversation (``conversation_id``) or a response
+(``previous_run_id``); there is no idempotency key a response could be found by, so one whose
+id was never stored is created again.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class RunOutcome:
     Attributes:
         status: the run's terminal status.
         run_id: the run.
-        thread_id: its thread.
+        conversation_id: its thread (Assistants) or Conversation (Responses).
         text: assistant text.
         tool_calls: every tool call of the run, including outputs from earlier attempts.
         usage: token usage if reported.
@@ -90,7 +91,7 @@ class RunOutcome:
 
     status: str
     run_id: str | None
-    thread_id: str | None
+    conversation_id: str | None
     text: str = ""
     tool_calls: tuple[ToolOutput, ...] = ()
     usage: UsageRecord | None = None
@@ -118,13 +119,13 @@ class JobContext:
     on_tool: ToolObserver | None = None
     lost: bool = False
     run_id: str | None = None
-    thread_id: str | None = None
+    conversation_id: str | None = None
     _saved_tools: set[str] = field(default_factory=set)
 
-    async def save_thread(self, thread_id: str) -> None:
-        """Store the thread id (fenced)."""
-        self.thread_id = thread_id
-        await self._save(thread_id=thread_id)
+    async def save_conversation(self, conversation_id: str) -> None:
+        """Store the conversation's id (fenced)."""
+        self.conversation_id = conversation_id
+        await self._save(conversation_id=conversation_id)
 
     async def save_run(self, run_id: str) -> None:
         """Store the run id the first time it is seen (fenced)."""
@@ -185,7 +186,7 @@ class _ProgressHandler(EventHandler):
         self._ctx = ctx
 
     async def on_conversation(self, conversation_id: str) -> None:
-        await self._ctx.save_thread(conversation_id)
+        await self._ctx.save_conversation(conversation_id)
 
     async def on_turn(self, ref: TurnRef) -> None:
         await self._ctx.save_run(ref.id)
@@ -199,8 +200,8 @@ class RunExecutor:
 
     The job's messages are the run's input, its ``run_options`` extra request fields, its
     metadata (plus ``job_id``) the server objects' metadata. On Assistants the job needs its
-    ``assistant_id``, and ``thread_id`` continues a thread; on Responses ``thread_id`` is the
-    response to continue from.
+    ``assistant_id``; ``conversation_id`` continues a thread (a Conversation on Responses) and,
+    on Responses, ``previous_run_id`` continues after a response.
 
     Args:
         session: an open session (:func:`runtime.backends.create_backend`).
@@ -231,10 +232,9 @@ class RunExecutor:
     async def _execute(self, ctx: JobContext) -> RunOutcome:
         self._check(ctx)
         progress = ctx.lease.progress
-        if self._session.protocol == "assistants" or self._session.conversations:
-            ctx.thread_id = progress.thread_id or ctx.lease.job.thread_id
+        ctx.conversation_id = progress.conversation_id or ctx.lease.job.conversation_id
         if progress.run_id is not None:
-            result = await self._resume_if_found(ctx, TurnRef(progress.run_id, ctx.thread_id))
+            result = await self._resume_if_found(ctx, TurnRef(progress.run_id, ctx.conversation_id))
             if result is not None and not await self._restart_needed(ctx, result):
                 return _outcome(ctx, result)
             await ctx.new_generation()
@@ -294,15 +294,8 @@ class RunExecutor:
     async def _run(self, ctx: JobContext) -> RunResult[Any]:
         job = ctx.lease.job
         messages = [m.model_dump() for m in job.messages]
-        where: dict[str, Any] = {"agent": job.assistant_id}
-        if self._session.protocol == "assistants":
-            where["conversation"] = ctx.thread_id
-            if ctx.lease.progress.thread_id is not None:
-                messages = []  # an earlier attempt put them on the thread it stored
-        elif self._session.conversations:
-            where["conversation"] = ctx.thread_id
-        else:
-            where["previous"] = job.thread_id
+        if self._session.protocol == "assistants" and ctx.lease.progress.conversation_id:
+            messages = []  # an earlier attempt put them on the thread it stored
         return await self._session.start(
             messages,
             handler=_ProgressHandler(ctx),
@@ -310,7 +303,9 @@ class RunExecutor:
             # Only an earlier attempt can have created a run under this key; the lookup costs
             # a request, so the first attempt skips it.
             adopt_existing=ctx.lease.attempt > 1 or ctx.lease.progress.run_seq > 0,
-            **where,
+            agent=job.assistant_id,
+            conversation=ctx.conversation_id,
+            previous=job.previous_run_id,
             **self._params(ctx),
         )
 
@@ -340,7 +335,7 @@ def _outcome(ctx: JobContext, result: RunResult[Any]) -> RunOutcome:
     return RunOutcome(
         status=result.status,
         run_id=result.run_id or ctx.run_id,
-        thread_id=result.thread_id or ctx.thread_id,
+        conversation_id=result.conversation_id or ctx.conversation_id,
         text=result.text,
         tool_calls=tuple(calls.values()),
         usage=_usage(result.usage),

@@ -254,7 +254,10 @@ class Worker:
                 raise
             except JobFailed as exc:
                 outcome = RunOutcome(
-                    status="error", run_id=ctx.run_id, thread_id=ctx.thread_id, error=exc.reason
+                    status="error",
+                    run_id=ctx.run_id,
+                    conversation_id=ctx.conversation_id,
+                    error=exc.reason,
                 )
             except LeaseLost:
                 ctx.lost = True
@@ -458,7 +461,7 @@ def _result(lease: Lease, outcome: RunOutcome, started: float) -> JobResult:
     return JobResult(
         job_id=lease.job.id,
         run_id=outcome.run_id,
-        thread_id=outcome.thread_id,
+        conversation_id=outcome.conversation_id,
         status=outcome.status,
         text=outcome.text,
         tool_calls=outcome.tool_calls,

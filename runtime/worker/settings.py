@@ -268,7 +268,7 @@ class WorkerSettings(BaseSettings):
     conversations: bool = Field(
         default=False,
         description="Responses: run each new job in a new Conversation, stored as the job's "
-        "thread_id (env RUNTIME_WORKER_CONVERSATIONS).",
+        "conversation_id (env RUNTIME_WORKER_CONVERSATIONS).",
     )
     worker: WorkerSection = WorkerSection()
     queue: QueueSettings = QueueSettings()

@@ -97,7 +97,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL,
     last_error TEXT,
     result TEXT,
-    thread_id TEXT,
+    thread_id TEXT,  -- the conversation id (the column keeps its first name)
     run_id TEXT,
     run_seq INTEGER NOT NULL DEFAULT 0,
     worker_cancelled INTEGER NOT NULL DEFAULT 0,
@@ -231,12 +231,12 @@ class SqliteQueue:
         self,
         lease: Lease,
         *,
-        thread_id: str | None = None,
+        conversation_id: str | None = None,
         run_id: str | None = None,
         tool_output: ToolOutput | None = None,
     ) -> None:
         """Record progress or raise :class:`LeaseLost`."""
-        if not await self._call_now(_save_progress, lease, thread_id, run_id, tool_output):
+        if not await self._call_now(_save_progress, lease, conversation_id, run_id, tool_output):
             raise LeaseLost(lease.job.id, lease.attempt)
 
     async def complete(self, lease: Lease, result: JobResult) -> bool:
@@ -329,7 +329,7 @@ def _submit(conn: sqlite3.Connection, now: _Now, job: Job) -> bool:
             now.boot,
             now.wall,
             now.wall,
-            job.thread_id,
+            job.conversation_id,
         ),
     )
     return cur.rowcount == 1
@@ -425,7 +425,7 @@ def _progress(conn: sqlite3.Connection, row: sqlite3.Row) -> Progress:
     decoded = (decode_model(ToolOutput, r[0], "tool output", job_id) for r in outputs)
     try:
         return Progress(
-            thread_id=row["thread_id"],
+            conversation_id=row["thread_id"],
             run_id=row["run_id"],
             run_seq=int(decode_number(row["run_seq"], "run_seq", job_id)),
             worker_cancelled=bool(row["worker_cancelled"]),
@@ -447,7 +447,7 @@ def _save_progress(
     conn: sqlite3.Connection,
     now: _Now,
     lease: Lease,
-    thread_id: str | None,
+    conversation_id: str | None,
     run_id: str | None,
     tool_output: ToolOutput | None,
 ) -> bool:
@@ -456,7 +456,7 @@ def _save_progress(
         cur = conn.execute(
             "UPDATE jobs SET thread_id = COALESCE(?, thread_id), run_id = COALESCE(?, run_id), "
             f"updated_at = ? WHERE {_FENCE}",
-            (thread_id, run_id, now.wall, lease.job.id, lease.attempt),
+            (conversation_id, run_id, now.wall, lease.job.id, lease.attempt),
         )
         ok = cur.rowcount == 1
         if ok and tool_output is not None:

@@ -58,18 +58,18 @@ async def test_submit_and_await_new_and_existing_threads(
         metadata={"team": "ops"},
     )
     await queue.submit(new)
-    await queue.submit(Job(id="old-1", assistant_id=assistant_id, thread_id=thread.id))
+    await queue.submit(Job(id="old-1", assistant_id=assistant_id, conversation_id=thread.id))
     await asyncio.wait_for(_worker(client, queue).run(), timeout=20)
 
     old = await queue.result("old-1", timeout_s=1)
     assert old is not None and old.result is not None
-    assert old.result.status == "completed" and old.result.thread_id == thread.id
+    assert old.result.status == "completed" and old.result.conversation_id == thread.id
     assert "OLD" in old.result.text
     assert [c.output for c in old.result.tool_calls] == ["OLD"]
     fresh = await queue.result("new-1", timeout_s=1)
     assert fresh is not None and fresh.result is not None and "NEW" in fresh.result.text
     assert fresh.result.usage is not None and fresh.result.usage.total_tokens > 0
-    run = await client.retrieve_run(fresh.result.thread_id or "", fresh.result.run_id or "")
+    run = await client.retrieve_run(fresh.result.conversation_id or "", fresh.result.run_id or "")
     assert run.metadata is not None
     assert run.metadata["job_id"] == "new-1" and run.metadata["team"] == "ops"
 
@@ -105,7 +105,7 @@ async def test_a_reclaimed_job_resumes_its_run_with_known_outputs(
     thread = await client.create_thread(
         messages=[{"role": "user", "content": '/call shout {"text": "once"}'}]
     )
-    await queue.save_progress(lease, thread_id=thread.id)
+    await queue.save_progress(lease, conversation_id=thread.id)
     stream = await client.create_run(
         thread.id,
         assistant_id,
@@ -150,14 +150,14 @@ async def test_a_run_unknown_to_the_server_is_started_again(
     )
     (lease,) = await queue.claim("dead-worker", 1, 1.0)
     thread = await client.create_thread(messages=[{"role": "user", "content": message}])
-    await queue.save_progress(lease, thread_id=thread.id, run_id="run_unknown")
+    await queue.save_progress(lease, conversation_id=thread.id, run_id="run_unknown")
     await asyncio.sleep(0.3)
     await asyncio.wait_for(_worker(client, queue).run(), timeout=20)
     record = await queue.get("lost-1")
     assert record is not None and record.result is not None
     assert record.result.status == "completed" and "AGAIN" in record.result.text
     assert record.result.run_id not in (None, "run_unknown")
-    assert record.progress.run_seq == 1 and record.result.thread_id == thread.id
+    assert record.progress.run_seq == 1 and record.result.conversation_id == thread.id
 
 
 async def test_a_run_cancelled_behind_the_jobs_back_is_started_again(
@@ -182,8 +182,8 @@ async def test_a_run_cancelled_behind_the_jobs_back_is_started_again(
     async def cancel_the_first_run() -> None:
         while True:
             record = await queue.get("behind-1")
-            if record is not None and record.progress.run_id and record.progress.thread_id:
-                await client.cancel_run(record.progress.thread_id, record.progress.run_id)
+            if record is not None and record.progress.run_id and record.progress.conversation_id:
+                await client.cancel_run(record.progress.conversation_id, record.progress.run_id)
                 return
             await asyncio.sleep(0.02)
 
@@ -194,7 +194,7 @@ async def test_a_run_cancelled_behind_the_jobs_back_is_started_again(
     assert record is not None and record.result is not None
     assert record.result.status == "completed", record.result
     assert record.progress.run_seq == 1
-    runs = await client.list_runs(record.result.thread_id or "").to_list()
+    runs = await client.list_runs(record.result.conversation_id or "").to_list()
     assert sorted(r.status for r in runs) == ["cancelled", "completed"]
 
 
@@ -243,5 +243,5 @@ async def test_a_usage_limit_in_the_worker_config_cancels_the_job_naming_it(
     assert record.result.status == "cancelled"
     assert record.result.error == "max_requests (1) reached: 1 sent"
     assert shouted == [] and record.result.tool_calls == ()
-    run = await client.retrieve_run(record.result.thread_id or "", record.result.run_id or "")
+    run = await client.retrieve_run(record.result.conversation_id or "", record.result.run_id or "")
     assert run.status == "cancelled"

@@ -88,7 +88,7 @@ class FinishThenOutage:
         self.calls.append(ctx.lease.attempt)
         if len(self.calls) == 1:
             self.server.kill()
-        return RunOutcome(status="completed", run_id="run_1", thread_id="thread_1", text="ok")
+        return RunOutcome(status="completed", run_id="run_1", conversation_id="thread_1", text="ok")
 
 
 async def test_result_store_outlives_a_redis_outage_shorter_than_the_lease(
@@ -171,7 +171,7 @@ async def test_worker_recreates_its_consumer_group_after_a_restart_without_persi
     submitter = RedisQueue(server.url, prefix="nogroup", socket_timeout_s=1.0)
 
     async def executor(ctx: JobContext) -> RunOutcome:
-        return RunOutcome(status="completed", run_id="run_1", thread_id="thread_1")
+        return RunOutcome(status="completed", run_id="run_1", conversation_id="thread_1")
 
     try:
         await submitter.submit(_job("before"))

@@ -152,8 +152,10 @@ async def test_sigterm_drain_acknowledges_no_half_done_job(
             record = await queue.get(job_id)
             assert record is not None and record.state is JobState.QUEUED
             assert record.result is None and record.progress.worker_cancelled
-            assert record.progress.run_id is not None and record.progress.thread_id is not None
-            run = await client.retrieve_run(record.progress.thread_id, record.progress.run_id)
+            assert (
+                record.progress.run_id is not None and record.progress.conversation_id is not None
+            )
+            run = await client.retrieve_run(record.progress.conversation_id, record.progress.run_id)
             assert run.status == "cancelled"
             first_runs[job_id] = run.id
         r = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)

@@ -50,8 +50,10 @@ async def responses(emulator: Emulator) -> AsyncIterator[ResponsesClient]:
         yield c
 
 
-def _worker(client: ResponsesClient, queue: MemoryQueue) -> Worker:
-    orchestrator = ResponsesOrchestrator(client, registry, policy=RunPolicy())
+def _worker(client: ResponsesClient, queue: MemoryQueue, *, conversations: bool = False) -> Worker:
+    orchestrator = ResponsesOrchestrator(
+        client, registry, policy=RunPolicy(), conversations=conversations
+    )
     # Heartbeats well inside the tests' short leases: a slow resume must keep its job.
     options = WorkerOptions(
         consumer="svc-r", concurrency=4, burst=True, claim_wait_s=0.05, heartbeat_s=0.03
@@ -67,7 +69,7 @@ async def test_a_responses_job_runs_its_tool_round_and_continues(
     responses: ResponsesClient,
 ) -> None:
     """A job's messages become the input; the tool output is quoted; run_id is the final
-    response, and a second job continues from it with thread_id as previous_response_id."""
+    response, and a second job continues after it by previous_run_id."""
     executed.clear()
     queue = MemoryQueue()
     await queue.submit(
@@ -80,7 +82,7 @@ async def test_a_responses_job_runs_its_tool_round_and_continues(
     assert result.status == "completed" and "HELLO" in result.text, result
     assert [c.output for c in result.tool_calls] == ["HELLO"] and executed == ["hello"]
     assert result.run_id is not None and result.run_id.startswith("resp_")
-    assert result.thread_id is None and result.usage is not None and result.usage.total_tokens
+    assert result.conversation_id is None and result.usage is not None and result.usage.total_tokens
     final = await responses.retrieve(result.run_id)
     assert final.status == "completed" and final.previous_response_id is not None
     assert final.metadata is not None and final.metadata["job_id"] == "r-1"
@@ -89,7 +91,7 @@ async def test_a_responses_job_runs_its_tool_round_and_continues(
     follow = Job(
         id="r-2",
         protocol="responses",
-        thread_id=result.run_id,
+        previous_run_id=result.run_id,
         messages=(Message(content="thanks"),),
     )
     await queue.submit(follow)
@@ -99,6 +101,37 @@ async def test_a_responses_job_runs_its_tool_round_and_continues(
     assert second.result.status == "completed" and second.result.run_id is not None
     continued = await responses.retrieve(second.result.run_id)
     assert continued.previous_response_id == result.run_id
+
+
+async def test_a_job_in_a_conversation_stores_it_and_a_later_job_continues_it(
+    responses: ResponsesClient,
+) -> None:
+    """With conversations on, a new job runs in a new Conversation whose id the result
+    carries as conversation_id; a later job naming it runs in the same Conversation."""
+    executed.clear()
+    queue = MemoryQueue()
+    await queue.submit(Job(id="c-1", messages=(Message(content=_call("first")),)))
+    await asyncio.wait_for(_worker(responses, queue, conversations=True).run(), timeout=20)
+    first = await queue.result("c-1", timeout_s=1)
+    assert first is not None and first.result is not None and first.result.status == "completed"
+    conversation = first.result.conversation_id
+    assert conversation is not None and conversation.startswith("conv_")
+    assert first.progress.conversation_id == conversation
+
+    follow = Job(
+        id="c-2",
+        protocol="responses",
+        conversation_id=conversation,
+        messages=(Message(content="and again"),),
+    )
+    await queue.submit(follow)
+    await asyncio.wait_for(_worker(responses, queue, conversations=True).run(), timeout=20)
+    second = await queue.result("c-2", timeout_s=1)
+    assert second is not None and second.result is not None
+    assert second.result.status == "completed" and second.result.conversation_id == conversation
+    final = await responses.retrieve(second.result.run_id or "")
+    assert final.conversation is not None and final.conversation.id == conversation
+    assert final.previous_response_id is None and executed == ["first"]
 
 
 async def test_a_reclaimed_job_resumes_its_response_with_stored_outputs(

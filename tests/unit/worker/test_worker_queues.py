@@ -23,7 +23,7 @@ def _result(lease: Lease, text: str) -> JobResult:
     return JobResult(
         job_id=lease.job.id,
         run_id="run_1",
-        thread_id="thread_1",
+        conversation_id="thread_1",
         status="completed",
         text=text,
         timings=JobTimings(
@@ -100,13 +100,13 @@ async def test_progress_survives_reclaim(make_queue: QueueFactory) -> None:
     queue = await make_queue(lease_s=0.2)
     await queue.submit(_job("j1"))
     old = await _claim_one(queue, "w-old")
-    await queue.save_progress(old, thread_id="thread_9")
+    await queue.save_progress(old, conversation_id="thread_9")
     await queue.save_progress(old, run_id="run_9")
     out = ToolOutput(id="call_1", name="echo", arguments="{}", output="ok", seconds=0.1)
     await queue.save_progress(old, tool_output=out)
     await asyncio.sleep(0.35)
     new = await _claim_one(queue, "w-new")
-    assert new.progress.thread_id == "thread_9"
+    assert new.progress.conversation_id == "thread_9"
     assert new.progress.run_id == "run_9"
     assert new.progress.tool_outputs == {"call_1": out}
 
@@ -130,14 +130,14 @@ async def test_release_redelivers_and_drain_starts_a_new_generation(
     queue = await make_queue(lease_s=5)
     await queue.submit(_job("j1"))
     first = await _claim_one(queue, "w1")
-    await queue.save_progress(first, thread_id="thread_1", run_id="run_1")
+    await queue.save_progress(first, conversation_id="thread_1", run_id="run_1")
     await queue.save_progress(first, tool_output=ToolOutput(id="call_1", name="t"))
     assert await queue.release(first, error="drained", worker_cancelled=True) is True
     second = await _claim_one(queue, "w2")
     assert second.attempt == 2 and second.progress.worker_cancelled
     fresh = await queue.new_run_generation(second)
     assert fresh.progress.run_id is None and fresh.progress.run_seq == 1
-    assert fresh.progress.thread_id == "thread_1" and fresh.progress.tool_outputs == {}
+    assert fresh.progress.conversation_id == "thread_1" and fresh.progress.tool_outputs == {}
     record = await queue.get("j1")
     assert record is not None and record.last_error == "drained"
 
@@ -147,7 +147,7 @@ async def test_flag_run_cancelled_only_marks_the_current_run(make_queue: QueueFa
     queue = await make_queue()
     await queue.submit(_job("j1"))
     lease = await _claim_one(queue, "w1")
-    await queue.save_progress(lease, thread_id="thread_1", run_id="run_2")
+    await queue.save_progress(lease, conversation_id="thread_1", run_id="run_2")
     assert await queue.flag_run_cancelled("j1", "run_1") is False
     record = await queue.get("j1")
     assert record is not None and not record.progress.worker_cancelled

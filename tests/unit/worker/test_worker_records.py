@@ -123,7 +123,12 @@ def _result(job_id: str) -> JobResult:
         submitted_at=0, started_at=0, finished_at=0, run_seconds=0, total_seconds=0
     )
     return JobResult(
-        job_id=job_id, run_id=None, thread_id=None, status="completed", timings=timings, attempts=1
+        job_id=job_id,
+        run_id=None,
+        conversation_id=None,
+        status="completed",
+        timings=timings,
+        attempts=1,
     )
 
 

@@ -63,7 +63,9 @@ class SleepExecutor:
             raise
         finally:
             self.running -= 1
-        return RunOutcome(status="completed", run_id=ctx.run_id, thread_id="thread_1", text="done")
+        return RunOutcome(
+            status="completed", run_id=ctx.run_id, conversation_id="thread_1", text="done"
+        )
 
 
 async def test_burst_processes_everything_within_the_concurrency_bound() -> None:
@@ -139,7 +141,7 @@ async def test_failing_job_is_retried_then_dead_lettered() -> None:
         if ctx.lease.job.id == "poison":
             attempts.append(ctx.lease.attempt)
             raise RuntimeError("tool module exploded")
-        return RunOutcome(status="completed", run_id="run_1", thread_id="thread_1")
+        return RunOutcome(status="completed", run_id="run_1", conversation_id="thread_1")
 
     worker = Worker(queue, executor, _options())
     await asyncio.wait_for(worker.run(), timeout=10)
@@ -198,7 +200,7 @@ def _outcome_result(job_id: str, attempt: int) -> object:
     return JobResult(
         job_id=job_id,
         run_id=None,
-        thread_id=None,
+        conversation_id=None,
         status="completed",
         timings=JobTimings(
             submitted_at=0, started_at=0, finished_at=0, run_seconds=0, total_seconds=0

@@ -145,19 +145,54 @@ def test_cli_submit_then_jobs_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_job_validation() -> None:
-    """A job needs a thread or messages, not both, and cannot override worker-owned options."""
+    """A job needs a conversation or messages, not both on Assistants, and cannot override
+    worker-owned options."""
     from pydantic import ValidationError
 
     from runtime.worker import Job, Message
 
-    with pytest.raises(ValidationError, match="thread_id or at least one message"):
+    with pytest.raises(ValidationError, match="conversation_id or at least one message"):
         Job(assistant_id="a")
     with pytest.raises(ValidationError, match="only for a new thread"):
-        Job(assistant_id="a", thread_id="t", messages=(Message(content="x"),))
+        Job(assistant_id="a", conversation_id="t", messages=(Message(content="x"),))
     with pytest.raises(ValidationError, match="may not set stream"):
-        Job(assistant_id="a", thread_id="t", run_options={"stream": False})
-    job = Job(assistant_id="a", thread_id="t", run_options={"temperature": 0.2})
+        Job(assistant_id="a", conversation_id="t", run_options={"stream": False})
+    with pytest.raises(ValidationError, match="may not set agent, conversation, previous"):
+        Job(
+            assistant_id="a",
+            conversation_id="t",
+            run_options=dict.fromkeys(("agent", "conversation", "previous")),
+        )
+    job = Job(assistant_id="a", conversation_id="t", run_options={"temperature": 0.2})
     assert job.id.startswith("job_") and job.run_options == {"temperature": 0.2}
+
+
+def test_a_record_with_the_older_thread_id_reads_as_the_neutral_references() -> None:
+    """Records stored before the neutral names: ``thread_id`` holding a response id is the run
+    to continue after, any other id the conversation; results and progress read it too."""
+    from runtime.worker.models import JobResult, Progress, decode_job
+
+    job, ignored = decode_job(
+        '{"id": "j", "protocol": "responses", "thread_id": "resp_1", '
+        '"messages": [{"content": "hi"}]}'
+    )
+    assert (job.previous_run_id, job.conversation_id, ignored) == ("resp_1", None, ())
+    job, _ = decode_job('{"id": "j", "assistant_id": "a", "thread_id": "thread_1"}')
+    assert (job.conversation_id, job.previous_run_id) == ("thread_1", None)
+    assert Progress.model_validate({"thread_id": "conv_1"}).conversation_id == "conv_1"
+    stored = {
+        "job_id": "j",
+        "run_id": "r",
+        "thread_id": "thread_1",
+        "status": "completed",
+        "attempts": 1,
+        "timings": dict.fromkeys(
+            ("submitted_at", "started_at", "finished_at", "run_seconds", "total_seconds"), 0.0
+        ),
+    }
+    result = JobResult.model_validate(stored)
+    assert result.conversation_id == "thread_1"
+    assert "thread_id" not in result.model_dump() and "conversation_id" in result.model_dump()
 
 
 def test_protocol_setting_is_documented_and_reaches_the_runtime_settings(
@@ -183,21 +218,29 @@ def test_protocol_setting_is_documented_and_reaches_the_runtime_settings(
     responses.write_text(f'protocol = "responses"\n{sqlite.read_text()}')
     assert submit_main(["--config", str(responses), "--job-id", "r-1", "hi"]) == 0
     assert submit_main(["--config", str(responses), "--thread", "resp_1", "more"]) == 0
+    assert submit_main(["--config", str(responses), "--previous-run", "resp_1", "m"]) == 0
+    assert submit_main(["--config", str(responses), "--conversation", "conv_1", "m"]) == 0
     assert jobs_main(["--config", str(responses), "r-1"]) == 0
     assert '"protocol": "responses"' in capsys.readouterr().out
 
 
 def test_responses_job_validation() -> None:
-    """Continuing with thread_id plus messages needs protocol='responses'; an explicit
-    assistants job needs assistant_id; input and previous_response_id are worker-owned."""
+    """Continuing a conversation with messages, or after a run, needs protocol='responses'
+    (and one reference, not both); an explicit assistants job needs assistant_id; input and
+    previous_response_id are worker-owned."""
     from pydantic import ValidationError
 
     from runtime.worker import Job, Message
 
     msg = (Message(content="x"),)
-    assert Job(protocol="responses", thread_id="resp_1", messages=msg).assistant_id is None
+    assert Job(protocol="responses", previous_run_id="resp_1", messages=msg).assistant_id is None
+    assert Job(protocol="responses", conversation_id="conv_1", messages=msg).messages == msg
+    with pytest.raises(ValidationError, match="set protocol='responses'"):
+        Job(previous_run_id="resp_1", messages=msg)
     with pytest.raises(ValidationError, match="only for a new thread"):
-        Job(thread_id="resp_1", messages=msg)
+        Job(conversation_id="conv_1", messages=msg)
+    with pytest.raises(ValidationError, match="not both"):
+        Job(protocol="responses", conversation_id="c", previous_run_id="r", messages=msg)
     with pytest.raises(ValidationError, match="needs assistant_id"):
         Job(protocol="assistants", messages=msg)
     with pytest.raises(ValidationError, match="may not set input, previous_response_id"):
