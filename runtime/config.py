@@ -53,6 +53,7 @@ __all__ = [
     "LogSettings",
     "PacingSettings",
     "PolicySettings",
+    "RateLimitSettings",
     "RetrySettings",
     "Settings",
     "TracingSettings",
@@ -282,8 +283,9 @@ class LogSettings(_Section):
         return value.strip().lower() if isinstance(value, str) else value
 
 
-class PacingModelSettings(_Section):
-    """``[pacing.models."<model>"]``: the provider's limits of one model (or ``default``)."""
+class RateLimitSettings(_Section):
+    """``[rate_limits."<model>"]``: the provider's limits of one model (or ``default``), for
+    ``[pacing]``."""
 
     requests_per_minute: PositiveFloat | None = None
     """Requests a minute (None: not limited, or learned from the service's headers)."""
@@ -305,9 +307,8 @@ class PacingSettings(_Section):
     """Longest wait of one request for its bucket; past it the request fails, unsent
     (``PacingTimeout``). A run's own deadline bounds the wait too."""
     learn_from_headers: bool = True
-    """Take the limits a model has no config for from ``x-ratelimit-limit-*`` headers."""
-    models: dict[str, PacingModelSettings] = {}
-    """Limits by model name; ``default`` for the others and requests naming no model."""
+    """Take the limits a model has no ``[rate_limits]`` table for from the service's
+    ``x-ratelimit-limit-*`` headers."""
 
 
 class TracingSettings(_Section):
@@ -374,6 +375,9 @@ class Settings(BaseSettings):
     demo: DemoSettings = DemoSettings()
     prices: dict[str, PriceSettings] = {}
     """``[prices."<model>"]``: USD per million tokens, for a run's cost and ``max_cost``."""
+    rate_limits: dict[str, RateLimitSettings] = {}
+    """``[rate_limits."<model>"]``: the provider's limits by model for ``[pacing]``;
+    ``default`` for other models and requests naming none."""
 
     @field_validator("protocol", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ Buckets:
   model (the request's ``model``; ``default`` when it names none, e.g. an Assistants run on
   the assistant's own model, or a tool-output submission);
 * two limits each: ``requests_per_minute`` and ``tokens_per_minute``, from the config
-  (``[pacing.models."<model>"]``, then ``[pacing.models.default]``), else learned from the
+  (``[rate_limits."<model>"]``, then ``[rate_limits.default]``), else learned from the
   service's ``x-ratelimit-limit-requests`` / ``x-ratelimit-limit-tokens`` headers; a
   bucket with no limit is not paced;
 * a bucket holds what refills in ``burst_s`` seconds (at least one request), so requests
@@ -373,9 +373,9 @@ def pacer_from_settings(settings: Any, store: BucketStore | None = None) -> Rate
         if section.store != "memory":
             return None
         store = _PROCESS_BUCKETS
+    table = getattr(settings, "rate_limits", None) or {}
     limits = {
-        name: RateLimits(m.requests_per_minute, m.tokens_per_minute)
-        for name, m in section.models.items()
+        name: RateLimits(m.requests_per_minute, m.tokens_per_minute) for name, m in table.items()
     }
     return RatePacer(
         limits=limits,

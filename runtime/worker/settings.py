@@ -39,6 +39,7 @@ from runtime.config import (
     PacingSettings,
     PolicySettings,
     PriceSettings,
+    RateLimitSettings,
     RetrySettings,
     Settings,
     TracingSettings,
@@ -282,6 +283,8 @@ class WorkerSettings(BaseSettings):
     prices: dict[str, PriceSettings] = Field(default_factory=dict)
     """``[prices."<model>"]``: USD per million tokens, for a job's cost and
     ``[policy.usage_limits] max_cost``."""
+    rate_limits: dict[str, RateLimitSettings] = Field(default_factory=dict)
+    """``[rate_limits."<model>"]``: the provider's limits by model, for ``[pacing]``."""
     mcp: list[McpServerSettings] = Field(default_factory=list)
     """``[[mcp]]`` tables: MCP servers whose tools join the registry (needs the ``mcp``
     extra)."""
@@ -322,6 +325,7 @@ class WorkerSettings(BaseSettings):
             tracing=self.tracing,
             pacing=self.pacing,
             prices=self.prices,
+            rate_limits=self.rate_limits,
         )
 
     @property

@@ -18,7 +18,14 @@ from worker_harness import REDIS_URL
 import runtime.retry
 from runtime.config import ConfigError
 from runtime.emulator import Emulator
-from runtime.pacing import BucketStore, LocalBuckets, RateLimits, RatePacer, RedisBuckets
+from runtime.pacing import (
+    BucketStore,
+    LocalBuckets,
+    RateLimits,
+    RatePacer,
+    RedisBuckets,
+    pacer_from_settings,
+)
 from runtime.responses import ResponsesClient, ResponsesOrchestrator
 from runtime.worker.metrics import WorkerMetrics
 from runtime.worker.settings import load_worker_settings
@@ -126,11 +133,14 @@ def test_pacing_is_configured_in_the_worker_file_and_its_waits_are_a_metric(
     config = tmp_path / "worker.toml"
     config.write_text(
         "[queue]\nbackend = 'redis'\n[pacing]\nenabled = true\nstore = 'redis'\nburst_s = 0.5\n"
-        "[pacing.models.default]\nrequests_per_minute = 500\ntokens_per_minute = 30000\n"
+        "[rate_limits.default]\nrequests_per_minute = 500\ntokens_per_minute = 30000\n"
     )
     settings = load_worker_settings(config)
     assert settings.pacing.enabled and settings.pacing.store == "redis"
-    assert settings.pacing.models["default"].requests_per_minute == 500
+    assert settings.rate_limits["default"].requests_per_minute == 500
+    pacer = pacer_from_settings(settings, LocalBuckets())
+    assert pacer is not None and pacer.burst_s == 0.5
+    assert pacer.limits == {"default": RateLimits(500, 30000)}
     assert settings.runtime_settings().pacing == settings.pacing
     metrics = WorkerMetrics()
     metrics.pacing_wait.observe(0.25)
