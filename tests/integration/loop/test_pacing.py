@@ -8,8 +8,12 @@ import asyncio
 import time
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from runtime.errors import PacingTimeout
+from runtime.otel import instrument, uninstrument
 from runtime.pacing import LocalBuckets, RateLimits, RatePacer
 
 from .conftest import Driver, OpenDriver, call, fast
@@ -111,3 +115,27 @@ async def test_a_token_limit_paces_by_the_requests_size(open_driver: OpenDriver)
     assert await buckets.take("k", limits, 80, burst) == 0.0
     await buckets.lower("k", None, 0)  # the service says no tokens are left
     assert await buckets.take("k", limits, 50, burst) == pytest.approx(0.5)
+
+
+async def test_a_pacing_wait_is_an_event_of_the_requests_span(open_driver: OpenDriver) -> None:
+    """With tracing on, a request that waited for its bucket has a ``runtime.rate_paced``
+    event (with the seconds waited) on its chat span."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrument(provider)
+    try:
+        paced = pacer()
+        driver = await open_driver(emulator=SERVICE, client={"pacer": paced})
+        assert await _burst(driver) == ["completed"] * RUNS
+    finally:
+        uninstrument()
+    events = [
+        e
+        for s in exporter.get_finished_spans()
+        if s.name.startswith("chat")
+        for e in s.events
+        if e.name == "runtime.rate_paced"
+    ]
+    assert len(events) == paced.waits > 0
+    assert all(float((e.attributes or {})["waited_s"]) > 0 for e in events)
