@@ -159,7 +159,7 @@ class Runner(Generic[RawT]):
         spec = output_spec(output_type) if output_type is not None else None
         if spec is not None:
             request = replace(request, output=spec.schema)
-        trace = tracing.start_run(self.backend.name, request)
+        trace = tracing.start_run(self.backend, request)
         state = self._new_state(request, handler, idempotency_key, usage_limits, trace)
         try:
             result = await self._guarded(state, self._run_new(state, adopt_existing))
@@ -224,7 +224,7 @@ class Runner(Generic[RawT]):
         """
         request = request or StartRequest()
         request = replace(request, conversation=ref.conversation or request.conversation)
-        trace = tracing.start_run(self.backend.name, request)
+        trace = tracing.start_run(self.backend, request)
         state = self._new_state(request, handler, None, trace=trace)
         known = list(known_results)
         state.dispatcher.seed_cache(known)
@@ -292,9 +292,7 @@ class Runner(Generic[RawT]):
             log_payloads=policy.log_tool_payloads,
             thread_id=request.conversation,
             redact=redact,  # exception text can quote credentials: never send them upstream
-            tracer=None
-            if trace is None
-            else tracing.ToolTracer(trace.tracer, self.registry, self.backend.name),
+            tracer=None if trace is None else tracing.ToolTracer(trace, self.registry),
         )
         total = policy.total_deadline_s
         return _RunState(

@@ -17,7 +17,8 @@ The tree of one run::
 Attributes (``gen_ai.*`` are the conventions', ``runtime.*`` ours):
 
 * every span: ``gen_ai.operation.name`` (``invoke_agent``, ``chat``, ``execute_tool``),
-  ``gen_ai.system`` and ``gen_ai.provider.name`` (``openai``), ``runtime.protocol``;
+  ``gen_ai.system`` and ``gen_ai.provider.name`` (``openai``; ``az.ai.openai`` for an Azure
+  client), ``runtime.protocol``; run and requests: ``server.address``, ``server.port``;
 * run: ``gen_ai.agent.id`` (Assistants), ``gen_ai.request.model``,
   ``gen_ai.conversation.id``, ``gen_ai.response.id`` (the last turn), total
   ``gen_ai.usage.input_tokens`` / ``output_tokens``, ``runtime.run.status``,
@@ -56,17 +57,19 @@ import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from runtime.logging import redact
 from runtime.tracing import AttributeValue, Span, Tracer, activate, deactivate, get_tracer
 from runtime.tracing import _Active as Active
 
 if TYPE_CHECKING:
-    from runtime.core.backend import StartRequest, Turn, Usage
+    from runtime.core.backend import Backend, StartRequest, Turn, Usage
     from runtime.core.result import RunResult
     from tools import ToolCall, ToolCallResult, ToolRegistry
 
 SYSTEM = "openai"
+SYSTEM_AZURE = "az.ai.openai"
 _MAX_NAME = 128  # a tool name the model made up goes into no span name, and is cut here
 _FINISH_REASONS = {
     "requires_tools": "tool_calls",
@@ -100,16 +103,12 @@ class _Request:
 class RunTrace:
     """The spans of one run; the runner calls it at each step (only when tracing is on)."""
 
-    def __init__(self, tracer: Tracer, protocol: str, request: StartRequest) -> None:
+    def __init__(self, tracer: Tracer, backend: Backend[Any], request: StartRequest) -> None:
         self.tracer = tracer
-        self.protocol = protocol
-        self._base: dict[str, AttributeValue] = {
-            "gen_ai.system": SYSTEM,
-            "gen_ai.provider.name": SYSTEM,
-            "runtime.protocol": protocol,
-        }
+        protocol = self.protocol = backend.name
+        self.base: dict[str, AttributeValue] = {**_origin(backend), "runtime.protocol": protocol}
         attributes: dict[str, AttributeValue] = {
-            **self._base,
+            **self.base,
             "gen_ai.operation.name": "invoke_agent",
         }
         if request.agent:
@@ -144,7 +143,7 @@ class RunTrace:
         """A request that creates (``create``) or continues (``submit``) a turn is sent."""
         self._close_request(None, None, superseded=True)
         attributes: dict[str, AttributeValue] = {
-            **self._base,
+            **self.base,
             "gen_ai.operation.name": "chat",
             "runtime.request.kind": kind,
         }
@@ -195,7 +194,7 @@ class RunTrace:
             error_type = "superseded"  # sent again before its turn stopped
             span.set_error(error_type)
         metrics: dict[str, AttributeValue] = {
-            **self._base,
+            **self.base,
             "gen_ai.operation.name": "chat",
             "runtime.request.kind": request.kind,
         }
@@ -261,10 +260,25 @@ class RunTrace:
         self.span.end()
 
 
-def start_run(protocol: str, request: StartRequest) -> RunTrace | None:
-    """A :class:`RunTrace` for a new run, or None when tracing is off."""
+def start_run(backend: Backend[Any], request: StartRequest) -> RunTrace | None:
+    """A :class:`RunTrace` for a new run of ``backend``, or None when tracing is off."""
     tracer = get_tracer()
-    return RunTrace(tracer, protocol, request) if tracer is not None else None
+    return RunTrace(tracer, backend, request) if tracer is not None else None
+
+
+def _origin(backend: Backend[Any]) -> dict[str, AttributeValue]:
+    """``gen_ai.system`` (Azure's own name on Azure) and ``server.*`` of the backend's
+    client, when it has one."""
+    client = getattr(backend, "client", None)
+    system = SYSTEM_AZURE if getattr(client, "is_azure", False) else SYSTEM
+    origin: dict[str, AttributeValue] = {"gen_ai.system": system, "gen_ai.provider.name": system}
+    base_url = getattr(client, "base_url", None)
+    if isinstance(base_url, str):
+        parts = urlsplit(base_url)
+        if parts.hostname:
+            origin["server.address"] = parts.hostname
+            origin["server.port"] = parts.port or (443 if parts.scheme == "https" else 80)
+    return origin
 
 
 # --- tools --------------------------------------------------------------------------------
@@ -292,17 +306,15 @@ class _ToolSpan:
 class ToolTracer:
     """Opens an ``execute_tool`` span per call (``tools.ToolDispatcher``'s ``tracer``)."""
 
-    def __init__(self, tracer: Tracer, registry: ToolRegistry, protocol: str) -> None:
-        self._tracer = tracer
+    def __init__(self, run: RunTrace, registry: ToolRegistry) -> None:
+        self._tracer = run.tracer
         self._registry = registry
-        self._protocol = protocol
+        self._base = {k: v for k, v in run.base.items() if not k.startswith("server.")}
 
     def __call__(self, call: ToolCall) -> _ToolSpan:
         known = self._registry.get(call.name) is not None
         attributes: dict[str, AttributeValue] = {
-            "gen_ai.system": SYSTEM,
-            "gen_ai.provider.name": SYSTEM,
-            "runtime.protocol": self._protocol,
+            **self._base,
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": call.name[:_MAX_NAME],
             "gen_ai.tool.call.id": call.id,

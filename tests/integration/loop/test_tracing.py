@@ -180,6 +180,8 @@ async def test_a_two_round_run_is_one_trace_by_the_genai_conventions(
         assert chat.kind.name == "CLIENT"
         assert chat_attrs["gen_ai.operation.name"] == "chat"
         assert chat_attrs["gen_ai.system"] == "openai"
+        assert chat_attrs["server.address"] == "127.0.0.1"
+        assert chat_attrs["server.port"] == driver.emu.port
         assert chat.status.status_code != StatusCode.ERROR
         assert "gen_ai.usage.input_tokens" in chat_attrs
     ids = [_attrs(c)["gen_ai.response.id"] for c in chats]
@@ -344,6 +346,8 @@ async def test_request_metrics_have_bounded_labels(open_driver: OpenDriver, trac
         "runtime.protocol",
         "runtime.request.kind",
         "error.type",
+        "server.address",
+        "server.port",
     }
     values = {str(v) for a, _, _ in durations + tokens for v in a.values()}
     assert not values & {"add", "explode"}
@@ -381,3 +385,27 @@ print(sorted(m for m in sys.modules if m.startswith(("opentelemetry", "runtime.o
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+async def test_an_azure_client_is_traced_as_azure_openai(traces: Traces) -> None:
+    """A run through an Azure-style client names its system ``az.ai.openai`` and the Azure
+    endpoint as its server."""
+    from runtime import AssistantsClient, Orchestrator
+    from runtime.emulator import Emulator
+    from tools import ToolRegistry
+
+    async with Emulator() as emu:
+        port = emu.port
+        client = AssistantsClient(
+            azure_endpoint=emu.azure_endpoint, api_version="2024-08-01-preview", api_key=API_KEY
+        )
+        async with client:
+            assistant = await client.create_assistant(model="my-deployment")
+            result = await Orchestrator(client, ToolRegistry()).create_thread_and_run(
+                assistant.id, messages=[{"role": "user", "content": "hi"}]
+            )
+    assert result.status == "completed"
+    for span in traces.spans():
+        assert _attrs(span)["gen_ai.system"] == "az.ai.openai"
+    (chat,) = traces.named("chat")
+    assert _attrs(chat)["server.port"] == port
