@@ -320,6 +320,9 @@ class TracingSettings(_Section):
     """Trace every run: ``invoke_agent``, ``chat`` and ``execute_tool`` spans."""
     record_payloads: bool = False
     """Put inputs, outputs and tool arguments on spans (redacted; they hold personal data)."""
+    console: bool = False
+    """Write every finished span to stderr as one JSON line instead of to the global SDK
+    (needs ``opentelemetry-sdk``): a look at traces without a collector."""
 
 
 class DemoSettings(_Section):

@@ -28,7 +28,10 @@ conventions, attributes ``gen_ai.operation.name``, ``gen_ai.system``,
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
+from typing import IO
 
 from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.trace import SpanKind as OtelSpanKind
@@ -38,7 +41,7 @@ from runtime import tracing
 from runtime.core.backend import Usage
 from runtime.tracing import Attributes, SpanKind
 
-__all__ = ["OtelTracer", "instrument", "uninstrument"]
+__all__ = ["OtelTracer", "console_provider", "instrument", "uninstrument"]
 
 _SCOPE = "agent-runtime"
 _KINDS = {
@@ -156,3 +159,25 @@ def instrument(
 def uninstrument() -> None:
     """Stop tracing runs started from now on."""
     tracing.set_tracer(None)
+
+
+def console_provider(stream: IO[str] | None = None) -> trace.TracerProvider:
+    """A tracer provider of the SDK writing each finished span to ``stream`` (default:
+    stderr) as one JSON line, for ``[tracing] console = true``; ``OTEL_SERVICE_NAME`` names
+    the service (default ``agent-runtime``).
+
+    Raises:
+        ImportError: ``opentelemetry-sdk`` is not installed.
+    """
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    def one_line(span: ReadableSpan) -> str:
+        return str(span.to_json(indent=None)) + "\n"
+
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", _SCOPE)})
+    provider = TracerProvider(resource=resource)
+    exporter = ConsoleSpanExporter(out=stream or sys.stderr, formatter=one_line)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider

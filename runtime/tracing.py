@@ -238,13 +238,21 @@ def enable_from_settings(settings: Any) -> bool:
     section = getattr(settings, "tracing", None)
     if section is None or not section.enabled:
         return False
-    try:
-        from runtime.otel import instrument
-    except ImportError as exc:
-        from runtime.config import ConfigError
+    from runtime.config import ConfigError
 
+    try:
+        from runtime.otel import console_provider, instrument
+    except ImportError as exc:
         raise ConfigError(
             ["tracing.enabled: needs OpenTelemetry: pip install 'agent-runtime[otel]'"]
         ) from exc
-    instrument(record_payloads=section.record_payloads)
+    provider = None
+    if section.console:
+        try:
+            provider = console_provider()
+        except ImportError as exc:
+            raise ConfigError(
+                ["tracing.console: needs the OpenTelemetry SDK: pip install opentelemetry-sdk"]
+            ) from exc
+    instrument(provider, record_payloads=section.record_payloads)
     return True

@@ -13,6 +13,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from worker_harness import run_cli, spawn_worker, wait_exit, write_config
 
 from runtime import AssistantsClient, Orchestrator, RunPolicy, tracing
 from runtime.emulator import Emulator
@@ -128,3 +129,51 @@ def test_an_unreadable_trace_context_is_dropped_never_the_job() -> None:
     stored["trace_context"] = ["not", "a", "map"]
     job, _ = decode_job(json.dumps(stored), "j-1")
     assert job.trace_context == {}
+
+
+def _spans(text: str) -> list[dict[str, Any]]:
+    """The span lines of a process's output (``[tracing] console``), other lines skipped."""
+    spans = []
+    for line in text.splitlines():
+        if not line.startswith('{"name"'):
+            continue
+        data = json.loads(line)
+        if "context" in data:
+            spans.append(data)
+    return spans
+
+
+async def test_cli_submit_and_a_worker_process_make_one_trace(
+    emulator: Emulator, assistant_id: str, tmp_path: Path
+) -> None:
+    """`python -m runtime submit` and `python -m runtime worker --burst` are two processes
+    with [tracing] console on: the submit span (from the first) is the parent of the run
+    span (from the second), and the run's requests and tool calls are in the same trace."""
+    db = tmp_path / "jobs.db"
+    config = write_config(
+        tmp_path / "worker.toml",
+        base_url=emulator.base_url,
+        queue={"backend": "sqlite", "sqlite": {"path": str(db)}},
+        tracing={"enabled": True, "console": True},
+    )
+    submit = await asyncio.to_thread(
+        run_cli,
+        [
+            "submit", "--config", str(config), "--assistant", assistant_id,
+            "--job-id", "traced-cli", '/call shout {"text": "hi"}',
+        ],
+    )  # fmt: skip
+    assert submit.returncode == 0, submit.stderr
+    (sent,) = _spans(submit.stderr)
+    assert sent["name"] == "submit job" and sent["kind"] == "SpanKind.PRODUCER"
+    assert sent["attributes"]["messaging.message.id"] == "traced-cli"
+
+    worker = spawn_worker(config, "traced-worker", tmp_path, burst=True)
+    assert await wait_exit(worker, timeout=30) == 0
+    spans = _spans((tmp_path / "traced-worker.log").read_text())
+    names = sorted(s["name"].split(" ")[0] for s in spans)
+    assert names == ["chat", "chat", "execute_tool", "invoke_agent"], names
+    (run,) = [s for s in spans if s["name"].startswith("invoke_agent")]
+    assert run["parent_id"] == sent["context"]["span_id"]
+    assert {s["context"]["trace_id"] for s in spans} == {sent["context"]["trace_id"]}
+    assert run["attributes"]["runtime.run.status"] == "completed"
