@@ -35,10 +35,17 @@ Attributes (``gen_ai.*`` are the conventions', ``runtime.*`` ours):
   or the server's error code of a failed turn.
 
 Events: ``runtime.retry`` (the HTTP client retries a request: ``attempt``, ``wait_s``,
-``error.type``), ``runtime.stream_lost`` and ``runtime.stream_resumed`` (a broken stream,
-re-opened or recovered by polling), ``runtime.adopted`` (a turn found again by its
-idempotency key), ``runtime.rerun`` (a failed turn sent again), ``runtime.resumed`` (a run
-adopted by ``Runner.resume``), ``runtime.output_retry``, ``runtime.usage_limit_reached``.
+``error.type``: the status or the exception's class), ``runtime.stream_lost`` (a stream
+broke: ``error.type``) then ``runtime.stream_resumed`` (re-opened after sequence
+``after``) or nothing more (recovered by polling), ``runtime.rate_paced`` (the request
+waited ``waited_s`` for its rate-limit bucket, :mod:`runtime.pacing`), ``runtime.adopted``
+(a turn found again by its idempotency key), ``runtime.rerun`` (a failed turn sent again),
+``runtime.resumed`` (a run adopted by ``Runner.resume``), ``runtime.output_retry``,
+``runtime.usage_limit_reached``. A request sent again before its turn stopped ends its
+span with ``error.type = superseded``.
+
+The span of a tool call is current in the tool's task (and thread, for a sync tool): spans
+a tool opens with OpenTelemetry nest under its ``execute_tool``.
 
 Payloads (``record_payloads``, off by default: they hold personal data): the run's input
 and instructions (``gen_ai.input.messages``, ``gen_ai.system_instructions``), each turn's
