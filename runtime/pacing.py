@@ -262,9 +262,9 @@ class RatePacer:
     max_wait_s: float = 60.0
     learn_from_headers: bool = True
     on_wait: Callable[[float], None] | None = None
-    waits: int = 0
-    waited_s: float = 0.0
-    _learned: dict[str, RateLimits] = field(default_factory=dict)
+    waits: int = field(default=0, init=False)
+    waited_s: float = field(default=0.0, init=False)
+    _learned: dict[str, RateLimits] = field(default_factory=dict, init=False, repr=False)
 
     def paces(self, method: str, url: str) -> bool:
         """Whether a request makes the model work (and is paced)."""
