@@ -16,8 +16,11 @@ if _typing.TYPE_CHECKING:
     from runtime.assistants.orchestrator import Orchestrator
     from runtime.assistants.stream import RunStream
     from runtime.core import (
+        Decision,
         EventHandler,
+        MemoryLedger,
         ModelPrice,
+        PendingApproval,
         Runner,
         RunPolicy,
         RunResult,
@@ -26,9 +29,13 @@ if _typing.TYPE_CHECKING:
         TurnRef,
         Usage,
         UsageLimits,
+        WriteLedger,
+        approve,
+        reject,
     )
     from runtime.errors import (
         APIStatusError,
+        ApprovalError,
         AuthenticationError,
         BadRequestError,
         HandlerError,
@@ -46,6 +53,7 @@ if _typing.TYPE_CHECKING:
 
 _ERRORS = (
     "APIStatusError",
+    "ApprovalError",
     "AuthenticationError",
     "BadRequestError",
     "HandlerError",
@@ -60,8 +68,11 @@ _ERRORS = (
     "TransportError",
 )
 _CORE = (
+    "Decision",
     "EventHandler",
+    "MemoryLedger",
     "ModelPrice",
+    "PendingApproval",
     "Runner",
     "RunPolicy",
     "RunResult",
@@ -70,6 +81,9 @@ _CORE = (
     "TurnRef",
     "Usage",
     "UsageLimits",
+    "WriteLedger",
+    "approve",
+    "reject",
 )
 #: Public name -> the module defining it.
 _HOMES: dict[str, str] = {
@@ -83,14 +97,18 @@ _HOMES: dict[str, str] = {
 
 __all__ = [
     "APIStatusError",
+    "ApprovalError",
     "AssistantsClient",
     "AuthenticationError",
     "BadRequestError",
+    "Decision",
     "EventHandler",
     "HandlerError",
+    "MemoryLedger",
     "ModelPrice",
     "NotFoundError",
     "Orchestrator",
+    "PendingApproval",
     "RateLimitError",
     "RetryPolicy",
     "RunFailedError",
@@ -109,6 +127,9 @@ __all__ = [
     "TurnRef",
     "Usage",
     "UsageLimits",
+    "WriteLedger",
+    "approve",
+    "reject",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m runtime {demo,run,emulator,worker,submit,jobs,assistant,migrate,parity}``.
+"""Command line: ``python -m runtime {demo,run,emulator,worker,submit,jobs,approve,reject,...}``.
 
 Each sub-command lives in its own module and is imported lazily, so that ``emulator`` does not
 pay for the worker's imports and a broken optional piece cannot break the others.
@@ -16,6 +16,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("runtime.worker.cli", "worker_main"),
     "submit": ("runtime.worker.cli", "submit_main"),
     "jobs": ("runtime.worker.cli", "jobs_main"),
+    "approve": ("runtime.worker.cli", "approve_main"),
+    "reject": ("runtime.worker.cli", "reject_main"),
     "assistant": ("runtime.worker.cli", "assistant_main"),
     "migrate": ("runtime.cli.migrate", "migrate_main"),
     "parity": ("runtime.cli.migrate", "parity_main"),
@@ -30,6 +32,8 @@ commands:
   worker     process jobs from a queue
   submit     enqueue a job (and optionally wait for its result)
   jobs       list recent jobs and their status
+  approve    approve a tool call of a job awaiting approval
+  reject     reject a tool call of a job awaiting approval (--reason)
   assistant  create an assistant for the worker's jobs (prints its id)
   migrate    copy an Assistants thread into a new Conversation (Responses API)
   parity     run the same messages on both protocols and show the differences

@@ -23,8 +23,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from runtime.core.approval import Decision, PendingApproval
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
+from runtime.core.ledger import WriteLedger
 from runtime.core.policy import RunPolicy
 from runtime.core.result import RunResult
 from runtime.core.runner import Runner
@@ -97,9 +99,11 @@ class BackendSession:
         handler: EventHandler | None = None,
         idempotency_key: str | None = None,
         adopt_existing: bool = False,
+        scope: str | None = None,
         **params: Any,
     ) -> RunResult[Any]:
-        """Send one user message and drive it to a terminal status.
+        """Send one user message and drive it to a terminal status (``scope``: of the run's
+        write records, see :meth:`Runner.run`).
 
         Args:
             message: the user's text (or message dicts / input items).
@@ -110,7 +114,11 @@ class BackendSession:
         """
         request = self.request(message, **params)
         return await self.runner.run(
-            request, handler=handler, idempotency_key=idempotency_key, adopt_existing=adopt_existing
+            request,
+            handler=handler,
+            idempotency_key=idempotency_key,
+            adopt_existing=adopt_existing,
+            scope=scope,
         )
 
     async def resume(
@@ -119,11 +127,23 @@ class BackendSession:
         *,
         handler: EventHandler | None = None,
         known_results: Iterable[ToolCallResult] = (),
+        decisions: Mapping[str, Decision] | None = None,
+        pending: PendingApproval | None = None,
+        scope: str | None = None,
         **params: Any,
     ) -> RunResult[Any]:
-        """Adopt an existing turn and finish its run (``params`` shape later turns)."""
+        """Adopt an existing turn and finish its run (``params`` shape later turns;
+        ``decisions``, ``pending`` and ``scope`` as :meth:`Runner.resume`)."""
         request = self.request((), **params) if self.protocol == "responses" else None
-        return await self.runner.resume(ref, request, handler=handler, known_results=known_results)
+        return await self.runner.resume(
+            ref,
+            request,
+            handler=handler,
+            known_results=known_results,
+            decisions=decisions,
+            pending=pending,
+            scope=scope,
+        )
 
     async def cancel(self, ref: TurnRef) -> None:
         """Cancel a run's turn, driven here or not."""
@@ -209,13 +229,15 @@ def create_backend(
     model: str = DEFAULT_MODEL,
     transport: Transport | None = None,
     pacer: RatePacer | None = None,
+    ledger: WriteLedger | None = None,
 ) -> BackendSession:
     """Build the client and run loop of ``settings.protocol`` without opening a scope.
 
     The caller closes the session (:meth:`BackendSession.aclose`). Arguments as
     :func:`open_backend`, plus ``transport``: the client's HTTP transport (the caller closes
-    it; default: the client's own), and ``pacer``: the client's rate pacer (default: the one
-    ``[pacing]`` configures).
+    it; default: the client's own), ``pacer``: the client's rate pacer (default: the one
+    ``[pacing]`` configures), and ``ledger``: where ``write`` tools' executions are
+    recorded (default: in memory).
     """
     overrides: dict[str, Any] = {}
     if transport is not None:
@@ -231,7 +253,7 @@ def create_backend(
         raise ValueError(f"unknown protocol {settings.protocol!r}: one of {sorted(PROTOCOLS)}")
     policy = policy or RunPolicy.from_settings(settings)
     client, backend = factory(settings, overrides, policy)
-    runner: Runner[Any] = Runner(backend, registry, policy, handler)
+    runner: Runner[Any] = Runner(backend, registry, policy, handler, ledger)
     conversations = settings.protocol == "responses" and bool(
         getattr(settings, "conversations", False)
     )

@@ -254,6 +254,10 @@ class PolicySettings(_Section):
     """Whole-run deadline (Responses protocol; Assistants runs have ``expires_at``)."""
     log_tool_payloads: bool = False
     """Log tool arguments and outputs (they may hold user data)."""
+    approval_timeout: Literal["reject", "expire"] = "reject"
+    """A pause for approval that reaches ``expires_at - expiry_margin_s``: reject or expire."""
+    max_repeated_calls: PositiveInt | None = 3
+    """The same tool with the same arguments requested this often in one run stops it."""
     usage_limits: UsageLimitsSettings = UsageLimitsSettings()
     """Most a run may use; a run that reached a limit is cancelled before its next request."""
 
@@ -328,7 +332,7 @@ class TracingSettings(_Section):
 class DemoSettings(_Section):
     """``python -m runtime demo``."""
 
-    delta_delay_s: NonNegativeFloat = 0.02
+    delta_delay_s: NonNegativeFloat = 0.01
     """Pause between two streamed text deltas of the embedded emulator."""
 
 

@@ -4,7 +4,9 @@
   with deterministic made-up weather;
 * ``city_population`` is a plain sync function that blocks briefly (it runs in a worker
   thread, so it does not stall the event loop);
-* the builtin clock (``get_current_time``, ``convert_time``) and ``calculate``.
+* the builtin clock (``get_current_time``, ``convert_time``) and ``calculate``;
+* ``book_table`` changes the world (``effects="write"``) and needs a person's approval
+  (``needs_approval=True``): the run pauses until someone says yes or no.
 
 :data:`DEMO_REQUEST` asks the emulator's scripted model for all of them at once: each
 ``/call NAME {json}`` line of the last user message becomes one tool call of a single
@@ -22,8 +24,10 @@ from tools import ToolRegistry
 from tools.builtin import register_builtins
 
 __all__ = [
+    "DEMO_BOOKING",
     "DEMO_FOLLOW_UP",
     "DEMO_REQUEST",
+    "book_table",
     "build_demo_registry",
     "city_population",
     "get_weather",
@@ -50,6 +54,11 @@ and what is 2102650 / 105.4?
 /call calculate {"expression": "round(2102650 / 105.4, 1)"}"""
 """The demo's first user message: five tool calls in one parallel round."""
 
+DEMO_BOOKING = """\
+Book a table for 2 at Chez Paul tonight at 20:00.
+/call book_table {"restaurant": "Chez Paul", "people": 2, "time": "20:00"}"""
+"""The demo's second user message: a call that waits for a person's approval."""
+
 DEMO_FOLLOW_UP = "Thanks, that is all I needed."
 """The demo's second user message: a plain text turn on the same conversation."""
 
@@ -66,7 +75,7 @@ async def get_weather(city: str, unit: Literal["c", "f"] = "c") -> dict[str, Any
         unit: temperature unit, 'c' or 'f'.
     """
     seed = _digest(city)
-    await asyncio.sleep(0.4 + (seed % 5) / 10)  # stands in for a slow HTTP call
+    await asyncio.sleep(0.2 + (seed % 5) / 10)  # stands in for a slow HTTP call
     celsius = (seed % 30) - 2
     temperature = celsius if unit == "c" else round(celsius * 9 / 5 + 32)
     return {
@@ -90,15 +99,29 @@ def city_population(city: str) -> dict[str, Any]:
     return {"city": city, "population": population}
 
 
+async def book_table(restaurant: str, people: int, time: str) -> dict[str, Any]:
+    """Book a table (a demo write: nothing is booked anywhere).
+
+    Args:
+        restaurant: the restaurant's name.
+        people: how many guests.
+        time: when, e.g. '20:00'.
+    """
+    await asyncio.sleep(0.2)  # stands in for the booking service
+    reference = f"BK-{_digest(restaurant + time) % 100_000:05d}"
+    return {"restaurant": restaurant, "people": people, "time": time, "reference": reference}
+
+
 def build_demo_registry() -> ToolRegistry:
     """A registry with the demo tools and the builtin clock and calculator.
 
     Returns:
-        A new registry: get_weather, city_population, get_current_time, convert_time,
-        calculate.
+        A new registry: get_weather, city_population, book_table, get_current_time,
+        convert_time, calculate.
     """
     registry = ToolRegistry()
     registry.register(get_weather, timeout_s=10.0)
     registry.register(city_population, timeout_s=10.0)
+    registry.register(book_table, timeout_s=10.0, needs_approval=True, effects="write")
     register_builtins(registry)
     return registry

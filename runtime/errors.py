@@ -24,6 +24,7 @@
     │   └── StreamInterrupted           the stream ended before a terminal event
     ├── InvalidResponseError            a 2xx answer whose body is not what the protocol says
     ├── HandlerError                    an EventHandler callback raised (.callback; cause chained)
+    ├── ApprovalError                   a decision for a call no pause holds, or a changed decision
     └── RunError                        a run ended in a way the caller asked to raise for
         └── RunFailedError              terminal status other than completed (.status, .run_id)
 
@@ -249,6 +250,11 @@ class HandlerError(RuntimeAPIError):
     def __init__(self, message: str, *, callback: str) -> None:
         super().__init__(message)
         self.callback = callback
+
+
+class ApprovalError(RuntimeAPIError, ValueError):
+    """A decision the pause cannot take: an unknown call, a call decided otherwise before,
+    or a turn that no longer awaits approval (nothing was sent)."""
 
 
 class RunError(RuntimeAPIError):

@@ -7,12 +7,25 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
 from tools.errors import ToolRegistrationError
 from tools.schema import FunctionSchema, build_schema
 
+if TYPE_CHECKING:
+    from tools.context import ToolContext
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: What a tool does to the world: ``read`` (safe to repeat) or ``write`` (at most once).
+Effects = Literal["read", "write"]
+#: Decides per call whether a person must approve it: ``(context, arguments) -> bool``.
+ApprovalCheck: TypeAlias = "Callable[[ToolContext, dict[str, Any]], bool]"
+#: After a crash between a write's start and its recorded end: ``report`` answers that the
+#: outcome is unknown and must be verified; ``rerun`` runs the call again.
+UnknownOutcome = Literal["report", "rerun"]
+_EFFECTS = ("read", "write")
+_UNKNOWN = ("report", "rerun")
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -30,6 +43,14 @@ class Tool:
         timeout_s: per-call timeout; None uses the dispatcher's default, ``math.inf`` none.
         strict: whether the definition asks for the API's strict mode.
         schema: the arguments model and call plan built from the signature.
+        needs_approval: True when a person must approve every call before it runs, or a
+            callable ``(context, arguments) -> bool`` deciding per call (an exception counts
+            as True: it fails closed).
+        effects: ``"read"`` or ``"write"``: a write's execution is recorded before it starts
+            and a repeated identical call is answered from the record (see
+            :mod:`runtime.core.ledger`).
+        unknown_outcome: what a write whose earlier execution never recorded its end gets:
+            ``"report"`` (an error output saying the outcome must be verified) or ``"rerun"``.
     """
 
     name: str
@@ -40,6 +61,9 @@ class Tool:
     schema: FunctionSchema = field(repr=False, compare=False)
     timeout_s: float | None = None
     strict: bool = False
+    needs_approval: bool | ApprovalCheck = field(default=False, compare=False)
+    effects: Effects = "read"
+    unknown_outcome: UnknownOutcome = "report"
 
     @classmethod
     def from_function(
@@ -50,6 +74,9 @@ class Tool:
         description: str | None = None,
         timeout_s: float | None = None,
         strict: bool = False,
+        needs_approval: bool | ApprovalCheck = False,
+        effects: Effects = "read",
+        unknown_outcome: UnknownOutcome = "report",
     ) -> Tool:
         """Build a tool from a plain function.
 
@@ -59,12 +86,15 @@ class Tool:
             description: description; defaults to the docstring's text before its sections.
             timeout_s: per-call timeout in seconds (None: the dispatcher's default).
             strict: produce a strict-mode schema (all properties required, no extras).
+            needs_approval: a person approves each call first (bool, or a per-call check).
+            effects: ``"read"`` or ``"write"`` (recorded, at most once).
+            unknown_outcome: ``"report"`` or ``"rerun"`` (see the class attributes).
 
         Returns:
             The tool.
 
         Raises:
-            ToolRegistrationError: bad name, timeout, or signature.
+            ToolRegistrationError: bad name, timeout, declaration, or signature.
         """
         if not callable(fn):
             raise ToolRegistrationError(f"a tool must be callable, got {type(fn).__name__}")
@@ -74,6 +104,7 @@ class Tool:
         validate_name(tool_name)
         if timeout_s is not None and (math.isnan(timeout_s) or timeout_s <= 0):
             raise ToolRegistrationError(f"tool {tool_name!r}: timeout_s must be > 0")
+        _check_declarations(tool_name, needs_approval, effects, unknown_outcome)
         schema = build_schema(fn, name=tool_name, description=description, strict=strict)
         return cls(
             name=tool_name,
@@ -84,6 +115,9 @@ class Tool:
             timeout_s=timeout_s,
             strict=strict,
             schema=schema,
+            needs_approval=needs_approval,
+            effects=effects,
+            unknown_outcome=unknown_outcome,
         )
 
     def definition(self) -> dict[str, Any]:
@@ -96,6 +130,19 @@ class Tool:
         if self.strict:
             function["strict"] = True
         return {"type": "function", "function": function}
+
+
+def _check_declarations(
+    name: str, needs_approval: object, effects: object, unknown_outcome: object
+) -> None:
+    if not (isinstance(needs_approval, bool) or callable(needs_approval)):
+        raise ToolRegistrationError(
+            f"tool {name!r}: needs_approval must be a bool or a callable (context, arguments)"
+        )
+    if effects not in _EFFECTS:
+        raise ToolRegistrationError(f"tool {name!r}: effects must be 'read' or 'write'")
+    if unknown_outcome not in _UNKNOWN:
+        raise ToolRegistrationError(f"tool {name!r}: unknown_outcome must be 'report' or 'rerun'")
 
 
 def validate_name(name: str) -> None:
@@ -142,6 +189,9 @@ class ToolRegistry:
         description: str | None = None,
         timeout_s: float | None = None,
         strict: bool = False,
+        needs_approval: bool | ApprovalCheck = False,
+        effects: Effects = "read",
+        unknown_outcome: UnknownOutcome = "report",
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -153,6 +203,9 @@ class ToolRegistry:
         description: str | None = None,
         timeout_s: float | None = None,
         strict: bool = False,
+        needs_approval: bool | ApprovalCheck = False,
+        effects: Effects = "read",
+        unknown_outcome: UnknownOutcome = "report",
     ) -> F | Callable[[F], F]:
         """Register a function, as ``@registry.tool`` or ``@registry.tool(name=...)``.
 
@@ -164,6 +217,11 @@ class ToolRegistry:
             description: description (default from the docstring).
             timeout_s: per-call timeout in seconds.
             strict: strict-mode schema.
+            needs_approval: a person approves each call first (bool, or a per-call check
+                ``(context, arguments) -> bool``).
+            effects: ``"read"`` (default) or ``"write"`` (recorded, at most once).
+            unknown_outcome: a write whose earlier run never recorded its end: ``"report"``
+                (default) or ``"rerun"``.
 
         Returns:
             The function, or a decorator when called with keyword arguments only.
@@ -171,7 +229,14 @@ class ToolRegistry:
 
         def decorate(func: F) -> F:
             self.register(
-                func, name=name, description=description, timeout_s=timeout_s, strict=strict
+                func,
+                name=name,
+                description=description,
+                timeout_s=timeout_s,
+                strict=strict,
+                needs_approval=needs_approval,
+                effects=effects,
+                unknown_outcome=unknown_outcome,
             )
             return func
 
@@ -184,6 +249,10 @@ class ToolRegistry:
         description: str | None = None,
         timeout_s: float | None = None,
         strict: bool = False,
+        *,
+        needs_approval: bool | ApprovalCheck = False,
+        effects: Effects = "read",
+        unknown_outcome: UnknownOutcome = "report",
     ) -> Tool:
         """Register a function as a tool.
 
@@ -193,6 +262,9 @@ class ToolRegistry:
             description: description (default from the docstring).
             timeout_s: per-call timeout in seconds.
             strict: strict-mode schema.
+            needs_approval: see :meth:`tool`.
+            effects: see :meth:`tool`.
+            unknown_outcome: see :meth:`tool`.
 
         Returns:
             The registered tool.
@@ -201,7 +273,14 @@ class ToolRegistry:
             ToolRegistrationError: the name is taken or invalid, or the signature unsupported.
         """
         built = Tool.from_function(
-            fn, name=name, description=description, timeout_s=timeout_s, strict=strict
+            fn,
+            name=name,
+            description=description,
+            timeout_s=timeout_s,
+            strict=strict,
+            needs_approval=needs_approval,
+            effects=effects,
+            unknown_outcome=unknown_outcome,
         )
         return self.add(built)
 
@@ -256,6 +335,9 @@ def tool(
     description: str | None = None,
     timeout_s: float | None = None,
     strict: bool = False,
+    needs_approval: bool | ApprovalCheck = False,
+    effects: Effects = "read",
+    unknown_outcome: UnknownOutcome = "report",
 ) -> Callable[[F], F]: ...
 
 
@@ -267,6 +349,9 @@ def tool(
     description: str | None = None,
     timeout_s: float | None = None,
     strict: bool = False,
+    needs_approval: bool | ApprovalCheck = False,
+    effects: Effects = "read",
+    unknown_outcome: UnknownOutcome = "report",
 ) -> F | Callable[[F], F]:
     """Register a function on ``default_registry`` (``@tool`` or ``@tool(name=...)``).
 
@@ -276,6 +361,9 @@ def tool(
         description: description (default from the docstring).
         timeout_s: per-call timeout in seconds.
         strict: strict-mode schema.
+        needs_approval: see :meth:`ToolRegistry.tool`.
+        effects: see :meth:`ToolRegistry.tool`.
+        unknown_outcome: see :meth:`ToolRegistry.tool`.
 
     Returns:
         The function unchanged, or a decorator.
@@ -283,5 +371,11 @@ def tool(
     if fn is not None:
         return default_registry.tool(fn)
     return default_registry.tool(
-        name=name, description=description, timeout_s=timeout_s, strict=strict
+        name=name,
+        description=description,
+        timeout_s=timeout_s,
+        strict=strict,
+        needs_approval=needs_approval,
+        effects=effects,
+        unknown_outcome=unknown_outcome,
     )

@@ -25,7 +25,7 @@ from runtime.protocol.events import (
     UnknownEvent,
     invalid_delta,
     lenient_json,
-    raw_decode,
+    scan_json,
 )
 from runtime.protocol.sse import SSERecord
 
@@ -184,12 +184,12 @@ def parse_event(record: SSERecord) -> StreamEvent:
         if cls is not UnknownEvent:  # only known names: a hostile stream cannot grow the cache
             _CLASS_CACHE[name] = cls
     try:
-        # raw_decode skips json.loads' type checks and whitespace scan (hot path); the
+        # The bare scanner skips json.loads' type checks and whitespace scan (hot path); the
         # fallback handles surrounding whitespace, non-JSON and trailing garbage.
-        data, end = raw_decode(raw)
+        data, end = scan_json(raw, 0)
         if end != len(raw):
-            raise ValueError("trailing data")
-    except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
+            data = lenient_json(name, raw)
+    except (StopIteration, ValueError, RecursionError):  # RecursionError: hostile nesting
         data = lenient_json(name, raw)
     if cls is MessageDeltaEvent and type(data) is dict:
         return MessageDeltaEvent(name, data)

@@ -6,6 +6,7 @@ Every policy lives in the loop; this class only says what to run in Assistants w
     result = await orch.run(thread_id, assistant_id)
     result = await orch.create_thread_and_run(assistant_id, messages=[{"role": "user", ...}])
     result = await orch.resume(thread_id, run_id, known_results=...)
+    result = await orch.resume(result.pending, decisions={call_id: approve()})
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from runtime.assistants.backend import AssistantsBackend
 from runtime.assistants.client import AssistantsClient
 from runtime.assistants.models import Run
 from runtime.backends import Facade
+from runtime.core.approval import Decision, PendingApproval
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
+from runtime.core.ledger import WriteLedger
 from runtime.core.limits import UsageLimits
 from runtime.core.policy import RunPolicy
 from runtime.core.result import OutT, RunResult
@@ -34,6 +37,7 @@ class Orchestrator(Facade[Run]):
         registry: the tools the model may call.
         policy: retry, expiry, cancellation and bounds.
         handler: default callbacks for every run (a run may pass its own).
+        ledger: where ``write`` tools' executions are recorded (default: in memory).
     """
 
     def __init__(
@@ -42,10 +46,11 @@ class Orchestrator(Facade[Run]):
         registry: ToolRegistry,
         policy: RunPolicy | None = None,
         handler: EventHandler | None = None,
+        *,
+        ledger: WriteLedger | None = None,
     ) -> None:
-        super().__init__(
-            client, registry, Runner(AssistantsBackend(client), registry, policy, handler)
-        )
+        runner = Runner(AssistantsBackend(client), registry, policy, handler, ledger)
+        super().__init__(client, registry, runner)
         self.client: AssistantsClient = client
 
     async def run(
@@ -128,25 +133,43 @@ class Orchestrator(Facade[Run]):
 
     async def resume(
         self,
-        thread_id: str,
-        run_id: str,
+        thread_id: str | PendingApproval,
+        run_id: str | None = None,
         *,
         handler: EventHandler | None = None,
         known_results: Iterable[ToolCallResult] = (),
         raise_on_failure: bool = False,
+        decisions: Mapping[str, Decision] | None = None,
     ) -> RunResult[Run]:
         """Adopt a run that already exists and drive it to a terminal status.
 
         Args:
-            thread_id: the run's thread.
+            thread_id: the run's thread, or the :class:`PendingApproval` of a paused run
+                (``result.pending``, maybe from another process: then no ``run_id``).
             run_id: the run.
             handler: callbacks for this run.
             known_results: tool outputs computed earlier (e.g. before a crash); they are
                 submitted again if still required, never re-executed.
             raise_on_failure: raise RunFailedError unless the run completed.
+            decisions: ``{call_id: approve() | reject(reason)}`` for a run paused for
+                approval (see :mod:`runtime.core.approval`).
+
+        Raises:
+            ApprovalError: a decision the pause cannot take (nothing is sent).
         """
+        pending = thread_id if isinstance(thread_id, PendingApproval) else None
+        if pending is not None:
+            ref = TurnRef(pending.turn_id, pending.conversation)
+        elif run_id is None:
+            raise ValueError("resume needs a run_id (or a PendingApproval)")
+        else:
+            ref = TurnRef(run_id, thread_id)  # type: ignore[arg-type]  # str here
         result = await self.runner.resume(
-            TurnRef(run_id, thread_id), handler=handler, known_results=known_results
+            ref,
+            handler=handler,
+            known_results=known_results,
+            decisions=decisions,
+            pending=pending,
         )
         return result.raise_for_status() if raise_on_failure else result
 

@@ -1,8 +1,11 @@
 """``python -m runtime demo`` and ``python -m runtime run``: conversations in a terminal.
 
 ``demo`` starts the emulator in-process, registers the example tools of
-:mod:`runtime.demo_tools` and plays a two-turn conversation: five tool calls executed in
-parallel in one round, then a plain text turn. ``run`` sends one message to the configured
+:mod:`runtime.demo_tools` and plays a three-turn conversation: five tool calls executed in
+parallel in one round; a booking that pauses the run until a person approves it (typed
+``y``/``n`` at a prompt; ``--approvals approve|reject`` answers for everyone, and without a
+terminal on stdin the booking is approved automatically, which the demo says); then a plain
+text turn. ``run`` sends one message to the configured
 server, or to the embedded emulator when no key and server address are configured.
 
 ``run`` options: ``--assistant`` (required against a configured Assistants server),
@@ -33,8 +36,10 @@ from runtime.backends import BackendSession, open_backend
 from runtime.cli.tools import load_tool_registry, mcp_tools, open_mcp_sources, parse_mcp_specs
 from runtime.cli.views import ConsoleView, make_view
 from runtime.config import ConfigError, Settings, load_settings
+from runtime.core.approval import Decision, PendingApproval, PendingCall, approve, reject
+from runtime.core.backend import TurnRef
 from runtime.core.result import RunResult
-from runtime.demo_tools import DEMO_FOLLOW_UP, DEMO_REQUEST, build_demo_registry
+from runtime.demo_tools import DEMO_BOOKING, DEMO_FOLLOW_UP, DEMO_REQUEST, build_demo_registry
 from runtime.emulator import Emulator
 from runtime.errors import RuntimeAPIError
 from runtime.logging import configure_logging as _configure_logging
@@ -82,7 +87,18 @@ class Conversation:
         key = "previous" if chained else "conversation"
         params: dict[str, Any] = {key: self.conversation_id, **self.params}
         result = await self.backend.start(text, agent=self.assistant_id, **params)
-        if chained:
+        return self._moved_on(result)
+
+    async def resume(
+        self, pending: PendingApproval, decisions: dict[str, Decision]
+    ) -> RunResult[Any]:
+        """Resume a run paused for approval with the person's ``decisions``."""
+        ref = TurnRef(pending.turn_id, pending.conversation)
+        result = await self.backend.resume(ref, pending=pending, decisions=decisions, **self.params)
+        return self._moved_on(result)
+
+    def _moved_on(self, result: RunResult[Any]) -> RunResult[Any]:
+        if self.backend.protocol == "responses" and not self.backend.conversations:
             self.conversation_id = result.run_id
         else:
             self.conversation_id = result.conversation_id or self.conversation_id
@@ -122,6 +138,13 @@ def _demo_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--plain", action="store_true", help="log-like lines even on a terminal")
     parser.add_argument("--verbose", action="store_true", help="show the runtime's INFO logs")
+    parser.add_argument(
+        "--approvals",
+        choices=("ask", "approve", "reject"),
+        default="ask",
+        help="calls that need approval: ask at a y/n prompt (default; approved automatically "
+        "when stdin is not a terminal), or approve / reject them all",
+    )
     _add_mcp_argument(parser)
     return parser
 
@@ -182,7 +205,7 @@ def demo_main(argv: Sequence[str]) -> int:
     delay = settings.demo.delta_delay_s if args.delta_delay is None else args.delta_delay
     view = make_view(sys.stdout, plain=args.plain)
     try:
-        ok = asyncio.run(_demo(settings, view, delay, servers))
+        ok = asyncio.run(_demo(settings, view, delay, servers, args.approvals))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -193,7 +216,11 @@ def demo_main(argv: Sequence[str]) -> int:
 
 
 async def _demo(
-    settings: Settings, view: ConsoleView, delay: float, servers: Sequence[MCPServer] = ()
+    settings: Settings,
+    view: ConsoleView,
+    delay: float,
+    servers: Sequence[MCPServer] = (),
+    approvals: str = "ask",
 ) -> bool:
     registry = build_demo_registry()
     try:
@@ -219,8 +246,8 @@ async def _demo(
             assistant_id = await _emulator_assistant(backend, registry, DEFAULT_MODEL)
             conversation = Conversation(backend, assistant_id)
             ok = True
-            for text in (DEMO_REQUEST, DEMO_FOLLOW_UP):
-                ok = await _turn(view, conversation, text) and ok
+            for text in (DEMO_REQUEST, DEMO_BOOKING, DEMO_FOLLOW_UP):
+                ok = await _turn(view, conversation, text, approvals) and ok
             return ok
     finally:
         await view.aclose()
@@ -232,12 +259,47 @@ def _without_azure(settings: Settings) -> Settings:
     return settings.model_copy(update={"api": api})
 
 
-async def _turn(view: ConsoleView, conversation: Conversation, text: str) -> bool:
+async def _turn(
+    view: ConsoleView, conversation: Conversation, text: str, approvals: str = "ask"
+) -> bool:
     view.user(text)
     started = time.monotonic()
     result = await conversation.send(text)
+    while result.pending is not None:  # paused: a call waits for a person
+        decisions = await _ask(view, result.pending, approvals)
+        result = await conversation.resume(result.pending, decisions)
     view.finished(result, time.monotonic() - started)
     return result.ok
+
+
+async def _ask(view: ConsoleView, pending: PendingApproval, mode: str) -> dict[str, Decision]:
+    """The person's decision on each pending call: typed y/n at a prompt, or ``mode``'s."""
+    if mode == "ask" and not sys.stdin.isatty():
+        view.header("approval: stdin is not a terminal, so approving automatically (--approvals)")
+        mode = "approve"
+    decisions: dict[str, Decision] = {}
+    for call in pending.calls:
+        if mode == "ask":
+            answer = await asyncio.to_thread(_prompt, f"approve {_describe(call)}? [y/n] ")
+            yes = answer.strip().lower() in ("y", "yes")
+        else:
+            yes = mode == "approve"
+            view.header(f"approval: {'approved' if yes else 'rejected'} {_describe(call)}")
+        decisions[call.id] = approve(by="demo") if yes else reject("the person said no", by="demo")
+    return decisions
+
+
+def _prompt(text: str) -> str:
+    """Ask on stdout and read one line (``input()`` would prompt on stderr at a terminal);
+    an empty read (the terminal closed) is a no."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return sys.stdin.readline() or "n"
+
+
+def _describe(call: PendingCall) -> str:
+    arguments = ", ".join(f"{k}={v!r}" for k, v in call.arguments.items())
+    return f"{call.tool}({arguments})"
 
 
 def _run_parser() -> argparse.ArgumentParser:

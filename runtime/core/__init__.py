@@ -36,9 +36,12 @@ assistant text), ``tool_calls`` (id, name, arguments, output, is_error,
 seconds), ``usage``, ``rounds``, ``reason`` (why the runtime ended the run), ``recoveries``,
 ``thread_id``, ``run_id``, ``conversation_id``, ``incomplete_reason``, ``output`` / ``output_error`` and ``raise_for_status()``. Failed,
 expired, incomplete and cancelled runs are results, not exceptions (``raise_on_failure=True``
-raises ``RunFailedError``).
+raises ``RunFailedError``). A run paused for a person's approval returns
+``awaiting_approval`` with ``pending``; ``resume(pending, decisions={...})`` goes on
+(:mod:`runtime.core.approval`); ``write`` tools run at most once (:mod:`runtime.core.ledger`).
 """
 
+from runtime.core.approval import Decision, PendingApproval, PendingCall, approve, reject
 from runtime.core.backend import (
     Backend,
     StartRequest,
@@ -50,6 +53,7 @@ from runtime.core.backend import (
     Usage,
 )
 from runtime.core.hooks import EventHandler, StatusUpdate
+from runtime.core.ledger import MemoryLedger, WriteKey, WriteLedger, WriteRecord
 from runtime.core.limits import ModelPrice, UsageLimits
 from runtime.core.policy import RunPolicy
 from runtime.core.result import RunResult
@@ -57,8 +61,12 @@ from runtime.core.runner import Runner
 
 __all__ = [
     "Backend",
+    "Decision",
     "EventHandler",
+    "MemoryLedger",
     "ModelPrice",
+    "PendingApproval",
+    "PendingCall",
     "RunPolicy",
     "RunResult",
     "Runner",
@@ -71,4 +79,9 @@ __all__ = [
     "TurnStream",
     "Usage",
     "UsageLimits",
+    "WriteKey",
+    "WriteLedger",
+    "WriteRecord",
+    "approve",
+    "reject",
 ]

@@ -39,6 +39,17 @@ The awaiting task is cancelled
     server created after the caller left is watched for and cancelled in the background.
 An ``EventHandler`` callback raises
     ``HandlerError`` (cause chained); the server run is cancelled.
+A tool needs approval (``needs_approval``)
+    The round's other calls run; the run returns ``awaiting_approval`` with
+    ``result.pending`` (see :mod:`runtime.core.approval`); ``resume(pending, decisions=...)``
+    runs the approved calls, rejects the others and submits the round in one request.
+    A pause reaching ``expires_at - expiry_margin_s`` (Assistants): ``approval_timeout =
+    "reject"`` submits the undecided calls as rejected, ``"expire"`` lets the run expire.
+A ``write`` tool is requested again with the same arguments (any call id)
+    It gets the recorded output; after a crash mid-write, an ``outcome_unknown`` error
+    output (see :mod:`runtime.core.ledger`).
+The same tool with the same arguments requested ``max_repeated_calls`` times in one run
+    The run is cancelled before that call runs (``stopped_by="repeated_call"``).
 ``output_type`` given and the answer does not match it
     The model is told the validation error, up to ``output_retries`` times; the last
     failure is ``result.output_error``, never an exception.
@@ -50,6 +61,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from runtime.core.approval import ApprovalTimeout
 from runtime.core.limits import ModelPrice, UsageLimits
 
 BusyThreadAction = Literal["wait", "cancel", "fail"]
@@ -91,6 +103,11 @@ class RunPolicy:
             every request, a run that reached one is cancelled (``stopped_by="usage_limit"``).
         prices: USD per million tokens by model name, for ``RunResult.cost`` and
             ``usage_limits.max_cost``.
+        approval_timeout: a pause for approval that reaches ``expires_at -
+            expiry_margin_s`` (Assistants): ``"reject"`` the undecided calls (the run goes
+            on) or ``"expire"`` (the run expires).
+        max_repeated_calls: the same tool with the same arguments requested this often in
+            one run stops the run (``stopped_by="repeated_call"``); None: never.
     """
 
     expiry_margin_s: float = 10.0
@@ -116,6 +133,8 @@ class RunPolicy:
     submit_attempts: int = 3
     usage_limits: UsageLimits | None = None
     prices: Mapping[str, ModelPrice] = field(default_factory=dict, hash=False)
+    approval_timeout: ApprovalTimeout = "reject"
+    max_repeated_calls: int | None = 3
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> RunPolicy:

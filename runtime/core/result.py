@@ -7,6 +7,7 @@ from typing import Generic, Literal
 
 from typing_extensions import TypeVar
 
+from runtime.core.approval import PendingApproval
 from runtime.core.backend import TurnError, Usage
 from runtime.errors import RunFailedError
 from tools import ToolCallResult
@@ -15,7 +16,15 @@ RawT = TypeVar("RawT")
 OutT = TypeVar("OutT", default=None)
 
 #: Why the runtime (not the server) ended a run.
-StopCause = Literal["max_tool_rounds", "max_tool_calls", "cancel", "total_deadline", "usage_limit"]
+StopCause = Literal[
+    "max_tool_rounds",
+    "max_tool_calls",
+    "cancel",
+    "total_deadline",
+    "usage_limit",
+    "repeated_call",
+    "approval_timeout",
+]
 
 
 @dataclass(frozen=True)
@@ -24,9 +33,11 @@ class RunResult(Generic[RawT, OutT]):
 
     ``failed``, ``expired``, ``incomplete`` and ``cancelled`` are results, not exceptions; call
     :meth:`raise_for_status` to turn them into :class:`~runtime.errors.RunFailedError`.
+    ``awaiting_approval`` is a pause, not an end: :attr:`pending` says what waits for a
+    person (see :mod:`runtime.core.approval`).
 
     Attributes:
-        status: the terminal status.
+        status: the terminal status, or ``awaiting_approval``.
         raw: the final protocol object: a ``Run`` (Assistants) or a ``Response`` (Responses).
         text: all assistant text the run produced, as the server holds it.
         tool_calls: every tool call executed locally, in order.
@@ -34,8 +45,9 @@ class RunResult(Generic[RawT, OutT]):
         rounds: how many tool rounds were executed.
         reason: why the runtime ended the run, when it did (readable).
         stopped_by: which bound or request ended it, when the runtime did (``max_tool_rounds``,
-            ``max_tool_calls``, ``cancel``, ``total_deadline``, ``usage_limit``): a bound is never mistaken for
-            a person's cancel.
+            ``max_tool_calls``, ``cancel``, ``total_deadline``, ``usage_limit``,
+            ``repeated_call``, ``approval_timeout``): a bound is never mistaken for a
+            person's cancel.
         error: the server's error of a failed run.
         incomplete_reason: why the run ended ``incomplete``.
         conversation_id: the thread (Assistants) or conversation (Responses), if any.
@@ -48,6 +60,7 @@ class RunResult(Generic[RawT, OutT]):
         output: the answer validated into the run's ``output_type`` (None without one, or
             when it did not validate).
         output_error: why the answer did not validate, after the retries the policy allows.
+        pending: what a paused run (``awaiting_approval``) waits for; resume with it.
     """
 
     status: str
@@ -67,6 +80,7 @@ class RunResult(Generic[RawT, OutT]):
     cost: float | None = None
     output: OutT | None = None
     output_error: str | None = None
+    pending: PendingApproval | None = None
 
     @property
     def ok(self) -> bool:
@@ -94,8 +108,8 @@ class RunResult(Generic[RawT, OutT]):
         return self.error
 
     def raise_for_status(self) -> RunResult[RawT, OutT]:
-        """Return self when completed, else raise RunFailedError."""
-        if self.ok:
+        """Return self when completed (or paused for approval), else raise RunFailedError."""
+        if self.ok or self.pending is not None:
             return self
         detail = self.reason or self.incomplete_reason or (self.error.message if self.error else "")
         raise RunFailedError(

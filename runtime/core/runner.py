@@ -9,8 +9,11 @@ named steps:
   the turn we started (``find``) before starting again; apply the busy-thread policy;
 * ``_follow``: consume a stream; when it breaks, re-open it after the last sequence number
   where the protocol allows it, otherwise poll (backoff, the server's hint, bounded);
-* ``_tool_round``: check the bounds, run every call concurrently under the turn's deadline,
-  submit all outputs in one request (never twice after an ambiguous failure);
+* ``_tool_round``: check the bounds and repeated calls, sort the calls (``_plan``: answered
+  from a rejection or the write ledger, waiting for approval, runnable), run the runnable
+  ones concurrently under the turn's deadline, then either pause (``_pause``: calls await a
+  person; see :mod:`runtime.core.approval`) or submit all outputs in one request (never
+  twice after an ambiguous failure);
 * before every request that creates or continues a turn (start, submit, rerun) and before a
   tool round, the run's :class:`~runtime.core.limits.UsageLimits` are checked: a run that
   reached one is stopped like a bound (``stopped_by="usage_limit"``);
@@ -27,21 +30,35 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Generic, TypeVar
 
 import structlog
 
 from runtime.core import tracing
+from runtime.core.approval import (
+    TIMED_OUT_BY,
+    TIMED_OUT_REASON,
+    Decision,
+    PendingApproval,
+    PendingCall,
+    rejected_result,
+    timed_out,
+    timeout_decision,
+)
 from runtime.core.backend import Backend, StartRequest, TextPart, Turn, TurnRef, TurnStream, Usage
 from runtime.core.hooks import EventHandler
+from runtime.core.ledger import MemoryLedger, WriteKey, WriteLedger
 from runtime.core.limits import UsageLimits, price_for
 from runtime.core.output import OutputSpec, output_spec
 from runtime.core.policy import RunPolicy
 from runtime.core.result import OutT, RunResult, StopCause
+from runtime.core.triage import RoundContext, RoundPlan, copied, plan_round, signature
 from runtime.errors import (
     APIStatusError,
+    ApprovalError,
     BadRequestError,
     ConnectError,
     HandlerError,
@@ -64,6 +81,7 @@ AMBIGUOUS_ERRORS = (ServerError, ConnectError, RequestTimeout, RateLimitError)
 STREAM_LOSS = (StreamError, ConnectError, RequestTimeout)
 RERUN_CODES = frozenset({"server_error", "rate_limit_exceeded"})
 _CANCEL_POLL_S = 0.25
+_MAX_PAUSES = 1024  # pauses remembered in memory for resume() without the pending value
 
 
 @dataclass
@@ -97,7 +115,22 @@ class _RunState(Generic[RawT]):
     limits: UsageLimits | None = None
     requests: int = 0  # sent to create or continue a turn (the client's retries count once)
     models: dict[str, str] = field(default_factory=dict)  # by turn id, for the cost
+    scope: str | None = None  # of the run's write records
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    counted: set[str] = field(default_factory=set)  # call ids counted against the bounds
+    repeats: Counter[str] = field(default_factory=Counter)  # by tool + arguments
+    pending: PendingApproval | None = None  # the pause the run ends in
+    awaited: set[str] = field(default_factory=set)  # calls of the pause being resumed
+    late: int = 0  # of those, decided after expires_at - margin
+    writes: dict[str, WriteKey] = field(default_factory=dict)  # started, by call id
     trace: tracing.RunTrace | None = None  # None: tracing is off
+
+
+@dataclass(frozen=True)
+class _Paused:
+    """A tool round stopped for approval: the run returns ``awaiting_approval``."""
+
+    turn: Turn[Any]
 
 
 class _LimitReached(Exception):
@@ -116,6 +149,12 @@ class Runner(Generic[RawT]):
         registry: the tools the model may call.
         policy: retry, expiry, cancellation and bounds.
         handler: default callbacks for every run (a run may pass its own).
+        ledger: where ``write`` tools' executions are recorded (default: in memory).
+
+    Attributes:
+        watch_pauses: time out this runner's pauses (Assistants ``expires_at - margin``,
+            see :mod:`runtime.core.approval`) in this process; off where pauses are kept
+            elsewhere (the worker's queue sweeps them).
     """
 
     def __init__(
@@ -124,13 +163,21 @@ class Runner(Generic[RawT]):
         registry: ToolRegistry,
         policy: RunPolicy | None = None,
         handler: EventHandler | None = None,
+        ledger: WriteLedger | None = None,
     ) -> None:
         self.backend = backend
         self.registry = registry
         self.policy = policy or RunPolicy()
         self.handler = handler
+        self.ledger: WriteLedger = ledger if ledger is not None else MemoryLedger()
+        self.watch_pauses = True
         self._active: dict[str, _RunState[RawT]] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._paused: dict[str, PendingApproval] = {}  # by turn id, until resumed
+        self._watchdogs: dict[str, asyncio.Task[None]] = {}  # approval timeouts, by turn id
+        self._timeouts: dict[str, asyncio.Task[RunResult[RawT]]] = {}  # resumed by a watchdog
+        # Pauses resumed here: their decisions, and the outcome once known.
+        self._resumed: dict[str, tuple[dict[str, Decision], RunResult[RawT] | None]] = {}
 
     # --- public API -------------------------------------------------------------------------
 
@@ -143,8 +190,9 @@ class Runner(Generic[RawT]):
         adopt_existing: bool = False,
         output_type: type[OutT] | None = None,
         usage_limits: UsageLimits | None = None,
+        scope: str | None = None,
     ) -> RunResult[RawT, OutT]:
-        """Start ``request`` and drive it to a terminal status.
+        """Start ``request`` and drive it to a terminal status (or a pause for approval).
 
         Args:
             request: what to run.
@@ -155,12 +203,15 @@ class Runner(Generic[RawT]):
             output_type: a pydantic model, dataclass or TypedDict the answer must be; the
                 result's ``output`` is the validated instance (see :mod:`runtime.core.output`).
             usage_limits: limits of this run (default: the policy's ``usage_limits``).
+            scope: the scope of the run's write records (e.g. a job id; default: the
+                conversation, else the first turn's id).
         """
         spec = output_spec(output_type) if output_type is not None else None
         if spec is not None:
             request = replace(request, output=spec.schema)
         trace = tracing.start_run(self.backend, request)
         state = self._new_state(request, handler, idempotency_key, usage_limits, trace)
+        state.scope = scope
         try:
             result = await self._guarded(state, self._run_new(state, adopt_existing))
             typed: RunResult[RawT, OutT] = (
@@ -211,6 +262,9 @@ class Runner(Generic[RawT]):
         *,
         handler: EventHandler | None = None,
         known_results: Iterable[ToolCallResult] = (),
+        decisions: Mapping[str, Decision] | None = None,
+        pending: PendingApproval | None = None,
+        scope: str | None = None,
     ) -> RunResult[RawT]:
         """Adopt a turn that already exists and drive the run on from it.
 
@@ -221,12 +275,66 @@ class Runner(Generic[RawT]):
             handler: callbacks for this run.
             known_results: tool outputs computed earlier (e.g. before a crash); they are
                 submitted again if still required, never re-executed.
+            decisions: ``{call_id: approve() | reject(reason)}`` for a paused run.
+            pending: the pause being resumed (default: the one this runner returned for
+                ``ref``, else what the server says the turn waits for).
+            scope: the scope of the run's write records (default: the pause's).
+
+        Raises:
+            ApprovalError: a decision for a call the pause does not hold, a changed
+                decision, or a turn that no longer waits for tool outputs; nothing is sent.
         """
+        timeout = self._timeouts.get(ref.id)
+        if timeout is not None:
+            return await asyncio.shield(timeout)  # the pause timed out: that is the outcome
+        if ref.id in self._resumed:
+            return self._resumed_again(ref, decisions or {})
+        if not (decisions or pending is not None or ref.id in self._paused):
+            return await self._resume_from(ref, request, handler, known_results, pending, scope)
+        pending = await self._claim_pause(ref, pending, decisions or {})
+        self._resumed[ref.id] = (dict(pending.decided), None)
+        try:
+            result = await self._resume_from(ref, request, handler, known_results, pending, scope)
+        except BaseException:
+            del self._resumed[ref.id]  # no outcome: the caller may try again
+            raise
+        if result.pending is not None:  # paused again (decisions for part of the calls)
+            del self._resumed[ref.id]
+            return result
+        self._resumed[ref.id] = (dict(pending.decided), result)
+        while len(self._resumed) > _MAX_PAUSES:
+            del self._resumed[next(iter(self._resumed))]
+        return result
+
+    def _resumed_again(self, ref: TurnRef, decisions: Mapping[str, Decision]) -> RunResult[RawT]:
+        """A pause resumed here before: the same decisions get the same outcome."""
+        decided, result = self._resumed[ref.id]
+        if result is None:
+            raise ApprovalError(f"the pause of {ref.id} is being resumed")
+        for call_id, decision in decisions.items():
+            earlier = decided.get(call_id)
+            if earlier is None or not earlier.same_as(decision):
+                raise ApprovalError(f"the pause of {ref.id} was already decided")
+        return result
+
+    async def _resume_from(
+        self,
+        ref: TurnRef,
+        request: StartRequest | None,
+        handler: EventHandler | None,
+        known_results: Iterable[ToolCallResult],
+        pending: PendingApproval | None,
+        scope: str | None = None,
+    ) -> RunResult[RawT]:
         request = request or StartRequest()
         request = replace(request, conversation=ref.conversation or request.conversation)
         trace = tracing.start_run(self.backend, request)
         state = self._new_state(request, handler, None, trace=trace)
+        state.scope = scope
         known = list(known_results)
+        if pending is not None:
+            known[:0] = pending.completed
+            _restore(state, pending)
         state.dispatcher.seed_cache(known)
         state.results.update((k.tool_call_id, k) for k in known)
         if trace is None:
@@ -239,6 +347,10 @@ class Runner(Generic[RawT]):
             raise
         trace.finished(result)
         return result
+
+    def pending(self, turn_id: str) -> PendingApproval | None:
+        """The pause this runner returned for ``turn_id``, while it is not resumed."""
+        return self._paused.get(turn_id)
 
     async def cancel(self, ref: TurnRef) -> Turn[RawT] | None:
         """Cancel a run from elsewhere: its local tools stop and its turn is cancelled.
@@ -266,7 +378,11 @@ class Runner(Generic[RawT]):
         return turn_id in self._active
 
     async def aclose(self) -> None:
-        """Wait for background clean-ups (server-side cancels) to finish."""
+        """Wait for background clean-ups (server-side cancels) to finish; pauses are left
+        as they are (their timeouts no longer watched here)."""
+        for watchdog in self._watchdogs.values():
+            watchdog.cancel()
+        self._watchdogs.clear()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
@@ -532,8 +648,11 @@ class Runner(Generic[RawT]):
                 stream = None
                 continue
             step = await self._tool_round(state, turn)
+            if isinstance(step, _Paused):
+                return await self._finish(state, step.turn, stopped_as="awaiting_approval")
             if isinstance(step, Turn):
-                return await self._finish(state, step, stopped_as="cancelled")
+                stopped_as = "expired" if state.stopped_by == "approval_timeout" else "cancelled"
+                return await self._finish(state, step, stopped_as=stopped_as)
             stream = step
 
     async def _follow(self, state: _RunState[RawT], stream: TurnStream[RawT] | None) -> Turn[RawT]:
@@ -670,6 +789,7 @@ class Runner(Generic[RawT]):
         if state.ref is not None and state.ref.conversation and not ref.conversation:
             ref = TurnRef(ref.id, state.ref.conversation)
         state.ref = ref
+        state.scope = state.scope or state.request.conversation or ref.conversation or ref.id
         state.dispatcher.run_id = ref.id
         self._active[ref.id] = state
         structlog.contextvars.bind_contextvars(run_id=ref.id)
@@ -762,11 +882,12 @@ class Runner(Generic[RawT]):
 
     async def _tool_round(
         self, state: _RunState[RawT], turn: Turn[RawT]
-    ) -> TurnStream[RawT] | Turn[RawT] | None:
+    ) -> TurnStream[RawT] | Turn[RawT] | _Paused | None:
         """Answer the turn's calls: a stream to follow, a turn to finish with (stopped by a
-        bound or a cancel), or None to poll."""
-        new = {c.id for c in turn.tool_calls} - set(state.results)
-        bound = self._exceeded_bound(state, len(new))
+        bound or a cancel), a pause for approval, or None to poll."""
+        new = [c for c in turn.tool_calls if c.id not in state.results]
+        fresh = [c for c in new if c.id not in state.counted]
+        bound = self._exceeded_bound(state, len(fresh)) or self._repeated(state, fresh)
         if bound is not None:
             cause, state.reason = bound
             state.stopped_by = cause
@@ -778,12 +899,37 @@ class Runner(Generic[RawT]):
             return await self._stop(state, turn)
         # The submit after this round would be refused: run no tool for nothing.
         self._check_limits(state, turn)
-        state.rounds += 1
-        state.calls_seen += len(new)
-        results = await self._execute(state, turn)
-        if results is None:
+        _count_round(state, turn, fresh)
+        self._time_out_late(state, turn, new)
+        plan = await self._plan(state, turn, new)
+        expire = self._approval_expired(state, turn, plan)
+        if await self._execute(state, turn, plan) is None:
             return await self._stop(state, turn)
+        if expire:
+            return await self._let_expire(state, turn)
+        if plan.waiting:
+            return self._pause(state, turn, plan)
+        results = [state.results[c.id] for c in turn.tool_calls]
         return await self._submit(state, turn, results)
+
+    def _repeated(
+        self, state: _RunState[RawT], fresh: list[ToolCall]
+    ) -> tuple[StopCause, str] | None:
+        """Loop detection: the same tool with the same arguments requested
+        ``max_repeated_calls`` times in this run."""
+        limit = self.policy.max_repeated_calls
+        for call in fresh:
+            state.repeats[signature(call)] += 1
+        if limit is None:
+            return None
+        for call in fresh:
+            if state.repeats[signature(call)] >= limit:
+                reason = (
+                    f"tool {call.name!r} was requested {limit} times with the same arguments "
+                    f"(max_repeated_calls={limit}): the model is repeating itself"
+                )
+                return "repeated_call", reason
+        return None
 
     def _exceeded_bound(
         self, state: _RunState[RawT], new_calls: int
@@ -801,16 +947,18 @@ class Runner(Generic[RawT]):
         return None
 
     async def _execute(
-        self, state: _RunState[RawT], turn: Turn[RawT]
+        self, state: _RunState[RawT], turn: Turn[RawT], plan: RoundPlan
     ) -> list[ToolCallResult] | None:
-        """Run the batch under the turn's deadline; None when a cancel request interrupted it."""
+        """Run the plan's runnable calls under the turn's deadline; None when a cancel request
+        interrupted them."""
         callbacks = _HandlerCallbacks(state.handler)
+        state.writes.update(plan.writes)
         batch = asyncio.ensure_future(
             state.dispatcher.run_batch(
-                list(turn.tool_calls),
+                plan.runnable,
                 deadline=self._tool_deadline(state, turn),
                 on_start=callbacks.started if callbacks.wants_start else None,
-                on_finish=callbacks.finished if callbacks.wants_finish else None,
+                on_finish=self._on_finish(state, callbacks),
             )
         )
         # cancel() and a failing tool callback stop the batch by cancelling it (no helper
@@ -830,7 +978,194 @@ class Runner(Generic[RawT]):
             state.batch = callbacks.batch = None
         callbacks.raise_if_failed()
         state.results.update((r.tool_call_id, r) for r in results)
+        for copy_id, first_id in plan.copies.items():
+            state.results[copy_id] = copied(state.results[first_id], copy_id)
         return results
+
+    # --- approvals and writes -----------------------------------------------------------
+
+    async def _plan(
+        self, state: _RunState[RawT], turn: Turn[RawT], calls: list[ToolCall]
+    ) -> RoundPlan:
+        """Sort the round's calls; what is answered without running goes in at once."""
+        context = RoundContext(
+            registry=self.registry,
+            ledger=self.ledger,
+            scope=state.scope or turn.ref.id,
+            decisions=state.decisions,
+            run_id=turn.ref.id,
+            thread_id=state.request.conversation or turn.ref.conversation,
+        )
+        plan = await plan_round(calls, context)
+        await self._answered(state, plan.answered)
+        return plan
+
+    async def _answered(self, state: _RunState[RawT], results: list[ToolCallResult]) -> None:
+        state.dispatcher.seed_cache(results)
+        state.results.update((r.tool_call_id, r) for r in results)
+        handler = state.handler
+        if handler is not None:
+            for result in results:
+                await self._hook(handler.on_tool_call_finished, result, "on_tool_call_finished")
+
+    def _on_finish(
+        self, state: _RunState[RawT], callbacks: _HandlerCallbacks
+    ) -> Callable[[ToolCallResult], Awaitable[None]] | None:
+        """The dispatcher's per-call hook: record a write's output, then the handler's."""
+        if not state.writes:
+            return callbacks.finished if callbacks.wants_finish else None
+
+        async def finished(result: ToolCallResult) -> None:
+            key = state.writes.pop(result.tool_call_id, None)
+            if key is not None:
+                await self._record_finish(key, result)
+            if callbacks.wants_finish:
+                await callbacks.finished(result)
+
+        return finished
+
+    async def _record_finish(self, key: WriteKey, result: ToolCallResult) -> None:
+        try:
+            await self.ledger.record_finish(key, result.output, result.is_error)
+        except Exception as exc:  # the write happened; only its record is missing
+            log.warning("run.write_finish_not_recorded", tool=key.tool, error=type(exc).__name__)
+
+    def _pause(self, state: _RunState[RawT], turn: Turn[RawT], plan: RoundPlan) -> _Paused:
+        """Stop the round for a person: what ran is kept with the pause."""
+        ids = {c.id for c in turn.tool_calls}
+        request = state.request
+        pending = PendingApproval(
+            protocol=self.backend.name,
+            turn_id=turn.ref.id,
+            conversation=request.conversation or turn.ref.conversation,
+            calls=tuple(plan.waiting),
+            decided={k: d for k, d in state.decisions.items() if k in ids},
+            completed=tuple(r for k, r in state.results.items() if k in ids),
+            expires_at=turn.deadline,
+            scope=state.scope,
+            rounds=state.rounds,
+            calls_seen=state.calls_seen,
+            repeats=dict(state.repeats),
+            model=request.model,
+            instructions=request.instructions,
+        )
+        state.pending = pending
+        self._remember(pending)
+        log.info("run.awaiting_approval", run_id=turn.ref.id, calls=len(plan.waiting))
+        return _Paused(turn)
+
+    def _remember(self, pending: PendingApproval) -> None:
+        """Keep the pause for resume() without it, and watch its deadline (Assistants)."""
+        while len(self._paused) >= _MAX_PAUSES:
+            self._forget(next(iter(self._paused)))
+        self._paused[pending.turn_id] = pending
+        if pending.expires_at is not None and self.watch_pauses:
+            watchdog = asyncio.ensure_future(self._watch_pause(pending))
+            self._watchdogs[pending.turn_id] = watchdog
+
+    def _forget(self, turn_id: str) -> PendingApproval | None:
+        watchdog = self._watchdogs.pop(turn_id, None)
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
+        return self._paused.pop(turn_id, None)
+
+    async def _watch_pause(self, pending: PendingApproval) -> None:
+        """At ``expires_at - expiry_margin_s`` an undecided pause times out: "reject" resumes
+        it with timed-out rejections (the outcome a later resume() returns)."""
+        assert pending.expires_at is not None
+        wait = pending.expires_at - self.policy.expiry_margin_s - self.backend.server_now()
+        await asyncio.sleep(max(wait, 0.0))
+        if self.policy.approval_timeout != "reject" or pending.turn_id not in self._paused:
+            return
+        self._forget(pending.turn_id)
+        ref = TurnRef(pending.turn_id, pending.conversation)
+        request = StartRequest(model=pending.model, instructions=pending.instructions)
+        log.warning("run.approval_timed_out", run_id=pending.turn_id, action="reject")
+        pending = pending.with_decisions(timed_out(pending))
+        coro = self._resume_from(ref, request, None, (), pending)
+        task: asyncio.Task[RunResult[RawT]] = asyncio.ensure_future(coro)
+        self._timeouts[pending.turn_id] = task
+        self._background.add(task)  # awaited by aclose()
+        task.add_done_callback(self._background.discard)
+
+    async def _claim_pause(
+        self, ref: TurnRef, pending: PendingApproval | None, decisions: Mapping[str, Decision]
+    ) -> PendingApproval:
+        """The pause to resume, with ``decisions`` checked into it (nothing sent yet)."""
+        if ref.id in self._paused:
+            pending = pending or self._paused[ref.id]
+        else:  # another process's pause: it must still be waiting on the server
+            waiting = await self._pending_from_server(ref)
+            pending = pending or waiting
+            if not set(pending.call_ids) <= set(waiting.call_ids):
+                raise ApprovalError(f"{ref.id} no longer waits for these calls: resumed already")
+        pending = pending.with_decisions(decisions)  # raises before anything is claimed
+        self._forget(ref.id)
+        return pending
+
+    async def _pending_from_server(self, ref: TurnRef) -> PendingApproval:
+        """Another process's pause, without its pending value: the calls the turn waits on."""
+        turn = await self.backend.retrieve(ref)
+        if turn.status != "requires_tools":
+            raise ApprovalError(
+                f"{ref.id} does not wait for tool outputs (it is {turn.status}): "
+                "resumed already, or never paused"
+            )
+        calls = tuple(PendingCall(c.id, c.name, {}, c.arguments) for c in turn.tool_calls)
+        return PendingApproval(self.backend.name, ref.id, ref.conversation, calls)
+
+    def _past_margin(self, turn: Turn[RawT]) -> bool:
+        deadline = turn.deadline
+        margin = self.policy.expiry_margin_s
+        return deadline is not None and self.backend.server_now() >= deadline - margin
+
+    def _time_out_late(
+        self, state: _RunState[RawT], turn: Turn[RawT], calls: list[ToolCall]
+    ) -> None:
+        """Decisions on a pause that already reached ``expires_at - margin`` come too late:
+        its calls are rejected as timed out, whatever was decided."""
+        late = [c for c in calls if c.id in state.awaited]
+        if not late or not self._past_margin(turn):
+            return
+        state.late = len(late)
+        for call in late:
+            state.decisions[call.id] = timeout_decision()
+
+    def _approval_expired(self, state: _RunState[RawT], turn: Turn[RawT], plan: RoundPlan) -> bool:
+        """Past ``expires_at - margin`` with calls awaiting a person: "reject" turns them
+        into timed-out rejections (and the round goes on); True for "expire"."""
+        waiting = list(plan.waiting) if self._past_margin(turn) else []
+        count = state.late + len(waiting)
+        if not count:
+            return False
+        if self.policy.approval_timeout == "expire":
+            state.reason = (
+                f"{TIMED_OUT_REASON}: the run was left to expire (approval_timeout=expire)"
+            )
+            state.stopped_by = "approval_timeout"
+            plan.waiting.clear()
+            return True
+        state.reason = f"{TIMED_OUT_REASON}: {count} call(s) rejected (approval_timeout=reject)"
+        for call in waiting:
+            state.decisions[call.id] = timeout_decision()
+        rejected = [
+            rejected_result(c.call, TIMED_OUT_REASON, error_type="approval_timeout")
+            for c in waiting
+        ]
+        plan.answered.extend(rejected)
+        state.dispatcher.seed_cache(rejected)
+        state.results.update((r.tool_call_id, r) for r in rejected)
+        plan.waiting.clear()
+        log.warning("run.approval_timed_out", run_id=turn.ref.id, action="reject", calls=count)
+        return False
+
+    async def _let_expire(self, state: _RunState[RawT], turn: Turn[RawT]) -> Turn[RawT]:
+        """approval_timeout = "expire": nothing is submitted; wait (bounded) for the server
+        to expire the run."""
+        log.warning("run.approval_timed_out", run_id=turn.ref.id, action="expire")
+        assert turn.deadline is not None
+        remaining = turn.deadline + self.policy.expiry_grace_s - self.backend.server_now()
+        return await self._wait_terminal(turn.ref, max(remaining, 0.0))
 
     def _tool_deadline(self, state: _RunState[RawT], turn: Turn[RawT]) -> float | None:
         """The earlier of ``expires_at - margin`` (server clock) and the total deadline minus
@@ -1026,6 +1361,7 @@ class Runner(Generic[RawT]):
             recoveries=state.recoveries,
             requests=state.requests,
             cost=cost if priced and state.usage else None,
+            pending=state.pending if final == "awaiting_approval" else None,
         )
 
     async def _reload_untrusted(self, state: _RunState[RawT]) -> None:
@@ -1091,6 +1427,29 @@ class _HandlerCallbacks:
         if self._error is not None:
             name, exc = self._error
             raise HandlerError(f"EventHandler.{name} raised {exc!r}", callback=name) from exc
+
+
+def _count_round(state: _RunState[Any], turn: Turn[Any], fresh: list[ToolCall]) -> None:
+    """Count the round and its calls not counted yet (a resumed pause counts nothing again)."""
+    if not state.counted.intersection(c.id for c in turn.tool_calls):
+        state.rounds += 1
+    state.calls_seen += len(fresh)
+    state.counted.update(c.id for c in fresh)
+
+
+def _restore(state: _RunState[Any], pending: PendingApproval) -> None:
+    """Carry a pause's counts and decisions into the run that resumes it."""
+    state.decisions.update(pending.decided)
+    state.scope = state.scope or pending.scope
+    state.rounds = pending.rounds
+    state.calls_seen = pending.calls_seen
+    state.repeats.update(pending.repeats)
+    state.counted.update(pending.call_ids)
+    state.counted.update(r.tool_call_id for r in pending.completed)
+    state.awaited.update(pending.call_ids)
+    rejected = sum(1 for d in pending.decided.values() if d.by == TIMED_OUT_BY)
+    if rejected:
+        state.reason = f"{TIMED_OUT_REASON}: {rejected} call(s) rejected (approval_timeout=reject)"
 
 
 def _final_text(state: _RunState[Any]) -> str:

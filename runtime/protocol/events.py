@@ -7,6 +7,7 @@ the pieces every stream meets whatever its protocol.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -85,6 +86,9 @@ def error_from_data(data: Any) -> StreamEventError:
 
 _DECODER = json.JSONDecoder()
 raw_decode = _DECODER.raw_decode
+# The C scanner behind raw_decode, without its Python frame: ``scan_json(text, 0)`` returns
+# ``(value, end)`` and raises StopIteration when no value starts at 0 (hot path: once per event).
+scan_json: Callable[[str, int], tuple[Any, int]] = getattr(_DECODER, "scan_once")  # noqa: B009
 
 
 def lenient_json(name: str, raw: str) -> Any:

@@ -149,9 +149,47 @@ class SSEDecoder:
                 text = text[1:]
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        lines = text.split("\n")
-        lines.pop()  # the block ends with a line break: the last piece is empty
-        check_lines = len(text) > self._max_bytes  # a huge line can arrive in one chunk
+        if len(text) > self._max_bytes:
+            # A huge line can arrive in one chunk: every line is checked.
+            lines = text.split("\n")
+            lines.pop()  # the block ends with a line break: the last piece is empty
+            self._lines(lines, out, check_lines=True)
+            return
+        # Events are split at blank lines in one go. After a blank line the decoder holds no
+        # fields, so each whole piece of the common shapes (``event: X`` + ``data: Y``, or a
+        # lone ``data: Y``) becomes its record at once; any other piece, and one that
+        # continues fields pending from the previous block, goes line by line.
+        pieces = text.split("\n\n")
+        rest = pieces.pop()  # lines after the last blank line (no event is complete there)
+        last_id = self._last_id
+        new = tuple.__new__  # SSERecord's own __new__ is a Python function: one frame less
+        pending = self._has_fields or self._retry is not None
+        for piece in pieces:
+            if not pending:
+                if piece[:7] == "event: ":
+                    cut = piece.find("\n", 7)
+                    if (
+                        cut > 0
+                        and piece[cut + 1 : cut + 7] == "data: "
+                        and piece.find("\n", cut + 7) < 0
+                    ):
+                        name = piece[7:cut] or "message"
+                        out.append(new(SSERecord, (name, piece[cut + 7 :], last_id, None)))
+                        continue
+                elif piece[:6] == "data: " and "\n" not in piece:
+                    out.append(new(SSERecord, ("message", piece[6:], last_id, None)))
+                    continue
+            lines = piece.split("\n")
+            lines.append("")  # the blank line that ended the piece
+            self._lines(lines, out, check_lines=False)
+            last_id = self._last_id
+            pending = False  # a blank line leaves no field behind
+        if rest:
+            lines = rest.split("\n")
+            lines.pop()  # the block ends with a line break: the last piece is empty
+            self._lines(lines, out, check_lines=False)
+
+    def _lines(self, lines: list[str], out: list[SSERecord], *, check_lines: bool) -> None:
         for line in lines:
             if not line:
                 if self._has_fields:
@@ -159,7 +197,7 @@ class SSEDecoder:
                 else:
                     self._retry = None
             elif line[:6] == "data: ":
-                # The hot path (one per delta event), inlined from _field.
+                # The hot path of a line-by-line piece, inlined from _field.
                 size = self._data_size + len(line) - 5
                 if size > self._max_bytes:
                     self._reset()

@@ -23,6 +23,7 @@ from runtime.protocol.events import (
     MalformedEvent,
     StreamEvent,
     UnknownEvent,
+    scan_json,
 )
 from runtime.protocol.sse import SSERecord
 from runtime.responses.models import OutputContent, OutputItem, Response
@@ -191,18 +192,32 @@ def _validate_eagerly(event: ResponseStreamEvent) -> None:
         _ = event.part
 
 
+def _decode_slow(raw: str) -> Any:
+    """The JSON value of ``raw`` (surrounding whitespace allowed), else ``raw`` itself."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
+        return raw
+
+
 def parse_response_event(record: SSERecord) -> StreamEvent:
     """Turn one SSE record of a Responses stream into a typed event; never raises."""
     raw = record.data
-    if record.event == "done" or raw == "[DONE]":
+    name = record.event
+    if name == "done" or raw == "[DONE]":
         return DoneEvent("done", raw)
     try:
-        data: Any = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
-        data = raw
-    name = record.event
-    if name == "message" and isinstance(data, dict) and isinstance(data.get("type"), str):
-        name = data["type"]
+        # The bare scanner skips json.loads' type checks and whitespace scan (hot path).
+        data, end = scan_json(raw, 0)
+        if end != len(raw):
+            data = _decode_slow(raw)
+    except (StopIteration, ValueError, RecursionError):
+        data = _decode_slow(raw)
+    if type(data) is dict:
+        if name == "message" and isinstance(data.get("type"), str):
+            name = data["type"]
+        if name == "response.output_text.delta":
+            return OutputTextDeltaEvent(name, data)  # the hot path: nothing to validate
     if name == "error":
         return ErrorEvent(name, data)
     cls = _CLASSES.get(name)
@@ -213,7 +228,7 @@ def parse_response_event(record: SSERecord) -> StreamEvent:
     event = cls(name, data)
     try:
         # Status and item events are rare: validating them here means a consumer never meets
-        # a pydantic ValidationError later. Deltas stay dict-backed (one json.loads each).
+        # a pydantic ValidationError later. Deltas stay dict-backed (one decode each).
         _validate_eagerly(event)
     except ValidationError as exc:
         return MalformedEvent(name, data, f"invalid {name} object: {exc.error_count()} errors")

@@ -5,6 +5,7 @@ Every policy lives in the loop; this class only says what to run in Responses wo
     orch = ResponsesOrchestrator(client, registry, policy=RunPolicy())
     result = await orch.run("What is the weather in Paris?", model="gpt-4o")
     result = await orch.resume(response_id, known_results=...)
+    result = await orch.resume(result.pending, decisions={call_id: approve()})
 
 Responses have no ``expires_at``: ``RunPolicy.total_deadline_s`` bounds a run instead
 (status ``expired``). A forcing ``tool_choice`` applies to the first request only.
@@ -16,8 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from runtime.backends import Facade
+from runtime.core.approval import Decision, PendingApproval
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
+from runtime.core.ledger import WriteLedger
 from runtime.core.limits import UsageLimits
 from runtime.core.policy import RunPolicy
 from runtime.core.result import OutT, RunResult
@@ -38,6 +41,7 @@ class ResponsesOrchestrator(Facade[Response]):
         handler: default callbacks for every run (a call may pass its own).
         conversations: run each new run in a new Conversation (continue it by passing
             ``conversation=result.conversation_id``); off: chain by previous_response_id.
+        ledger: where ``write`` tools' executions are recorded (default: in memory).
     """
 
     def __init__(
@@ -48,12 +52,13 @@ class ResponsesOrchestrator(Facade[Response]):
         handler: EventHandler | None = None,
         *,
         conversations: bool = False,
+        ledger: WriteLedger | None = None,
     ) -> None:
         policy = policy or RunPolicy()
         backend = ResponsesBackend(
             client, background=policy.resumable_streams, conversations=conversations
         )
-        super().__init__(client, registry, Runner(backend, registry, policy, handler))
+        super().__init__(client, registry, Runner(backend, registry, policy, handler, ledger))
         self.client: ResponsesClient = client
 
     async def run(
@@ -97,24 +102,39 @@ class ResponsesOrchestrator(Facade[Response]):
 
     async def resume(
         self,
-        response_id: str,
+        response_id: str | PendingApproval,
         known_results: Iterable[ToolCallResult] = (),
         *,
         handler: EventHandler | None = None,
         raise_on_failure: bool = False,
+        decisions: Mapping[str, Decision] | None = None,
         **params: Any,
     ) -> RunResult[Response]:
         """Adopt a response that already exists and drive the run on from it.
 
         Args:
-            response_id: the response (it must be stored).
+            response_id: the response (it must be stored), or the :class:`PendingApproval`
+                of a paused run (``result.pending``, maybe from another process).
             known_results: tool outputs computed earlier (e.g. before a crash); they are sent
                 if still needed, never re-executed.
             handler: callbacks for this run.
             raise_on_failure: raise RunFailedError unless the final status is completed.
+            decisions: ``{call_id: approve() | reject(reason)}`` for a run paused for
+                approval (see :mod:`runtime.core.approval`).
             **params: request fields for follow-ups (default: model and instructions of the
                 response, tools of the registry).
+
+        Raises:
+            ApprovalError: a decision the pause cannot take (nothing is sent).
         """
+        pending = response_id if isinstance(response_id, PendingApproval) else None
+        if pending is not None:
+            response_id = pending.turn_id
+            params.setdefault("model", pending.model)
+            params.setdefault("instructions", pending.instructions)
+            if pending.conversation:
+                params.setdefault("conversation", pending.conversation)
+        assert isinstance(response_id, str)
         model = params.pop("model", None)
         instructions = params.pop("instructions", None)
         if model is None or instructions is None:
@@ -128,6 +148,8 @@ class ResponsesOrchestrator(Facade[Response]):
             request,
             handler=handler,
             known_results=known_results,
+            decisions=decisions,
+            pending=pending,
         )
         return result.raise_for_status() if raise_on_failure else result
 

@@ -178,6 +178,9 @@ class ResponseAccumulator:
 
     def feed(self, event: StreamEvent) -> None:
         """Fold one event in."""
+        if type(event) is OutputTextDeltaEvent:
+            self._text_delta(event)  # the hot path: one type check, then the delta
+            return
         if isinstance(event, ResponseStreamEvent):
             sequence = event.data.get("sequence_number")
             if type(sequence) is int:
@@ -295,28 +298,49 @@ class ResponseAccumulator:
             snapshot.id = item_id
 
     def _text_delta(self, event: OutputTextDeltaEvent) -> None:
-        index = event.output_index
+        # Hot path: each field is read once, straight from the decoded dict.
+        data = event.data
+        sequence = data.get("sequence_number")
+        if type(sequence) is int:
+            self.last_sequence = sequence
+        index = data.get("output_index")
+        if type(index) is not int:
+            index = event.output_index
+        item_id = data.get("item_id")
+        if type(item_id) is not str:
+            item_id = ""
         snapshot = self.items.get(index)
+        if type(snapshot) is not TextSnapshot or (item_id and item_id != snapshot.id):
+            snapshot = self._text_delta_target(event, index, item_id, snapshot)
+            if snapshot is None:
+                return
+        delta = data.get("delta")
+        if type(delta) is not str:
+            delta = event.delta
+        part = data.get("content_index")
+        snapshot.append(part if type(part) is int else event.content_index, delta)
+        if "on_text_delta" in self.wants:
+            self.notes.append(("on_text_delta", (delta, snapshot)))
+
+    def _text_delta_target(
+        self, event: OutputTextDeltaEvent, index: int, item_id: str, snapshot: Snapshot | None
+    ) -> TextSnapshot | None:
+        """The snapshot a delta appends to when it is not simply the known message's."""
         if snapshot is None:
             # A delta for an item never announced: adopt it rather than lose the text.
-            snapshot = TextSnapshot(event.item_id, self.response_id, index)
+            snapshot = TextSnapshot(item_id, self.response_id, index)
             self.items[index] = snapshot
-        elif isinstance(snapshot, ToolCallSnapshot):
+            return snapshot
+        if isinstance(snapshot, ToolCallSnapshot):
             self._inconsistent(
                 "responses.delta_for_other_item",
                 sse_event=event.event,
                 output_index=index,
-                item_id=event.item_id,
+                item_id=item_id,
             )
-            return
-        else:
-            item_id = event.item_id
-            if item_id and item_id != snapshot.id:
-                self._check_item_id(snapshot, item_id, index, event.event)
-        delta = event.delta
-        snapshot.append(event.content_index, delta)
-        if "on_text_delta" in self.wants:
-            self.notes.append(("on_text_delta", (delta, snapshot)))
+            return None
+        self._check_item_id(snapshot, item_id, index, event.event)
+        return snapshot
 
     def _part_done(self, event: ContentPartEvent | OutputTextDoneEvent) -> None:
         snapshot = self.items.get(event.output_index)

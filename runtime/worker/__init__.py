@@ -50,14 +50,24 @@ W3C trace context (``Job.trace_context``), and the job's run continues that trac
 pacing (``[pacing]``, ``store = "redis"``): one token bucket per model and key for the
 whole fleet (see :mod:`runtime.pacing`).
 
-Limits: a tool that finished but whose output was not stored yet when its worker died runs
-again (tools with side effects should be idempotent per ``ToolContext.tool_call_id``); Redis
+Approvals: a run that pauses for a person (a tool with ``needs_approval``) makes its job
+``awaiting_approval`` with its pending calls; ``python -m runtime approve JOB CALL`` /
+``reject JOB CALL --reason ...``, ``POST /jobs/JOB/calls/CALL/approve|reject`` on the HTTP
+port (``http.approval_token``) or :func:`decide` record decisions (idempotent; who, when);
+the last one queues the job again (:mod:`runtime.worker.approvals`). ``write`` tools are
+recorded in the queue's store before they start (:class:`StoreLedger`): a successor never
+runs one again blindly.
+
+Limits: a read tool that finished but whose output was not stored yet when its worker died
+runs again (tools with side effects should be declared ``effects="write"``); Redis
 ``maxlen`` trims the oldest entries whether processed or not; finished records expire after
 ``result_ttl_s`` (7 days); a worker stalled longer than ``lease_s`` loses its jobs.
 """
 
+from runtime.worker.approvals import DecisionError, StoreLedger, decide, expire_pauses
 from runtime.worker.memory import MemoryQueue
 from runtime.worker.models import (
+    DecisionRecord,
     Job,
     JobRecord,
     JobResult,
@@ -65,6 +75,7 @@ from runtime.worker.models import (
     JobTimings,
     Lease,
     Message,
+    PauseRecord,
     Progress,
     QueueStats,
     ToolOutput,
@@ -83,6 +94,8 @@ from runtime.worker.service import Worker, WorkerOptions
 from runtime.worker.settings import WorkerSettings, load_worker_settings
 
 __all__ = [
+    "DecisionError",
+    "DecisionRecord",
     "Job",
     "JobContext",
     "JobExecutor",
@@ -96,17 +109,21 @@ __all__ = [
     "LeaseLost",
     "MemoryQueue",
     "Message",
+    "PauseRecord",
     "Progress",
     "QueueError",
     "QueueStats",
     "RunExecutor",
     "RunOutcome",
+    "StoreLedger",
     "ToolOutput",
     "UsageRecord",
     "Worker",
     "WorkerOptions",
     "WorkerSettings",
+    "decide",
     "executor_for",
+    "expire_pauses",
     "load_worker_settings",
     "wait_for_result",
 ]

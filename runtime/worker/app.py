@@ -13,6 +13,7 @@ import structlog
 
 from runtime.pacing import RatePacer, RedisBuckets, pacer_from_settings
 from runtime.transport import AiohttpTransport
+from runtime.worker.approvals import ApprovalStore, StoreLedger
 from runtime.worker.http import HealthServer
 from runtime.worker.memory import MemoryQueue
 from runtime.worker.metrics import WorkerMetrics
@@ -71,6 +72,8 @@ def worker_options(settings: WorkerSettings, *, burst: bool | None = None) -> Wo
         max_deliveries=q.max_deliveries,
         burst=w.burst if burst is None else burst,
         cancel_wait_s=settings.policy.cancel_wait_s,
+        approval_expiry_s=w.approval_expiry_s,
+        expiry_margin_s=settings.policy.expiry_margin_s,
     )
 
 
@@ -97,14 +100,19 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
                 max_connections=settings.api.max_connections,
             )
         )
+        ledger = StoreLedger(queue) if isinstance(queue, ApprovalStore) else None
         pacing_redis = _pacing_redis(settings)
         backend = create_backend(
             shared,
             registry,
             model=settings.worker.model,
             transport=upstream,
+            ledger=ledger,
             pacer=_fleet_pacer(settings, pacing_redis),
         )
+        # A pause is the job's state here: its timeout is swept by the workers, not by a
+        # watchdog of this process.
+        backend.runner.watch_pauses = False
         try:
             executor = executor_for(backend)
             # MCP tools join the registry later: ask it at each call, not once.
@@ -118,6 +126,7 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
                 port=settings.http.port,
                 tool_sources=lambda: {s.server.name: s.state.status for s in sources},
                 upstream=upstream,
+                approval_token=settings.http.approval_token,
             )
             log.info("worker.starting", protocol=backend.protocol)
             with _drain_on_signals(worker):

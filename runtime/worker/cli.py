@@ -1,4 +1,4 @@
-"""``python -m runtime worker|submit|jobs|assistant``.
+"""``python -m runtime worker|submit|jobs|assistant|approve|reject``.
 
 Try it on one machine, without an API key (two shells; the worker's emulator listens at
 ``api.base_url``, ``http://127.0.0.1:8321/v1`` in ``config/worker.toml``)::
@@ -11,12 +11,17 @@ Try it on one machine, without an API key (two shells; the worker's emulator lis
 Exit codes: 0 success; 1 a waited-for job did not complete (failed, error, dead); 2 usage or
 configuration error (including a health port another process already uses); 3 ``submit
 --wait`` timed out; 4 the queue is unreachable.
+
+A job paused for approval shows ``awaiting_approval`` in ``jobs``; ``jobs JOB_ID`` lists its
+calls (``progress.pause``); ``approve JOB CALL`` / ``reject JOB CALL --reason ...`` decide
+(1: the job cannot take that decision).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 import time
@@ -29,12 +34,20 @@ from runtime import tracing
 from runtime.config import ConfigError
 from runtime.logging import configure_logging
 from runtime.worker.app import open_queue, serve
+from runtime.worker.approvals import DecisionError, decide
 from runtime.worker.http import HttpBindError
-from runtime.worker.models import Job, JobRecord, Message
+from runtime.worker.models import DecisionRecord, Job, JobRecord, Message
 from runtime.worker.queue import QueueError, wait_for_result
 from runtime.worker.settings import WorkerSettings, build_registry, load_worker_settings
 
-__all__ = ["assistant_main", "jobs_main", "submit_main", "worker_main"]
+__all__ = [
+    "approve_main",
+    "assistant_main",
+    "jobs_main",
+    "reject_main",
+    "submit_main",
+    "worker_main",
+]
 
 # Any non-empty key opens the emulator; this one is the recipe's (never a real key).
 EMULATOR_API_KEY = "sk-emulator-local"
@@ -216,6 +229,64 @@ def jobs_main(argv: list[str]) -> int:
     if settings is None:
         return 2
     return asyncio.run(_jobs(settings, args))
+
+
+def approve_main(argv: list[str]) -> int:
+    """``python -m runtime approve JOB CALL [--by NAME]``: approve a paused job's call."""
+    return _decision_main("approve", argv)
+
+
+def reject_main(argv: list[str]) -> int:
+    """``python -m runtime reject JOB CALL --reason TEXT [--by NAME]``: reject a paused job's
+    call (the model reads ``rejected: TEXT``)."""
+    return _decision_main("reject", argv)
+
+
+def _decision_main(verb: str, argv: list[str]) -> int:
+    """Exit codes: 0 recorded (or the same decision was recorded before), 1 the job cannot
+    take it (no such job or call, not paused, decided otherwise), 2 usage, 4 queue down."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m runtime {verb}",
+        description=f"{verb} a tool call of a job awaiting approval",
+    )
+    _config_arg(parser)
+    parser.add_argument("job_id", help="the paused job")
+    parser.add_argument("call_id", help="the tool call (see `jobs JOB_ID`: progress.pause)")
+    parser.add_argument("--reason", required=verb == "reject", help="why (the model reads it)")
+    parser.add_argument("--by", default=None, help="who decides (default: the OS user)")
+    args = parser.parse_args(argv)
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    decision = DecisionRecord(
+        approved=verb == "approve", reason=args.reason, by=args.by or _os_user()
+    )
+    return asyncio.run(_decide(settings, args.job_id, args.call_id, decision))
+
+
+async def _decide(
+    settings: WorkerSettings, job_id: str, call_id: str, decision: DecisionRecord
+) -> int:
+    queue = open_queue(settings)
+    try:
+        outcome = await decide(queue, job_id, call_id, decision)
+    except DecisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except QueueError as exc:
+        print(f"error: queue unreachable: {exc}", file=sys.stderr)
+        return 4
+    finally:
+        await queue.aclose()
+    print(json.dumps({"job_id": job_id, "call_id": call_id, "outcome": outcome}))
+    return 0
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (a container without one)
+        return "cli"
 
 
 # -- helpers ---------------------------------------------------------------------------------

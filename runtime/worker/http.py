@@ -7,18 +7,27 @@
   row), else 503 with the reason (readiness: a load balancer or orchestrator stops routing);
   the body lists each tool server's state.
 * ``/metrics``: Prometheus text format; queue gauges are refreshed on each scrape.
+* ``POST /jobs/{job}/calls/{call}/approve`` and ``.../reject``: a decision on a call of a job
+  paused for approval (JSON body ``{"reason": "...", "by": "..."}``, the reason required to
+  reject). 200 ``{"outcome": "recorded" | "queued" | "unchanged"}``; 409 with the error for a
+  decision the job cannot take; 401 without ``Authorization: Bearer <token>`` when
+  ``http.approval_token`` is set. Every decision is recorded with who and when.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import socket
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from runtime.worker.approvals import DecisionError, decide
+from runtime.worker.models import DecisionRecord
 from runtime.worker.queue import QueueError
 from runtime.worker.service import Worker
 from runtime.worker.upstream import UpstreamTracker
@@ -58,6 +67,7 @@ class HealthServer:
         tool_sources: the tool servers' states by name (``connected``, ``restarting``,
             ``failed``, ...), read on each request.
         upstream: the model API client's transport tracker (None: not reported).
+        approval_token: the bearer token the decision endpoints require (None: none).
     """
 
     def __init__(
@@ -68,8 +78,10 @@ class HealthServer:
         port: int = 0,
         tool_sources: Callable[[], Mapping[str, str]] | None = None,
         upstream: UpstreamTracker | None = None,
+        approval_token: str | None = None,
     ) -> None:
         self._worker = worker
+        self._token = approval_token or None
         self._upstream = upstream
         self._tool_sources = tool_sources or dict
         self._host = host
@@ -92,6 +104,7 @@ class HealthServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/jobs/{job}/calls/{call}/{verb:approve|reject}", self._decide)
         return app
 
     async def start(self) -> None:
@@ -148,6 +161,43 @@ class HealthServer:
             return web.json_response(body, status=503)
         return web.json_response({"status": "ready", "mcp": sources})
 
+    async def _decide(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"error": "a valid bearer token is required"}, status=401)
+        body = await _json_body(request)
+        if body is None:
+            return web.json_response({"error": "the body must be a JSON object"}, status=400)
+        approved = request.match_info["verb"] == "approve"
+        reason, by = body.get("reason"), body.get("by")
+        if not (reason is None or isinstance(reason, str)) or not (
+            by is None or isinstance(by, str)
+        ):
+            return web.json_response({"error": "reason and by must be strings"}, status=400)
+        decision = DecisionRecord(approved=approved, reason=reason, by=by or "http")
+        job_id, call_id = request.match_info["job"], request.match_info["call"]
+        try:
+            outcome = await decide(self._worker.queue, job_id, call_id, decision)
+        except DecisionError as exc:
+            return web.json_response({"error": str(exc)}, status=409)
+        except (QueueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        log.info(
+            "worker.decision_recorded",
+            job_id=job_id,
+            tool_call_id=call_id,
+            approved=approved,
+            by=decision.by,
+            outcome=outcome,
+        )
+        return web.json_response({"outcome": outcome})
+
+    def _authorised(self, request: web.Request) -> bool:
+        if self._token is None:
+            return True
+        header = request.headers.get("Authorization", "")
+        expected = f"Bearer {self._token}"
+        return hmac.compare_digest(header.encode(), expected.encode())
+
     async def _metrics(self, _request: web.Request) -> web.Response:
         metrics = self._worker.metrics
         metrics.observe_tool_sources(self._tool_sources())
@@ -157,3 +207,13 @@ class HealthServer:
         except (QueueError, TimeoutError) as exc:
             log.warning("worker.metrics_queue_stats_failed", error=str(exc))
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _json_body(request: web.Request) -> dict[str, Any] | None:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None

@@ -12,12 +12,15 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
+from runtime.worker.approvals import DecisionOutcome, check_decision
 from runtime.worker.models import (
+    DecisionRecord,
     Job,
     JobRecord,
     JobResult,
     JobState,
     Lease,
+    PauseRecord,
     Progress,
     QueueStats,
     ToolOutput,
@@ -46,6 +49,8 @@ class _Entry:
     run_seq: int = 0
     worker_cancelled: bool = False
     tool_outputs: dict[str, ToolOutput] = field(default_factory=dict)
+    pause: PauseRecord | None = None
+    decisions: dict[str, DecisionRecord] = field(default_factory=dict)
 
     def progress(self) -> Progress:
         return Progress(
@@ -54,6 +59,8 @@ class _Entry:
             run_seq=self.run_seq,
             worker_cancelled=self.worker_cancelled,
             tool_outputs=dict(self.tool_outputs),
+            pause=self.pause,
+            decisions=dict(self.decisions),
         )
 
     def record(self) -> JobRecord:
@@ -86,6 +93,7 @@ class MemoryQueue:
         self._dead: list[str] = []
         self._seq = 0
         self._changed = asyncio.Condition()
+        self._writes: dict[str, str] = {}
 
     async def submit(self, job: Job) -> bool:
         """Enqueue ``job`` unless its id exists."""
@@ -247,6 +255,58 @@ class MemoryQueue:
         entry.tool_outputs.clear()
         return lease.model_copy(update={"progress": entry.progress()})
 
+    # -- pauses and writes (runtime.worker.approvals.ApprovalStore) -------------------------
+
+    async def pause(self, lease: Lease, pause: PauseRecord) -> bool:
+        """Make the job ``awaiting_approval`` (fenced)."""
+        entry = self._fenced(lease)
+        if entry is None:
+            return False
+        entry.state = JobState.AWAITING_APPROVAL
+        entry.pause = pause
+        entry.decisions = {}
+        entry.owner = None
+        entry.updated_at = time.time()
+        return True
+
+    async def decide(self, job_id: str, call_id: str, decision: DecisionRecord) -> DecisionOutcome:
+        """Record a decision; the last one queues the job."""
+        entry = self._entries.get(job_id)
+        outcome, last = check_decision(entry.record() if entry else None, call_id, decision)
+        if outcome == "unchanged" or entry is None:
+            return outcome
+        entry.decisions[call_id] = decision
+        entry.updated_at = time.time()
+        if not last:
+            return "recorded"
+        entry.state = JobState.QUEUED
+        entry.available_at = time.monotonic()
+        await self._notify()
+        return "queued"
+
+    async def paused_before(self, when: float) -> list[str]:
+        """Paused jobs whose pause expires by ``when``."""
+        return [
+            e.job.id
+            for e in self._entries.values()
+            if e.state is JobState.AWAITING_APPROVAL and e.pause and e.pause.expires_at <= when
+        ]
+
+    async def write_lookup(self, key: str) -> str | None:
+        """The write record under ``key``."""
+        return self._writes.get(key)
+
+    async def write_start(self, key: str, record: str) -> str | None:
+        """Store ``record`` unless one exists (then return it)."""
+        existing = self._writes.get(key)
+        if existing is None:
+            self._writes[key] = record
+        return existing
+
+    async def write_finish(self, key: str, record: str) -> None:
+        """Store the finished record."""
+        self._writes[key] = record
+
     async def get(self, job_id: str) -> JobRecord | None:
         """The job's record, or ``None``."""
         entry = self._entries.get(job_id)
@@ -266,10 +326,12 @@ class MemoryQueue:
         now = time.time()
         queued = [e for e in self._entries.values() if e.state is JobState.QUEUED]
         running = sum(1 for e in self._entries.values() if e.state is JobState.RUNNING)
+        paused = sum(1 for e in self._entries.values() if e.state is JobState.AWAITING_APPROVAL)
         oldest = min((e.submitted_at for e in queued), default=now)
         return QueueStats(
             queued=len(queued),
             running=running,
+            awaiting_approval=paused,
             dead=len(self._dead),
             oldest_queued_age_s=max(0.0, now - oldest),
         )

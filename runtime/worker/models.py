@@ -32,6 +32,7 @@ from pydantic import (
 from runtime import tracing
 
 __all__ = [
+    "DecisionRecord",
     "Job",
     "JobRecord",
     "JobResult",
@@ -40,6 +41,7 @@ __all__ = [
     "Lease",
     "MalformedRecord",
     "Message",
+    "PauseRecord",
     "Progress",
     "QueueStats",
     "ToolOutput",
@@ -59,12 +61,15 @@ def new_job_id() -> str:
 class JobState(StrEnum):
     """Where a job is in its life.
 
-    ``queued`` waits for a worker, ``running`` is leased by one, ``done`` has a stored result,
-    ``dead`` was moved to the dead-letter store after too many deliveries.
+    ``queued`` waits for a worker, ``running`` is leased by one, ``awaiting_approval`` waits
+    for a person's decisions on tool calls (no worker holds it; the last decision queues it
+    again), ``done`` has a stored result, ``dead`` was moved to the dead-letter store after
+    too many deliveries.
     """
 
     QUEUED = "queued"
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
     DONE = "done"
     DEAD = "dead"
 
@@ -286,6 +291,42 @@ class JobResult(_Frozen):
     attempts: int
 
 
+class DecisionRecord(_Frozen):
+    """A person's decision on one paused tool call, as recorded.
+
+    Attributes:
+        approved: run the call, or not.
+        reason: why it was rejected (the model reads it), or a note.
+        by: who decided (``approval_timeout`` when the pause expired).
+        at: when (epoch seconds).
+    """
+
+    approved: bool
+    reason: str | None = None
+    by: str | None = None
+    at: float = Field(default_factory=time.time)
+
+    def same_as(self, other: DecisionRecord) -> bool:
+        """The same answer (a repeated decision, not a change of mind)."""
+        return self.approved == other.approved and self.reason == other.reason
+
+
+class PauseRecord(_Frozen):
+    """A job paused for approval: what the run needs to go on.
+
+    Attributes:
+        pending: the run's pending state (``runtime.core.approval.PendingApproval`` JSON).
+        call_ids: the calls awaiting a decision.
+        paused_at: when the job paused.
+        expires_at: when the pause times out (its undecided calls are then rejected).
+    """
+
+    pending: dict[str, Any]
+    call_ids: tuple[str, ...]
+    paused_at: float = Field(default_factory=time.time)
+    expires_at: float
+
+
 class Progress(_Frozen):
     """What survives a crash about a running job.
 
@@ -297,6 +338,8 @@ class Progress(_Frozen):
         worker_cancelled: the current run was cancelled by a worker (a drain, or a worker that
             lost its lease), not by a user: the next attempt starts a new run generation.
         tool_outputs: outputs already computed, by tool call id; never executed again.
+        pause: the job's latest pause for approval, if it ever paused.
+        decisions: the decisions recorded on that pause, by tool call id.
     """
 
     conversation_id: str | None = Field(
@@ -306,6 +349,8 @@ class Progress(_Frozen):
     run_seq: int = 0
     worker_cancelled: bool = False
     tool_outputs: dict[str, ToolOutput] = Field(default_factory=dict)
+    pause: PauseRecord | None = None
+    decisions: dict[str, DecisionRecord] = Field(default_factory=dict)
 
 
 class Lease(_Frozen):
@@ -339,7 +384,7 @@ class JobRecord(_Frozen):
         job_id: the job's id (also when ``job`` could not be read).
         job: the submitted job; ``None`` when the stored record is malformed (then
             ``last_error`` says why, and a worker dead-letters it instead of running it).
-        state: queued, running, done or dead.
+        state: queued, running, awaiting_approval, done or dead.
         attempt: deliveries so far (the fencing counter).
         owner: the worker holding (or last holding) the lease.
         progress: durable run progress.
@@ -374,12 +419,15 @@ class QueueStats(_Frozen):
         running: jobs leased by some worker.
         dead: jobs in the dead-letter store.
         oldest_queued_age_s: age of the oldest waiting job (queue lag), 0 when none waits.
+        awaiting_approval: jobs paused for a person's decisions (not counted as
+            unfinished: no worker can move them on).
     """
 
     queued: int
     running: int
     dead: int
     oldest_queued_age_s: float = 0.0
+    awaiting_approval: int = 0
 
     @property
     def unfinished(self) -> int:

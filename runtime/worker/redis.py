@@ -8,6 +8,9 @@ Layout (``P`` is the key prefix)::
                        conversation id; the field keeps its first name),
                        run_id, run_seq, result, last_error, timestamps, stream entry id
     P:job:ID:tools     hash: tool_call_id -> stored ToolOutput JSON
+    P:job:ID:decisions hash: tool_call_id -> DecisionRecord JSON of the job's pause
+    P:paused           zset of job ids awaiting approval, by the pause's expires_at
+    P:writes           hash: write key -> the write ledger's record JSON
     P:recent           zset of job ids by submission time (``python -m runtime jobs``)
     P:open             set of unfinished job ids (burst mode, metrics)
     P:waiting          zset of job ids waiting for a worker, by submission time (queue lag)
@@ -36,15 +39,18 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from pydantic import ValidationError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
+from runtime.worker.approvals import DecisionOutcome, check_decision
 from runtime.worker.models import (
+    DecisionRecord,
     Job,
     JobRecord,
     JobResult,
     JobState,
     Lease,
     MalformedRecord,
+    PauseRecord,
     Progress,
     QueueStats,
     ToolOutput,
@@ -89,7 +95,7 @@ return 1
 """
 
 _BEGIN = """
--- KEYS: job, tools, stream, dead, open, waiting
+-- KEYS: job, tools, stream, dead, open, waiting, decisions
 -- ARGV: group, entry, consumer, now, max_deliveries, job_id, dead_maxlen
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
@@ -112,7 +118,8 @@ if attempt > tonumber(ARGV[5]) then
   return {'dead'}
 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[3], 'updated_at', ARGV[4])
-return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),
+  redis.call('HGETALL', KEYS[7])}
 """
 
 _HEARTBEAT = (
@@ -203,6 +210,38 @@ redis.call('ZREM', KEYS[5], ARGV[4])
 return 1
 """
 
+_PAUSE = (
+    _FENCE
+    + """
+-- KEYS: job, decisions, stream, open, paused
+-- ARGV: attempt, now, group, entry, pause_json, expires_at, job_id
+if not fenced() then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'awaiting_approval', 'pause', ARGV[5], 'updated_at', ARGV[2])
+redis.call('HDEL', KEYS[1], 'owner')
+redis.call('DEL', KEYS[2])
+redis.call('XACK', KEYS[3], ARGV[3], ARGV[4])
+redis.call('SREM', KEYS[4], ARGV[7])
+redis.call('ZADD', KEYS[5], ARGV[6], ARGV[7])
+return 1
+"""
+)
+
+# Run inside MULTI after the decision was checked under WATCH.
+_DECIDE = """
+-- KEYS: job, decisions, stream, open, waiting, paused
+-- ARGV: call_id, decision_json, last, now, maxlen, job_id
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+if ARGV[3] == '1' then
+  local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'job_id', ARGV[6])
+  redis.call('HSET', KEYS[1], 'state', 'queued', 'entry', entry)
+  redis.call('SADD', KEYS[4], ARGV[6])
+  redis.call('ZADD', KEYS[5], redis.call('HGET', KEYS[1], 'submitted_at'), ARGV[6])
+  redis.call('ZREM', KEYS[6], ARGV[6])
+end
+return 1
+"""
+
 _FLAG_CANCELLED = """
 -- KEYS: job   ARGV: run_id
 if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
@@ -280,6 +319,8 @@ class RedisQueue:
         self._open = f"{prefix}:open"
         self._waiting = f"{prefix}:waiting"
         self._stats = f"{prefix}:stats"
+        self._paused = f"{prefix}:paused"
+        self._writes = f"{prefix}:writes"
         self._cursor = "0-0"
         self._group_ready = False
         r = self._redis
@@ -293,6 +334,8 @@ class RedisQueue:
         self._new_generation = r.register_script(_NEW_GENERATION)
         self._flag_cancelled = r.register_script(_FLAG_CANCELLED)
         self._bury_malformed: Any = r.register_script(_BURY_MALFORMED)
+        self._pause: Any = r.register_script(_PAUSE)
+        self._decide: Any = r.register_script(_DECIDE)
 
     @property
     def stream(self) -> str:
@@ -309,6 +352,9 @@ class RedisQueue:
 
     def _tools_key(self, job_id: str) -> str:
         return f"{self._prefix}:job:{job_id}:tools"
+
+    def _decisions_key(self, job_id: str) -> str:
+        return f"{self._prefix}:job:{job_id}:decisions"
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
@@ -435,6 +481,7 @@ class RedisQueue:
             self._dead,
             self._open,
             self._waiting,
+            self._decisions_key(job_id),
         ]
         args = [
             self._group,
@@ -448,7 +495,7 @@ class RedisQueue:
         reply = await self._begin(keys=keys, args=args)
         if reply[0] != "ok":
             return None
-        fields, tools = _pairs(reply[1]), _pairs(reply[2])
+        fields, tools, decisions = _pairs(reply[1]), _pairs(reply[2]), _pairs(reply[3])
         job, unknown = decode_job(fields.get("job"), job_id)
         if unknown:
             log.warning("worker.job_unknown_fields", job_id=job_id, fields=list(unknown))
@@ -457,7 +504,7 @@ class RedisQueue:
             attempt=int(fields["attempt"]),
             consumer=consumer,
             token=entry_id,
-            progress=_progress(fields, tools, job_id),
+            progress=_progress(fields, tools, job_id, decisions),
             submitted_at=decode_number(fields.get("submitted_at"), "submitted_at", job_id),
             claimed_at=decode_number(fields.get("updated_at"), "updated_at", job_id),
         )
@@ -568,6 +615,99 @@ class RedisQueue:
         except (RedisError, OSError) as exc:
             raise QueueError(f"redis: {exc}") from exc
 
+    # -- pauses and writes (runtime.worker.approvals.ApprovalStore) -------------------------
+
+    async def pause(self, lease: Lease, pause: PauseRecord) -> bool:
+        """Make the job ``awaiting_approval`` and XACK its entry (one fenced script)."""
+        job_id = lease.job.id
+        keys = [
+            self._job_key(job_id),
+            self._decisions_key(job_id),
+            self._stream,
+            self._open,
+            self._paused,
+        ]
+        args = [
+            lease.attempt,
+            repr(time.time()),
+            self._group,
+            lease.token,
+            pause.model_dump_json(),
+            repr(pause.expires_at),
+            job_id,
+        ]
+        return bool(await self._run(self._pause, keys, args))
+
+    async def decide(self, job_id: str, call_id: str, decision: DecisionRecord) -> DecisionOutcome:
+        """Record a decision (checked under WATCH); the last one adds a new stream entry."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        return await self._decide_once(pipe, job_id, call_id, decision)
+                    except WatchError:
+                        continue  # the job changed meanwhile: check again
+        except (RedisError, OSError) as exc:
+            raise QueueError(f"redis: {exc}") from exc
+
+    async def _decide_once(
+        self, pipe: Any, job_id: str, call_id: str, decision: DecisionRecord
+    ) -> DecisionOutcome:
+        keys = [self._job_key(job_id), self._decisions_key(job_id)]
+        await pipe.watch(*keys)
+        fields = await pipe.hgetall(keys[0])
+        decisions = await pipe.hgetall(keys[1])
+        record = _record(job_id, fields, {}, decisions) if fields else None
+        outcome, last = check_decision(record, call_id, decision)
+        if outcome == "unchanged":
+            await pipe.reset()
+            return outcome
+        pipe.multi()
+        script_keys = [*keys, self._stream, self._open, self._waiting, self._paused]
+        args = [
+            call_id,
+            decision.model_dump_json(),
+            "1" if last else "0",
+            repr(time.time()),
+            self._maxlen,
+            job_id,
+        ]
+        await self._decide(keys=script_keys, args=args, client=pipe)
+        await pipe.execute()
+        return "queued" if last else "recorded"
+
+    async def paused_before(self, when: float) -> list[str]:
+        """Paused jobs whose pause expires by ``when``."""
+        try:
+            return list(await self._redis.zrangebyscore(self._paused, "-inf", when))
+        except (RedisError, OSError) as exc:
+            raise QueueError(f"redis: {exc}") from exc
+
+    async def write_lookup(self, key: str) -> str | None:
+        """The write record under ``key``."""
+        try:
+            value = await self._redis.hget(self._writes, key)
+        except (RedisError, OSError) as exc:
+            raise QueueError(f"redis: {exc}") from exc
+        return None if value is None else str(value)
+
+    async def write_start(self, key: str, record: str) -> str | None:
+        """Store ``record`` unless one exists (HSETNX; then return the existing one)."""
+        try:
+            if await self._redis.hsetnx(self._writes, key, record):
+                return None
+            value = await self._redis.hget(self._writes, key)
+        except (RedisError, OSError) as exc:
+            raise QueueError(f"redis: {exc}") from exc
+        return None if value is None else str(value)
+
+    async def write_finish(self, key: str, record: str) -> None:
+        """Store the finished record."""
+        try:
+            await self._redis.hset(self._writes, key, record)
+        except (RedisError, OSError) as exc:
+            raise QueueError(f"redis: {exc}") from exc
+
     # -- reads ----------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -581,14 +721,16 @@ class RedisQueue:
                 for job_id in job_ids:
                     pipe.hgetall(self._job_key(job_id))
                     pipe.hgetall(self._tools_key(job_id))
+                    pipe.hgetall(self._decisions_key(job_id))
                 # A key of the wrong type fails its own command only: shown as unreadable.
                 replies = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
             raise QueueError(f"redis: {exc}") from exc
         records = []
-        for job_id, fields, tools in zip(job_ids, replies[::2], replies[1::2], strict=True):
+        triples = zip(job_ids, replies[::3], replies[1::3], replies[2::3], strict=True)
+        for job_id, fields, tools, decisions in triples:
             if fields:
-                records.append(_record(job_id, fields, tools))
+                records.append(_record(job_id, fields, tools, decisions))
         return records
 
     async def recent(self, limit: int = 20) -> list[JobRecord]:
@@ -616,7 +758,8 @@ class RedisQueue:
                 pipe.zcard(self._waiting)
                 pipe.xlen(self._dead)
                 pipe.zrange(self._waiting, 0, 0, withscores=True)
-                unfinished, waiting, dead, oldest = await pipe.execute()
+                pipe.zcard(self._paused)
+                unfinished, waiting, dead, oldest, paused = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise QueueError(f"redis: {exc}") from exc
         age = max(0.0, time.time() - float(oldest[0][1])) if oldest else 0.0
@@ -625,6 +768,7 @@ class RedisQueue:
             running=max(0, int(unfinished) - int(waiting)),
             dead=int(dead),
             oldest_queued_age_s=age,
+            awaiting_approval=int(paused),
         )
 
     async def completed_count(self) -> int:
@@ -648,8 +792,12 @@ def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _progress(fields: dict[str, str], tools: dict[str, str], job_id: str) -> Progress:
+def _progress(
+    fields: dict[str, str], tools: dict[str, str], job_id: str, decisions: Any = None
+) -> Progress:
     outputs = {k: decode_model(ToolOutput, v, "tool output", job_id) for k, v in tools.items()}
+    pause = fields.get("pause")
+    decided = decisions if isinstance(decisions, dict) else {}
     try:
         return Progress(
             conversation_id=fields.get("thread_id") or None,
@@ -657,12 +805,16 @@ def _progress(fields: dict[str, str], tools: dict[str, str], job_id: str) -> Pro
             run_seq=int(decode_number(fields.get("run_seq", 0), "run_seq", job_id)),
             worker_cancelled=fields.get("worker_cancelled") == "1",
             tool_outputs=outputs,
+            pause=decode_model(PauseRecord, pause, "pause", job_id) if pause else None,
+            decisions={
+                k: decode_model(DecisionRecord, v, "decision", job_id) for k, v in decided.items()
+            },
         )
     except ValidationError as exc:
         raise MalformedRecord(job_id, f"invalid progress ({exc.errors()[0]['msg']})") from None
 
 
-def _record(job_id: str, fields: Any, tools: Any) -> JobRecord:
+def _record(job_id: str, fields: Any, tools: Any, decisions: Any = None) -> JobRecord:
     if isinstance(fields, Exception) or isinstance(tools, Exception):
         error = fields if isinstance(fields, Exception) else tools
         return _unreadable(job_id, {}, f"malformed job record: {error}")
@@ -676,7 +828,7 @@ def _record(job_id: str, fields: Any, tools: Any) -> JobRecord:
             state=JobState(fields.get("state")),
             attempt=int(decode_number(fields.get("attempt", 0), "attempt", job_id)),
             owner=fields.get("owner"),
-            progress=_progress(fields, tools, job_id),
+            progress=_progress(fields, tools, job_id, decisions),
             submitted_at=submitted,
             updated_at=decode_number(fields.get("updated_at", submitted), "updated_at", job_id),
             last_error=fields.get("last_error"),

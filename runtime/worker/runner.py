@@ -17,6 +17,12 @@ Job flow of :class:`RunExecutor`:
    step needs it: the conversation (a new thread) before the run is created in it, every turn
    id (started, adopted, or the next response), every tool output as it finishes.
 
+A run that pauses for approval ends the attempt with an ``awaiting_approval`` outcome: the
+worker stores the pause (:mod:`runtime.worker.approvals`) instead of a result. When the last
+decision queues the job again, step 1 resumes the paused turn with the pause's pending state
+and the recorded decisions; a turn that moved on meanwhile (the round was submitted before a
+crash) is resumed as any other.
+
 On Responses ``run_id`` holds the latest response of the run (it moves on with every tool
 round); a job continues a Conversation (``conversation_id``) or a response
 (``previous_run_id``); there is no idempotency key a response could be found by, so one whose
@@ -25,6 +31,7 @@ id was never stored is created again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,9 +39,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from runtime import tracing
+from runtime.core.approval import Decision, PendingApproval
 from runtime.core.backend import TurnRef, Usage
 from runtime.core.hooks import EventHandler
-from runtime.worker.models import Lease, ToolOutput, UsageRecord
+from runtime.worker.models import Lease, Progress, ToolOutput, UsageRecord
 from runtime.worker.queue import JobQueue, LeaseLost, QueueError
 from tools import ToolCallResult
 
@@ -87,6 +95,7 @@ class RunOutcome:
         tool_calls: every tool call of the run, including outputs from earlier attempts.
         usage: token usage if reported.
         error: readable reason for a status other than ``completed``.
+        pending: what a run paused for approval waits for (``status="awaiting_approval"``).
     """
 
     status: str
@@ -96,6 +105,7 @@ class RunOutcome:
     tool_calls: tuple[ToolOutput, ...] = ()
     usage: UsageRecord | None = None
     error: str | None = None
+    pending: PendingApproval | None = None
 
 
 @dataclass
@@ -282,14 +292,30 @@ class RunExecutor:
         except NotFoundError:
             log.warning("worker.run_restarted", reason="run_not_found", run_id=ref.id)
             return None
-        known = [_to_result(o) for o in ctx.lease.progress.tool_outputs.values()]
+        from runtime.errors import ApprovalError
+
+        progress = ctx.lease.progress
+        known = [_to_result(o) for o in progress.tool_outputs.values()]
         ctx.run_id = ref.id
-        ctx.mark_stored(ctx.lease.progress.tool_outputs)
+        ctx.mark_stored(progress.tool_outputs)
         structlog.contextvars.bind_contextvars(run_id=ref.id)
         log.info("worker.run_resumed", run_id=ref.id, known_results=len(known))
-        return await self._session.resume(
-            ref, handler=_ProgressHandler(ctx), known_results=known, **self._params(ctx)
+        pending, decisions = _pause_of(progress, ref.id)
+        resume = functools.partial(
+            self._session.resume,
+            ref,
+            handler=_ProgressHandler(ctx),
+            known_results=known,
+            scope=ctx.lease.job.id,
+            **self._params(ctx),
         )
+        if pending is None:
+            return await resume()
+        try:
+            return await resume(pending=pending, decisions=decisions)
+        except ApprovalError as exc:  # the round was submitted before a crash: go on from there
+            log.info("worker.pause_already_resumed", run_id=ref.id, detail=str(exc))
+            return await resume()
 
     async def _run(self, ctx: JobContext) -> RunResult[Any]:
         job = ctx.lease.job
@@ -303,6 +329,7 @@ class RunExecutor:
             # Only an earlier attempt can have created a run under this key; the lookup costs
             # a request, so the first attempt skips it.
             adopt_existing=ctx.lease.attempt > 1 or ctx.lease.progress.run_seq > 0,
+            scope=job.id,
             agent=job.assistant_id,
             conversation=ctx.conversation_id,
             previous=job.previous_run_id,
@@ -329,6 +356,21 @@ async def _cancelled_by_worker(ctx: JobContext) -> bool:
     return record is not None and record.progress.worker_cancelled
 
 
+def _pause_of(
+    progress: Progress, turn_id: str
+) -> tuple[PendingApproval | None, dict[str, Decision]]:
+    """The job's pause and its recorded decisions, when the pause is on ``turn_id``."""
+    pause = progress.pause
+    if pause is None or pause.pending.get("turn_id") != turn_id:
+        return None, {}
+    decisions = {
+        k: Decision(d.approved, d.reason, d.by, d.at)
+        for k, d in progress.decisions.items()
+        if k in pause.call_ids
+    }
+    return PendingApproval.from_json(pause.pending), decisions
+
+
 def _outcome(ctx: JobContext, result: RunResult[Any]) -> RunOutcome:
     calls = dict(ctx.lease.progress.tool_outputs)
     calls.update((c.tool_call_id, _to_output(c)) for c in result.tool_calls)
@@ -340,6 +382,7 @@ def _outcome(ctx: JobContext, result: RunResult[Any]) -> RunOutcome:
         tool_calls=tuple(calls.values()),
         usage=_usage(result.usage),
         error=_error(result),
+        pending=result.pending,
     )
 
 
@@ -376,7 +419,7 @@ def _usage(usage: Usage | None) -> UsageRecord | None:
 
 
 def _error(result: RunResult[Any]) -> str | None:
-    if result.status == "completed":
+    if result.status in ("completed", "awaiting_approval"):
         return None
     if result.reason:
         return result.reason

@@ -17,7 +17,10 @@ Guarantees:
   makes a successor redo it; the attempt stops only when the lease is lost (the queue fences
   it off) or has lapsed without a heartbeat reaching the queue (the next owner resumes);
 * no error of the queue (a transient outage, a record it cannot read) ends the loop: claims
-  and heartbeats log it and go on, with backoff.
+  and heartbeats log it and go on, with backoff;
+* a run paused for approval makes its job ``awaiting_approval`` (a fenced write that also
+  acknowledges the delivery; see :mod:`runtime.worker.approvals`); each heartbeat round also
+  rejects the undecided calls of expired pauses, which queues their jobs again.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from dataclasses import dataclass
 
 import structlog
 
+from runtime.worker.approvals import ApprovalStore, expire_pauses
 from runtime.worker.metrics import WorkerMetrics
-from runtime.worker.models import JobResult, JobTimings, Lease, ToolOutput
+from runtime.worker.models import JobResult, JobTimings, Lease, PauseRecord, ToolOutput
 from runtime.worker.queue import JobQueue, LeaseLost, QueueError
 from runtime.worker.runner import JobContext, JobExecutor, JobFailed, RunOutcome
 
@@ -61,6 +65,9 @@ class WorkerOptions:
         cancel_wait_s: how long a cancelled run may take to stop (the run policy's wait for
             the server to confirm the cancel); a job still running after it plus 5 s is
             cancelled again, then abandoned to its lease.
+        approval_expiry_s: how long a job may wait for approval before its undecided calls
+            are rejected (never past an Assistants run's ``expires_at - expiry_margin_s``).
+        expiry_margin_s: the run policy's margin before a run's ``expires_at``.
     """
 
     consumer: str
@@ -73,6 +80,8 @@ class WorkerOptions:
     max_deliveries: int = 5
     burst: bool = False
     cancel_wait_s: float = 10.0
+    approval_expiry_s: float = 86_400.0
+    expiry_margin_s: float = 10.0
 
 
 @dataclass
@@ -266,7 +275,37 @@ class Worker:
             except Exception as exc:
                 await self._retry_or_bury(ctx, exc)
                 return
+            if outcome.pending is not None:
+                await self._pause(ctx, outcome)
+                return
             await self._store(ctx, outcome, started)
+
+    async def _pause(self, ctx: JobContext, outcome: RunOutcome) -> None:
+        """Store the run's pause as the job's state: no worker holds it until decided."""
+        pending = outcome.pending
+        assert pending is not None
+        expires_at = time.time() + self.options.approval_expiry_s
+        if pending.expires_at is not None:
+            expires_at = min(expires_at, pending.expires_at - self.options.expiry_margin_s)
+        pause = PauseRecord(
+            pending=pending.to_json(), call_ids=pending.call_ids, expires_at=expires_at
+        )
+        if ctx.lost or not isinstance(self.queue, ApprovalStore):
+            log.warning("worker.pause_discarded", reason="lease_lost" if ctx.lost else "queue")
+            return
+        try:
+            paused = await self.queue.pause(ctx.lease, pause)
+        except QueueError as exc:  # the lease lapses; the successor finds the turn waiting
+            log.warning("worker.pause_not_saved", error=str(exc))
+            return
+        if paused:
+            self.metrics.runs.labels(status="awaiting_approval").inc()
+            log.info(
+                "worker.job_paused",
+                run_id=outcome.run_id,
+                calls=list(pending.call_ids),
+                expires_at=round(expires_at, 3),
+            )
 
     async def _store(self, ctx: JobContext, outcome: RunOutcome, started: float) -> None:
         if ctx.lost:
@@ -385,6 +424,16 @@ class Worker:
                         await self._heartbeat(job_id, entry)
                     except Exception as exc:  # never let one job end every job's heartbeats
                         log.error("worker.heartbeat_crashed", job_id=job_id, error=repr(exc))
+            await self._expire_pauses()
+
+    async def _expire_pauses(self) -> None:
+        try:
+            expired = await expire_pauses(self.queue)
+        except Exception as exc:  # a queue outage: the next round tries again
+            log.warning("worker.pause_sweep_failed", error=str(exc) or repr(exc))
+            return
+        for job_id in expired:
+            log.warning("worker.pause_expired", job_id=job_id)
 
     async def _heartbeat(self, job_id: str, entry: _InFlight) -> None:
         sent = time.monotonic()

@@ -97,6 +97,10 @@ class WorkerSection(_Section):
     tools: list[str] = Field(default_factory=lambda: ["tools.builtin:register_builtins"])
     """Tool sources, ``module:attribute``: a ToolRegistry whose tools are added, or a callable
     taking the worker's registry (like ``tools.builtin:register_builtins``)."""
+    approval_expiry_s: float = Field(default=86_400.0, gt=0)
+    """How long a job paused for approval waits for decisions; then its undecided calls are
+    rejected ("approval timed out") and the run goes on. Never past an Assistants run's
+    ``expires_at`` minus ``[policy] expiry_margin_s``."""
 
 
 class SqliteSettings(_Section):
@@ -215,6 +219,14 @@ class HttpSettings(_Section):
     """Bind address; loopback by default (put a proxy in front to expose it)."""
     port: int = Field(default=9464, ge=0, le=65535)
     """Port; 0 picks a free one (logged as ``worker.http_started``)."""
+    approval_token: str = ""
+    """When set, ``POST /jobs/{job}/calls/{call}/approve|reject`` needs the header
+    ``Authorization: Bearer <token>`` (env ``RUNTIME_WORKER_HTTP__APPROVAL_TOKEN``); empty:
+    no token. Masked in reprs and logs."""
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, ("***" if name == "approval_token" and value else value)
 
 
 class _WorkerToml(TomlConfigSettingsSource):
@@ -385,6 +397,8 @@ def load_worker_settings(path: str | Path | None = None, **overrides: Any) -> Wo
             register_secret(key.get_secret_value())
     if settings.queue.redis.password:
         register_secret(settings.queue.redis.password)
+    if settings.http.approval_token:
+        register_secret(settings.http.approval_token)
     for server in settings.mcp:
         # A header's scheme is public ("Bearer ..."): its last word is the token itself.
         tokens = [value.split()[-1] for value in server.headers.values() if value.split()]

@@ -30,13 +30,16 @@ from typing import Any, TypeVar
 import structlog
 from pydantic import ValidationError
 
+from runtime.worker.approvals import DecisionOutcome, check_decision
 from runtime.worker.models import (
+    DecisionRecord,
     Job,
     JobRecord,
     JobResult,
     JobState,
     Lease,
     MalformedRecord,
+    PauseRecord,
     Progress,
     QueueStats,
     ToolOutput,
@@ -112,6 +115,21 @@ CREATE TABLE IF NOT EXISTS tool_outputs (
     tool_call_id TEXT NOT NULL,
     output TEXT NOT NULL,
     PRIMARY KEY (job_id, tool_call_id)
+);
+CREATE TABLE IF NOT EXISTS pauses (
+    job_id TEXT PRIMARY KEY,
+    pause TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    job_id TEXT NOT NULL,
+    tool_call_id TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    PRIMARY KEY (job_id, tool_call_id)
+);
+CREATE TABLE IF NOT EXISTS writes (
+    key TEXT PRIMARY KEY,
+    record TEXT NOT NULL
 );
 """
 
@@ -269,6 +287,46 @@ class SqliteQueue:
             raise LeaseLost(lease.job.id, lease.attempt)
         return lease.model_copy(update={"progress": progress})
 
+    # -- pauses and writes (runtime.worker.approvals.ApprovalStore) -------------------------
+
+    async def pause(self, lease: Lease, pause: PauseRecord) -> bool:
+        """Make the job ``awaiting_approval`` (fenced, one transaction)."""
+        return await self._call_now(_pause, lease, pause)
+
+    async def decide(self, job_id: str, call_id: str, decision: DecisionRecord) -> DecisionOutcome:
+        """Record a decision (one transaction); the last one queues the job."""
+        return await self._call_now(_decide, job_id, call_id, decision)
+
+    async def paused_before(self, when: float) -> list[str]:
+        """Paused jobs whose pause expires by ``when``."""
+        rows = await self._call(
+            lambda conn: conn.execute(
+                "SELECT p.job_id FROM pauses p JOIN jobs j ON j.job_id = p.job_id "
+                "WHERE j.state = 'awaiting_approval' AND p.expires_at <= ?",
+                (when,),
+            ).fetchall()
+        )
+        return [str(r[0]) for r in rows]
+
+    async def write_lookup(self, key: str) -> str | None:
+        """The write record under ``key``."""
+        row = await self._call(
+            lambda conn: conn.execute("SELECT record FROM writes WHERE key = ?", (key,)).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    async def write_start(self, key: str, record: str) -> str | None:
+        """Store ``record`` unless one exists (then return it)."""
+        return await self._call(_write_start, key, record)
+
+    async def write_finish(self, key: str, record: str) -> None:
+        """Store the finished record."""
+        await self._call(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO writes (key, record) VALUES (?, ?)", (key, record)
+            )
+        )
+
     # -- reads ----------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -423,6 +481,10 @@ def _progress(conn: sqlite3.Connection, row: sqlite3.Row) -> Progress:
     job_id = str(row["job_id"])
     outputs = conn.execute("SELECT output FROM tool_outputs WHERE job_id = ?", (job_id,)).fetchall()
     decoded = (decode_model(ToolOutput, r[0], "tool output", job_id) for r in outputs)
+    pause = conn.execute("SELECT pause FROM pauses WHERE job_id = ?", (job_id,)).fetchone()
+    decisions = conn.execute(
+        "SELECT tool_call_id, decision FROM decisions WHERE job_id = ?", (job_id,)
+    ).fetchall()
     try:
         return Progress(
             conversation_id=row["thread_id"],
@@ -430,6 +492,10 @@ def _progress(conn: sqlite3.Connection, row: sqlite3.Row) -> Progress:
             run_seq=int(decode_number(row["run_seq"], "run_seq", job_id)),
             worker_cancelled=bool(row["worker_cancelled"]),
             tool_outputs={o.id: o for o in decoded},
+            pause=decode_model(PauseRecord, pause[0], "pause", job_id) if pause else None,
+            decisions={
+                str(k): decode_model(DecisionRecord, v, "decision", job_id) for k, v in decisions
+            },
         )
     except ValidationError as exc:
         raise MalformedRecord(job_id, f"invalid progress ({exc.errors()[0]['msg']})") from None
@@ -470,6 +536,66 @@ def _save_progress(
         conn.execute("ROLLBACK")
         raise
     return ok
+
+
+def _pause(conn: sqlite3.Connection, now: _Now, lease: Lease, pause: PauseRecord) -> bool:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.execute(
+            "UPDATE jobs SET state = 'awaiting_approval', owner = NULL, updated_at = ? "
+            f"WHERE {_FENCE}",
+            (now.wall, lease.job.id, lease.attempt),
+        )
+        ok = cur.rowcount == 1
+        if ok:
+            conn.execute(
+                "INSERT OR REPLACE INTO pauses (job_id, pause, expires_at) VALUES (?, ?, ?)",
+                (lease.job.id, pause.model_dump_json(), pause.expires_at),
+            )
+            conn.execute("DELETE FROM decisions WHERE job_id = ?", (lease.job.id,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return ok
+
+
+def _decide(
+    conn: sqlite3.Connection, now: _Now, job_id: str, call_id: str, decision: DecisionRecord
+) -> DecisionOutcome:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        outcome, last = check_decision(_get(conn, job_id), call_id, decision)
+        if outcome == "recorded":
+            conn.execute(
+                "INSERT INTO decisions (job_id, tool_call_id, decision) VALUES (?, ?, ?)",
+                (job_id, call_id, decision.model_dump_json()),
+            )
+        if last:
+            conn.execute(
+                "UPDATE jobs SET state = 'queued', available_at = ?, available_mono = ?, "
+                "clock_boot = ?, updated_at = ? WHERE job_id = ?",
+                (now.wall, now.mono, now.boot, now.wall, job_id),
+            )
+            outcome = "queued"
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return outcome
+
+
+def _write_start(conn: sqlite3.Connection, key: str, record: str) -> str | None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT record FROM writes WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            conn.execute("INSERT INTO writes (key, record) VALUES (?, ?)", (key, record))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return None if row is None else str(row[0])
 
 
 def _complete(conn: sqlite3.Connection, now: _Now, lease: Lease, result: JobResult) -> bool:
@@ -611,5 +737,6 @@ def _stats(conn: sqlite3.Connection, now: _Now) -> QueueStats:
         queued=int(counts.get("queued", 0)),
         running=int(counts.get("running", 0)),
         dead=int(counts.get("dead", 0)),
+        awaiting_approval=int(counts.get("awaiting_approval", 0)),
         oldest_queued_age_s=max(0.0, now.wall - float(oldest)) if oldest is not None else 0.0,
     )

@@ -90,7 +90,8 @@ def demo_plain() -> subprocess.CompletedProcess[str]:
 def test_demo_prints_plain_lines_when_not_a_tty(
     demo_plain: subprocess.CompletedProcess[str],
 ) -> None:
-    """The demo exits 0, runs every demo tool in one round, completes both turns, no ANSI."""
+    """The demo exits 0, runs every demo tool in one round, approves the booking by itself
+    (stdin is not a terminal, and it says so), completes all three turns, no ANSI."""
     proc = demo_plain
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -98,10 +99,12 @@ def test_demo_prints_plain_lines_when_not_a_tty(
     for name in DEMO_TOOLS:
         assert f"tool.finished name={name} " in out
         assert f"{name} returned: " in out
-    assert out.count("outcome=ok") == 5
+    assert out.count("outcome=ok") == 6
     assert "calculate returned: 19949.2" in out
-    assert out.count("run.finished status=completed") == 2
+    assert out.count("run.finished status=completed") == 3
     assert "run.finished status=completed rounds=1 tool_calls=5" in out
+    assert "stdin is not a terminal, so approving automatically" in out
+    assert "book_table returned: " in out and '"reference":"BK-' in out
     assert "You said: Thanks, that is all I needed." in out
     assert "total_tokens=" in out
     assert proc.stderr.strip() == ""  # logging stays at WARNING: nothing noisy
@@ -152,10 +155,58 @@ def test_demo_on_the_responses_protocol() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "protocol responses" in proc.stdout
     assert "run_id=resp_" in proc.stdout
-    assert proc.stdout.count("outcome=ok") == 5
+    assert proc.stdout.count("outcome=ok") == 6
     assert "calculate returned: 19949.2" in proc.stdout
     assert "You said: Thanks, that is all I needed." in proc.stdout
-    assert proc.stdout.count("run.finished status=completed") == 2
+    assert proc.stdout.count("run.finished status=completed") == 3
+
+
+@pytest.mark.parametrize("answer", ["y", "n"])
+def test_the_demo_asks_at_a_terminal_whether_to_book(answer: str) -> None:
+    """With a terminal on stdin the demo shows a y/n prompt for the booking and waits: "y"
+    books the table, "n" sends the model a rejection; the run completes either way."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "demo", "--plain", "--delta-delay", "0"],
+        cwd=REPO_ROOT,
+        env=clean_env(COLUMNS="120"),
+        stdin=slave,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+    )
+    os.close(slave)
+    screen = b""
+    answered = False
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        screen += data
+        if not answered and b"? [y/n] " in screen:
+            assert b"book_table returned" not in screen  # nothing ran before the answer
+            os.write(master, answer.encode() + b"\n")
+            answered = True
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    text = screen.decode(errors="replace")
+    assert "approve book_table(restaurant='Chez Paul', people=2, time='20:00')? [y/n]" in text
+    if answer == "y":
+        assert "book_table returned: " in text and '"reference":"BK-' in text
+    else:
+        assert "rejected: the person said no" in text and '"reference"' not in text
+    assert text.count("run.finished status=completed") == 3
+
+
+def test_the_demo_rejects_everything_when_told() -> None:
+    """`--approvals reject` answers no for the person, without a prompt."""
+    proc = run_cli("demo", "--delta-delay", "0", "--approvals", "reject")
+    assert proc.returncode == 0, proc.stderr
+    assert "approval: rejected book_table(" in proc.stdout
+    assert "rejected: the person said no" in proc.stdout
+    assert "tool.started name=book_table" not in proc.stdout
 
 
 def test_demo_rejects_an_unknown_protocol() -> None:

@@ -1,11 +1,14 @@
 """Every fenced code block of the Markdown docs runs or is checked.
 
-``python`` blocks run as scripts in a subprocess (on the embedded emulator, no key);
-``bash`` blocks: the demo runs, every ``python -m runtime CMD`` line's ``CMD --help`` exits 0,
+``python`` blocks run as scripts in a subprocess (on the embedded emulator, no key); a block
+whose first line names a test file (``# test_x.py: ...``) runs under pytest, with the installed
+plugin's fixtures; ``bash`` blocks: the demo and every ``python -m runtime run`` line run (on
+the embedded emulator), every ``python -m runtime CMD`` line's ``CMD --help`` exits 0,
 every script or module a line starts exists and defines the options the line uses, every ``pip install``
 names an extra ``pyproject.toml`` defines; ``toml`` blocks parse and name only settings the
 runtime or the worker knows; ``text`` blocks are drawings and outputs, and every
-``runtime/...`` or ``tools/...`` path a drawing names exists.
+``runtime/...`` or ``tools/...`` path a drawing names exists. The README's worker recipe runs
+as three processes in ``tests/integration/worker/test_worker_emulator_recipe.py``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_"))}
     env.pop("RUNTIME_CONFIG", None)
     env["PYTHONPATH"] = str(ROOT)
+    # `python` in a doc's command is this interpreter (the one with the package installed).
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
 
@@ -64,11 +69,17 @@ def test_every_block_has_a_known_language() -> None:
     assert bad == []
 
 
+_TEST_FILE = re.compile(r"#\s*(test_\w+\.py)\b")
+
+
 def _run_python(code: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    script = tmp / "block.py"
+    test_file = _TEST_FILE.match(code)
+    script = tmp / (test_file[1] if test_file else "block.py")
     script.write_text(code)
+    # A test file runs under pytest as its first line says; -p no:cacheprovider keeps tmp clean.
+    pytest_args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto"]
     return subprocess.run(
-        [sys.executable, str(script)],
+        [sys.executable, *(pytest_args if test_file else []), str(script)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -80,7 +91,7 @@ def _run_python(code: str, tmp: Path) -> subprocess.CompletedProcess[str]:
 def test_every_python_block_runs(tmp_path: Path) -> None:
     """Each ```python block runs to exit 0 on the embedded emulator (blocks run in parallel)."""
     blocks = _ids("python")
-    assert len(blocks) >= 9
+    assert len(blocks) >= 7
     dirs = []
     for index in range(len(blocks)):
         folder = tmp_path / str(index)
@@ -89,11 +100,15 @@ def test_every_python_block_runs(tmp_path: Path) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         done = list(pool.map(_run_python, [code for _, code in blocks], dirs))
     failed = [
-        f"{where}: {run.stderr[-2000:]}"
+        f"{where}: {run.stdout[-1000:]}{run.stderr[-2000:]}"
         for (where, _), run in zip(blocks, done, strict=True)
         if run.returncode != 0
     ]
     assert failed == []
+    tests_ran = [
+        run.stdout for (_, code), run in zip(blocks, done, strict=True) if _TEST_FILE.match(code)
+    ]
+    assert tests_ran and all(re.search(r"\b[1-9]\d* passed", out) for out in tests_ran)
 
 
 def _bash_lines() -> list[tuple[str, list[str]]]:
@@ -102,6 +117,7 @@ def _bash_lines() -> list[tuple[str, list[str]]]:
         joined = code.replace("\\\n", " ")
         for raw in joined.splitlines():
             line = raw.split(" #")[0].strip()
+            line = re.sub(r"^[A-Z_]+=\$\((.*)\)$", r"\1", line)  # VAR=$(command)
             if line and not line.startswith("#"):
                 for part in line.split("&&"):
                     lines.append((where, shlex.split(part.strip())))
@@ -169,6 +185,28 @@ def test_every_bash_line_names_a_real_command() -> None:
         runs = dict(zip(commands, pool.map(_help, [list(c) for c in commands]), strict=True))
     failed = {c: r.stderr[-500:] for c, r in runs.items() if r.returncode != 0}
     assert failed == {}
+
+
+def test_every_run_line_runs() -> None:
+    """Each ``python -m runtime run`` line of the docs completes on the embedded emulator."""
+    lines = [
+        (where, words)
+        for where, words in _bash_lines()
+        if _words_after_env(words)[:4] == ["python", "-m", "runtime", "run"]
+    ]
+    assert lines
+    for where, words in lines:
+        done = subprocess.run(
+            _words_after_env(words),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+            cwd=ROOT,
+            check=False,
+        )
+        assert done.returncode == 0, (where, done.stderr[-2000:])
+        assert "run.finished status=completed" in done.stderr + done.stdout, where
 
 
 def test_the_demo_line_runs() -> None:

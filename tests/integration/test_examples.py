@@ -38,6 +38,16 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
             "self-test passed",
         ],
     ),
+    "mcp_maths.py": (
+        [],
+        [
+            "tools: negate, maths__add, maths__multiply",
+            "maths__add -> 5",
+            "maths__multiply -> 42",
+            "negate -> -5",
+            "completed",
+        ],
+    ),
     "cancellation.py": (
         [],
         [

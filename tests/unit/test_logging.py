@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -303,3 +304,115 @@ def test_redacting_filter_for_foreign_handlers() -> None:
     assert text.startswith("ERROR lookup ***")
     assert "KeyError" in text
     assert KEY not in text
+
+
+# --- the direct route: our handler alone gets lines without the stdlib's records ------------
+
+
+class _CountRecords:
+    """Counts the LogRecords the standard library builds while installed."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._factory = logging.getLogRecordFactory()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        self.count += 1
+        return self._factory(*args, **kwargs)
+
+    def __enter__(self) -> _CountRecords:
+        logging.setLogRecordFactory(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.setLogRecordFactory(self._factory)
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Only our handler on the root logger (pytest's capture handlers, added once the test
+    runs, set aside)."""
+    root = logging.getLogger()
+    others = [h for h in root.handlers if h not in our_handlers()]
+    for handler in others:
+        root.removeHandler(handler)
+    yield
+    for handler in others:
+        root.addHandler(handler)
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_structlog_events_reach_our_handler_alone_without_stdlib_records(fmt: str) -> None:
+    """With our handler the only one, an event is written without any LogRecord being built,
+    and the line is the one the standard route writes when another handler is present."""
+    out = io.StringIO()
+    configure_logging("INFO", fmt, out)
+    log = get_logger("runtime.test")
+    with alone(), _CountRecords() as records:
+        log.info("test.direct", n=1, api_key=KEY)
+    assert records.count == 0
+    direct = out.getvalue()
+    out.seek(0)
+    out.truncate()
+    other = logging.StreamHandler(io.StringIO())
+    logging.getLogger().addHandler(other)
+    try:
+        with _CountRecords() as records:
+            log.info("test.direct", n=1, api_key=KEY)
+        assert records.count >= 1
+    finally:
+        logging.getLogger().removeHandler(other)
+    standard = out.getvalue()
+    assert KEY not in direct and direct.count("\n") == 1
+    if fmt == "json":
+        first, second = json.loads(direct), json.loads(standard)
+        assert first.pop("timestamp") and second.pop("timestamp")
+        expected = {
+            "event": "test.direct",
+            "n": 1,
+            "api_key": "***",
+            "level": "info",
+            "logger": "runtime.test",
+        }
+        assert first == second == expected
+    else:
+        assert direct.split(" ", 1)[1] == standard.split(" ", 1)[1]  # after the timestamp
+
+
+def test_the_standard_route_is_kept_for_filters_levels_and_exceptions(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A filtered logger, a handler level, logging.disable, exceptions and pytest's caplog
+    all still see (or drop) events exactly as the standard library decides."""
+    out = io.StringIO()
+    configure_logging("DEBUG", "json", out)
+    with alone():
+        _log_through_the_standard_route(caplog)
+    events = [line["event"] for line in json_lines(out)]
+    assert events == ["test.exception", "test.captured"]
+    assert "ValueError: boom" in json_lines(out)[0]["exception"]
+    assert [r.msg["event"] for r in caplog.records if isinstance(r.msg, dict)] == ["test.captured"]
+
+
+def _log_through_the_standard_route(caplog: pytest.LogCaptureFixture) -> None:
+    log = get_logger("runtime.test")
+    named = logging.getLogger("runtime.test")
+    named.addFilter(lambda record: False)
+    try:
+        log.info("test.filtered_out")
+    finally:
+        named.filters.clear()
+    logging.disable(logging.INFO)
+    try:
+        log.info("test.disabled")
+    finally:
+        logging.disable(logging.NOTSET)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("test.exception")
+    logging.getLogger().addHandler(caplog.handler)
+    try:
+        log.info("test.captured")
+    finally:
+        logging.getLogger().removeHandler(caplog.handler)

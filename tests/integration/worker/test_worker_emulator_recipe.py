@@ -1,9 +1,11 @@
-"""The two-shell recipe: `worker --emulator`, `assistant create --emulator`, `submit --wait`."""
+"""The README's two-terminal worker recipe, run as written: `worker --emulator` in one
+process, then `assistant create --emulator` and `submit --wait` in a bash shell."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +15,14 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG = "config/worker.toml"
+_BASH = re.compile(r"^```bash\n(.*?)^```$", re.M | re.S)
+
+
+def _readme_recipe() -> tuple[str, str]:
+    """The README's worker command and the block after it (the second terminal's)."""
+    blocks = _BASH.findall((REPO_ROOT / "README.md").read_text())
+    (index,) = [i for i, b in enumerate(blocks) if "worker --emulator" in b]
+    return blocks[index].strip(), blocks[index + 1]
 
 
 def _free_port() -> int:
@@ -29,6 +39,8 @@ def _env(tmp_path: Path, port: int) -> dict[str, str]:
     }
     # The recipe's file as is; only what would collide with other tests moves.
     env["RUNTIME_WORKER_QUEUE__SQLITE__PATH"] = str(tmp_path / "jobs.db")
+    # `python` in the recipe is this interpreter (the one with the package installed).
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["RUNTIME_WORKER_API__BASE_URL"] = f"http://127.0.0.1:{port}/v1"
     env["RUNTIME_WORKER_HTTP__PORT"] = "0"
     return env
@@ -59,12 +71,15 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float =
 
 
 def test_worker_emulator_recipe_runs_a_tool_call(tmp_path: Path) -> None:
-    """Three separate processes, as in the recipe: the job's calculate call returns 42."""
+    """The README's recipe verbatim: the worker in one process; assistant create and submit
+    --wait in one bash shell print the job's JSON, whose calculate call returned 42."""
+    worker_line, second_terminal = _readme_recipe()
+    assert worker_line == f"python -m runtime worker --emulator --config {CONFIG}"
     port = _free_port()
     env = _env(tmp_path, port)
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "worker", "--emulator", "--config", CONFIG],
+        ["bash", "-c", f"exec {worker_line}"],
         cwd=REPO_ROOT,
         env=env,
         stdout=log,
@@ -72,17 +87,17 @@ def test_worker_emulator_recipe_runs_a_tool_call(tmp_path: Path) -> None:
     )
     try:
         _wait_listening(port, worker)
-        created = _cli(env, "assistant", "create", "--emulator", "--config", CONFIG)
-        assert created.returncode == 0, created.stderr
-        assistant_id = created.stdout.strip()
-        assert assistant_id.startswith("asst_")
-        submit = _cli(
-            env,
-            *("submit", "--config", CONFIG, "--assistant", assistant_id, "--wait"),
-            '/call calculate {"expression": "6*7"}',
+        shell = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", second_terminal],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
         )
-        assert submit.returncode == 0, submit.stderr + (tmp_path / "worker.log").read_text()
-        record = json.loads(submit.stdout)
+        assert shell.returncode == 0, shell.stderr + (tmp_path / "worker.log").read_text()
+        record = json.loads(shell.stdout)
         assert record["result"]["status"] == "completed"
         assert [c["output"] for c in record["result"]["tool_calls"]] == ["42"]
         worker.send_signal(signal.SIGTERM)

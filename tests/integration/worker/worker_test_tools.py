@@ -58,3 +58,17 @@ def crash_worker(reason: str) -> str:
         reason: why.
     """
     os._exit(3)
+
+
+@registry.tool(needs_approval=True, effects="write")
+async def approved_write(text: str, sleep_ms: int, ctx: ToolContext) -> str:
+    """Write text somewhere, once a person approved it (logged like slow_echo).
+
+    Args:
+        text: what to write.
+        sleep_ms: milliseconds the write takes.
+    """
+    _record("start", ctx, text)
+    await asyncio.sleep(sleep_ms / 1000)
+    _record("end", ctx, text)
+    return f"wrote {text}"

@@ -298,3 +298,95 @@ def test_leading_bom_is_stripped_even_when_split() -> None:
     assert decode([raw]) == [SSERecord("a", "1")]
     assert decode(bytewise(raw)) == [SSERecord("a", "1")]
     assert decode([b"data: \xef\xbb\xbfx\n\n"]) == [SSERecord("message", "\ufeffx")]
+
+
+def reference_decode(raw: bytes) -> list[SSERecord]:
+    """The WHATWG algorithm line by line (plus our deviation: an event line alone dispatches)."""
+    text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    out: list[SSERecord] = []
+    name: str | None = None
+    data: list[str] = []
+    fields = False
+    last_id: str | None = None
+    retry: int | None = None
+    for line in [*lines, ""]:  # a stream without a final blank line is flushed
+        if not line:
+            if fields:
+                out.append(SSERecord(name or "message", "\n".join(data), last_id, retry))
+            name, data, fields, retry = None, [], False, None
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            data.append(value)
+            fields = True
+        elif field == "event":
+            name, fields = value, True
+        elif field == "id" and "\0" not in value:
+            last_id = value
+        elif field == "retry" and value.isascii() and value.isdigit():
+            retry = int(value)
+    return out
+
+
+sse_lines = st.lists(
+    st.sampled_from(
+        [
+            "event: a",
+            "event: ",
+            "event:b",
+            "data: {}",
+            "data: ",
+            "data:x",
+            "data:  two spaces",
+            "id: 7",
+            "id: 8",
+            "retry: 20",
+            ": comment",
+            "",
+            "",
+            "",
+            "bogus",
+        ]
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lines=sse_lines,
+    newline=st.sampled_from(["\n", "\r\n"]),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=12),
+)
+def test_block_fast_path_matches_the_line_by_line_algorithm(
+    lines: list[str], newline: str, cuts: list[int]
+) -> None:
+    """Whole events taken from a block at once (event + data, lone data) decode exactly as the
+    spec's line-by-line algorithm does, with ids, retries, comments, odd fields and pending
+    fields carried across chunk boundaries."""
+    raw = newline.join(lines).encode()
+    expected = reference_decode(raw)
+    assert decode([raw]) == expected
+    assert decode(split(raw, cuts)) == expected
+
+
+def test_retry_and_fields_pending_from_the_previous_chunk_reach_the_next_event() -> None:
+    """Fields a chunk left pending (retry, event name, data) belong to the event the next
+    chunk completes, even when that chunk starts with a whole event of the common shape."""
+    assert decode([b"retry: 20\n", b"data: x\n\nevent: b\ndata: y\n\n"]) == [
+        SSERecord("message", "x", None, 20),
+        SSERecord("b", "y"),
+    ]
+    assert decode([b"event: a\n", b"data: x\n\ndata: y\n\n"]) == [
+        SSERecord("a", "x"),
+        SSERecord("message", "y"),
+    ]
+    assert decode([b"data: x\n", b"data: y\n\nid: 3\ndata: z\n\ndata: w\n\n"]) == [
+        SSERecord("message", "x\ny"),
+        SSERecord("message", "z", "3"),
+        SSERecord("message", "w", "3"),
+    ]
