@@ -75,7 +75,7 @@ async def get_weather(city: str, unit: Literal["c", "f"] = "c") -> dict[str, Any
         unit: temperature unit, 'c' or 'f'.
     """
     seed = _digest(city)
-    await asyncio.sleep(0.2 + (seed % 5) / 10)  # stands in for a slow HTTP call
+    await asyncio.sleep(0.1 + (seed % 5) / 10)  # stands in for a slow HTTP call
     celsius = (seed % 30) - 2
     temperature = celsius if unit == "c" else round(celsius * 9 / 5 + 32)
     return {
@@ -92,7 +92,7 @@ def city_population(city: str) -> dict[str, Any]:
     Args:
         city: city name, e.g. 'Paris'.
     """
-    time.sleep(0.3)  # stands in for a blocking database driver
+    time.sleep(0.25)  # stands in for a blocking database driver
     population = _POPULATIONS.get(city.strip().lower())
     if population is None:
         return {"city": city, "population": None, "note": "not in the demo table"}
@@ -107,7 +107,7 @@ async def book_table(restaurant: str, people: int, time: str) -> dict[str, Any]:
         people: how many guests.
         time: when, e.g. '20:00'.
     """
-    await asyncio.sleep(0.2)  # stands in for the booking service
+    await asyncio.sleep(0.1)  # stands in for the booking service
     reference = f"BK-{_digest(restaurant + time) % 100_000:05d}"
     return {"restaurant": restaurant, "people": people, "time": time, "reference": reference}
 

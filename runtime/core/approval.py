@@ -24,6 +24,12 @@ for a call already decided raises.
 
 :class:`PendingApproval` is plain data (:meth:`~PendingApproval.to_json` /
 :meth:`~PendingApproval.from_json`): another process resumes it with its own orchestrator.
+Resume a pause once: the runner that paused remembers it (a second resume with the same
+decisions returns the same result), and an Assistants run that no longer waits for the
+pause's calls is refused; a Responses response keeps its calls after they were answered, so
+only the caller (or the worker's durable job state) can tell a pause resumed elsewhere.
+A resumed run counts rounds, calls and repeated calls on from the pause; its usage limits
+and ``total_deadline_s`` start afresh.
 
 Deadlines: an Assistants run expires at its ``expires_at``. A pause that reaches
 ``expires_at - expiry_margin_s`` follows the policy's ``approval_timeout``: ``"reject"``

@@ -103,10 +103,16 @@ class WriteLedger(Protocol):
 
 
 class MemoryLedger:
-    """A :class:`WriteLedger` in this process's memory."""
+    """A :class:`WriteLedger` in this process's memory.
 
-    def __init__(self) -> None:
+    Args:
+        max_records: records kept; past it the oldest are forgotten (a long-lived process
+            must not grow without bound; a forgotten write can run again).
+    """
+
+    def __init__(self, max_records: int = 10_000) -> None:
         self._records: dict[WriteKey, WriteRecord] = {}
+        self._max_records = max_records
 
     async def lookup(self, key: WriteKey) -> WriteRecord | None:
         return self._records.get(key)
@@ -115,6 +121,8 @@ class MemoryLedger:
         existing = self._records.get(key)
         if existing is not None:
             return existing
+        while len(self._records) >= self._max_records:
+            del self._records[next(iter(self._records))]
         self._records[key] = WriteRecord(call_id, time.time())
         return None
 

@@ -902,7 +902,7 @@ class Runner(Generic[RawT]):
         _count_round(state, turn, fresh)
         self._time_out_late(state, turn, new)
         plan = await self._plan(state, turn, new)
-        expire = self._approval_expired(state, turn, plan)
+        expire = await self._approval_expired(state, turn, plan)
         if await self._execute(state, turn, plan) is None:
             return await self._stop(state, turn)
         if expire:
@@ -1131,32 +1131,31 @@ class Runner(Generic[RawT]):
         for call in late:
             state.decisions[call.id] = timeout_decision()
 
-    def _approval_expired(self, state: _RunState[RawT], turn: Turn[RawT], plan: RoundPlan) -> bool:
+    async def _approval_expired(
+        self, state: _RunState[RawT], turn: Turn[RawT], plan: RoundPlan
+    ) -> bool:
         """Past ``expires_at - margin`` with calls awaiting a person: "reject" turns them
         into timed-out rejections (and the round goes on); True for "expire"."""
         waiting = list(plan.waiting) if self._past_margin(turn) else []
         count = state.late + len(waiting)
         if not count:
             return False
+        plan.waiting.clear()
         if self.policy.approval_timeout == "expire":
             state.reason = (
                 f"{TIMED_OUT_REASON}: the run was left to expire (approval_timeout=expire)"
             )
             state.stopped_by = "approval_timeout"
-            plan.waiting.clear()
             return True
         state.reason = f"{TIMED_OUT_REASON}: {count} call(s) rejected (approval_timeout=reject)"
+        log.warning("run.approval_timed_out", run_id=turn.ref.id, action="reject", calls=count)
         for call in waiting:
             state.decisions[call.id] = timeout_decision()
         rejected = [
             rejected_result(c.call, TIMED_OUT_REASON, error_type="approval_timeout")
             for c in waiting
         ]
-        plan.answered.extend(rejected)
-        state.dispatcher.seed_cache(rejected)
-        state.results.update((r.tool_call_id, r) for r in rejected)
-        plan.waiting.clear()
-        log.warning("run.approval_timed_out", run_id=turn.ref.id, action="reject", calls=count)
+        await self._answered(state, rejected)
         return False
 
     async def _let_expire(self, state: _RunState[RawT], turn: Turn[RawT]) -> Turn[RawT]:

@@ -51,6 +51,7 @@ class _Entry:
     tool_outputs: dict[str, ToolOutput] = field(default_factory=dict)
     pause: PauseRecord | None = None
     decisions: dict[str, DecisionRecord] = field(default_factory=dict)
+    pauses: int = 0
 
     def progress(self) -> Progress:
         return Progress(
@@ -134,7 +135,7 @@ class MemoryQueue:
                 continue
             entry.attempt += 1
             entry.updated_at = now
-            if entry.attempt > self._max_deliveries:
+            if entry.attempt - entry.pauses > self._max_deliveries:  # a resume is no redelivery
                 self._bury(entry, f"delivered {entry.attempt - 1} times without a result")
                 continue
             entry.state = JobState.RUNNING
@@ -263,6 +264,7 @@ class MemoryQueue:
         if entry is None:
             return False
         entry.state = JobState.AWAITING_APPROVAL
+        entry.pauses += 1
         entry.pause = pause
         entry.decisions = {}
         entry.owner = None

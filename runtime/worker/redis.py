@@ -108,7 +108,9 @@ if state == 'done' or state == 'dead' or redis.call('HGET', KEYS[1], 'entry') ~=
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('ZREM', KEYS[6], ARGV[6])
-if attempt > tonumber(ARGV[5]) then
+-- A claim after a pause for approval is not a redelivery.
+local pauses = tonumber(redis.call('HGET', KEYS[1], 'pauses') or '0') or 0
+if attempt - pauses > tonumber(ARGV[5]) then
   local err = 'delivered ' .. (attempt - 1) .. ' times without a result'
   redis.call('HSET', KEYS[1], 'state', 'dead', 'last_error', err, 'updated_at', ARGV[4])
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'job_id', ARGV[6],
@@ -148,7 +150,7 @@ return 1
 _COMPLETE = (
     _FENCE
     + """
--- KEYS: job, tools, stream, open, stats
+-- KEYS: job, tools, stream, open, stats, decisions
 -- ARGV: attempt, now, group, entry, result_json, job_id, ttl_s
 if not fenced() then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'done', 'result', ARGV[5], 'updated_at', ARGV[2])
@@ -158,6 +160,7 @@ redis.call('HINCRBY', KEYS[5], 'completed', 1)
 if tonumber(ARGV[7]) > 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[7])
   redis.call('EXPIRE', KEYS[2], ARGV[7])
+  redis.call('EXPIRE', KEYS[6], ARGV[7])
 end
 return 1
 """
@@ -218,6 +221,7 @@ _PAUSE = (
 if not fenced() then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'awaiting_approval', 'pause', ARGV[5], 'updated_at', ARGV[2])
 redis.call('HDEL', KEYS[1], 'owner')
+redis.call('HINCRBY', KEYS[1], 'pauses', 1)
 redis.call('DEL', KEYS[2])
 redis.call('XACK', KEYS[3], ARGV[3], ARGV[4])
 redis.call('SREM', KEYS[4], ARGV[7])
@@ -545,6 +549,7 @@ class RedisQueue:
             self._stream,
             self._open,
             self._stats,
+            self._decisions_key(job_id),
         ]
         args = [
             lease.attempt,

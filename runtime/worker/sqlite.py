@@ -143,6 +143,8 @@ _CLOCK_COLUMNS = {
     "available_mono": "REAL NOT NULL DEFAULT 0",
     "lease_mono": "REAL NOT NULL DEFAULT 0",
     "clock_boot": "TEXT",
+    # Pauses for approval: a resumed job's claim is not a redelivery (max_deliveries).
+    "pauses": "INTEGER NOT NULL DEFAULT 0",
 }
 # A deadline written on this boot is compared on the monotonic clock, any other on the wall.
 _CLAIMABLE = """(
@@ -439,7 +441,8 @@ def _take(
         log.error("worker.record_dead_lettered", job_id=job_id, reason=exc.reason)
         return None
     attempt += 1
-    if attempt > max_deliveries:
+    pauses = conn.execute("SELECT pauses FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
+    if attempt - int(pauses or 0) > max_deliveries:
         _bury(conn, job_id, f"delivered {attempt - 1} times without a result", now)
         return None
     conn.execute(
@@ -542,7 +545,8 @@ def _pause(conn: sqlite3.Connection, now: _Now, lease: Lease, pause: PauseRecord
     conn.execute("BEGIN IMMEDIATE")
     try:
         cur = conn.execute(
-            "UPDATE jobs SET state = 'awaiting_approval', owner = NULL, updated_at = ? "
+            "UPDATE jobs SET state = 'awaiting_approval', owner = NULL, updated_at = ?, "
+            "pauses = pauses + 1 "
             f"WHERE {_FENCE}",
             (now.wall, lease.job.id, lease.attempt),
         )

@@ -39,7 +39,8 @@ COMMANDS = {
 
 def sample(argv: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run(argv, cwd=REPO_ROOT, check=True, capture_output=True)
+    # stdin is not a terminal: the demo approves its booking without waiting for a person.
+    subprocess.run(argv, cwd=REPO_ROOT, check=True, capture_output=True, stdin=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 

@@ -293,8 +293,7 @@ async def test_error_event_reaches_on_error_and_done_without_stop_interrupts() -
     assert info.value.run_id == "run_1"
     assert handler.named("error") == ["StreamEventError"]
     assert (
-        isinstance(stream.state.errors[0], StreamEventError)
-        and stream.state.errors[0].code == "server_error"
+        isinstance(stream.state.errors[0], StreamEventError) and stream.state.errors[0].code == "server_error"
     )
     assert handler.named("end") == [None]
 

@@ -57,6 +57,19 @@ def approval_tools(registry: ToolRegistry, probe: Probe) -> None:
         probe.leave(probe.enter(f"delete:{path}"))
         return f"deleted {path}"
 
+    def broken(ctx: ToolContext, arguments: dict[str, Any]) -> bool:
+        raise LookupError("policy service down")
+
+    @registry.tool(needs_approval=broken)
+    async def wipe(disk: str) -> str:
+        """Wipe a disk.
+
+        Args:
+            disk: which one.
+        """
+        probe.leave(probe.enter(f"wipe:{disk}"))
+        return f"wiped {disk}"
+
     @registry.tool(effects="write")
     async def send_email(to: str, body: str = "hi") -> str:
         """Send an email.
@@ -403,3 +416,24 @@ async def test_loop_detection_can_be_turned_off(open_driver: OpenDriver, probe: 
     driver.emu.set_scenario(scenario(same, then="repeat"))
     result = await driver.run("loop")
     assert result.stopped_by == "max_tool_rounds" and probe.calls["add:1+1"] == 4
+
+
+async def test_an_approval_check_that_fails_asks_a_person(driver: Driver, probe: Probe) -> None:
+    """A per-call check that raises fails closed: the call waits for approval."""
+    pending = pending_of(await driver.run(call("wipe", disk="sda")))
+    assert pending.calls[0].tool == "wipe" and probe.calls["wipe:sda"] == 0
+
+
+async def test_an_approved_write_planned_again_is_answered_without_asking_again(
+    driver: Driver, probe: Probe
+) -> None:
+    """After an approved transfer ran, the model asks for the same transfer again (new call
+    id): the record answers, nobody is asked twice and the money moves once."""
+    transfer = {"name": "transfer", "arguments": {"amount": 6, "to": "zoe"}}
+    again = {"type": "tool_calls", "calls": [transfer]}
+    driver.emu.set_scenario(scenario(again, again, {"type": "text", "text": "{outputs}"}))
+    pending = pending_of(await driver.run("pay zoe"))
+    final = await driver.orch.resume(pending, decisions={pending.calls[0].id: approve()})
+    assert final.status == "completed", final.reason
+    assert probe.calls["transfer:6:zoe"] == 1
+    assert [r.output for r in final.tool_calls] == ["sent 6 to zoe", "sent 6 to zoe"]

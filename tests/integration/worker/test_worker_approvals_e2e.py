@@ -29,7 +29,16 @@ from runtime.worker.sqlite import SqliteQueue
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+# Each scenario runs on both stores and both protocols, not on every pairing (the suite's time).
+PAIRS = pytest.mark.parametrize(
+    ("store", "protocol"), [("sqlite", "assistants"), ("redis", "responses")], indirect=True
+)
+SWAPPED = pytest.mark.parametrize(
+    ("store", "protocol"), [("sqlite", "responses"), ("redis", "assistants")], indirect=True
+)
+
+
+@pytest.fixture
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     """The queue section of one backend (Redis: a fresh prefix, skipped without a server)."""
     common = {"lease_s": 1.0, "heartbeat_s": 0.25}
@@ -39,7 +48,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     return {"backend": "redis", "redis": {"url": REDIS_URL, "prefix": prefix}, **common}
 
 
-@pytest.fixture(params=["assistants", "responses"])
+@pytest.fixture
 def protocol(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -87,6 +96,7 @@ def _runs(tool_log: Path, text: str) -> tuple[int, int]:
     return counts["start"], counts["end"]
 
 
+@PAIRS
 async def test_a_worker_killed_during_the_pause_loses_nothing(
     emulator: Emulator, assistant_id: str, tmp_path: Path, store: dict[str, Any], protocol: str
 ) -> None:
@@ -142,6 +152,7 @@ async def test_a_worker_killed_during_the_pause_loses_nothing(
     assert "approved_write returned: wrote ledger" in record.result.text
 
 
+@SWAPPED
 async def test_a_worker_killed_during_the_approved_write_never_runs_it_again(
     emulator: Emulator, assistant_id: str, tmp_path: Path, store: dict[str, Any], protocol: str
 ) -> None:

@@ -194,11 +194,7 @@ async def test_error_event_is_recorded_and_reported() -> None:
     stream = ResponseStream(chunks(payload), handler=Errors())
     await stream.until_done()
     assert seen == ["server_error"]
-    assert (
-        stream.state.errors[0].message == "boom"
-        and stream.response is not None
-        and stream.response.status == "failed"
-    )
+    assert stream.state.errors[0].message == "boom" and stream.response is not None and stream.response.status == "failed"
 
 
 async def test_malformed_event_is_logged_and_skipped() -> None:

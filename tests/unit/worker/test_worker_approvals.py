@@ -178,3 +178,35 @@ async def test_the_decision_endpoint_records_decisions_behind_its_token(token: s
     assert record is not None and record.state is JobState.QUEUED
     assert record.progress.decisions["call_a"].by == "ann"
     assert record.progress.decisions["call_b"].reason == "no"
+
+
+async def test_resuming_after_pauses_is_not_counted_as_redelivery(
+    make_queue: QueueFactory,
+) -> None:
+    """A job that pauses and resumes more often than max_deliveries is still delivered (a
+    resume is no redelivery), while the attempt counter keeps fencing."""
+    queue = await make_queue(max_deliveries=2)
+    assert isinstance(queue, ApprovalStore)
+    await queue.submit(Job(id="job-p", assistant_id="asst", messages=(Message(content="hi"),)))
+    attempts = []
+    for _ in range(4):
+        (lease,) = await queue.claim("w1", 1, 1.0)
+        attempts.append(lease.attempt)
+        one = PauseRecord(
+            pending={"turn_id": "run_1"}, call_ids=("c",), expires_at=time.time() + 60
+        )
+        assert await queue.pause(lease, one)
+        assert await decide(queue, "job-p", "c", DecisionRecord(approved=True)) == "queued"
+    assert attempts == [1, 2, 3, 4]
+    (lease,) = await queue.claim("w1", 1, 1.0)
+    assert lease.attempt == 5
+    record = await queue.get("job-p")
+    assert record is not None and record.state is JobState.RUNNING
+
+
+def test_the_approval_token_never_shows_in_a_repr() -> None:
+    """http.approval_token is masked in the settings' repr."""
+    from runtime.worker.settings import HttpSettings
+
+    settings = HttpSettings(approval_token="tok-3f9a7c1e")
+    assert "tok-3f9a7c1e" not in repr(settings) and "***" in repr(settings)
