@@ -19,8 +19,9 @@ at submit) and :class:`continued` makes them the parent of the spans started ins
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -187,23 +188,36 @@ def deactivate(active: _Active | None) -> None:
 
 class continued:
     """Context manager: spans started inside continue the trace of ``carrier`` (the W3C
-    headers :func:`inject` gave another process); a no-op when tracing is off or the
-    carrier is empty."""
+    headers :func:`inject` gave another process), and log lines inside carry its
+    ``trace_id`` (and the remote parent's ``span_id``) until a span of ours is current; a
+    no-op when tracing is off or the carrier is empty."""
 
     def __init__(self, carrier: Mapping[str, str] | None) -> None:
         self._carrier = carrier
         self._token: object | None = None
         self._tracer: Tracer | None = None
+        self._logs: Mapping[str, Token[Any]] = {}
 
     def __enter__(self) -> None:
         tracer = _tracer
         if tracer is not None and self._carrier:
             self._tracer = tracer
             self._token = tracer.attach_remote(self._carrier)
+            ids = _TRACEPARENT.fullmatch(self._carrier.get("traceparent", ""))
+            if ids is not None:
+                self._logs = structlog.contextvars.bind_contextvars(
+                    trace_id=ids["trace"], span_id=ids["span"]
+                )
 
     def __exit__(self, *exc_info: object) -> None:
         if self._tracer is not None:
+            if self._logs:
+                with suppress(ValueError):  # entered in another context
+                    structlog.contextvars.reset_contextvars(**self._logs)
             self._tracer.detach(self._token)
+
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-[0-9a-f]{2}")
 
 
 @contextmanager

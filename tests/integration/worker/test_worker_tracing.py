@@ -4,12 +4,14 @@ one trace, through a real store (sqlite), on both protocols."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -17,6 +19,7 @@ from worker_harness import run_cli, spawn_worker, wait_exit, write_config
 
 from runtime import AssistantsClient, Orchestrator, RunPolicy, tracing
 from runtime.emulator import Emulator
+from runtime.logging import configure_logging, reset_logging
 from runtime.otel import instrument, uninstrument
 from runtime.responses import ResponsesClient, ResponsesOrchestrator
 from runtime.worker import Job, Message, RunExecutor, Worker, WorkerOptions
@@ -177,3 +180,29 @@ async def test_cli_submit_and_a_worker_process_make_one_trace(
     assert run["parent_id"] == sent["context"]["span_id"]
     assert {s["context"]["trace_id"] for s in spans} == {sent["context"]["trace_id"]}
     assert run["attributes"]["runtime.run.status"] == "completed"
+
+
+def test_log_lines_inside_a_continued_trace_carry_its_ids(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """Inside ``tracing.continued`` (the executor, around a job) a log line carries the
+    job's trace id and its remote parent's span id, and a span started there is its child;
+    outside, neither."""
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    try:
+        log = structlog.get_logger("runtime.worker")
+        with tracing.continued({"traceparent": parent}):
+            log.info("worker.inside")
+            with tracing.span("child"):
+                pass
+        log.info("worker.outside")
+    finally:
+        reset_logging()
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert inside["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert inside["span_id"] == "b7ad6b7169203331"
+    assert "trace_id" not in outside and "span_id" not in outside
+    (child,) = exporter.get_finished_spans()
+    assert child.parent is not None and child.parent.span_id == 0xB7AD6B7169203331
