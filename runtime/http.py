@@ -404,13 +404,12 @@ class HTTPClient:
         if self._closed:
             raise ClientClosedError(f"this {type(self).__name__} is closed; create a new one")
         pacer = self._pacer
-        paced = pacer is not None and pacer.paces(request.method, request.url)
-        if paced:
-            assert pacer is not None
+        if pacer is not None and not pacer.paces(request.method, request.url):
+            pacer = None
+        if pacer is not None:
             await pacer.acquire(request.headers, request.json)
         response = await self._transport.send(request)
-        if paced:
-            assert pacer is not None
+        if pacer is not None:
             await pacer.observe(request.headers, request.json, response.headers)
         if response.server_time is not None:
             self._observe_clock(response.server_time)
