@@ -192,18 +192,29 @@ def _redact_stamped(_logger: WrappedLogger, _method: str, event_dict: EventDict)
 
 
 def _redact_fields(event_dict: EventDict, skip: frozenset[str]) -> EventDict:
+    texts: list[str] = []  # the keys of plain string values
     for key, value in event_dict.items():
-        if (
-            key.startswith("_") or key in skip
-        ):  # processor metadata such as ProcessorFormatter's _record
+        if key.startswith("_") or key in skip:  # processor metadata, fields we set
             continue
         if _is_sensitive_key(key) and value is not None:
             event_dict[key] = MASK
-        elif type(value) is str:  # the common cases inline: one call less per field
-            event_dict[key] = redact(value)
+        elif type(value) is str:
+            texts.append(key)
         elif value is not None and type(value) not in _PLAIN:
             event_dict[key] = _redact_value(value)
+    # One look at all the strings together: any secret or trigger in one of them is in the
+    # joined text too, and most events have none (then no field is rewritten).
+    if texts and _may_hold_secret("\n".join([event_dict[key] for key in texts])):
+        for key in texts:
+            event_dict[key] = redact(event_dict[key])
     return event_dict
+
+
+def _may_hold_secret(text: str) -> bool:
+    """False when :func:`redact` would return ``text`` unchanged for sure."""
+    if any(secret in text for secret in _secrets_longest_first):
+        return True
+    return _ANY_TRIGGER.search(text.lower()) is not None
 
 
 _PLAIN = frozenset({int, float, bool})

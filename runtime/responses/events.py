@@ -12,6 +12,7 @@ straight from the decoded dict. Unknown names become
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -183,13 +184,17 @@ _CLASSES: dict[str, type[ResponseStreamEvent]] = {
 }
 
 
-def _validate_eagerly(event: ResponseStreamEvent) -> None:
-    if isinstance(event, ResponseLifecycleEvent):
-        _ = event.response
-    elif isinstance(event, OutputItemEvent):
-        _ = event.item
-    elif isinstance(event, ContentPartEvent):
-        _ = event.part
+# Status and item events are rare: each is validated as it is parsed (see below).
+_EAGER: dict[type[ResponseStreamEvent], Callable[[Any], object]] = {
+    ResponseLifecycleEvent: lambda e: e.response,
+    OutputItemEvent: lambda e: e.item,
+    ContentPartEvent: lambda e: e.part,
+}
+# The delta events: nothing to validate, their accessors read plain fields.
+_DELTAS = {
+    "response.output_text.delta": OutputTextDeltaEvent,
+    "response.function_call_arguments.delta": FunctionCallArgumentsDeltaEvent,
+}
 
 
 def _decode_slow(raw: str) -> Any:
@@ -216,8 +221,9 @@ def parse_response_event(record: SSERecord) -> StreamEvent:
     if type(data) is dict:
         if name == "message" and isinstance(data.get("type"), str):
             name = data["type"]
-        if name == "response.output_text.delta":
-            return OutputTextDeltaEvent(name, data)  # the hot path: nothing to validate
+        delta = _DELTAS.get(name)
+        if delta is not None:
+            return delta(name, data)  # the hot path: nothing to validate
     if name == "error":
         return ErrorEvent(name, data)
     cls = _CLASSES.get(name)
@@ -226,10 +232,12 @@ def parse_response_event(record: SSERecord) -> StreamEvent:
     if not isinstance(data, dict):
         return MalformedEvent(name, data, "no data" if not raw else "data is not a JSON object")
     event = cls(name, data)
-    try:
-        # Status and item events are rare: validating them here means a consumer never meets
-        # a pydantic ValidationError later. Deltas stay dict-backed (one decode each).
-        _validate_eagerly(event)
-    except ValidationError as exc:
-        return MalformedEvent(name, data, f"invalid {name} object: {exc.error_count()} errors")
+    validate = _EAGER.get(cls)
+    if validate is not None:
+        try:
+            # Validating here means a consumer never meets a pydantic ValidationError later.
+            validate(event)
+        except ValidationError as exc:
+            reason = f"invalid {name} object: {exc.error_count()} errors"
+            return MalformedEvent(name, data, reason)
     return event

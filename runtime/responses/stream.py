@@ -178,8 +178,12 @@ class ResponseAccumulator:
 
     def feed(self, event: StreamEvent) -> None:
         """Fold one event in."""
-        if type(event) is OutputTextDeltaEvent:
-            self._text_delta(event)  # the hot path: one type check, then the delta
+        kind = type(event)
+        if kind is OutputTextDeltaEvent:
+            self._text_delta(event)  # type: ignore[arg-type]  # the hot path: one type check
+            return
+        if kind is FunctionCallArgumentsDeltaEvent:
+            self._arguments_delta(event)  # type: ignore[arg-type]
             return
         if isinstance(event, ResponseStreamEvent):
             sequence = event.data.get("sequence_number")
@@ -370,18 +374,29 @@ class ResponseAccumulator:
             snapshot.replace_part(index, final)
 
     def _arguments_delta(self, event: FunctionCallArgumentsDeltaEvent) -> None:
-        snapshot = self.items.get(event.output_index)
-        if not isinstance(snapshot, ToolCallSnapshot):
-            log.warning(
-                "responses.orphan_arguments_delta",
-                output_index=event.output_index,
-                item_id=event.item_id,
-            )
+        # Hot path (tens of fragments per call): each field is read once from the dict.
+        data = event.data
+        sequence = data.get("sequence_number")
+        if type(sequence) is int:
+            self.last_sequence = sequence
+        index = data.get("output_index")
+        if type(index) is not int:
+            index = event.output_index
+        item_id = data.get("item_id")
+        if type(item_id) is not str:
+            item_id = ""
+        snapshot = self.items.get(index)
+        if type(snapshot) is not ToolCallSnapshot:
+            log.warning("responses.orphan_arguments_delta", output_index=index, item_id=item_id)
             return
-        self._check_item_id(snapshot, event.item_id, event.output_index, event.event)
-        delta = event.delta
+        if item_id and item_id != snapshot.item_id:
+            self._check_item_id(snapshot, item_id, index, event.event)
+        delta = data.get("delta")
+        if type(delta) is not str:
+            delta = event.delta
         snapshot.append_arguments(delta)
-        self._note("on_tool_call_delta", delta, snapshot)
+        if "on_tool_call_delta" in self.wants:
+            self.notes.append(("on_tool_call_delta", (delta, snapshot)))
 
     def _arguments_done(self, event: FunctionCallArgumentsDoneEvent) -> None:
         snapshot = self.items.get(event.output_index)

@@ -416,3 +416,21 @@ def _log_through_the_standard_route(caplog: pytest.LogCaptureFixture) -> None:
         log.info("test.captured")
     finally:
         logging.getLogger().removeHandler(caplog.handler)
+
+
+def test_a_secret_in_one_field_is_masked_and_the_other_fields_are_kept() -> None:
+    """Strings are first checked together: one field with a secret (registered, a key
+    pattern, a bearer token) is masked, its clean neighbours come out unchanged."""
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    log = get_logger("runtime.test")
+    log.info("test.mixed", a="plain", b=f"key {KEY} here", c="Bearer abc.def", d="token=xyz1")
+    log.info("test.clean", a="plain", b="ok")
+    mixed, clean = json_lines(out)
+    assert (mixed["a"], mixed["b"], mixed["c"], mixed["d"]) == (
+        "plain",
+        "key *** here",
+        "Bearer ***",
+        "token=***",
+    )
+    assert (clean["a"], clean["b"]) == ("plain", "ok")
