@@ -31,6 +31,7 @@ from runtime.core.policy import RunPolicy
 from runtime.core.result import RunResult
 from runtime.core.runner import Runner
 from runtime.http import HTTPClient
+from runtime.pacing import RatePacer
 from runtime.transport import Transport
 from tools import ToolCallResult, ToolRegistry
 
@@ -227,18 +228,22 @@ def create_backend(
     policy: RunPolicy | None = None,
     model: str = DEFAULT_MODEL,
     transport: Transport | None = None,
+    pacer: RatePacer | None = None,
     ledger: WriteLedger | None = None,
 ) -> BackendSession:
     """Build the client and run loop of ``settings.protocol`` without opening a scope.
 
     The caller closes the session (:meth:`BackendSession.aclose`). Arguments as
     :func:`open_backend`, plus ``transport``: the client's HTTP transport (the caller closes
-    it; default: the client's own), and ``ledger``: where ``write`` tools' executions are
+    it; default: the client's own), ``pacer``: the client's rate pacer (default: the one
+    ``[pacing]`` configures), and ``ledger``: where ``write`` tools' executions are
     recorded (default: in memory).
     """
     overrides: dict[str, Any] = {}
     if transport is not None:
         overrides["transport"] = transport
+    if pacer is not None:
+        overrides["pacer"] = pacer
     if base_url is not None:
         overrides.update(base_url=base_url, azure_endpoint=None)
     if api_key is not None:

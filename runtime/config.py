@@ -51,9 +51,12 @@ __all__ = [
     "ConfigError",
     "DemoSettings",
     "LogSettings",
+    "PacingSettings",
     "PolicySettings",
+    "RateLimitSettings",
     "RetrySettings",
     "Settings",
+    "TracingSettings",
     "load_settings",
     "read_config_file",
 ]
@@ -284,6 +287,48 @@ class LogSettings(_Section):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class RateLimitSettings(_Section):
+    """``[rate_limits."<model>"]``: the provider's limits of one model (or ``default``), for
+    ``[pacing]``."""
+
+    requests_per_minute: PositiveFloat | None = None
+    """Requests a minute (None: not limited, or learned from the service's headers)."""
+    tokens_per_minute: PositiveFloat | None = None
+    """Tokens a minute (a request's tokens are estimated from its size)."""
+
+
+class PacingSettings(_Section):
+    """Rate pacing: a token bucket per model and API key (see :mod:`runtime.pacing`)."""
+
+    enabled: bool = False
+    """Pace the requests that make the model work (create, submit, response)."""
+    store: Literal["memory", "redis"] = "memory"
+    """``memory``: the buckets of this process; ``redis``: the worker fleet's, in the
+    Redis of ``[queue.redis]`` (worker only)."""
+    burst_s: PositiveFloat = 1.0
+    """A bucket holds what refills in this many seconds (at least one request)."""
+    max_wait_s: PositiveFloat = 60.0
+    """Longest wait of one request for its bucket; past it the request fails, unsent
+    (``PacingTimeout``). A run's own deadline bounds the wait too."""
+    learn_from_headers: bool = True
+    """Take the limits a model has no ``[rate_limits]`` table for from the service's
+    ``x-ratelimit-limit-*`` headers."""
+
+
+class TracingSettings(_Section):
+    """OpenTelemetry traces and metrics of runs (see :mod:`runtime.otel`; needs the ``otel``
+    extra). Spans go to the globally configured SDK (e.g. ``opentelemetry-instrument``, or
+    ``OTEL_*`` environment variables read by the SDK)."""
+
+    enabled: bool = False
+    """Trace every run: ``invoke_agent``, ``chat`` and ``execute_tool`` spans."""
+    record_payloads: bool = False
+    """Put inputs, outputs and tool arguments on spans (redacted; they hold personal data)."""
+    console: bool = False
+    """Write every finished span to stderr as one JSON line instead of to the global SDK
+    (needs ``opentelemetry-sdk``): a look at traces without a collector."""
+
+
 class DemoSettings(_Section):
     """``python -m runtime demo``."""
 
@@ -332,9 +377,14 @@ class Settings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     policy: PolicySettings = PolicySettings()
     log: LogSettings = LogSettings()
+    tracing: TracingSettings = TracingSettings()
+    pacing: PacingSettings = PacingSettings()
     demo: DemoSettings = DemoSettings()
     prices: dict[str, PriceSettings] = {}
     """``[prices."<model>"]``: USD per million tokens, for a run's cost and ``max_cost``."""
+    rate_limits: dict[str, RateLimitSettings] = {}
+    """``[rate_limits."<model>"]``: the provider's limits by model for ``[pacing]``;
+    ``default`` for other models and requests naming none."""
 
     @field_validator("protocol", mode="before")
     @classmethod

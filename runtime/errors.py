@@ -17,6 +17,7 @@
     │   ├── UnprocessableEntityError    422
     │   ├── RateLimitError              429 (.retry_after_s)
     │   └── ServerError                 5xx (.retry_after_s)
+    ├── PacingTimeout                   a request would wait too long for its rate-limit bucket
     ├── StreamError                     the event stream broke its contract
     │   ├── SSEDecodeError              malformed framing or an oversized line/event
     │   ├── StreamEventError            the server sent an ``error`` event (.code, .error_type)
@@ -180,6 +181,11 @@ class RateLimitError(APIStatusError):
 
 class ServerError(APIStatusError):
     """5xx: the server failed."""
+
+
+class PacingTimeout(RuntimeAPIError):
+    """A request would wait for its rate-limit bucket longer than ``max_wait_s``; it was not
+    sent (see :mod:`runtime.pacing`)."""
 
 
 class StreamError(RuntimeAPIError):

@@ -23,7 +23,9 @@ from urllib.parse import quote
 import structlog
 from pydantic import BaseModel
 
+from runtime import tracing
 from runtime.errors import APIStatusError, ClientClosedError, InvalidResponseError, status_error
+from runtime.pacing import RatePacer, pacer_from_settings
 from runtime.protocol.objects import APIObject, ListPage, ResponseMeta
 from runtime.protocol.sse import DEFAULT_MAX_EVENT_BYTES
 from runtime.retry import RetryPolicy, call_with_retries, parse_retry_after
@@ -78,6 +80,7 @@ class ClientOptions:
         max_connections: connection pool size.
         max_event_bytes: largest SSE line/event accepted.
         default_headers: extra headers for every request.
+        pacer: paces the requests that make the model work (see :mod:`runtime.pacing`).
     """
 
     base_url: str | None = None
@@ -92,6 +95,7 @@ class ClientOptions:
     max_connections: int = 100
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     default_headers: Mapping[str, str] | None = None
+    pacer: RatePacer | None = None
 
 
 def options_from_settings(settings: Any) -> tuple[ClientOptions, str | None]:
@@ -121,6 +125,7 @@ def options_from_settings(settings: Any) -> tuple[ClientOptions, str | None]:
         connect_timeout_s=api.connect_timeout_s,
         max_connections=api.max_connections,
         max_event_bytes=api.max_event_bytes,
+        pacer=pacer_from_settings(settings),
     )
     return options, key.get_secret_value() if key is not None else None
 
@@ -206,6 +211,8 @@ class HTTPClient:
         transport: a custom :class:`~runtime.transport.Transport` (tests, proxies, sharing);
             a client closes only a transport it created.
         default_headers: extra headers for every request.
+        pacer: paces the requests that make the model work, by model and key (a
+            :class:`~runtime.pacing.RatePacer`; clients that share one share its buckets).
     """
 
     #: Headers of the protocol (e.g. the Assistants beta header), OpenAI style only.
@@ -230,6 +237,7 @@ class HTTPClient:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         transport: Transport | None = None,
         default_headers: Mapping[str, str] | None = None,
+        pacer: RatePacer | None = None,
     ) -> None:
         self.options = ClientOptions(
             base_url=base_url,
@@ -244,7 +252,9 @@ class HTTPClient:
             max_connections=max_connections,
             max_event_bytes=max_event_bytes,
             default_headers=default_headers,
+            pacer=pacer,
         )
+        self._pacer = pacer
         self.is_azure = azure_endpoint is not None
         if azure_endpoint is not None:
             self.base_url = azure_endpoint.rstrip("/") + "/openai"
@@ -339,6 +349,11 @@ class HTTPClient:
         key = "set" if self._api_key else "none"
         return f"{type(self).__name__}(base_url={self.base_url!r}, style={style}, api_key=<{key}>)"
 
+    @property
+    def pacer(self) -> RatePacer | None:
+        """The pacer of this client's model requests, if any."""
+        return self._pacer
+
     def server_now(self) -> float:
         """The server's clock (epoch seconds), estimated from the Date headers seen so far."""
         return time.time() + self.clock_offset_s
@@ -388,7 +403,14 @@ class HTTPClient:
     async def _send(self, request: Request) -> Response:
         if self._closed:
             raise ClientClosedError(f"this {type(self).__name__} is closed; create a new one")
+        pacer = self._pacer
+        if pacer is not None and not pacer.paces(request.method, request.url):
+            pacer = None
+        if pacer is not None:
+            await pacer.acquire(request.headers, request.json)
         response = await self._transport.send(request)
+        if pacer is not None:
+            await pacer.observe(request.headers, request.json, response.headers)
         if response.server_time is not None:
             self._observe_clock(response.server_time)
         if response.status >= 400:
@@ -423,6 +445,16 @@ class HTTPClient:
 
     def _count_retry(self, attempt: int, error: BaseException, wait_s: float) -> None:
         self.retries += 1
+        if tracing.current_span() is not None:
+            status = getattr(error, "status", None)
+            tracing.add_event(
+                "runtime.retry",
+                {
+                    "attempt": attempt,
+                    "wait_s": round(wait_s, 3),
+                    "error.type": str(status) if status is not None else type(error).__name__,
+                },
+            )
 
     async def _call(
         self,

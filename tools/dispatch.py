@@ -39,7 +39,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -69,6 +69,8 @@ __all__ = [
     "DEFAULT_MAX_ABANDONED_THREADS",
     "DEFAULT_PROCESS_LIMIT",
     "DEFAULT_THREAD_POOL_SIZE",
+    "CallSpan",
+    "CallTracer",
     "ToolDispatcher",
     "set_max_abandoned_threads",
     "set_process_limit",
@@ -77,6 +79,18 @@ __all__ = [
 
 OnStart = Callable[[ToolCall], Awaitable[None]]
 OnFinish = Callable[[ToolCallResult], Awaitable[None]]
+
+
+class CallSpan(Protocol):
+    """A span around one call, opened in the call's own task (so it is current there)."""
+
+    def finish(self, result: ToolCallResult | None) -> None:
+        """The call ended with ``result`` (None: it was cancelled)."""
+        ...
+
+
+#: Opens a :class:`CallSpan` for a call (``runtime.core.tracing.ToolTracer``).
+CallTracer = Callable[[ToolCall], CallSpan]
 
 
 class _Failure(Exception):
@@ -132,6 +146,7 @@ class ToolDispatcher:
             can quote credentials), e.g. ``runtime.logging.redact``. The built-in masking of
             common key shapes (``tools.redaction.mask_secrets``) applies after it, and
             alone when None.
+        tracer: opens a span around each call, in the call's task (None: no tracing).
     """
 
     def __init__(
@@ -145,6 +160,7 @@ class ToolDispatcher:
         run_id: str | None = None,
         thread_id: str | None = None,
         redact: Callable[[str], str] | None = None,
+        tracer: CallTracer | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
@@ -160,6 +176,7 @@ class ToolDispatcher:
         self.run_id = run_id
         self.thread_id = thread_id
         self.redact = redact
+        self.tracer = tracer
         # Resolved once (not a lazy proxy per event): dispatchers are per run, and logging is
         # configured long before a run starts.
         self._log: Any = structlog.get_logger("tools").bind()
@@ -297,6 +314,17 @@ class ToolDispatcher:
     # -- one call ---------------------------------------------------------------------------
 
     async def _run_call(self, call: ToolCall, batch: _Batch, started: float) -> ToolCallResult:
+        if self.tracer is None:
+            return await self._run_untraced(call, batch, started)
+        span = self.tracer(call)
+        result: ToolCallResult | None = None
+        try:
+            result = await self._run_untraced(call, batch, started)
+            return result
+        finally:
+            span.finish(result)
+
+    async def _run_untraced(self, call: ToolCall, batch: _Batch, started: float) -> ToolCallResult:
         self._log_started(call)
         try:
             output = await self._produce(call, batch)

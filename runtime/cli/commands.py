@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from runtime import tracing
 from runtime.assistants.client import AssistantsClient
 from runtime.backends import BackendSession, open_backend
 from runtime.cli.tools import load_tool_registry, mcp_tools, open_mcp_sources, parse_mcp_specs
@@ -362,6 +363,11 @@ def run_main(argv: Sequence[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log.level if args.verbose else "WARNING", "console", sys.stderr)
+    try:
+        tracing.enable_from_settings(settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         registry = load_tool_registry(args.tools, builtins=args.builtin_tools)
     except Exception as exc:  # any import-time failure of user code is a usage error here

@@ -37,6 +37,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
+from runtime.core import tracing
 from runtime.core.approval import (
     TIMED_OUT_BY,
     TIMED_OUT_REASON,
@@ -122,6 +123,7 @@ class _RunState(Generic[RawT]):
     awaited: set[str] = field(default_factory=set)  # calls of the pause being resumed
     late: int = 0  # of those, decided after expires_at - margin
     writes: dict[str, WriteKey] = field(default_factory=dict)  # started, by call id
+    trace: tracing.RunTrace | None = None  # None: tracing is off
 
 
 @dataclass(frozen=True)
@@ -207,12 +209,23 @@ class Runner(Generic[RawT]):
         spec = output_spec(output_type) if output_type is not None else None
         if spec is not None:
             request = replace(request, output=spec.schema)
-        state = self._new_state(request, handler, idempotency_key, usage_limits)
+        trace = tracing.start_run(self.backend, request)
+        state = self._new_state(request, handler, idempotency_key, usage_limits, trace)
         state.scope = scope
-        result = await self._guarded(state, self._run_new(state, adopt_existing))
-        if spec is None:
-            return result  # type: ignore[return-value]  # OutT is None without output_type
-        return await self._validated(state, result, spec)
+        try:
+            result = await self._guarded(state, self._run_new(state, adopt_existing))
+            typed: RunResult[RawT, OutT] = (
+                result  # type: ignore[assignment]  # OutT is None without output_type
+                if spec is None
+                else await self._validated(state, result, spec)
+            )
+        except BaseException as exc:
+            if trace is not None:
+                trace.failed(exc)
+            raise
+        if trace is not None:
+            trace.finished(typed)
+        return typed
 
     async def _validated(
         self, state: _RunState[RawT], result: RunResult[RawT], spec: OutputSpec[OutT]
@@ -231,12 +244,14 @@ class Runner(Generic[RawT]):
                 return _with_output(result, None, problems)
             retries += 1
             log.info("run.output_retry", run_id=result.run_id, attempt=retries)
+            if state.trace is not None:
+                state.trace.event("runtime.output_retry", attempt=retries)
             feedback = replace(
                 state.request,
                 input=({"role": "user", "content": spec.feedback(problems)},),
                 previous=None if state.request.conversation else result.run_id,
             )
-            state = self._new_state(feedback, state.handler, None, state.limits)
+            state = self._new_state(feedback, state.handler, None, state.limits, state.trace)
             retry = await self._guarded(state, self._run_new(state, False))
             result = _combined(result, retry)
 
@@ -313,7 +328,8 @@ class Runner(Generic[RawT]):
     ) -> RunResult[RawT]:
         request = request or StartRequest()
         request = replace(request, conversation=ref.conversation or request.conversation)
-        state = self._new_state(request, handler, None)
+        trace = tracing.start_run(self.backend, request)
+        state = self._new_state(request, handler, None, trace=trace)
         state.scope = scope
         known = list(known_results)
         if pending is not None:
@@ -321,7 +337,16 @@ class Runner(Generic[RawT]):
             _restore(state, pending)
         state.dispatcher.seed_cache(known)
         state.results.update((k.tool_call_id, k) for k in known)
-        return await self._guarded(state, self._resume(state, ref))
+        if trace is None:
+            return await self._guarded(state, self._resume(state, ref))
+        trace.event("runtime.resumed", **{"gen_ai.response.id": ref.id})
+        try:
+            result = await self._guarded(state, self._resume(state, ref))
+        except BaseException as exc:
+            trace.failed(exc)
+            raise
+        trace.finished(result)
+        return result
 
     def pending(self, turn_id: str) -> PendingApproval | None:
         """The pause this runner returned for ``turn_id``, while it is not resumed."""
@@ -369,6 +394,7 @@ class Runner(Generic[RawT]):
         handler: EventHandler | None,
         key: str | None,
         limits: UsageLimits | None = None,
+        trace: tracing.RunTrace | None = None,
     ) -> _RunState[RawT]:
         policy = self.policy
         from_registry = request.tools is None and len(self.registry) > 0
@@ -382,6 +408,7 @@ class Runner(Generic[RawT]):
             log_payloads=policy.log_tool_payloads,
             thread_id=request.conversation,
             redact=redact,  # exception text can quote credentials: never send them upstream
+            tracer=None if trace is None else tracing.ToolTracer(trace, self.registry),
         )
         total = policy.total_deadline_s
         return _RunState(
@@ -392,6 +419,7 @@ class Runner(Generic[RawT]):
             deadline=None if total is None else time.monotonic() + total,
             tools_from_registry=from_registry,
             limits=limits if limits is not None else policy.usage_limits,
+            trace=trace,
         )
 
     async def _guarded(
@@ -475,6 +503,8 @@ class Runner(Generic[RawT]):
 
     async def _over_limit(self, state: _RunState[RawT], turn: Turn[RawT] | None) -> RunResult[RawT]:
         log.warning("run.usage_limit_reached", run_id=_id(state.ref), reason=state.reason)
+        if state.trace is not None:
+            state.trace.event("runtime.usage_limit_reached", reason=state.reason)
         if turn is not None:
             turn = await self._stop(state, turn)
         return await self._finish(state, turn, stopped_as="cancelled")
@@ -491,6 +521,8 @@ class Runner(Generic[RawT]):
                 return result
             reruns += 1
             log.warning("run.rerun", run_id=result.run_id, code=_code(result))
+            if state.trace is not None:
+                state.trace.event("runtime.rerun", **{"error.type": _code(result)})
             stream = await self._redo(state, reruns)
 
     async def _resume(self, state: _RunState[RawT], ref: TurnRef) -> RunResult[RawT]:
@@ -514,6 +546,8 @@ class Runner(Generic[RawT]):
         if conversation is not None:
             state.dispatcher.thread_id = conversation
             structlog.contextvars.bind_contextvars(thread_id=conversation)
+            if state.trace is not None:
+                state.trace.conversation(conversation)
             handler = state.handler
             if handler is not None:
                 await self._hook(handler.on_conversation, conversation, "on_conversation")
@@ -533,7 +567,11 @@ class Runner(Generic[RawT]):
         while True:
             state.start_in_flight = True  # stays set if we are cancelled mid-request
             try:
-                return await self.backend.start(state.request, key=state.key, handler=state.handler)
+                return await self._requested(
+                    state,
+                    "create",
+                    self.backend.start(state.request, key=state.key, handler=state.handler),
+                )
             except ThreadBusyError as exc:
                 state.start_in_flight = False
                 if await self._adopt(state):
@@ -559,6 +597,8 @@ class Runner(Generic[RawT]):
         if ref is None:
             return False
         log.info("run.adopted", run_id=ref.id)
+        if state.trace is not None:
+            state.trace.event("runtime.adopted", **{"gen_ai.response.id": ref.id})
         await self._track(state, ref)
         return True
 
@@ -597,6 +637,8 @@ class Runner(Generic[RawT]):
         """Follow streams and answer tool rounds until the run is terminal."""
         while True:
             turn = await self._follow(state, stream)
+            if state.trace is not None and (turn.is_terminal or turn.status == "requires_tools"):
+                state.trace.turn_stopped(turn)
             if turn.is_terminal:
                 return await self._finish(state, turn)
             if state.cancel_requested.is_set():
@@ -646,6 +688,8 @@ class Runner(Generic[RawT]):
                     error=type(exc).__name__,
                     detail=exc.message,
                 )
+                if state.trace is not None:
+                    state.trace.event("runtime.stream_lost", **{"error.type": type(exc).__name__})
                 await self._collect(state, stream)
                 if stream.ref is not None:
                     state.untrusted.add(stream.ref.id)
@@ -656,6 +700,8 @@ class Runner(Generic[RawT]):
                 if resumed is None:
                     return stream
                 log.info("run.stream_resumed", run_id=_id(stream.ref), after=stream.last_sequence)
+                if state.trace is not None:
+                    state.trace.event("runtime.stream_resumed", after=stream.last_sequence)
                 stream = resumed
             finally:
                 await self._collect(state, stream)
@@ -1171,7 +1217,27 @@ class Runner(Generic[RawT]):
             # A tool source may have changed its list since the last round (MCP
             # list_changed): the next request offers the registry as it is now.
             state.request = replace(state.request, tools=tuple(self.registry.definitions()))
-        return await self.backend.submit(state.request, turn, results, handler=state.handler)
+        return await self._requested(
+            state,
+            "submit",
+            self.backend.submit(state.request, turn, results, handler=state.handler),
+        )
+
+    async def _requested(
+        self, state: _RunState[RawT], kind: str, send: Awaitable[TurnStream[RawT]]
+    ) -> TurnStream[RawT]:
+        """Await ``send``, a request creating or continuing a turn, under its span."""
+        trace = state.trace
+        if trace is None:
+            return await send
+        ref = state.ref
+        prior = state.usage.get(ref.id) if ref is not None else None
+        trace.request_started(kind, state.request, prior, _id(ref))
+        try:
+            return await send
+        except BaseException as exc:
+            trace.request_failed(exc)
+            raise
 
     # --- cancel and finish ------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import socket
 import struct
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from runtime.emulator.errors import ApiError, invalid, overloaded, rate_limited,
 from runtime.emulator.faults import Fault, FaultInjector, FaultSpec, FaultSpecError, make_rule
 from runtime.emulator.ids import IdFactory
 from runtime.emulator.objects import Obj
+from runtime.emulator.ratelimit import RequestLimiter
 from runtime.emulator.responses_api import ResponsesApi
 from runtime.emulator.retention import DEFAULT_RETAINED
 
@@ -51,6 +52,7 @@ class ServerContext:
     requests: list[dict[str, Any]] = field(default_factory=list)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     max_stall_s: float = 300.0
+    limiter: RequestLimiter | None = None
 
     def log(self, entry: dict[str, Any]) -> None:
         """Append to the request log, dropping the oldest entries past the cap."""
@@ -158,6 +160,7 @@ class _ApiRoute:
         """Serve one request: log, fault, auth, handler, fault after, render."""
         entry = self._log_entry(request)
         fault: Fault | None = None
+        limits: dict[str, str] = {}
         try:
             body = await _read_json(request)
             entry["json"] = body
@@ -167,9 +170,12 @@ class _ApiRoute:
                 entry["fault"] = fault.kind if fault else None
             if fault is not None and await self._fault_before(fault, request):
                 return web.Response(status=499)  # never sent: the connection is gone
+            limits = self._rate_limit(request)
             reply = await self._process(request, body)
         except ApiError as exc:
             reply = JsonReply(exc.body(), exc.status, exc.headers)
+        if limits and isinstance(reply, JsonReply):
+            reply = JsonReply(reply.body, reply.status, {**limits, **reply.headers})
         if fault is not None and fault.kind in {"reset_after", "500_after"}:
             if isinstance(reply, StreamReply):
                 self.ctx.engine.spawn(reply.drive(NullSink()))  # processed: the run goes on
@@ -182,7 +188,19 @@ class _ApiRoute:
             return _json_response(reply, entry["request_id"])
         entry["status"] = 200
         self.ctx.stats["streams"] += 1
-        return await self._stream(request, reply, entry["request_id"], fault)
+        return await self._stream(request, reply, entry["request_id"], fault, limits)
+
+    def _rate_limit(self, request: web.Request) -> dict[str, str]:
+        """Take a request from the key's bucket (``rate_limit_rpm``): its headers, or 429."""
+        limiter = self.ctx.limiter
+        if limiter is None or not self.prefix or not limiter.applies(request.method, request.path):
+            return {}
+        key = request_key(request, azure=self.prefix.startswith("/openai")) or ""
+        allowed, headers = limiter.take(key)
+        if not allowed:
+            self.ctx.stats["rate_limited"] += 1
+            raise rate_limited(headers)
+        return headers
 
     def _log_entry(self, request: web.Request) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -246,7 +264,12 @@ class _ApiRoute:
             raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
 
     async def _stream(
-        self, request: web.Request, reply: StreamReply, request_id: str, fault: Fault | None
+        self,
+        request: web.Request,
+        reply: StreamReply,
+        request_id: str,
+        fault: Fault | None,
+        limits: Mapping[str, str] | None = None,
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             status=200,
@@ -254,6 +277,7 @@ class _ApiRoute:
                 "Content-Type": "text/event-stream",
                 "Cache-Control": "no-cache",
                 "x-request-id": request_id,
+                **(limits or {}),
             },
         )
         request[_STREAMING] = True

@@ -31,6 +31,7 @@ from runtime.emulator.http import ServerContext, build_app, stats_snapshot
 from runtime.emulator.ids import IdFactory
 from runtime.emulator.model import ScriptedModel
 from runtime.emulator.objects import Obj
+from runtime.emulator.ratelimit import RequestLimiter
 from runtime.emulator.retention import DEFAULT_RETAINED
 from runtime.emulator.scenario import Scenario
 
@@ -72,6 +73,8 @@ class Emulator:
         poll_after_ms: int = 100,
         allow_remote: bool = False,
         max_retained: int | None = DEFAULT_RETAINED,
+        rate_limit_rpm: float | None = None,
+        rate_limit_burst: float | None = None,
     ) -> None:
         """Configure the emulator (nothing is bound until :meth:`start`).
 
@@ -89,6 +92,11 @@ class Emulator:
             allow_remote: permit a non-loopback ``host``.
             max_retained: the most objects of each kind kept, least recently used evicted
                 first (None: unbounded).
+            rate_limit_rpm: model requests (create run, submit, create response) a minute
+                per API key, answered 429 past it, with the service's ``x-ratelimit-*``
+                headers (None: unlimited); see :mod:`runtime.emulator.ratelimit`.
+            rate_limit_burst: most requests the limit lets through at once (default: one
+                second's worth, at least one).
         """
         if not allow_remote and not is_loopback(host):
             raise EmulatorError(f"refusing to bind non-loopback host {host!r} without allow_remote")
@@ -121,6 +129,9 @@ class Emulator:
             stats=stats,
             api_key=api_key,
             retained=max_retained,
+            limiter=None
+            if rate_limit_rpm is None
+            else RequestLimiter(rate_limit_rpm, rate_limit_burst),
         )
         self._runner: web.AppRunner | None = None
         self._closed = False

@@ -42,7 +42,13 @@ queue is unreachable or a tool server has failed) and ``/metrics`` (``agent_work
 ``agent_worker_tool_duration_seconds``, ``agent_worker_retries_total``,
 ``agent_worker_dead_letters_total``, ``agent_worker_jobs_in_flight``,
 ``agent_worker_queue_depth``, ``agent_worker_queue_lag_seconds``, ``agent_worker_draining``,
-``agent_worker_tool_source_up``).
+``agent_worker_tool_source_up``, ``agent_worker_pacing_wait_seconds``).
+
+Tracing (``[tracing]``, the ``otel`` extra): a job made while a span is current stores its
+W3C trace context (``Job.trace_context``), and the job's run continues that trace, so
+``submit`` -> queue -> run -> tools is one trace (see :mod:`runtime.core.tracing`). Rate
+pacing (``[pacing]``, ``store = "redis"``): one token bucket per model and key for the
+whole fleet (see :mod:`runtime.pacing`).
 
 Approvals: a run that pauses for a person (a tool with ``needs_approval``) makes its job
 ``awaiting_approval`` with its pending calls; ``python -m runtime approve JOB CALL`` /

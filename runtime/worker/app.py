@@ -7,9 +7,11 @@ import contextlib
 import signal
 import sys
 from collections.abc import Awaitable, Iterator
+from typing import Any
 
 import structlog
 
+from runtime.pacing import RatePacer, RedisBuckets, pacer_from_settings
 from runtime.transport import AiohttpTransport
 from runtime.worker.approvals import ApprovalStore, StoreLedger
 from runtime.worker.http import HealthServer
@@ -99,8 +101,14 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
             )
         )
         ledger = StoreLedger(queue) if isinstance(queue, ApprovalStore) else None
+        pacing_redis = _pacing_redis(settings)
         backend = create_backend(
-            shared, registry, model=settings.worker.model, transport=upstream, ledger=ledger
+            shared,
+            registry,
+            model=settings.worker.model,
+            transport=upstream,
+            ledger=ledger,
+            pacer=_fleet_pacer(settings, pacing_redis),
         )
         # A pause is the job's state here: its timeout is swept by the workers, not by a
         # watchdog of this process.
@@ -109,6 +117,8 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
             executor = executor_for(backend)
             # MCP tools join the registry later: ask it at each call, not once.
             metrics = WorkerMetrics(known_tool=registry.__contains__)
+            if backend.client.pacer is not None:
+                backend.client.pacer.on_wait = metrics.pacing_wait.observe
             worker = Worker(queue, executor, worker_options(settings, burst=burst), metrics)
             http = HealthServer(
                 worker,
@@ -135,11 +145,28 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
         finally:
             await backend.client.aclose()
             await upstream.aclose()
+            if pacing_redis is not None:
+                await pacing_redis.aclose()
     finally:
         await _bounded("queue", queue.aclose())
         await _bounded("mcp", mcp.aclose())
     log.info("worker.exit")
     return 0
+
+
+def _pacing_redis(settings: WorkerSettings) -> Any:
+    """A Redis client for the fleet's rate buckets (``[pacing] store = "redis"``), or None."""
+    if not settings.pacing.enabled or settings.pacing.store != "redis":
+        return None
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(settings.queue.redis.url)
+
+
+def _fleet_pacer(settings: WorkerSettings, client: Any) -> RatePacer | None:
+    if client is None:
+        return None  # none, or the process's own buckets from [pacing]
+    return pacer_from_settings(settings, RedisBuckets(client, prefix=settings.queue.redis.prefix))
 
 
 async def start_mcp_sources(

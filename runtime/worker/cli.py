@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from runtime import tracing
 from runtime.config import ConfigError
 from runtime.logging import configure_logging
 from runtime.worker.app import open_queue, serve
@@ -81,6 +82,7 @@ def worker_main(argv: list[str]) -> int:
         return 2
     configure_logging(settings.log.level, settings.log.format)
     try:
+        tracing.enable_from_settings(settings)
         burst = True if args.burst else None
         return asyncio.run(_serve(settings, burst=burst, emulator=args.emulator))
     except (ConfigError, HttpBindError) as exc:
@@ -354,9 +356,25 @@ async def _submit(settings: WorkerSettings, job: Job, *, wait: bool, timeout_s: 
     if settings.queue.backend == "memory":
         print("error: submit needs a durable backend (sqlite or redis)", file=sys.stderr)
         return 2
+    try:
+        tracing.enable_from_settings(settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     queue = open_queue(settings)
     try:
-        created = await queue.submit(job)
+        with tracing.span(
+            "submit job",
+            kind="producer",
+            attributes={
+                "messaging.operation.name": "send",
+                "messaging.message.id": job.id,
+                "runtime.queue.backend": settings.queue.backend,
+            },
+        ):
+            # Made inside the span: the worker's run continues this trace.
+            job = job.model_copy(update={"trace_context": tracing.inject()})
+            created = await queue.submit(job)
         if not wait:  # with --wait, the one document printed is the result
             print(json.dumps({"job_id": job.id, "created": created}), flush=True)
             return 0

@@ -14,6 +14,7 @@ __all__ = ["UNKNOWN_TOOL", "WorkerMetrics"]
 #: any name, and a label value per made-up name would grow the series without bound.
 UNKNOWN_TOOL = "unknown"
 
+_WAIT_BUCKETS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
@@ -24,7 +25,9 @@ class WorkerMetrics:
     ``tool_calls_total{tool,outcome}``, ``job_duration_seconds``,
     ``tool_duration_seconds{tool}``, ``retries_total{reason}``, ``dead_letters_total``,
     ``jobs_in_flight``, ``queue_depth{state}``, ``queue_lag_seconds``, ``draining``,
-    ``tool_source_up{server}`` (configured MCP servers).
+    ``tool_source_up{server}`` (configured MCP servers), ``pacing_wait_seconds`` (each
+    paced model request's wait for its rate-limit bucket, 0 included; see
+    :mod:`runtime.pacing`).
 
     Args:
         known_tool: tells a registered tool's name (e.g. ``name in registry``); every other
@@ -86,6 +89,13 @@ class WorkerMetrics:
             "agent_worker_tool_source_up",
             "Configured MCP tool servers: 1 connected, 0 otherwise.",
             ["server"],
+            registry=r,
+        )
+
+        self.pacing_wait = Histogram(
+            "agent_worker_pacing_wait_seconds",
+            "Wait of each paced model request for its rate-limit bucket.",
+            buckets=_WAIT_BUCKETS,
             registry=r,
         )
 

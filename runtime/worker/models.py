@@ -25,8 +25,11 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
+
+from runtime import tracing
 
 __all__ = [
     "DecisionRecord",
@@ -111,6 +114,11 @@ _RESERVED_RUN_OPTIONS = frozenset(
 )
 
 
+# W3C trace context headers a job may carry; anything else is dropped, never the job.
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+_MAX_TRACE_HEADER = 1024
+
+
 class Job(_Frozen):
     """A unit of work: one run of an assistant or a model, new or continuing a conversation.
 
@@ -139,6 +147,10 @@ class Job(_Frozen):
         run_options: extra parameters of the create-run (or create-response) request
             (``instructions``, ``max_completion_tokens``, ``model``, ...), passed through.
         metadata: free-form string metadata, copied into the run's (response's) metadata.
+        trace_context: W3C trace context (``traceparent``, ``tracestate``) of the span that
+            was current where the job was made, so the worker's run continues that trace
+            (``submit`` -> queue -> run -> tools is one trace); empty when tracing is off. A
+            context that cannot be read is dropped, never the job.
     """
 
     id: str = Field(default_factory=new_job_id, min_length=1, max_length=200)
@@ -149,6 +161,18 @@ class Job(_Frozen):
     messages: tuple[Message, ...] = ()
     run_options: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
+    trace_context: dict[str, str] = Field(default_factory=tracing.inject)
+
+    @field_validator("trace_context", mode="before")
+    @classmethod
+    def _readable_trace_context(cls, value: Any) -> dict[str, str]:
+        if not isinstance(value, dict):
+            return {}
+        return {
+            k: v
+            for k, v in value.items()
+            if k in _TRACE_HEADERS and isinstance(v, str) and len(v) <= _MAX_TRACE_HEADER
+        }
 
     @model_validator(mode="before")
     @classmethod

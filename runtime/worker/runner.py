@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from runtime import tracing
 from runtime.core.approval import Decision, PendingApproval
 from runtime.core.backend import TurnRef, Usage
 from runtime.core.hooks import EventHandler
@@ -228,9 +229,11 @@ class RunExecutor:
         self._permanent = permanent_errors if permanent_errors is not None else _permanent()
 
     async def __call__(self, ctx: JobContext) -> RunOutcome:
-        """Resume the job's turn if it has one, else start its run."""
+        """Resume the job's turn if it has one, else start its run; the run continues the
+        trace the job was submitted in (its ``trace_context``)."""
         try:
-            return await self._execute(ctx)
+            with tracing.continued(ctx.lease.job.trace_context):
+                return await self._execute(ctx)
         except self._permanent as exc:
             if _is_transient(exc):
                 raise

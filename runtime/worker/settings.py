@@ -36,10 +36,13 @@ from runtime.config import (
     ApiSettings,
     ConfigError,
     LogSettings,
+    PacingSettings,
     PolicySettings,
     PriceSettings,
+    RateLimitSettings,
     RetrySettings,
     Settings,
+    TracingSettings,
     read_config_file,
 )
 from runtime.logging import redact, register_secret
@@ -287,9 +290,13 @@ class WorkerSettings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     policy: PolicySettings = PolicySettings()
     log: LogSettings = LogSettings(format="json")
+    tracing: TracingSettings = TracingSettings()
+    pacing: PacingSettings = PacingSettings()
     prices: dict[str, PriceSettings] = Field(default_factory=dict)
     """``[prices."<model>"]``: USD per million tokens, for a job's cost and
     ``[policy.usage_limits] max_cost``."""
+    rate_limits: dict[str, RateLimitSettings] = Field(default_factory=dict)
+    """``[rate_limits."<model>"]``: the provider's limits by model, for ``[pacing]``."""
     mcp: list[McpServerSettings] = Field(default_factory=list)
     """``[[mcp]]`` tables: MCP servers whose tools join the registry (needs the ``mcp``
     extra)."""
@@ -298,6 +305,12 @@ class WorkerSettings(BaseSettings):
     @classmethod
     def _lower_protocol(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _fleet_pacing_needs_redis(self) -> WorkerSettings:
+        if self.pacing.enabled and self.pacing.store == "redis" and self.queue.backend != "redis":
+            raise ValueError("pacing.store = 'redis' needs queue.backend = 'redis'")
+        return self
 
     def runtime_settings(self) -> Settings:
         """The runtime's own :class:`~runtime.config.Settings` with this file's shared sections.
@@ -321,7 +334,10 @@ class WorkerSettings(BaseSettings):
             retry=self.retry,
             policy=policy,
             log=self.log,
+            tracing=self.tracing,
+            pacing=self.pacing,
             prices=self.prices,
+            rate_limits=self.rate_limits,
         )
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import pty
 import signal
@@ -466,3 +467,15 @@ async def test_live_view_marks_unfinished_tool_lines_stopped() -> None:
     await view.aclose()
     last = out.getvalue().rsplit("\x1b[2K", 1)[-1]
     assert "stopped after" in last and "running" not in last
+
+
+def test_run_traces_to_the_console_when_configured() -> None:
+    """`[tracing] enabled` and `console` (here from the environment) make `run` write its
+    spans to stderr as JSON lines: the run, its requests and its tool call, one trace."""
+    env = {**clean_env(), "RUNTIME_TRACING__ENABLED": "true", "RUNTIME_TRACING__CONSOLE": "true"}
+    proc = run_cli("run", "--builtin-tools", '/call calculate {"expression": "6 * 7"}', env=env)
+    assert proc.returncode == 0, proc.stderr
+    spans = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith('{"name"')]
+    names = sorted(s["name"].split(" ")[0] for s in spans)
+    assert names == ["chat", "chat", "execute_tool", "invoke_agent"], proc.stderr
+    assert len({s["context"]["trace_id"] for s in spans}) == 1

@@ -58,6 +58,21 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
             "run completed; the model read: flaky_lookup returned:",
         ],
     ),
+    "tracing.py": (
+        [],
+        [
+            '"name": "execute_tool book_table"',  # the console exporter's JSON
+            "completed | It is sunny in Paris; I could not book a table.",
+            "invoke_agent gpt-4o",
+            "    chat gpt-4o",
+            "kind=create finish=tool_calls",
+            "events=runtime.retry",
+            "events=runtime.stream_lost",
+            "    execute_tool book_table ERROR",
+            "error.type=tool_exception",
+            "kind=submit finish=stop",
+        ],
+    ),
     "azure.py": (
         [],
         [

@@ -68,7 +68,7 @@ def section_fields() -> list[tuple[str | None, str]]:
     return fields
 
 
-KEYED_TABLES = ("prices",)
+KEYED_TABLES = ("prices", "rate_limits")
 
 
 def table_of(data: dict[str, Any], section: str | None) -> dict[str, Any]:
