@@ -33,7 +33,7 @@ from typing import IO, Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from tools.quiet import install_library_defaults
+from tools.quiet import LeveledBoundLogger, install_library_defaults
 
 __all__ = [
     "RedactingFilter",
@@ -356,17 +356,25 @@ class DirectHandOver:
     ) -> tuple[tuple[EventDict], dict[str, dict[str, Any]]]:
         level = _LEVELS.get(method)
         if level is not None and isinstance(logger, logging.Logger) and self._alone(logger, level):
-            line = self.render(logger, method, event_dict)
-            if isinstance(line, str):
-                handler = self.handler
-                handler.acquire()
-                try:
-                    handler.stream.write(line + handler.terminator)
-                    handler.flush()
-                finally:
-                    handler.release()
+            # A copy: the console renderer pops fields, and a failed write hands the event on.
+            line = self.render(logger, method, dict(event_dict))
+            if isinstance(line, str) and self._write(line):
                 raise structlog.DropEvent
         return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method, event_dict)
+
+    def _write(self, line: str) -> bool:
+        """Write one line as StreamHandler.emit does; False when the stream failed (the
+        standard route then reports the failure its own way: a log call never raises)."""
+        handler = self.handler
+        handler.acquire()
+        try:
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        except Exception:
+            return False
+        finally:
+            handler.release()
+        return True
 
     def _alone(self, logger: logging.Logger, level: int) -> bool:
         """Whether our handler is the only handler (besides NullHandlers) that would run."""
@@ -439,7 +447,7 @@ def configure_logging(
             DirectHandOver(handler, renderer),
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=LeveledBoundLogger,
         # No caching: loggers made at import time must follow a later reconfiguration.
         cache_logger_on_first_use=False,
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import structlog
-from structlog.testing import LogCapture
+from structlog.testing import LogCapture, capture_logs
 
 from runtime.logging import (
     RedactingFilter,
@@ -434,3 +434,31 @@ def test_a_secret_in_one_field_is_masked_and_the_other_fields_are_kept() -> None
         "token=***",
     )
     assert (clean["a"], clean["b"]) == ("plain", "ok")
+
+
+class _BrokenStream(io.StringIO):
+    """A stream whose writes fail, like a closed pipe."""
+
+    def write(self, text: str) -> int:
+        raise OSError("broken pipe")
+
+
+def test_a_failing_stream_never_makes_a_log_call_raise(capsys: pytest.CaptureFixture[str]) -> None:
+    """When our handler's stream fails, the event takes the standard route, whose handler
+    reports the failure on stderr: the log call itself returns normally."""
+    configure_logging("INFO", "json", _BrokenStream())
+    with alone():
+        get_logger("runtime.test").info("test.lost", n=1)
+    assert "broken pipe" in capsys.readouterr().err
+
+
+def test_a_chain_without_the_level_filter_still_sees_every_call() -> None:
+    """The early level check applies only to chains that begin with filter_by_level:
+    structlog's capture_logs (and an application's own chain) sees debug and info calls
+    even with the standard library at WARNING."""
+    reset_logging()  # the library's default: the root logger at WARNING
+    log = get_logger("runtime.test")
+    with capture_logs() as logs:
+        log.debug("test.debug")
+        log.info("test.info")
+    assert [entry["event"] for entry in logs] == ["test.debug", "test.info"]
