@@ -167,3 +167,55 @@ async def test_run_retrieve_sends_poll_after_header(api: Any, session: Any, emu:
     async with session.get(f"{emu.base_url}/threads/{thread['id']}/runs/{run['id']}") as resp:
         assert resp.headers["openai-poll-after-ms"] == "100"
         assert resp.headers["x-request-id"].startswith("req_")
+
+
+def data_lines(body: bytes) -> list[tuple[str, bytes]]:
+    """(event, raw data bytes) of each SSE event, the bytes exactly as sent."""
+    out = []
+    for block in body.split(b"\n\n"):
+        if block.strip():
+            event, data = block.split(b"\n", 1)
+            out.append((event.removeprefix(b"event: ").decode(), data.removeprefix(b"data: ")))
+    return out
+
+
+async def test_every_event_is_the_compact_json_of_its_object(api: Any) -> None:
+    """Each event's data is byte for byte the compact JSON of the object it decodes to, with
+    escapes (quotes, backslashes, newlines, non-ASCII) in text deltas too."""
+    assistant = await api.assistant()
+    content = 'Say "hi" \\ to Zoë\nand 日本 too'
+    body = {"assistant_id": assistant["id"], "stream": True}
+    body["thread"] = {"messages": [{"role": "user", "content": content}]}
+    async with api.session.post(api.base + "/threads/runs", json=body) as resp:
+        raw = await resp.read()
+    events = data_lines(raw)
+    assert events[-1] == ("done", b"[DONE]")
+    for event, data in events[:-1]:
+        assert data == json.dumps(json.loads(data), separators=(",", ":")).encode(), event
+    deltas = [json.loads(d) for e, d in events if e == "thread.message.delta"]
+    texts = [d["delta"]["content"][0]["text"] for d in deltas]
+    assert texts[0] == {"value": "You", "annotations": []}
+    assert all(list(t) == ["value"] for t in texts[1:])
+    assert "".join(t["value"] for t in texts) == "You said: " + content
+    message_id = json.loads(dict(events)["thread.message.created"])["id"]
+    assert all(list(d) == ["id", "object", "delta"] and d["id"] == message_id for d in deltas)
+
+
+async def test_repeated_objects_match_their_state_at_each_event(api: Any) -> None:
+    """Events that carry an unchanged object twice (run created/queued, step and message
+    created/in_progress) carry identical bytes, and later events carry the changed state."""
+    assistant = await api.assistant()
+    thread = await api.thread("Hello there")
+    body = {"assistant_id": assistant["id"], "stream": True}
+    async with api.session.post(api.base + f"/threads/{thread['id']}/runs", json=body) as resp:
+        events = dict(data_lines(await resp.read()))
+    for first, again in (
+        ("thread.run.created", "thread.run.queued"),
+        ("thread.run.step.created", "thread.run.step.in_progress"),
+        ("thread.message.created", "thread.message.in_progress"),
+    ):
+        assert events[first] == events[again], again
+    assert json.loads(events["thread.run.queued"])["status"] == "queued"
+    assert json.loads(events["thread.run.in_progress"])["status"] == "in_progress"
+    assert json.loads(events["thread.message.completed"])["status"] == "completed"
+    assert json.loads(events["thread.run.step.completed"])["status"] == "completed"
