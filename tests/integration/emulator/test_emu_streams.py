@@ -219,3 +219,26 @@ async def test_repeated_objects_match_their_state_at_each_event(api: Any) -> Non
     assert json.loads(events["thread.run.in_progress"])["status"] == "in_progress"
     assert json.loads(events["thread.message.completed"])["status"] == "completed"
     assert json.loads(events["thread.run.step.completed"])["status"] == "completed"
+
+
+async def test_responses_text_deltas_are_compact_json_in_order(api: Any) -> None:
+    """Responses events (plain and background streams) are the compact JSON of their objects;
+    text deltas carry their fields in the service's order, numbered in sequence, and rebuild
+    the text, escapes included."""
+    text = 'Say "hi" \\ to Zoë\nand 日本'
+    for extra in ({}, {"background": True}):
+        body = {"model": "gpt-4o", "input": text, "stream": True, **extra}
+        async with api.session.post(api.base + "/responses", json=body) as resp:
+            events = data_lines(await resp.read())
+        for event, data in events:
+            assert data == json.dumps(json.loads(data), separators=(",", ":")).encode(), event
+        decoded = [json.loads(d) for _, d in events]
+        assert [d["sequence_number"] for d in decoded] == list(range(len(decoded)))
+        deltas = [d for d in decoded if d["type"] == "response.output_text.delta"]
+        item_id = next(d for d in decoded if d["type"] == "response.output_item.added")["item"]
+        order = ["type", "sequence_number", "item_id", "output_index", "content_index"]
+        order += ["delta", "logprobs"]
+        assert all(list(d) == order for d in deltas)
+        assert all(d["item_id"] == item_id["id"] and d["output_index"] == 0 for d in deltas)
+        assert all(d["logprobs"] == [] for d in deltas)
+        assert "".join(d["delta"] for d in deltas) == "You said: " + text
