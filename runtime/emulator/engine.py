@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 from runtime.emulator.errors import invalid
@@ -61,8 +61,35 @@ CANCELLABLE = frozenset({"queued", "in_progress", "requires_action"})
 _CANCELLED_MESSAGE = {"reason": "run_cancelled"}
 
 
-# One encoder for every event: ``json.dumps`` with options builds a new one per call.
-encode_json = json.JSONEncoder(separators=(",", ":")).encode
+def _compact_encoder() -> Callable[[Any], str]:
+    """Compact JSON, as ``json.dumps(value, separators=(",", ":"))``, from one encoder built
+    once (``json.dumps`` with options builds one a call, and so does each ``encode``)."""
+    encoder = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator
+        return encoder.encode
+    # markers, default, string encoder, indent, separators, sort_keys, skipkeys, allow_nan
+    chunks = make(
+        None,
+        encoder.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+
+    def encode(value: Any) -> str:
+        if isinstance(value, str):
+            return json.encoder.encode_basestring_ascii(value)
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+encode_json = _compact_encoder()
 
 
 def encode_event(event: str, data: Obj) -> bytes:

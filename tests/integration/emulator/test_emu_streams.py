@@ -6,6 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from runtime.emulator.engine import encode_json
+
 REFERENCE = Path(__file__).resolve().parents[2] / "data" / "reference"
 
 
@@ -242,3 +246,22 @@ async def test_responses_text_deltas_are_compact_json_in_order(api: Any) -> None
         assert all(d["item_id"] == item_id["id"] and d["output_index"] == 0 for d in deltas)
         assert all(d["logprobs"] == [] for d in deltas)
         assert "".join(d["delta"] for d in deltas) == "You said: " + text
+
+
+def test_event_json_is_what_json_dumps_makes() -> None:
+    """The emulator's one shared encoder writes what ``json.dumps(..., separators=(",", ":"))``
+    does, for every JSON type, escapes and nesting."""
+    values: list[Any] = [
+        {"a": 1.5, "b": [None, True, False, 1e100, -0.0, 10**30], "c": 'é"\\\n\u2028\x00'},
+        "plain",
+        "日本",
+        [],
+        {},
+        [{"k": [{"n": {}}]}],
+        3,
+        None,
+    ]
+    for value in values:
+        assert encode_json(value) == json.dumps(value, separators=(",", ":")), value
+    with pytest.raises(TypeError):
+        encode_json({"not json": object()})
