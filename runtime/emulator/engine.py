@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 from runtime.emulator.errors import invalid
@@ -49,23 +49,76 @@ __all__ = [
     "Store",
     "ThreadState",
     "encode_event",
+    "encode_json",
     "message_text",
     "now",
+    "sse_event",
+    "text_delta_event",
+    "text_delta_head",
 ]
 
 CANCELLABLE = frozenset({"queued", "in_progress", "requires_action"})
 _CANCELLED_MESSAGE = {"reason": "run_cancelled"}
 
 
+def _compact_encoder() -> Callable[[Any], str]:
+    """Compact JSON, as ``json.dumps(value, separators=(",", ":"))``, from one encoder built
+    once (``json.dumps`` with options builds one a call, and so does each ``encode``)."""
+    encoder = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator
+        return encoder.encode
+    # markers, default, string encoder, indent, separators, sort_keys, skipkeys, allow_nan
+    chunks = make(
+        None,
+        encoder.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+
+    def encode(value: Any) -> str:
+        if isinstance(value, str):
+            return json.encoder.encode_basestring_ascii(value)
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+encode_json = _compact_encoder()
+
+
 def encode_event(event: str, data: Obj) -> bytes:
     """One SSE event: ``event: NAME`` and a compact JSON ``data`` line."""
+    return sse_event(event, encode_json(data).encode())
+
+
+def sse_event(event: str, data: bytes) -> bytes:
+    """One SSE event from its name and its already encoded JSON ``data``."""
+    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def text_delta_head(message_id: str) -> bytes:
+    """The JSON of a ``thread.message.delta`` up to its text value (the same for each piece)."""
     return (
-        b"event: "
-        + event.encode()
-        + b"\ndata: "
-        + json.dumps(data, separators=(",", ":")).encode()
-        + b"\n\n"
+        b'{"id":'
+        + encode_json(message_id).encode()
+        + b',"object":"thread.message.delta","delta":{"content":[{"index":0,"type":"text",'
+        + b'"text":{"value":'
     )
+
+
+def text_delta_event(head: bytes, piece: str, *, first: bool) -> bytes:
+    """One ``thread.message.delta`` event, byte for byte what :func:`encode_event` makes of
+    ``{"id", "object", "delta": {"content": [{"index": 0, "type": "text", "text": {"value":
+    piece}}]}}`` (the first piece also carries ``"annotations": []``), with only the piece
+    serialised: a stream has one per word."""
+    tail = b',"annotations":[]}}]}}' if first else b"}}]}}"
+    return sse_event("thread.message.delta", head + encode_json(piece).encode() + tail)
 
 
 class Sink(Protocol):
@@ -73,6 +126,10 @@ class Sink(Protocol):
 
     async def emit(self, event: str, data: Obj) -> None:
         """Send one event (``data`` is serialised at once, so it may change afterwards)."""
+
+    async def emit_again(self, event: str) -> None:
+        """Send one event carrying the previous event's data, unchanged since (serialised
+        once: the ``created`` and ``in_progress`` events of a step carry the same object)."""
 
     async def flush(self) -> None:
         """Push buffered events out (called before the driver waits)."""
@@ -85,6 +142,9 @@ class NullSink:
     """Sink of a run nobody streams (created with ``stream=false``)."""
 
     async def emit(self, event: str, data: Obj) -> None:
+        """Drop the event."""
+
+    async def emit_again(self, event: str) -> None:
         """Drop the event."""
 
     async def flush(self) -> None:
@@ -189,7 +249,7 @@ class RunEngine:
     async def start(self, run: RunState, sink: Sink) -> None:
         """Drive a new run: created, queued, then the first model turn."""
         await sink.emit("thread.run.created", run.obj)
-        await sink.emit("thread.run.queued", run.obj)
+        await sink.emit_again("thread.run.queued")
         await self._advance(run, sink)
 
     async def resume(self, run: RunState, sink: Sink, step: Obj) -> None:
@@ -281,9 +341,9 @@ class RunEngine:
             {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
         )
         await sink.emit("thread.run.step.created", step)
-        await sink.emit("thread.run.step.in_progress", step)
+        await sink.emit_again("thread.run.step.in_progress")
         await sink.emit("thread.message.created", message)
-        await sink.emit("thread.message.in_progress", message)
+        await sink.emit_again("thread.message.in_progress")
         if not await self._stream_text(run, sink, turn, message["id"], pieces):
             await self._stopped(run, sink)
             return
@@ -308,6 +368,7 @@ class RunEngine:
     ) -> bool:
         """Emit the text deltas; False if the run was stopped (cancelled) meanwhile."""
         delay = self.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
+        head = text_delta_head(message_id)
         for index, piece in enumerate(pieces):
             if delay > 0:
                 await sink.flush()
@@ -315,12 +376,7 @@ class RunEngine:
             if run.status != "in_progress":
                 return False
             run.streamed.append(piece)
-            text: Obj = {"value": piece, "annotations": []} if index == 0 else {"value": piece}
-            delta = {"content": [{"index": 0, "type": "text", "text": text}]}
-            await sink.emit(
-                "thread.message.delta",
-                {"id": message_id, "object": "thread.message.delta", "delta": delta},
-            )
+            await sink.emit_raw(text_delta_event(head, piece, first=index == 0))
         return run.status == "in_progress"
 
     async def _tool_calls(self, run: RunState, sink: Sink, turn: Turn) -> None:
@@ -331,7 +387,7 @@ class RunEngine:
             return
         step = self._new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
         await sink.emit("thread.run.step.created", step)
-        await sink.emit("thread.run.step.in_progress", step)
+        await sink.emit_again("thread.run.step.in_progress")
         calls = await self._stream_calls(run, sink, turn, step["id"])
         if calls is None or await self._stopped(run, sink):
             return

@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from runtime.emulator.api import AssistantsApi, Call, JsonReply, Reply, StreamReply
-from runtime.emulator.engine import NullSink, RunEngine, encode_event
+from runtime.emulator.engine import NullSink, RunEngine, encode_json, sse_event
 from runtime.emulator.errors import ApiError, invalid, overloaded, rate_limited, server_error
 from runtime.emulator.faults import Fault, FaultInjector, FaultSpec, FaultSpecError, make_rule
 from runtime.emulator.ids import IdFactory
@@ -319,7 +319,7 @@ def _error_reply(error: ApiError) -> JsonReply:
 def _json_response(reply: JsonReply, request_id: str) -> web.Response:
     headers = {"x-request-id": request_id, **reply.headers}
     return web.Response(
-        body=json.dumps(reply.body, separators=(",", ":")).encode(),
+        body=encode_json(reply.body).encode(),
         status=reply.status,
         content_type="application/json",
         headers=headers,
@@ -341,7 +341,8 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise invalid("Invalid body: expected a JSON object.")
-    if _too_deep(body):
+    # Nesting needs an opening bracket a level: few brackets in all can't nest too deep.
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and _too_deep(body):
         raise invalid(f"Invalid body: JSON nested more than {MAX_JSON_DEPTH} levels deep.")
     return body
 
@@ -405,6 +406,7 @@ class SseSink:
         self.dead = False
         self.stalled = False
         self._buffer: list[bytes] = []
+        self._last_data = b"null"
         kind = fault.kind if fault is not None else None
         after = int(fault.params.get("after", 3)) if fault is not None else 0
         self.cut_after = after if kind == "cut" else None
@@ -414,7 +416,14 @@ class SseSink:
         """Serialise and send one event (dropped once the stream is cut, stalled or gone)."""
         if self.dead or self.stalled:
             return
-        await self._send(encode_event(event, data))
+        self._last_data = encode_json(data).encode()
+        await self._send(sse_event(event, self._last_data))
+
+    async def emit_again(self, event: str) -> None:
+        """Send one event with the previous event's data (encoded once)."""
+        if self.dead or self.stalled:
+            return
+        await self._send(sse_event(event, self._last_data))
 
     async def emit_raw(self, chunk: bytes) -> None:
         """Send one already encoded event (a replayed log entry)."""

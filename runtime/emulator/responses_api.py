@@ -43,7 +43,14 @@ from typing import Any
 
 from runtime.emulator.api import Call, JsonReply, Reply, StreamReply
 from runtime.emulator.conversations import ConversationsApi, ConversationState
-from runtime.emulator.engine import NullSink, RunEngine, Sink, encode_event
+from runtime.emulator.engine import (
+    NullSink,
+    RunEngine,
+    Sink,
+    encode_event,
+    encode_json,
+    sse_event,
+)
 from runtime.emulator.errors import ApiError, invalid, missing
 from runtime.emulator.model import FunctionSpec, ModelInput, Turn, argument_pieces
 from runtime.emulator.objects import Obj, page
@@ -399,9 +406,7 @@ class ResponsesApi:
                 await emit.pause(delay)
             if not self._running(state):
                 return
-            await emit(
-                "response.output_text.delta", **where, content_index=0, delta=piece, logprobs=[]
-            )
+            await emit.text_delta(item["id"], index, piece)
         part["text"] = "".join(pieces)
         await emit(
             "response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[]
@@ -512,6 +517,28 @@ class _Emitter:
         if state.log_closed:
             return
         state.record(encode_event(name, data))
+
+    async def text_delta(self, item_id: str, output_index: int, piece: str) -> None:
+        """A ``response.output_text.delta`` (content index 0), byte for byte what ``__call__``
+        sends, with only the ids and the piece serialised: a response has one per word."""
+        data = b"".join(
+            (
+                b'{"type":"response.output_text.delta","sequence_number":',
+                b"%d" % self.sequence,
+                b',"item_id":',
+                encode_json(item_id).encode(),
+                b',"output_index":%d,"content_index":0,"delta":' % output_index,
+                encode_json(piece).encode(),
+                b',"logprobs":[]}',
+            )
+        )
+        self.sequence += 1
+        chunk = sse_event("response.output_text.delta", data)
+        state = self.state
+        if state.log is None:
+            await self.sink.emit_raw(chunk)
+        elif not state.log_closed:
+            state.record(chunk)
 
     async def pause(self, seconds: float) -> None:
         """Push out what the sink buffered (when it buffers), then wait."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import string
 from typing import Any
 
 import aiohttp
 import pytest
 
 from runtime.emulator import Emulator, EmulatorError
+from runtime.emulator.ids import IdFactory
 
 
 async def test_close_reaps_open_streams_and_timers(session: aiohttp.ClientSession) -> None:
@@ -74,3 +76,18 @@ async def test_ids_are_seeded(session: Any) -> None:
         ):
             ids.append((await resp.json())["id"])
     assert ids[0] == ids[1] and ids[0].startswith("thread_") and len(ids[0]) == 31
+
+
+def test_ids_keep_the_service_format_and_do_not_repeat() -> None:
+    """Ids are the prefix, an underscore and 24 letters and digits, all distinct, and every
+    letter and digit turns up (no symbol left out of the alphabet)."""
+    factory = IdFactory(3)
+    made = [factory.new(prefix) for prefix in ("run", "msg", "call", "resp") for _ in range(5000)]
+    assert len(set(made)) == len(made)
+    for made_id in made:
+        prefix, tail = made_id.split("_")
+        assert prefix in {"run", "msg", "call", "resp"} and len(tail) == 24 and tail.isalnum()
+        assert tail.isascii()
+    assert set("".join(i.split("_")[1] for i in made)) == set(string.ascii_letters + string.digits)
+    assert IdFactory(3).new("run") == made[0] != IdFactory(4).new("run")
+    assert len(factory.new("step", length=8)) == len("step_") + 8

@@ -6,6 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from runtime.emulator.engine import encode_json
+
 REFERENCE = Path(__file__).resolve().parents[2] / "data" / "reference"
 
 
@@ -167,3 +171,97 @@ async def test_run_retrieve_sends_poll_after_header(api: Any, session: Any, emu:
     async with session.get(f"{emu.base_url}/threads/{thread['id']}/runs/{run['id']}") as resp:
         assert resp.headers["openai-poll-after-ms"] == "100"
         assert resp.headers["x-request-id"].startswith("req_")
+
+
+def data_lines(body: bytes) -> list[tuple[str, bytes]]:
+    """(event, raw data bytes) of each SSE event, the bytes exactly as sent."""
+    out = []
+    for block in body.split(b"\n\n"):
+        if block.strip():
+            event, data = block.split(b"\n", 1)
+            out.append((event.removeprefix(b"event: ").decode(), data.removeprefix(b"data: ")))
+    return out
+
+
+async def test_every_event_is_the_compact_json_of_its_object(api: Any) -> None:
+    """Each event's data is byte for byte the compact JSON of the object it decodes to, with
+    escapes (quotes, backslashes, newlines, non-ASCII) in text deltas too."""
+    assistant = await api.assistant()
+    content = 'Say "hi" \\ to Zoë\nand 日本 too'
+    body = {"assistant_id": assistant["id"], "stream": True}
+    body["thread"] = {"messages": [{"role": "user", "content": content}]}
+    async with api.session.post(api.base + "/threads/runs", json=body) as resp:
+        raw = await resp.read()
+    events = data_lines(raw)
+    assert events[-1] == ("done", b"[DONE]")
+    for event, data in events[:-1]:
+        assert data == json.dumps(json.loads(data), separators=(",", ":")).encode(), event
+    deltas = [json.loads(d) for e, d in events if e == "thread.message.delta"]
+    texts = [d["delta"]["content"][0]["text"] for d in deltas]
+    assert texts[0] == {"value": "You", "annotations": []}
+    assert all(list(t) == ["value"] for t in texts[1:])
+    assert "".join(t["value"] for t in texts) == "You said: " + content
+    message_id = json.loads(dict(events)["thread.message.created"])["id"]
+    assert all(list(d) == ["id", "object", "delta"] and d["id"] == message_id for d in deltas)
+
+
+async def test_repeated_objects_match_their_state_at_each_event(api: Any) -> None:
+    """Events that carry an unchanged object twice (run created/queued, step and message
+    created/in_progress) carry identical bytes, and later events carry the changed state."""
+    assistant = await api.assistant()
+    thread = await api.thread("Hello there")
+    body = {"assistant_id": assistant["id"], "stream": True}
+    async with api.session.post(api.base + f"/threads/{thread['id']}/runs", json=body) as resp:
+        events = dict(data_lines(await resp.read()))
+    for first, again in (
+        ("thread.run.created", "thread.run.queued"),
+        ("thread.run.step.created", "thread.run.step.in_progress"),
+        ("thread.message.created", "thread.message.in_progress"),
+    ):
+        assert events[first] == events[again], again
+    assert json.loads(events["thread.run.queued"])["status"] == "queued"
+    assert json.loads(events["thread.run.in_progress"])["status"] == "in_progress"
+    assert json.loads(events["thread.message.completed"])["status"] == "completed"
+    assert json.loads(events["thread.run.step.completed"])["status"] == "completed"
+
+
+async def test_responses_text_deltas_are_compact_json_in_order(api: Any) -> None:
+    """Responses events (plain and background streams) are the compact JSON of their objects;
+    text deltas carry their fields in the service's order, numbered in sequence, and rebuild
+    the text, escapes included."""
+    text = 'Say "hi" \\ to Zoë\nand 日本'
+    for extra in ({}, {"background": True}):
+        body = {"model": "gpt-4o", "input": text, "stream": True, **extra}
+        async with api.session.post(api.base + "/responses", json=body) as resp:
+            events = data_lines(await resp.read())
+        for event, data in events:
+            assert data == json.dumps(json.loads(data), separators=(",", ":")).encode(), event
+        decoded = [json.loads(d) for _, d in events]
+        assert [d["sequence_number"] for d in decoded] == list(range(len(decoded)))
+        deltas = [d for d in decoded if d["type"] == "response.output_text.delta"]
+        item_id = next(d for d in decoded if d["type"] == "response.output_item.added")["item"]
+        order = ["type", "sequence_number", "item_id", "output_index", "content_index"]
+        order += ["delta", "logprobs"]
+        assert all(list(d) == order for d in deltas)
+        assert all(d["item_id"] == item_id["id"] and d["output_index"] == 0 for d in deltas)
+        assert all(d["logprobs"] == [] for d in deltas)
+        assert "".join(d["delta"] for d in deltas) == "You said: " + text
+
+
+def test_event_json_is_what_json_dumps_makes() -> None:
+    """The emulator's one shared encoder writes what ``json.dumps(..., separators=(",", ":"))``
+    does, for every JSON type, escapes and nesting."""
+    values: list[Any] = [
+        {"a": 1.5, "b": [None, True, False, 1e100, -0.0, 10**30], "c": 'é"\\\n\u2028\x00'},
+        "plain",
+        "日本",
+        [],
+        {},
+        [{"k": [{"n": {}}]}],
+        3,
+        None,
+    ]
+    for value in values:
+        assert encode_json(value) == json.dumps(value, separators=(",", ":")), value
+    with pytest.raises(TypeError):
+        encode_json({"not json": object()})
