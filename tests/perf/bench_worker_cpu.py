@@ -12,7 +12,9 @@ process, shared by both sides.
 * orchestrator: a fresh process running the same runs through
   ``Orchestrator.create_thread_and_run`` (the same tools, concurrency 8, an idempotency key
   and metadata per run like the worker's), with the library's shipped logging (nothing
-  configured); its ``time.process_time`` during the batch, divided by the runs.
+  configured); its ``time.process_time`` during the batch, divided by the runs. With
+  ``BENCH_ORCHESTRATOR_LOGS=worker`` it logs as the worker does (INFO JSON lines, to
+  /dev/null), which shows the share of the gap that is logging.
 
 The two alternate (worker, orchestrator, worker, ...) so drifting machine load hits both; the
 figures are medians over the pairs. The emulator's CPU per job is printed for each side, with
@@ -20,6 +22,7 @@ the core count: both client and emulator share the cores.
 
     python tests/perf/bench_worker_cpu.py                  # sqlite, 300 jobs, 5 pairs
     python tests/perf/bench_worker_cpu.py --backend redis  # redis at $RUNTIME_TEST_REDIS_URL
+    python tests/perf/bench_worker_cpu.py --calls 4        # four calls in the one round
 """
 
 from __future__ import annotations
@@ -49,7 +52,12 @@ from tests.perf.bench_worker import (  # noqa: E402
     _wait_ready,
 )
 
-MESSAGE = '/call calculate {"expression": "6*7"}'
+
+def _message(calls: int) -> str:
+    """The job's message: ``calls`` calculate calls in its one tool round."""
+    return "\n".join(f'/call calculate {{"expression": "6*{i + 7}"}}' for i in range(calls))
+
+
 CONCURRENCY = 8
 
 
@@ -90,7 +98,7 @@ async def _worker_cpu(
         await _wait_ready([port])
         await queue.ping()
         cpu0 = _cpu_seconds(proc.pid)
-        message = Message(content=MESSAGE)
+        message = Message(content=_message(args.calls))
         for i in range(args.jobs):
             await queue.submit(
                 Job(id=f"cpu-{n}-{i}", assistant_id=assistant_id, messages=(message,))
@@ -111,9 +119,10 @@ async def _worker_cpu(
     return cpu / args.jobs
 
 
-def _orchestrator_cpu(base_url: str, assistant_id: str, jobs: int, n: int) -> float:
+def _orchestrator_cpu(base_url: str, assistant_id: str, jobs: int, n: int, calls: int) -> float:
+    child = [base_url, assistant_id, str(jobs), str(n), str(calls)]
     out = subprocess.run(
-        [sys.executable, __file__, "--child", base_url, assistant_id, str(jobs), str(n)],
+        [sys.executable, __file__, "--child", *child],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
@@ -123,11 +132,16 @@ def _orchestrator_cpu(base_url: str, assistant_id: str, jobs: int, n: int) -> fl
     return float(json.loads(out.stdout.strip().splitlines()[-1])["cpu_per_run"])
 
 
-async def _child(base_url: str, assistant_id: str, jobs: int, n: int) -> None:
+async def _child(base_url: str, assistant_id: str, jobs: int, n: int, calls: int) -> None:
     from runtime import AssistantsClient, Orchestrator, RunPolicy
     from tools import ToolRegistry
     from tools.builtin import register_builtins
 
+    if os.environ.get("BENCH_ORCHESTRATOR_LOGS") == "worker":
+        from runtime.logging import configure_logging
+
+        # The worker's shipped logging, to measure how much of the gap it is.
+        configure_logging("INFO", "json", stream=open(os.devnull, "w"))  # noqa: SIM115
     registry = ToolRegistry()
     register_builtins(registry)
     limit = asyncio.Semaphore(CONCURRENCY)
@@ -141,7 +155,7 @@ async def _child(base_url: str, assistant_id: str, jobs: int, n: int) -> None:
                 key = f"orch-{n}-{i}"
                 result = await orchestrator.create_thread_and_run(
                     assistant_id,
-                    messages=[{"role": "user", "content": MESSAGE}],
+                    messages=[{"role": "user", "content": _message(calls)}],
                     idempotency_key=key,
                     metadata={"job_id": key},
                 )
@@ -182,7 +196,9 @@ async def _main(args: argparse.Namespace) -> None:
                 worker.append(await _worker_cpu(args, base_url, assistant.id, Path(tmp), n))
                 e1 = _cpu_seconds(emulator.pid)
                 orch.append(
-                    await asyncio.to_thread(_orchestrator_cpu, base_url, assistant.id, args.jobs, n)
+                    await asyncio.to_thread(
+                        _orchestrator_cpu, base_url, assistant.id, args.jobs, n, args.calls
+                    )
                 )
                 e2 = _cpu_seconds(emulator.pid)
                 emu_worker.append((e1 - e0) / args.jobs)
@@ -198,7 +214,7 @@ async def _main(args: argparse.Namespace) -> None:
         emulator.wait(timeout=10)
     w, o = statistics.median(worker), statistics.median(orch)
     print(
-        f"\nbackend={args.backend} jobs={args.jobs} concurrency={CONCURRENCY} pairs={args.pairs} "
+        f"\nbackend={args.backend} jobs={args.jobs} calls/round={args.calls} concurrency={CONCURRENCY} pairs={args.pairs} "
         f"cores={os.cpu_count()} (client, emulator and {args.backend} share them) "
         f"load average before/after={load_before:.1f}/{os.getloadavg()[0]:.1f}"
     )
@@ -207,9 +223,9 @@ async def _main(args: argparse.Namespace) -> None:
     print(
         f"| worker ({args.backend}, INFO JSON logs) | {1000 * w:.2f} | {1000 * statistics.median(emu_worker):.2f} |"
     )
-    print(
-        f"| orchestrator (library logging) | {1000 * o:.2f} | {1000 * statistics.median(emu_orch):.2f} |"
-    )
+    logs = "INFO JSON logs" if os.environ.get("BENCH_ORCHESTRATOR_LOGS") else "library logging"
+    emu = 1000 * statistics.median(emu_orch)
+    print(f"| orchestrator ({logs}) | {1000 * o:.2f} | {emu:.2f} |")
     print(
         f"worker / orchestrator: {w / o:.2f}x (median of per-pair ratios "
         f"{statistics.median(a / b for a, b in zip(worker, orch, strict=True)):.2f}x)"
@@ -219,8 +235,8 @@ async def _main(args: argparse.Namespace) -> None:
 def main() -> None:
     """Parse arguments and run the benchmark (or, with --child, the orchestrator side)."""
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        url, assistant, jobs, n = sys.argv[2:6]
-        asyncio.run(_child(url, assistant, int(jobs), int(n)))
+        url, assistant, jobs, n, calls = sys.argv[2:7]
+        asyncio.run(_child(url, assistant, int(jobs), int(n), int(calls)))
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -230,6 +246,7 @@ def main() -> None:
         "--redis-url", default=os.environ.get("RUNTIME_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
     )
     parser.add_argument("--jobs", type=int, default=300, help="jobs (and runs) per measurement")
+    parser.add_argument("--calls", type=int, default=1, help="tool calls in the job's round")
     parser.add_argument("--pairs", type=int, default=5, help="worker/orchestrator pairs (median)")
     asyncio.run(_main(parser.parse_args()))
 
