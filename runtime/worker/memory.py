@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from runtime.worker.approvals import DecisionOutcome, check_decision
@@ -25,7 +26,7 @@ from runtime.worker.models import (
     QueueStats,
     ToolOutput,
 )
-from runtime.worker.queue import LeaseLost, wait_for_result
+from runtime.worker.queue import LeaseLost, outputs_of, wait_for_result
 
 __all__ = ["MemoryQueue"]
 
@@ -186,6 +187,7 @@ class MemoryQueue:
         conversation_id: str | None = None,
         run_id: str | None = None,
         tool_output: ToolOutput | None = None,
+        tool_outputs: Sequence[ToolOutput] = (),
     ) -> None:
         """Record progress or raise :class:`LeaseLost`."""
         entry = self._fenced(lease)
@@ -195,8 +197,8 @@ class MemoryQueue:
             entry.conversation_id = conversation_id
         if run_id is not None:
             entry.run_id = run_id
-        if tool_output is not None:
-            entry.tool_outputs[tool_output.id] = tool_output
+        for output in outputs_of(tool_output, tool_outputs):
+            entry.tool_outputs[output.id] = output
         entry.updated_at = time.time()
 
     async def complete(self, lease: Lease, result: JobResult) -> bool:

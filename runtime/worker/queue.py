@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from runtime.worker.models import Job, JobRecord, JobResult, Lease, QueueStats, ToolOutput
 
-__all__ = ["JobQueue", "LeaseLost", "QueueError", "wait_for_result"]
+__all__ = ["JobQueue", "LeaseLost", "QueueError", "outputs_of", "wait_for_result"]
+
+
+def outputs_of(
+    tool_output: ToolOutput | None, tool_outputs: Sequence[ToolOutput]
+) -> list[ToolOutput]:
+    """The tool outputs of one :meth:`JobQueue.save_progress` call, in order."""
+    outputs = list(tool_outputs)
+    if tool_output is not None:
+        outputs.append(tool_output)
+    return outputs
 
 
 class QueueError(Exception):
@@ -68,8 +79,10 @@ class JobQueue(Protocol):
         conversation_id: str | None = None,
         run_id: str | None = None,
         tool_output: ToolOutput | None = None,
+        tool_outputs: Sequence[ToolOutput] = (),
     ) -> None:
-        """Durably record run progress; raises :class:`LeaseLost` when fenced off."""
+        """Durably record run progress in one fenced write (``tool_output`` and every one of
+        ``tool_outputs`` together); raises :class:`LeaseLost` when fenced off."""
         ...
 
     async def complete(self, lease: Lease, result: JobResult) -> bool:

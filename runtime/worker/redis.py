@@ -34,6 +34,7 @@ claim meets ``NOGROUP``.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -58,7 +59,7 @@ from runtime.worker.models import (
     decode_model,
     decode_number,
 )
-from runtime.worker.queue import LeaseLost, QueueError
+from runtime.worker.queue import LeaseLost, QueueError, outputs_of
 
 __all__ = ["RedisQueue"]
 
@@ -137,12 +138,12 @@ return 1
 _PROGRESS = (
     _FENCE
     + """
--- KEYS: job, tools   ARGV: attempt, now, conversation_id, run_id, tool_call_id, tool_json
+-- KEYS: job, tools   ARGV: attempt, now, conversation_id, run_id, (tool_call_id, tool_json)*
 if not fenced() then return 0 end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'thread_id', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'run_id', ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], ARGV[5], ARGV[6]) end
+for i = 5, #ARGV - 1, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 )
@@ -526,17 +527,13 @@ class RedisQueue:
         conversation_id: str | None = None,
         run_id: str | None = None,
         tool_output: ToolOutput | None = None,
+        tool_outputs: Sequence[ToolOutput] = (),
     ) -> None:
-        """Record progress or raise :class:`LeaseLost`."""
+        """Record progress (one fenced script) or raise :class:`LeaseLost`."""
         keys = [self._job_key(lease.job.id), self._tools_key(lease.job.id)]
-        args = [
-            lease.attempt,
-            repr(time.time()),
-            conversation_id or "",
-            run_id or "",
-            tool_output.id if tool_output else "",
-            tool_output.model_dump_json() if tool_output else "",
-        ]
+        args: list[Any] = [lease.attempt, repr(time.time()), conversation_id or "", run_id or ""]
+        for output in outputs_of(tool_output, tool_outputs):
+            args += [output.id, output.model_dump_json()]
         if not await self._run(self._progress, keys, args):
             raise LeaseLost(lease.job.id, lease.attempt)
 

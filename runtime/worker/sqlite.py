@@ -21,7 +21,7 @@ import asyncio
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +47,7 @@ from runtime.worker.models import (
     decode_model,
     decode_number,
 )
-from runtime.worker.queue import LeaseLost, QueueError
+from runtime.worker.queue import LeaseLost, QueueError, outputs_of
 
 __all__ = ["SqliteQueue", "boot_id"]
 
@@ -254,9 +254,11 @@ class SqliteQueue:
         conversation_id: str | None = None,
         run_id: str | None = None,
         tool_output: ToolOutput | None = None,
+        tool_outputs: Sequence[ToolOutput] = (),
     ) -> None:
-        """Record progress or raise :class:`LeaseLost`."""
-        if not await self._call_now(_save_progress, lease, conversation_id, run_id, tool_output):
+        """Record progress (one transaction) or raise :class:`LeaseLost`."""
+        outputs = outputs_of(tool_output, tool_outputs)
+        if not await self._call_now(_save_progress, lease, conversation_id, run_id, outputs):
             raise LeaseLost(lease.job.id, lease.attempt)
 
     async def complete(self, lease: Lease, result: JobResult) -> bool:
@@ -518,7 +520,7 @@ def _save_progress(
     lease: Lease,
     conversation_id: str | None,
     run_id: str | None,
-    tool_output: ToolOutput | None,
+    tool_outputs: list[ToolOutput],
 ) -> bool:
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -528,11 +530,11 @@ def _save_progress(
             (conversation_id, run_id, now.wall, lease.job.id, lease.attempt),
         )
         ok = cur.rowcount == 1
-        if ok and tool_output is not None:
-            conn.execute(
+        if ok and tool_outputs:
+            conn.executemany(
                 "INSERT OR REPLACE INTO tool_outputs (job_id, tool_call_id, output) "
                 "VALUES (?, ?, ?)",
-                (lease.job.id, tool_output.id, tool_output.model_dump_json()),
+                [(lease.job.id, o.id, o.model_dump_json()) for o in tool_outputs],
             )
         conn.execute("COMMIT")
     except BaseException:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from runtime.worker.memory import MemoryQueue
 from runtime.worker.models import Job, JobResult, JobState, JobTimings, Lease, Message, ToolOutput
 from runtime.worker.queue import JobQueue, LeaseLost, wait_for_result
 
@@ -216,3 +217,77 @@ async def test_two_queue_objects_share_one_store(make_queue: QueueFactory) -> No
     got_a, got_b = await asyncio.gather(a.claim("wa", 20, 0.2), b.claim("wb", 20, 0.2))
     ids = [lease.job.id for lease in got_a + got_b]
     assert sorted(ids) == sorted(f"j{i}" for i in range(20))
+
+
+async def test_save_progress_stores_several_tool_outputs_in_one_write(
+    make_queue: QueueFactory,
+) -> None:
+    """One save_progress call stores every output it is given (fenced), next to earlier ones."""
+    queue = await make_queue()
+    await queue.submit(_job("j1"))
+    lease = await _claim_one(queue, "w1")
+    await queue.save_progress(lease, tool_output=ToolOutput(id="call_0", name="t", output="0"))
+    batch = [ToolOutput(id=f"call_{i}", name="t", output=str(i)) for i in range(1, 4)]
+    await queue.save_progress(lease, run_id="run_1", tool_outputs=batch)
+    record = await (await make_queue()).get("j1")  # another queue object on the same store
+    assert record is not None and record.progress.run_id == "run_1"
+    stored = record.progress.tool_outputs
+    assert sorted(stored) == ["call_0", "call_1", "call_2", "call_3"]
+    assert stored["call_3"].output == "3"
+
+
+class _CountingQueue:
+    """A real queue that counts its save_progress calls (each is one fenced write)."""
+
+    def __init__(self, inner: JobQueue) -> None:
+        self._inner = inner
+        self.writes: list[int] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def save_progress(self, lease: Lease, **fields: object) -> None:
+        self.writes.append(len(fields.get("tool_outputs", ())))  # type: ignore[arg-type]
+        await self._inner.save_progress(lease, **fields)  # type: ignore[arg-type]
+
+
+async def test_outputs_finishing_together_share_a_write(make_queue: QueueFactory) -> None:
+    """A round's calls finishing at once are stored in two writes, not one each, and every
+    save_tool_output returns only once its own output is stored (what resuming relies on)."""
+    from runtime.worker.runner import JobContext
+
+    queue = await make_queue()
+    await queue.submit(_job("j1"))
+    lease = await _claim_one(queue, "w1")
+    counting = _CountingQueue(queue)
+    ctx = JobContext(queue=counting, lease=lease)  # type: ignore[arg-type]
+    missing: list[str] = []
+
+    async def finish(i: int) -> None:
+        await ctx.save_tool_output(ToolOutput(id=f"call_{i}", name="t", output=str(i)))
+        record = await queue.get("j1")
+        if record is None or f"call_{i}" not in record.progress.tool_outputs:
+            missing.append(f"call_{i}")
+
+    await asyncio.gather(*(finish(i) for i in range(8)))
+    assert missing == [] and sum(counting.writes) == 8
+    if not isinstance(queue, MemoryQueue):  # a write that never suspends has no one to join
+        assert len(counting.writes) == 2, counting.writes
+    writes = len(counting.writes)
+    await ctx.save_tool_output(ToolOutput(id="call_0", name="t"))  # already stored: no write
+    assert len(counting.writes) == writes
+
+
+async def test_save_progress_with_several_outputs_is_fenced(make_queue: QueueFactory) -> None:
+    """A superseded holder's batch of outputs is refused whole: none of them is stored."""
+    queue = await make_queue(lease_s=0.2)
+    await queue.submit(_job("j1"))
+    old = await _claim_one(queue, "w1")
+    await asyncio.sleep(0.3)
+    new = await _claim_one(queue, "w2", wait_s=1.0)
+    assert new.attempt == 2
+    batch = [ToolOutput(id=f"call_{i}", name="t") for i in range(3)]
+    with pytest.raises(LeaseLost):
+        await queue.save_progress(old, tool_outputs=batch)
+    record = await queue.get("j1")
+    assert record is not None and record.progress.tool_outputs == {}

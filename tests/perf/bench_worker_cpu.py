@@ -1,0 +1,255 @@
+"""Worker CPU per job vs the in-process orchestrator's, on the same one-round runs.
+
+Each job (and each orchestrator run) creates a thread with ``/call calculate {...}``, streams
+a run to ``requires_action``, executes the builtin ``calculate``, submits the output in a
+streaming request and follows the stream to ``completed``. The emulator runs in its own
+process, shared by both sides.
+
+* worker: one ``python -m runtime worker`` process (concurrency 8) over the chosen queue, with
+  the shipped log settings (``[log] level = "INFO"``, JSON lines to stderr, here /dev/null).
+  Its CPU (user + system, all threads) from the first submission until the queue has no
+  unfinished job, divided by the jobs. The queue server itself (redis) is not counted.
+* orchestrator: a fresh process running the same runs through
+  ``Orchestrator.create_thread_and_run`` (the same tools, concurrency 8, an idempotency key
+  and metadata per run like the worker's), with the library's shipped logging (nothing
+  configured); its ``time.process_time`` during the batch, divided by the runs. With
+  ``BENCH_ORCHESTRATOR_LOGS=worker`` it logs as the worker does (INFO JSON lines, to
+  /dev/null), which shows the share of the gap that is logging.
+
+The two alternate (worker, orchestrator, worker, ...) so drifting machine load hits both; the
+figures are medians over the pairs. The emulator's CPU per job is printed for each side, with
+the core count: both client and emulator share the cores.
+
+    python tests/perf/bench_worker_cpu.py                  # sqlite, 300 jobs, 5 pairs
+    python tests/perf/bench_worker_cpu.py --backend redis  # redis at $RUNTIME_TEST_REDIS_URL
+    python tests/perf/bench_worker_cpu.py --calls 4        # four calls in the one round
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.perf.bench_worker import (  # noqa: E402
+    API_KEY,
+    _cpu_seconds,
+    _drop_keys,
+    _free_port,
+    _queue_for,
+    _wait_port,
+    _wait_ready,
+)
+
+
+def _message(calls: int) -> str:
+    """The job's message: ``calls`` calculate calls in its one tool round."""
+    return "\n".join(f'/call calculate {{"expression": "6*{i + 7}"}}' for i in range(calls))
+
+
+CONCURRENCY = 8
+
+
+def _worker_config(path: Path, *, base_url: str, backend: str, store: str) -> None:
+    if backend == "redis":
+        import uuid
+
+        queue = (
+            f'backend = "redis"\n[queue.redis]\nurl = "{store}"\nprefix = "{uuid.uuid4().hex}"\n'
+        )
+    else:
+        queue = f'backend = "sqlite"\n[queue.sqlite]\npath = "{store}"\n'
+    # [log] as shipped in config/worker.toml: INFO, JSON lines.
+    path.write_text(
+        f"[worker]\nconcurrency = {CONCURRENCY}\nclaim_wait_s = 0.2\n"
+        f'[api]\nbase_url = "{base_url}"\napi_key = "{API_KEY}"\n'
+        '[log]\nlevel = "INFO"\nformat = "json"\n'
+        "[http]\nenabled = true\nport = 0\n"
+        f"[queue]\n{queue}",
+        encoding="utf-8",
+    )
+
+
+async def _worker_cpu(
+    args: argparse.Namespace, base_url: str, assistant_id: str, tmp: Path, n: int
+) -> float:
+    from runtime.worker import Job, Message
+
+    store = args.redis_url if args.backend == "redis" else str(tmp / f"cpu-{n}.db")
+    config = tmp / f"worker-{n}.toml"
+    _worker_config(config, base_url=base_url, backend=args.backend, store=store)
+    queue = _queue_for(config, args.backend, store)
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RUNTIME_WORKER_HTTP__PORT": str(port)}
+    cmd = [sys.executable, "-m", "runtime", "worker", "--config", str(config), "--name", "cpu"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    try:
+        await _wait_ready([port])
+        await queue.ping()
+        cpu0 = _cpu_seconds(proc.pid)
+        message = Message(content=_message(args.calls))
+        for i in range(args.jobs):
+            await queue.submit(
+                Job(id=f"cpu-{n}-{i}", assistant_id=assistant_id, messages=(message,))
+            )
+        while (await queue.stats()).unfinished:
+            await asyncio.sleep(0.02)
+        cpu = _cpu_seconds(proc.pid) - cpu0
+        records = await queue.recent(args.jobs)
+        failed = [r.job.id for r in records if r.result is None or r.result.status != "completed"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} jobs did not complete, e.g. {failed[:3]}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        await queue.aclose()
+        if args.backend == "redis":
+            await _drop_keys(store, config)
+    return cpu / args.jobs
+
+
+def _orchestrator_cpu(base_url: str, assistant_id: str, jobs: int, n: int, calls: int) -> float:
+    child = [base_url, assistant_id, str(jobs), str(n), str(calls)]
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *child],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["cpu_per_run"])
+
+
+async def _child(base_url: str, assistant_id: str, jobs: int, n: int, calls: int) -> None:
+    from runtime import AssistantsClient, Orchestrator, RunPolicy
+    from tools import ToolRegistry
+    from tools.builtin import register_builtins
+
+    if os.environ.get("BENCH_ORCHESTRATOR_LOGS") == "worker":
+        from runtime.logging import configure_logging
+
+        # The worker's shipped logging, to measure how much of the gap it is.
+        configure_logging("INFO", "json", stream=open(os.devnull, "w"))  # noqa: SIM115
+    registry = ToolRegistry()
+    register_builtins(registry)
+    limit = asyncio.Semaphore(CONCURRENCY)
+    failed = 0
+    async with AssistantsClient(base_url=base_url, api_key=API_KEY) as client:
+        orchestrator = Orchestrator(client, registry, policy=RunPolicy())
+
+        async def one(i: int) -> None:
+            nonlocal failed
+            async with limit:
+                key = f"orch-{n}-{i}"
+                result = await orchestrator.create_thread_and_run(
+                    assistant_id,
+                    messages=[{"role": "user", "content": _message(calls)}],
+                    idempotency_key=key,
+                    metadata={"job_id": key},
+                )
+                failed += 0 if result.status == "completed" else 1
+
+        cpu0 = time.process_time()
+        async with asyncio.TaskGroup() as group:
+            for i in range(jobs):
+                group.create_task(one(i))
+        cpu = time.process_time() - cpu0
+    if failed:
+        raise SystemExit(f"{failed} runs did not complete")
+    print(json.dumps({"cpu_per_run": cpu / jobs}))
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from runtime import AssistantsClient
+
+    load_before = os.getloadavg()[0]
+    port = _free_port()
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "emulator", "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    worker: list[float] = []
+    orch: list[float] = []
+    emu_worker: list[float] = []
+    emu_orch: list[float] = []
+    try:
+        await _wait_port(port)
+        async with AssistantsClient(base_url=base_url, api_key=API_KEY) as client:
+            assistant = await client.create_assistant(model="gpt-4o", name="bench-cpu")
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in range(args.pairs):
+                e0 = _cpu_seconds(emulator.pid)
+                worker.append(await _worker_cpu(args, base_url, assistant.id, Path(tmp), n))
+                e1 = _cpu_seconds(emulator.pid)
+                orch.append(
+                    await asyncio.to_thread(
+                        _orchestrator_cpu, base_url, assistant.id, args.jobs, n, args.calls
+                    )
+                )
+                e2 = _cpu_seconds(emulator.pid)
+                emu_worker.append((e1 - e0) / args.jobs)
+                emu_orch.append((e2 - e1) / args.jobs)
+                print(
+                    f"  pair {n + 1}: worker {1000 * worker[-1]:.2f} ms/job, orchestrator "
+                    f"{1000 * orch[-1]:.2f} ms/run ({worker[-1] / orch[-1]:.2f}x); emulator "
+                    f"{1000 * emu_worker[-1]:.2f} / {1000 * emu_orch[-1]:.2f} ms/job",
+                    flush=True,
+                )
+    finally:
+        emulator.send_signal(signal.SIGTERM)
+        emulator.wait(timeout=10)
+    w, o = statistics.median(worker), statistics.median(orch)
+    print(
+        f"\nbackend={args.backend} jobs={args.jobs} calls/round={args.calls} concurrency={CONCURRENCY} pairs={args.pairs} "
+        f"cores={os.cpu_count()} (client, emulator and {args.backend} share them) "
+        f"load average before/after={load_before:.1f}/{os.getloadavg()[0]:.1f}"
+    )
+    print("| side | client CPU ms/job (median) | emulator CPU ms/job |")
+    print("|---|---|---|")
+    print(
+        f"| worker ({args.backend}, INFO JSON logs) | {1000 * w:.2f} | {1000 * statistics.median(emu_worker):.2f} |"
+    )
+    logs = "INFO JSON logs" if os.environ.get("BENCH_ORCHESTRATOR_LOGS") else "library logging"
+    emu = 1000 * statistics.median(emu_orch)
+    print(f"| orchestrator ({logs}) | {1000 * o:.2f} | {emu:.2f} |")
+    print(
+        f"worker / orchestrator: {w / o:.2f}x (median of per-pair ratios "
+        f"{statistics.median(a / b for a, b in zip(worker, orch, strict=True)):.2f}x)"
+    )
+
+
+def main() -> None:
+    """Parse arguments and run the benchmark (or, with --child, the orchestrator side)."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        url, assistant, jobs, n, calls = sys.argv[2:7]
+        asyncio.run(_child(url, assistant, int(jobs), int(n), int(calls)))
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--backend", choices=["redis", "sqlite"], default="sqlite")
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("RUNTIME_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
+    )
+    parser.add_argument("--jobs", type=int, default=300, help="jobs (and runs) per measurement")
+    parser.add_argument("--calls", type=int, default=1, help="tool calls in the job's round")
+    parser.add_argument("--pairs", type=int, default=5, help="worker/orchestrator pairs (median)")
+    asyncio.run(_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
