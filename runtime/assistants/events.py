@@ -26,6 +26,7 @@ from runtime.protocol.events import (
     invalid_delta,
     lenient_json,
     scan_json,
+    typed_event,
 )
 from runtime.protocol.sse import SSERecord
 
@@ -197,17 +198,4 @@ def parse_event(record: SSERecord) -> StreamEvent:
         return ErrorEvent(name, data)
     if cls is UnknownEvent:
         return UnknownEvent(name, data)
-    if not isinstance(data, dict):
-        reason = "no data" if not raw else "data is not a JSON object"
-        return MalformedEvent(name, data, reason)
-    event = cls(name, data)
-    validate = _EAGER.get(cls)
-    if validate is not None:
-        # Status events are rare: validating them here means a consumer reading ``.run`` /
-        # ``.step`` / ``.message`` / ``.thread`` never meets a pydantic ValidationError.
-        # The hot delta events stay lazy (see the module docstring).
-        try:
-            validate(event)
-        except ValidationError as exc:
-            return MalformedEvent(name, data, f"invalid {name} object: {exc.error_count()} errors")
-    return event
+    return typed_event(cls, name, data, raw, _EAGER)

@@ -7,7 +7,7 @@ the pieces every stream meets whatever its protocol.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -62,6 +62,32 @@ class MalformedEvent(StreamEvent):
     def __init__(self, event: str, data: Any, reason: str) -> None:
         super().__init__(event, data)
         self.reason = reason
+
+
+def typed_event(
+    cls: Callable[[str, Any], StreamEvent],
+    name: str,
+    data: Any,
+    raw: str,
+    eager: Mapping[Any, Callable[[Any], object]],
+) -> StreamEvent:
+    """A known event over its decoded data, or a :class:`MalformedEvent` saying what is wrong.
+
+    ``eager`` maps an event class to the check that validates its object now: status events
+    are rare, so validating them here means a consumer reading the typed object never meets a
+    pydantic ValidationError later (the hot delta events stay lazy). Never raises.
+    """
+    if not isinstance(data, dict):
+        return MalformedEvent(name, data, "no data" if not raw else "data is not a JSON object")
+    event = cls(name, data)
+    validate = eager.get(cls)
+    if validate is not None:
+        try:
+            validate(event)
+        except ValidationError as exc:
+            reason = f"invalid {name} object: {exc.error_count()} errors"
+            return MalformedEvent(name, data, reason)
+    return event
 
 
 def invalid_delta(name: str, exc: ValidationError) -> StreamError:

@@ -16,15 +16,15 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from runtime.protocol.events import (
     DoneEvent,
     ErrorEvent,
-    MalformedEvent,
     StreamEvent,
     UnknownEvent,
     scan_json,
+    typed_event,
 )
 from runtime.protocol.sse import SSERecord
 from runtime.responses.models import OutputContent, OutputItem, Response
@@ -229,15 +229,4 @@ def parse_response_event(record: SSERecord) -> StreamEvent:
     cls = _CLASSES.get(name)
     if cls is None:
         return UnknownEvent(name, data)
-    if not isinstance(data, dict):
-        return MalformedEvent(name, data, "no data" if not raw else "data is not a JSON object")
-    event = cls(name, data)
-    validate = _EAGER.get(cls)
-    if validate is not None:
-        try:
-            # Validating here means a consumer never meets a pydantic ValidationError later.
-            validate(event)
-        except ValidationError as exc:
-            reason = f"invalid {name} object: {exc.error_count()} errors"
-            return MalformedEvent(name, data, reason)
-    return event
+    return typed_event(cls, name, data, raw, _EAGER)
