@@ -50,6 +50,7 @@ __all__ = [
     "ThreadState",
     "encode_event",
     "encode_json",
+    "event_head",
     "message_text",
     "now",
     "sse_event",
@@ -97,9 +98,24 @@ def encode_event(event: str, data: Obj) -> bytes:
     return sse_event(event, encode_json(data).encode())
 
 
+_EVENT_HEADS: dict[str, bytes] = {}
+
+
+def event_head(event: str) -> bytes:
+    """``event: NAME\\ndata: `` (built once a name: the names are the protocol's few)."""
+    head = _EVENT_HEADS.get(event)
+    if head is None:
+        head = _EVENT_HEADS[event] = b"event: " + event.encode() + b"\ndata: "
+    return head
+
+
 def sse_event(event: str, data: bytes) -> bytes:
     """One SSE event from its name and its already encoded JSON ``data``."""
-    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+    return b"".join((event_head(event), data, b"\n\n"))
+
+
+_escape_json_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
+_TEXT_DELTA_HEAD = b"event: thread.message.delta\ndata: "
 
 
 def text_delta_head(message_id: str) -> bytes:
@@ -117,8 +133,8 @@ def text_delta_event(head: bytes, piece: str, *, first: bool) -> bytes:
     ``{"id", "object", "delta": {"content": [{"index": 0, "type": "text", "text": {"value":
     piece}}]}}`` (the first piece also carries ``"annotations": []``), with only the piece
     serialised: a stream has one per word."""
-    tail = b',"annotations":[]}}]}}' if first else b"}}]}}"
-    return sse_event("thread.message.delta", head + encode_json(piece).encode() + tail)
+    tail = b',"annotations":[]}}]}}\n\n' if first else b"}}]}}\n\n"
+    return b"".join((_TEXT_DELTA_HEAD, head, _escape_json_str(piece).encode(), tail))
 
 
 class Sink(Protocol):

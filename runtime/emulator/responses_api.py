@@ -78,7 +78,7 @@ ACTIVE = frozenset({"queued", "in_progress"})
 _REASONS = {"max_completion_tokens": "max_output_tokens", "max_tokens": "max_output_tokens"}
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ResponseState:
     """A response: its wire object, the context it saw, its inputs and its driving state.
 
