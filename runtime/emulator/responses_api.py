@@ -332,13 +332,13 @@ class ResponsesApi:
 
     async def _drive(self, state: ResponseState, sink: Sink) -> None:
         emit = _Emitter(sink, state)
-        await emit("response.created", response=state.obj)
+        await emit.response("response.created")
         if state.obj["background"]:
-            await emit("response.queued", response=state.obj)
+            await emit.response("response.queued")
         if not self._running(state):
             return
         state.obj["status"] = "in_progress"
-        await emit("response.in_progress", response=state.obj)
+        await emit.response("response.in_progress")
         turn = self.engine.model.decide(self._model_input(state))
         if turn.delay_s > 0:
             await emit.pause(turn.delay_s)
@@ -506,6 +506,9 @@ class _Emitter:
         self.sink = sink
         self.state = state
         self.sequence = 0
+        # Nobody reads the events of a response driven for a JSON reply: nothing to encode.
+        self._unread = state.log is None and isinstance(sink, NullSink)
+        self._response: tuple[str, bytes] | None = None
 
     async def __call__(self, name: str, **fields: Any) -> None:
         data = {"type": name, "sequence_number": self.sequence, **fields}
@@ -517,6 +520,22 @@ class _Emitter:
         if state.log_closed:
             return
         state.record(encode_event(name, data))
+
+    async def response(self, name: str) -> None:
+        """An event carrying the response, before the model's turn: its status is all that
+        can change meanwhile, so its JSON is encoded once a status (``created`` and
+        ``in_progress`` carry the same response unless it was queued). Byte for byte what
+        ``__call__`` sends."""
+        obj = self.state.obj
+        if self._unread:
+            await self(name, response=obj)
+            return
+        status = obj["status"]
+        if self._response is None or self._response[0] != status:
+            self._response = (status, encode_json(obj).encode())
+        head = b'{"type":"%s","sequence_number":%d,"response":' % (name.encode(), self.sequence)
+        self.sequence += 1
+        await self._send(name, b"".join((head, self._response[1], b"}")))
 
     async def text_delta(self, item_id: str, output_index: int, piece: str) -> None:
         """A ``response.output_text.delta`` (content index 0), byte for byte what ``__call__``
@@ -533,7 +552,11 @@ class _Emitter:
             )
         )
         self.sequence += 1
-        chunk = sse_event("response.output_text.delta", data)
+        await self._send("response.output_text.delta", data)
+
+    async def _send(self, name: str, data: bytes) -> None:
+        """Send (or log) one event whose data is already encoded."""
+        chunk = sse_event(name, data)
         state = self.state
         if state.log is None:
             await self.sink.emit_raw(chunk)
