@@ -171,13 +171,15 @@ async def test_deeply_nested_json_is_a_json_400(
 
 
 async def test_oversized_body_is_a_json_413(emu: Emulator, session: aiohttp.ClientSession) -> None:
-    """A body over the 16 MiB cap answers an OpenAI-shaped JSON 413, not aiohttp's text."""
+    """A body over the 16 MiB cap answers an OpenAI-shaped JSON 413, not aiohttp's text, on
+    the API and on the control endpoints alike."""
     body = b'{"metadata": "' + b"x" * (17 * 1024 * 1024) + b'"}'
-    async with session.post(
-        emu.base_url + "/threads", data=body, headers={"Content-Type": "application/json"}
-    ) as resp:
-        assert resp.status == 413
-        assert (await resp.json())["error"]["type"] == "invalid_request_error"
+    for url in (emu.base_url + "/threads", emu.url + "/_emulator/faults"):
+        async with session.post(
+            url, data=body, headers={"Content-Type": "application/json"}
+        ) as resp:
+            assert resp.status == 413, url
+            assert (await resp.json())["error"]["type"] == "invalid_request_error"
 
 
 async def test_control_rejects_bad_rules_with_json_400(
