@@ -6,7 +6,7 @@ Run from the repository root:
     python tests/perf/bench_loop.py --protocol responses --runs 50 --peers none
 
 The emulator runs as ``python -m runtime emulator`` in its own process with a scenario: every
-run asks for 8 parallel calls of an async tool three times, then answers with text (4 streamed
+run asks for 8 parallel calls of an async tool three times (new arguments each round), then answers with text (4 streamed
 model turns, 3 tool rounds; on Assistants 5 requests, on Responses 4). Runs are executed one at
 a time in this process; the figure is this process's CPU time per run (``time.process_time``),
 the loops run in turn (floor, ours, floor, ours, ...) and the median is reported, ours/floor
@@ -76,9 +76,15 @@ async def ping(n: int) -> str:
 
 
 def scenario_toml() -> str:
-    calls = ", ".join(f'{{ name = "ping", arguments = {{ n = {i} }} }}' for i in range(CALLS))
+    # distinct arguments in every round: the same call asked 3 times in a run is stopped
+    # (RunPolicy.max_repeated_calls, on by default)
+    def calls(round_: int) -> str:
+        return ", ".join(
+            f'{{ name = "ping", arguments = {{ n = {round_ * CALLS + i} }} }}' for i in range(CALLS)
+        )
+
     rounds = "".join(
-        f'[[turns]]\ntype = "tool_calls"\ncalls = [{calls}]\n\n' for _ in range(ROUNDS)
+        f'[[turns]]\ntype = "tool_calls"\ncalls = [{calls(r)}]\n\n' for r in range(ROUNDS)
     )
     return (
         f'name = "bench"\nthen = "repeat"\n\n{rounds}[[turns]]\ntype = "text"\ntext = "{REPLY}"\n'
