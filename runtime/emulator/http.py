@@ -405,7 +405,9 @@ class SseSink:
     """Writes events as SSE, applying ``cut`` (close after N events) and ``stall`` faults.
 
     Events are buffered until the engine is about to wait (``flush``) or the stream ends, so a
-    run without delays costs one socket write instead of one per event.
+    run without delays costs one socket write instead of one per event. A cut or a stall takes
+    effect at once (later events are dropped); what came before it is written at the next
+    flush or at the end, then the connection is closed, or kept open and silent.
     """
 
     def __init__(
@@ -420,8 +422,9 @@ class SseSink:
         self.done = done
         self.request = request
         self.sent = 0
-        self.dead = False
+        self.dead = False  # no event is sent any more: cut, or the client went away
         self.stalled = False
+        self._cut = False
         self._buffer: list[bytes] = []
         self._last_data = b"null"
         kind = fault.kind if fault is not None else None
@@ -431,7 +434,7 @@ class SseSink:
         # Without a cut or stall to place, events go straight to the buffer, uncounted.
         self._direct = self.cut_after is None and self.stall_after is None
 
-    async def emit(self, event: str, data: Obj) -> None:
+    def emit(self, event: str, data: Obj) -> None:
         """Serialise and send one event (dropped once the stream is cut, stalled or gone)."""
         if self.dead or self.stalled:
             return
@@ -439,35 +442,32 @@ class SseSink:
         if self._direct:
             self._buffer += (event_head(event), encoded, b"\n\n")
         else:
-            await self._send(sse_event(event, encoded))
+            self._send(sse_event(event, encoded))
 
-    async def emit_again(self, event: str) -> None:
+    def emit_again(self, event: str) -> None:
         """Send one event with the previous event's data (encoded once)."""
         if self.dead or self.stalled:
             return
         if self._direct:
             self._buffer += (event_head(event), self._last_data, b"\n\n")
         else:
-            await self._send(sse_event(event, self._last_data))
+            self._send(sse_event(event, self._last_data))
 
-    async def emit_raw(self, chunk: bytes) -> None:
+    def emit_raw(self, chunk: bytes) -> None:
         """Send one already encoded event (a replayed log entry)."""
         if self.dead or self.stalled:
             return
         if self._direct:
             self._buffer.append(chunk)
         else:
-            await self._send(chunk)
+            self._send(chunk)
 
-    async def _send(self, chunk: bytes) -> None:
+    def _send(self, chunk: bytes) -> None:
+        """Buffer one event, counting it, unless the cut or the stall comes first."""
         if self.cut_after is not None and self.sent >= self.cut_after:
-            await self.flush()
-            self.dead = True
-            if self.request.transport is not None:
-                self.request.transport.close()  # flushes what was sent, then closes mid-stream
+            self.dead = self._cut = True
             return
         if self.stall_after is not None and self.sent >= self.stall_after:
-            await self.flush()
             self.stalled = True
             return
         self._buffer.append(chunk)
@@ -475,25 +475,29 @@ class SseSink:
 
     async def flush(self) -> None:
         """Write the buffered events in one go (the engine calls this before it waits)."""
-        if not self._buffer:
-            return
-        data = b"".join(self._buffer)
-        self._buffer.clear()
-        if self.dead:
-            return
-        try:
-            await self.response.write(data)
-        except (ConnectionError, RuntimeError):
-            self.dead = True  # the client went away; the run goes on without it
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            if not self.dead or self._cut:
+                try:
+                    await self.response.write(data)
+                except (ConnectionError, RuntimeError):
+                    self.dead = True  # the client went away; the run goes on without it
+        if self._cut:
+            self._cut = False
+            if self.request.transport is not None:
+                self.request.transport.close()  # flushes what was sent, then closes mid-stream
 
     async def finish(self, ctx: ServerContext) -> None:
         """Send ``done`` and end the stream; a stalled stream stays open until the client leaves."""
         if self.done and not (self.dead or self.stalled):
-            await self._send(_DONE)
+            self.emit_raw(_DONE)
         if self.stalled:
+            await self.flush()
             await self._stall(ctx)
             return
         if self.dead:
+            await self.flush()  # what came before a cut, then the close
             return
         data = b"".join(self._buffer)
         self._buffer.clear()
