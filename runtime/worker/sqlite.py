@@ -18,11 +18,14 @@ state with the reason when a claim meets it; other jobs are served as usual.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import queue
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -155,6 +158,58 @@ _CLAIMABLE = """(
 )"""
 
 
+class _StoreThread:
+    """The queue's one thread: runs calls in order and hands each result to its loop.
+
+    Leaner than ``loop.run_in_executor`` on a one-thread pool (no ``concurrent.futures``
+    future chained to the asyncio one): a queue operation is a few statements, and the
+    hand-off was about as costly as the statements themselves.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        # A daemon: a queue nobody closed must not keep the process from exiting.
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def call(self, fn: Callable[[], _T]) -> asyncio.Future[_T]:
+        """Queue ``fn``; the future (of the running loop) gets its result or exception."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
+        self._calls.put(_Call(loop, future, fn))
+        return future
+
+    def stop(self) -> None:
+        """Let the thread end after the calls queued before."""
+        self._calls.put(None)
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            try:
+                result, error = call.fn(), None
+            except BaseException as exc:  # handed to the caller, like an executor does
+                result, error = None, exc
+            # RuntimeError: the caller's loop is closed, nobody waits for the result.
+            with contextlib.suppress(RuntimeError):
+                call.loop.call_soon_threadsafe(_settle, call.future, result, error)
+
+
+@dataclass(frozen=True)
+class _Call:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    fn: Callable[[], Any]
+
+
+def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
 class SqliteQueue:
     """A :class:`~runtime.worker.queue.JobQueue` in one SQLite file.
 
@@ -181,7 +236,7 @@ class SqliteQueue:
         self._lease_s = lease_s
         self._max_deliveries = max_deliveries
         self._busy_timeout_s = busy_timeout_s
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-queue")
+        self._thread: _StoreThread | None = None
         self._conn: sqlite3.Connection | None = None
         self._closed = False
 
@@ -190,9 +245,10 @@ class SqliteQueue:
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._closed:
             raise QueueError("the sqlite queue is closed")
-        loop = asyncio.get_running_loop()
+        if self._thread is None:
+            self._thread = _StoreThread("sqlite-queue")
         try:
-            return await loop.run_in_executor(self._executor, self._with_conn, fn, args)
+            return await self._thread.call(functools.partial(self._with_conn, fn, args))
         except (sqlite3.Error, OSError) as exc:
             # OSError: the database directory cannot be created or opened (full disk, ...).
             raise QueueError(f"sqlite: {exc}") from exc
@@ -357,10 +413,11 @@ class SqliteQueue:
         """Close the connection and stop the thread."""
         if self._closed:
             return
-        if self._conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+        if self._thread is not None and self._conn is not None:
+            await self._thread.call(self._conn.close)
         self._closed = True
-        self._executor.shutdown(wait=False)
+        if self._thread is not None:
+            self._thread.stop()
 
 
 # -- statements (run on the queue's thread) -------------------------------------------------
