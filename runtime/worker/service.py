@@ -405,6 +405,8 @@ class Worker:
         # A run that already ended (the result was being stored) was not cancelled.
         cancelled_run = ctx.run_id is not None and not entry.storing
         try:
+            # The next attempt then retrieves the cancelled run instead of searching for it.
+            await ctx.flush()
             released = await self.queue.release(
                 ctx.lease, error="worker drained", worker_cancelled=cancelled_run
             )
