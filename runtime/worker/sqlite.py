@@ -150,12 +150,19 @@ _CLOCK_COLUMNS = {
     "pauses": "INTEGER NOT NULL DEFAULT 0",
 }
 # A deadline written on this boot is compared on the monotonic clock, any other on the wall.
-_CLAIMABLE = """(
-    (state = 'queued' AND CASE WHEN clock_boot = :boot THEN available_mono <= :mono
-                               ELSE available_at <= :wall END)
- OR (state = 'running' AND CASE WHEN clock_boot = :boot THEN lease_mono <= :mono
-                                ELSE lease_until <= :wall END)
-)"""
+_QUEUED_DUE = """state = 'queued' AND CASE WHEN clock_boot = :boot THEN available_mono <= :mono
+                                          ELSE available_at <= :wall END"""
+_LEASE_LAPSED = """state = 'running' AND CASE WHEN clock_boot = :boot THEN lease_mono <= :mono
+                                            ELSE lease_until <= :wall END"""
+_CLAIMABLE = f"(({_QUEUED_DUE}) OR ({_LEASE_LAPSED}))"
+# The first :count claimable jobs by seq. Each state's rows are walked in the order of the
+# (state, seq) index and the walk stops after :count matches; one query over both states
+# would collect and sort every queued job on each claim.
+_CLAIM_ROWS = f"""
+SELECT * FROM (SELECT {_COLUMNS}, seq FROM jobs WHERE {_QUEUED_DUE} ORDER BY seq LIMIT :count)
+UNION ALL
+SELECT * FROM (SELECT {_COLUMNS}, seq FROM jobs WHERE {_LEASE_LAPSED} ORDER BY seq LIMIT :count)
+ORDER BY seq LIMIT :count"""
 
 
 class _StoreThread:
@@ -472,10 +479,7 @@ def _claim(
         return []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE {_CLAIMABLE} ORDER BY seq LIMIT :count",
-            {**now.params(), "count": count},
-        ).fetchall()
+        rows = conn.execute(_CLAIM_ROWS, {**now.params(), "count": count}).fetchall()
         leases = [_take(conn, row, consumer, now, lease_s, max_deliveries) for row in rows]
         conn.execute("COMMIT")
     except BaseException:
