@@ -46,6 +46,7 @@ import structlog
 from tools.calls import ToolCall, ToolCallResult
 from tools.containment import ContainedExit, LoopStopRefused, guard_loop, running_tool
 from tools.context import ToolContext
+from tools.deadlines import Deadlines
 from tools.encoding import MIN_OUTPUT_CHARS, encode_output, error_output, truncate
 from tools.errors import ArgumentIssue, ToolArgumentsError, ToolError, ToolUnavailableError
 from tools.limits import (
@@ -122,7 +123,7 @@ class _Flight:
 
 @dataclass(frozen=True)
 class _Batch:
-    semaphore: asyncio.Semaphore
+    semaphore: asyncio.Semaphore | None  # None: the batch fits max_concurrency, none waits
     deadline: float | None
     on_start: OnStart | None
     on_finish: OnFinish | None
@@ -183,6 +184,7 @@ class ToolDispatcher:
         self._info_enabled = _info_enabled(self._log)
         self._cache: dict[str, ToolCallResult] = {}
         self._flights: dict[str, _Flight] = {}
+        self._deadlines = Deadlines()  # the calls' timeouts, on one timer
 
     # -- public API -------------------------------------------------------------------------
 
@@ -212,7 +214,11 @@ class ToolDispatcher:
                 (async tools) or flagged (sync tools) and recorded as ``cancelled``.
         """
         guard_loop(asyncio.get_running_loop())
-        batch = _Batch(asyncio.Semaphore(self.max_concurrency), deadline, on_start, on_finish)
+        launches = sum(1 for c in calls if c.id not in self._cache and c.id not in self._flights)
+        semaphore = (
+            asyncio.Semaphore(self.max_concurrency) if launches > self.max_concurrency else None
+        )
+        batch = _Batch(semaphore, deadline, on_start, on_finish)
         flights: list[_Flight] = []
         for call in calls:
             if call.id in self._cache:
@@ -261,7 +267,8 @@ class ToolDispatcher:
         flight = _Flight(call=call, started=time.monotonic())
         # Settled lazily (by run_batch, cached() or aclose()) rather than by a done callback:
         # one loop callback less per call.
-        flight.task = asyncio.create_task(self._run_call(call, batch, flight.started))
+        run = self._run_untraced if self.tracer is None else self._run_call
+        flight.task = asyncio.create_task(run(call, batch, flight.started))
         self._flights[call.id] = flight
         return flight
 
@@ -316,7 +323,7 @@ class ToolDispatcher:
     async def _run_call(self, call: ToolCall, batch: _Batch, started: float) -> ToolCallResult:
         if self.tracer is None:
             return await self._run_untraced(call, batch, started)
-        span = self.tracer(call)
+        span = self.tracer(call)  # in the call's task, so the span is current there
         result: ToolCallResult | None = None
         try:
             result = await self._run_untraced(call, batch, started)
@@ -362,25 +369,32 @@ class ToolDispatcher:
             value = await self._execute(tool, call, validated, batch.deadline)
         finally:
             process_limiter.release()
-            batch.semaphore.release()
+            if batch.semaphore is not None:
+                batch.semaphore.release()
         return self._encode(value)
 
     async def _acquire(self, batch: _Batch) -> None:
         remaining = None if batch.deadline is None else batch.deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise _Failure("timeout", "the batch deadline passed before the call started")
-        if not batch.semaphore.locked():
-            await batch.semaphore.acquire()  # free: returns without suspending
+        semaphore = batch.semaphore
+        if semaphore is None:
             if process_limiter.try_acquire():
                 return
-            batch.semaphore.release()
+        elif not semaphore.locked():
+            await semaphore.acquire()  # free: returns without suspending
+            if process_limiter.try_acquire():
+                return
+            semaphore.release()
         try:
             async with asyncio.timeout(remaining):
-                await batch.semaphore.acquire()
+                if semaphore is not None:
+                    await semaphore.acquire()
                 try:
                     await process_limiter.acquire()
                 except BaseException:
-                    batch.semaphore.release()
+                    if semaphore is not None:
+                        semaphore.release()
                     raise
         except TimeoutError:
             raise _Failure(
@@ -397,16 +411,18 @@ class ToolDispatcher:
         deadline, by_tool = _earliest(now, timeout_s, batch_deadline)
         context = self._context(tool, call, deadline) if tool.schema.context_param else None
         args, kwargs = tool.schema.call_args(validated, context)
-        timer = asyncio.timeout(None if deadline is None else deadline - now)
+        timer = self._deadlines.timeout(None if deadline is None else deadline - now)
         thread = None if tool.is_async else _ThreadCall(thread_pool())
         token = running_tool.set(tool.name)
         try:
-            async with timer:
+            if timer is None:
+                return await self._invoke(tool, args, kwargs, thread)
+            with timer:
                 return await self._invoke(tool, args, kwargs, thread)
         except TimeoutError as exc:
             _flag(context)
             self._log_abandoned(call, thread)
-            if not timer.expired():
+            if timer is None or not timer.expired():
                 raise _Failure("tool_exception", _describe(exc), exc) from None
             if thread is not None and thread.outcome is Abandon.NOT_STARTED:
                 raise self._no_thread(call, thread.pool.stats(), exc) from None
