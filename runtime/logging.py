@@ -327,19 +327,20 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-_second: list[Any] = [None, ""]  # [the second last formatted, its ISO text]
+# (the second last formatted, its ISO text up to the fraction): one tuple, replaced whole,
+# so a thread never pairs one second with another second's text.
+_second: tuple[int, str] = (-1, "")
 
 
 def _timestamp(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """ISO 8601 UTC time with microseconds (``2026-01-31T12:00:00.123456Z``); the date and
     time of day are formatted once per second (a third of the cost of ``TimeStamper``)."""
-    now = time.time()
-    second = int(now)
+    global _second
+    second, micros = divmod(time.time_ns() // 1000, 1_000_000)
     cached = _second
     if cached[0] != second:
-        cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        cached[0] = second
-    event_dict["timestamp"] = f"{cached[1]}.{int((now - second) * 1e6):06d}Z"
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+    event_dict["timestamp"] = f"{cached[1]}{micros:06d}Z"
     return event_dict
 
 
@@ -478,13 +479,18 @@ class DirectHandOver:
         level check, without structlog's generic plumbing (argument repacking, the processor
         loop, ``DropEvent``): the same steps, in the same order, on the same event dict.
 
+        Args:
+            fields: the call's keyword arguments, a dict of its own: used as the event dict.
+
         Returns:
-            True when the line was written; False (nothing done, ``fields`` untouched) when
-            the event must take the chain: another handler on the way, or a failed write.
+            True when the event was taken care of: written, or handed to the standard
+            library as the chain hands it when the write fails; False (nothing done,
+            ``fields`` untouched) when the event must take the chain: another handler on the
+            way.
         """
         if not self._alone(logger, level):
             return False
-        event_dict: EventDict = {**context, **fields} if context else fields.copy()
+        event_dict: EventDict = {**context, **fields} if context else fields
         if event is not None:
             event_dict["event"] = event
         structlog.contextvars.merge_contextvars(logger, method, event_dict)
@@ -493,13 +499,21 @@ class DirectHandOver:
         _timestamp(logger, method, event_dict)
         event_dict = _extras(logger, method, event_dict)
         render = self.render
+        line: str | None
         if isinstance(render, _JSONRenderer) and _plain_and_flat(event_dict):
             line = render(logger, method, event_dict)  # render first, then look at the line
             if not _clean_json_line(line):
                 line = render(logger, method, _redact_fields(event_dict, _OURS))
-            return self._write(line)
-        rendered = render(logger, method, _redact_fields(event_dict, _OURS))  # ours: no copy
-        return isinstance(rendered, str) and self._write(rendered)
+        else:  # a copy: the console renderer pops fields, and a failed write hands it on
+            event_dict = _redact_fields(event_dict, _OURS)
+            rendered = render(logger, method, dict(event_dict))
+            line = rendered if isinstance(rendered, str) else None
+        if line is None or not self._write(line):
+            args, kwargs = structlog.stdlib.ProcessorFormatter.wrap_for_formatter(
+                logger, method, event_dict
+            )
+            getattr(logger, method)(*args, **kwargs)
+        return True
 
     def _write(self, line: str) -> bool:
         """Write one line as StreamHandler.emit does (one write and a flush under the

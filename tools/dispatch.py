@@ -557,35 +557,35 @@ class ToolDispatcher:
     def _log_started(self, call: ToolCall) -> None:
         if not self._info_enabled():
             return
-        fields: dict[str, Any] = {
-            "tool": call.name,
-            "tool_call_id": call.id,
-            "run_id": self.run_id,
-            "thread_id": self.thread_id,
-        }
-        if self.log_payloads:
-            fields["arguments"] = call.arguments
-        self._log.info("tool.started", **fields)
+        extra = {"arguments": call.arguments} if self.log_payloads else {}
+        # The fields as keyword arguments, not a dict unpacked: one dict less per event.
+        self._log.info(
+            "tool.started",
+            tool=call.name,
+            tool_call_id=call.id,
+            run_id=self.run_id,
+            thread_id=self.thread_id,
+            **extra,
+        )
 
     def _log_finished(self, result: ToolCallResult) -> None:
         warn = result.error_type in _WARNING_ERRORS
         if not warn and not self._info_enabled():
             return
-        fields: dict[str, Any] = {
-            "tool": result.name,
-            "tool_call_id": result.tool_call_id,
-            "run_id": self.run_id,
-            "thread_id": self.thread_id,
-            "seconds": round(result.seconds, 6),
-            "outcome": "error" if result.is_error else "ok",
-            "error_type": result.error_type,
-        }
-        if self.log_payloads:
-            fields["output"] = result.output
+        extra: dict[str, Any] = {"output": result.output} if self.log_payloads else {}
         if warn:
-            self._log.warning("tool.finished", exc_info=result.exception, **fields)
-        else:
-            self._log.info("tool.finished", **fields)
+            extra["exc_info"] = result.exception
+        (self._log.warning if warn else self._log.info)(
+            "tool.finished",
+            tool=result.name,
+            tool_call_id=result.tool_call_id,
+            run_id=self.run_id,
+            thread_id=self.thread_id,
+            seconds=round(result.seconds, 6),
+            outcome="error" if result.is_error else "ok",
+            error_type=result.error_type,
+            **extra,
+        )
 
 
 def _earliest(
