@@ -621,9 +621,10 @@ async def leaky() -> str:
 
 
 async def test_the_workers_json_lines_for_a_batch_of_tool_calls() -> None:
-    """Under the worker's INFO JSON logging every call writes tool.started and tool.finished
-    lines with its tool name, call id and run id; a failure's tool.finished is a warning
-    with outcome, error type and traceback, its API key masked."""
+    """Under the worker's INFO JSON logging a batch writes one tool.batch_started line with
+    its calls' names and ids, then one tool.finished line per call with its tool name, call
+    id, run id, outcome and duration; a failure's line is a warning with the error type and
+    the traceback, its API key masked. tool.started lines are DEBUG."""
     out = io.StringIO()
     configure_logging("INFO", "json", out)
     with alone():
@@ -631,21 +632,47 @@ async def test_the_workers_json_lines_for_a_batch_of_tool_calls() -> None:
             [ToolCall("c1", "fine", "{}"), ToolCall("c2", "leaky", "{}")]
         )
     assert [r.error_type for r in results] == [None, "tool_exception"]
-    by_event = {(e["event"], e["tool_call_id"]): e for e in json_lines(out)}
-    assert sorted(by_event) == [
-        ("tool.finished", "c1"),
-        ("tool.finished", "c2"),
-        ("tool.started", "c1"),
-        ("tool.started", "c2"),
-    ]
-    started = by_event["tool.started", "c1"]
-    assert (started["tool"], started["run_id"], started["level"]) == ("fine", "run_7", "info")
-    assert started["logger"] == "tools" and started["timestamp"].endswith("Z")
-    done = by_event["tool.finished", "c1"]
-    assert (done["outcome"], done["error_type"], done["level"]) == ("ok", None, "info")
-    assert isinstance(done["seconds"], float)
-    failed = by_event["tool.finished", "c2"]
+    lines = json_lines(out)
+    assert [e["event"] for e in lines] == ["tool.batch_started", "tool.finished", "tool.finished"]
+    batch = lines[0]
+    assert (batch["calls"], batch["tools"], batch["tool_call_ids"]) == (
+        2,
+        ["fine", "leaky"],
+        ["c1", "c2"],
+    )
+    assert (batch["run_id"], batch["level"], batch["logger"]) == ("run_7", "info", "tools")
+    done = {e["tool_call_id"]: e for e in lines[1:]}
+    assert (done["c1"]["tool"], done["c1"]["run_id"], done["c1"]["level"]) == (
+        "fine",
+        "run_7",
+        "info",
+    )
+    assert (done["c1"]["outcome"], done["c1"]["error_type"]) == ("ok", None)
+    assert isinstance(done["c1"]["seconds"], float) and done["c1"]["timestamp"].endswith("Z")
+    failed = done["c2"]
     assert (failed["tool"], failed["level"], failed["outcome"]) == ("leaky", "warning", "error")
     assert failed["error_type"] == "tool_exception"
     assert "RuntimeError: upstream refused ***" in failed["exception"]
     assert "abcdefghijklmnop" not in out.getvalue()
+
+
+async def test_tool_started_lines_at_debug() -> None:
+    """At DEBUG each call also writes its tool.started line (tool name, call id, run id),
+    after the batch's line and before its own tool.finished."""
+    out = io.StringIO()
+    configure_logging("DEBUG", "json", out)
+    with alone():
+        await ToolDispatcher(tool_registry, run_id="run_8").run_batch(
+            [ToolCall("c1", "fine", "{}")]
+        )
+    lines = json_lines(out)
+    assert [(e["event"], e["level"]) for e in lines] == [
+        ("tool.batch_started", "info"),
+        ("tool.started", "debug"),
+        ("tool.finished", "info"),
+    ]
+    assert (lines[1]["tool"], lines[1]["tool_call_id"], lines[1]["run_id"]) == (
+        "fine",
+        "c1",
+        "run_8",
+    )
