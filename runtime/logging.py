@@ -170,6 +170,8 @@ def _redact_value(value: Any) -> Any:
             for k, v in value.items()
         }
     if isinstance(value, list | tuple | set | frozenset):
+        if all(type(item) is str for item in value) and not _may_hold_secret("\n".join(value)):
+            return value if isinstance(value, list | tuple) else tuple(value)  # names, ids
         items = [_redact_value(item) for item in value]
         return items if isinstance(value, list) else tuple(items)
     # Renderers fall back to repr(); replace the object only if that repr would leak.
