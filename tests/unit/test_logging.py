@@ -534,6 +534,26 @@ def test_the_one_step_route_writes_what_the_chain_writes(case: str) -> None:
     assert [r["level"] for r in records] == ["debug", "debug", "info", "info", "warning", "warning"]
 
 
+def test_lists_of_strings_are_masked_item_by_item() -> None:
+    """A list (or tuple, or set) of strings is checked as one text, and one secret among
+    its items masks that item alone; a clean list comes out as it went in."""
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    with alone():
+        get_logger("runtime.test").info(
+            "test.lists",
+            ids=["call_1", KEY, "call_3"],
+            keys=("sk-abcdefghijkl", "plain"),
+            tags={"token=abc123"},
+            clean=["call_1", "call_2"],
+        )
+    [record] = json_lines(out)
+    assert record["ids"] == ["call_1", "***", "call_3"]
+    assert record["keys"] == ["***", "plain"]
+    assert record["tags"] == ["token=***"]
+    assert record["clean"] == ["call_1", "call_2"]
+
+
 def test_secrets_in_escaped_strings_are_masked_on_the_one_step_route() -> None:
     """Strings JSON escapes (quotes, non-ASCII, control characters) are checked for secrets
     themselves, not as the line shows them: a registered key with a quote in it, a key
