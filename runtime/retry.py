@@ -1,4 +1,4 @@
-"""Retries, in one place: a typed policy over tenacity, and a switch that turns waits off.
+"""Retries, in one place: a typed policy, one retry loop, and a switch that turns waits off.
 
 What is retried: connection errors, timeouts, 408, 409, 429 and 5xx. The wait is exponential
 with jitter, never shorter than what the server asked for with ``retry-after-ms`` or
@@ -9,13 +9,13 @@ could not be opened, or it answered 429. Everything else is the orchestrator's d
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import structlog
-import tenacity as _t
 
 from runtime.errors import (
     APIStatusError,
@@ -138,42 +138,29 @@ async def call_with_retries(
     Returns:
         What ``func`` returned on the first successful attempt.
     """
-
-    planned: list[float] = [0.0]
-
-    def _wait(state: _t.RetryCallState) -> float:
-        # tenacity computes the wait before it decides to stop, so this also runs after the
-        # final attempt: only remember the wait here; log and count in _before_sleep.
-        error = state.outcome.exception() if state.outcome else None
-        planned[0] = policy.wait_s(state.attempt_number, error)
-        return 0.0 if _TESTING else planned[0]
-
-    def _before_sleep(state: _t.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        if error is None:
-            return
-        log.warning(
-            "runtime.retry_scheduled",
-            operation=operation,
-            attempt=state.attempt_number,
-            wait_s=round(planned[0], 3),
-            status=getattr(error, "status", None),
-            error=type(error).__name__,
-        )
-        if on_retry is not None:
-            on_retry(state.attempt_number, error, planned[0])
-
-    retrying = _t.AsyncRetrying(
-        stop=_t.stop_after_attempt(max(1, policy.max_attempts)),
-        wait=_wait,
-        retry=_t.retry_if_exception(lambda exc: _retryable(exc, idempotent)),
-        before_sleep=_before_sleep,
-        reraise=True,
-    )
-    async for attempt in retrying:
-        with attempt:
+    # A plain loop: every request of a run passes here, and almost every one succeeds at
+    # once, so the first attempt costs one try block (no retry machinery is built).
+    max_attempts = max(1, policy.max_attempts)
+    attempt = 1
+    while True:
+        try:
             return await func()
-    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+        except BaseException as error:
+            if attempt >= max_attempts or not _retryable(error, idempotent):
+                raise
+            wait_s = policy.wait_s(attempt, error)
+            log.warning(
+                "runtime.retry_scheduled",
+                operation=operation,
+                attempt=attempt,
+                wait_s=round(wait_s, 3),
+                status=getattr(error, "status", None),
+                error=type(error).__name__,
+            )
+            if on_retry is not None:
+                on_retry(attempt, error, wait_s)
+        await asyncio.sleep(0.0 if _TESTING else wait_s)
+        attempt += 1
 
 
 def _retryable(error: BaseException, idempotent: bool) -> bool:
