@@ -393,8 +393,9 @@ def _renderer(fmt: str, stream: IO[str]) -> Processor:
 class _JSONRenderer:
     """structlog's ``JSONRenderer()`` output (``json.dumps`` defaults, ``repr`` of other
     objects), from one C encoder made once instead of one encoder (and, inside it, one C
-    encoder) per line. Without a circular-reference check: events reach the renderer through
-    the redaction, whose copies of containers cannot be circular."""
+    encoder) per line. Without a circular-reference check: an event reaches the renderer
+    flat, or through the redaction, whose containers (copies, or lists of strings) cannot be
+    circular."""
 
     def __init__(self) -> None:
         encoder = json.JSONEncoder(default=_json_fallback)
