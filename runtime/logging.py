@@ -27,7 +27,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
 import structlog
@@ -80,6 +80,7 @@ _MASK_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("@",), re.compile(r"(://[^/\s:@]*:)[^/\s@]+(?=@)")),
 )
 
+_TRIGGERS = tuple(dict.fromkeys(t for triggers, _ in _MASK_PATTERNS for t in triggers))
 _ANY_TRIGGER = re.compile(
     "|".join(re.escape(trigger) for triggers, _ in _MASK_PATTERNS for trigger in triggers)
 )
@@ -169,6 +170,8 @@ def _redact_value(value: Any) -> Any:
             for k, v in value.items()
         }
     if isinstance(value, list | tuple | set | frozenset):
+        if all(type(item) is str for item in value) and not _may_hold_secret("\n".join(value)):
+            return value if isinstance(value, list | tuple) else tuple(value)  # names, ids
         items = [_redact_value(item) for item in value]
         return items if isinstance(value, list) else tuple(items)
     # Renderers fall back to repr(); replace the object only if that repr would leak.
@@ -192,15 +195,21 @@ def _redact_stamped(_logger: WrappedLogger, _method: str, event_dict: EventDict)
 
 
 def _redact_fields(event_dict: EventDict, skip: frozenset[str]) -> EventDict:
+    kinds = _key_kinds(skip)
     texts: list[str] = []  # the keys of plain string values
     for key, value in event_dict.items():
-        if key.startswith("_") or key in skip:  # processor metadata, fields we set
+        if value is None:  # never rewritten, whatever the key
             continue
-        if _is_sensitive_key(key) and value is not None:
+        kind = kinds.get(key)
+        if kind is None:
+            kind = _key_kind(key, skip, kinds)
+        if kind is _KEEP:  # processor metadata, fields we set
+            continue
+        if kind is _MASKED:
             event_dict[key] = MASK
         elif type(value) is str:
             texts.append(key)
-        elif value is not None and type(value) not in _PLAIN:
+        elif type(value) not in _PLAIN:
             event_dict[key] = _redact_value(value)
     # One look at all the strings together: any secret or trigger in one of them is in the
     # joined text too, and most events have none (then no field is rewritten).
@@ -210,14 +219,84 @@ def _redact_fields(event_dict: EventDict, skip: frozenset[str]) -> EventDict:
     return event_dict
 
 
+# What _redact_fields does with a key, cached per set of skipped keys: field names come from
+# code, so the caches stay small (and stop growing at _MAX_KINDS keys if they do not).
+_KEEP, _MASKED, _CHECKED = "keep", "masked", "checked"
+_MAX_KINDS = 4096
+_kinds_by_skip: dict[frozenset[str], dict[str, str]] = {}
+
+
+def _key_kinds(skip: frozenset[str]) -> dict[str, str]:
+    kinds = _kinds_by_skip.get(skip)
+    if kinds is None:
+        kinds = _kinds_by_skip.setdefault(skip, {})
+    return kinds
+
+
+def _key_kind(key: str, skip: frozenset[str], kinds: dict[str, str]) -> str:
+    if isinstance(key, str) and (key.startswith("_") or key in skip):
+        kind = _KEEP
+    elif _is_sensitive_key(key):
+        kind = _MASKED
+    else:
+        kind = _CHECKED
+    if len(kinds) < _MAX_KINDS:
+        kinds[key] = kind
+    return kind
+
+
+def _plain_and_flat(event_dict: EventDict) -> bool:
+    """Whether no key of ``event_dict`` is redacted by its name (or skipped) and every value
+    is a string, number, boolean or None: the common event, which only a secret inside one
+    of its strings could change (see :func:`_clean_json_line`)."""
+    keys = tuple(event_dict)
+    plain_keys = _plain_key_sets.get(keys)
+    if plain_keys is None:
+        plain_keys = _plain_keys(keys)
+    return plain_keys and _FLAT.issuperset(map(type, event_dict.values()))
+
+
+def _clean_json_line(line: str) -> bool:
+    """True when no string value of a plain and flat event holds a secret, for sure, judged
+    from ``line``, its JSON rendering; False means "maybe" (redact, render again).
+
+    Without a backslash in the line, JSON escaped no character (quotes, control characters,
+    anything beyond printable ASCII), so every string value is in the line verbatim: one
+    look at the line finds any secret or trigger in any of them. The keys and numbers in
+    the line can only add needless "maybe"s.
+    """
+    return "\\" not in line and not _may_hold_secret(line)
+
+
+# Sets of event keys seen, and whether none of them is redacted by name or skipped.
+_plain_key_sets: dict[tuple[str, ...], bool] = {}
+
+
+def _plain_keys(keys: tuple[str, ...]) -> bool:
+    kinds = _key_kinds(_OURS)
+    plain = all(
+        key in _OURS or (kinds.get(key) or _key_kind(key, _OURS, kinds)) is _CHECKED for key in keys
+    )
+    if len(_plain_key_sets) < _MAX_KINDS:
+        _plain_key_sets[keys] = plain
+    return plain
+
+
 def _may_hold_secret(text: str) -> bool:
     """False when :func:`redact` would return ``text`` unchanged for sure."""
-    if any(secret in text for secret in _secrets_longest_first):
-        return True
-    return _ANY_TRIGGER.search(text.lower()) is not None
+    for secret in _secrets_longest_first:  # a loop, not any(): no generator per event
+        if secret in text:
+            return True
+    lowered = text.lower()
+    # A few substring searches beat the regular expression; a loop beats any() here.
+    for trigger in _TRIGGERS:  # noqa: SIM110
+        if trigger in lowered:
+            return True
+    return False
 
 
 _PLAIN = frozenset({int, float, bool})
+_FLAT = frozenset({str, int, float, bool, type(None)})
 _OURS = frozenset({"level", "logger", "timestamp"})
 
 
@@ -250,19 +329,20 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-_second: list[Any] = [None, ""]  # [the second last formatted, its ISO text]
+# (the second last formatted, its ISO text up to the fraction): one tuple, replaced whole,
+# so a thread never pairs one second with another second's text.
+_second: tuple[int, str] = (-1, "")
 
 
 def _timestamp(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """ISO 8601 UTC time with microseconds (``2026-01-31T12:00:00.123456Z``); the date and
     time of day are formatted once per second (a third of the cost of ``TimeStamper``)."""
-    now = time.time()
-    second = int(now)
+    global _second
+    second, micros = divmod(time.time_ns() // 1000, 1_000_000)
     cached = _second
     if cached[0] != second:
-        cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        cached[0] = second
-    event_dict["timestamp"] = f"{cached[1]}.{int((now - second) * 1e6):06d}Z"
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+    event_dict["timestamp"] = f"{cached[1]}{micros:06d}Z"
     return event_dict
 
 
@@ -312,13 +392,36 @@ def _renderer(fmt: str, stream: IO[str]) -> Processor:
 
 class _JSONRenderer:
     """structlog's ``JSONRenderer()`` output (``json.dumps`` defaults, ``repr`` of other
-    objects), with one encoder made once instead of one per line."""
+    objects), from one C encoder made once instead of one encoder (and, inside it, one C
+    encoder) per line. Without a circular-reference check: an event reaches the renderer
+    flat, or through the redaction, whose containers (copies, or lists of strings) cannot be
+    circular."""
 
     def __init__(self) -> None:
-        self._encode = json.JSONEncoder(default=_json_fallback).encode
+        encoder = json.JSONEncoder(default=_json_fallback)
+        make = getattr(json.encoder, "c_make_encoder", None)
+        self._encode: Callable[[Any], str] = encoder.encode
+        self._one_shot: Callable[[Any, int], Iterable[str]] | None = None
+        if make is None:  # an interpreter without the C accelerator
+            return
+        one_shot = make(
+            None,  # markers: no circular check
+            encoder.default,
+            json.encoder.encode_basestring_ascii,
+            None,  # indent
+            encoder.key_separator,
+            encoder.item_separator,
+            False,  # sort_keys
+            False,  # skipkeys
+            True,  # allow_nan
+        )
+        self._one_shot = one_shot
 
     def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> str:
-        return self._encode(event_dict)
+        one_shot = self._one_shot
+        if one_shot is None:
+            return self._encode(event_dict)
+        return "".join(one_shot(event_dict, 0))
 
 
 def _json_fallback(value: Any) -> Any:
@@ -345,11 +448,15 @@ class DirectHandOver:
     the same, since our formatter renders a structlog event with this same renderer and
     nothing else. Any other handler on the way (an application's, pytest's ``caplog``), a
     filter, a disabled logger or an exception event takes the standard route.
+
+    :meth:`emit` runs the whole chain this processor ends in one step, for the loggers of
+    :func:`configure_logging`'s own configuration (:class:`_OwnChainLogger`).
     """
 
     def __init__(self, handler: logging.StreamHandler[IO[str]], render: Processor) -> None:
         self.handler = handler
         self.render = render
+        self.chain: list[Processor] = []  # set by configure_logging: the chain ending here
 
     def __call__(
         self, logger: WrappedLogger, method: str, event_dict: EventDict
@@ -362,18 +469,70 @@ class DirectHandOver:
                 raise structlog.DropEvent
         return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method, event_dict)
 
-    def _write(self, line: str) -> bool:
-        """Write one line as StreamHandler.emit does; False when the stream failed (the
-        standard route then reports the failure its own way: a log call never raises)."""
-        handler = self.handler
-        handler.acquire()
-        try:
-            handler.stream.write(line + handler.terminator)
-            handler.flush()
-        except Exception:
+    def emit(
+        self,
+        logger: logging.Logger,
+        method: str,
+        level: int,
+        event: str | None,
+        context: Mapping[str, Any],
+        fields: dict[str, Any],
+    ) -> bool:
+        """What ``chain`` does with a ``method`` call (debug, info, warning) that passed the
+        level check, without structlog's generic plumbing (argument repacking, the processor
+        loop, ``DropEvent``): the same steps, in the same order, on the same event dict.
+
+        Args:
+            fields: the call's keyword arguments, a dict of its own: used as the event dict.
+
+        Returns:
+            True when the event was taken care of: written, or handed to the standard
+            library as the chain hands it when the write fails; False (nothing done,
+            ``fields`` untouched) when the event must take the chain: another handler on the
+            way.
+        """
+        if not self._alone(logger, level):
             return False
-        finally:
-            handler.release()
+        event_dict: EventDict = {**context, **fields} if context else fields
+        if event is not None:
+            event_dict["event"] = event
+        structlog.contextvars.merge_contextvars(logger, method, event_dict)
+        event_dict["level"] = method  # add_log_level: these three names are their own
+        event_dict["logger"] = logger.name
+        _timestamp(logger, method, event_dict)
+        event_dict = _extras(logger, method, event_dict)
+        render = self.render
+        line: str | None
+        if isinstance(render, _JSONRenderer) and _plain_and_flat(event_dict):
+            line = render(logger, method, event_dict)  # render first, then look at the line
+            if not _clean_json_line(line):
+                line = render(logger, method, _redact_fields(event_dict, _OURS))
+        else:  # a copy: the console renderer pops fields, and a failed write hands it on
+            event_dict = _redact_fields(event_dict, _OURS)
+            rendered = render(logger, method, dict(event_dict))
+            line = rendered if isinstance(rendered, str) else None
+        if line is None or not self._write(line):
+            args, kwargs = structlog.stdlib.ProcessorFormatter.wrap_for_formatter(
+                logger, method, event_dict
+            )
+            getattr(logger, method)(*args, **kwargs)
+        return True
+
+    def _write(self, line: str) -> bool:
+        """Write one line as StreamHandler.emit does (one write and a flush under the
+        handler's lock); False when the stream failed (the standard route then reports the
+        failure its own way: a log call never raises)."""
+        handler = self.handler
+        lock = handler.lock
+        if lock is None:  # StreamHandler always has one; be safe with odd subclasses
+            return False
+        with lock:
+            try:
+                stream = handler.stream
+                stream.write(line + handler.terminator)
+                stream.flush()
+            except Exception:
+                return False
         return True
 
     def _alone(self, logger: logging.Logger, level: int) -> bool:
@@ -393,6 +552,58 @@ class DirectHandOver:
                 break
             current = current.parent
         return found
+
+
+class _OwnChainLogger(LeveledBoundLogger):
+    """:func:`configure_logging`'s logger class: a ``debug`` / ``info`` / ``warning`` call
+    on a logger made with that function's own chain runs the chain in one step
+    (:meth:`DirectHandOver.emit`); every other call, or a chain changed since, goes through
+    structlog as usual."""
+
+    @functools.cached_property
+    def _direct(self) -> DirectHandOver | None:
+        """The chain's hand-over when the chain is still the one it ends (looked up at the
+        first call that passes the level check: filtered calls never pay for it)."""
+        processors = self._processors
+        if not self._level_first or not isinstance(processors, list | tuple):
+            return None
+        last = processors[-1]  # the chain begins with filter_by_level: not empty
+        own = (
+            isinstance(last, DirectHandOver)
+            and isinstance(self._logger, logging.Logger)
+            and list(processors) == last.chain
+        )
+        return last if own else None
+
+    def debug(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        """Log at DEBUG (dropped at once below the logger's level)."""
+        if self._level_first and not self._logger.isEnabledFor(logging.DEBUG):
+            return None
+        return self._emit("debug", logging.DEBUG, event, args, kw)
+
+    def info(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        """Log at INFO (dropped at once below the logger's level)."""
+        if self._level_first and not self._logger.isEnabledFor(logging.INFO):
+            return None
+        return self._emit("info", logging.INFO, event, args, kw)
+
+    def warning(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        """Log at WARNING (dropped at once below the logger's level)."""
+        if self._level_first and not self._logger.isEnabledFor(logging.WARNING):
+            return None
+        return self._emit("warning", logging.WARNING, event, args, kw)
+
+    def _emit(
+        self, method: str, level: int, event: str | None, args: tuple[Any, ...], kw: Any
+    ) -> Any:
+        direct = self._direct
+        if (
+            direct is not None
+            and not args
+            and direct.emit(self._logger, method, level, event, self._context, kw)
+        ):
+            return None
+        return self._proxy_to_logger(method, event, *args, **kw)
 
 
 def configure_logging(
@@ -437,6 +648,7 @@ def configure_logging(
     _remove_our_handler(root)
     root.addHandler(handler)
     root.setLevel(level_no)
+    hand_over = DirectHandOver(handler, renderer)
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
@@ -444,13 +656,16 @@ def configure_logging(
             _extras,
             # Before the hand-over, so every stdlib handler (not only ours) gets clean events.
             _redact_stamped,
-            DirectHandOver(handler, renderer),
+            hand_over,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=LeveledBoundLogger,
+        wrapper_class=_OwnChainLogger,
         # No caching: loggers made at import time must follow a later reconfiguration.
         cache_logger_on_first_use=False,
     )
+    # A copy: an application that changes the configured list in place (get_config()
+    # returns it) makes the two differ, and its loggers then take structlog's route.
+    hand_over.chain = list(structlog.get_config()["processors"])
     _configured_as = key
 
 

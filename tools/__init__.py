@@ -49,8 +49,10 @@ and capped at 2,000 characters), where ``type`` is one of:
     pool_exhausted     no thread left for a sync tool (abandoned threads are capped)
     internal_error     a dispatcher bug (should never happen)
 
-Logs: ``tool.started`` and ``tool.finished`` (``seconds``, ``outcome``, ``error_type``); the
-arguments and outputs only with ``log_payloads=True``. MCP servers as tool sources:
+Logs at INFO: one ``tool.batch_started`` per batch (``calls``, ``tools``, ``tool_call_ids``)
+and one ``tool.finished`` per call (``seconds``, ``outcome``, ``error_type``); failures that
+point at a bug are warnings with the traceback. Per-call ``tool.started`` is DEBUG (INFO with
+``log_payloads=True``, which adds the arguments and outputs). MCP servers as tool sources:
 :mod:`tools.mcp`; built-in clock and calculator tools: :mod:`tools.builtin`.
 """
 

@@ -26,6 +26,18 @@ and in tasks the tool starts (``create_task``, ``gather``) by a task factory on 
 see ``tools.containment`` for that and for its limits. A ``KeyboardInterrupt`` that a
 signal delivers while an async tool runs counts as that tool's. ``os._exit`` and crashes of
 native code cannot be contained.
+
+Logs (logger ``tools``; flat fields, ids and names only unless ``log_payloads``):
+
+* ``tool.batch_started`` (INFO), once per batch that starts calls: ``calls`` (how many),
+  ``tools`` and ``tool_call_ids`` (lists, in call order), ``run_id``, ``thread_id``;
+* ``tool.started`` (DEBUG; INFO with ``log_payloads``, then with ``arguments``), per call:
+  ``tool``, ``tool_call_id``, ``run_id``, ``thread_id``;
+* ``tool.finished`` (INFO; WARNING with the traceback for the error types that point at a
+  bug or a hazard: ``tool_exception``, ``invalid_output``, ``tool_exit``, ``interrupted``,
+  ``loop_stop``, ``internal_error``), per call: the same ids plus ``seconds``, ``outcome``
+  (``ok`` / ``error``), ``error_type`` (None when ok), and ``output`` with ``log_payloads``;
+* the warnings ``tools.pool_exhausted``, ``tools.thread_abandoned``, ``tool.callback_failed``.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ import structlog
 from tools.calls import ToolCall, ToolCallResult
 from tools.containment import ContainedExit, LoopStopRefused, guard_loop, running_tool
 from tools.context import ToolContext
+from tools.deadlines import Deadlines
 from tools.encoding import MIN_OUTPUT_CHARS, encode_output, error_output, truncate
 from tools.errors import ArgumentIssue, ToolArgumentsError, ToolError, ToolUnavailableError
 from tools.limits import (
@@ -122,7 +135,7 @@ class _Flight:
 
 @dataclass(frozen=True)
 class _Batch:
-    semaphore: asyncio.Semaphore
+    semaphore: asyncio.Semaphore | None  # None: the batch fits max_concurrency, none waits
     deadline: float | None
     on_start: OnStart | None
     on_finish: OnFinish | None
@@ -180,9 +193,15 @@ class ToolDispatcher:
         # Resolved once (not a lazy proxy per event): dispatchers are per run, and logging is
         # configured long before a run starts.
         self._log: Any = structlog.get_logger("tools").bind()
-        self._info_enabled = _info_enabled(self._log)
+        self._info_enabled = _enabled(self._log, logging.INFO)
+        # One line per call at INFO is tool.finished; tool.started is DEBUG (the batch's line
+        # says which calls started), or INFO when its arguments were asked for.
+        started_level = logging.INFO if log_payloads else logging.DEBUG
+        self._started_enabled = _enabled(self._log, started_level)
+        self._log_started_at = self._log.info if log_payloads else self._log.debug
         self._cache: dict[str, ToolCallResult] = {}
         self._flights: dict[str, _Flight] = {}
+        self._deadlines = Deadlines()  # the calls' timeouts, on one timer
 
     # -- public API -------------------------------------------------------------------------
 
@@ -212,14 +231,24 @@ class ToolDispatcher:
                 (async tools) or flagged (sync tools) and recorded as ``cancelled``.
         """
         guard_loop(asyncio.get_running_loop())
-        batch = _Batch(asyncio.Semaphore(self.max_concurrency), deadline, on_start, on_finish)
+        launches = sum(1 for c in calls if c.id not in self._cache and c.id not in self._flights)
+        semaphore = (
+            asyncio.Semaphore(self.max_concurrency) if launches > self.max_concurrency else None
+        )
+        batch = _Batch(semaphore, deadline, on_start, on_finish)
         flights: list[_Flight] = []
+        launched: list[ToolCall] = []
         for call in calls:
             if call.id in self._cache:
                 continue
-            flight = self._flights.get(call.id) or self._launch(call, batch)
+            flight = self._flights.get(call.id)
+            if flight is None:
+                flight = self._launch(call, batch)
+                launched.append(call)
             flight.waiters += 1
             flights.append(flight)
+        if launched:
+            self._log_batch_started(launched)  # before any call runs: tasks start on await
         if flights:
             await self._wait(flights)
         for flight in flights:
@@ -261,7 +290,8 @@ class ToolDispatcher:
         flight = _Flight(call=call, started=time.monotonic())
         # Settled lazily (by run_batch, cached() or aclose()) rather than by a done callback:
         # one loop callback less per call.
-        flight.task = asyncio.create_task(self._run_call(call, batch, flight.started))
+        run = self._run_untraced if self.tracer is None else self._run_call
+        flight.task = asyncio.create_task(run(call, batch, flight.started))
         self._flights[call.id] = flight
         return flight
 
@@ -316,7 +346,7 @@ class ToolDispatcher:
     async def _run_call(self, call: ToolCall, batch: _Batch, started: float) -> ToolCallResult:
         if self.tracer is None:
             return await self._run_untraced(call, batch, started)
-        span = self.tracer(call)
+        span = self.tracer(call)  # in the call's task, so the span is current there
         result: ToolCallResult | None = None
         try:
             result = await self._run_untraced(call, batch, started)
@@ -362,25 +392,32 @@ class ToolDispatcher:
             value = await self._execute(tool, call, validated, batch.deadline)
         finally:
             process_limiter.release()
-            batch.semaphore.release()
+            if batch.semaphore is not None:
+                batch.semaphore.release()
         return self._encode(value)
 
     async def _acquire(self, batch: _Batch) -> None:
         remaining = None if batch.deadline is None else batch.deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise _Failure("timeout", "the batch deadline passed before the call started")
-        if not batch.semaphore.locked():
-            await batch.semaphore.acquire()  # free: returns without suspending
+        semaphore = batch.semaphore
+        if semaphore is None:
             if process_limiter.try_acquire():
                 return
-            batch.semaphore.release()
+        elif not semaphore.locked():
+            await semaphore.acquire()  # free: returns without suspending
+            if process_limiter.try_acquire():
+                return
+            semaphore.release()
         try:
             async with asyncio.timeout(remaining):
-                await batch.semaphore.acquire()
+                if semaphore is not None:
+                    await semaphore.acquire()
                 try:
                     await process_limiter.acquire()
                 except BaseException:
-                    batch.semaphore.release()
+                    if semaphore is not None:
+                        semaphore.release()
                     raise
         except TimeoutError:
             raise _Failure(
@@ -397,16 +434,18 @@ class ToolDispatcher:
         deadline, by_tool = _earliest(now, timeout_s, batch_deadline)
         context = self._context(tool, call, deadline) if tool.schema.context_param else None
         args, kwargs = tool.schema.call_args(validated, context)
-        timer = asyncio.timeout(None if deadline is None else deadline - now)
+        timer = self._deadlines.timeout(None if deadline is None else deadline - now)
         thread = None if tool.is_async else _ThreadCall(thread_pool())
         token = running_tool.set(tool.name)
         try:
-            async with timer:
+            if timer is None:
+                return await self._invoke(tool, args, kwargs, thread)
+            with timer:
                 return await self._invoke(tool, args, kwargs, thread)
         except TimeoutError as exc:
             _flag(context)
             self._log_abandoned(call, thread)
-            if not timer.expired():
+            if timer is None or not timer.expired():
                 raise _Failure("tool_exception", _describe(exc), exc) from None
             if thread is not None and thread.outcome is Abandon.NOT_STARTED:
                 raise self._no_thread(call, thread.pool.stats(), exc) from None
@@ -554,38 +593,50 @@ class ToolDispatcher:
 
     # -- logs -------------------------------------------------------------------------------
 
-    def _log_started(self, call: ToolCall) -> None:
+    def _log_batch_started(self, calls: list[ToolCall]) -> None:
         if not self._info_enabled():
             return
-        fields: dict[str, Any] = {
-            "tool": call.name,
-            "tool_call_id": call.id,
-            "run_id": self.run_id,
-            "thread_id": self.thread_id,
-        }
-        if self.log_payloads:
-            fields["arguments"] = call.arguments
-        self._log.info("tool.started", **fields)
+        self._log.info(
+            "tool.batch_started",
+            calls=len(calls),
+            tools=[call.name for call in calls],
+            tool_call_ids=[call.id for call in calls],
+            run_id=self.run_id,
+            thread_id=self.thread_id,
+        )
+
+    def _log_started(self, call: ToolCall) -> None:
+        if not self._started_enabled():
+            return
+        extra = {"arguments": call.arguments} if self.log_payloads else {}
+        # The fields as keyword arguments, not a dict unpacked: one dict less per event.
+        self._log_started_at(
+            "tool.started",
+            tool=call.name,
+            tool_call_id=call.id,
+            run_id=self.run_id,
+            thread_id=self.thread_id,
+            **extra,
+        )
 
     def _log_finished(self, result: ToolCallResult) -> None:
         warn = result.error_type in _WARNING_ERRORS
         if not warn and not self._info_enabled():
             return
-        fields: dict[str, Any] = {
-            "tool": result.name,
-            "tool_call_id": result.tool_call_id,
-            "run_id": self.run_id,
-            "thread_id": self.thread_id,
-            "seconds": round(result.seconds, 6),
-            "outcome": "error" if result.is_error else "ok",
-            "error_type": result.error_type,
-        }
-        if self.log_payloads:
-            fields["output"] = result.output
+        extra: dict[str, Any] = {"output": result.output} if self.log_payloads else {}
         if warn:
-            self._log.warning("tool.finished", exc_info=result.exception, **fields)
-        else:
-            self._log.info("tool.finished", **fields)
+            extra["exc_info"] = result.exception
+        (self._log.warning if warn else self._log.info)(
+            "tool.finished",
+            tool=result.name,
+            tool_call_id=result.tool_call_id,
+            run_id=self.run_id,
+            thread_id=self.thread_id,
+            seconds=round(result.seconds, 6),
+            outcome="error" if result.is_error else "ok",
+            error_type=result.error_type,
+            **extra,
+        )
 
 
 def _earliest(
@@ -616,8 +667,8 @@ _WARNING_ERRORS = frozenset(
 )
 
 
-def _info_enabled(log: Any) -> Callable[[], bool]:
-    """A cheap check whether ``log.info`` would emit, so filtered events cost no dict.
+def _enabled(log: Any, level: int) -> Callable[[], bool]:
+    """A cheap check whether ``log`` would emit at ``level``, so filtered events cost no dict.
 
     structlog's filtering loggers have ``is_enabled_for``, its stdlib wrapper
     ``isEnabledFor``; for other wrappers, assume enabled.
@@ -625,7 +676,7 @@ def _info_enabled(log: Any) -> Callable[[], bool]:
     check = getattr(log, "is_enabled_for", None) or getattr(log, "isEnabledFor", None)
     if check is None:
         return _always
-    return functools.partial(check, logging.INFO)
+    return functools.partial(check, level)
 
 
 def _always() -> bool:

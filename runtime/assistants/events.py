@@ -192,8 +192,8 @@ def parse_event(record: SSERecord) -> StreamEvent:
             data = lenient_json(name, raw)
     except (StopIteration, ValueError, RecursionError):  # RecursionError: hostile nesting
         data = lenient_json(name, raw)
-    if cls is MessageDeltaEvent and type(data) is dict:
-        return MessageDeltaEvent(name, data)
+    if (cls is RunStepDeltaEvent or cls is MessageDeltaEvent) and type(data) is dict:
+        return cls(name, data)  # the hot path: nothing to validate (typed_event's outcome)
     if name == "error":
         return ErrorEvent(name, data)
     if cls is UnknownEvent:

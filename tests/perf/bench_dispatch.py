@@ -6,11 +6,14 @@ Run from the repository root:
 
 Overhead is the wall time per call through ``run_batch`` minus the time of calling the tool
 directly; the tools do nothing, so the figure is the dispatcher's own cost (task, limits,
-validation, timeout, encoding, two log calls). Columns: median and best batch (wall time),
-and process CPU time per call; each is the lowest of 3 repeats. Logging as shipped: the
-library's default (nothing configured: silent), ``configure_logging("WARNING")`` (the CLI's)
-and ``configure_logging("INFO", "json")`` (the worker's), writing to a null stream. Last, the
-cost of one filtered log call (``log.info`` under WARNING) on a module-level logger.
+validation, timeout, encoding, its log events: at INFO one ``tool.finished`` line per call
+and one ``tool.batch_started`` line per batch). Columns: median and best batch (wall time),
+and process CPU time per call; each is the lowest of 3 repeats. Logging as shipped, through
+``configure_logging`` as the CLI and the worker call it: the library's default (nothing
+configured: silent), ``configure_logging("WARNING", "console")`` (the CLI's) and
+``configure_logging("INFO", "json")`` (the worker's default), writing to a null stream.
+Last, the cost of one filtered log call (``log.info`` under WARNING) on a module-level
+logger and on a resolved one.
 """
 
 from __future__ import annotations
@@ -57,10 +60,10 @@ SETUPS = ("library default", "WARNING", "INFO JSON")
 
 
 def configure_logs(setup: str) -> None:
-    """Logging as shipped: unconfigured, the CLI's WARNING, the worker's INFO JSON."""
+    """Logging as shipped: unconfigured, the CLI's WARNING console, the worker's INFO JSON."""
     reset_logging()
     if setup == "WARNING":
-        configure_logging("WARNING", "json", NullStream())
+        configure_logging("WARNING", "console", NullStream())
     elif setup == "INFO JSON":
         configure_logging("INFO", "json", NullStream())
 

@@ -1,4 +1,5 @@
-"""Logging setup: renderer choice, context, levels, and secret redaction on every path."""
+"""Logging setup: renderer choice, context, levels, secret redaction on every path, and the
+dispatcher's lines under the worker's logging."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from runtime.logging import (
     register_secret,
     reset_logging,
 )
+from tools import ToolCall, ToolDispatcher, ToolRegistry
 
 KEY = "azkey-0123456789-REGISTERED"  # no sk- shape: only registration can catch it
 
@@ -462,3 +464,235 @@ def test_a_chain_without_the_level_filter_still_sees_every_call() -> None:
         log.debug("test.debug")
         log.info("test.info")
     assert [entry["event"] for entry in logs] == ["test.debug", "test.info"]
+
+
+# --- the one-step route: configure_logging's loggers run its chain without structlog's loop -
+
+
+class _Shown:
+    """An object whose repr quotes the registered key."""
+
+    def __repr__(self) -> str:
+        return f"<Shown {KEY}>"
+
+
+def _exception() -> ValueError:
+    try:
+        raise ValueError(f"boom with {KEY}")
+    except ValueError as exc:
+        return exc
+
+
+# One case per way an event can need redaction (alone: a trigger in one field sends the
+# whole event down the careful path).
+ONE_STEP_EVENTS: dict[str, dict[str, Any]] = {
+    "flat": {"n": 1, "s": "ok", "f": 0.125, "b": True, "z": None, "big": 10**20},
+    "registered key": {"a": "plain", "b": f"key {KEY} here"},
+    "bearer": {"c": "Bearer abc.def"},
+    "key pattern": {"d": "token=xyz1"},
+    "sk- key": {"e": "sk-abcdefghijkl"},
+    "quotes": {"q": f'say "hi" {KEY}'},
+    "non-ascii": {"u": f"naïve {KEY}"},
+    "a character that lower-cases to ascii": {"k": "to\u212aen=abcdef"},
+    "secret names": {"api_key": "named", "password": None},
+    "a secret name without a trigger word": {"authorization": 5},
+    "nested": {"headers": {"Authorization": "Bearer x"}, "items": [KEY, (1, "sk-abcdefghijkl")]},
+    "objects": {"shown": _Shown(), "nan": float("nan"), "when": datetime(2026, 1, 31)},
+    "exception": {"exc_info": _exception()},
+    "positional": {"n": 2},
+}
+
+
+@pytest.mark.parametrize("case", ONE_STEP_EVENTS)
+def test_the_one_step_route_writes_what_the_chain_writes(case: str) -> None:
+    """A debug/info/warning call on a logger of configure_logging's chain (run in one step)
+    writes the line that structlog's own loop through the same chain writes, secrets masked
+    the same way, whatever the event holds."""
+    out = io.StringIO()
+    configure_logging("DEBUG", "json", out)
+    structlog.contextvars.bind_contextvars(request_id="req_1")
+    fields = ONE_STEP_EVENTS[case]
+    args = ("x",) if case == "positional" else ()
+    event = "test.one %s" if args else "test.one"
+    looped = structlog.wrap_logger(
+        logging.getLogger("runtime.test"),
+        processors=structlog.get_config()["processors"],
+        wrapper_class=structlog.stdlib.BoundLogger,  # structlog's loop over the processors
+        job="j1",
+    )
+    with alone():
+        for method in ("debug", "info", "warning"):
+            getattr(get_logger("runtime.test", job="j1"), method)(event, *args, **fields)
+            getattr(looped, method)(event, *args, **fields)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 6 and KEY not in out.getvalue()
+    records = [json.loads(line) for line in lines]
+    for record in records:
+        assert record.pop("timestamp").endswith("Z")
+        assert record["request_id"] == "req_1" and record["job"] == "j1"
+    assert records[0::2] == records[1::2]
+    assert [r["level"] for r in records] == ["debug", "debug", "info", "info", "warning", "warning"]
+
+
+def test_lists_of_strings_are_masked_item_by_item() -> None:
+    """A list (or tuple, or set) of strings is checked as one text, and one secret among
+    its items masks that item alone; a clean list comes out as it went in."""
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    with alone():
+        get_logger("runtime.test").info(
+            "test.lists",
+            ids=["call_1", KEY, "call_3"],
+            keys=("sk-abcdefghijkl", "plain"),
+            tags={"token=abc123"},
+            clean=["call_1", "call_2"],
+        )
+    [record] = json_lines(out)
+    assert record["ids"] == ["call_1", "***", "call_3"]
+    assert record["keys"] == ["***", "plain"]
+    assert record["tags"] == ["token=***"]
+    assert record["clean"] == ["call_1", "call_2"]
+
+
+def test_secrets_in_escaped_strings_are_masked_on_the_one_step_route() -> None:
+    """Strings JSON escapes (quotes, non-ASCII, control characters) are checked for secrets
+    themselves, not as the line shows them: a registered key with a quote in it, a key
+    pattern spelt with a character that lower-cases to ASCII, next to non-ASCII text, and a
+    bearer token after a tab are all masked."""
+    quoted = 'pa"ss-word-123456'
+    register_secret(quoted)
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    log = get_logger("runtime.test")
+    with alone():
+        log.info("test.escaped", a=f"x {quoted} y")
+        log.info("test.escaped", a="naïve api\u212aey=xyz1")  # a Kelvin sign: "apikey="
+        log.info("test.escaped", a="\tBearer abc")
+        log.info("test.escaped", a="é")
+    assert [record["a"] for record in json_lines(out)] == [
+        "x *** y",
+        "naïve api\u212aey=***",
+        "\tBearer ***",
+        "é",
+    ]
+    assert "ss-word-123456" not in out.getvalue()
+
+
+def test_a_processor_added_to_the_configured_chain_runs() -> None:
+    """The one-step route serves only the chain configure_logging built: an application that
+    inserts a processor into the configured list (structlog.get_config() returns it) sees it
+    run, and its loggers' lines are still written and masked."""
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+
+    def stamp_host(_logger: Any, _method: str, event_dict: Any) -> Any:
+        event_dict["host"] = "h1"
+        return event_dict
+
+    structlog.get_config()["processors"].insert(1, stamp_host)
+    with alone():
+        get_logger("runtime.test").info("test.added", api_key=KEY)
+    [record] = json_lines(out)
+    assert record["host"] == "h1" and record["api_key"] == "***"
+
+
+def test_json_lines_are_what_json_dumps_writes() -> None:
+    """The JSON renderer's one C encoder writes json.dumps's text (defaults, repr of other
+    objects): non-ASCII escaped, NaN as NaN, nested containers, key order kept."""
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    fields: dict[str, Any] = {
+        "u": "naïve ☃",
+        "nan": float("nan"),
+        "nested": {"b": [1, 2.5, None, True], "a": {"x": "y"}},
+        "obj": _Plain(),
+    }
+    with alone():
+        get_logger("runtime.test").info("test.dumps", **fields)
+    line = out.getvalue().rstrip("\n")
+    record = json.loads(line)
+    expected = {**fields, "obj": repr(fields["obj"]), "event": "test.dumps"}
+    expected |= {"level": "info", "logger": "runtime.test", "timestamp": record["timestamp"]}
+    assert line == json.dumps(expected)
+
+
+class _Plain:
+    """An object json cannot encode and whose repr holds no secret."""
+
+    def __repr__(self) -> str:
+        return "<Plain>"
+
+
+# --- the dispatcher's lines under the worker's logging ---------------------------------------
+
+tool_registry = ToolRegistry()
+
+
+@tool_registry.tool
+async def fine() -> str:
+    """Succeed."""
+    return "ok"
+
+
+@tool_registry.tool
+async def leaky() -> str:
+    """Fail with an API key in the message."""
+    raise RuntimeError("upstream refused sk-live-abcdefghijklmnop")
+
+
+async def test_the_workers_json_lines_for_a_batch_of_tool_calls() -> None:
+    """Under the worker's INFO JSON logging a batch writes one tool.batch_started line with
+    its calls' names and ids, then one tool.finished line per call with its tool name, call
+    id, run id, outcome and duration; a failure's line is a warning with the error type and
+    the traceback, its API key masked. tool.started lines are DEBUG."""
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    with alone():
+        results = await ToolDispatcher(tool_registry, run_id="run_7").run_batch(
+            [ToolCall("c1", "fine", "{}"), ToolCall("c2", "leaky", "{}")]
+        )
+    assert [r.error_type for r in results] == [None, "tool_exception"]
+    lines = json_lines(out)
+    assert [e["event"] for e in lines] == ["tool.batch_started", "tool.finished", "tool.finished"]
+    batch = lines[0]
+    assert (batch["calls"], batch["tools"], batch["tool_call_ids"]) == (
+        2,
+        ["fine", "leaky"],
+        ["c1", "c2"],
+    )
+    assert (batch["run_id"], batch["level"], batch["logger"]) == ("run_7", "info", "tools")
+    done = {e["tool_call_id"]: e for e in lines[1:]}
+    assert (done["c1"]["tool"], done["c1"]["run_id"], done["c1"]["level"]) == (
+        "fine",
+        "run_7",
+        "info",
+    )
+    assert (done["c1"]["outcome"], done["c1"]["error_type"]) == ("ok", None)
+    assert isinstance(done["c1"]["seconds"], float) and done["c1"]["timestamp"].endswith("Z")
+    failed = done["c2"]
+    assert (failed["tool"], failed["level"], failed["outcome"]) == ("leaky", "warning", "error")
+    assert failed["error_type"] == "tool_exception"
+    assert "RuntimeError: upstream refused ***" in failed["exception"]
+    assert "abcdefghijklmnop" not in out.getvalue()
+
+
+async def test_tool_started_lines_at_debug() -> None:
+    """At DEBUG each call also writes its tool.started line (tool name, call id, run id),
+    after the batch's line and before its own tool.finished."""
+    out = io.StringIO()
+    configure_logging("DEBUG", "json", out)
+    with alone():
+        await ToolDispatcher(tool_registry, run_id="run_8").run_batch(
+            [ToolCall("c1", "fine", "{}")]
+        )
+    lines = json_lines(out)
+    assert [(e["event"], e["level"]) for e in lines] == [
+        ("tool.batch_started", "info"),
+        ("tool.started", "debug"),
+        ("tool.finished", "info"),
+    ]
+    assert (lines[1]["tool"], lines[1]["tool_call_id"], lines[1]["run_id"]) == (
+        "fine",
+        "c1",
+        "run_8",
+    )

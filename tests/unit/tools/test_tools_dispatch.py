@@ -5,9 +5,11 @@ import contextvars
 import dataclasses
 import datetime
 import json
+import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -393,31 +395,78 @@ async def test_sync_tool_sees_context_variables() -> None:
     assert result.output == "req-42"
 
 
+@pytest.fixture
+def tools_at_debug() -> Iterator[None]:
+    """The ``tools`` logger at DEBUG (whatever earlier tests left on the root logger), so the
+    dispatcher emits every event and capture_logs sees them."""
+    logger = logging.getLogger("tools")
+    before = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+@pytest.mark.usefixtures("tools_at_debug")
 async def test_logs_without_payloads_by_default() -> None:
-    """tool.started / tool.finished have ids, outcome and duration but no arguments or output."""
+    """One tool.batch_started (INFO) names the batch's calls; per call tool.started (DEBUG)
+    and tool.finished (INFO) have ids, outcome and duration but no arguments or output."""
     dispatcher = ToolDispatcher(registry, run_id="run_1")
     with capture_logs() as logs:
         await dispatcher.run_batch(
             [ToolCall("c1", "echo", '{"text": "secret-arg"}'), ToolCall("c2", "nope", "{}")]
         )
     events = [e for e in logs if e["event"].startswith("tool.")]
-    assert [e["event"] for e in events].count("tool.started") == 2
+    assert events[0] == {
+        "event": "tool.batch_started",
+        "log_level": "info",
+        "calls": 2,
+        "tools": ["echo", "nope"],
+        "tool_call_ids": ["c1", "c2"],
+        "run_id": "run_1",
+        "thread_id": None,
+    }
+    started = [e for e in events if e["event"] == "tool.started"]
+    assert [(e["tool_call_id"], e["log_level"]) for e in started] == [
+        ("c1", "debug"),
+        ("c2", "debug"),
+    ]
     finished = {e["tool_call_id"]: e for e in events if e["event"] == "tool.finished"}
     assert finished["c1"]["outcome"] == "ok" and finished["c1"]["error_type"] is None
     assert finished["c2"]["outcome"] == "error" and finished["c2"]["error_type"] == "unknown_tool"
+    assert {e["log_level"] for e in finished.values()} == {"info"}
     assert isinstance(finished["c1"]["seconds"], float)
     assert finished["c1"]["run_id"] == "run_1"
     assert "secret-arg" not in repr(logs)
 
 
+@pytest.mark.usefixtures("tools_at_debug")
+async def test_a_batch_of_cached_calls_logs_no_batch_start() -> None:
+    """tool.batch_started counts only the calls a batch starts: a repeated batch, answered
+    from the cache, logs nothing."""
+    dispatcher = ToolDispatcher(registry)
+    calls = [ToolCall("c1", "echo", '{"text": "a"}')]
+    await dispatcher.run_batch(calls)
+    with capture_logs() as logs:
+        await dispatcher.run_batch([*calls, ToolCall("c2", "echo", '{"text": "b"}')])
+    [batch] = [e for e in logs if e["event"] == "tool.batch_started"]
+    assert batch["calls"] == 1 and batch["tool_call_ids"] == ["c2"]
+    with capture_logs() as logs:
+        await dispatcher.run_batch(calls)
+    assert [e["event"] for e in logs] == []
+
+
+@pytest.mark.usefixtures("tools_at_debug")
 async def test_logs_payloads_when_enabled() -> None:
-    """log_payloads=True adds arguments and output to the log events."""
+    """log_payloads=True adds arguments and output to the log events, and tool.started is
+    INFO then (its arguments were asked for)."""
     dispatcher = ToolDispatcher(registry, log_payloads=True)
     with capture_logs() as logs:
         await dispatcher.run_batch([ToolCall("c1", "echo", '{"text": "shown"}')])
     started = next(e for e in logs if e["event"] == "tool.started")
     finished = next(e for e in logs if e["event"] == "tool.finished")
-    assert started["arguments"] == '{"text": "shown"}'
+    assert started["arguments"] == '{"text": "shown"}' and started["log_level"] == "info"
     assert finished["output"] == "shown"
 
 
