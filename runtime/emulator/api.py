@@ -285,7 +285,7 @@ class AssistantsApi:
 
         async def drive(sink: Sink) -> None:
             if thread_created is not None:
-                await sink.emit("thread.created", thread_created)
+                sink.emit("thread.created", thread_created)
             await self.engine.start(run, sink)
 
         return StreamReply(drive)

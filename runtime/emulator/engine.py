@@ -50,6 +50,7 @@ __all__ = [
     "ThreadState",
     "encode_event",
     "encode_json",
+    "event_head",
     "message_text",
     "now",
     "sse_event",
@@ -97,9 +98,24 @@ def encode_event(event: str, data: Obj) -> bytes:
     return sse_event(event, encode_json(data).encode())
 
 
+_EVENT_HEADS: dict[str, bytes] = {}
+
+
+def event_head(event: str) -> bytes:
+    """``event: NAME\\ndata: `` (built once a name: the names are the protocol's few)."""
+    head = _EVENT_HEADS.get(event)
+    if head is None:
+        head = _EVENT_HEADS[event] = b"event: " + event.encode() + b"\ndata: "
+    return head
+
+
 def sse_event(event: str, data: bytes) -> bytes:
     """One SSE event from its name and its already encoded JSON ``data``."""
-    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+    return b"".join((event_head(event), data, b"\n\n"))
+
+
+_escape_json_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
+_TEXT_DELTA_HEAD = b"event: thread.message.delta\ndata: "
 
 
 def text_delta_head(message_id: str) -> bytes:
@@ -117,40 +133,44 @@ def text_delta_event(head: bytes, piece: str, *, first: bool) -> bytes:
     ``{"id", "object", "delta": {"content": [{"index": 0, "type": "text", "text": {"value":
     piece}}]}}`` (the first piece also carries ``"annotations": []``), with only the piece
     serialised: a stream has one per word."""
-    tail = b',"annotations":[]}}]}}' if first else b"}}]}}"
-    return sse_event("thread.message.delta", head + encode_json(piece).encode() + tail)
+    tail = b',"annotations":[]}}]}}\n\n' if first else b"}}]}}\n\n"
+    return b"".join((_TEXT_DELTA_HEAD, head, _escape_json_str(piece).encode(), tail))
 
 
 class Sink(Protocol):
-    """Where a driven run sends its stream events."""
+    """Where a driven run sends its stream events.
 
-    async def emit(self, event: str, data: Obj) -> None:
+    Sending an event never waits (a sink buffers); ``flush`` is the one point where the
+    driver lets the sink write, and it calls it before it waits itself.
+    """
+
+    def emit(self, event: str, data: Obj) -> None:
         """Send one event (``data`` is serialised at once, so it may change afterwards)."""
 
-    async def emit_again(self, event: str) -> None:
+    def emit_again(self, event: str) -> None:
         """Send one event carrying the previous event's data, unchanged since (serialised
         once: the ``created`` and ``in_progress`` events of a step carry the same object)."""
 
     async def flush(self) -> None:
         """Push buffered events out (called before the driver waits)."""
 
-    async def emit_raw(self, chunk: bytes) -> None:
+    def emit_raw(self, chunk: bytes) -> None:
         """Send one already encoded SSE event (``event: ...\ndata: ...\n\n``)."""
 
 
 class NullSink:
     """Sink of a run nobody streams (created with ``stream=false``)."""
 
-    async def emit(self, event: str, data: Obj) -> None:
+    def emit(self, event: str, data: Obj) -> None:
         """Drop the event."""
 
-    async def emit_again(self, event: str) -> None:
+    def emit_again(self, event: str) -> None:
         """Drop the event."""
 
     async def flush(self) -> None:
         """Nothing to push."""
 
-    async def emit_raw(self, chunk: bytes) -> None:
+    def emit_raw(self, chunk: bytes) -> None:
         """Drop the event."""
 
 
@@ -248,14 +268,14 @@ class RunEngine:
 
     async def start(self, run: RunState, sink: Sink) -> None:
         """Drive a new run: created, queued, then the first model turn."""
-        await sink.emit("thread.run.created", run.obj)
-        await sink.emit_again("thread.run.queued")
+        sink.emit("thread.run.created", run.obj)
+        sink.emit_again("thread.run.queued")
         await self._advance(run, sink)
 
     async def resume(self, run: RunState, sink: Sink, step: Obj) -> None:
         """Drive a run after its tool outputs were accepted."""
-        await sink.emit("thread.run.step.completed", step)
-        await sink.emit("thread.run.queued", run.obj)
+        sink.emit("thread.run.step.completed", step)
+        sink.emit("thread.run.queued", run.obj)
         await self._advance(run, sink)
 
     def drive_in_background(self, run: RunState, step: Obj | None = None) -> None:
@@ -269,7 +289,7 @@ class RunEngine:
             return
         run.obj["status"] = "in_progress"
         run.obj["started_at"] = run.obj["started_at"] or now()
-        await sink.emit("thread.run.in_progress", run.obj)
+        sink.emit("thread.run.in_progress", run.obj)
         turn = self.model.decide(self._model_input(run))
         if turn.delay_s > 0:
             await sink.flush()
@@ -340,10 +360,10 @@ class RunEngine:
             "message_creation",
             {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
         )
-        await sink.emit("thread.run.step.created", step)
-        await sink.emit_again("thread.run.step.in_progress")
-        await sink.emit("thread.message.created", message)
-        await sink.emit_again("thread.message.in_progress")
+        sink.emit("thread.run.step.created", step)
+        sink.emit_again("thread.run.step.in_progress")
+        sink.emit("thread.message.created", message)
+        sink.emit_again("thread.message.in_progress")
         if not await self._stream_text(run, sink, turn, message["id"], pieces):
             await self._stopped(run, sink)
             return
@@ -353,14 +373,14 @@ class RunEngine:
         run.message = None
         if reason is None:
             message["status"], message["completed_at"] = "completed", now()
-            await sink.emit("thread.message.completed", message)
-            await sink.emit("thread.run.step.completed", step)
+            sink.emit("thread.message.completed", message)
+            sink.emit("thread.run.step.completed", step)
             await self._end(run, sink, "completed")
             return
         message["status"], message["incomplete_at"] = "incomplete", now()
         message["incomplete_details"] = {"reason": "max_tokens"}
-        await sink.emit("thread.message.incomplete", message)
-        await sink.emit("thread.run.step.completed", step)
+        sink.emit("thread.message.incomplete", message)
+        sink.emit("thread.run.step.completed", step)
         await self._end(run, sink, "incomplete", reason=reason)
 
     async def _stream_text(
@@ -376,7 +396,7 @@ class RunEngine:
             if run.status != "in_progress":
                 return False
             run.streamed.append(piece)
-            await sink.emit_raw(text_delta_event(head, piece, first=index == 0))
+            sink.emit_raw(text_delta_event(head, piece, first=index == 0))
         return run.status == "in_progress"
 
     async def _tool_calls(self, run: RunState, sink: Sink, turn: Turn) -> None:
@@ -386,8 +406,8 @@ class RunEngine:
             await self._end(run, sink, "incomplete", reason="max_completion_tokens")
             return
         step = self._new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
-        await sink.emit("thread.run.step.created", step)
-        await sink.emit_again("thread.run.step.in_progress")
+        sink.emit("thread.run.step.created", step)
+        sink.emit_again("thread.run.step.in_progress")
         calls = await self._stream_calls(run, sink, turn, step["id"])
         if calls is None or await self._stopped(run, sink):
             return
@@ -399,7 +419,7 @@ class RunEngine:
         run.obj["status"] = "requires_action"
         run.expiry = self.spawn(self._expire_later(run))
         self.stats["requires_action"] += 1
-        await sink.emit("thread.run.requires_action", run.obj)
+        sink.emit("thread.run.requires_action", run.obj)
 
     async def _stream_calls(
         self, run: RunState, sink: Sink, turn: Turn, step_id: str
@@ -415,7 +435,7 @@ class RunEngine:
             call_id = self.ids.new("call")
             function = {"name": planned.name, "arguments": "", "output": None}
             first = {"index": index, "id": call_id, "type": "function", "function": function}
-            await sink.emit("thread.run.step.delta", _step_delta(step_id, first))
+            sink.emit("thread.run.step.delta", _step_delta(step_id, first))
             for piece in argument_pieces(planned.arguments):
                 if delay > 0:
                     await sink.flush()
@@ -424,7 +444,7 @@ class RunEngine:
                     await self._stopped(run, sink)
                     return None
                 fragment = {"index": index, "type": "function", "function": {"arguments": piece}}
-                await sink.emit("thread.run.step.delta", _step_delta(step_id, fragment))
+                sink.emit("thread.run.step.delta", _step_delta(step_id, fragment))
             function = {"name": planned.name, "arguments": planned.arguments, "output": None}
             calls.append({"id": call_id, "type": "function", "function": function})
         return calls
@@ -503,16 +523,16 @@ class RunEngine:
         if status in {"queued", "in_progress"}:
             return False
         if status == "cancelling":
-            await sink.emit("thread.run.cancelling", run.obj)
+            sink.emit("thread.run.cancelling", run.obj)
             await sink.flush()
             await run.finished.wait()
             for step in run.steps.values():
                 if step["status"] == "cancelled":
-                    await sink.emit("thread.run.step.cancelled", step)
+                    sink.emit("thread.run.step.cancelled", step)
             message = run.message
             if message is not None and message["incomplete_details"] == _CANCELLED_MESSAGE:
-                await sink.emit("thread.message.incomplete", message)
-        await sink.emit(f"thread.run.{run.status}", run.obj)
+                sink.emit("thread.message.incomplete", message)
+        sink.emit(f"thread.run.{run.status}", run.obj)
         return True
 
     # -- helpers ----------------------------------------------------------------------------
@@ -569,7 +589,7 @@ class RunEngine:
         if run.obj["usage"] is None:
             run.obj["usage"] = usage_obj(0, 0)
         self._finish(run, status)
-        await sink.emit(f"thread.run.{status}", run.obj)
+        sink.emit(f"thread.run.{status}", run.obj)
 
     def _finish(self, run: RunState, status: str, *, keep_expires_at: bool = False) -> None:
         run.obj["status"] = status

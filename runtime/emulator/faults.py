@@ -265,6 +265,8 @@ class FaultInjector:
 
     def choose(self, method: str, path: str, streaming: bool) -> Fault | None:
         """Pick the fault for one request and count it."""
+        if not self._rules and not self._spec.rates:
+            return None  # the usual case: no fault configured
         fault = self._from_rules(method, path, streaming) or self._random(path, streaming)
         if fault is not None:
             self.counts[fault.kind] += 1

@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from runtime.emulator.api import AssistantsApi, Call, JsonReply, Reply, StreamReply
-from runtime.emulator.engine import NullSink, RunEngine, encode_json, sse_event
+from runtime.emulator.engine import NullSink, RunEngine, encode_json, event_head, sse_event
 from runtime.emulator.errors import ApiError, invalid, overloaded, rate_limited, server_error
 from runtime.emulator.faults import Fault, FaultInjector, FaultSpec, FaultSpecError, make_rule
 from runtime.emulator.ids import IdFactory
@@ -73,7 +73,8 @@ def build_app(ctx: ServerContext, extra_routes: Sequence[Route] = ()) -> web.App
             Responses API front end (``("POST", "/responses", handler)``) reusing the model,
             faults, auth, request log and SSE rendering.
     """
-    app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[_json_errors])
+    # No middleware: each handler answers its own errors (a middleware costs every request).
+    app = web.Application(client_max_size=16 * 1024 * 1024)
     api = ctx.api
     routes: list[Route] = [
         ("POST", "/assistants", api.create_assistant),
@@ -113,31 +114,40 @@ def build_app(ctx: ServerContext, extra_routes: Sequence[Route] = ()) -> web.App
         route = _ApiRoute(ctx, handler, AZURE_V1_PREFIX)
         app.router.add_route(method, AZURE_V1_PREFIX + path, route.handle)
     control = _Control(ctx)
-    app.router.add_get("/_emulator/stats", control.stats)
-    app.router.add_get("/_emulator/requests", control.requests)
-    app.router.add_post("/_emulator/faults", control.set_faults)
-    app.router.add_post("/_emulator/inject", control.inject)
+    app.router.add_get("/_emulator/stats", _guarded(control.stats))
+    app.router.add_get("/_emulator/requests", _guarded(control.requests))
+    app.router.add_post("/_emulator/faults", _guarded(control.set_faults))
+    app.router.add_post("/_emulator/inject", _guarded(control.inject))
     app.router.add_route("*", "/{tail:.*}", _ApiRoute(ctx, _unknown_route, "").handle)
     return app
 
 
-@web.middleware
-async def _json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every error the plumbing itself raises (413, 405, a bug) answers an OpenAI JSON body."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400 or request.get(_STREAMING):
-            raise
+def _guarded(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler whose plumbing errors (413, a bug) answer an OpenAI JSON body."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return _plumbing_error(request, exc)
+
+    return guarded
+
+
+def _plumbing_error(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The OpenAI JSON answer to an error the plumbing itself raised (413, a bug); re-raises
+    it once a stream started, or when it is not an error (a redirect)."""
+    if request.get(_STREAMING):
+        raise exc
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc
         error = ApiError(exc.status, exc.reason or "Request failed.")
         return web.json_response(error.body(), status=exc.status)
-    except Exception:
-        if request.get(_STREAMING):
-            raise
-        log.exception("emulator.request_failed", method=request.method, path=request.path)
-        return web.json_response(server_error().body(), status=500)
+    log.exception("emulator.request_failed", method=request.method, path=request.path)
+    return web.json_response(server_error().body(), status=500)
 
 
 # aiohttp >= 3.11 wants typed request keys; older ones take a string.
@@ -157,7 +167,14 @@ class _ApiRoute:
         self.prefix = prefix
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Serve one request: log, fault, auth, handler, fault after, render."""
+        """Serve one request; an error of the plumbing itself answers an OpenAI JSON body."""
+        try:
+            return await self._serve(request)
+        except Exception as exc:
+            return _plumbing_error(request, exc)
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        """Log, fault, auth, handler, fault after, render."""
         entry = self._log_entry(request)
         fault: Fault | None = None
         limits: dict[str, str] = {}
@@ -388,7 +405,9 @@ class SseSink:
     """Writes events as SSE, applying ``cut`` (close after N events) and ``stall`` faults.
 
     Events are buffered until the engine is about to wait (``flush``) or the stream ends, so a
-    run without delays costs one socket write instead of one per event.
+    run without delays costs one socket write instead of one per event. A cut or a stall takes
+    effect at once (later events are dropped); what came before it is written at the next
+    flush or at the end, then the connection is closed, or kept open and silent.
     """
 
     def __init__(
@@ -403,43 +422,52 @@ class SseSink:
         self.done = done
         self.request = request
         self.sent = 0
-        self.dead = False
+        self.dead = False  # no event is sent any more: cut, or the client went away
         self.stalled = False
+        self._cut = False
         self._buffer: list[bytes] = []
         self._last_data = b"null"
         kind = fault.kind if fault is not None else None
         after = int(fault.params.get("after", 3)) if fault is not None else 0
         self.cut_after = after if kind == "cut" else None
         self.stall_after = after if kind == "stall" else None
+        # Without a cut or stall to place, events go straight to the buffer, uncounted.
+        self._direct = self.cut_after is None and self.stall_after is None
 
-    async def emit(self, event: str, data: Obj) -> None:
+    def emit(self, event: str, data: Obj) -> None:
         """Serialise and send one event (dropped once the stream is cut, stalled or gone)."""
         if self.dead or self.stalled:
             return
-        self._last_data = encode_json(data).encode()
-        await self._send(sse_event(event, self._last_data))
+        self._last_data = encoded = encode_json(data).encode()
+        if self._direct:
+            self._buffer += (event_head(event), encoded, b"\n\n")
+        else:
+            self._send(sse_event(event, encoded))
 
-    async def emit_again(self, event: str) -> None:
+    def emit_again(self, event: str) -> None:
         """Send one event with the previous event's data (encoded once)."""
         if self.dead or self.stalled:
             return
-        await self._send(sse_event(event, self._last_data))
+        if self._direct:
+            self._buffer += (event_head(event), self._last_data, b"\n\n")
+        else:
+            self._send(sse_event(event, self._last_data))
 
-    async def emit_raw(self, chunk: bytes) -> None:
+    def emit_raw(self, chunk: bytes) -> None:
         """Send one already encoded event (a replayed log entry)."""
         if self.dead or self.stalled:
             return
-        await self._send(chunk)
+        if self._direct:
+            self._buffer.append(chunk)
+        else:
+            self._send(chunk)
 
-    async def _send(self, chunk: bytes) -> None:
+    def _send(self, chunk: bytes) -> None:
+        """Buffer one event, counting it, unless the cut or the stall comes first."""
         if self.cut_after is not None and self.sent >= self.cut_after:
-            await self.flush()
-            self.dead = True
-            if self.request.transport is not None:
-                self.request.transport.close()  # flushes what was sent, then closes mid-stream
+            self.dead = self._cut = True
             return
         if self.stall_after is not None and self.sent >= self.stall_after:
-            await self.flush()
             self.stalled = True
             return
         self._buffer.append(chunk)
@@ -447,25 +475,29 @@ class SseSink:
 
     async def flush(self) -> None:
         """Write the buffered events in one go (the engine calls this before it waits)."""
-        if not self._buffer:
-            return
-        data = b"".join(self._buffer)
-        self._buffer.clear()
-        if self.dead:
-            return
-        try:
-            await self.response.write(data)
-        except (ConnectionError, RuntimeError):
-            self.dead = True  # the client went away; the run goes on without it
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            if not self.dead or self._cut:
+                try:
+                    await self.response.write(data)
+                except (ConnectionError, RuntimeError):
+                    self.dead = True  # the client went away; the run goes on without it
+        if self._cut:
+            self._cut = False
+            if self.request.transport is not None:
+                self.request.transport.close()  # flushes what was sent, then closes mid-stream
 
     async def finish(self, ctx: ServerContext) -> None:
         """Send ``done`` and end the stream; a stalled stream stays open until the client leaves."""
         if self.done and not (self.dead or self.stalled):
-            await self._send(_DONE)
+            self.emit_raw(_DONE)
         if self.stalled:
+            await self.flush()
             await self._stall(ctx)
             return
         if self.dead:
+            await self.flush()  # what came before a cut, then the close
             return
         data = b"".join(self._buffer)
         self._buffer.clear()

@@ -255,23 +255,27 @@ class ScriptedModel:
             scripted = self.scenario.next_turn(inp)
             if scripted is not None:
                 return _with_prompt_tokens(scripted, tokens)
-        return _with_prompt_tokens(self.default_turn(inp), tokens)
+        return self.default_turn(inp, prompt_tokens=tokens)
 
-    def default_turn(self, inp: ModelInput) -> Turn:
-        """The default rules, without scenario."""
+    def default_turn(self, inp: ModelInput, *, prompt_tokens: int = 0) -> Turn:
+        """The default rules, without scenario (the turn carries ``prompt_tokens``)."""
         planned = self._planned_calls(inp)
         remaining = planned[len(inp.exchanges) :]
         if not remaining and inp.forced_each_turn:
             remaining = self._forced_calls(inp)
         if remaining and inp.tool_choice != "none":
             calls = remaining if inp.parallel_tool_calls else remaining[:1]
-            return Turn(kind="tool_calls", calls=tuple(calls))
+            return Turn(kind="tool_calls", calls=tuple(calls), prompt_tokens=prompt_tokens)
         if inp.exchanges:
-            return Turn(kind="text", text=self._shape(inp, quote_outputs(inp.exchanges)))
-        user_text = last_user_text(inp.messages)
-        if user_text is None:
-            return Turn(kind="text", text=self._shape(inp, "Hello! How can I assist you today?"))
-        return Turn(kind="text", text=self._shape(inp, f"You said: {user_text}"))
+            text = quote_outputs(inp.exchanges)
+        else:
+            user_text = last_user_text(inp.messages)
+            text = (
+                "Hello! How can I assist you today?"
+                if user_text is None
+                else f"You said: {user_text}"
+            )
+        return Turn(kind="text", text=self._shape(inp, text), prompt_tokens=prompt_tokens)
 
     def _planned_calls(self, inp: ModelInput) -> list[PlannedCall]:
         user_text = last_user_text(inp.messages)

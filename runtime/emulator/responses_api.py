@@ -78,7 +78,7 @@ ACTIVE = frozenset({"queued", "in_progress"})
 _REASONS = {"max_completion_tokens": "max_output_tokens", "max_tokens": "max_output_tokens"}
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ResponseState:
     """A response: its wire object, the context it saw, its inputs and its driving state.
 
@@ -313,7 +313,7 @@ class ResponsesApi:
             while True:
                 wake = state.wake
                 while index < len(state.log):
-                    await sink.emit_raw(state.log[index])
+                    sink.emit_raw(state.log[index])
                     index += 1
                 if state.log_closed or getattr(sink, "dead", False):
                     return  # the response ended, or our client left (the response goes on)
@@ -332,13 +332,13 @@ class ResponsesApi:
 
     async def _drive(self, state: ResponseState, sink: Sink) -> None:
         emit = _Emitter(sink, state)
-        await emit("response.created", response=state.obj)
+        emit.response("response.created")
         if state.obj["background"]:
-            await emit("response.queued", response=state.obj)
+            emit.response("response.queued")
         if not self._running(state):
             return
         state.obj["status"] = "in_progress"
-        await emit("response.in_progress", response=state.obj)
+        emit.response("response.in_progress")
         turn = self.engine.model.decide(self._model_input(state))
         if turn.delay_s > 0:
             await emit.pause(turn.delay_s)
@@ -397,24 +397,22 @@ class ResponsesApi:
         }
         state.obj["output"].append(item)
         where = {"item_id": item["id"], "output_index": index}
-        await emit("response.output_item.added", output_index=index, item=item)
+        emit("response.output_item.added", output_index=index, item=item)
         part: Obj = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        await emit("response.content_part.added", **where, content_index=0, part=part)
+        emit("response.content_part.added", **where, content_index=0, part=part)
         delay = self.engine.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
         for piece in pieces:
             if delay > 0:
                 await emit.pause(delay)
             if not self._running(state):
                 return
-            await emit.text_delta(item["id"], index, piece)
+            emit.text_delta(item["id"], index, piece)
         part["text"] = "".join(pieces)
-        await emit(
-            "response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[]
-        )
+        emit("response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[])
         item["content"] = [part]
-        await emit("response.content_part.done", **where, content_index=0, part=part)
+        emit("response.content_part.done", **where, content_index=0, part=part)
         item["status"] = "completed" if reason is None else "incomplete"
-        await emit("response.output_item.done", output_index=index, item=item)
+        emit("response.output_item.done", output_index=index, item=item)
         state.obj["usage"] = usage_obj(turn.prompt_tokens, len(pieces))
         if reason is None:
             await self._end(state, emit, "completed")
@@ -441,20 +439,18 @@ class ResponsesApi:
                 "name": planned.name,
             }
             state.obj["output"].append(item)
-            await emit("response.output_item.added", output_index=index, item=item)
+            emit("response.output_item.added", output_index=index, item=item)
             where = {"item_id": item["id"], "output_index": index}
             for piece in argument_pieces(planned.arguments):
                 if delay > 0:
                     await emit.pause(delay)
                 if not self._running(state):
                     return
-                await emit("response.function_call_arguments.delta", **where, delta=piece)
+                emit("response.function_call_arguments.delta", **where, delta=piece)
             item["arguments"] = planned.arguments
-            await emit(
-                "response.function_call_arguments.done", **where, arguments=item["arguments"]
-            )
+            emit("response.function_call_arguments.done", **where, arguments=item["arguments"])
             item["status"] = "completed"
-            await emit("response.output_item.done", output_index=index, item=item)
+            emit("response.output_item.done", output_index=index, item=item)
         state.obj["usage"] = usage_obj(turn.prompt_tokens, turn.completion_tokens)
         self.stats["responses_function_calls"] += len(turn.calls)
         await self._end(state, emit, "completed")
@@ -465,7 +461,7 @@ class ResponsesApi:
         self._finish(state, status)
         if state.conversation is not None and status in {"completed", "incomplete"}:
             state.conversation.add(copy.deepcopy(state.obj["output"]))
-        await emit(f"response.{status}", response=state.obj)
+        emit(f"response.{status}", response=state.obj)
 
     def _finish(self, state: ResponseState, status: str) -> None:
         state.obj["status"] = status
@@ -506,19 +502,38 @@ class _Emitter:
         self.sink = sink
         self.state = state
         self.sequence = 0
+        # Nobody reads the events of a response driven for a JSON reply: nothing to encode.
+        self._unread = state.log is None and isinstance(sink, NullSink)
+        self._response: tuple[str, bytes] | None = None
 
-    async def __call__(self, name: str, **fields: Any) -> None:
+    def __call__(self, name: str, **fields: Any) -> None:
         data = {"type": name, "sequence_number": self.sequence, **fields}
         self.sequence += 1
         state = self.state
         if state.log is None:
-            await self.sink.emit(name, data)
+            self.sink.emit(name, data)
             return
         if state.log_closed:
             return
         state.record(encode_event(name, data))
 
-    async def text_delta(self, item_id: str, output_index: int, piece: str) -> None:
+    def response(self, name: str) -> None:
+        """An event carrying the response, before the model's turn: its status is all that
+        can change meanwhile, so its JSON is encoded once a status (``created`` and
+        ``in_progress`` carry the same response unless it was queued). Byte for byte what
+        ``__call__`` sends."""
+        obj = self.state.obj
+        if self._unread:
+            self(name, response=obj)
+            return
+        status = obj["status"]
+        if self._response is None or self._response[0] != status:
+            self._response = (status, encode_json(obj).encode())
+        head = b'{"type":"%s","sequence_number":%d,"response":' % (name.encode(), self.sequence)
+        self.sequence += 1
+        self._send(name, b"".join((head, self._response[1], b"}")))
+
+    def text_delta(self, item_id: str, output_index: int, piece: str) -> None:
         """A ``response.output_text.delta`` (content index 0), byte for byte what ``__call__``
         sends, with only the ids and the piece serialised: a response has one per word."""
         data = b"".join(
@@ -533,10 +548,14 @@ class _Emitter:
             )
         )
         self.sequence += 1
-        chunk = sse_event("response.output_text.delta", data)
+        self._send("response.output_text.delta", data)
+
+    def _send(self, name: str, data: bytes) -> None:
+        """Send (or log) one event whose data is already encoded."""
+        chunk = sse_event(name, data)
         state = self.state
         if state.log is None:
-            await self.sink.emit_raw(chunk)
+            self.sink.emit_raw(chunk)
         elif not state.log_closed:
             state.record(chunk)
 

@@ -19,6 +19,11 @@ other, the order alternating from pair to pair. The figure is the CPU time the s
 process spent during its block (the scheduler's nanosecond count of its threads, from
 ``/proc/PID/task/*/schedstat``), divided by the number of requests, so load from other
 processes on the machine (which inflates wall time) counts little. It prints each pair's ratio (emulator / static) per kind and the medians.
+
+``--baseline DIR`` also serves the emulator of another checkout (``python -m runtime emulator``
+run from DIR, e.g. the code before a change) in the same pairs, and reports its CPU per request
+and the ratio emulator / baseline pair by pair: on a loaded machine that before/after ratio
+scatters less than two separate runs of the benchmark do.
 """
 
 from __future__ import annotations
@@ -109,9 +114,9 @@ def serve_static(canned_path: str) -> None:
 # -- processes --------------------------------------------------------------------------------
 
 
-def start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
+def start(command: list[str], cwd: Path = REPO_ROOT) -> tuple[subprocess.Popen[str], str]:
     """Start a server subprocess that prints ``listening on URL``; return it and the URL."""
-    proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     match = re.search(r"listening on (http://\S+)", line)
@@ -216,9 +221,10 @@ async def canned_bytes(session: aiohttp.ClientSession, base: str) -> tuple[str, 
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """Start both servers, run the interleaved pairs, return the figures."""
+    """Start the servers, run the interleaved pairs, return the figures."""
     emulator, emulator_url = start([sys.executable, "-m", "runtime", "emulator", "--port", "0"])
     static: subprocess.Popen[str] | None = None
+    baseline: subprocess.Popen[str] | None = None
     canned_file = Path(tempfile.mkdtemp()) / "canned.json"
     try:
         connector = aiohttp.TCPConnector(limit=0)
@@ -233,21 +239,32 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "emulator": (psutil.Process(emulator.pid), emulator_url + "/v1"),
                 "static": (psutil.Process(static.pid), static_url + "/v1"),
             }
-            requests = requests_for(assistant_id)
-            for _, base in servers.values():  # warm both (imports, caches, connections)
+            requests = {name: requests_for(assistant_id) for name in servers}
+            if args.baseline:
+                command = [sys.executable, "-m", "runtime", "emulator", "--port", "0"]
+                baseline, baseline_url = start(command, cwd=Path(args.baseline))
+                baseline_id, _ = await canned_bytes(session, baseline_url + "/v1")
+                servers["baseline"] = (psutil.Process(baseline.pid), baseline_url + "/v1")
+                requests["baseline"] = requests_for(baseline_id)
+            for name, (_, base) in servers.items():  # warm them (imports, caches, connections)
                 for kind in KINDS:
-                    await block(session, base, kind, requests[kind], 20, args.concurrency)
+                    await block(session, base, kind, requests[name][kind], 20, args.concurrency)
             per_request: dict[str, dict[str, list[float]]] = {
                 name: {kind: [] for kind in KINDS} for name in servers
             }
             for pair in range(args.pairs):
-                order = ["emulator", "static"] if pair % 2 == 0 else ["static", "emulator"]
+                order = list(servers) if pair % 2 == 0 else list(reversed(servers))
                 for kind in KINDS:
                     for name in order:
                         proc, base = servers[name]
                         before = cpu_seconds(proc)
                         await block(
-                            session, base, kind, requests[kind], args.requests, args.concurrency
+                            session,
+                            base,
+                            kind,
+                            requests[name][kind],
+                            args.requests,
+                            args.concurrency,
                         )
                         cpu = cpu_seconds(proc) - before
                         per_request[name][kind].append(cpu / args.requests * 1e6)
@@ -261,7 +278,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     flush=True,
                 )
     finally:
-        for proc in (emulator, static):
+        for proc in (emulator, static, baseline):
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=10)
@@ -287,6 +304,12 @@ def summary(per_request: dict[str, dict[str, list[float]]], args: argparse.Names
             "ratio_median": round(statistics.median(ratios), 2),
             "ratios": " ".join(f"{r:.2f}" for r in ratios),
         }
+        if "baseline" in per_request:
+            old = per_request["baseline"][kind]
+            versus = [e / b for e, b in zip(emu, old, strict=True)]
+            figures[kind]["baseline_cpu_us_median"] = round(statistics.median(old), 1)
+            figures[kind]["vs_baseline_median"] = round(statistics.median(versus), 2)
+            figures[kind]["vs_baseline"] = " ".join(f"{r:.2f}" for r in versus)
     return figures
 
 
@@ -296,6 +319,9 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--requests", type=int, default=200, help="requests per kind and block")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--baseline", metavar="DIR", help="also serve the emulator of this checkout and compare"
+    )
     parser.add_argument("--static", metavar="CANNED_JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.static:

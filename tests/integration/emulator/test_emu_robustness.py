@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from runtime.emulator import Emulator, FaultSpecError
 from runtime.emulator.server import EmulatorError
+from runtime.emulator.store import RunState, ThreadState
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 DEEP = "[" * 5000 + "]" * 5000
@@ -106,6 +108,36 @@ async def test_many_runs_keep_the_store_bounded() -> None:
         assert store.threads.evicted == 30
 
 
+async def test_evicted_threads_and_runs_are_freed_without_the_cycle_collector(
+    session: aiohttp.ClientSession,
+) -> None:
+    """An evicted thread and its runs are freed as soon as they go (no cycle left for the
+    collector's full passes, whose cost grows with everything the emulator keeps)."""
+    async with Emulator(max_retained=2) as emu:
+        base = emu.base_url
+        headers = {"Authorization": "Bearer k"}
+        async with session.post(
+            base + "/assistants", json={"model": "gpt-4o"}, headers=headers
+        ) as r:
+            assistant = (await r.json())["id"]
+        gc.collect()
+        gc.disable()
+        try:
+            for index in range(12):
+                body = {
+                    "assistant_id": assistant,
+                    "stream": True,
+                    "thread": {"messages": [{"role": "user", "content": f"hi {index}"}]},
+                }
+                async with session.post(base + "/threads/runs", json=body, headers=headers) as r:
+                    assert b"thread.run.completed" in await r.read()
+            alive = [o for o in gc.get_objects() if isinstance(o, ThreadState | RunState)]
+        finally:
+            gc.enable()
+        assert emu._ctx.engine.store.threads.evicted == 10
+        assert len(alive) <= 4, f"{len(alive)} threads and runs still in memory, 4 kept"
+
+
 def test_max_retained_is_validated_and_documented() -> None:
     """max_retained must be >= 1; the CLI help documents --max-retained and its default."""
     with pytest.raises(EmulatorError):
@@ -139,13 +171,15 @@ async def test_deeply_nested_json_is_a_json_400(
 
 
 async def test_oversized_body_is_a_json_413(emu: Emulator, session: aiohttp.ClientSession) -> None:
-    """A body over the 16 MiB cap answers an OpenAI-shaped JSON 413, not aiohttp's text."""
+    """A body over the 16 MiB cap answers an OpenAI-shaped JSON 413, not aiohttp's text, on
+    the API and on the control endpoints alike."""
     body = b'{"metadata": "' + b"x" * (17 * 1024 * 1024) + b'"}'
-    async with session.post(
-        emu.base_url + "/threads", data=body, headers={"Content-Type": "application/json"}
-    ) as resp:
-        assert resp.status == 413
-        assert (await resp.json())["error"]["type"] == "invalid_request_error"
+    for url in (emu.base_url + "/threads", emu.url + "/_emulator/faults"):
+        async with session.post(
+            url, data=body, headers={"Content-Type": "application/json"}
+        ) as resp:
+            assert resp.status == 413, url
+            assert (await resp.json())["error"]["type"] == "invalid_request_error"
 
 
 async def test_control_rejects_bad_rules_with_json_400(

@@ -248,6 +248,34 @@ async def test_responses_text_deltas_are_compact_json_in_order(api: Any) -> None
         assert "".join(d["delta"] for d in deltas) == "You said: " + text
 
 
+async def test_responses_events_before_the_turn_carry_the_response_as_it_is(api: Any) -> None:
+    """``response.created`` and ``response.in_progress`` carry the same response bytes when
+    nothing changed between them; a background response's ``queued`` events differ from its
+    ``in_progress`` one by the status only; each carries its own type and sequence number."""
+    for extra, statuses in (({}, ["in_progress", "in_progress"]), ({"background": True}, [])):
+        body = {"model": "gpt-4o", "input": "hello", "stream": True, **extra}
+        async with api.session.post(api.base + "/responses", json=body) as resp:
+            events = data_lines(await resp.read())
+        early = [(e, d) for e, d in events if e in _EARLY]
+        decoded = [json.loads(d) for _, d in early]
+        assert [d["type"] for d in decoded] == [e for e, _ in early]
+        assert [d["sequence_number"] for d in decoded] == list(range(len(decoded)))
+        raw = [d.split(b'"response":', 1)[1] for _, d in early]
+        if statuses:
+            assert [d["response"]["status"] for d in decoded] == statuses
+            assert raw[0] == raw[1]
+        else:
+            assert [e for e, _ in early] == _BACKGROUND_EARLY
+            assert raw[0] == raw[1] and raw[1] != raw[2]
+            queued, running = decoded[1]["response"], decoded[2]["response"]
+            assert queued["status"] == "queued" and running["status"] == "in_progress"
+            assert {**queued, "status": "in_progress"} == running
+
+
+_BACKGROUND_EARLY = ["response.created", "response.queued", "response.in_progress"]
+_EARLY = set(_BACKGROUND_EARLY)
+
+
 def test_event_json_is_what_json_dumps_makes() -> None:
     """The emulator's one shared encoder writes what ``json.dumps(..., separators=(",", ":"))``
     does, for every JSON type, escapes and nesting."""
