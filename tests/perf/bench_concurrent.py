@@ -1,0 +1,394 @@
+"""Benchmark: 1,000 concurrent multi-call runs: memory per in-flight run and event-loop stalls.
+
+Run from the repository root:
+
+    python tests/perf/bench_concurrent.py                      # both protocols, N=1000
+    python tests/perf/bench_concurrent.py --protocol responses --runs 300 --calls 8 --tool-ms 50
+
+Setup. The emulator runs as ``python -m runtime emulator`` in its own process (a fresh one per
+protocol); the client runs in a fresh process per protocol, with logging as shipped (the
+library's default: nothing configured). Every run is one tool round: the user message holds
+``--calls`` lines ``/call ping {"n": K}``, the model asks for all of them at once, the async
+tool sleeps ``--tool-ms`` and answers, the outputs go back in one request and the run follows
+the stream to the reply that quotes every output (checked). On Assistants that is
+``Orchestrator.create_thread_and_run`` (3 requests), on Responses ``ResponsesOrchestrator.run``
+(2 requests). N runs are launched at once, after a warm-up batch.
+
+Reported per protocol:
+
+* ``rss_per_inflight_kb``: (peak RSS during the batch - RSS before it) / runs in flight at the
+  peak (psutil, sampled every 2 ms by a thread).
+* ``heap_per_inflight_kb``: the same batch again under ``tracemalloc``: peak traced Python
+  heap above the baseline / runs in flight (Python objects only).
+* ``heartbeat_*``: a task sleeping 10 ms in a loop during the first batch, as the worker's
+  lease heartbeats do; lag = how late each wake-up was (p50 / p99 / max, ms).
+* ``slow_callbacks`` / ``slow_callback_max_ms``: event-loop callbacks (task steps, I/O
+  callbacks, timers) that ran longer than 20 ms in one go (asyncio's ``slow_callback_duration``
+  notion, timed by wrapping ``asyncio.Handle._run`` in this harness only), and the longest;
+  ``slow_callback_where`` names the coroutines of the longest few.
+* ``runs_per_s``, ``client_cpu_ms_per_run``, ``latency_p50/p99_ms``: of the first batch.
+
+Targets: <= 64 KB per in-flight run (RSS and heap), no callback over 20 ms, heartbeat lag
+p99 <= 250 ms. The core count and the load average are printed. Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.perf.bench_orchestrator import RssSampler, percentile, start_emulator  # noqa: E402
+
+MODEL = "gpt-4o"
+SLOW_CALLBACK_S = 0.020
+HEARTBEAT_S = 0.010
+PING_PARAMETERS = {
+    "type": "object",
+    "properties": {"n": {"type": "integer"}},
+    "required": ["n"],
+}
+ASSISTANTS_TOOL = {
+    "type": "function",
+    "function": {"name": "ping", "description": "Answer pong.", "parameters": PING_PARAMETERS},
+}
+
+RunOnce = Callable[[int], Awaitable[bool]]
+
+
+def user_message(i: int, calls: int) -> str:
+    return "\n".join(f'/call ping {{"n": {i * 100 + k}}}' for k in range(calls))
+
+
+def expected_reply(i: int, calls: int) -> str:
+    return "\n".join(f"ping returned: pong {i * 100 + k}" for k in range(calls))
+
+
+# --- instrumentation (this harness only) ------------------------------------------------------
+
+
+class SlowCallbacks:
+    """Times every ``asyncio.Handle._run`` while active; keeps those over the threshold."""
+
+    def __init__(self, threshold_s: float = SLOW_CALLBACK_S) -> None:
+        self.threshold_s = threshold_s
+        self.slow: list[tuple[float, str]] = []
+        self.active = False
+        self._original = asyncio.events.Handle._run
+
+    def install(self) -> None:
+        original, probe = self._original, self
+
+        def timed_run(handle: asyncio.Handle) -> None:
+            if not probe.active:
+                original(handle)
+                return
+            started = time.perf_counter()
+            original(handle)
+            elapsed = time.perf_counter() - started
+            if elapsed > probe.threshold_s:
+                probe.slow.append((elapsed, _describe(handle)))
+
+        asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
+
+
+def _describe(handle: asyncio.Handle) -> str:
+    callback = getattr(handle, "_callback", None)
+    task = getattr(callback, "__self__", None)
+    if isinstance(task, asyncio.Task):
+        coro = task.get_coro()
+        name = getattr(coro, "__qualname__", repr(coro))
+        return f"task {name}"
+    return repr(callback)[:120]
+
+
+async def heartbeat(lags: list[float], stop: asyncio.Event) -> None:
+    """Sleep 10 ms in a loop; record how late each wake-up is."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        due = loop.time() + HEARTBEAT_S
+        await asyncio.sleep(HEARTBEAT_S)
+        lags.append(loop.time() - due)
+
+
+async def batch(run_once: RunOnce, runs: int) -> dict[str, Any]:
+    """Launch ``runs`` runs at once; time each and the batch."""
+    latencies: list[float] = []
+    inflight = peak_inflight = errors = 0
+
+    async def one(i: int) -> None:
+        nonlocal inflight, peak_inflight, errors
+        inflight += 1
+        peak_inflight = max(peak_inflight, inflight)
+        started = time.perf_counter()
+        try:
+            ok = await run_once(i)
+        except Exception as exc:
+            ok = False
+            if errors < 3:
+                print(f"run {i} failed: {exc!r}", file=sys.stderr)
+        finally:
+            inflight -= 1
+        latencies.append(time.perf_counter() - started)
+        errors += 0 if ok else 1
+
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        for i in range(runs):
+            group.create_task(one(i))
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {
+        "runs": runs,
+        "errors": errors,
+        "wall_s": round(wall, 2),
+        "runs_per_s": round((runs - errors) / wall, 1),
+        "client_cpu_ms_per_run": round(cpu / runs * 1000, 2),
+        "latency_p50_ms": round(percentile(latencies, 50) * 1000),
+        "latency_p99_ms": round(percentile(latencies, 99) * 1000),
+        "peak_inflight": peak_inflight,
+    }
+
+
+async def measure(run_once: RunOnce, args: argparse.Namespace) -> dict[str, Any]:
+    """Warm up; the timed batch (RSS, heartbeat, slow callbacks); the tracemalloc batch."""
+    base_n = 1_000_000
+    await batch(lambda i: run_once(base_n + i), min(50, args.runs))
+    gc.collect()
+    probe = SlowCallbacks()
+    probe.install()
+    lags: list[float] = []
+    stop = asyncio.Event()
+    beat = asyncio.create_task(heartbeat(lags, stop))
+    await asyncio.sleep(0.05)
+    sampler = RssSampler()
+    base_rss = sampler.rss()
+    probe.active = True
+    with sampler:
+        report = await batch(run_once, args.runs)
+    probe.active = False
+    stop.set()
+    await beat
+    probe.uninstall()
+    report["rss_per_inflight_kb"] = round(
+        (sampler.peak - base_rss) / report["peak_inflight"] / 1024, 1
+    )
+    report["rss_base_mb"] = round(base_rss / 2**20, 1)
+    report["rss_peak_mb"] = round(sampler.peak / 2**20, 1)
+    report["heartbeat_lag_p50_ms"] = round(percentile(lags, 50) * 1000, 1)
+    report["heartbeat_lag_p99_ms"] = round(percentile(lags, 99) * 1000, 1)
+    report["heartbeat_lag_max_ms"] = round(max(lags, default=0.0) * 1000, 1)
+    report["slow_callbacks"] = len(probe.slow)
+    report["slow_callback_max_ms"] = round(max((s for s, _ in probe.slow), default=0.0) * 1000, 1)
+    worst = sorted(probe.slow, reverse=True)[:5]
+    report["slow_callback_where"] = [f"{s * 1000:.0f} ms {where}" for s, where in worst]
+    if args.tracemalloc:
+        gc.collect()
+        tracemalloc.start(args.frames)
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        traced = await batch(lambda i: run_once(2 * base_n + i), args.runs)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        report["heap_per_inflight_kb"] = round((peak - base) / traced["peak_inflight"] / 1024, 1)
+        report["heap_errors"] = traced["errors"]
+    return report
+
+
+# --- the two protocols -----------------------------------------------------------------------
+
+
+def _registry(tool_ms: int) -> Any:
+    from tools import ToolRegistry
+
+    async def ping(n: int) -> str:
+        """Answer pong after a pause."""
+        await asyncio.sleep(tool_ms / 1000)
+        return f"pong {n}"
+
+    registry = ToolRegistry()
+    registry.register(ping)
+    return registry
+
+
+async def assistants(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from runtime import AssistantsClient, Orchestrator
+
+    client = AssistantsClient(
+        base_url=url + "/v1",
+        api_key="sk-bench",
+        max_connections=args.runs,
+        timeout_s=600.0,
+        stream_idle_timeout_s=600.0,
+    )
+    async with client:
+        assistant = await client.create_assistant(model=MODEL, tools=[ASSISTANTS_TOOL])
+        orchestrator = Orchestrator(client, _registry(args.tool_ms))
+
+        async def run_once(i: int) -> bool:
+            result = await orchestrator.create_thread_and_run(
+                assistant.id, messages=[{"role": "user", "content": user_message(i, args.calls)}]
+            )
+            return result.ok and result.text == expected_reply(i, args.calls)
+
+        return await measure(run_once, args)
+
+
+async def responses(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from runtime.responses import ResponsesClient, ResponsesOrchestrator
+
+    client = ResponsesClient(
+        base_url=url + "/v1",
+        api_key="sk-bench",
+        max_connections=args.runs,
+        timeout_s=600.0,
+        stream_idle_timeout_s=600.0,
+    )
+    async with client:
+        orchestrator = ResponsesOrchestrator(client, _registry(args.tool_ms))
+
+        async def run_once(i: int) -> bool:
+            result = await orchestrator.run(user_message(i, args.calls), model=MODEL)
+            return result.ok and result.text == expected_reply(i, args.calls)
+
+        return await measure(run_once, args)
+
+
+PROTOCOLS: dict[str, Callable[[str, argparse.Namespace], Awaitable[dict[str, Any]]]] = {
+    "assistants": assistants,
+    "responses": responses,
+}
+
+
+# --- driver ----------------------------------------------------------------------------------
+
+
+def run_client(protocol: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Measure one protocol in a fresh process; return its report."""
+    command = [
+        sys.executable,
+        __file__,
+        "--client",
+        protocol,
+        "--url",
+        url,
+        "--runs",
+        str(args.runs),
+        "--calls",
+        str(args.calls),
+        "--tool-ms",
+        str(args.tool_ms),
+        "--frames",
+        str(args.frames),
+    ]
+    if not args.tracemalloc:
+        command.append("--no-tracemalloc")
+    proc = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800, check=False
+    )
+    if proc.stderr:
+        print(proc.stderr[-3000:], file=sys.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{protocol} client failed (exit {proc.returncode})")
+    report: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return report
+
+
+KEYS = [
+    "runs",
+    "errors",
+    "wall_s",
+    "runs_per_s",
+    "client_cpu_ms_per_run",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "peak_inflight",
+    "rss_per_inflight_kb",
+    "heap_per_inflight_kb",
+    "heartbeat_lag_p50_ms",
+    "heartbeat_lag_p99_ms",
+    "heartbeat_lag_max_ms",
+    "slow_callbacks",
+    "slow_callback_max_ms",
+    "emulator_cpu_s",
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", choices=("assistants", "responses", "both"), default="both")
+    parser.add_argument("--runs", type=int, default=1000, help="runs launched at once")
+    parser.add_argument("--calls", type=int, default=8, help="tool calls per run (one round)")
+    parser.add_argument("--tool-ms", type=int, default=50, help="how long the async tool sleeps")
+    parser.add_argument("--no-tracemalloc", dest="tracemalloc", action="store_false")
+    parser.add_argument("--frames", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--client", choices=sorted(PROTOCOLS), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        print(json.dumps(asyncio.run(PROTOCOLS[args.client](args.url, args))))
+        return 0
+
+    import psutil
+
+    chosen = ("assistants", "responses") if args.protocol == "both" else (args.protocol,)
+    results: dict[str, dict[str, Any]] = {}
+    for protocol in chosen:
+        emulator, url = start_emulator()
+        try:
+            emu = psutil.Process(emulator.pid)
+            results[protocol] = run_client(protocol, url, args)
+            cpu = emu.cpu_times()
+            results[protocol]["emulator_cpu_s"] = round(cpu.user + cpu.system, 1)
+        finally:
+            emulator.terminate()
+            emulator.wait(timeout=10)
+        print(f"{protocol}: {json.dumps(results[protocol])}", file=sys.stderr)
+    load = os.getloadavg()
+    print(
+        f"# bench_concurrent: {args.runs} runs at once, {args.calls} calls x {args.tool_ms} ms "
+        f"each; Python {platform.python_version()}, {os.cpu_count()} cores, load average "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(f"| {'metric':<22} | " + " | ".join(f"{p:>10}" for p in chosen) + " |")
+    print(f"|{'-' * 24}|" + "|".join("-" * 12 for _ in chosen) + "|")
+    for key in KEYS:
+        row = [str(results[p].get(key, "-")) for p in chosen]
+        print(f"| {key:<22} | " + " | ".join(f"{v:>10}" for v in row) + " |")
+    for protocol in chosen:
+        for where in results[protocol].get("slow_callback_where", []):
+            print(f"{protocol} slow callback: {where}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results}, indent=2))
+    met = all(
+        r["errors"] == 0
+        and r["rss_per_inflight_kb"] <= 64
+        and r.get("heap_per_inflight_kb", 0) <= 64
+        and r["slow_callbacks"] == 0
+        and r["heartbeat_lag_p99_ms"] <= 250
+        for r in results.values()
+    )
+    print("targets met" if met else "targets MISSED")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
