@@ -42,7 +42,6 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
@@ -82,13 +81,32 @@ def expected_reply(i: int, calls: int) -> str:
 # --- instrumentation (this harness only) ------------------------------------------------------
 
 
-class SlowCallbacks:
-    """Times every ``asyncio.Handle._run`` while active; keeps those over the threshold."""
+class GcPauses:
+    """Times the cyclic garbage collector's passes (``gc.callbacks``) while active."""
 
-    def __init__(self, threshold_s: float = SLOW_CALLBACK_S) -> None:
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []  # (generation, seconds)
+        self.total_s = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        elapsed = time.perf_counter() - self._started
+        self.total_s += elapsed
+        self.pauses.append((info["generation"], elapsed))
+
+
+class SlowCallbacks:
+    """Times every ``asyncio.Handle._run`` while active; keeps those over the threshold,
+    with the share of that time spent in the cyclic garbage collector."""
+
+    def __init__(self, gc_pauses: GcPauses, threshold_s: float = SLOW_CALLBACK_S) -> None:
         self.threshold_s = threshold_s
-        self.slow: list[tuple[float, str]] = []
+        self.slow: list[tuple[float, float, str]] = []  # (seconds, of which GC, where)
         self.active = False
+        self._gc = gc_pauses
         self._original = asyncio.events.Handle._run
 
     def install(self) -> None:
@@ -98,11 +116,11 @@ class SlowCallbacks:
             if not probe.active:
                 original(handle)
                 return
-            started = time.perf_counter()
+            started, in_gc = time.perf_counter(), probe._gc.total_s
             original(handle)
             elapsed = time.perf_counter() - started
             if elapsed > probe.threshold_s:
-                probe.slow.append((elapsed, _describe(handle)))
+                probe.slow.append((elapsed, probe._gc.total_s - in_gc, _describe(handle)))
 
         asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
 
@@ -172,7 +190,9 @@ async def measure(run_once: RunOnce, args: argparse.Namespace) -> dict[str, Any]
     base_n = 1_000_000
     await batch(lambda i: run_once(base_n + i), min(50, args.runs))
     gc.collect()
-    probe = SlowCallbacks()
+    pauses = GcPauses()
+    gc.callbacks.append(pauses)
+    probe = SlowCallbacks(pauses)
     probe.install()
     lags: list[float] = []
     stop = asyncio.Event()
@@ -187,6 +207,7 @@ async def measure(run_once: RunOnce, args: argparse.Namespace) -> dict[str, Any]
     stop.set()
     await beat
     probe.uninstall()
+    gc.callbacks.remove(pauses)
     report["rss_per_inflight_kb"] = round(
         (sampler.peak - base_rss) / report["peak_inflight"] / 1024, 1
     )
@@ -196,9 +217,17 @@ async def measure(run_once: RunOnce, args: argparse.Namespace) -> dict[str, Any]
     report["heartbeat_lag_p99_ms"] = round(percentile(lags, 99) * 1000, 1)
     report["heartbeat_lag_max_ms"] = round(max(lags, default=0.0) * 1000, 1)
     report["slow_callbacks"] = len(probe.slow)
-    report["slow_callback_max_ms"] = round(max((s for s, _ in probe.slow), default=0.0) * 1000, 1)
+    report["slow_callback_max_ms"] = round(max((s for s, _, _ in probe.slow), default=0.0) * 1e3, 1)
+    report["slow_callback_gc_share"] = round(
+        sum(g for _, g, _ in probe.slow) / max(1e-9, sum(s for s, _, _ in probe.slow)), 2
+    )
+    report["gc_passes_gen2"] = sum(1 for gen, _ in pauses.pauses if gen == 2)
+    report["gc_pause_max_ms"] = round(max((p for _, p in pauses.pauses), default=0.0) * 1e3, 1)
+    report["gc_total_ms"] = round(pauses.total_s * 1e3)
     worst = sorted(probe.slow, reverse=True)[:5]
-    report["slow_callback_where"] = [f"{s * 1000:.0f} ms {where}" for s, where in worst]
+    report["slow_callback_where"] = [
+        f"{s * 1e3:.0f} ms ({g * 1e3:.0f} ms in GC) {where}" for s, g, where in worst
+    ]
     if args.tracemalloc:
         gc.collect()
         tracemalloc.start(args.frames)
@@ -327,6 +356,10 @@ KEYS = [
     "heartbeat_lag_max_ms",
     "slow_callbacks",
     "slow_callback_max_ms",
+    "slow_callback_gc_share",
+    "gc_passes_gen2",
+    "gc_pause_max_ms",
+    "gc_total_ms",
     "emulator_cpu_s",
 ]
 
