@@ -7,8 +7,8 @@ base (:class:`~runtime.protocol.stream.EventStream`) does the I/O and awaits the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from typing import Any, Unpack
 
 import structlog
 
@@ -30,12 +30,8 @@ from runtime.core.backend import TextPart, Turn, TurnError, TurnRef, TurnStatus,
 from runtime.core.hooks import StatusUpdate
 from runtime.errors import StreamEventError
 from runtime.protocol.snapshots import TextSnapshot, ToolCallSnapshot
-from runtime.protocol.sse import DEFAULT_MAX_EVENT_BYTES
-from runtime.protocol.stream import EventStream, Note
+from runtime.protocol.stream import EventStream, Notes, StreamOptions
 from tools import ToolCall
-
-if TYPE_CHECKING:
-    from runtime.core.hooks import EventHandler
 
 log = structlog.get_logger("runtime.stream")
 
@@ -97,7 +93,7 @@ def _usage(run: Run) -> Usage | None:
     )
 
 
-class RunAccumulator:
+class RunAccumulator(Notes):
     """Folds an Assistants stream into snapshots (synchronous, no I/O).
 
     Attributes:
@@ -113,6 +109,7 @@ class RunAccumulator:
     """
 
     def __init__(self, run_id: str | None = None, thread_id: str | None = None) -> None:
+        super().__init__()
         self.run: Run | None = None
         self.run_id = run_id
         self.thread_id = thread_id
@@ -124,8 +121,6 @@ class RunAccumulator:
         self.errors: list[StreamEventError] = []
         self.last_run_event: str | None = None
         self.saw_done = False
-        self.notes: list[Note] = []
-        self.wants: frozenset[str] = frozenset()
         self._ref: TurnRef | None = None
 
     # --- the accumulator protocol -------------------------------------------------------------
@@ -188,10 +183,6 @@ class RunAccumulator:
             self._malformed(event)
 
     # --- events -------------------------------------------------------------------------------
-
-    def _note(self, name: str, *args: object) -> None:
-        if name in self.wants:
-            self.notes.append((name, args))
 
     def _error_event(self, event: ErrorEvent) -> None:
         error = event.error
@@ -339,12 +330,6 @@ class RunAccumulator:
                 snapshot.replace_arguments(final)
             self._tool_call_done(snapshot)
 
-    def _tool_call_done(self, snapshot: ToolCallSnapshot) -> None:
-        if snapshot.done:
-            return
-        snapshot.done = True
-        self._note("on_tool_call_done", snapshot)
-
 
 class RunStream(EventStream[Run]):
     """Async iterator over one run stream's events; its snapshots live in :attr:`state`
@@ -352,45 +337,31 @@ class RunStream(EventStream[Run]):
 
     Args:
         chunks: the response body as an async iterator of byte chunks.
-        handler: optional callbacks (neutral ones, plus ``on_run_status(run)``,
-            ``on_message_created(message)`` and ``on_run_step_done(step)``).
-        max_event_bytes: the largest line/event accepted from the server.
-        close: called once when the stream is closed (releases the connection).
         run_id: the run being streamed, when known in advance (submit_tool_outputs).
         thread_id: its thread, when known.
-        idle_timeout_s: the longest gap allowed between two events.
+        options: ``handler`` (neutral hooks plus ``on_run_status(run)``,
+            ``on_message_created(message)`` and ``on_run_step_done(step)``), ``close``,
+            ``max_event_bytes``, ``idle_timeout_s``: see
+            :class:`~runtime.protocol.stream.EventStream`.
 
     Iterating yields every typed event up to ``done``. When the bytes end before the run
     reached ``requires_action`` or a terminal status, iteration raises
     :class:`~runtime.errors.StreamInterrupted` (the loop then recovers by polling).
     """
 
+    parse = staticmethod(parse_event)
+    typed_callbacks = ("on_run_status", "on_message_created", "on_run_step_done")
+
     def __init__(
         self,
         chunks: AsyncIterator[bytes],
         *,
-        handler: EventHandler | None = None,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-        close: Callable[[], Awaitable[None]] | None = None,
         run_id: str | None = None,
         thread_id: str | None = None,
-        idle_timeout_s: float | None = None,
+        **options: Unpack[StreamOptions],
     ) -> None:
         self.state = RunAccumulator(run_id, thread_id)
-        super().__init__(
-            chunks,
-            accumulator=self.state,
-            parse=parse_event,
-            handler=handler,
-            close=close,
-            max_event_bytes=max_event_bytes,
-            idle_timeout_s=idle_timeout_s,
-        )
-
-    @classmethod
-    def typed_callbacks(cls) -> tuple[str, ...]:
-        """Assistants hooks: ``on_run_status``, ``on_message_created``, ``on_run_step_done``."""
-        return ("on_run_status", "on_message_created", "on_run_step_done")
+        super().__init__(chunks, self.state, **options)
 
     @property
     def run(self) -> Run | None:

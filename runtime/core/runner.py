@@ -30,35 +30,32 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Generic, TypeVar
 
 import structlog
 
 from runtime.core import tracing
 from runtime.core.approval import (
-    TIMED_OUT_BY,
     TIMED_OUT_REASON,
     Decision,
     PendingApproval,
-    PendingCall,
     rejected_result,
-    timed_out,
     timeout_decision,
 )
-from runtime.core.backend import Backend, StartRequest, TextPart, Turn, TurnRef, TurnStream, Usage
+from runtime.core.backend import Backend, StartRequest, Turn, TurnRef, TurnStream, Usage
 from runtime.core.hooks import EventHandler
 from runtime.core.ledger import MemoryLedger, WriteKey, WriteLedger
-from runtime.core.limits import UsageLimits, price_for
+from runtime.core.limits import UsageLimits
 from runtime.core.output import OutputSpec, output_spec
+from runtime.core.pauses import Pauses
 from runtime.core.policy import RunPolicy
 from runtime.core.result import OutT, RunResult, StopCause
+from runtime.core.state import RunState
 from runtime.core.triage import RoundContext, RoundPlan, copied, plan_round, signature
 from runtime.errors import (
     APIStatusError,
-    ApprovalError,
     BadRequestError,
     ConnectError,
     HandlerError,
@@ -81,49 +78,6 @@ AMBIGUOUS_ERRORS = (ServerError, ConnectError, RequestTimeout, RateLimitError)
 STREAM_LOSS = (StreamError, ConnectError, RequestTimeout)
 RERUN_CODES = frozenset({"server_error", "rate_limit_exceeded"})
 _CANCEL_POLL_S = 0.25
-_MAX_PAUSES = 1024  # pauses remembered in memory for resume() without the pending value
-
-
-@dataclass
-class _RunState(Generic[RawT]):
-    """Everything one run accumulates while the runner drives it."""
-
-    request: StartRequest
-    handler: EventHandler | None
-    dispatcher: ToolDispatcher
-    key: str
-    deadline: float | None  # monotonic: the total deadline
-    ref: TurnRef | None = None
-    turn_deadline: float | None = None  # server epoch: the turn's expires_at
-    rounds: int = 0
-    calls_seen: int = 0
-    recoveries: int = 0
-    start_in_flight: bool = False
-    reason: str | None = None
-    stopped_by: StopCause | None = None
-    texts: dict[str, dict[str, str]] = field(default_factory=dict)
-    untrusted: set[str] = field(default_factory=set)
-    usage: dict[str, Usage] = field(default_factory=dict)
-    results: dict[str, ToolCallResult] = field(default_factory=dict)
-    seen_turns: set[str] = field(default_factory=set)
-    last_submit: tuple[Turn[RawT], list[ToolCallResult]] | None = None
-    blind_restarts: int = 0
-    reader: asyncio.Task[Any] | None = None  # the task reading a stream, for cancel()
-    batch: asyncio.Future[list[ToolCallResult]] | None = None  # the tool batch, for cancel()
-    tools_from_registry: bool = False  # re-read before each round (MCP tool lists change)
-    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
-    limits: UsageLimits | None = None
-    requests: int = 0  # sent to create or continue a turn (the client's retries count once)
-    models: dict[str, str] = field(default_factory=dict)  # by turn id, for the cost
-    scope: str | None = None  # of the run's write records
-    decisions: dict[str, Decision] = field(default_factory=dict)
-    counted: set[str] = field(default_factory=set)  # call ids counted against the bounds
-    repeats: Counter[str] = field(default_factory=Counter)  # by tool + arguments
-    pending: PendingApproval | None = None  # the pause the run ends in
-    awaited: set[str] = field(default_factory=set)  # calls of the pause being resumed
-    late: int = 0  # of those, decided after expires_at - margin
-    writes: dict[str, WriteKey] = field(default_factory=dict)  # started, by call id
-    trace: tracing.RunTrace | None = None  # None: tracing is off
 
 
 @dataclass(frozen=True)
@@ -152,9 +106,9 @@ class Runner(Generic[RawT]):
         ledger: where ``write`` tools' executions are recorded (default: in memory).
 
     Attributes:
-        watch_pauses: time out this runner's pauses (Assistants ``expires_at - margin``,
-            see :mod:`runtime.core.approval`) in this process; off where pauses are kept
-            elsewhere (the worker's queue sweeps them).
+        pauses: the pauses it returned (:class:`~runtime.core.pauses.Pauses`); set
+            ``pauses.watch = False`` where pauses are timed out elsewhere (the worker's queue
+            sweeps them).
     """
 
     def __init__(
@@ -170,14 +124,9 @@ class Runner(Generic[RawT]):
         self.policy = policy or RunPolicy()
         self.handler = handler
         self.ledger: WriteLedger = ledger if ledger is not None else MemoryLedger()
-        self.watch_pauses = True
-        self._active: dict[str, _RunState[RawT]] = {}
+        self._active: dict[str, RunState[RawT]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._paused: dict[str, PendingApproval] = {}  # by turn id, until resumed
-        self._watchdogs: dict[str, asyncio.Task[None]] = {}  # approval timeouts, by turn id
-        self._timeouts: dict[str, asyncio.Task[RunResult[RawT]]] = {}  # resumed by a watchdog
-        # Pauses resumed here: their decisions, and the outcome once known.
-        self._resumed: dict[str, tuple[dict[str, Decision], RunResult[RawT] | None]] = {}
+        self.pauses = Pauses(backend, self.policy, self._resume_timed_out, self._background)
 
     # --- public API -------------------------------------------------------------------------
 
@@ -228,7 +177,7 @@ class Runner(Generic[RawT]):
         return typed
 
     async def _validated(
-        self, state: _RunState[RawT], result: RunResult[RawT], spec: OutputSpec[OutT]
+        self, state: RunState[RawT], result: RunResult[RawT], spec: OutputSpec[OutT]
     ) -> RunResult[RawT, OutT]:
         """Validate the answer; a bad one goes back to the model with what was wrong, in the
         same conversation, at most ``output_retries`` times."""
@@ -236,7 +185,7 @@ class Runner(Generic[RawT]):
         while True:
             if not result.ok:
                 return _with_output(result, None, f"the run ended {result.status}")
-            value, problems = spec.validate(_final_text(state))
+            value, problems = spec.validate(state.final_text())
             if problems is None:
                 return _with_output(result, value, None)
             if retries >= self.policy.output_retries:
@@ -244,8 +193,7 @@ class Runner(Generic[RawT]):
                 return _with_output(result, None, problems)
             retries += 1
             log.info("run.output_retry", run_id=result.run_id, attempt=retries)
-            if state.trace is not None:
-                state.trace.event("runtime.output_retry", attempt=retries)
+            state.event("runtime.output_retry", attempt=retries)
             feedback = replace(
                 state.request,
                 input=({"role": "user", "content": spec.feedback(problems)},),
@@ -284,38 +232,13 @@ class Runner(Generic[RawT]):
             ApprovalError: a decision for a call the pause does not hold, a changed
                 decision, or a turn that no longer waits for tool outputs; nothing is sent.
         """
-        timeout = self._timeouts.get(ref.id)
-        if timeout is not None:
-            return await asyncio.shield(timeout)  # the pause timed out: that is the outcome
-        if ref.id in self._resumed:
-            return self._resumed_again(ref, decisions or {})
-        if not (decisions or pending is not None or ref.id in self._paused):
-            return await self._resume_from(ref, request, handler, known_results, pending, scope)
-        pending = await self._claim_pause(ref, pending, decisions or {})
-        self._resumed[ref.id] = (dict(pending.decided), None)
-        try:
-            result = await self._resume_from(ref, request, handler, known_results, pending, scope)
-        except BaseException:
-            del self._resumed[ref.id]  # no outcome: the caller may try again
-            raise
-        if result.pending is not None:  # paused again (decisions for part of the calls)
-            del self._resumed[ref.id]
-            return result
-        self._resumed[ref.id] = (dict(pending.decided), result)
-        while len(self._resumed) > _MAX_PAUSES:
-            del self._resumed[next(iter(self._resumed))]
-        return result
+        if not (decisions or pending is not None or self.pauses.known(ref.id)):
+            return await self._resume_from(ref, request, handler, known_results, None, scope)
 
-    def _resumed_again(self, ref: TurnRef, decisions: Mapping[str, Decision]) -> RunResult[RawT]:
-        """A pause resumed here before: the same decisions get the same outcome."""
-        decided, result = self._resumed[ref.id]
-        if result is None:
-            raise ApprovalError(f"the pause of {ref.id} is being resumed")
-        for call_id, decision in decisions.items():
-            earlier = decided.get(call_id)
-            if earlier is None or not earlier.same_as(decision):
-                raise ApprovalError(f"the pause of {ref.id} was already decided")
-        return result
+        def drive(claimed: PendingApproval) -> Awaitable[RunResult[RawT]]:
+            return self._resume_from(ref, request, handler, known_results, claimed, scope)
+
+        return await self.pauses.resume(ref, pending, decisions or {}, drive)
 
     async def _resume_from(
         self,
@@ -334,7 +257,7 @@ class Runner(Generic[RawT]):
         known = list(known_results)
         if pending is not None:
             known[:0] = pending.completed
-            _restore(state, pending)
+            state.restore(pending)
         state.dispatcher.seed_cache(known)
         state.results.update((k.tool_call_id, k) for k in known)
         if trace is None:
@@ -350,7 +273,12 @@ class Runner(Generic[RawT]):
 
     def pending(self, turn_id: str) -> PendingApproval | None:
         """The pause this runner returned for ``turn_id``, while it is not resumed."""
-        return self._paused.get(turn_id)
+        return self.pauses.get(turn_id)
+
+    def _resume_timed_out(self, pending: PendingApproval) -> Coroutine[Any, Any, RunResult[RawT]]:
+        ref = TurnRef(pending.turn_id, pending.conversation)
+        request = StartRequest(model=pending.model, instructions=pending.instructions)
+        return self._resume_from(ref, request, None, (), pending)
 
     async def cancel(self, ref: TurnRef) -> Turn[RawT] | None:
         """Cancel a run from elsewhere: its local tools stop and its turn is cancelled.
@@ -380,9 +308,7 @@ class Runner(Generic[RawT]):
     async def aclose(self) -> None:
         """Wait for background clean-ups (server-side cancels) to finish; pauses are left
         as they are (their timeouts no longer watched here)."""
-        for watchdog in self._watchdogs.values():
-            watchdog.cancel()
-        self._watchdogs.clear()
+        self.pauses.close()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
@@ -395,7 +321,7 @@ class Runner(Generic[RawT]):
         key: str | None,
         limits: UsageLimits | None = None,
         trace: tracing.RunTrace | None = None,
-    ) -> _RunState[RawT]:
+    ) -> RunState[RawT]:
         policy = self.policy
         from_registry = request.tools is None and len(self.registry) > 0
         if from_registry:
@@ -411,7 +337,7 @@ class Runner(Generic[RawT]):
             tracer=None if trace is None else tracing.ToolTracer(trace, self.registry),
         )
         total = policy.total_deadline_s
-        return _RunState(
+        return RunState(
             request=request,
             handler=handler if handler is not None else self.handler,
             dispatcher=dispatcher,
@@ -423,7 +349,7 @@ class Runner(Generic[RawT]):
         )
 
     async def _guarded(
-        self, state: _RunState[RawT], body: Coroutine[Any, Any, RunResult[RawT]]
+        self, state: RunState[RawT], body: Coroutine[Any, Any, RunResult[RawT]]
     ) -> RunResult[RawT]:
         """Run ``body`` under the total deadline; on cancellation or error, cancel the
         server turn (shielded, bounded), then re-raise."""
@@ -448,7 +374,7 @@ class Runner(Generic[RawT]):
             structlog.contextvars.unbind_contextvars("run_id")
             await state.dispatcher.aclose()
 
-    async def _abort(self, state: _RunState[RawT], exc: BaseException) -> None:
+    async def _abort(self, state: RunState[RawT], exc: BaseException) -> None:
         log.warning("run.aborting", run_id=_id(state.ref), error=type(exc).__name__)
         task = self._spawn(self._cancel_on_server(state))
         try:
@@ -456,7 +382,7 @@ class Runner(Generic[RawT]):
         except BaseException:  # cancelled again: the clean-up goes on in the background
             log.warning("run.abort_detached", run_id=_id(state.ref))
 
-    async def _expire(self, state: _RunState[RawT]) -> RunResult[RawT]:
+    async def _expire(self, state: RunState[RawT]) -> RunResult[RawT]:
         state.reason = f"total_deadline_s ({self.policy.total_deadline_s:g}) exceeded"
         state.stopped_by = "total_deadline"
         log.warning("run.deadline_exceeded", run_id=_id(state.ref))
@@ -470,48 +396,35 @@ class Runner(Generic[RawT]):
 
     # --- usage limits -----------------------------------------------------------------------
 
-    def _count_request(self, state: _RunState[RawT], turn: Turn[RawT] | None) -> None:
+    def _count_request(self, state: RunState[RawT], turn: Turn[RawT] | None) -> None:
         """Before a request that creates or continues a turn: check the limits, count it."""
         self._check_limits(state, turn)
         state.requests += 1
 
-    def _check_limits(self, state: _RunState[RawT], turn: Turn[RawT] | None) -> None:
+    def _check_limits(self, state: RunState[RawT], turn: Turn[RawT] | None) -> None:
         """Raise _LimitReached (to stop ``turn``) when the run already used what a limit
         allows for one more request."""
         limits = state.limits
         if limits is not None:
-            cost, priced = self._cost(state)
+            cost, priced = state.cost(self.policy.prices)
             reason = limits.reached(
-                requests=state.requests, usage=_usage_of(state), cost=cost, priced=priced
+                requests=state.requests, usage=state.total_usage(), cost=cost, priced=priced
             )
             if reason is not None:
                 state.reason = reason
                 state.stopped_by = "usage_limit"
                 raise _LimitReached(turn)
 
-    def _cost(self, state: _RunState[RawT]) -> tuple[float, bool]:
-        """The run's cost so far in USD, and whether every turn that used tokens is priced."""
-        cost = 0.0
-        priced = True
-        for turn_id, usage in state.usage.items():
-            price = price_for(self.policy.prices, state.models.get(turn_id))
-            if price is None:
-                priced = False
-                continue
-            cost += price.cost(usage)
-        return cost, priced
-
-    async def _over_limit(self, state: _RunState[RawT], turn: Turn[RawT] | None) -> RunResult[RawT]:
+    async def _over_limit(self, state: RunState[RawT], turn: Turn[RawT] | None) -> RunResult[RawT]:
         log.warning("run.usage_limit_reached", run_id=_id(state.ref), reason=state.reason)
-        if state.trace is not None:
-            state.trace.event("runtime.usage_limit_reached", reason=state.reason)
+        state.event("runtime.usage_limit_reached", reason=state.reason)
         if turn is not None:
             turn = await self._stop(state, turn)
         return await self._finish(state, turn, stopped_as="cancelled")
 
     # --- start ------------------------------------------------------------------------------
 
-    async def _run_new(self, state: _RunState[RawT], adopt: bool) -> RunResult[RawT]:
+    async def _run_new(self, state: RunState[RawT], adopt: bool) -> RunResult[RawT]:
         await self._prepare(state)
         stream = await self._start(state, adopt)
         reruns = 0
@@ -521,16 +434,15 @@ class Runner(Generic[RawT]):
                 return result
             reruns += 1
             log.warning("run.rerun", run_id=result.run_id, code=_code(result))
-            if state.trace is not None:
-                state.trace.event("runtime.rerun", **{"error.type": _code(result)})
+            state.event("runtime.rerun", **{"error.type": _code(result)})
             stream = await self._redo(state, reruns)
 
-    async def _resume(self, state: _RunState[RawT], ref: TurnRef) -> RunResult[RawT]:
+    async def _resume(self, state: RunState[RawT], ref: TurnRef) -> RunResult[RawT]:
         await self._track(state, ref)
         state.untrusted.add(ref.id)  # nothing of it was streamed here
         return await self._drive(state, None)
 
-    async def _prepare(self, state: _RunState[RawT]) -> None:
+    async def _prepare(self, state: RunState[RawT]) -> None:
         """Once per run: the conversation the turns live in, stored before any turn exists."""
         for attempt in range(1, self.policy.create_attempts + 1):
             try:
@@ -553,7 +465,7 @@ class Runner(Generic[RawT]):
                 await self._hook(handler.on_conversation, conversation, "on_conversation")
 
     async def _start(
-        self, state: _RunState[RawT], adopt: bool, *, counted: bool = False
+        self, state: RunState[RawT], adopt: bool, *, counted: bool = False
     ) -> TurnStream[RawT] | None:
         """Start the turn and return its stream, or None when we adopted an existing one.
         ``counted``: the caller already counted the request against the usage limits."""
@@ -589,7 +501,7 @@ class Runner(Generic[RawT]):
                 state.start_in_flight = False  # a definite refusal: nothing was created
                 raise
 
-    async def _adopt(self, state: _RunState[RawT]) -> bool:
+    async def _adopt(self, state: RunState[RawT]) -> bool:
         """Find the turn we started earlier (by idempotency key) and make it ours."""
         if not self.backend.can_find:
             return False
@@ -597,12 +509,11 @@ class Runner(Generic[RawT]):
         if ref is None:
             return False
         log.info("run.adopted", run_id=ref.id)
-        if state.trace is not None:
-            state.trace.event("runtime.adopted", **{"gen_ai.response.id": ref.id})
+        state.event("runtime.adopted", **{"gen_ai.response.id": ref.id})
         await self._track(state, ref)
         return True
 
-    async def _on_busy(self, state: _RunState[RawT], exc: ThreadBusyError, deadline: float) -> None:
+    async def _on_busy(self, state: RunState[RawT], exc: ThreadBusyError, deadline: float) -> None:
         action = self.policy.busy_thread
         other = exc.active_run_id
         log.info("run.thread_busy", action=action, active_run_id=other)
@@ -618,7 +529,7 @@ class Runner(Generic[RawT]):
             return False
         return result.status == "failed" and _code(result) in RERUN_CODES
 
-    async def _redo(self, state: _RunState[RawT], reruns: int) -> TurnStream[RawT] | None:
+    async def _redo(self, state: RunState[RawT], reruns: int) -> TurnStream[RawT] | None:
         """Send again what produced a failed turn: the round (a new turn per round) or the
         run itself, under a new key."""
         self._count_request(state, None)  # the failed turn is over: nothing to cancel
@@ -632,7 +543,7 @@ class Runner(Generic[RawT]):
     # --- follow -----------------------------------------------------------------------------
 
     async def _drive(
-        self, state: _RunState[RawT], stream: TurnStream[RawT] | None
+        self, state: RunState[RawT], stream: TurnStream[RawT] | None
     ) -> RunResult[RawT]:
         """Follow streams and answer tool rounds until the run is terminal."""
         while True:
@@ -655,7 +566,7 @@ class Runner(Generic[RawT]):
                 return await self._finish(state, step, stopped_as=stopped_as)
             stream = step
 
-    async def _follow(self, state: _RunState[RawT], stream: TurnStream[RawT] | None) -> Turn[RawT]:
+    async def _follow(self, state: RunState[RawT], stream: TurnStream[RawT] | None) -> Turn[RawT]:
         """Consume ``stream`` (or poll when there is none) until the turn stops."""
         if stream is None:
             return await self._poll(state)
@@ -672,7 +583,7 @@ class Runner(Generic[RawT]):
         return await self._poll(state)
 
     async def _consume_recovering(
-        self, state: _RunState[RawT], stream: TurnStream[RawT]
+        self, state: RunState[RawT], stream: TurnStream[RawT]
     ) -> TurnStream[RawT]:
         """Read the stream to its end, re-opening it after a break while the protocol can."""
         attempts = 0
@@ -688,8 +599,7 @@ class Runner(Generic[RawT]):
                     error=type(exc).__name__,
                     detail=exc.message,
                 )
-                if state.trace is not None:
-                    state.trace.event("runtime.stream_lost", **{"error.type": type(exc).__name__})
+                state.event("runtime.stream_lost", **{"error.type": type(exc).__name__})
                 await self._collect(state, stream)
                 if stream.ref is not None:
                     state.untrusted.add(stream.ref.id)
@@ -700,14 +610,13 @@ class Runner(Generic[RawT]):
                 if resumed is None:
                     return stream
                 log.info("run.stream_resumed", run_id=_id(stream.ref), after=stream.last_sequence)
-                if state.trace is not None:
-                    state.trace.event("runtime.stream_resumed", after=stream.last_sequence)
+                state.event("runtime.stream_resumed", after=stream.last_sequence)
                 stream = resumed
             finally:
                 await self._collect(state, stream)
 
     async def _reopen(
-        self, state: _RunState[RawT], stream: TurnStream[RawT]
+        self, state: RunState[RawT], stream: TurnStream[RawT]
     ) -> TurnStream[RawT] | None:
         try:
             resumed = await self.backend.resume(stream, handler=state.handler)
@@ -718,7 +627,7 @@ class Runner(Generic[RawT]):
             state.untrusted.discard(stream.ref.id)  # the resumed stream carries the rest
         return resumed
 
-    async def _consume(self, state: _RunState[RawT], stream: TurnStream[RawT]) -> None:
+    async def _consume(self, state: RunState[RawT], stream: TurnStream[RawT]) -> None:
         """Read the stream to its end, or until a cancel request (then close it).
 
         The stream is read in the run's own task (no helper tasks on the hot path):
@@ -743,7 +652,7 @@ class Runner(Generic[RawT]):
             state.reader = None
             await stream.aclose()
 
-    async def _send_blind_again(self, state: _RunState[RawT]) -> TurnStream[RawT]:
+    async def _send_blind_again(self, state: RunState[RawT]) -> TurnStream[RawT]:
         """The stream broke before the turn was named, and turns cannot be found: send the
         request again (bounded; the server may have started a turn nobody will follow)."""
         state.blind_restarts += 1
@@ -759,23 +668,23 @@ class Runner(Generic[RawT]):
         assert stream is not None  # nothing to adopt without find
         return stream
 
-    async def _collect(self, state: _RunState[RawT], stream: TurnStream[RawT]) -> None:
+    async def _collect(self, state: RunState[RawT], stream: TurnStream[RawT]) -> None:
         """Keep what a stream produced so far: the turn's ref and its texts."""
         ref = stream.ref
         if ref is None:
             return
         if ref.id not in state.seen_turns:
             await self._track(state, ref)
-        _merge_texts(state, ref.id, stream.partial_texts())
+        state.merge_texts(ref.id, stream.partial_texts())
 
-    async def _absorb(self, state: _RunState[RawT], turn: Turn[RawT], *, trusted: bool) -> None:
+    async def _absorb(self, state: RunState[RawT], turn: Turn[RawT], *, trusted: bool) -> None:
         """Keep what a stopped turn says: ref, texts, usage, deadline. ``trusted``: its texts
         are the server's own (a retrieved object), so they replace a broken stream's."""
         ref = turn.ref
         if ref.id not in state.seen_turns or state.ref != ref:
             await self._track(state, ref)
         if turn.texts:
-            _merge_texts(state, ref.id, turn.texts)
+            state.merge_texts(ref.id, turn.texts)
             if trusted:
                 state.untrusted.discard(ref.id)
         if turn.usage is not None:
@@ -785,7 +694,7 @@ class Runner(Generic[RawT]):
         if turn.deadline is not None:
             state.turn_deadline = turn.deadline
 
-    async def _track(self, state: _RunState[RawT], ref: TurnRef) -> None:
+    async def _track(self, state: RunState[RawT], ref: TurnRef) -> None:
         if state.ref is not None and state.ref.conversation and not ref.conversation:
             ref = TurnRef(ref.id, state.ref.conversation)
         state.ref = ref
@@ -802,7 +711,7 @@ class Runner(Generic[RawT]):
 
     # --- poll -------------------------------------------------------------------------------
 
-    async def _poll(self, state: _RunState[RawT]) -> Turn[RawT]:
+    async def _poll(self, state: RunState[RawT]) -> Turn[RawT]:
         """Retrieve the turn until it requires tools or is terminal (backoff, bounded)."""
         if state.ref is None and not await self._adopt(state):
             raise StreamError(
@@ -836,7 +745,7 @@ class Runner(Generic[RawT]):
         """The turn is still active past its expires_at plus ``grace_s`` (server clock)."""
         return turn.deadline is not None and self.backend.server_now() > turn.deadline + grace_s
 
-    def _poll_budget(self, state: _RunState[RawT]) -> float | None:
+    def _poll_budget(self, state: RunState[RawT]) -> float | None:
         """Seconds polling may last: until the turn's expiry plus its grace (None: unbounded
         here; the total deadline still applies)."""
         if state.turn_deadline is None:
@@ -881,7 +790,7 @@ class Runner(Generic[RawT]):
     # --- tool round -------------------------------------------------------------------------
 
     async def _tool_round(
-        self, state: _RunState[RawT], turn: Turn[RawT]
+        self, state: RunState[RawT], turn: Turn[RawT]
     ) -> TurnStream[RawT] | Turn[RawT] | _Paused | None:
         """Answer the turn's calls: a stream to follow, a turn to finish with (stopped by a
         bound or a cancel), a pause for approval, or None to poll."""
@@ -899,7 +808,7 @@ class Runner(Generic[RawT]):
             return await self._stop(state, turn)
         # The submit after this round would be refused: run no tool for nothing.
         self._check_limits(state, turn)
-        _count_round(state, turn, fresh)
+        state.count_round(turn, fresh)
         self._time_out_late(state, turn, new)
         plan = await self._plan(state, turn, new)
         expire = await self._approval_expired(state, turn, plan)
@@ -913,7 +822,7 @@ class Runner(Generic[RawT]):
         return await self._submit(state, turn, results)
 
     def _repeated(
-        self, state: _RunState[RawT], fresh: list[ToolCall]
+        self, state: RunState[RawT], fresh: list[ToolCall]
     ) -> tuple[StopCause, str] | None:
         """Loop detection: the same tool with the same arguments requested
         ``max_repeated_calls`` times in this run."""
@@ -932,7 +841,7 @@ class Runner(Generic[RawT]):
         return None
 
     def _exceeded_bound(
-        self, state: _RunState[RawT], new_calls: int
+        self, state: RunState[RawT], new_calls: int
     ) -> tuple[StopCause, str] | None:
         policy = self.policy
         limits = state.limits
@@ -947,7 +856,7 @@ class Runner(Generic[RawT]):
         return None
 
     async def _execute(
-        self, state: _RunState[RawT], turn: Turn[RawT], plan: RoundPlan
+        self, state: RunState[RawT], turn: Turn[RawT], plan: RoundPlan
     ) -> list[ToolCallResult] | None:
         """Run the plan's runnable calls under the turn's deadline; None when a cancel request
         interrupted them."""
@@ -985,7 +894,7 @@ class Runner(Generic[RawT]):
     # --- approvals and writes -----------------------------------------------------------
 
     async def _plan(
-        self, state: _RunState[RawT], turn: Turn[RawT], calls: list[ToolCall]
+        self, state: RunState[RawT], turn: Turn[RawT], calls: list[ToolCall]
     ) -> RoundPlan:
         """Sort the round's calls; what is answered without running goes in at once."""
         context = RoundContext(
@@ -1000,7 +909,7 @@ class Runner(Generic[RawT]):
         await self._answered(state, plan.answered)
         return plan
 
-    async def _answered(self, state: _RunState[RawT], results: list[ToolCallResult]) -> None:
+    async def _answered(self, state: RunState[RawT], results: list[ToolCallResult]) -> None:
         state.dispatcher.seed_cache(results)
         state.results.update((r.tool_call_id, r) for r in results)
         handler = state.handler
@@ -1009,7 +918,7 @@ class Runner(Generic[RawT]):
                 await self._hook(handler.on_tool_call_finished, result, "on_tool_call_finished")
 
     def _on_finish(
-        self, state: _RunState[RawT], callbacks: _HandlerCallbacks
+        self, state: RunState[RawT], callbacks: _HandlerCallbacks
     ) -> Callable[[ToolCallResult], Awaitable[None]] | None:
         """The dispatcher's per-call hook: record a write's output, then the handler's."""
         if not state.writes:
@@ -1030,7 +939,7 @@ class Runner(Generic[RawT]):
         except Exception as exc:  # the write happened; only its record is missing
             log.warning("run.write_finish_not_recorded", tool=key.tool, error=type(exc).__name__)
 
-    def _pause(self, state: _RunState[RawT], turn: Turn[RawT], plan: RoundPlan) -> _Paused:
+    def _pause(self, state: RunState[RawT], turn: Turn[RawT], plan: RoundPlan) -> _Paused:
         """Stop the round for a person: what ran is kept with the pause."""
         ids = {c.id for c in turn.tool_calls}
         request = state.request
@@ -1050,69 +959,9 @@ class Runner(Generic[RawT]):
             instructions=request.instructions,
         )
         state.pending = pending
-        self._remember(pending)
+        self.pauses.remember(pending)
         log.info("run.awaiting_approval", run_id=turn.ref.id, calls=len(plan.waiting))
         return _Paused(turn)
-
-    def _remember(self, pending: PendingApproval) -> None:
-        """Keep the pause for resume() without it, and watch its deadline (Assistants)."""
-        while len(self._paused) >= _MAX_PAUSES:
-            self._forget(next(iter(self._paused)))
-        self._paused[pending.turn_id] = pending
-        if pending.expires_at is not None and self.watch_pauses:
-            watchdog = asyncio.ensure_future(self._watch_pause(pending))
-            self._watchdogs[pending.turn_id] = watchdog
-
-    def _forget(self, turn_id: str) -> PendingApproval | None:
-        watchdog = self._watchdogs.pop(turn_id, None)
-        if watchdog is not None and watchdog is not asyncio.current_task():
-            watchdog.cancel()
-        return self._paused.pop(turn_id, None)
-
-    async def _watch_pause(self, pending: PendingApproval) -> None:
-        """At ``expires_at - expiry_margin_s`` an undecided pause times out: "reject" resumes
-        it with timed-out rejections (the outcome a later resume() returns)."""
-        assert pending.expires_at is not None
-        wait = pending.expires_at - self.policy.expiry_margin_s - self.backend.server_now()
-        await asyncio.sleep(max(wait, 0.0))
-        if self.policy.approval_timeout != "reject" or pending.turn_id not in self._paused:
-            return
-        self._forget(pending.turn_id)
-        ref = TurnRef(pending.turn_id, pending.conversation)
-        request = StartRequest(model=pending.model, instructions=pending.instructions)
-        log.warning("run.approval_timed_out", run_id=pending.turn_id, action="reject")
-        pending = pending.with_decisions(timed_out(pending))
-        coro = self._resume_from(ref, request, None, (), pending)
-        task: asyncio.Task[RunResult[RawT]] = asyncio.ensure_future(coro)
-        self._timeouts[pending.turn_id] = task
-        self._background.add(task)  # awaited by aclose()
-        task.add_done_callback(self._background.discard)
-
-    async def _claim_pause(
-        self, ref: TurnRef, pending: PendingApproval | None, decisions: Mapping[str, Decision]
-    ) -> PendingApproval:
-        """The pause to resume, with ``decisions`` checked into it (nothing sent yet)."""
-        if ref.id in self._paused:
-            pending = pending or self._paused[ref.id]
-        else:  # another process's pause: it must still be waiting on the server
-            waiting = await self._pending_from_server(ref)
-            pending = pending or waiting
-            if not set(pending.call_ids) <= set(waiting.call_ids):
-                raise ApprovalError(f"{ref.id} no longer waits for these calls: resumed already")
-        pending = pending.with_decisions(decisions)  # raises before anything is claimed
-        self._forget(ref.id)
-        return pending
-
-    async def _pending_from_server(self, ref: TurnRef) -> PendingApproval:
-        """Another process's pause, without its pending value: the calls the turn waits on."""
-        turn = await self.backend.retrieve(ref)
-        if turn.status != "requires_tools":
-            raise ApprovalError(
-                f"{ref.id} does not wait for tool outputs (it is {turn.status}): "
-                "resumed already, or never paused"
-            )
-        calls = tuple(PendingCall(c.id, c.name, {}, c.arguments) for c in turn.tool_calls)
-        return PendingApproval(self.backend.name, ref.id, ref.conversation, calls)
 
     def _past_margin(self, turn: Turn[RawT]) -> bool:
         deadline = turn.deadline
@@ -1120,7 +969,7 @@ class Runner(Generic[RawT]):
         return deadline is not None and self.backend.server_now() >= deadline - margin
 
     def _time_out_late(
-        self, state: _RunState[RawT], turn: Turn[RawT], calls: list[ToolCall]
+        self, state: RunState[RawT], turn: Turn[RawT], calls: list[ToolCall]
     ) -> None:
         """Decisions on a pause that already reached ``expires_at - margin`` come too late:
         its calls are rejected as timed out, whatever was decided."""
@@ -1132,7 +981,7 @@ class Runner(Generic[RawT]):
             state.decisions[call.id] = timeout_decision()
 
     async def _approval_expired(
-        self, state: _RunState[RawT], turn: Turn[RawT], plan: RoundPlan
+        self, state: RunState[RawT], turn: Turn[RawT], plan: RoundPlan
     ) -> bool:
         """Past ``expires_at - margin`` with calls awaiting a person: "reject" turns them
         into timed-out rejections (and the round goes on); True for "expire"."""
@@ -1158,7 +1007,7 @@ class Runner(Generic[RawT]):
         await self._answered(state, rejected)
         return False
 
-    async def _let_expire(self, state: _RunState[RawT], turn: Turn[RawT]) -> Turn[RawT]:
+    async def _let_expire(self, state: RunState[RawT], turn: Turn[RawT]) -> Turn[RawT]:
         """approval_timeout = "expire": nothing is submitted; wait (bounded) for the server
         to expire the run."""
         log.warning("run.approval_timed_out", run_id=turn.ref.id, action="expire")
@@ -1166,7 +1015,7 @@ class Runner(Generic[RawT]):
         remaining = turn.deadline + self.policy.expiry_grace_s - self.backend.server_now()
         return await self._wait_terminal(turn.ref, max(remaining, 0.0))
 
-    def _tool_deadline(self, state: _RunState[RawT], turn: Turn[RawT]) -> float | None:
+    def _tool_deadline(self, state: RunState[RawT], turn: Turn[RawT]) -> float | None:
         """The earlier of ``expires_at - margin`` (server clock) and the total deadline minus
         a margin (capped at half the total), as a local monotonic time."""
         policy = self.policy
@@ -1180,7 +1029,7 @@ class Runner(Generic[RawT]):
         return min(candidates) if candidates else None
 
     async def _submit(
-        self, state: _RunState[RawT], turn: Turn[RawT], results: list[ToolCallResult]
+        self, state: RunState[RawT], turn: Turn[RawT], results: list[ToolCallResult]
     ) -> TurnStream[RawT] | None:
         """Submit all outputs in one request; after an ambiguous failure, never twice."""
         required = {r.tool_call_id for r in results}
@@ -1210,7 +1059,7 @@ class Runner(Generic[RawT]):
         return None
 
     async def _send_outputs(
-        self, state: _RunState[RawT], turn: Turn[RawT], results: list[ToolCallResult]
+        self, state: RunState[RawT], turn: Turn[RawT], results: list[ToolCallResult]
     ) -> TurnStream[RawT]:
         state.last_submit = (turn, results)
         if state.tools_from_registry:
@@ -1224,7 +1073,7 @@ class Runner(Generic[RawT]):
         )
 
     async def _requested(
-        self, state: _RunState[RawT], kind: str, send: Awaitable[TurnStream[RawT]]
+        self, state: RunState[RawT], kind: str, send: Awaitable[TurnStream[RawT]]
     ) -> TurnStream[RawT]:
         """Await ``send``, a request creating or continuing a turn, under its span."""
         trace = state.trace
@@ -1241,7 +1090,7 @@ class Runner(Generic[RawT]):
 
     # --- cancel and finish ------------------------------------------------------------------
 
-    async def _stop(self, state: _RunState[RawT], turn: Turn[RawT]) -> Turn[RawT]:
+    async def _stop(self, state: RunState[RawT], turn: Turn[RawT]) -> Turn[RawT]:
         """Cancel the turn on the server and wait (bounded) for it to end. A refused cancel
         is checked once: a turn already being cancelled is waited for, one that cannot be
         cancelled (it is over, or a finished response) is left as it is."""
@@ -1267,7 +1116,7 @@ class Runner(Generic[RawT]):
             log.info("run.cancel_refused", run_id=ref.id)
         return answer
 
-    async def _cancel_on_server(self, state: _RunState[RawT]) -> Turn[RawT] | None:
+    async def _cancel_on_server(self, state: RunState[RawT]) -> Turn[RawT] | None:
         """Best effort: cancel the run's current turn and wait (bounded) for it to end."""
         try:
             if state.ref is None and not await self._adopt(state):
@@ -1315,7 +1164,7 @@ class Runner(Generic[RawT]):
 
     async def _finish(
         self,
-        state: _RunState[RawT],
+        state: RunState[RawT],
         turn: Turn[RawT] | None,
         *,
         stopped_as: str | None = None,
@@ -1333,8 +1182,8 @@ class Runner(Generic[RawT]):
         await self._reload_untrusted(state)
         final = _final_status(turn, stopped_as)
         text = "\n\n".join(t for texts in state.texts.values() for t in texts.values() if t)
-        usage = _usage_of(state) if state.usage else None
-        cost, priced = self._cost(state)
+        usage = state.total_usage() if state.usage else None
+        cost, priced = state.cost(self.policy.prices)
         ref = turn.ref if turn is not None else state.ref
         log.info(
             "run.finished",
@@ -1363,7 +1212,7 @@ class Runner(Generic[RawT]):
             pending=state.pending if final == "awaiting_approval" else None,
         )
 
-    async def _reload_untrusted(self, state: _RunState[RawT]) -> None:
+    async def _reload_untrusted(self, state: RunState[RawT]) -> None:
         """Texts of turns whose streams broke (or were never streamed here): the server's."""
         conversation = state.request.conversation
         for turn_id in list(state.untrusted):
@@ -1428,37 +1277,6 @@ class _HandlerCallbacks:
             raise HandlerError(f"EventHandler.{name} raised {exc!r}", callback=name) from exc
 
 
-def _count_round(state: _RunState[Any], turn: Turn[Any], fresh: list[ToolCall]) -> None:
-    """Count the round and its calls not counted yet (a resumed pause counts nothing again)."""
-    if not state.counted.intersection(c.id for c in turn.tool_calls):
-        state.rounds += 1
-    state.calls_seen += len(fresh)
-    state.counted.update(c.id for c in fresh)
-
-
-def _restore(state: _RunState[Any], pending: PendingApproval) -> None:
-    """Carry a pause's counts and decisions into the run that resumes it."""
-    state.decisions.update(pending.decided)
-    state.scope = state.scope or pending.scope
-    state.rounds = pending.rounds
-    state.calls_seen = pending.calls_seen
-    state.repeats.update(pending.repeats)
-    state.counted.update(pending.call_ids)
-    state.counted.update(r.tool_call_id for r in pending.completed)
-    state.awaited.update(pending.call_ids)
-    rejected = sum(1 for d in pending.decided.values() if d.by == TIMED_OUT_BY)
-    if rejected:
-        state.reason = f"{TIMED_OUT_REASON}: {rejected} call(s) rejected (approval_timeout=reject)"
-
-
-def _final_text(state: _RunState[Any]) -> str:
-    """The last non-empty text of the run's last turn: the answer a structured output is."""
-    if state.ref is None:
-        return ""
-    texts = [t for t in state.texts.get(state.ref.id, {}).values() if t]
-    return texts[-1] if texts else ""
-
-
 def _with_output(
     result: RunResult[RawT], output: OutT | None, error: str | None
 ) -> RunResult[RawT, OutT]:
@@ -1484,27 +1302,12 @@ def _combined(first: RunResult[RawT], retry: RunResult[RawT]) -> RunResult[RawT]
     )
 
 
-def _usage_of(state: _RunState[Any]) -> Usage:
-    """The run's usage so far: per turn, the latest report (cumulative per run on Assistants)."""
-    return sum(state.usage.values(), Usage())
-
-
 def _final_status(turn: Turn[Any] | None, stopped_as: str | None) -> str:
     if stopped_as == "expired":
         return "expired"
     if turn is not None and turn.is_terminal and (stopped_as is None or turn.status != "cancelled"):
         return turn.status  # it ended on its own, maybe before our cancel took effect
     return stopped_as or "failed"
-
-
-def _merge_texts(state: _RunState[Any], turn_id: str, parts: Iterable[TextPart]) -> None:
-    texts = state.texts.setdefault(turn_id, {})
-    for part in parts:
-        if not part.text and texts.get(part.id):
-            # A server copy left empty (a message cut off by a cancel) never erases the
-            # text that was streamed for it.
-            continue
-        texts[part.id] = part.text
 
 
 def _still_requires(turn: Turn[Any], required: set[str]) -> bool:

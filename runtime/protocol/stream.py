@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 import types
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, Self, TypedDict, TypeVar
 
 import structlog
 
@@ -33,6 +33,7 @@ from runtime.errors import (
     TransportError,
 )
 from runtime.protocol.events import DoneEvent, StreamEvent
+from runtime.protocol.snapshots import ToolCallSnapshot
 from runtime.protocol.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSERecord
 
 if TYPE_CHECKING:
@@ -100,6 +101,24 @@ class Accumulator(Protocol[RawT]):
         ...
 
 
+class Notes:
+    """What both protocols' accumulators share: the callbacks due, and calls settled once."""
+
+    def __init__(self) -> None:
+        self.notes: list[Note] = []
+        self.wants: frozenset[str] = frozenset()
+
+    def _note(self, name: str, *args: object) -> None:
+        if name in self.wants:
+            self.notes.append((name, args))
+
+    def _tool_call_done(self, snapshot: ToolCallSnapshot) -> None:
+        if snapshot.done:
+            return
+        snapshot.done = True
+        self._note("on_tool_call_done", snapshot)
+
+
 def overridden_callbacks(
     handler: EventHandler | None, names: Iterable[str]
 ) -> dict[str, HandlerCallback]:
@@ -121,13 +140,24 @@ def overridden_callbacks(
     return found
 
 
+class StreamOptions(TypedDict, total=False):
+    """How a stream is read, the same for both protocols (see :class:`EventStream`)."""
+
+    handler: EventHandler | None
+    close: Callable[[], Awaitable[None]] | None
+    max_event_bytes: int
+    idle_timeout_s: float | None
+
+
 class EventStream(Generic[RawT]):
     """Async iterator over one turn's events, with the accumulator's snapshots.
+
+    A protocol's stream names its event parser (:attr:`parse`) and its own hooks
+    (:attr:`typed_callbacks`) and hands its accumulator in.
 
     Args:
         chunks: the response body as byte chunks.
         accumulator: the protocol's pure accumulator.
-        parse: SSE record -> typed event (never raises).
         handler: optional callbacks.
         close: called once when the stream is closed (releases the connection).
         max_event_bytes: the largest line/event accepted.
@@ -138,12 +168,13 @@ class EventStream(Generic[RawT]):
     stopped, iteration raises :class:`~runtime.errors.StreamInterrupted`.
     """
 
+    typed_callbacks: ClassVar[tuple[str, ...]] = ()  # hooks beyond the neutral ones
+
     def __init__(
         self,
         chunks: AsyncIterator[bytes],
-        *,
         accumulator: Accumulator[RawT],
-        parse: Callable[[SSERecord], StreamEvent],
+        *,
         handler: EventHandler | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
@@ -151,7 +182,6 @@ class EventStream(Generic[RawT]):
     ) -> None:
         self._chunks = chunks
         self._decoder = SSEDecoder(max_event_bytes)
-        self._parse = parse
         self._close = close
         self._idle_timeout_s = idle_timeout_s
         self._closed = False
@@ -159,14 +189,14 @@ class EventStream(Generic[RawT]):
         self._gen: AsyncGenerator[StreamEvent, None] | None = None
         self.accumulator = accumulator
         self._callbacks = overridden_callbacks(
-            handler, (*STREAM_CALLBACKS, "on_event", "on_end", *self.typed_callbacks())
+            handler, (*STREAM_CALLBACKS, "on_event", "on_end", *self.typed_callbacks)
         )
         accumulator.wants = frozenset(self._callbacks)
 
-    @classmethod
-    def typed_callbacks(cls) -> tuple[str, ...]:
-        """A protocol's own hook names (beyond the neutral ones) its accumulator may note."""
-        return ()
+    @staticmethod
+    def parse(record: SSERecord) -> StreamEvent:
+        """The protocol's SSE record -> typed event (never raises)."""
+        raise NotImplementedError
 
     # --- views ----------------------------------------------------------------------------
 
@@ -240,7 +270,7 @@ class EventStream(Generic[RawT]):
             try:
                 # The event handling is inlined: a generator hop or a coroutine call per event
                 # is significant with tens of thousands of deltas.
-                parse, accumulator = self._parse, self.accumulator
+                parse, accumulator = type(self).parse, self.accumulator
                 callbacks = self._callbacks
                 on_event = callbacks.get("on_event")
                 async for records in batches:

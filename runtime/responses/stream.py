@@ -15,8 +15,8 @@ event is what the snapshots finally report.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from typing import Unpack
 
 import structlog
 
@@ -25,8 +25,7 @@ from runtime.core.hooks import StatusUpdate
 from runtime.errors import StreamEventError
 from runtime.protocol.events import ErrorEvent, MalformedEvent, StreamEvent
 from runtime.protocol.snapshots import TextSnapshot, ToolCallSnapshot
-from runtime.protocol.sse import DEFAULT_MAX_EVENT_BYTES
-from runtime.protocol.stream import EventStream, Note
+from runtime.protocol.stream import EventStream, Notes, StreamOptions
 from runtime.responses.events import (
     TERMINAL_EVENTS,
     ContentPartEvent,
@@ -47,9 +46,6 @@ from runtime.responses.models import (
     Response,
 )
 from tools import ToolCall
-
-if TYPE_CHECKING:
-    from runtime.core.hooks import EventHandler
 
 log = structlog.get_logger("runtime.responses")
 
@@ -117,7 +113,7 @@ def _usage(response: Response) -> Usage | None:
     )
 
 
-class ResponseAccumulator:
+class ResponseAccumulator(Notes):
     """Folds a Responses stream into snapshots (synchronous, no I/O).
 
     Attributes:
@@ -131,6 +127,7 @@ class ResponseAccumulator:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.response: Response | None = None
         self.response_id: str | None = None
         self.items: dict[int, Snapshot] = {}
@@ -138,8 +135,6 @@ class ResponseAccumulator:
         self.last_response_event: str | None = None
         self.last_sequence: int | None = None
         self.inconsistencies = 0
-        self.notes: list[Note] = []
-        self.wants: frozenset[str] = frozenset()
 
     # --- the accumulator protocol -------------------------------------------------------------
 
@@ -212,10 +207,6 @@ class ResponseAccumulator:
             )
 
     # --- events -------------------------------------------------------------------------------
-
-    def _note(self, name: str, *args: object) -> None:
-        if name in self.wants:
-            self.notes.append((name, args))
 
     def _error_event(self, event: ErrorEvent) -> None:
         error = event.error
@@ -439,12 +430,6 @@ class ResponseAccumulator:
                 self._reconcile_call(snapshot, item, "response.final")
                 self._tool_call_done(snapshot)
 
-    def _tool_call_done(self, snapshot: ToolCallSnapshot) -> None:
-        if snapshot.done:
-            return
-        snapshot.done = True
-        self._note("on_tool_call_done", snapshot)
-
     def _inconsistent(self, name: str, **fields: object) -> None:
         self.inconsistencies += 1
         log.warning(name, response_id=self.response_id, **fields)
@@ -456,12 +441,11 @@ class ResponseStream(EventStream[Response]):
 
     Args:
         chunks: the response body as an async iterator of byte chunks.
-        handler: optional callbacks (neutral ones, plus ``on_response_status(response)``,
-            ``on_output_item_added(item)`` and ``on_output_item_done(item)``).
-        max_event_bytes: the largest line/event accepted from the server.
-        close: called once when the stream is closed (releases the connection).
         state: the accumulator of the stream this one resumes (continues its snapshots).
-        idle_timeout_s: the longest gap allowed between two events.
+        options: ``handler`` (neutral hooks plus ``on_response_status(response)``,
+            ``on_output_item_added(item)`` and ``on_output_item_done(item)``), ``close``,
+            ``max_event_bytes``, ``idle_timeout_s``: see
+            :class:`~runtime.protocol.stream.EventStream`.
 
     Iterating yields every typed event. When the bytes end before a terminal event
     (``response.completed / incomplete / failed / cancelled``), iteration raises
@@ -469,31 +453,18 @@ class ResponseStream(EventStream[Response]):
     response can be retrieved or resumed.
     """
 
+    parse = staticmethod(parse_response_event)
+    typed_callbacks = ("on_response_status", "on_output_item_added", "on_output_item_done")
+
     def __init__(
         self,
         chunks: AsyncIterator[bytes],
         *,
-        handler: EventHandler | None = None,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-        close: Callable[[], Awaitable[None]] | None = None,
         state: ResponseAccumulator | None = None,
-        idle_timeout_s: float | None = None,
+        **options: Unpack[StreamOptions],
     ) -> None:
         self.state = state if state is not None else ResponseAccumulator()
-        super().__init__(
-            chunks,
-            accumulator=self.state,
-            parse=parse_response_event,
-            handler=handler,
-            close=close,
-            max_event_bytes=max_event_bytes,
-            idle_timeout_s=idle_timeout_s,
-        )
-
-    @classmethod
-    def typed_callbacks(cls) -> tuple[str, ...]:
-        """Responses hooks: the response's status and output items as typed objects."""
-        return ("on_response_status", "on_output_item_added", "on_output_item_done")
+        super().__init__(chunks, self.state, **options)
 
     @property
     def response(self) -> Response | None:

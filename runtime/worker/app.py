@@ -112,7 +112,7 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
         )
         # A pause is the job's state here: its timeout is swept by the workers, not by a
         # watchdog of this process.
-        backend.runner.watch_pauses = False
+        backend.runner.pauses.watch = False
         try:
             executor = executor_for(backend)
             # MCP tools join the registry later: ask it at each call, not once.

@@ -39,7 +39,7 @@ async def transfer(amount: int) -> str:
 
 def _worker(client: AssistantsClient, queue: MemoryQueue) -> Worker:
     orchestrator = Orchestrator(client, registry, policy=RunPolicy(), ledger=StoreLedger(queue))
-    orchestrator.runner.watch_pauses = False  # the queue's sweep times pauses out
+    orchestrator.runner.pauses.watch = False  # the queue's sweep times pauses out
     options = WorkerOptions(
         consumer="svc-1", claim_wait_s=0.05, heartbeat_s=0.05, approval_expiry_s=0.5
     )
