@@ -12,7 +12,8 @@ library's default: nothing configured). Every run is one tool round: the user me
 tool sleeps ``--tool-ms`` and answers, the outputs go back in one request and the run follows
 the stream to the reply that quotes every output (checked). On Assistants that is
 ``Orchestrator.create_thread_and_run`` (3 requests), on Responses ``ResponsesOrchestrator.run``
-(2 requests). N runs are launched at once, after a warm-up batch.
+(2 requests). N runs are launched at once, after a warm-up batch. The emulator keeps every
+object (``--max-retained 0``), so no response is evicted before its follow-up.
 
 Reported per protocol:
 
@@ -385,7 +386,8 @@ def main() -> int:
     chosen = ("assistants", "responses") if args.protocol == "both" else (args.protocol,)
     results: dict[str, dict[str, Any]] = {}
     for protocol in chosen:
-        emulator, url = start_emulator()
+        # Keep every object: a response evicted mid-run would fail its follow-up request.
+        emulator, url = start_emulator("--max-retained", "0")
         try:
             emu = psutil.Process(emulator.pid)
             results[protocol] = run_client(protocol, url, args)
