@@ -57,6 +57,7 @@ __all__ = [
     "RetrySettings",
     "Settings",
     "TracingSettings",
+    "enable_tracing",
     "load_settings",
     "read_config_file",
 ]
@@ -565,3 +566,31 @@ def _safe_input(loc: list[str], value: Any) -> str | None:
     if len(text) > 80:
         text = text[:77] + "..."
     return redact(text)
+
+
+def enable_tracing(settings: Any) -> bool:
+    """Trace runs when the settings' ``[tracing]`` section says ``enabled`` (with the
+    OpenTelemetry globals: see :func:`runtime.otel.instrument`); answers whether it did.
+
+    Raises:
+        runtime.config.ConfigError: tracing is enabled but the ``otel`` extra is missing.
+    """
+    section = getattr(settings, "tracing", None)
+    if section is None or not section.enabled:
+        return False
+    try:
+        from runtime.otel import console_provider, instrument
+    except ImportError as exc:
+        raise ConfigError(
+            ["tracing.enabled: needs OpenTelemetry: pip install 'agent-runtime[otel]'"]
+        ) from exc
+    provider = None
+    if section.console:
+        try:
+            provider = console_provider()
+        except ImportError as exc:
+            raise ConfigError(
+                ["tracing.console: needs the OpenTelemetry SDK: pip install opentelemetry-sdk"]
+            ) from exc
+    instrument(provider, record_payloads=section.record_payloads)
+    return True

@@ -12,7 +12,7 @@ explicit providers too (tests use the SDK's in-memory exporter), and
 ``record_payloads=True`` puts inputs, outputs and tool arguments on spans (redacted; off by
 default because they hold personal data). The ``[tracing]`` section of
 ``config/runtime.toml`` and ``config/worker.toml`` does the same for the CLI and the
-worker (:func:`runtime.tracing.enable_from_settings`).
+worker (:func:`runtime.config.enable_tracing`).
 
 What the spans hold: :mod:`runtime.core.tracing`. Metrics (OpenTelemetry GenAI
 conventions, attributes ``gen_ai.operation.name``, ``gen_ai.system``,

@@ -1,4 +1,4 @@
-"""Retries, in one place: a typed policy over tenacity, and a switch that turns waits off.
+"""Retries, in one place: a typed policy, one retry loop, and a switch that turns waits off.
 
 What is retried: connection errors, timeouts, 408, 409, 429 and 5xx. The wait is exponential
 with jitter, never shorter than what the server asked for with ``retry-after-ms`` or
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import structlog
-import tenacity as _t
 
 from runtime.errors import (
     APIStatusError,
@@ -139,75 +138,29 @@ async def call_with_retries(
     Returns:
         What ``func`` returned on the first successful attempt.
     """
-
-    # The first attempt runs bare: almost every call succeeds at once, and tenacity's state
-    # per call forms reference cycles (about 40 objects) that only the cyclic collector
-    # frees; with a thousand runs in flight those make its pauses on the event loop long.
-    try:
-        return await func()
-    except Exception as exc:
-        if policy.max_attempts <= 1 or not _retryable(exc, idempotent):
-            raise
-        first_error = exc
-    wait_s = policy.wait_s(1, first_error)
-    _scheduled(operation, 1, first_error, wait_s, on_retry)
-    await asyncio.sleep(0.0 if _TESTING else wait_s)
-    del first_error
-    return await _retry_rest(func, policy, idempotent, operation, on_retry)
-
-
-async def _retry_rest(
-    func: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
-    idempotent: bool,
-    operation: str,
-    on_retry: Callable[[int, BaseException, float], None] | None,
-) -> T:
-    """Attempts 2.. of :func:`call_with_retries`, under tenacity."""
-    planned: list[float] = [0.0]
-
-    def _wait(state: _t.RetryCallState) -> float:
-        # tenacity computes the wait before it decides to stop, so this also runs after the
-        # final attempt: only remember the wait here; log and count in _before_sleep.
-        error = state.outcome.exception() if state.outcome else None
-        planned[0] = policy.wait_s(state.attempt_number + 1, error)
-        return 0.0 if _TESTING else planned[0]
-
-    def _before_sleep(state: _t.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        if error is not None:
-            _scheduled(operation, state.attempt_number + 1, error, planned[0], on_retry)
-
-    retrying = _t.AsyncRetrying(
-        stop=_t.stop_after_attempt(policy.max_attempts - 1),
-        wait=_wait,
-        retry=_t.retry_if_exception(lambda exc: _retryable(exc, idempotent)),
-        before_sleep=_before_sleep,
-        reraise=True,
-    )
-    async for attempt in retrying:
-        with attempt:
+    # A plain loop: every request of a run passes here, and almost every one succeeds at
+    # once, so the first attempt costs one try block (no retry machinery is built).
+    max_attempts = max(1, policy.max_attempts)
+    attempt = 1
+    while True:
+        try:
             return await func()
-    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
-
-
-def _scheduled(
-    operation: str,
-    attempt: int,
-    error: BaseException,
-    wait_s: float,
-    on_retry: Callable[[int, BaseException, float], None] | None,
-) -> None:
-    log.warning(
-        "runtime.retry_scheduled",
-        operation=operation,
-        attempt=attempt,
-        wait_s=round(wait_s, 3),
-        status=getattr(error, "status", None),
-        error=type(error).__name__,
-    )
-    if on_retry is not None:
-        on_retry(attempt, error, wait_s)
+        except BaseException as error:
+            if attempt >= max_attempts or not _retryable(error, idempotent):
+                raise
+            wait_s = policy.wait_s(attempt, error)
+            log.warning(
+                "runtime.retry_scheduled",
+                operation=operation,
+                attempt=attempt,
+                wait_s=round(wait_s, 3),
+                status=getattr(error, "status", None),
+                error=type(error).__name__,
+            )
+            if on_retry is not None:
+                on_retry(attempt, error, wait_s)
+        await asyncio.sleep(0.0 if _TESTING else wait_s)
+        attempt += 1
 
 
 def _retryable(error: BaseException, idempotent: bool) -> bool:

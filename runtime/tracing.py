@@ -42,7 +42,6 @@ __all__ = [
     "continued",
     "current_span",
     "deactivate",
-    "enable_from_settings",
     "get_tracer",
     "inject",
     "set_tracer",
@@ -240,33 +239,3 @@ def span(
     finally:
         deactivate(active)
         opened.end()
-
-
-def enable_from_settings(settings: Any) -> bool:
-    """Trace runs when the settings' ``[tracing]`` section says ``enabled`` (with the
-    OpenTelemetry globals: see :func:`runtime.otel.instrument`); answers whether it did.
-
-    Raises:
-        runtime.config.ConfigError: tracing is enabled but the ``otel`` extra is missing.
-    """
-    section = getattr(settings, "tracing", None)
-    if section is None or not section.enabled:
-        return False
-    from runtime.config import ConfigError
-
-    try:
-        from runtime.otel import console_provider, instrument
-    except ImportError as exc:
-        raise ConfigError(
-            ["tracing.enabled: needs OpenTelemetry: pip install 'agent-runtime[otel]'"]
-        ) from exc
-    provider = None
-    if section.console:
-        try:
-            provider = console_provider()
-        except ImportError as exc:
-            raise ConfigError(
-                ["tracing.console: needs the OpenTelemetry SDK: pip install opentelemetry-sdk"]
-            ) from exc
-    instrument(provider, record_payloads=section.record_payloads)
-    return True

@@ -8,11 +8,11 @@ this version does not know.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from runtime.protocol.objects import APIModel, APIObject
+from runtime.protocol.objects import FIRST_MATCH, APIModel, APIObject
 
 RunStatus = Literal[
     "queued",
@@ -159,7 +159,7 @@ class Text(APIModel):
     """Text content: the value and its annotations."""
 
     value: str = ""
-    annotations: list[Annotation] = Field(default_factory=list)
+    annotations: list[Annotated[Annotation, FIRST_MATCH]] = Field(default_factory=list)
 
 
 class TextContent(APIModel):
@@ -225,7 +225,7 @@ class Message(APIObject):
     completed_at: int | None = None
     incomplete_at: int | None = None
     role: str = "assistant"
-    content: list[MessageContent] = Field(default_factory=list)
+    content: list[Annotated[MessageContent, FIRST_MATCH]] = Field(default_factory=list)
     assistant_id: str | None = None
     run_id: str | None = None
     attachments: list[dict[str, Any]] | None = None
@@ -353,7 +353,7 @@ class ToolCallsStepDetails(APIModel):
     """Details of a step that called tools."""
 
     type: Literal["tool_calls"]
-    tool_calls: list[StepToolCall] = Field(default_factory=list)
+    tool_calls: list[Annotated[StepToolCall, FIRST_MATCH]] = Field(default_factory=list)
 
 
 class UnknownStepDetails(APIModel):
@@ -381,7 +381,7 @@ class RunStep(APIObject):
     expired_at: int | None = None
     failed_at: int | None = None
     last_error: LastError | None = None
-    step_details: StepDetails | None = None
+    step_details: Annotated[StepDetails, FIRST_MATCH] | None = None
     usage: Usage | None = None
     metadata: dict[str, Any] | None = None
 

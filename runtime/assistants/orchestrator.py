@@ -17,7 +17,6 @@ from typing import Any
 from runtime.assistants.backend import AssistantsBackend
 from runtime.assistants.client import AssistantsClient
 from runtime.assistants.models import Run
-from runtime.backends import Facade
 from runtime.core.approval import Decision, PendingApproval
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
@@ -26,6 +25,7 @@ from runtime.core.limits import UsageLimits
 from runtime.core.policy import RunPolicy
 from runtime.core.result import OutT, RunResult
 from runtime.core.runner import Runner
+from runtime.session import Facade
 from tools import ToolCallResult, ToolRegistry
 
 

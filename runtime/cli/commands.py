@@ -30,12 +30,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from runtime import tracing
 from runtime.assistants.client import AssistantsClient
 from runtime.backends import BackendSession, open_backend
 from runtime.cli.tools import load_tool_registry, mcp_tools, open_mcp_sources, parse_mcp_specs
 from runtime.cli.views import ConsoleView, make_view
-from runtime.config import ConfigError, Settings, load_settings
+from runtime.config import ConfigError, Settings, enable_tracing, load_settings
 from runtime.core.approval import Decision, PendingApproval, PendingCall, approve, reject
 from runtime.core.backend import TurnRef
 from runtime.core.result import RunResult
@@ -364,7 +363,7 @@ def run_main(argv: Sequence[str]) -> int:
         return 2
     configure_logging(settings.log.level if args.verbose else "WARNING", "console", sys.stderr)
     try:
-        tracing.enable_from_settings(settings)
+        enable_tracing(settings)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runtime.core.backend import TurnRef
+    from runtime.core.turn import TurnRef
     from runtime.errors import RuntimeAPIError
     from runtime.protocol.events import StreamEvent
     from runtime.protocol.snapshots import TextSnapshot, ToolCallSnapshot

@@ -827,12 +827,13 @@ class Runner(Generic[RawT]):
         """Loop detection: the same tool with the same arguments requested
         ``max_repeated_calls`` times in this run."""
         limit = self.policy.max_repeated_calls
-        for call in fresh:
-            state.repeats[signature(call)] += 1
+        signatures = [signature(call) for call in fresh]  # canonical JSON: once per call
+        for key in signatures:
+            state.repeats[key] += 1
         if limit is None:
             return None
-        for call in fresh:
-            if state.repeats[signature(call)] >= limit:
+        for call, key in zip(fresh, signatures, strict=True):
+            if state.repeats[key] >= limit:
                 reason = (
                     f"tool {call.name!r} was requested {limit} times with the same arguments "
                     f"(max_repeated_calls={limit}): the model is repeating itself"

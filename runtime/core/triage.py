@@ -70,6 +70,9 @@ async def plan_round(calls: Iterable[ToolCall], ctx: RoundContext) -> RoundPlan:
             plan.answered.append(rejection_of(call, decision))
             continue
         tool = ctx.registry.get(call.name)
+        if tool is not None and _plain(tool):
+            plan.runnable.append(call)  # valid or not, it runs (the dispatcher validates)
+            continue
         arguments = _validated(tool, call)
         if tool is None or arguments is None:
             plan.runnable.append(call)  # the dispatcher answers with the error
@@ -102,6 +105,11 @@ def signature(call: ToolCall) -> str:
 def copied(result: ToolCallResult, call_id: str) -> ToolCallResult:
     """``result`` as the output of the identical call ``call_id``."""
     return replace(result, tool_call_id=call_id, seconds=0.0)
+
+
+def _plain(tool: Tool) -> bool:
+    """Neither a write nor ever waiting for a person: its arguments change nothing here."""
+    return tool.effects != "write" and tool.needs_approval is False
 
 
 def _validated(tool: Tool | None, call: ToolCall) -> dict[str, Any] | None:

@@ -9,6 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic.fields import FieldInfo
+
+#: How the ``Known1 | Known2 | Unknown`` unions of the API objects are validated: the members
+#: are tried in order and the first that validates is kept. Their known members are told
+#: apart by a literal ``type`` and the fallback comes last, so that first match is the member
+#: pydantic's default (smart) mode would choose, found without validating every member (the
+#: smart mode's cost, about 4x, on each item, content part and tool call of every object).
+FIRST_MATCH: FieldInfo = Field(union_mode="left_to_right")
 
 
 class ResponseMeta(BaseModel):

@@ -7,12 +7,12 @@ fall back to ``Unknown*`` models for types this version does not know (reasoning
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from runtime.assistants.models import IncompleteDetails
-from runtime.protocol.objects import APIModel, APIObject
+from runtime.protocol.objects import FIRST_MATCH, APIModel, APIObject
 
 ResponseStatus = Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
 TERMINAL_RESPONSE_STATUSES: frozenset[str] = frozenset(
@@ -86,7 +86,7 @@ class OutputMessage(APIModel):
     id: str = ""
     status: str | None = None
     role: str = "assistant"
-    content: list[OutputContent] = Field(default_factory=list)
+    content: list[Annotated[OutputContent, FIRST_MATCH]] = Field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -146,7 +146,7 @@ class Response(APIObject):
     instructions: Any = None
     max_output_tokens: int | None = None
     model: str | None = None
-    output: list[OutputItem] = Field(default_factory=list)
+    output: list[Annotated[OutputItem, FIRST_MATCH]] = Field(default_factory=list)
     parallel_tool_calls: bool | None = None
     previous_response_id: str | None = None
     conversation: ResponseConversation | None = None

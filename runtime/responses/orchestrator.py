@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from runtime.backends import Facade
 from runtime.core.approval import Decision, PendingApproval
 from runtime.core.backend import StartRequest, TurnRef
 from runtime.core.hooks import EventHandler
@@ -28,6 +27,7 @@ from runtime.core.runner import Runner
 from runtime.responses.backend import DEFAULT_MODEL, ResponsesBackend
 from runtime.responses.client import ResponsesClient
 from runtime.responses.models import Response
+from runtime.session import Facade
 from tools import ToolCallResult, ToolRegistry
 
 

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from runtime import tracing
-from runtime.config import ConfigError
+from runtime.config import ConfigError, enable_tracing
 from runtime.logging import configure_logging
 from runtime.worker.app import open_queue, serve
 from runtime.worker.approvals import DecisionError, decide
@@ -82,7 +82,7 @@ def worker_main(argv: list[str]) -> int:
         return 2
     configure_logging(settings.log.level, settings.log.format)
     try:
-        tracing.enable_from_settings(settings)
+        enable_tracing(settings)
         burst = True if args.burst else None
         return asyncio.run(_serve(settings, burst=burst, emulator=args.emulator))
     except (ConfigError, HttpBindError) as exc:
@@ -357,7 +357,7 @@ async def _submit(settings: WorkerSettings, job: Job, *, wait: bool, timeout_s: 
         print("error: submit needs a durable backend (sqlite or redis)", file=sys.stderr)
         return 2
     try:
-        tracing.enable_from_settings(settings)
+        enable_tracing(settings)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

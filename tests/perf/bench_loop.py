@@ -6,7 +6,7 @@ Run from the repository root:
     python tests/perf/bench_loop.py --protocol responses --runs 50 --peers none
 
 The emulator runs as ``python -m runtime emulator`` in its own process with a scenario: every
-run asks for 8 parallel calls of an async tool three times, then answers with text (4 streamed
+run asks for 8 parallel calls of an async tool three times (new arguments each round), then answers with text (4 streamed
 model turns, 3 tool rounds; on Assistants 5 requests, on Responses 4). Runs are executed one at
 a time in this process; the figure is this process's CPU time per run (``time.process_time``),
 the loops run in turn (floor, ours, floor, ours, ...) and the median is reported, ours/floor
@@ -15,7 +15,9 @@ pair by pair. Logging as shipped: the library's default (nothing configured).
 * ``ours``: ``Orchestrator.create_thread_and_run`` / ``ResponsesOrchestrator.run``.
 * ``floor``: a hand loop on one aiohttp session: split each stream on blank lines,
   ``json.loads`` each data line, gather the calls, post the outputs (no retries, no checks
-  beyond the status and the final text).
+  beyond the status and the final text). It sends the requests ours sends, byte for byte but
+  for ids: the same bodies (tool definitions, ``background``, idempotency metadata) and
+  headers.
 * ``openai-python``: the SDK's hand loop (``beta.threads.runs.stream`` +
   ``submit_tool_outputs_stream``; ``responses.stream`` chained by ``previous_response_id``).
 * ``openai-agents``: ``Runner.run`` of an ``Agent`` with the tool (Responses only; skipped
@@ -37,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -52,21 +55,27 @@ CALLS = 8
 ROUNDS = 3
 MODEL = "gpt-4o"
 REPLY = "done"
+# The tool as our registry describes it, so every loop sends the same bytes.
+PING_DESCRIPTION = "The benchmark's tool: trivial, async."
 PING_PARAMETERS = {
-    "type": "object",
+    "additionalProperties": False,
     "properties": {"n": {"type": "integer"}},
     "required": ["n"],
+    "type": "object",
 }
 ASSISTANTS_TOOL = {
     "type": "function",
-    "function": {"name": "ping", "description": "Answer pong.", "parameters": PING_PARAMETERS},
+    "function": {"name": "ping", "description": PING_DESCRIPTION, "parameters": PING_PARAMETERS},
 }
 RESPONSES_TOOL = {
     "type": "function",
     "name": "ping",
-    "description": "Answer pong.",
+    "description": PING_DESCRIPTION,
     "parameters": PING_PARAMETERS,
 }
+# The headers ours sends (aiohttp adds Content-Type itself for a JSON body).
+FLOOR_HEADERS = {"Authorization": "Bearer sk-bench", "User-Agent": "agent-runtime/0.1"}
+ASSISTANTS_HEADERS = {**FLOOR_HEADERS, "OpenAI-Beta": "assistants=v2"}
 
 
 async def ping(n: int) -> str:
@@ -76,9 +85,15 @@ async def ping(n: int) -> str:
 
 
 def scenario_toml() -> str:
-    calls = ", ".join(f'{{ name = "ping", arguments = {{ n = {i} }} }}' for i in range(CALLS))
+    # distinct arguments in every round: the same call asked 3 times in a run is stopped
+    # (RunPolicy.max_repeated_calls, on by default)
+    def calls(round_: int) -> str:
+        return ", ".join(
+            f'{{ name = "ping", arguments = {{ n = {round_ * CALLS + i} }} }}' for i in range(CALLS)
+        )
+
     rounds = "".join(
-        f'[[turns]]\ntype = "tool_calls"\ncalls = [{calls}]\n\n' for _ in range(ROUNDS)
+        f'[[turns]]\ntype = "tool_calls"\ncalls = [{calls(r)}]\n\n' for r in range(ROUNDS)
     )
     return (
         f'name = "bench"\nthen = "repeat"\n\n{rounds}[[turns]]\ntype = "text"\ntext = "{REPLY}"\n'
@@ -126,7 +141,7 @@ async def _sse(resp: aiohttp.ClientResponse) -> list[tuple[str, Any]]:
 
 
 async def floor_assistants(url: str) -> tuple[Loop, Callable[[], Awaitable[None]]]:
-    session = aiohttp.ClientSession(headers={"authorization": "Bearer sk-bench"})
+    session = aiohttp.ClientSession(headers=ASSISTANTS_HEADERS)
     async with session.post(
         f"{url}/assistants", json={"model": MODEL, "tools": [ASSISTANTS_TOOL]}
     ) as r:
@@ -136,7 +151,15 @@ async def floor_assistants(url: str) -> tuple[Loop, Callable[[], Awaitable[None]
         body = {"messages": [{"role": "user", "content": "go"}]}
         async with session.post(f"{url}/threads", json=body) as r:
             thread = (await r.json())["id"]
-        request = (f"{url}/threads/{thread}/runs", {"assistant_id": assistant, "stream": True})
+        request = (
+            f"{url}/threads/{thread}/runs",
+            {
+                "assistant_id": assistant,
+                "metadata": {"runtime_idempotency_key": uuid.uuid4().hex},
+                "tools": [ASSISTANTS_TOOL],
+                "stream": True,
+            },
+        )
         text = ""
         while True:
             async with session.post(request[0], json=request[1]) as r:
@@ -162,11 +185,11 @@ async def floor_assistants(url: str) -> tuple[Loop, Callable[[], Awaitable[None]
             request = (
                 f"{url}/threads/{thread}/runs/{run['id']}/submit_tool_outputs",
                 {
-                    "stream": True,
                     "tool_outputs": [
                         {"tool_call_id": c["id"], "output": o}
                         for c, o in zip(calls, outputs, strict=True)
                     ],
+                    "stream": True,
                 },
             )
 
@@ -174,13 +197,15 @@ async def floor_assistants(url: str) -> tuple[Loop, Callable[[], Awaitable[None]
 
 
 async def floor_responses(url: str) -> tuple[Loop, Callable[[], Awaitable[None]]]:
-    session = aiohttp.ClientSession(headers={"authorization": "Bearer sk-bench"})
+    session = aiohttp.ClientSession(headers=FLOOR_HEADERS)
 
     async def run() -> bool:
         body: dict[str, Any] = {
             "model": MODEL,
             "input": "go",
             "tools": [RESPONSES_TOOL],
+            "background": True,
+            "metadata": {"runtime_idempotency_key": uuid.uuid4().hex},
             "stream": True,
         }
         while True:
@@ -199,13 +224,15 @@ async def floor_responses(url: str) -> tuple[Loop, Callable[[], Awaitable[None]]
             outputs = await asyncio.gather(*(ping(**json.loads(c["arguments"])) for c in calls))
             body = {
                 "model": MODEL,
-                "previous_response_id": response["id"],
-                "tools": [RESPONSES_TOOL],
-                "stream": True,
                 "input": [
                     {"type": "function_call_output", "call_id": c["call_id"], "output": o}
                     for c, o in zip(calls, outputs, strict=True)
                 ],
+                "tools": [RESPONSES_TOOL],
+                "background": True,
+                "metadata": {},
+                "previous_response_id": response["id"],
+                "stream": True,
             }
 
     return run, session.close
