@@ -18,6 +18,7 @@ before the turn stopped raises ``StreamInterrupted`` (``reason`` = ``eof``, ``co
 
 from __future__ import annotations
 
+import asyncio
 import time
 import types
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
@@ -61,6 +62,13 @@ STREAM_CALLBACKS = (
 # Big reads are decoded in slices: the records of a whole 256 KiB read, all alive at once,
 # would set the cyclic GC off dozens of times per stream (about 10% of a delta stream's CPU).
 SLICE_BYTES = 16 * 1024
+
+
+# Events handled in one go before the stream lets the loop run other tasks: a thousand
+# streams whose bytes arrive together would otherwise hold the loop, in one iteration, for
+# the sum of their parsing (the worker's heartbeats wait behind them). A pause costs about as
+# much as parsing one small event.
+EVENTS_PER_STEP = 16
 
 
 def _slices(chunk: bytes) -> list[bytes]:
@@ -273,8 +281,13 @@ class EventStream(Generic[RawT]):
                 parse, accumulator = type(self).parse, self.accumulator
                 callbacks = self._callbacks
                 on_event = callbacks.get("on_event")
+                budget = EVENTS_PER_STEP
                 async for records in batches:
                     for record in records:
+                        budget -= 1
+                        if not budget:
+                            budget = EVENTS_PER_STEP
+                            await asyncio.sleep(0)
                         event = parse(record)
                         if on_event is not None:
                             await self._call("on_event", on_event, (event,))
