@@ -51,6 +51,7 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -188,6 +189,8 @@ async def batch(run_once: RunOnce, runs: int) -> dict[str, Any]:
             ok = False
             if errors < 3:
                 print(f"run {i} failed: {exc!r}", file=sys.stderr)
+            if errors == 0:
+                traceback.print_exception(exc, file=sys.stderr)
         finally:
             inflight -= 1
         latencies.append(time.perf_counter() - started)
