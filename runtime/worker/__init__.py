@@ -23,10 +23,12 @@ worker wrongly declared dead cannot overwrite its successor's work. A job delive
 ``max_deliveries`` times without a result is dead-lettered; an unreadable record is
 dead-lettered at its first delivery with the reason.
 
-Crash recovery: the run id is stored as soon as the first event names it, and each tool
-output as soon as its tool finishes. A reclaimed job resumes its stored run with the stored
-outputs as ``known_results`` (never executed again); a run created just before a crash is
-found by its idempotency key (Assistants). Storing a result is retried, with heartbeats, for
+Crash recovery: each tool output is stored as soon as its tool finishes, in the same write
+as the run id when that is new. On Responses the response id is stored as soon as the first
+event names it; on Assistants it waits for that next write (a run without tool calls has it
+stored with its result), since the run is found by its idempotency key anyway. A reclaimed job
+resumes its stored run with the stored outputs as ``known_results`` (never executed again); a
+run created before its id was stored is found by its idempotency key (Assistants). Storing a result is retried, with heartbeats, for
 as long as the lease lives. On Responses, a response whose id was never stored cannot be
 found again (no idempotency key, no list endpoint): the successor creates it again and the
 orphan runs to its end on the server, with the ``job_id`` in its metadata.

@@ -15,7 +15,9 @@ Job flow of :class:`RunExecutor`:
    first attempt, so a run created just before a crash is found and adopted);
 3. the loop reports the references as it learns them, and each is stored before the next
    step needs it: the conversation (a new thread) before the run is created in it, every turn
-   id (started, adopted, or the next response), every tool output as it finishes.
+   id (started, adopted, or the next response), every tool output as it finishes. On
+   Assistants the run is found again by its idempotency key, so its id rides along with the
+   next write (the first tool outputs, a pause, the result) instead of a write of its own.
 
 A run that pauses for approval ends the attempt with an ``awaiting_approval`` outcome: the
 worker stores the pause (:mod:`runtime.worker.approvals`) instead of a result. When the last
@@ -123,6 +125,10 @@ class JobContext:
         on_tool: observer of every tool output (metrics).
         lost: the lease was taken over by another worker.
         run_id: the run of this attempt, once known.
+        defer_run_id: the run can be found again without its id (Assistants: by its
+            idempotency key), so the id is not written on its own but with the next write of
+            the attempt (the round's tool outputs, :meth:`flush` before a pause, the result).
+            A tool output is thus never stored without the run it belongs to.
     """
 
     queue: JobQueue
@@ -131,6 +137,8 @@ class JobContext:
     lost: bool = False
     run_id: str | None = None
     conversation_id: str | None = None
+    defer_run_id: bool = False
+    _unsaved_run_id: str | None = None
     _saved_tools: set[str] = field(default_factory=set)
     _unsaved: list[ToolOutput] = field(default_factory=list)
     _tool_writes: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -141,13 +149,17 @@ class JobContext:
         await self._save(conversation_id=conversation_id)
 
     async def save_run(self, run_id: str) -> None:
-        """Store the run id the first time it is seen (fenced)."""
+        """Store the run id the first time it is seen (fenced; see ``defer_run_id``)."""
         if self.run_id == run_id:
             return
         self.run_id = run_id
         structlog.contextvars.bind_contextvars(run_id=run_id)
+        # DEBUG: the run id is on the job's every later line (and its result) anyway.
+        log.debug("worker.run_recorded", run_id=run_id, deferred=self.defer_run_id)
+        if self.defer_run_id:
+            self._unsaved_run_id = run_id
+            return
         await self._save(run_id=run_id)
-        log.info("worker.run_recorded", run_id=run_id)
 
     async def save_tool_output(self, output: ToolOutput) -> None:
         """Store a finished tool call's output (fenced) so it is never executed again.
@@ -166,7 +178,17 @@ class JobContext:
             # Empty when the writer before us (holding the lock) took our output along.
             batch, self._unsaved = self._unsaved, []
             if batch:
-                await self._save(tool_outputs=batch)
+                await self._save(tool_outputs=batch, **self._take_unsaved_run())
+
+    async def flush(self) -> None:
+        """Write what is kept for the next write (a deferred run id) now."""
+        unsaved = self._take_unsaved_run()
+        if unsaved:
+            await self._save(**unsaved)
+
+    def _take_unsaved_run(self) -> dict[str, str]:
+        run_id, self._unsaved_run_id = self._unsaved_run_id, None
+        return {} if run_id is None else {"run_id": run_id}
 
     def mark_stored(self, tool_call_ids: Iterable[str]) -> None:
         """Outputs already in the job record (from earlier attempts): never stored again."""
@@ -176,6 +198,7 @@ class JobContext:
         """Forget a run cancelled by a draining worker; the next run gets a new key."""
         self.lease = await self.queue.new_run_generation(self.lease)
         self.run_id = None
+        self._unsaved_run_id = None
         self._saved_tools.clear()
         self._unsaved.clear()
 
@@ -255,6 +278,8 @@ class RunExecutor:
 
     async def _execute(self, ctx: JobContext) -> RunOutcome:
         self._check(ctx)
+        # A run has an idempotency key on Assistants only; a response must be stored by id.
+        ctx.defer_run_id = self._session.protocol == "assistants"
         progress = ctx.lease.progress
         ctx.conversation_id = progress.conversation_id or ctx.lease.job.conversation_id
         if progress.run_id is not None:

@@ -254,7 +254,12 @@ class Worker:
     async def _process(self, ctx: JobContext) -> None:
         lease = ctx.lease
         with structlog.contextvars.bound_contextvars(job_id=lease.job.id, attempt=lease.attempt):
-            log.info("worker.job_started", run_id=lease.progress.run_id)
+            # A first delivery's start adds nothing to its worker.job_finished (which has the
+            # seconds); a redelivery or a resumed run is worth a line of its own.
+            if lease.attempt > 1 or lease.progress.run_id is not None:
+                log.info("worker.job_started", run_id=lease.progress.run_id)
+            else:
+                log.debug("worker.job_started", run_id=None)
             started = time.time()
             try:
                 outcome = await self._executor(ctx)
@@ -292,6 +297,10 @@ class Worker:
         )
         if ctx.lost or not isinstance(self.queue, ApprovalStore):
             log.warning("worker.pause_discarded", reason="lease_lost" if ctx.lost else "queue")
+            return
+        await ctx.flush()  # the decisions resume the paused run by its id
+        if ctx.lost:
+            log.warning("worker.pause_discarded", reason="lease_lost")
             return
         try:
             paused = await self.queue.pause(ctx.lease, pause)
@@ -396,6 +405,8 @@ class Worker:
         # A run that already ended (the result was being stored) was not cancelled.
         cancelled_run = ctx.run_id is not None and not entry.storing
         try:
+            # The next attempt then retrieves the cancelled run instead of searching for it.
+            await ctx.flush()
             released = await self.queue.release(
                 ctx.lease, error="worker drained", worker_cancelled=cancelled_run
             )

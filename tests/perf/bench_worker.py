@@ -14,104 +14,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-import aiohttp
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from runtime import AssistantsClient  # noqa: E402
-from runtime.worker import Job, JobQueue, Message  # noqa: E402
-from runtime.worker.redis import RedisQueue  # noqa: E402
-from runtime.worker.sqlite import SqliteQueue  # noqa: E402
-
-API_KEY = "sk-bench-worker-key"
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _config(path: Path, *, base_url: str, backend: str, store: str, concurrency: int) -> None:
-    if backend == "redis":
-        queue = (
-            f'backend = "redis"\n[queue.redis]\nurl = "{store}"\nprefix = "{uuid.uuid4().hex}"\n'
-        )
-    else:
-        queue = f'backend = "sqlite"\n[queue.sqlite]\npath = "{store}"\n'
-    path.write_text(
-        f"[worker]\nconcurrency = {concurrency}\nclaim_wait_s = 0.2\n"
-        f'[api]\nbase_url = "{base_url}"\napi_key = "{API_KEY}"\n'
-        '[log]\nlevel = "WARNING"\nformat = "json"\n'
-        "[http]\nenabled = true\nport = 0\n"
-        f"[queue]\n{queue}",
-        encoding="utf-8",
-    )
-
-
-async def _drop_keys(url: str, config: Path) -> None:
-    import redis.asyncio as aioredis
-
-    prefix = config.read_text().split('prefix = "')[1].split('"')[0]
-    client = aioredis.Redis.from_url(url)
-    keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
-    for i in range(0, len(keys), 1000):
-        await client.delete(*keys[i : i + 1000])
-    await client.aclose()
-
-
-def _queue_for(config: Path, backend: str, store: str) -> JobQueue:
-    if backend == "redis":
-        prefix = config.read_text().split('prefix = "')[1].split('"')[0]
-        return RedisQueue(store, prefix=prefix)
-    return SqliteQueue(store)
-
-
-async def _wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            await writer.wait_closed()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the emulator did not start") from None
-            await asyncio.sleep(0.1)
-
-
-async def _wait_ready(ports: list[int], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        for port in ports:
-            while True:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"worker on port {port} never became ready")
-                await asyncio.sleep(0.1)
+from runtime.worker import Job, Message  # noqa: E402
+from tests.perf.worker_procs import (  # noqa: E402
+    API_KEY,
+    cpu_seconds,
+    drop_keys,
+    free_port,
+    queue_for,
+    start_emulator,
+    start_worker,
+    stop,
+    wait_port,
+    wait_ready,
+    write_worker_config,
+)
 
 
 async def _measure(
@@ -119,30 +45,21 @@ async def _measure(
 ) -> float:
     store = args.redis_url if args.backend == "redis" else str(tmp / f"bench-{processes}.db")
     config = tmp / f"worker-{processes}.toml"
-    _config(
-        config, base_url=base_url, backend=args.backend, store=store, concurrency=args.concurrency
+    write_worker_config(
+        config,
+        base_url=base_url,
+        backend=args.backend,
+        store=store,
+        concurrency=args.concurrency,
+        log_level="WARNING",
     )
-    queue = _queue_for(config, args.backend, store)
-    ports = [_free_port() for _ in range(processes)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = []
-    for i, port in enumerate(ports):
-        env_i = {**env, "RUNTIME_WORKER_HTTP__PORT": str(port)}
-        cmd = [
-            sys.executable,
-            "-m",
-            "runtime",
-            "worker",
-            "--config",
-            str(config),
-            "--name",
-            f"b{i}",
-        ]
-        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env_i, stderr=subprocess.DEVNULL))
+    queue = queue_for(config, args.backend, store)
+    ports = [free_port() for _ in range(processes)]
+    procs = [start_worker(config, f"b{i}", port) for i, port in enumerate(ports)]
     try:
-        await _wait_ready(ports)
+        await wait_ready(ports)
         await queue.ping()
-        cpu_ready = sum(_cpu_seconds(p.pid) for p in procs)
+        cpu_ready = sum(cpu_seconds(p.pid) for p in procs)
         message = Message(content='/call calculate {"expression": "6*7"}')
         start = time.perf_counter()
         for i in range(args.jobs):
@@ -150,34 +67,26 @@ async def _measure(
         while (await queue.stats()).unfinished:
             await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - start
-        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_ready
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_ready
         print(f"    workers' CPU {cpu:.1f} s ({1000 * cpu / args.jobs:.1f} ms/job)", flush=True)
         records = await queue.recent(args.jobs)
         failed = [r.job.id for r in records if r.result is None or r.result.status != "completed"]
         if failed:
             raise RuntimeError(f"{len(failed)} jobs did not complete, e.g. {failed[:3]}")
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(timeout=30)
+        stop(procs)
         await queue.aclose()
         if args.backend == "redis":
-            await _drop_keys(store, config)
+            await drop_keys(store, config)
     return args.jobs / elapsed
 
 
 async def _main(args: argparse.Namespace) -> None:
     load_before = os.getloadavg()[0]
-    port = _free_port()
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "emulator", "--port", str(port)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-    )
+    emulator, port = start_emulator()
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        await _wait_port(port)
+        await wait_port(port)
         async with AssistantsClient(base_url=base_url, api_key=API_KEY) as client:
             assistant = await client.create_assistant(model="gpt-4o", name="bench")
         rates: dict[int, float] = {}
@@ -185,9 +94,9 @@ async def _main(args: argparse.Namespace) -> None:
             for processes in args.processes:
                 runs = []
                 for _ in range(args.repeat):
-                    emulator_cpu = _cpu_seconds(emulator.pid)
+                    emulator_cpu = cpu_seconds(emulator.pid)
                     runs.append(await _measure(processes, args, base_url, assistant.id, Path(tmp)))
-                    used = _cpu_seconds(emulator.pid) - emulator_cpu
+                    used = cpu_seconds(emulator.pid) - emulator_cpu
                     print(
                         f"  {processes} process(es): {runs[-1]:.1f} jobs/s; emulator CPU "
                         f"{1000 * used / args.jobs:.1f} ms/job",
@@ -195,8 +104,7 @@ async def _main(args: argparse.Namespace) -> None:
                     )
                 rates[processes] = statistics.median(runs)
     finally:
-        emulator.send_signal(signal.SIGTERM)
-        emulator.wait(timeout=10)
+        stop([emulator], timeout=10)
     base = rates[args.processes[0]]
     print(
         f"\nbackend={args.backend} jobs={args.jobs} concurrency/process={args.concurrency} "

@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,14 +41,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.perf.bench_worker import (  # noqa: E402
+from tests.perf.worker_procs import (  # noqa: E402
     API_KEY,
-    _cpu_seconds,
-    _drop_keys,
-    _free_port,
-    _queue_for,
-    _wait_port,
-    _wait_ready,
+    cpu_seconds,
+    drop_keys,
+    free_port,
+    queue_for,
+    start_emulator,
+    start_worker,
+    stop,
+    wait_port,
+    wait_ready,
+    write_worker_config,
 )
 
 
@@ -61,26 +64,6 @@ def _message(calls: int) -> str:
 CONCURRENCY = 8
 
 
-def _worker_config(path: Path, *, base_url: str, backend: str, store: str) -> None:
-    if backend == "redis":
-        import uuid
-
-        queue = (
-            f'backend = "redis"\n[queue.redis]\nurl = "{store}"\nprefix = "{uuid.uuid4().hex}"\n'
-        )
-    else:
-        queue = f'backend = "sqlite"\n[queue.sqlite]\npath = "{store}"\n'
-    # [log] as shipped in config/worker.toml: INFO, JSON lines.
-    path.write_text(
-        f"[worker]\nconcurrency = {CONCURRENCY}\nclaim_wait_s = 0.2\n"
-        f'[api]\nbase_url = "{base_url}"\napi_key = "{API_KEY}"\n'
-        '[log]\nlevel = "INFO"\nformat = "json"\n'
-        "[http]\nenabled = true\nport = 0\n"
-        f"[queue]\n{queue}",
-        encoding="utf-8",
-    )
-
-
 async def _worker_cpu(
     args: argparse.Namespace, base_url: str, assistant_id: str, tmp: Path, n: int
 ) -> float:
@@ -88,16 +71,22 @@ async def _worker_cpu(
 
     store = args.redis_url if args.backend == "redis" else str(tmp / f"cpu-{n}.db")
     config = tmp / f"worker-{n}.toml"
-    _worker_config(config, base_url=base_url, backend=args.backend, store=store)
-    queue = _queue_for(config, args.backend, store)
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RUNTIME_WORKER_HTTP__PORT": str(port)}
-    cmd = [sys.executable, "-m", "runtime", "worker", "--config", str(config), "--name", "cpu"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    # [log] as shipped in config/worker.toml: INFO, JSON lines.
+    write_worker_config(
+        config,
+        base_url=base_url,
+        backend=args.backend,
+        store=store,
+        concurrency=CONCURRENCY,
+        log_level="INFO",
+    )
+    queue = queue_for(config, args.backend, store)
+    port = free_port()
+    proc = start_worker(config, "cpu", port)
     try:
-        await _wait_ready([port])
+        await wait_ready([port])
         await queue.ping()
-        cpu0 = _cpu_seconds(proc.pid)
+        cpu0 = cpu_seconds(proc.pid)
         message = Message(content=_message(args.calls))
         for i in range(args.jobs):
             await queue.submit(
@@ -105,17 +94,16 @@ async def _worker_cpu(
             )
         while (await queue.stats()).unfinished:
             await asyncio.sleep(0.02)
-        cpu = _cpu_seconds(proc.pid) - cpu0
+        cpu = cpu_seconds(proc.pid) - cpu0
         records = await queue.recent(args.jobs)
         failed = [r.job.id for r in records if r.result is None or r.result.status != "completed"]
         if failed:
             raise RuntimeError(f"{len(failed)} jobs did not complete, e.g. {failed[:3]}")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop([proc])
         await queue.aclose()
         if args.backend == "redis":
-            await _drop_keys(store, config)
+            await drop_keys(store, config)
     return cpu / args.jobs
 
 
@@ -175,32 +163,27 @@ async def _main(args: argparse.Namespace) -> None:
     from runtime import AssistantsClient
 
     load_before = os.getloadavg()[0]
-    port = _free_port()
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "emulator", "--port", str(port)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-    )
+    emulator, port = start_emulator()
     base_url = f"http://127.0.0.1:{port}/v1"
     worker: list[float] = []
     orch: list[float] = []
     emu_worker: list[float] = []
     emu_orch: list[float] = []
     try:
-        await _wait_port(port)
+        await wait_port(port)
         async with AssistantsClient(base_url=base_url, api_key=API_KEY) as client:
             assistant = await client.create_assistant(model="gpt-4o", name="bench-cpu")
         with tempfile.TemporaryDirectory() as tmp:
             for n in range(args.pairs):
-                e0 = _cpu_seconds(emulator.pid)
+                e0 = cpu_seconds(emulator.pid)
                 worker.append(await _worker_cpu(args, base_url, assistant.id, Path(tmp), n))
-                e1 = _cpu_seconds(emulator.pid)
+                e1 = cpu_seconds(emulator.pid)
                 orch.append(
                     await asyncio.to_thread(
                         _orchestrator_cpu, base_url, assistant.id, args.jobs, n, args.calls
                     )
                 )
-                e2 = _cpu_seconds(emulator.pid)
+                e2 = cpu_seconds(emulator.pid)
                 emu_worker.append((e1 - e0) / args.jobs)
                 emu_orch.append((e2 - e1) / args.jobs)
                 print(
@@ -210,8 +193,7 @@ async def _main(args: argparse.Namespace) -> None:
                     flush=True,
                 )
     finally:
-        emulator.send_signal(signal.SIGTERM)
-        emulator.wait(timeout=10)
+        stop([emulator], timeout=10)
     w, o = statistics.median(worker), statistics.median(orch)
     print(
         f"\nbackend={args.backend} jobs={args.jobs} calls/round={args.calls} concurrency={CONCURRENCY} pairs={args.pairs} "

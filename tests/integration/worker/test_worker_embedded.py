@@ -180,10 +180,14 @@ async def test_a_run_cancelled_behind_the_jobs_back_is_started_again(
     )
 
     async def cancel_the_first_run() -> None:
+        # The run's id is not in the record yet (a run without tool calls has it stored with
+        # its result): find the run on the job's thread.
         while True:
             record = await queue.get("behind-1")
-            if record is not None and record.progress.run_id and record.progress.conversation_id:
-                await client.cancel_run(record.progress.conversation_id, record.progress.run_id)
+            thread = record.progress.conversation_id if record is not None else None
+            runs = await client.list_runs(thread).to_list() if thread else []
+            if runs:
+                await client.cancel_run(thread or "", runs[0].id)
                 return
             await asyncio.sleep(0.02)
 

@@ -291,3 +291,61 @@ async def test_save_progress_with_several_outputs_is_fenced(make_queue: QueueFac
         await queue.save_progress(old, tool_outputs=batch)
     record = await queue.get("j1")
     assert record is not None and record.progress.tool_outputs == {}
+
+
+async def test_a_deferred_run_id_goes_with_the_first_outputs(make_queue: QueueFactory) -> None:
+    """On Assistants (defer_run_id) the run id costs no write of its own: it is stored in the
+    same fenced write as the round's first outputs, so an output is never stored without its
+    run, and a successor claiming after that write sees both."""
+    from runtime.worker.runner import JobContext
+
+    queue = await make_queue(lease_s=0.2)
+    await queue.submit(_job("j1"))
+    lease = await _claim_one(queue, "w1")
+    counting = _CountingQueue(queue)
+    ctx = JobContext(queue=counting, lease=lease, defer_run_id=True)  # type: ignore[arg-type]
+    await ctx.save_conversation("thread_1")
+    await ctx.save_run("run_1")
+    assert len(counting.writes) == 1  # the conversation only
+    record = await queue.get("j1")
+    assert record is not None and record.progress.run_id is None
+    await ctx.save_tool_output(ToolOutput(id="call_1", name="t", output="1"))
+    assert len(counting.writes) == 2
+    await asyncio.sleep(0.3)  # the worker "dies": its lease lapses
+    successor = await _claim_one(queue, "w2", wait_s=1.0)
+    assert successor.attempt == 2
+    assert successor.progress.conversation_id == "thread_1"
+    assert successor.progress.run_id == "run_1"
+    assert list(successor.progress.tool_outputs) == ["call_1"]
+
+
+async def test_flush_writes_a_deferred_run_id_once(make_queue: QueueFactory) -> None:
+    """flush() (before a pause or a drain's release) stores a deferred run id, and only once;
+    without a deferred id it writes nothing."""
+    from runtime.worker.runner import JobContext
+
+    queue = await make_queue()
+    await queue.submit(_job("j1"))
+    lease = await _claim_one(queue, "w1")
+    counting = _CountingQueue(queue)
+    ctx = JobContext(queue=counting, lease=lease, defer_run_id=True)  # type: ignore[arg-type]
+    await ctx.save_run("run_1")
+    await ctx.flush()
+    await ctx.flush()
+    assert len(counting.writes) == 1
+    record = await queue.get("j1")
+    assert record is not None and record.progress.run_id == "run_1"
+
+
+async def test_run_id_is_written_at_once_without_deferral(make_queue: QueueFactory) -> None:
+    """Without defer_run_id (Responses: a response has no idempotency key to be found by)
+    the run id is stored the moment it is reported."""
+    from runtime.worker.runner import JobContext
+
+    queue = await make_queue()
+    await queue.submit(_job("j1"))
+    lease = await _claim_one(queue, "w1")
+    ctx = JobContext(queue=queue, lease=lease)
+    await ctx.save_run("resp_1")
+    record = await queue.get("j1")
+    assert record is not None and record.progress.run_id == "resp_1"

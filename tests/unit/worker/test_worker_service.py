@@ -313,3 +313,23 @@ def test_made_up_tool_names_share_one_series() -> None:
         if line.startswith("agent_worker_tool_duration_seconds_count")
     ]
     assert len(durations) == 2
+
+
+async def test_only_a_redelivered_jobs_start_is_logged_at_info() -> None:
+    """A first delivery's worker.job_started is DEBUG (its worker.job_finished says it all);
+    a redelivery's start stays INFO, so a crash's aftermath is visible at the shipped level."""
+    from structlog.testing import capture_logs
+
+    queue = MemoryQueue(lease_s=0.1)
+    await queue.submit(_job("redelivered"))
+    (dead,) = await queue.claim("dead-worker", 1, 1.0)
+    await asyncio.sleep(0.2)  # its lease lapses
+    await queue.submit(_job("fresh"))
+    with capture_logs() as logs:
+        await asyncio.wait_for(Worker(queue, SleepExecutor(), _options()).run(), timeout=10)
+    started = sorted(e["log_level"] for e in logs if e["event"] == "worker.job_started")
+    assert started == ["debug", "info"]
+    finished = [e for e in logs if e["event"] == "worker.job_finished"]
+    assert len(finished) == 2 and all(e["log_level"] == "info" for e in finished)
+    record = await queue.get("redelivered")
+    assert record is not None and record.attempt == dead.attempt + 1
