@@ -18,6 +18,7 @@ before the turn stopped raises ``StreamInterrupted`` (``reason`` = ``eof``, ``co
 
 from __future__ import annotations
 
+import asyncio
 import time
 import types
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
@@ -58,13 +59,16 @@ STREAM_CALLBACKS = (
 )
 
 
-# Big reads are decoded in slices: the records of a whole 256 KiB read, all alive at once,
-# would set the cyclic GC off dozens of times per stream (about 10% of a delta stream's CPU).
-SLICE_BYTES = 16 * 1024
+# Big reads are decoded in slices, one at a time: the records of a whole 256 KiB read, all
+# alive at once, would set the cyclic GC off dozens of times per stream (about 10% of a delta
+# stream's CPU).
+SLICE_BYTES = 4 * 1024
 
-
-def _slices(chunk: bytes) -> list[bytes]:
-    return [chunk[i : i + SLICE_BYTES] for i in range(0, len(chunk), SLICE_BYTES)]
+# Events handled in one go before the stream lets the loop run other tasks (checked between
+# record batches, so no decoded record waits across the pause): a thousand streams whose
+# bytes arrive together would otherwise hold the loop, in one iteration, for the sum of their
+# parsing, and the worker's heartbeats wait behind them.
+EVENTS_PER_STEP = 16
 
 
 class Accumulator(Protocol[RawT]):
@@ -292,6 +296,7 @@ class EventStream(Generic[RawT]):
                         if type(event) is DoneEvent:
                             break  # stop reading even if the server keeps the body open
                     else:
+                        records.clear()  # not kept alive while the next batch is awaited
                         continue
                     break
             except TransportError as exc:
@@ -314,15 +319,23 @@ class EventStream(Generic[RawT]):
                 await self._call("on_end", callback, ())
 
     async def _record_batches(self) -> AsyncGenerator[list[SSERecord], None]:
-        """The records each read completes (in slices of a big read), then the flushed rest."""
+        """The records each read completes (in slices of a big read), then the flushed rest;
+        the loop runs other tasks after every ``EVENTS_PER_STEP`` records or so."""
         decoder, idle = self._decoder, self._idle_timeout_s
         last_event = time.monotonic()
+        budget = EVENTS_PER_STEP
         async for chunk in self._chunks:
-            for piece in (chunk,) if len(chunk) <= SLICE_BYTES else _slices(chunk):
+            size = len(chunk)
+            for start in range(0, size, SLICE_BYTES):
+                piece = chunk if size <= SLICE_BYTES else chunk[start : start + SLICE_BYTES]
                 records = decoder.feed(piece)
                 if records:
                     last_event = time.monotonic()
+                    budget -= len(records)
                     yield records
+                    if budget <= 0:
+                        budget = EVENTS_PER_STEP
+                        await asyncio.sleep(0)  # the consumer cleared the batch it handled
                 elif idle is not None and time.monotonic() - last_event > idle:
                     raise RequestTimeout(f"no event for {idle:g} s (only keep-alive bytes)")
         yield decoder.flush()

@@ -112,11 +112,11 @@ def client_cpus() -> set[int]:
     return (cpus - {min(cpus)}) or cpus
 
 
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
+def start_emulator(*extra: str) -> tuple[subprocess.Popen[str], str]:
     """Start ``python -m runtime emulator --port 0`` (pinned to the first CPU); return its URL."""
     cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else {0}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "emulator", "--port", "0", "--run-ttl", "3600"],
+        [sys.executable, "-m", "runtime", "emulator", "--port", "0", "--run-ttl", "3600", *extra],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,

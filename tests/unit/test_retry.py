@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 import time
@@ -360,3 +361,32 @@ async def test_connect_timeout_is_could_not_connect(no_retry_waits: None) -> Non
                 filler.close()
     assert "could not connect" in info.value.message
     assert client.retries == 1
+
+
+async def test_successful_call_leaves_no_cyclic_garbage(serve: ServeApp) -> None:
+    """A request that succeeds at once leaves nothing for the cyclic GC (it would pause the loop
+    for every thousand such requests in flight)."""
+    server = Scripted(fail_first(0, status(503)))
+    async with await client_for(serve, server) as client:
+        await client.retrieve_run("thread_1", "run_1")  # warm: connection, caches
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(5):
+                await client.retrieve_run("thread_1", "run_1")
+            found = gc.collect()
+        finally:
+            gc.enable()
+    assert found == 0
+
+
+async def test_retries_after_the_first_attempt_are_numbered_on(
+    serve: ServeApp, no_retry_waits: None
+) -> None:
+    """Three 503s then 200: attempts 1, 2 and 3 are logged as scheduled retries, in order."""
+    server = Scripted(fail_first(3, status(503)))
+    with structlog.testing.capture_logs() as logs:
+        async with await client_for(serve, server, retry=RetryPolicy(max_attempts=4)) as client:
+            await client.retrieve_run("thread_1", "run_1")
+    scheduled = [e["attempt"] for e in logs if e["event"] == "runtime.retry_scheduled"]
+    assert scheduled == [1, 2, 3] and server.attempts == 4 and client.retries == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -478,3 +479,39 @@ async def test_fuzz_stream_raises_only_typed_errors(events: list[tuple[str, Any]
     with contextlib.suppress(RuntimeAPIError):
         await stream.until_done()
     _ = (stream.text, [s.arguments for s in stream.state.tool_calls.values()])
+
+
+async def _steps_of_a_bystander(stream: RunStream, *, each: bool) -> int:
+    """How many times another task ran while ``stream`` was read to its end."""
+    steps = 0
+    done = asyncio.Event()
+
+    async def bystander() -> None:
+        nonlocal steps
+        while not done.is_set():
+            steps += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(bystander())
+    await asyncio.sleep(0)
+    start = steps
+    if each:
+        async for _ in stream:
+            pass
+    else:
+        await stream.until_done()
+    done.set()
+    await task
+    return steps - start
+
+
+@pytest.mark.parametrize("each", [True, False])
+async def test_many_buffered_events_let_other_tasks_run(each: bool) -> None:
+    """A stream whose 200 events arrive in one chunk lets the loop run other tasks between
+    them (after every EVENTS_PER_STEP events or so), instead of parsing them in one step."""
+    deltas = [text_delta("msg_1", f"w{i} ") for i in range(200)]
+    payload = b"".join([run_event("in_progress"), *deltas, run_event("completed"), DONE])
+    stream = RunStream(chunks_of(payload, size=len(payload)))
+    steps = await _steps_of_a_bystander(stream, each=each)
+    assert steps >= 3  # 0 when the chunk was parsed in one step
+    assert stream.text == "".join(f"w{i} " for i in range(200))

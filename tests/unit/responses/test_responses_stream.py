@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -259,3 +260,34 @@ async def test_disagreeing_final_arguments_are_logged_and_win() -> None:
     assert stream.state.function_calls[0].arguments == '{"a":2}'
     mismatch = next(e for e in logs if e["event"] == "responses.arguments_mismatch")
     assert (mismatch["streamed_chars"], mismatch["final_chars"]) == (5, 7)
+
+
+async def test_many_buffered_events_let_other_tasks_run() -> None:
+    """A response stream whose 200 deltas arrive in one chunk lets the loop run other tasks
+    between them (after every EVENTS_PER_STEP events or so), instead of parsing them in one step."""
+    message = {"type": "message", "id": "msg_1", "status": "in_progress", "content": []}
+    at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    payload = sse(
+        ("response.created", {"response": RESPONSE}),
+        ("response.output_item.added", {"output_index": 0, "item": message}),
+        *[("response.output_text.delta", {**at, "delta": f"w{i} "}) for i in range(200)],
+        ("response.completed", {"response": {**RESPONSE, "status": "completed"}}),
+    )
+    steps = 0
+    done = asyncio.Event()
+
+    async def bystander() -> None:
+        nonlocal steps
+        while not done.is_set():
+            steps += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(bystander())
+    await asyncio.sleep(0)
+    start = steps
+    stream = ResponseStream(chunks(payload, size=len(payload)))
+    await stream.until_done()
+    done.set()
+    await task
+    assert steps - start >= 3  # 0 when the chunk was parsed in one step
+    assert stream.text == "".join(f"w{i} " for i in range(200))
