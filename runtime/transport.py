@@ -142,6 +142,12 @@ def map_aiohttp_errors(sent: bool = False) -> Iterator[None]:
         raise ConnectError(f"the response body was cut: {exc}") from exc
     except aiohttp.ClientError as exc:
         raise TransportError(f"HTTP client error: {type(exc).__name__}: {exc}") from exc
+    except AttributeError as exc:
+        # aiohttp reads a response head from a connection that was closed under it as
+        # ``None.getall`` (seen with a thousand streams at once): a lost connection, which
+        # the loop can recover, not an error of ours to crash the run with.
+        where = "after the request was sent" if sent else "during the request"
+        raise ConnectError(f"the connection was lost {where} (aiohttp: {exc})") from exc
 
 
 class AiohttpTransport:

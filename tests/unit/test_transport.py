@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from runtime.errors import APIStatusError
-from runtime.transport import REDIRECT_REFUSED, AiohttpTransport, Request
+from runtime.errors import APIStatusError, ConnectError
+from runtime.transport import REDIRECT_REFUSED, AiohttpTransport, Request, map_aiohttp_errors
 
 
 def app_answering(status: int, location: str | None) -> web.Application:
@@ -63,3 +63,16 @@ async def test_error_statuses_are_still_returned(serve: Any) -> None:
         assert response.status == 404
     finally:
         await transport.aclose()
+
+
+@pytest.mark.parametrize("sent", [False, True])
+def test_aiohttp_failing_on_a_closed_connection_is_a_lost_connection(sent: bool) -> None:
+    """aiohttp's ``None.getall`` on a connection closed under a response head (seen at a
+    thousand concurrent streams) becomes a ConnectError the loop recovers, not an
+    AttributeError that ends the run."""
+    with pytest.raises(ConnectError) as caught, map_aiohttp_errors(sent=sent):
+        headers = None
+        headers.getall("set-cookie", ())  # type: ignore[attr-defined]  # as aiohttp does
+    assert caught.value.request_sent is True  # the server may have acted: never sent twice
+    assert "getall" in caught.value.message
+    assert isinstance(caught.value.__cause__, AttributeError)
