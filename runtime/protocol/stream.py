@@ -62,13 +62,13 @@ STREAM_CALLBACKS = (
 # Big reads are decoded in slices, one at a time: the records of a whole 256 KiB read, all
 # alive at once, would set the cyclic GC off dozens of times per stream (about 10% of a delta
 # stream's CPU).
-SLICE_BYTES = 4 * 1024
+SLICE_BYTES = 16 * 1024
 
 # Events handled in one go before the stream lets the loop run other tasks (checked between
 # record batches, so no decoded record waits across the pause): a thousand streams whose
 # bytes arrive together would otherwise hold the loop, in one iteration, for the sum of their
 # parsing, and the worker's heartbeats wait behind them.
-EVENTS_PER_STEP = 16
+EVENTS_PER_STEP = 64
 
 
 class Accumulator(Protocol[RawT]):

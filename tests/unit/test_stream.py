@@ -507,11 +507,11 @@ async def _steps_of_a_bystander(stream: RunStream, *, each: bool) -> int:
 
 @pytest.mark.parametrize("each", [True, False])
 async def test_many_buffered_events_let_other_tasks_run(each: bool) -> None:
-    """A stream whose 200 events arrive in one chunk lets the loop run other tasks between
+    """A stream whose 1,000 events arrive in one chunk lets the loop run other tasks between
     them (after every EVENTS_PER_STEP events or so), instead of parsing them in one step."""
-    deltas = [text_delta("msg_1", f"w{i} ") for i in range(200)]
+    deltas = [text_delta("msg_1", f"w{i} ") for i in range(1000)]
     payload = b"".join([run_event("in_progress"), *deltas, run_event("completed"), DONE])
     stream = RunStream(chunks_of(payload, size=len(payload)))
     steps = await _steps_of_a_bystander(stream, each=each)
     assert steps >= 3  # 0 when the chunk was parsed in one step
-    assert stream.text == "".join(f"w{i} " for i in range(200))
+    assert stream.text == "".join(f"w{i} " for i in range(1000))

@@ -263,14 +263,14 @@ async def test_disagreeing_final_arguments_are_logged_and_win() -> None:
 
 
 async def test_many_buffered_events_let_other_tasks_run() -> None:
-    """A response stream whose 200 deltas arrive in one chunk lets the loop run other tasks
+    """A response stream whose 1,000 deltas arrive in one chunk lets the loop run other tasks
     between them (after every EVENTS_PER_STEP events or so), instead of parsing them in one step."""
     message = {"type": "message", "id": "msg_1", "status": "in_progress", "content": []}
     at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
     payload = sse(
         ("response.created", {"response": RESPONSE}),
         ("response.output_item.added", {"output_index": 0, "item": message}),
-        *[("response.output_text.delta", {**at, "delta": f"w{i} "}) for i in range(200)],
+        *[("response.output_text.delta", {**at, "delta": f"w{i} "}) for i in range(1000)],
         ("response.completed", {"response": {**RESPONSE, "status": "completed"}}),
     )
     steps = 0
@@ -290,4 +290,4 @@ async def test_many_buffered_events_let_other_tasks_run() -> None:
     done.set()
     await task
     assert steps - start >= 3  # 0 when the chunk was parsed in one step
-    assert stream.text == "".join(f"w{i} " for i in range(200))
+    assert stream.text == "".join(f"w{i} " for i in range(1000))
