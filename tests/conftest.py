@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -51,3 +52,31 @@ async def serve() -> AsyncIterator[ServeApp]:
     finally:
         for server in servers:
             await server.close()
+
+
+@pytest.fixture
+def steps_of_a_bystander() -> Callable[[Awaitable[object]], Awaitable[int]]:
+    """``await steps_of_a_bystander(work)``: how many times another task ran while ``work``
+    was awaited (0 when ``work`` held the loop from start to end)."""
+
+    async def count(work: Awaitable[object]) -> int:
+        steps = 0
+        done = asyncio.Event()
+
+        async def bystander() -> None:
+            nonlocal steps
+            while not done.is_set():
+                steps += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(bystander())
+        await asyncio.sleep(0)
+        start = steps
+        try:
+            await work
+        finally:
+            done.set()
+            await task
+        return steps - start
+
+    return count

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -294,7 +293,8 @@ async def test_error_event_reaches_on_error_and_done_without_stop_interrupts() -
     assert info.value.run_id == "run_1"
     assert handler.named("error") == ["StreamEventError"]
     assert (
-        isinstance(stream.state.errors[0], StreamEventError) and stream.state.errors[0].code == "server_error"
+        isinstance(stream.state.errors[0], StreamEventError)
+        and stream.state.errors[0].code == "server_error"
     )
     assert handler.named("end") == [None]
 
@@ -481,37 +481,20 @@ async def test_fuzz_stream_raises_only_typed_errors(events: list[tuple[str, Any]
     _ = (stream.text, [s.arguments for s in stream.state.tool_calls.values()])
 
 
-async def _steps_of_a_bystander(stream: RunStream, *, each: bool) -> int:
-    """How many times another task ran while ``stream`` was read to its end."""
-    steps = 0
-    done = asyncio.Event()
-
-    async def bystander() -> None:
-        nonlocal steps
-        while not done.is_set():
-            steps += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(bystander())
-    await asyncio.sleep(0)
-    start = steps
-    if each:
-        async for _ in stream:
-            pass
-    else:
-        await stream.until_done()
-    done.set()
-    await task
-    return steps - start
-
-
 @pytest.mark.parametrize("each", [True, False])
-async def test_many_buffered_events_let_other_tasks_run(each: bool) -> None:
+async def test_many_buffered_events_let_other_tasks_run(
+    each: bool, steps_of_a_bystander: Callable[[Awaitable[object]], Awaitable[int]]
+) -> None:
     """A stream whose 1,000 events arrive in one chunk lets the loop run other tasks between
     them (after every EVENTS_PER_STEP events or so), instead of parsing them in one step."""
     deltas = [text_delta("msg_1", f"w{i} ") for i in range(1000)]
     payload = b"".join([run_event("in_progress"), *deltas, run_event("completed"), DONE])
     stream = RunStream(chunks_of(payload, size=len(payload)))
-    steps = await _steps_of_a_bystander(stream, each=each)
+    steps = await steps_of_a_bystander(_read(stream) if each else stream.until_done())
     assert steps >= 3  # 0 when the chunk was parsed in one step
     assert stream.text == "".join(f"w{i} " for i in range(1000))
+
+
+async def _read(stream: RunStream) -> None:
+    async for _ in stream:
+        pass

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -195,7 +194,11 @@ async def test_error_event_is_recorded_and_reported() -> None:
     stream = ResponseStream(chunks(payload), handler=Errors())
     await stream.until_done()
     assert seen == ["server_error"]
-    assert stream.state.errors[0].message == "boom" and stream.response is not None and stream.response.status == "failed"
+    assert (
+        stream.state.errors[0].message == "boom"
+        and stream.response is not None
+        and stream.response.status == "failed"
+    )
 
 
 async def test_malformed_event_is_logged_and_skipped() -> None:
@@ -262,7 +265,9 @@ async def test_disagreeing_final_arguments_are_logged_and_win() -> None:
     assert (mismatch["streamed_chars"], mismatch["final_chars"]) == (5, 7)
 
 
-async def test_many_buffered_events_let_other_tasks_run() -> None:
+async def test_many_buffered_events_let_other_tasks_run(
+    steps_of_a_bystander: Callable[[Awaitable[object]], Awaitable[int]],
+) -> None:
     """A response stream whose 1,000 deltas arrive in one chunk lets the loop run other tasks
     between them (after every EVENTS_PER_STEP events or so), instead of parsing them in one step."""
     message = {"type": "message", "id": "msg_1", "status": "in_progress", "content": []}
@@ -273,21 +278,7 @@ async def test_many_buffered_events_let_other_tasks_run() -> None:
         *[("response.output_text.delta", {**at, "delta": f"w{i} "}) for i in range(1000)],
         ("response.completed", {"response": {**RESPONSE, "status": "completed"}}),
     )
-    steps = 0
-    done = asyncio.Event()
-
-    async def bystander() -> None:
-        nonlocal steps
-        while not done.is_set():
-            steps += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(bystander())
-    await asyncio.sleep(0)
-    start = steps
     stream = ResponseStream(chunks(payload, size=len(payload)))
-    await stream.until_done()
-    done.set()
-    await task
-    assert steps - start >= 3  # 0 when the chunk was parsed in one step
+    steps = await steps_of_a_bystander(stream.until_done())
+    assert steps >= 3  # 0 when the chunk was parsed in one step
     assert stream.text == "".join(f"w{i} " for i in range(1000))
