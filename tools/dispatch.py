@@ -49,8 +49,8 @@ import inspect
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -69,6 +69,7 @@ from tools.limits import (
     DaemonThreadPool,
     PoolExhausted,
     PoolStats,
+    Ticket,
     process_limiter,
     set_max_abandoned_threads,
     set_process_limit,
@@ -123,22 +124,75 @@ class _Failure(Exception):
         self.details = details
 
 
-@dataclass
 class _Flight:
-    """A call being executed; batches asking for the same id share it."""
+    """A call being executed or queued for a slot; batches asking for the same id share it.
 
-    call: ToolCall
-    started: float
-    task: asyncio.Task[ToolCallResult] = field(init=False)
-    waiters: int = 0
+    A call waiting for a slot (of its batch or of the process) is this object and at most
+    a :class:`~tools.limits.Ticket`: its task is created only when it is admitted.
+    """
+
+    __slots__ = (
+        "admitted",
+        "batch",
+        "call",
+        "deferred",
+        "holds_slot",
+        "prepared",
+        "started",
+        "task",
+        "ticket",
+        "waiters",
+        "withdrawn",
+    )
+
+    def __init__(
+        self, call: ToolCall, batch: _Batch, prepared: tuple[Tool, Any] | _Failure
+    ) -> None:
+        self.call = call
+        self.batch = batch
+        self.started = time.monotonic()
+        # What validation gave (tool, arguments), or the failure the task will report.
+        self.prepared = prepared
+        self.task: asyncio.Task[ToolCallResult] | None = None  # None: queued for a slot
+        self.waiters = 0
+        self.holds_slot = False  # a process slot (and a batch slot, if limited) is held
+        self.ticket: Ticket | None = None
+        self.deferred = False  # had to wait for a slot
+        self.withdrawn = False  # left the queue (cancelled): it never starts
+        self.admitted: asyncio.Future[None] | None = None  # for other batches awaiting it
 
 
-@dataclass(frozen=True)
 class _Batch:
-    semaphore: asyncio.Semaphore | None  # None: the batch fits max_concurrency, none waits
-    deadline: float | None
-    on_start: OnStart | None
-    on_finish: OnFinish | None
+    """One run_batch call: its callbacks, deadline and the calls waiting for its slots."""
+
+    __slots__ = (
+        "deadline",
+        "drained",
+        "expiry",
+        "free",
+        "on_finish",
+        "on_start",
+        "pending",
+        "queued",
+        "waiting",
+    )
+
+    def __init__(
+        self,
+        free: int | None,
+        deadline: float | None,
+        on_start: OnStart | None,
+        on_finish: OnFinish | None,
+    ) -> None:
+        self.free = free  # batch slots left (None: the batch fits max_concurrency)
+        self.deadline = deadline
+        self.on_start = on_start
+        self.on_finish = on_finish
+        self.pending: deque[_Flight] = deque()  # waiting for a batch slot
+        self.queued: list[_Flight] = []  # every call of the batch that had to wait
+        self.waiting = 0  # of those, how many have no task yet
+        self.drained: asyncio.Future[None] | None = None  # set when no call waits
+        self.expiry: asyncio.TimerHandle | None = None  # the deadline of waiting calls
 
 
 class ToolDispatcher:
@@ -232,10 +286,8 @@ class ToolDispatcher:
         """
         guard_loop(asyncio.get_running_loop())
         launches = sum(1 for c in calls if c.id not in self._cache and c.id not in self._flights)
-        semaphore = (
-            asyncio.Semaphore(self.max_concurrency) if launches > self.max_concurrency else None
-        )
-        batch = _Batch(semaphore, deadline, on_start, on_finish)
+        free = self.max_concurrency if launches > self.max_concurrency else None
+        batch = _Batch(free, deadline, on_start, on_finish)
         flights: list[_Flight] = []
         launched: list[ToolCall] = []
         for call in calls:
@@ -250,7 +302,7 @@ class ToolDispatcher:
         if launched:
             self._log_batch_started(launched)  # before any call runs: tasks start on await
         if flights:
-            await self._wait(flights)
+            await self._wait(flights, batch)
         for flight in flights:
             self._settle(flight)
         return [self._cache[call.id] for call in calls]
@@ -260,7 +312,7 @@ class ToolDispatcher:
         result = self._cache.get(tool_call_id)
         if result is None:
             flight = self._flights.get(tool_call_id)
-            if flight is not None and flight.task.done():
+            if flight is not None and flight.task is not None and flight.task.done():
                 result = self._settle(flight)
         return result
 
@@ -277,46 +329,184 @@ class ToolDispatcher:
     async def aclose(self) -> None:
         """Cancel calls still in flight and wait for them to settle."""
         flights = list(self._flights.values())
-        for flight in flights:
-            flight.task.cancel()
-        if flights:
-            await asyncio.wait([flight.task for flight in flights])
+        self._withdraw([flight for flight in flights if flight.task is None])
+        tasks = [flight.task for flight in flights if flight.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         for flight in flights:
             self._settle(flight)
 
     # -- batch plumbing ---------------------------------------------------------------------
 
     def _launch(self, call: ToolCall, batch: _Batch) -> _Flight:
-        flight = _Flight(call=call, started=time.monotonic())
+        flight = _Flight(call, batch, self._prepare(call, batch.deadline))
+        self._flights[call.id] = flight
+        if isinstance(flight.prepared, _Failure):
+            self._start(flight)  # fails at once: takes no slot
+        elif batch.free is not None and batch.free == 0:
+            batch.pending.append(flight)
+            self._deferred(flight)
+        else:
+            self._admit(flight)
+        return flight
+
+    def _prepare(self, call: ToolCall, deadline: float | None) -> tuple[Tool, Any] | _Failure:
+        """Look the tool up and validate the arguments, before the call waits for a slot."""
+        tool = self.registry.get(call.name)
+        if tool is None:
+            return _Failure("unknown_tool", self._unknown_message(call.name))
+        try:
+            validated = tool.schema.validate(call.arguments)
+            if tool.schema.var_keyword and tool.schema.context_param is not None:
+                _refuse_reserved(tool, validated)
+        except ToolArgumentsError as exc:
+            return _Failure(exc.error_type, str(exc), exc, exc.details)
+        except _Failure as failure:
+            return failure
+        except Exception as exc:
+            return _Failure("internal_error", f"dispatcher error: {exc!r}", exc)
+        if deadline is not None and deadline <= time.monotonic():
+            return _Failure("timeout", "the batch deadline passed before the call started")
+        return tool, validated
+
+    def _admit(self, flight: _Flight) -> None:
+        """Take a batch slot (already free) and a process slot, or queue for the latter."""
+        batch = flight.batch
+        if batch.free is not None:
+            batch.free -= 1
+        if process_limiter.try_acquire():
+            flight.holds_slot = True
+            self._start(flight)
+            return
+        if not flight.deferred:
+            self._deferred(flight)
+        flight.ticket = process_limiter.enqueue(functools.partial(self._granted, flight))
+
+    def _deferred(self, flight: _Flight) -> None:
+        flight.deferred = True
+        batch = flight.batch
+        batch.queued.append(flight)
+        batch.waiting += 1
+        if batch.deadline is not None and batch.expiry is None:
+            delay = max(0.0, batch.deadline - time.monotonic())
+            loop = asyncio.get_running_loop()
+            batch.expiry = loop.call_later(delay, self._expire_queued, batch)
+
+    def _granted(self, flight: _Flight) -> None:
+        """A loop callback: the process slot is the flight's now."""
+        flight.holds_slot = True
+        if flight.withdrawn or flight.task is not None:
+            self._release(flight)  # cancelled or timed out meanwhile
+        else:
+            self._start(flight)
+
+    def _start(self, flight: _Flight) -> None:
         # Settled lazily (by run_batch, cached() or aclose()) rather than by a done callback:
         # one loop callback less per call.
         run = self._run_untraced if self.tracer is None else self._run_call
-        flight.task = asyncio.create_task(run(call, batch, flight.started))
-        self._flights[call.id] = flight
-        return flight
+        flight.task = asyncio.create_task(run(flight))
+        if flight.deferred:
+            self._left_queue(flight)
 
-    async def _wait(self, flights: list[_Flight]) -> None:
+    def _left_queue(self, flight: _Flight) -> None:
+        """A deferred call got its task or was withdrawn."""
+        flight.ticket = None
+        if flight.admitted is not None and not flight.admitted.done():
+            flight.admitted.set_result(None)
+        batch = flight.batch
+        batch.waiting -= 1
+        if batch.waiting > 0:
+            return
+        batch.queued.clear()
+        if batch.expiry is not None:
+            batch.expiry.cancel()
+            batch.expiry = None
+        if batch.drained is not None and not batch.drained.done():
+            batch.drained.set_result(None)
+
+    def _release(self, flight: _Flight) -> None:
+        """Give the flight's slots back and admit the next call waiting for them."""
+        if not flight.holds_slot:
+            return
+        flight.holds_slot = False
+        process_limiter.release()
+        batch = flight.batch
+        if batch.free is None:
+            return
+        batch.free += 1
+        while batch.pending and batch.free > 0:
+            waiting = batch.pending.popleft()
+            if not waiting.withdrawn and waiting.task is None:
+                self._admit(waiting)
+
+    def _expire_queued(self, batch: _Batch) -> None:
+        """The batch deadline passed: its calls still waiting for a slot time out."""
+        batch.expiry = None
+        expired = [f for f in batch.queued if f.task is None and not f.withdrawn]
+        process_limiter.withdraw(f.ticket for f in expired if f.ticket is not None)
+        for flight in expired:
+            flight.prepared = _Failure(
+                "timeout", "the batch deadline passed while the call waited for a slot"
+            )
+            self._start(flight)  # a granted ticket's slot is released by _granted
+
+    def _withdraw(self, flights: list[_Flight]) -> None:
+        """Queued calls that will never start (their batch was cancelled)."""
+        process_limiter.withdraw(f.ticket for f in flights if f.ticket is not None)
+        for flight in flights:
+            if flight.withdrawn:
+                continue
+            flight.withdrawn = True
+            if flight.deferred:
+                self._left_queue(flight)
+
+    async def _wait(self, flights: list[_Flight], batch: _Batch) -> None:
         try:
-            await asyncio.wait({flight.task for flight in flights})
+            if any(f.task is None for f in flights):
+                await self._admitted(flights, batch)
+            tasks = {flight.task for flight in flights if flight.task is not None}
+            if tasks:  # none when aclose() withdrew every queued call
+                await asyncio.wait(tasks)
         except asyncio.CancelledError:
             orphans = self._abandon(flights)
             if orphans:
                 # Reap what we cancelled so the caller sees a consistent state.
                 await asyncio.wait(orphans)
-                for flight in flights:
-                    if flight.task.done():
-                        self._settle(flight)
+            for flight in flights:
+                if flight.withdrawn if flight.task is None else flight.task.done():
+                    self._settle(flight)
             raise
         for flight in flights:
             flight.waiters -= 1
 
+    async def _admitted(self, flights: list[_Flight], batch: _Batch) -> None:
+        """Wait until every call of ``flights`` has its task (was admitted or timed out)."""
+        loop = asyncio.get_running_loop()
+        if batch.waiting:
+            batch.drained = loop.create_future()
+            await batch.drained
+        for flight in flights:  # queued by another batch
+            if flight.task is None and not flight.withdrawn:
+                if flight.admitted is None:
+                    flight.admitted = loop.create_future()
+                await flight.admitted
+
     def _abandon(self, flights: list[_Flight]) -> set[asyncio.Task[ToolCallResult]]:
         orphans: set[asyncio.Task[ToolCallResult]] = set()
+        never_started: list[_Flight] = []
         for flight in flights:
             flight.waiters -= 1
-            if flight.waiters <= 0 and not flight.task.done():
+            if flight.waiters > 0:
+                continue
+            if flight.task is None:
+                never_started.append(flight)
+            elif not flight.task.done():
                 flight.task.cancel()
                 orphans.add(flight.task)
+        if never_started:
+            self._withdraw(never_started)
         return orphans
 
     def _settle(self, flight: _Flight) -> ToolCallResult:
@@ -327,7 +517,10 @@ class ToolDispatcher:
             self._flights.pop(call.id, None)
             return existing
         task = flight.task
-        if task.cancelled():
+        if task is not None and not task.done():
+            raise RuntimeError("a flight is settled before its task is done")
+        self._release(flight)  # a task cancelled before its first step kept its slot
+        if task is None or task.cancelled():
             failure = _Failure("cancelled", f"the call of tool {call.name!r} was cancelled")
             result = self._failed(call, failure, flight.started)
             self._log_finished(result)
@@ -343,21 +536,22 @@ class ToolDispatcher:
 
     # -- one call ---------------------------------------------------------------------------
 
-    async def _run_call(self, call: ToolCall, batch: _Batch, started: float) -> ToolCallResult:
+    async def _run_call(self, flight: _Flight) -> ToolCallResult:
         if self.tracer is None:
-            return await self._run_untraced(call, batch, started)
-        span = self.tracer(call)  # in the call's task, so the span is current there
+            return await self._run_untraced(flight)
+        span = self.tracer(flight.call)  # in the call's task, so the span is current there
         result: ToolCallResult | None = None
         try:
-            result = await self._run_untraced(call, batch, started)
+            result = await self._run_untraced(flight)
             return result
         finally:
             span.finish(result)
 
-    async def _run_untraced(self, call: ToolCall, batch: _Batch, started: float) -> ToolCallResult:
+    async def _run_untraced(self, flight: _Flight) -> ToolCallResult:
+        call, batch, started = flight.call, flight.batch, flight.started
         self._log_started(call)
         try:
-            output = await self._produce(call, batch)
+            output = await self._produce(flight)
             result = ToolCallResult(
                 tool_call_id=call.id,
                 name=call.name,
@@ -375,54 +569,23 @@ class ToolDispatcher:
             await self._callback(batch.on_finish, result, call)
         return result
 
-    async def _produce(self, call: ToolCall, batch: _Batch) -> str:
-        tool = self.registry.get(call.name)
-        if tool is None:
-            raise _Failure("unknown_tool", self._unknown_message(call.name))
+    async def _produce(self, flight: _Flight) -> str:
+        prepared = flight.prepared
+        if isinstance(prepared, _Failure):
+            raise prepared
+        tool, validated = prepared
+        call, batch = flight.call, flight.batch
         try:
-            validated = tool.schema.validate(call.arguments)
-        except ToolArgumentsError as exc:
-            raise _Failure(exc.error_type, str(exc), exc, exc.details) from None
-        if tool.schema.var_keyword and tool.schema.context_param is not None:
-            _refuse_reserved(tool, validated)
-        await self._acquire(batch)
-        try:
+            if batch.deadline is not None and batch.deadline <= time.monotonic():
+                raise _Failure(
+                    "timeout", "the batch deadline passed while the call waited for a slot"
+                )
             if batch.on_start is not None:
                 await self._callback(batch.on_start, call, call)
             value = await self._execute(tool, call, validated, batch.deadline)
         finally:
-            process_limiter.release()
-            if batch.semaphore is not None:
-                batch.semaphore.release()
+            self._release(flight)
         return self._encode(value)
-
-    async def _acquire(self, batch: _Batch) -> None:
-        remaining = None if batch.deadline is None else batch.deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise _Failure("timeout", "the batch deadline passed before the call started")
-        semaphore = batch.semaphore
-        if semaphore is None:
-            if process_limiter.try_acquire():
-                return
-        elif not semaphore.locked():
-            await semaphore.acquire()  # free: returns without suspending
-            if process_limiter.try_acquire():
-                return
-            semaphore.release()
-        try:
-            async with asyncio.timeout(remaining):
-                if semaphore is not None:
-                    await semaphore.acquire()
-                try:
-                    await process_limiter.acquire()
-                except BaseException:
-                    if semaphore is not None:
-                        semaphore.release()
-                    raise
-        except TimeoutError:
-            raise _Failure(
-                "timeout", "the batch deadline passed while the call waited for a slot"
-            ) from None
 
     async def _execute(
         self, tool: Tool, call: ToolCall, validated: Any, batch_deadline: float | None

@@ -16,7 +16,7 @@ import functools
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -29,18 +29,30 @@ DEFAULT_THREAD_POOL_SIZE = 32
 DEFAULT_MAX_ABANDONED_THREADS = 32
 
 
-class _Waiter:
-    __slots__ = ("future", "granted", "loop")
+class Ticket:
+    """A place in the queue of a :class:`ProcessLimiter`: what a waiting call costs.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    When the slot is granted, ``grant`` is scheduled on ``loop``; from then on the slot is
+    the holder's, who gives it back with :meth:`ProcessLimiter.release`.
+    """
+
+    __slots__ = ("grant", "granted", "loop", "withdrawn")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, grant: Callable[[], object]) -> None:
         self.loop = loop
-        self.future: asyncio.Future[None] = loop.create_future()
+        self.grant = grant
         self.granted = False
+        self.withdrawn = False
 
 
 class ProcessLimiter:
     """A counting limit that works across event loops and threads (unlike asyncio.Semaphore,
-    which binds to the first loop that waits on it)."""
+    which binds to the first loop that waits on it).
+
+    Waiters are served in FIFO order. A waiter is either a task in :meth:`acquire` or a
+    :class:`Ticket` from :meth:`enqueue`, which costs no task: a dispatcher starts a call's
+    task only once its ticket is granted.
+    """
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
@@ -48,7 +60,7 @@ class ProcessLimiter:
         self._limit = limit
         self._active = 0
         self._lock = threading.Lock()
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: deque[Ticket] = deque()
 
     @property
     def limit(self) -> int:
@@ -59,6 +71,11 @@ class ProcessLimiter:
     def active(self) -> int:
         """How many slots are held now."""
         return self._active
+
+    @property
+    def waiting(self) -> int:
+        """How many waiters are queued for a slot."""
+        return len(self._waiters)
 
     def set_limit(self, limit: int) -> None:
         """Change the limit; raising it wakes waiters at once."""
@@ -82,10 +99,12 @@ class ProcessLimiter:
             if self._active < self._limit and not self._waiters:
                 self._active += 1
                 return
-            waiter = _Waiter(asyncio.get_running_loop())
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            waiter = Ticket(loop, functools.partial(_resolve, future))
             self._waiters.append(waiter)
         try:
-            await waiter.future
+            await future
         except BaseException:
             with self._lock:
                 if waiter.granted:
@@ -95,6 +114,26 @@ class ProcessLimiter:
                     self._waiters.remove(waiter)
             raise
 
+    def enqueue(self, grant: Callable[[], object]) -> Ticket:
+        """Queue for a slot behind the current waiters; ``grant`` is called on the running
+        loop once the slot is the caller's (take a free slot with :meth:`try_acquire` first)."""
+        ticket = Ticket(asyncio.get_running_loop(), grant)
+        with self._lock:
+            self._waiters.append(ticket)
+            self._wake_locked()
+        return ticket
+
+    def withdraw(self, tickets: Iterable[Ticket]) -> None:
+        """Leave the queue. A ticket granted already keeps its slot: its ``grant`` still runs
+        and must release it."""
+        with self._lock:
+            removed = False
+            for ticket in tickets:
+                if not ticket.granted and not ticket.withdrawn:
+                    ticket.withdrawn = removed = True
+            if removed:  # one pass, however many tickets a cancelled batch held
+                self._waiters = deque(t for t in self._waiters if not t.withdrawn)
+
     def release(self) -> None:
         """Give a slot back, handing it to the oldest waiter if any."""
         with self._lock:
@@ -102,10 +141,16 @@ class ProcessLimiter:
             self._wake_locked()
 
     def _wake_locked(self) -> None:
+        if not self._waiters:
+            return
+        running = asyncio._get_running_loop()
         while self._waiters and self._active < self._limit:
             waiter = self._waiters.popleft()
             try:
-                waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+                if waiter.loop is running:  # no self-pipe write on the common path
+                    waiter.loop.call_soon(waiter.grant)
+                else:
+                    waiter.loop.call_soon_threadsafe(waiter.grant)
             except RuntimeError:  # its loop is closed: nobody will ever take this slot
                 continue
             waiter.granted = True
