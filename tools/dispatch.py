@@ -405,7 +405,7 @@ class ToolDispatcher:
     def _start(self, flight: _Flight) -> None:
         # Settled lazily (by run_batch, cached() or aclose()) rather than by a done callback:
         # one loop callback less per call.
-        run = self._run_untraced if self.tracer is None else self._run_call
+        run = self._run_untraced if self.tracer is None else self._run_traced
         flight.task = asyncio.create_task(run(flight))
         if flight.deferred:
             self._left_queue(flight)
@@ -536,9 +536,8 @@ class ToolDispatcher:
 
     # -- one call ---------------------------------------------------------------------------
 
-    async def _run_call(self, flight: _Flight) -> ToolCallResult:
-        if self.tracer is None:
-            return await self._run_untraced(flight)
+    async def _run_traced(self, flight: _Flight) -> ToolCallResult:
+        assert self.tracer is not None  # _start picks _run_untraced without a tracer
         span = self.tracer(flight.call)  # in the call's task, so the span is current there
         result: ToolCallResult | None = None
         try:
