@@ -278,8 +278,8 @@ class RunExecutor:
 
     async def _execute(self, ctx: JobContext) -> RunOutcome:
         self._check(ctx)
-        # A run has an idempotency key on Assistants only; a response must be stored by id.
-        ctx.defer_run_id = self._session.protocol == "assistants"
+        # A turn the backend can find by its idempotency key need not be stored by id at once.
+        ctx.defer_run_id = self._session.runner.backend.can_find
         progress = ctx.lease.progress
         ctx.conversation_id = progress.conversation_id or ctx.lease.job.conversation_id
         if progress.run_id is not None:
