@@ -248,6 +248,61 @@ async def test_responses_text_deltas_are_compact_json_in_order(api: Any) -> None
         assert "".join(d["delta"] for d in deltas) == "You said: " + text
 
 
+def _message_events(item: dict[str, Any], sequence: dict[str, int]) -> dict[str, bytes]:
+    """What encoding each message item event's dict gives, built from the stored item."""
+    part = item["content"][0]
+    where = {"item_id": item["id"], "output_index": 0}
+    empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    added = {"id": item["id"], "type": "message", "status": "in_progress", "role": "assistant"}
+    fields: dict[str, dict[str, Any]] = {
+        "response.output_item.added": {"output_index": 0, "item": {**added, "content": []}},
+        "response.content_part.added": {**where, "content_index": 0, "part": empty},
+        "response.output_text.done": {
+            **where,
+            "content_index": 0,
+            "text": part["text"],
+            "logprobs": [],
+        },
+        "response.content_part.done": {**where, "content_index": 0, "part": part},
+        "response.output_item.done": {"output_index": 0, "item": item},
+    }
+    return {
+        name: encode_json({"type": name, "sequence_number": sequence[name], **data}).encode()
+        for name, data in fields.items()
+    }
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"background": True}, {"max_output_tokens": 16}],
+    ids=["plain", "background", "incomplete"],
+)
+async def test_responses_message_events_are_the_encoding_of_their_dicts(
+    api: Any, extra: dict[str, Any]
+) -> None:
+    """The events that add and finish a message item are byte for byte the compact JSON of
+    the dicts they stand for (item and part as stored, escapes included), on a plain, a
+    background (logged, and replayed from its log) and an incomplete response."""
+    text = 'Say "hi" \\ to Zoë\nand 日本 ' + " ".join(f"w{i}" for i in range(20))
+    body = {"model": "gpt-4o", "input": text, "stream": True, **extra}
+    async with api.session.post(api.base + "/responses", json=body) as resp:
+        events = data_lines(await resp.read())
+    decoded = [json.loads(d) for _, d in events]
+    response = decoded[-1]["response"]
+    async with api.session.get(api.base + f"/responses/{response['id']}") as resp:
+        item = (await resp.json())["output"][0]
+    assert item["status"] == ("incomplete" if "max_output_tokens" in extra else "completed")
+    sequence = {d["type"]: d["sequence_number"] for d in decoded}
+    expected = _message_events(item, sequence)
+    got = {event: data for event, data in events if event in expected}
+    assert got == expected
+    if extra.get("background"):
+        url = api.base + f"/responses/{response['id']}?stream=true&starting_after=-1"
+        async with api.session.get(url) as resp:
+            replayed = data_lines(await resp.read())
+        assert replayed == events
+
+
 async def test_responses_events_before_the_turn_carry_the_response_as_it_is(api: Any) -> None:
     """``response.created`` and ``response.in_progress`` carry the same response bytes when
     nothing changed between them; a background response's ``queued`` events differ from its
