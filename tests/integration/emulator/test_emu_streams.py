@@ -225,6 +225,37 @@ async def test_repeated_objects_match_their_state_at_each_event(api: Any) -> Non
     assert json.loads(events["thread.run.step.completed"])["status"] == "completed"
 
 
+async def test_new_step_and_message_events_are_the_encoding_of_the_new_objects(api: Any) -> None:
+    """``step.created`` / ``message.created`` (and their ``in_progress`` twins) are byte for
+    byte the compact JSON of the step and message as they were created: the stored objects
+    with the fields that changed since put back (text and tool-call steps)."""
+    assistant = await api.assistant()
+    for content in ['Say "hi" \\ to Zoë\nand 日本', '/call lookup {"q": "Zoë \\"x\\""}']:
+        thread = await api.thread(content)
+        body = {"assistant_id": assistant["id"], "stream": True}
+        url = api.base + f"/threads/{thread['id']}/runs"
+        async with api.session.post(url, json=body) as resp:
+            events = dict(data_lines(await resp.read()))
+        step_id = json.loads(events["thread.run.step.created"])["id"]
+        run_id = json.loads(events["thread.run.created"])["id"]
+        async with api.session.get(url + f"/{run_id}/steps/{step_id}") as resp:
+            step = await resp.json()
+        fresh = {**step, "status": "in_progress", "completed_at": None, "usage": None}
+        if step["type"] == "tool_calls":
+            fresh["step_details"] = {"type": "tool_calls", "tool_calls": []}
+        else:
+            message_id = step["step_details"]["message_creation"]["message_id"]
+            async with api.session.get(
+                api.base + f"/threads/{thread['id']}/messages/{message_id}"
+            ) as resp:
+                message = await resp.json()
+            new = {**message, "status": "in_progress", "completed_at": None, "content": []}
+            assert events["thread.message.created"] == encode_json(new).encode()
+            assert events["thread.message.in_progress"] == events["thread.message.created"]
+        assert events["thread.run.step.created"] == encode_json(fresh).encode()
+        assert events["thread.run.step.in_progress"] == events["thread.run.step.created"]
+
+
 async def test_responses_text_deltas_are_compact_json_in_order(api: Any) -> None:
     """Responses events (plain and background streams) are the compact JSON of their objects;
     text deltas carry their fields in the service's order, numbered in sequence, and rebuild
