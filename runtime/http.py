@@ -57,7 +57,13 @@ def drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _plain(v) for k, v in params.items() if v is not None}
 
 
+# Values that are never a model: the common request fields skip the (ABC) isinstance check.
+_JSON_TYPES = frozenset({str, int, float, bool, list, dict, tuple})
+
+
 def _plain(value: Any) -> Any:
+    if type(value) in _JSON_TYPES:
+        return value
     if isinstance(value, BaseModel):
         return value.model_dump(exclude_none=True)
     return value
