@@ -49,7 +49,8 @@ def path_segment(value: str) -> str:
     """
     if not isinstance(value, str) or not _ID.fullmatch(value) or value in (".", ".."):
         raise ValueError(f"not a valid id for a URL path: {value!r}")
-    return quote(value, safe="")
+    # ":" is the one character of an id that quote() changes.
+    return quote(value, safe="") if ":" in value else value
 
 
 def drop_none(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -65,7 +65,6 @@ STREAM_CALLBACKS = (
 SLICE_BYTES = 16 * 1024
 
 
-
 class Accumulator(Protocol[RawT]):
     """The pure half of a stream: folds events into snapshots, notes due callbacks."""
 
