@@ -62,7 +62,9 @@ class APIObject(APIModel):
     @property
     def response_meta(self) -> ResponseMeta | None:
         """Headers of the HTTP answer that carried this object, when it came from one."""
-        return self._meta
+        # Read from pydantic's private dict: self._meta goes through BaseModel.__getattr__.
+        private = self.__pydantic_private__
+        return private.get("_meta") if private is not None else None
 
 
 class DeletionStatus(APIObject):
