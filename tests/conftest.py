@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import runtime.retry
+from runtime import fairness
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,3 +81,12 @@ def steps_of_a_bystander() -> Callable[[Awaitable[object]], Awaitable[int]]:
         return steps - start
 
     return count
+
+
+@pytest.fixture
+def no_slice() -> Iterator[None]:
+    """Runs wait for a turn (``runtime.fairness``) whenever another already had one in this
+    pass of the loop: taking turns shown without depending on how fast the machine is."""
+    fairness.set_slice(0)
+    yield
+    fairness.set_slice(fairness.DEFAULT_SLICE_S)

@@ -36,6 +36,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
+from runtime import fairness
 from runtime.core import tracing
 from runtime.core.approval import (
     TIMED_OUT_REASON,
@@ -155,6 +156,8 @@ class Runner(Generic[RawT]):
             scope: the scope of the run's write records (e.g. a job id; default: the
                 conversation, else the first turn's id).
         """
+        if (waiter := fairness.turn()) is not None:
+            await waiter  # a thousand runs started at once take turns (runtime.fairness)
         spec = output_spec(output_type) if output_type is not None else None
         if spec is not None:
             request = replace(request, output=spec.schema)
@@ -232,6 +235,8 @@ class Runner(Generic[RawT]):
             ApprovalError: a decision for a call the pause does not hold, a changed
                 decision, or a turn that no longer waits for tool outputs; nothing is sent.
         """
+        if (waiter := fairness.turn()) is not None:
+            await waiter
         if not (decisions or pending is not None or self.pauses.known(ref.id)):
             return await self._resume_from(ref, request, handler, known_results, None, scope)
 
@@ -477,6 +482,8 @@ class Runner(Generic[RawT]):
         ambiguous = 0  # busy-thread refusals are bounded by busy_wait_s, not by attempts
         state.last_submit = None
         while True:
+            if (waiter := fairness.turn()) is not None:
+                await waiter  # before the request is in flight: a cancel here sends nothing
             state.start_in_flight = True  # stays set if we are cancelled mid-request
             try:
                 return await self._requested(
@@ -1062,6 +1069,8 @@ class Runner(Generic[RawT]):
     async def _send_outputs(
         self, state: RunState[RawT], turn: Turn[RawT], results: list[ToolCallResult]
     ) -> TurnStream[RawT]:
+        if (waiter := fairness.turn()) is not None:
+            await waiter
         state.last_submit = (turn, results)
         if state.tools_from_registry:
             # A tool source may have changed its list since the last round (MCP

@@ -18,7 +18,6 @@ before the turn stopped raises ``StreamInterrupted`` (``reason`` = ``eof``, ``co
 
 from __future__ import annotations
 
-import asyncio
 import time
 import types
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, Self, TypedDict, 
 
 import structlog
 
+from runtime import fairness
 from runtime.errors import (
     HandlerError,
     RequestTimeout,
@@ -64,11 +64,6 @@ STREAM_CALLBACKS = (
 # stream's CPU).
 SLICE_BYTES = 16 * 1024
 
-# Events handled in one go before the stream lets the loop run other tasks (checked between
-# record batches, so no decoded record waits across the pause): a thousand streams whose
-# bytes arrive together would otherwise hold the loop, in one iteration, for the sum of their
-# parsing, and the worker's heartbeats wait behind them.
-EVENTS_PER_STEP = 64
 
 
 class Accumulator(Protocol[RawT]):
@@ -319,23 +314,23 @@ class EventStream(Generic[RawT]):
                 await self._call("on_end", callback, ())
 
     async def _record_batches(self) -> AsyncGenerator[list[SSERecord], None]:
-        """The records each read completes (in slices of a big read), then the flushed rest;
-        the loop runs other tasks after every ``EVENTS_PER_STEP`` records or so."""
+        """The records each read completes (in slices of a big read), then the flushed rest.
+        Each slice waits for the stream's turn on the loop (:mod:`runtime.fairness`): a
+        thousand streams whose bytes arrive together take turns instead of holding the loop,
+        in one pass, for the sum of their parsing, with every timer waiting behind them."""
         decoder, idle = self._decoder, self._idle_timeout_s
         last_event = time.monotonic()
-        budget = EVENTS_PER_STEP
+        line = fairness.share()
         async for chunk in self._chunks:
             size = len(chunk)
             for start in range(0, size, SLICE_BYTES):
+                if (waiter := line.turn()) is not None:
+                    await waiter
                 piece = chunk if size <= SLICE_BYTES else chunk[start : start + SLICE_BYTES]
                 records = decoder.feed(piece)
                 if records:
                     last_event = time.monotonic()
-                    budget -= len(records)
                     yield records
-                    if budget <= 0:
-                        budget = EVENTS_PER_STEP
-                        await asyncio.sleep(0)  # the consumer cleared the batch it handled
                 elif idle is not None and time.monotonic() - last_event > idle:
                     raise RequestTimeout(f"no event for {idle:g} s (only keep-alive bytes)")
         yield decoder.flush()

@@ -483,10 +483,13 @@ async def test_fuzz_stream_raises_only_typed_errors(events: list[tuple[str, Any]
 
 @pytest.mark.parametrize("each", [True, False])
 async def test_many_buffered_events_let_other_tasks_run(
-    each: bool, steps_of_a_bystander: Callable[[Awaitable[object]], Awaitable[int]]
+    each: bool,
+    steps_of_a_bystander: Callable[[Awaitable[object]], Awaitable[int]],
+    no_slice: None,
 ) -> None:
     """A stream whose 1,000 events arrive in one chunk lets the loop run other tasks between
-    them (after every EVENTS_PER_STEP events or so), instead of parsing them in one step."""
+    them (it asks
+    for a turn before each slice of the read), instead of parsing them in one step."""
     deltas = [text_delta("msg_1", f"w{i} ") for i in range(1000)]
     payload = b"".join([run_event("in_progress"), *deltas, run_event("completed"), DONE])
     stream = RunStream(chunks_of(payload, size=len(payload)))

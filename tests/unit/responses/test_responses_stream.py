@@ -267,9 +267,11 @@ async def test_disagreeing_final_arguments_are_logged_and_win() -> None:
 
 async def test_many_buffered_events_let_other_tasks_run(
     steps_of_a_bystander: Callable[[Awaitable[object]], Awaitable[int]],
+    no_slice: None,
 ) -> None:
     """A response stream whose 1,000 deltas arrive in one chunk lets the loop run other tasks
-    between them (after every EVENTS_PER_STEP events or so), instead of parsing them in one step."""
+    between them (it asks
+    for a turn before each slice of the read), instead of parsing them in one step."""
     message = {"type": "message", "id": "msg_1", "status": "in_progress", "content": []}
     at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
     payload = sse(

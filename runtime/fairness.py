@@ -1,0 +1,138 @@
+"""Fair shares of one event loop among many concurrent runs.
+
+asyncio runs every callback that is ready before it looks at its timers again. When a
+thousand runs wake at once (a burst of starts, a thousand streams with data, a thousand
+tool rounds done), one pass of the loop can take a second, and every timer of the process
+waits that long: lease heartbeats, health checks, deadlines, the application's own.
+
+So a run asks for its turn (:func:`turn`) before each stretch of its own CPU work: before it
+starts, before each request it sends and before each piece of a stream it parses. While the
+loop is not busy the answer is immediate (a clock read). Once the runs have worked for a
+slice (:func:`set_slice`, 5 ms by default) since the loop last came round, the next ones
+wait in line, first come first served, and are let through a few per pass of the loop, so
+timers and I/O callbacks run between them. Code that never asks is not slowed down.
+
+What a turn bounds is the work the runs queue between two passes of the loop; a single
+stretch between two turns (a tool's own code, a garbage-collector pass) is not cut short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import deque
+
+__all__ = ["LoopShare", "set_slice", "share", "turn", "wait_turn"]
+
+DEFAULT_SLICE_S = 0.005
+_MAX_GRANT = 4096
+
+_slice_s = DEFAULT_SLICE_S
+
+
+def set_slice(seconds: float) -> None:
+    """How long runs may work, all together, before the loop comes round again (seconds,
+    >= 0; 0 lets one run through per pass of the loop while any waits)."""
+    global _slice_s
+    if not seconds >= 0:
+        raise ValueError(f"the slice must be >= 0 seconds, not {seconds!r}")
+    _slice_s = float(seconds)
+
+
+class LoopShare:
+    """The line of runs waiting for their turn on one event loop.
+
+    A tick runs once per pass of the loop while runs are working: it notes the time, so a
+    turn asked for within the slice is granted at once, and lets the first few waiting runs
+    through (more when the last pass was short, fewer when it was long)."""
+
+    __slots__ = ("_grant", "_loop", "_mark", "_ticking", "_waiting", "waited")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._mark = 0.0
+        self._ticking = False
+        self._grant = 1
+        self.waited = 0
+        """Turns that had to wait, since the loop started (a measure of how busy it was)."""
+
+    @property
+    def waiting(self) -> int:
+        """Runs in line now."""
+        return len(self._waiting)
+
+    def turn(self) -> asyncio.Future[None] | None:
+        """None to go on at once; else a future to await, done when this run's turn comes."""
+        now = time.monotonic()
+        if not self._ticking:
+            self._ticking = True
+            self._mark = now
+            self._loop.call_soon(self._tick)
+            return None
+        if not self._waiting and now - self._mark < _slice_s:
+            return None
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._waiting.append(waiter)
+        self.waited += 1
+        return waiter
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        spent, self._mark = now - self._mark, now
+        waiting = self._waiting
+        if not waiting:
+            if spent < _slice_s:
+                self._ticking = False  # the loop has room: stop counting until asked again
+            else:
+                self._loop.call_soon(self._tick)
+            return
+        self._grant = self._next_grant(spent)
+        let_through = 0
+        while waiting and let_through < self._grant:
+            waiter = waiting.popleft()
+            if not waiter.done():  # a run cancelled in line is skipped
+                waiter.set_result(None)
+                let_through += 1
+        self._loop.call_soon(self._tick)
+
+    def _next_grant(self, spent: float) -> int:
+        if spent < _slice_s / 2:
+            return min(self._grant * 2, _MAX_GRANT)
+        if spent > _slice_s:
+            return max(1, self._grant // 2)
+        return self._grant
+
+
+_last: tuple[asyncio.AbstractEventLoop, LoopShare] | None = None
+_shares: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopShare] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def share() -> LoopShare:
+    """The running loop's line (one per loop)."""
+    global _last
+    loop = asyncio.get_running_loop()
+    last = _last
+    if last is not None and last[0] is loop:
+        return last[1]
+    line = _shares.get(loop)
+    if line is None:
+        line = _shares[loop] = LoopShare(loop)
+    _last = (loop, line)
+    return line
+
+
+def turn() -> asyncio.Future[None] | None:
+    """Ask the running loop for a turn: None to go on at once, else a future to await.
+    The cheap form for hot paths: ``if (waiter := turn()) is not None: await waiter``."""
+    return share().turn()
+
+
+async def wait_turn() -> None:
+    """Wait for this run's turn on the running loop (at once when the loop is not busy)."""
+    waiter = share().turn()
+    if waiter is not None:
+        await waiter
