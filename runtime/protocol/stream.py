@@ -325,9 +325,10 @@ class EventStream(Generic[RawT]):
             size = len(chunk)
             for start in range(0, size, SLICE_BYTES):
                 if (waiter := line.turn()) is not None:
-                    await waiter
-                piece = chunk if size <= SLICE_BYTES else chunk[start : start + SLICE_BYTES]
-                records = decoder.feed(piece)
+                    await waiter  # holding the read, not a copy of a slice of it
+                records = decoder.feed(
+                    chunk if size <= SLICE_BYTES else chunk[start : start + SLICE_BYTES]
+                )
                 if records:
                     last_event = time.monotonic()
                     yield records

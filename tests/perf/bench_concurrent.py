@@ -218,6 +218,11 @@ async def measure(run_once: RunOnce, args: argparse.Namespace) -> dict[str, Any]
     base_n = 1_000_000
     await batch(lambda i: run_once(base_n + i), min(50, args.runs))
     gc.collect()
+    if args.gc_freeze:
+        gc.freeze()  # what an application may do after start-up: not the library's default
+    if args.gc_threshold:
+        gc.set_threshold(*args.gc_threshold)
+    collections_before = [s["collections"] for s in gc.get_stats()]
     pauses = GcPauses()
     gc.callbacks.append(pauses)
     probe = SlowCallbacks(pauses)
@@ -238,6 +243,10 @@ async def measure(run_once: RunOnce, args: argparse.Namespace) -> dict[str, Any]
     await beat
     probe.uninstall()
     gc.callbacks.remove(pauses)
+    report["gc_collections"] = "/".join(
+        str(s["collections"] - before)
+        for s, before in zip(gc.get_stats(), collections_before, strict=True)
+    )
     report["rss_per_inflight_kb"] = round(
         (sampler.peak - base_rss) / report["peak_inflight"] / 1024, 1
     )
@@ -375,6 +384,10 @@ def run_client(protocol: str, url: str, args: argparse.Namespace) -> dict[str, A
     ]
     if not args.tracemalloc:
         command.append("--no-tracemalloc")
+    if args.gc_freeze:
+        command.append("--gc-freeze")
+    if args.gc_threshold:
+        command += ["--gc-threshold", ",".join(map(str, args.gc_threshold))]
     proc = subprocess.run(
         command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800, check=False
     )
@@ -417,6 +430,7 @@ KEYS = [
     "gc_pause_max_ms",
     "gc_pause_cpu_max_ms",
     "gc_total_ms",
+    "gc_collections",
     "emulator_cpu_s",
 ]
 
@@ -429,6 +443,16 @@ def main() -> int:
     parser.add_argument("--tool-ms", type=int, default=50, help="how long the async tool sleeps")
     parser.add_argument("--no-tracemalloc", dest="tracemalloc", action="store_false")
     parser.add_argument("--frames", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() after the warm-up, as an application may after start-up",
+    )
+    parser.add_argument(
+        "--gc-threshold",
+        type=lambda text: tuple(int(v) for v in text.split(",")),
+        help="gc.set_threshold(A, B, C) after the warm-up, e.g. 700,10,1000",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--client", choices=sorted(PROTOCOLS), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
