@@ -3,6 +3,9 @@
 Uses the stdlib ``sqlite3`` on one dedicated thread per queue object (the event loop never
 blocks on disk). The database runs in WAL mode; a claim is one ``BEGIN IMMEDIATE`` transaction,
 so two processes never lease the same job.
+The calls made in one turn of the event loop (several jobs' progress writes, a claim) reach
+the thread together and run as one transaction: one commit, and their callers hear of it only
+after that commit.
 
 Leases and retry delays are deadlines the holder's heartbeat (or release) pushes forward. They
 are kept on two clocks: ``CLOCK_MONOTONIC`` (``time.monotonic()``, system-wide on Linux, never
