@@ -189,6 +189,7 @@ class _StoreThread:
         self._run_batch = run_batch
         # Calls of the current loop iteration, by loop, not handed over yet.
         self._pending: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
+        self._stopped = False
         # A daemon: a queue nobody closed must not keep the process from exiting.
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
@@ -201,6 +202,9 @@ class _StoreThread:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
+        if self._stopped:
+            future.set_exception(_closed_error())
+            return future
         pending = self._pending.get(loop)
         if pending is None:
             pending = self._pending[loop] = []
@@ -209,11 +213,19 @@ class _StoreThread:
         return future
 
     def stop(self) -> None:
-        """Let the thread end after the calls handed over before."""
+        """Let the thread end after the calls handed over before; later calls fail."""
+        self._stopped = True
         self._calls.put(None)
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._calls.put(self._pending.pop(loop))
+        calls = self._pending.pop(loop)
+        if not self._stopped:
+            self._calls.put(calls)
+            return
+        # Made before stop() in the same turn of the loop: the thread would never run them.
+        for call in calls:
+            if not call.future.done():
+                call.future.set_exception(_closed_error())
 
     def _serve(self) -> None:
         while (calls := self._calls.get()) is not None:
@@ -251,6 +263,10 @@ class _Call:
     future: asyncio.Future[Any]
     fn: Callable[[], Any]
     alone: bool = False
+
+
+def _closed_error() -> QueueError:
+    return QueueError("the sqlite queue is closed")
 
 
 #: A call's result and exception (one of them ``None``).

@@ -177,3 +177,22 @@ async def test_closing_waits_for_the_calls_made_before(tmp_path: Path, count: in
         assert other.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == count
     finally:
         other.close()
+
+
+async def test_a_call_racing_the_close_fails_instead_of_waiting(tmp_path: Path) -> None:
+    """A call that would reach the queue's thread after it was told to stop (a write racing
+    ``aclose``) fails with QueueError at once instead of waiting forever for a thread that
+    is gone."""
+    queue = SqliteQueue(tmp_path / "q.db")
+    await queue.ping()
+    thread = queue._thread
+    assert thread is not None
+    made_first = asyncio.ensure_future(queue._call(lambda conn: 1))
+    late = asyncio.ensure_future(queue._call(lambda conn: 2))
+    await asyncio.sleep(0)  # both calls are made; their hand-over is due at the turn's end
+    thread.stop()
+    for call in (made_first, late):
+        with pytest.raises(QueueError):
+            await asyncio.wait_for(call, 5.0)
+    with pytest.raises(QueueError):  # the queue's thread is gone: nothing runs any more
+        await queue.ping()
