@@ -74,13 +74,16 @@ class LoopShare:
     def turn(self) -> asyncio.Future[None] | None:
         """None to go on at once; else a future to await, done when this run's turn comes."""
         now = time.monotonic()
+        if now - self._mark < _slice_s:
+            return None  # also for a run let through this pass that asks again right away
         if not self._ticking:
+            # The slice since the loop was last seen coming round is over, but nobody was
+            # counting: the loop may just have been idle. Count from now, and tick at the
+            # next pass (so a lone run ticks once a slice, not once a turn).
             self._ticking = True
             self._mark = now
             self._loop.call_soon(self._tick)
             return None
-        if now - self._mark < _slice_s:
-            return None  # also for a run let through this pass that asks again right away
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._waiting.append(waiter)
         self.waited += 1

@@ -49,7 +49,8 @@ def path_segment(value: str) -> str:
     """
     if not isinstance(value, str) or not _ID.fullmatch(value) or value in (".", ".."):
         raise ValueError(f"not a valid id for a URL path: {value!r}")
-    return quote(value, safe="")
+    # ":" is the one character of an id that quote() changes.
+    return quote(value, safe="") if ":" in value else value
 
 
 def drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,7 +58,13 @@ def drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _plain(v) for k, v in params.items() if v is not None}
 
 
+# Values that are never a model: the common request fields skip the (ABC) isinstance check.
+_JSON_TYPES = frozenset({str, int, float, bool, list, dict, tuple})
+
+
 def _plain(value: Any) -> Any:
+    if type(value) in _JSON_TYPES:
+        return value
     if isinstance(value, BaseModel):
         return value.model_dump(exclude_none=True)
     return value

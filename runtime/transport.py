@@ -162,6 +162,7 @@ class AiohttpTransport:
         self._connect_timeout_s = connect_timeout_s
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -181,11 +182,7 @@ class AiohttpTransport:
             APIStatusError: a 3xx answer (code ``redirect_refused``); it is not followed.
         """
         session = self._get_session()
-        timeout = aiohttp.ClientTimeout(
-            total=None if request.stream else request.timeout_s,
-            sock_connect=self._connect_timeout_s,
-            sock_read=request.idle_timeout_s if request.stream else None,
-        )
+        timeout = self._timeout(request)
         with map_aiohttp_errors():
             resp = await session.request(
                 request.method,
@@ -208,6 +205,21 @@ class AiohttpTransport:
         finally:
             resp.release()
         return Response(resp.status, headers, body=body)
+
+    def _timeout(self, request: Request) -> aiohttp.ClientTimeout:
+        # ClientTimeout is immutable and a client sends few distinct ones: built once each.
+        key = (
+            None if request.stream else request.timeout_s,
+            request.idle_timeout_s if request.stream else None,
+        )
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            if len(self._timeouts) > 16:
+                self._timeouts.clear()
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=key[0], sock_connect=self._connect_timeout_s, sock_read=key[1]
+            )
+        return timeout
 
     async def aclose(self) -> None:
         """Close the session (idempotent)."""

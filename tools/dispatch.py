@@ -653,8 +653,8 @@ class ToolDispatcher:
         else:
             run = functools.partial(contextvars.copy_context().run, tool.fn, *args, **kwargs)
             value = await thread.run(run)
-        if inspect.isawaitable(value):  # a sync wrapper around a coroutine function
-            value = await value
+        if type(value) not in _PLAIN_RESULTS and inspect.isawaitable(value):
+            value = await value  # a sync wrapper around a coroutine function
         return value
 
     def _no_thread(self, call: ToolCall, stats: PoolStats, exc: BaseException) -> _Failure:
@@ -799,6 +799,10 @@ class ToolDispatcher:
             error_type=result.error_type,
             **extra,
         )
+
+
+# Results that are never awaitable: they skip isawaitable's ABC check.
+_PLAIN_RESULTS = frozenset({str, int, float, bool, dict, list, tuple, type(None)})
 
 
 def _earliest(

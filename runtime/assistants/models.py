@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, Tag
 
-from runtime.protocol.objects import FIRST_MATCH, APIModel, APIObject
+from runtime.protocol.objects import BY_TYPE, FIRST_MATCH, APIModel, APIObject
 
 RunStatus = Literal[
     "queued",
@@ -153,13 +153,23 @@ class UnknownAnnotation(APIModel):
 
 
 Annotation = FileCitationAnnotation | FilePathAnnotation | UnknownAnnotation
+#: How an annotation is validated: the member its ``type`` names, else the fallback.
+AnnotationByType = Annotated[
+    Annotated[
+        Annotated[FileCitationAnnotation, Tag("file_citation")]
+        | Annotated[FilePathAnnotation, Tag("file_path")],
+        BY_TYPE,
+    ]
+    | UnknownAnnotation,
+    FIRST_MATCH,
+]
 
 
 class Text(APIModel):
     """Text content: the value and its annotations."""
 
     value: str = ""
-    annotations: list[Annotated[Annotation, FIRST_MATCH]] = Field(default_factory=list)
+    annotations: list[AnnotationByType] = Field(default_factory=list)
 
 
 class TextContent(APIModel):
@@ -211,6 +221,18 @@ class UnknownContent(APIModel):
 
 
 MessageContent = TextContent | ImageFileContent | ImageURLContent | RefusalContent | UnknownContent
+#: How a message content part is validated: the member its ``type`` names, else the fallback.
+MessageContentByType = Annotated[
+    Annotated[
+        Annotated[TextContent, Tag("text")]
+        | Annotated[ImageFileContent, Tag("image_file")]
+        | Annotated[ImageURLContent, Tag("image_url")]
+        | Annotated[RefusalContent, Tag("refusal")],
+        BY_TYPE,
+    ]
+    | UnknownContent,
+    FIRST_MATCH,
+]
 
 
 class Message(APIObject):
@@ -225,7 +247,7 @@ class Message(APIObject):
     completed_at: int | None = None
     incomplete_at: int | None = None
     role: str = "assistant"
-    content: list[Annotated[MessageContent, FIRST_MATCH]] = Field(default_factory=list)
+    content: list[MessageContentByType] = Field(default_factory=list)
     assistant_id: str | None = None
     run_id: str | None = None
     attachments: list[dict[str, Any]] | None = None
@@ -334,6 +356,17 @@ class UnknownToolCall(APIModel):
 
 
 StepToolCall = FunctionToolCall | CodeInterpreterToolCall | FileSearchToolCall | UnknownToolCall
+#: How a run step's tool call is validated: the member its ``type`` names, else the fallback.
+StepToolCallByType = Annotated[
+    Annotated[
+        Annotated[FunctionToolCall, Tag("function")]
+        | Annotated[CodeInterpreterToolCall, Tag("code_interpreter")]
+        | Annotated[FileSearchToolCall, Tag("file_search")],
+        BY_TYPE,
+    ]
+    | UnknownToolCall,
+    FIRST_MATCH,
+]
 
 
 class MessageCreation(APIModel):
@@ -353,7 +386,7 @@ class ToolCallsStepDetails(APIModel):
     """Details of a step that called tools."""
 
     type: Literal["tool_calls"]
-    tool_calls: list[Annotated[StepToolCall, FIRST_MATCH]] = Field(default_factory=list)
+    tool_calls: list[StepToolCallByType] = Field(default_factory=list)
 
 
 class UnknownStepDetails(APIModel):
@@ -363,6 +396,16 @@ class UnknownStepDetails(APIModel):
 
 
 StepDetails = MessageCreationStepDetails | ToolCallsStepDetails | UnknownStepDetails
+#: How a run step's details are validated: the member their ``type`` names, else the fallback.
+StepDetailsByType = Annotated[
+    Annotated[
+        Annotated[MessageCreationStepDetails, Tag("message_creation")]
+        | Annotated[ToolCallsStepDetails, Tag("tool_calls")],
+        BY_TYPE,
+    ]
+    | UnknownStepDetails,
+    FIRST_MATCH,
+]
 
 
 class RunStep(APIObject):
@@ -381,7 +424,7 @@ class RunStep(APIObject):
     expired_at: int | None = None
     failed_at: int | None = None
     last_error: LastError | None = None
-    step_details: Annotated[StepDetails, FIRST_MATCH] | None = None
+    step_details: StepDetailsByType | None = None
     usage: Usage | None = None
     metadata: dict[str, Any] | None = None
 

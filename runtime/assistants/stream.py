@@ -162,7 +162,10 @@ class RunAccumulator(Notes):
 
     def feed(self, event: StreamEvent) -> None:
         """Fold one event in."""
-        if isinstance(event, MessageDeltaEvent):
+        kind = type(event)
+        if kind is RunStepDeltaEvent:  # the hot path: tool-call argument fragments
+            self._step_delta(event.data)
+        elif isinstance(event, MessageDeltaEvent):
             self._message_delta(event.data)
         elif isinstance(event, RunStepDeltaEvent):
             self._step_delta(event.data)
@@ -298,8 +301,8 @@ class RunAccumulator(Notes):
                 snapshot.append_arguments(raw)
         if created:
             self._note("on_tool_call_created", snapshot)
-        else:
-            self._note("on_tool_call_delta", arguments, snapshot)
+        elif "on_tool_call_delta" in self.wants:  # _note, inlined: once per fragment
+            self.notes.append(("on_tool_call_delta", (arguments, snapshot)))
 
     def _step_event(self, event: RunStepEvent) -> None:
         step = event.step

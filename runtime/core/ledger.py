@@ -142,7 +142,12 @@ def canonical_arguments(arguments: Mapping[str, Any] | str) -> str:
             value = json.loads(arguments or "{}")
         except ValueError:
             return arguments
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
+
+
+# What json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False) builds on
+# every call (it builds a new encoder for any non-default option): once a call of every round.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def recorded_result(call: ToolCall, record: WriteRecord) -> ToolCallResult:

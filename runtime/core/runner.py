@@ -69,6 +69,7 @@ from runtime.errors import (
     ThreadBusyError,
 )
 from runtime.logging import redact
+from runtime.protocol.stream import EventStream
 from tools import ToolCall, ToolCallResult, ToolDispatcher, ToolRegistry
 
 log = structlog.get_logger("runtime.run")
@@ -643,15 +644,21 @@ class Runner(Generic[RawT]):
         """
         task = asyncio.current_task()
         state.reader = task
+
+        async def named(ref: TurnRef) -> None:
+            # Known as soon as the first event names it: cancel() and _abort() can reach it.
+            if ref.id not in state.seen_turns:
+                await self._track(state, ref)
+
         try:
-            tracked = False
-            async for _ in stream:
-                if not tracked and (ref := stream.ref) is not None:
-                    # Known as soon as the first event names it: cancel() and _abort() can
-                    # reach it.
-                    tracked = True
-                    if ref.id not in state.seen_turns:
-                        await self._track(state, ref)
+            if isinstance(stream, EventStream):
+                await stream.follow(named)  # no hop out of the stream per event
+            else:
+                tracked = False
+                async for _ in stream:
+                    if not tracked and (ref := stream.ref) is not None:
+                        tracked = True
+                        await named(ref)
         except asyncio.CancelledError:
             if not (state.cancel_requested.is_set() and task is not None and task.uncancel() == 0):
                 raise

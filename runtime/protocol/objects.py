@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr
 from pydantic.fields import FieldInfo
 
 #: How the ``Known1 | Known2 | Unknown`` unions of the API objects are validated: the members
@@ -17,6 +17,15 @@ from pydantic.fields import FieldInfo
 #: pydantic's default (smart) mode would choose, found without validating every member (the
 #: smart mode's cost, about 4x, on each item, content part and tool call of every object).
 FIRST_MATCH: FieldInfo = Field(union_mode="left_to_right")
+
+
+#: Goes with FIRST_MATCH: ``Annotated[Annotated[Known1, Tag("a")] | Annotated[Known2, Tag("b")],
+#: BY_TYPE] | Unknown`` tries only the known member the object's ``type`` names, then the
+#: fallback. Each known member takes one literal ``type``, so every other known member would
+#: fail anyway: the outcome is first-match's, without building the errors of members that
+#: cannot match. The tag is read in pydantic's core (a dict key or a model's attribute); an
+#: object without a known ``type`` string goes to the fallback, as first-match sends it.
+BY_TYPE = Discriminator("type")
 
 
 class ResponseMeta(BaseModel):
@@ -53,7 +62,9 @@ class APIObject(APIModel):
     @property
     def response_meta(self) -> ResponseMeta | None:
         """Headers of the HTTP answer that carried this object, when it came from one."""
-        return self._meta
+        # Read from pydantic's private dict: self._meta goes through BaseModel.__getattr__.
+        private = self.__pydantic_private__
+        return private.get("_meta") if private is not None else None
 
 
 class DeletionStatus(APIObject):

@@ -65,7 +65,6 @@ STREAM_CALLBACKS = (
 SLICE_BYTES = 16 * 1024
 
 
-
 class Accumulator(Protocol[RawT]):
     """The pure half of a stream: folds events into snapshots, notes due callbacks."""
 
@@ -253,17 +252,28 @@ class EventStream(Generic[RawT]):
             pass
         return self
 
+    async def follow(self, named: Callable[[TurnRef], Awaitable[None]]) -> Self:
+        """Consume the whole stream like :meth:`until_done`; ``named`` is awaited with the
+        turn's ref as soon as an event names it, before the next event is read."""
+        async for _ in self._begin(each=False, named=named):
+            pass
+        return self
+
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self._begin(each=True)
 
-    def _begin(self, *, each: bool) -> AsyncGenerator[StreamEvent, None]:
+    def _begin(
+        self, *, each: bool, named: Callable[[TurnRef], Awaitable[None]] | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
         if self._started:
             raise RuntimeError("a stream can be iterated only once")
         self._started = True
-        self._gen = self._iterate(each)
+        self._gen = self._iterate(each, named)
         return self._gen
 
-    async def _iterate(self, each: bool) -> AsyncGenerator[StreamEvent, None]:
+    async def _iterate(
+        self, each: bool, named: Callable[[TurnRef], Awaitable[None]] | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
         batches = self._record_batches()
         try:
             try:
@@ -278,6 +288,9 @@ class EventStream(Generic[RawT]):
                         if on_event is not None:
                             await self._call("on_event", on_event, (event,))
                         accumulator.feed(event)
+                        if named is not None and (ref := accumulator.ref) is not None:
+                            await named(ref)
+                            named = None
                         notes = accumulator.notes
                         if notes:
                             accumulator.notes = []

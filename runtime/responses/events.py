@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import cached_property
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import TypeAdapter
 
@@ -26,9 +26,14 @@ from runtime.protocol.events import (
     scan_json,
     typed_event,
 )
-from runtime.protocol.objects import FIRST_MATCH
 from runtime.protocol.sse import SSERecord
-from runtime.responses.models import OutputContent, OutputItem, Response
+from runtime.responses.models import (
+    OutputContent,
+    OutputContentByType,
+    OutputItem,
+    OutputItemByType,
+    Response,
+)
 
 LIFECYCLE_EVENTS = frozenset(
     {
@@ -45,8 +50,8 @@ TERMINAL_EVENTS = frozenset(
     {"response.completed", "response.incomplete", "response.failed", "response.cancelled"}
 )
 
-_ITEM = TypeAdapter[OutputItem](Annotated[OutputItem, FIRST_MATCH])
-_PART = TypeAdapter[OutputContent](Annotated[OutputContent, FIRST_MATCH])
+_ITEM = TypeAdapter[OutputItem](OutputItemByType)
+_PART = TypeAdapter[OutputContent](OutputContentByType)
 
 
 def _int(data: dict[str, Any], key: str) -> int:

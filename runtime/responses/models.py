@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, Tag
 
 from runtime.assistants.models import IncompleteDetails
-from runtime.protocol.objects import FIRST_MATCH, APIModel, APIObject
+from runtime.protocol.objects import BY_TYPE, FIRST_MATCH, APIModel, APIObject
 
 ResponseStatus = Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
 TERMINAL_RESPONSE_STATUSES: frozenset[str] = frozenset(
@@ -77,6 +77,15 @@ class UnknownPart(APIModel):
 
 
 OutputContent = OutputText | OutputRefusal | UnknownPart
+#: How a content part is validated: the member its ``type`` names, else the fallback.
+OutputContentByType = Annotated[
+    Annotated[
+        Annotated[OutputText, Tag("output_text")] | Annotated[OutputRefusal, Tag("refusal")],
+        BY_TYPE,
+    ]
+    | UnknownPart,
+    FIRST_MATCH,
+]
 
 
 class OutputMessage(APIModel):
@@ -86,7 +95,7 @@ class OutputMessage(APIModel):
     id: str = ""
     status: str | None = None
     role: str = "assistant"
-    content: list[Annotated[OutputContent, FIRST_MATCH]] = Field(default_factory=list)
+    content: list[OutputContentByType] = Field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -116,6 +125,16 @@ class UnknownItem(APIModel):
 
 
 OutputItem = OutputMessage | FunctionCallItem | UnknownItem
+#: How an output item is validated: the member its ``type`` names, else the fallback.
+OutputItemByType = Annotated[
+    Annotated[
+        Annotated[OutputMessage, Tag("message")]
+        | Annotated[FunctionCallItem, Tag("function_call")],
+        BY_TYPE,
+    ]
+    | UnknownItem,
+    FIRST_MATCH,
+]
 
 
 class Conversation(APIObject):
@@ -146,7 +165,7 @@ class Response(APIObject):
     instructions: Any = None
     max_output_tokens: int | None = None
     model: str | None = None
-    output: list[Annotated[OutputItem, FIRST_MATCH]] = Field(default_factory=list)
+    output: list[OutputItemByType] = Field(default_factory=list)
     parallel_tool_calls: bool | None = None
     previous_response_id: str | None = None
     conversation: ResponseConversation | None = None

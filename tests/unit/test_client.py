@@ -733,3 +733,14 @@ async def test_from_settings_azure_falls_back_to_api_key(
     assert seen.path == "/openai/threads/thread_1"
     assert seen.headers["api-key"] == AZURE_KEY
     assert seen.query == {"api-version": "2024-05-01-preview"}
+
+
+def test_path_segment_quotes_only_what_an_id_needs() -> None:
+    """An id goes into a URL path as it is, but for ':' (percent-encoded); a bad id is refused."""
+    from runtime.http import path_segment
+
+    assert path_segment("run_aZ-0.9~") == "run_aZ-0.9~"
+    assert path_segment("ns:run_1") == "ns%3Arun_1"
+    for bad in ("", ".", "..", "a/b", "a?b", "a b"):
+        with pytest.raises(ValueError):
+            path_segment(bad)

@@ -3,6 +3,7 @@ pydantic's default (smart) mode, on any JSON-shaped input."""
 
 from __future__ import annotations
 
+import json
 import typing
 from typing import Annotated, Any
 
@@ -22,6 +23,15 @@ UNIONS: dict[str, Any] = {
     "StepDetails": assistants.StepDetails,
     "OutputContent": responses.OutputContent,
     "OutputItem": responses.OutputItem,
+}
+# How the models validate each union: the member the ``type`` names, then the fallback.
+BY_TYPE: dict[str, Any] = {
+    "Annotation": assistants.AnnotationByType,
+    "MessageContent": assistants.MessageContentByType,
+    "StepToolCall": assistants.StepToolCallByType,
+    "StepDetails": assistants.StepDetailsByType,
+    "OutputContent": responses.OutputContentByType,
+    "OutputItem": responses.OutputItemByType,
 }
 
 
@@ -83,11 +93,13 @@ def inputs(union: Any) -> st.SearchStrategy[dict[str, Any]]:
     return tagged | st.dictionaries(keys, values, max_size=6)  # with or without a tag
 
 
-def _outcome(adapter: TypeAdapter[Any], value: dict[str, Any]) -> tuple[Any, ...]:
+def _outcome(
+    adapter: TypeAdapter[Any], value: Any, *, error_count: bool = True
+) -> tuple[Any, ...]:
     try:
         model = adapter.validate_python(value)
     except ValidationError as exc:
-        return ("invalid", exc.error_count())
+        return ("invalid", exc.error_count() if error_count else None)
     return (type(model), model.model_dump(), model.model_fields_set)
 
 
@@ -103,6 +115,42 @@ def test_first_match_validates_as_smart_mode(name: str) -> None:
     @given(inputs(union))
     def check(value: dict[str, Any]) -> None:
         assert _outcome(first, value) == _outcome(smart, value)
+
+    check()
+
+
+@pytest.mark.parametrize("name", sorted(UNIONS))
+def test_by_type_validates_as_smart_mode(name: str) -> None:
+    """For random member-shaped inputs (dicts, JSON text and models of every member), the
+    unions as the models validate them (the member the ``type`` names, then the fallback)
+    give the member, values and fields set that smart mode gives, or fail alike (with fewer
+    errors: members that cannot match are not tried)."""
+    union = UNIONS[name]
+    smart = TypeAdapter[Any](union)
+    by_type = TypeAdapter[Any](BY_TYPE[name])
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(inputs(union))
+    def check(value: dict[str, Any]) -> None:
+        expected = _outcome(smart, value, error_count=False)
+        assert _outcome(by_type, value, error_count=False) == expected
+        try:
+            text = json.dumps(value)
+        except ValueError:
+            return
+        from_json = _outcome(TypeAdapter[Any](union), json.loads(text), error_count=False)
+        try:
+            model = by_type.validate_json(text)
+            got: tuple[Any, ...] = (type(model), model.model_dump(), model.model_fields_set)
+        except ValidationError:
+            got = ("invalid", None)
+        assert got == from_json
+        if expected[0] != "invalid":
+            # A model already validated (of whichever member) is kept as it is.
+            assert _outcome(by_type, smart.validate_python(value), error_count=False)[:2] == (
+                expected[0],
+                expected[1],
+            )
 
     check()
 
