@@ -233,19 +233,19 @@ def _check_keys(model: type[BaseModel], data: dict[str, Any], where: str) -> Non
 
 
 @pytest.mark.parametrize(("where", "code"), _ids("toml"))
-def test_every_toml_block_parses_and_names_real_settings(where: str, code: str) -> None:
+def test_every_toml_block_parses_and_names_real_settings(
+    where: str, code: str, tmp_path: Path
+) -> None:
     """Each ```toml block parses, and its keys are runtime, worker or scenario settings."""
     data = tomllib.loads(code)
     assert data
     if "turns" in data:
         from runtime.emulator.scenario import Scenario
 
-        path = ROOT / "build-scenario.toml"
-        try:
-            path.write_text(code)
-            assert Scenario.load(path).turns
-        finally:
-            path.unlink()
+        # Under tmp_path: two blocks checked at once (one per test worker) cannot share a file.
+        path = tmp_path / "scenario.toml"
+        path.write_text(code)
+        assert Scenario.load(path).turns
         return
     model: type[BaseModel] = WorkerSettings if "worker" in data or "queue" in data else Settings
     _check_keys(model, data, where)
