@@ -338,13 +338,17 @@ class EventStream(Generic[RawT]):
             size = len(chunk)
             for start in range(0, size, SLICE_BYTES):
                 if (waiter := line.turn()) is not None:
+                    waited = time.monotonic()
                     await waiter  # holding the read, not a copy of a slice of it
+                    last_event += time.monotonic() - waited  # our wait, not the server's
                 records = decoder.feed(
                     chunk if size <= SLICE_BYTES else chunk[start : start + SLICE_BYTES]
                 )
                 if records:
-                    last_event = time.monotonic()
                     yield records
+                    # Counted from when they were handled: the consumer's own time (its
+                    # handlers, its turns) is not the server's silence.
+                    last_event = time.monotonic()
                 elif idle is not None and time.monotonic() - last_event > idle:
                     raise RequestTimeout(f"no event for {idle:g} s (only keep-alive bytes)")
         yield decoder.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -501,3 +502,26 @@ async def test_many_buffered_events_let_other_tasks_run(
 async def _read(stream: RunStream) -> None:
     async for _ in stream:
         pass
+
+
+async def _each(*events: bytes) -> AsyncIterator[bytes]:
+    """One chunk per event, as a server flushing after each would deliver them."""
+    for event in events:
+        yield event
+
+
+async def test_the_consumers_own_time_is_not_the_servers_silence() -> None:
+    """The idle timeout counts only the server's silence: a handler that takes longer than
+    the timeout over an event, then keep-alive bytes, do not break the stream."""
+
+    class Slow(EventHandler):
+        async def on_text_delta(self, delta: str, snapshot: TextSnapshot) -> None:
+            await asyncio.sleep(0.3)
+
+    events = (run_event("in_progress"), text_delta("msg_1", "hi"), b": keep-alive\n\n")
+    stream = RunStream(
+        _each(*events, run_event("completed"), DONE), handler=Slow(), idle_timeout_s=0.1
+    )
+    await stream.until_done()
+    assert stream.text == "hi" and stream.state.run is not None
+    assert stream.state.run.status == "completed"

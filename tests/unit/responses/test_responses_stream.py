@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -284,3 +285,35 @@ async def test_many_buffered_events_let_other_tasks_run(
     steps = await steps_of_a_bystander(stream.until_done())
     assert steps >= 3  # 0 when the chunk was parsed in one step
     assert stream.text == "".join(f"w{i} " for i in range(1000))
+
+
+async def _each(*events: bytes) -> AsyncIterator[bytes]:
+    """One chunk per event, as a server flushing after each would deliver them."""
+    for event in events:
+        yield event
+
+
+async def test_the_consumers_own_time_is_not_the_servers_silence() -> None:
+    """The idle timeout counts only the server's silence: a handler that takes longer than
+    the timeout over an event, then keep-alive bytes, do not break the stream."""
+
+    class Slow(EventHandler):
+        async def on_text_delta(self, delta: str, snapshot: TextSnapshot) -> None:
+            await asyncio.sleep(0.3)
+
+    message = {"type": "message", "id": "msg_1", "status": "in_progress", "content": []}
+    at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    done = {**RESPONSE, "status": "completed"}
+    stream = ResponseStream(
+        _each(
+            sse(("response.created", {"response": RESPONSE})),
+            sse(("response.output_item.added", {"output_index": 0, "item": message})),
+            sse(("response.output_text.delta", {**at, "delta": "hi"})),
+            b": keep-alive\n\n",
+            sse(("response.completed", {"response": done})),
+        ),
+        handler=Slow(),
+        idle_timeout_s=0.1,
+    )
+    await stream.until_done()
+    assert stream.text == "hi"
