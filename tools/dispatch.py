@@ -56,7 +56,13 @@ from typing import Any, Protocol
 import structlog
 
 from tools.calls import ToolCall, ToolCallResult
-from tools.containment import ContainedExit, LoopStopRefused, guard_loop, running_tool
+from tools.containment import (
+    ContainedExit,
+    LoopStopRefused,
+    guard_loop,
+    running_tool,
+    start_task,
+)
 from tools.context import ToolContext
 from tools.deadlines import Deadlines
 from tools.encoding import MIN_OUTPUT_CHARS, encode_output, error_output, truncate
@@ -302,7 +308,12 @@ class ToolDispatcher:
         if launched:
             self._log_batch_started(launched)  # before any call runs: tasks start on await
         if flights:
-            await self._wait(flights, batch)
+            # The calls' timer stays armed until the batch ends: one timer per batch.
+            self._deadlines.hold()
+            try:
+                await self._wait(flights, batch)
+            finally:
+                self._deadlines.release()
         for flight in flights:
             self._settle(flight)
         return [self._cache[call.id] for call in calls]
@@ -406,7 +417,7 @@ class ToolDispatcher:
         # Settled lazily (by run_batch, cached() or aclose()) rather than by a done callback:
         # one loop callback less per call.
         run = self._run_untraced if self.tracer is None else self._run_traced
-        flight.task = asyncio.create_task(run(flight))
+        flight.task = start_task(asyncio.get_running_loop(), run(flight))
         if flight.deferred:
             self._left_queue(flight)
 
