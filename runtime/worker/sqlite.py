@@ -3,6 +3,9 @@
 Uses the stdlib ``sqlite3`` on one dedicated thread per queue object (the event loop never
 blocks on disk). The database runs in WAL mode; a claim is one ``BEGIN IMMEDIATE`` transaction,
 so two processes never lease the same job.
+The calls made in one turn of the event loop (several jobs' progress writes, a claim) reach
+the thread together and run as one transaction: one commit, and their callers hear of it only
+after that commit.
 
 Leases and retry delays are deadlines the holder's heartbeat (or release) pushes forward. They
 are kept on two clocks: ``CLOCK_MONOTONIC`` (``time.monotonic()``, system-wide on Linux, never
@@ -25,7 +28,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -165,40 +168,93 @@ SELECT * FROM (SELECT {_COLUMNS}, seq FROM jobs WHERE {_LEASE_LAPSED} ORDER BY s
 ORDER BY seq LIMIT :count"""
 
 
-class _StoreThread:
-    """The queue's one thread: runs calls in order and hands each result to its loop.
+#: Most calls one transaction takes: a long batch holds the write lock (other processes'
+#: workers wait for it) and delays its first caller.
+_MAX_BATCH = 64
 
-    Leaner than ``loop.run_in_executor`` on a one-thread pool (no ``concurrent.futures``
-    future chained to the asyncio one): a queue operation is a few statements, and the
-    hand-off was about as costly as the statements themselves.
+
+class _StoreThread:
+    """The queue's one thread: runs calls in order, a batch at a time, and hands the results
+    to their loop.
+
+    The calls made in one iteration of the event loop are handed over together at its end
+    (one wake-up of this thread), and those handed over while the thread was busy join them.
+    ``run_batch`` runs a batch (the queue: one transaction) and the batch's futures are
+    settled by one callback on their loop: a queue operation is a few statements, and each
+    hand-off between the threads cost about as much as the statements themselves.
     """
 
-    def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+    def __init__(self, name: str, run_batch: Callable[[list[_Call]], list[_Outcome]]) -> None:
+        self._calls: queue.SimpleQueue[list[_Call] | None] = queue.SimpleQueue()
+        self._run_batch = run_batch
+        # Calls of the current loop iteration, by loop, not handed over yet.
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
+        self._stopped = False
         # A daemon: a queue nobody closed must not keep the process from exiting.
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
-    def call(self, fn: Callable[[], _T]) -> asyncio.Future[_T]:
-        """Queue ``fn``; the future (of the running loop) gets its result or exception."""
+    def call(self, fn: Callable[[], _T], *, alone: bool = False) -> asyncio.Future[_T]:
+        """Queue ``fn``; the future (of the running loop) gets its result or exception.
+
+        Args:
+            alone: run it outside any batch (closing the connection).
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
-        self._calls.put(_Call(loop, future, fn))
+        if self._stopped:
+            future.set_exception(_closed_error())
+            return future
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append(_Call(loop, future, fn, alone))
         return future
 
     def stop(self) -> None:
-        """Let the thread end after the calls queued before."""
+        """Let the thread end after the calls handed over before; later calls fail."""
+        self._stopped = True
         self._calls.put(None)
 
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        calls = self._pending.pop(loop)
+        if not self._stopped:
+            self._calls.put(calls)
+            return
+        # Made before stop() in the same turn of the loop: the thread would never run them.
+        for call in calls:
+            if not call.future.done():
+                call.future.set_exception(_closed_error())
+
     def _serve(self) -> None:
-        while (call := self._calls.get()) is not None:
-            try:
-                result, error = call.fn(), None
-            except BaseException as exc:  # handed to the caller, like an executor does
-                result, error = None, exc
+        while (calls := self._calls.get()) is not None:
+            stopping = False
+            while len(calls) < _MAX_BATCH:
+                try:
+                    more = self._calls.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                calls.extend(more)
+            outcomes: list[_Outcome] = []
+            for group in _groups(calls):
+                outcomes.extend(self._run_batch(group))
+            self._settle(calls, outcomes)
+            if stopping:
+                return
+
+    @staticmethod
+    def _settle(calls: list[_Call], outcomes: list[_Outcome]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Call, _Outcome]]] = {}
+        for call, outcome in zip(calls, outcomes, strict=True):
+            by_loop.setdefault(call.loop, []).append((call, outcome))
+        for loop, settled in by_loop.items():
             # RuntimeError: the caller's loop is closed, nobody waits for the result.
             with contextlib.suppress(RuntimeError):
-                call.loop.call_soon_threadsafe(_settle, call.future, result, error)
+                loop.call_soon_threadsafe(_settle_all, settled)
 
 
 @dataclass(frozen=True)
@@ -206,15 +262,49 @@ class _Call:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     fn: Callable[[], Any]
+    alone: bool = False
 
 
-def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
+def _closed_error() -> QueueError:
+    return QueueError("the sqlite queue is closed")
+
+
+#: A call's result and exception (one of them ``None``).
+_Outcome = tuple[object, BaseException | None]
+
+
+def _groups(calls: list[_Call]) -> Iterator[list[_Call]]:
+    """Runs of consecutive calls that may share a batch; a call run alone is a run of one."""
+    group: list[_Call] = []
+    for call in calls:
+        if call.alone:
+            if group:
+                yield group
+                group = []
+            yield [call]
+        else:
+            group.append(call)
+    if group:
+        yield group
+
+
+def _run_one(call: _Call) -> _Outcome:
+    """Run a call by itself: its result, or the exception it raised."""
+    try:
+        return call.fn(), None
+    except BaseException as exc:  # handed to the caller, like an executor does
+        return None, exc
+
+
+def _settle_all(settled: list[tuple[_Call, _Outcome]]) -> None:
+    for call, (result, error) in settled:
+        future = call.future
+        if future.cancelled():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
 
 
 class SqliteQueue:
@@ -252,18 +342,47 @@ class SqliteQueue:
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._closed:
             raise QueueError("the sqlite queue is closed")
-        if self._thread is None:
-            self._thread = _StoreThread("sqlite-queue")
         try:
-            return await self._thread.call(functools.partial(self._with_conn, fn, args))
+            return await self._store_thread().call(functools.partial(self._with_conn, fn, args))
         except (sqlite3.Error, OSError) as exc:
             # OSError: the database directory cannot be created or opened (full disk, ...).
             raise QueueError(f"sqlite: {exc}") from exc
 
-    def _with_conn(self, fn: Callable[..., _T], args: tuple[Any, ...]) -> _T:
+    def _store_thread(self) -> _StoreThread:
+        if self._thread is None:
+            self._thread = _StoreThread("sqlite-queue", self._run_batch)
+        return self._thread
+
+    def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = self._connect()
-        return fn(self._conn, *args)
+        return self._conn
+
+    def _with_conn(self, fn: Callable[..., _T], args: tuple[Any, ...]) -> _T:
+        return fn(self._connection(), *args)
+
+    def _run_batch(self, calls: list[_Call]) -> list[_Outcome]:
+        """Run the calls of one hand-over in one transaction (on the queue's thread).
+
+        One commit instead of one per call; each caller hears of its call only after the
+        commit. When any call raises, the whole batch is rolled back and every call runs
+        again by itself, so one call's failure never undoes or fails another's.
+        """
+        if len(calls) == 1:
+            return [_run_one(calls[0])]
+        try:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+        except (sqlite3.Error, OSError):
+            return [_run_one(call) for call in calls]  # each reports the failure its own way
+        try:
+            results = [call.fn() for call in calls]
+            conn.execute("COMMIT")
+        except BaseException:  # the calls alone hand it to their callers
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return [_run_one(call) for call in calls]
+        return [(result, None) for result in results]
 
     def _now(self) -> _Now:
         return _Now(self._wall_clock(), time.monotonic(), _BOOT_ID)
@@ -421,13 +540,30 @@ class SqliteQueue:
         if self._closed:
             return
         if self._thread is not None and self._conn is not None:
-            await self._thread.call(self._conn.close)
+            await self._thread.call(self._conn.close, alone=True)
         self._closed = True
         if self._thread is not None:
             self._thread.stop()
 
 
 # -- statements (run on the queue's thread) -------------------------------------------------
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One ``BEGIN IMMEDIATE`` transaction, or a part of the one already open: a batch of
+    calls (:meth:`SqliteQueue._run_batch`) commits or rolls back all of them together."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -477,14 +613,9 @@ def _claim(
         is None
     ):
         return []
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(conn):
         rows = conn.execute(_CLAIM_ROWS, {**now.params(), "count": count}).fetchall()
         leases = [_take(conn, row, consumer, now, lease_s, max_deliveries) for row in rows]
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return [lease for lease in leases if lease is not None]
 
 
@@ -597,25 +728,19 @@ def _save_progress(
     params = (conversation_id, run_id, now.wall, lease.job.id, lease.attempt)
     if not tool_outputs:  # one statement is its own transaction
         return conn.execute(update, params).rowcount == 1
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(conn):
         ok = conn.execute(update, params).rowcount == 1
-        if ok and tool_outputs:
+        if ok:
             conn.executemany(
                 "INSERT OR REPLACE INTO tool_outputs (job_id, tool_call_id, output) "
                 "VALUES (?, ?, ?)",
                 [(lease.job.id, o.id, o.model_dump_json()) for o in tool_outputs],
             )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return ok
 
 
 def _pause(conn: sqlite3.Connection, now: _Now, lease: Lease, pause: PauseRecord) -> bool:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(conn):
         cur = conn.execute(
             "UPDATE jobs SET state = 'awaiting_approval', owner = NULL, updated_at = ?, "
             "pauses = pauses + 1 "
@@ -629,18 +754,13 @@ def _pause(conn: sqlite3.Connection, now: _Now, lease: Lease, pause: PauseRecord
                 (lease.job.id, pause.model_dump_json(), pause.expires_at),
             )
             conn.execute("DELETE FROM decisions WHERE job_id = ?", (lease.job.id,))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return ok
 
 
 def _decide(
     conn: sqlite3.Connection, now: _Now, job_id: str, call_id: str, decision: DecisionRecord
 ) -> DecisionOutcome:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(conn):
         outcome, last = check_decision(_get(conn, job_id), call_id, decision)
         if outcome == "recorded":
             conn.execute(
@@ -654,23 +774,14 @@ def _decide(
                 (now.wall, now.mono, now.boot, now.wall, job_id),
             )
             outcome = "queued"
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return outcome
 
 
 def _write_start(conn: sqlite3.Connection, key: str, record: str) -> str | None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(conn):
         row = conn.execute("SELECT record FROM writes WHERE key = ?", (key,)).fetchone()
         if row is None:
             conn.execute("INSERT INTO writes (key, record) VALUES (?, ?)", (key, record))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return None if row is None else str(row[0])
 
 
@@ -725,27 +836,19 @@ def _flag_run_cancelled(conn: sqlite3.Connection, job_id: str, run_id: str) -> b
 
 
 def _new_generation(conn: sqlite3.Connection, lease: Lease) -> Progress | None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(conn):
         cur = conn.execute(
             "UPDATE jobs SET run_id = NULL, run_seq = run_seq + 1, worker_cancelled = 0 "
             f"WHERE {_FENCE}",
             (lease.job.id, lease.attempt),
         )
         if cur.rowcount != 1:
-            conn.execute("ROLLBACK")
-            return None
+            return None  # nothing changed: the commit is empty
         conn.execute("DELETE FROM tool_outputs WHERE job_id = ?", (lease.job.id,))
         row = conn.execute(
             f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (lease.job.id,)
         ).fetchone()
-        progress = _progress(conn, row)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return progress
+        return _progress(conn, row)
 
 
 def _get(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:

@@ -36,6 +36,11 @@ Reported per protocol:
   process was not scheduled). ``gc_*``: full (generation 2) passes, the longest pass, total.
 * ``runs_per_s``, ``client_cpu_ms_per_run``, ``latency_p50/p99_ms``: of the first batch.
 
+* ``gc_collections``: young / middle / full collections during the batch.
+
+``--gc-freeze`` and ``--gc-threshold A,B,C`` set the collector up as an application may
+(``gc.freeze()`` after the warm-up, ``gc.set_threshold``); the library changes neither.
+
 Targets: <= 64 KB per in-flight run (RSS and heap), no callback over 20 ms, heartbeat lag
 p99 <= 250 ms. The core count and the load average are printed. Not collected by pytest.
 """

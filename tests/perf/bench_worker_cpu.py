@@ -17,12 +17,17 @@ process, shared by both sides.
   /dev/null), which shows the share of the gap that is logging.
 
 The two alternate (worker, orchestrator, worker, ...) so drifting machine load hits both; the
-figures are medians over the pairs. The emulator's CPU per job is printed for each side, with
-the core count: both client and emulator share the cores.
+figures are medians over the pairs. With ``--together`` each pair runs both sides at the same
+time, on the same emulator: load from other processes then hits both sides alike, and the
+per-pair ratios spread less. The emulator's CPU per job is printed for each side, with
+the core count: both client and emulator share the cores, and the last line turns the worker's
+and the emulator's CPU per job into the ceiling on jobs/s of those cores (the emulator's share
+stated).
 
     python tests/perf/bench_worker_cpu.py                  # sqlite, 300 jobs, 5 pairs
     python tests/perf/bench_worker_cpu.py --backend redis  # redis at $RUNTIME_TEST_REDIS_URL
     python tests/perf/bench_worker_cpu.py --calls 4        # four calls in the one round
+    python tests/perf/bench_worker_cpu.py --together       # each pair's sides at the same time
 """
 
 from __future__ import annotations
@@ -176,13 +181,20 @@ async def _main(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for n in range(args.pairs):
                 e0 = cpu_seconds(emulator.pid)
-                worker.append(await _worker_cpu(args, base_url, assistant.id, Path(tmp), n))
-                e1 = cpu_seconds(emulator.pid)
-                orch.append(
-                    await asyncio.to_thread(
-                        _orchestrator_cpu, base_url, assistant.id, args.jobs, n, args.calls
-                    )
+                run_worker = _worker_cpu(args, base_url, assistant.id, Path(tmp), n)
+                run_orch = asyncio.to_thread(
+                    _orchestrator_cpu, base_url, assistant.id, args.jobs, n, args.calls
                 )
+                if args.together:
+                    # Both at once: whatever else loads the machine loads both sides alike.
+                    w_cpu, o_cpu = await asyncio.gather(run_worker, run_orch)
+                    worker.append(w_cpu)
+                    orch.append(o_cpu)
+                    e1 = e0 + (cpu_seconds(emulator.pid) - e0) / 2  # its CPU, split evenly
+                else:
+                    worker.append(await run_worker)
+                    e1 = cpu_seconds(emulator.pid)
+                    orch.append(await run_orch)
                 e2 = cpu_seconds(emulator.pid)
                 emu_worker.append((e1 - e0) / args.jobs)
                 emu_orch.append((e2 - e1) / args.jobs)
@@ -212,6 +224,19 @@ async def _main(args: argparse.Namespace) -> None:
         f"worker / orchestrator: {w / o:.2f}x (median of per-pair ratios "
         f"{statistics.median(a / b for a, b in zip(worker, orch, strict=True)):.2f}x)"
     )
+    _print_scaling(w, statistics.median(emu_worker))
+
+
+def _print_scaling(worker_s: float, emulator_s: float) -> None:
+    """The ceiling the measured CPU puts on jobs/s when the emulator shares the cores."""
+    cores = os.cpu_count() or 1
+    total = worker_s + emulator_s
+    print(
+        f"scaling: a job costs {1000 * total:.2f} ms of CPU, the emulator's share "
+        f"{100 * emulator_s / total:.0f}% ({1000 * emulator_s:.2f} ms); {cores} cores shared "
+        f"by workers and emulator top out near {cores / total:.0f} jobs/s "
+        f"({cores / worker_s:.0f} jobs/s if the model API ran elsewhere)"
+    )
 
 
 def main() -> None:
@@ -230,6 +255,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=300, help="jobs (and runs) per measurement")
     parser.add_argument("--calls", type=int, default=1, help="tool calls in the job's round")
     parser.add_argument("--pairs", type=int, default=5, help="worker/orchestrator pairs (median)")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="run each pair's two sides at the same time (steadier ratios on a loaded machine; "
+        "the emulator's CPU is split evenly between them)",
+    )
     asyncio.run(_main(parser.parse_args()))
 
 
