@@ -453,6 +453,16 @@ class SseSink:
         else:
             self._send(sse_event(event, self._last_data))
 
+    def emit_encoded(self, event: str, encode: Callable[[], bytes]) -> None:
+        """Send one event whose data ``encode()`` gives already encoded."""
+        if self.dead or self.stalled:
+            return
+        self._last_data = encoded = encode()
+        if self._direct:
+            self._buffer += (event_head(event), encoded, b"\n\n")
+        else:
+            self._send(sse_event(event, encoded))
+
     def emit_raw(self, chunk: bytes) -> None:
         """Send one already encoded event (a replayed log entry)."""
         if self.dead or self.stalled:

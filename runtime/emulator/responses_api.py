@@ -396,10 +396,10 @@ class ResponsesApi:
             "content": [],
         }
         state.obj["output"].append(item)
-        where = {"item_id": item["id"], "output_index": index}
-        emit("response.output_item.added", output_index=index, item=item)
+        frames = _MessageFrames(item["id"], index)
+        emit.frame("response.output_item.added", frames.added)
         part: Obj = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        emit("response.content_part.added", **where, content_index=0, part=part)
+        emit.frame("response.content_part.added", frames.part_added)
         delay = self.engine.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
         for piece in pieces:
             if delay > 0:
@@ -408,11 +408,13 @@ class ResponsesApi:
                 return
             emit.text_delta(item["id"], index, piece)
         part["text"] = "".join(pieces)
-        emit("response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[])
         item["content"] = [part]
-        emit("response.content_part.done", **where, content_index=0, part=part)
         item["status"] = "completed" if reason is None else "incomplete"
-        emit("response.output_item.done", output_index=index, item=item)
+        if not emit.unread:
+            frames.finish(part["text"], item["status"])
+        emit.frame("response.output_text.done", frames.text_done)
+        emit.frame("response.content_part.done", frames.part_done)
+        emit.frame("response.output_item.done", frames.done)
         state.obj["usage"] = usage_obj(turn.prompt_tokens, len(pieces))
         if reason is None:
             await self._end(state, emit, "completed")
@@ -503,7 +505,7 @@ class _Emitter:
         self.state = state
         self.sequence = 0
         # Nobody reads the events of a response driven for a JSON reply: nothing to encode.
-        self._unread = state.log is None and isinstance(sink, NullSink)
+        self.unread = state.log is None and isinstance(sink, NullSink)
         self._response: tuple[str, bytes] | None = None
 
     def __call__(self, name: str, **fields: Any) -> None:
@@ -523,7 +525,7 @@ class _Emitter:
         ``in_progress`` carry the same response unless it was queued). Byte for byte what
         ``__call__`` sends."""
         obj = self.state.obj
-        if self._unread:
+        if self.unread:
             self(name, response=obj)
             return
         status = obj["status"]
@@ -550,6 +552,17 @@ class _Emitter:
         self.sequence += 1
         self._send("response.output_text.delta", data)
 
+    def frame(self, name: str, fields: Callable[[], bytes]) -> None:
+        """An event whose fields after ``type`` and ``sequence_number`` are already encoded
+        (``fields()``: their JSON up to the closing brace), byte for byte what ``__call__``
+        sends; nothing is encoded when nobody reads the events."""
+        if self.unread:
+            self.sequence += 1
+            return
+        head = b'{"type":"%s","sequence_number":%d,' % (name.encode(), self.sequence)
+        self.sequence += 1
+        self._send(name, head + fields())
+
     def _send(self, name: str, data: bytes) -> None:
         """Send (or log) one event whose data is already encoded."""
         chunk = sse_event(name, data)
@@ -563,3 +576,73 @@ class _Emitter:
         """Push out what the sink buffered (when it buffers), then wait."""
         await self.sink.flush()
         await asyncio.sleep(seconds)
+
+
+class _MessageFrames:
+    """The fields of the events that add and finish an assistant message item (content
+    index 0, one ``output_text`` part), encoded as :func:`encode_json` encodes the dicts
+    the events carry: only the ids, the index, the text and the status vary, and the text
+    is escaped once for the three events that carry it."""
+
+    _PART_ADDED = b'"part":{"type":"output_text","text":"","annotations":[],"logprobs":[]}}'
+
+    def __init__(self, item_id: str, output_index: int) -> None:
+        self._id = encode_json(item_id).encode()
+        self._index = b"%d" % output_index
+        self._text = b'""'
+        self._status = b'"completed"'
+
+    def finish(self, text: str, status: str) -> None:
+        """Record the message's final text and status."""
+        self._text = encode_json(text).encode()
+        self._status = encode_json(status).encode()
+
+    def added(self) -> bytes:
+        """``response.output_item.added``: the item, in progress, without content."""
+        return b"".join(
+            (
+                b'"output_index":',
+                self._index,
+                b',"item":{"id":',
+                self._id,
+                b',"type":"message","status":"in_progress","role":"assistant","content":[]}}',
+            )
+        )
+
+    def _where(self) -> bytes:
+        return b"".join((b'"item_id":', self._id, b',"output_index":', self._index))
+
+    def part_added(self) -> bytes:
+        """``response.content_part.added``: the empty part."""
+        return b"".join((self._where(), b',"content_index":0,', self._PART_ADDED))
+
+    def _part(self) -> bytes:
+        return b"".join(
+            (b'{"type":"output_text","text":', self._text, b',"annotations":[],"logprobs":[]}')
+        )
+
+    def text_done(self) -> bytes:
+        """``response.output_text.done``: the whole text."""
+        return b"".join(
+            (self._where(), b',"content_index":0,"text":', self._text, b',"logprobs":[]}')
+        )
+
+    def part_done(self) -> bytes:
+        """``response.content_part.done``: the part with its text."""
+        return b"".join((self._where(), b',"content_index":0,"part":', self._part(), b"}"))
+
+    def done(self) -> bytes:
+        """``response.output_item.done``: the item with its status and its one part."""
+        return b"".join(
+            (
+                b'"output_index":',
+                self._index,
+                b',"item":{"id":',
+                self._id,
+                b',"type":"message","status":',
+                self._status,
+                b',"role":"assistant","content":[',
+                self._part(),
+                b"]}}",
+            )
+        )

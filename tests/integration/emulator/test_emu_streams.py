@@ -225,6 +225,37 @@ async def test_repeated_objects_match_their_state_at_each_event(api: Any) -> Non
     assert json.loads(events["thread.run.step.completed"])["status"] == "completed"
 
 
+async def test_new_step_and_message_events_are_the_encoding_of_the_new_objects(api: Any) -> None:
+    """``step.created`` / ``message.created`` (and their ``in_progress`` twins) are byte for
+    byte the compact JSON of the step and message as they were created: the stored objects
+    with the fields that changed since put back (text and tool-call steps)."""
+    assistant = await api.assistant()
+    for content in ['Say "hi" \\ to Zoë\nand 日本', '/call lookup {"q": "Zoë \\"x\\""}']:
+        thread = await api.thread(content)
+        body = {"assistant_id": assistant["id"], "stream": True}
+        url = api.base + f"/threads/{thread['id']}/runs"
+        async with api.session.post(url, json=body) as resp:
+            events = dict(data_lines(await resp.read()))
+        step_id = json.loads(events["thread.run.step.created"])["id"]
+        run_id = json.loads(events["thread.run.created"])["id"]
+        async with api.session.get(url + f"/{run_id}/steps/{step_id}") as resp:
+            step = await resp.json()
+        fresh = {**step, "status": "in_progress", "completed_at": None, "usage": None}
+        if step["type"] == "tool_calls":
+            fresh["step_details"] = {"type": "tool_calls", "tool_calls": []}
+        else:
+            message_id = step["step_details"]["message_creation"]["message_id"]
+            async with api.session.get(
+                api.base + f"/threads/{thread['id']}/messages/{message_id}"
+            ) as resp:
+                message = await resp.json()
+            new = {**message, "status": "in_progress", "completed_at": None, "content": []}
+            assert events["thread.message.created"] == encode_json(new).encode()
+            assert events["thread.message.in_progress"] == events["thread.message.created"]
+        assert events["thread.run.step.created"] == encode_json(fresh).encode()
+        assert events["thread.run.step.in_progress"] == events["thread.run.step.created"]
+
+
 async def test_responses_text_deltas_are_compact_json_in_order(api: Any) -> None:
     """Responses events (plain and background streams) are the compact JSON of their objects;
     text deltas carry their fields in the service's order, numbered in sequence, and rebuild
@@ -246,6 +277,61 @@ async def test_responses_text_deltas_are_compact_json_in_order(api: Any) -> None
         assert all(d["item_id"] == item_id["id"] and d["output_index"] == 0 for d in deltas)
         assert all(d["logprobs"] == [] for d in deltas)
         assert "".join(d["delta"] for d in deltas) == "You said: " + text
+
+
+def _message_events(item: dict[str, Any], sequence: dict[str, int]) -> dict[str, bytes]:
+    """What encoding each message item event's dict gives, built from the stored item."""
+    part = item["content"][0]
+    where = {"item_id": item["id"], "output_index": 0}
+    empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    added = {"id": item["id"], "type": "message", "status": "in_progress", "role": "assistant"}
+    fields: dict[str, dict[str, Any]] = {
+        "response.output_item.added": {"output_index": 0, "item": {**added, "content": []}},
+        "response.content_part.added": {**where, "content_index": 0, "part": empty},
+        "response.output_text.done": {
+            **where,
+            "content_index": 0,
+            "text": part["text"],
+            "logprobs": [],
+        },
+        "response.content_part.done": {**where, "content_index": 0, "part": part},
+        "response.output_item.done": {"output_index": 0, "item": item},
+    }
+    return {
+        name: encode_json({"type": name, "sequence_number": sequence[name], **data}).encode()
+        for name, data in fields.items()
+    }
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"background": True}, {"max_output_tokens": 16}],
+    ids=["plain", "background", "incomplete"],
+)
+async def test_responses_message_events_are_the_encoding_of_their_dicts(
+    api: Any, extra: dict[str, Any]
+) -> None:
+    """The events that add and finish a message item are byte for byte the compact JSON of
+    the dicts they stand for (item and part as stored, escapes included), on a plain, a
+    background (logged, and replayed from its log) and an incomplete response."""
+    text = 'Say "hi" \\ to Zoë\nand 日本 ' + " ".join(f"w{i}" for i in range(20))
+    body = {"model": "gpt-4o", "input": text, "stream": True, **extra}
+    async with api.session.post(api.base + "/responses", json=body) as resp:
+        events = data_lines(await resp.read())
+    decoded = [json.loads(d) for _, d in events]
+    response = decoded[-1]["response"]
+    async with api.session.get(api.base + f"/responses/{response['id']}") as resp:
+        item = (await resp.json())["output"][0]
+    assert item["status"] == ("incomplete" if "max_output_tokens" in extra else "completed")
+    sequence = {d["type"]: d["sequence_number"] for d in decoded}
+    expected = _message_events(item, sequence)
+    got = {event: data for event, data in events if event in expected}
+    assert got == expected
+    if extra.get("background"):
+        url = api.base + f"/responses/{response['id']}?stream=true&starting_after=-1"
+        async with api.session.get(url) as resp:
+            replayed = data_lines(await resp.read())
+        assert replayed == events
 
 
 async def test_responses_events_before_the_turn_carry_the_response_as_it_is(api: Any) -> None:
