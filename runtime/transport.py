@@ -121,33 +121,45 @@ def map_aiohttp_errors(sent: bool = False) -> Iterator[None]:
     """
     try:
         yield
-    except aiohttp.ConnectionTimeoutError as exc:
+    except Exception as exc:
+        mapped = _mapped_error(exc, sent)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+def _mapped_error(exc: Exception, sent: bool) -> TransportError | None:
+    """Our error for an aiohttp or socket error (None: not one of those, re-raise it).
+
+    A plain ``try``/``except`` around each request calls this, not the context manager:
+    a generator-based context manager costs more than the request's own bookkeeping.
+    """
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
         # Before ServerTimeoutError (its base): the request never left, so even a
         # non-idempotent POST may be retried (request_sent=False is what retry checks).
-        raise ConnectError(
-            f"could not connect: connect timed out ({exc})", request_sent=False
-        ) from exc
-    except aiohttp.ServerTimeoutError as exc:
-        raise RequestTimeout(f"the server went silent: {exc}") from exc
-    except TimeoutError as exc:
-        raise RequestTimeout("the request timed out") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise ConnectError(f"could not connect: {exc.os_error}", request_sent=False) from exc
-    except (aiohttp.ClientConnectionError, ConnectionError) as exc:
+        return ConnectError(f"could not connect: connect timed out ({exc})", request_sent=False)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return RequestTimeout(f"the server went silent: {exc}")
+    if isinstance(exc, TimeoutError):
+        return RequestTimeout("the request timed out")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError(f"could not connect: {exc.os_error}", request_sent=False)
+    if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
         # ClientConnectionError also covers a bare "Connection closed" mid-body, which
         # would otherwise fall through to the generic (never retried) TransportError.
         where = "after the request was sent" if sent else "during the request"
-        raise ConnectError(f"the connection was lost {where}: {exc}") from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise ConnectError(f"the response body was cut: {exc}") from exc
-    except aiohttp.ClientError as exc:
-        raise TransportError(f"HTTP client error: {type(exc).__name__}: {exc}") from exc
-    except AttributeError as exc:
+        return ConnectError(f"the connection was lost {where}: {exc}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ConnectError(f"the response body was cut: {exc}")
+    if isinstance(exc, aiohttp.ClientError):
+        return TransportError(f"HTTP client error: {type(exc).__name__}: {exc}")
+    if isinstance(exc, AttributeError):
         # aiohttp reads a response head from a connection that was closed under it as
         # ``None.getall`` (seen with a thousand streams at once): a lost connection, which
         # the loop can recover, not an error of ours to crash the run with.
         where = "after the request was sent" if sent else "during the request"
-        raise ConnectError(f"the connection was lost {where} (aiohttp: {exc})") from exc
+        return ConnectError(f"the connection was lost {where} (aiohttp: {exc})")
+    return None
 
 
 class AiohttpTransport:
@@ -183,16 +195,21 @@ class AiohttpTransport:
         """
         session = self._get_session()
         timeout = self._timeout(request)
-        with map_aiohttp_errors():
+        try:
             resp = await session.request(
                 request.method,
                 request.url,
-                headers=dict(request.headers),
+                headers=request.headers,  # aiohttp copies them into its own multidict
                 json=request.json,
-                params=dict(request.params) or None,
+                params=request.params or None,
                 timeout=timeout,
                 allow_redirects=False,  # credentials must not follow a redirect elsewhere
             )
+        except Exception as exc:
+            mapped = _mapped_error(exc, False)
+            if mapped is None:
+                raise
+            raise mapped from exc
         headers = {k.lower(): v for k, v in resp.headers.items()}
         if 300 <= resp.status < 400:
             resp.release()
@@ -200,8 +217,12 @@ class AiohttpTransport:
         if request.stream and resp.status < 400:
             return Response(resp.status, headers, chunks=_chunks(resp), release=resp.release)
         try:
-            with map_aiohttp_errors(sent=True):
-                body = await resp.read()
+            body = await resp.read()
+        except Exception as exc:
+            mapped = _mapped_error(exc, True)
+            if mapped is None:
+                raise
+            raise mapped from exc
         finally:
             resp.release()
         return Response(resp.status, headers, body=body)

@@ -37,6 +37,7 @@ running_tool: ContextVar[str | None] = ContextVar("tools_running_tool", default=
 """Name of the tool whose call the current context belongs to (None outside tools)."""
 
 _GUARD_MARK = "_tools_guard"
+_PLAIN_MARK = "_tools_plain"
 
 TaskFactory = Callable[..., "asyncio.Future[Any]"]
 
@@ -105,7 +106,17 @@ def _containing_factory(previous: TaskFactory | None) -> TaskFactory:
         return asyncio.Task(coro, loop=loop, **kwargs)
 
     setattr(factory, _GUARD_MARK, True)
+    # Chained to no other factory: outside a tool's context it makes a plain Task.
+    setattr(factory, _PLAIN_MARK, previous is None)
     return factory
+
+
+def start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """``loop.create_task(coro)``, made directly when the loop's factory would only make a
+    plain Task (ours, chained to none, outside a tool's context): one call layer less."""
+    if running_tool.get() is None and getattr(loop.get_task_factory(), _PLAIN_MARK, False):
+        return asyncio.Task(coro, loop=loop)
+    return loop.create_task(coro)
 
 
 async def _contained(coro: Coroutine[Any, Any, T]) -> T:

@@ -4,7 +4,9 @@
 as much as the rest of the dispatcher's bookkeeping for a quick tool. The calls of a
 dispatcher share :class:`Deadlines` instead: one timer armed for the earliest deadline; when
 it fires, every call past its deadline is cancelled, and the timer is armed again for the next
-one. The timer is dropped when no call is left running, so nothing outlives the calls.
+one. The timer is dropped when no call is left running, so nothing outlives the calls; a
+batch holds the timer (:meth:`Deadlines.hold`) while its calls run, so calls that end one
+after the other do not drop and re-arm it each time.
 
 A :class:`CallTimeout` behaves as ``asyncio.timeout(delay)`` does in the task that enters it:
 the expiry cancels the task, and leaving the block turns that cancellation (and only that
@@ -84,6 +86,17 @@ class Deadlines:
         if delay is None:
             return None
         return CallTimeout(self, asyncio.get_running_loop().time() + delay)
+
+    def hold(self) -> None:
+        """Keep the timer armed until the matching :meth:`release`, even with no call
+        running (a batch holds it around its calls: one timer per batch, not per call)."""
+        self._running += 1
+
+    def release(self) -> None:
+        """End a :meth:`hold`; the timer is dropped when no call nor hold is left."""
+        self._running -= 1
+        if self._running == 0:
+            self._drop()
 
     def add(self, timeout: CallTimeout) -> None:
         self._running += 1

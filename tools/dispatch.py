@@ -56,7 +56,13 @@ from typing import Any, Protocol
 import structlog
 
 from tools.calls import ToolCall, ToolCallResult
-from tools.containment import ContainedExit, LoopStopRefused, guard_loop, running_tool
+from tools.containment import (
+    ContainedExit,
+    LoopStopRefused,
+    guard_loop,
+    running_tool,
+    start_task,
+)
 from tools.context import ToolContext
 from tools.deadlines import Deadlines
 from tools.encoding import MIN_OUTPUT_CHARS, encode_output, error_output, truncate
@@ -170,6 +176,8 @@ class _Batch:
         "drained",
         "expiry",
         "free",
+        "log_info",
+        "log_started",
         "on_finish",
         "on_start",
         "pending",
@@ -193,6 +201,9 @@ class _Batch:
         self.waiting = 0  # of those, how many have no task yet
         self.drained: asyncio.Future[None] | None = None  # set when no call waits
         self.expiry: asyncio.TimerHandle | None = None  # the deadline of waiting calls
+        # The log levels, checked once per batch rather than at every call's event.
+        self.log_info = True
+        self.log_started = True
 
 
 class ToolDispatcher:
@@ -288,6 +299,8 @@ class ToolDispatcher:
         launches = sum(1 for c in calls if c.id not in self._cache and c.id not in self._flights)
         free = self.max_concurrency if launches > self.max_concurrency else None
         batch = _Batch(free, deadline, on_start, on_finish)
+        batch.log_info = self._info_enabled()
+        batch.log_started = self._started_enabled()
         flights: list[_Flight] = []
         launched: list[ToolCall] = []
         for call in calls:
@@ -300,9 +313,14 @@ class ToolDispatcher:
             flight.waiters += 1
             flights.append(flight)
         if launched:
-            self._log_batch_started(launched)  # before any call runs: tasks start on await
+            self._log_batch_started(launched, batch)  # before any call runs: tasks start on await
         if flights:
-            await self._wait(flights, batch)
+            # The calls' timer stays armed until the batch ends: one timer per batch.
+            self._deadlines.hold()
+            try:
+                await self._wait(flights, batch)
+            finally:
+                self._deadlines.release()
         for flight in flights:
             self._settle(flight)
         return [self._cache[call.id] for call in calls]
@@ -406,7 +424,7 @@ class ToolDispatcher:
         # Settled lazily (by run_batch, cached() or aclose()) rather than by a done callback:
         # one loop callback less per call.
         run = self._run_untraced if self.tracer is None else self._run_traced
-        flight.task = asyncio.create_task(run(flight))
+        flight.task = start_task(asyncio.get_running_loop(), run(flight))
         if flight.deferred:
             self._left_queue(flight)
 
@@ -523,11 +541,11 @@ class ToolDispatcher:
         if task is None or task.cancelled():
             failure = _Failure("cancelled", f"the call of tool {call.name!r} was cancelled")
             result = self._failed(call, failure, flight.started)
-            self._log_finished(result)
+            self._log_finished(result, flight.batch)
         elif (exc := task.exception()) is not None:
             failure = _Failure("internal_error", f"dispatcher error: {exc!r}", exc)
             result = self._failed(call, failure, flight.started)
-            self._log_finished(result)
+            self._log_finished(result, flight.batch)
         else:
             result = task.result()
         self._cache[call.id] = result
@@ -548,7 +566,7 @@ class ToolDispatcher:
 
     async def _run_untraced(self, flight: _Flight) -> ToolCallResult:
         call, batch, started = flight.call, flight.batch, flight.started
-        self._log_started(call)
+        self._log_started(call, batch)
         try:
             output = await self._produce(flight)
             result = ToolCallResult(
@@ -563,7 +581,7 @@ class ToolDispatcher:
             result = self._failed(call, failure, started)
         # Recorded before on_finish runs, so a cancellation during the callback keeps it.
         self._cache[call.id] = result
-        self._log_finished(result)
+        self._log_finished(result, batch)
         if batch.on_finish is not None:
             await self._callback(batch.on_finish, result, call)
         return result
@@ -603,7 +621,12 @@ class ToolDispatcher:
             if timer is None:
                 return await self._invoke(tool, args, kwargs, thread)
             with timer:
-                return await self._invoke(tool, args, kwargs, thread)
+                if thread is not None:
+                    return await self._invoke(tool, args, kwargs, thread)
+                value = await tool.fn(*args, **kwargs)  # one coroutine layer less
+                if type(value) not in _PLAIN_RESULTS and inspect.isawaitable(value):
+                    value = await value
+                return value
         except TimeoutError as exc:
             _flag(context)
             self._log_abandoned(call, thread)
@@ -755,8 +778,8 @@ class ToolDispatcher:
 
     # -- logs -------------------------------------------------------------------------------
 
-    def _log_batch_started(self, calls: list[ToolCall]) -> None:
-        if not self._info_enabled():
+    def _log_batch_started(self, calls: list[ToolCall], batch: _Batch) -> None:
+        if not batch.log_info:
             return
         self._log.info(
             "tool.batch_started",
@@ -767,8 +790,8 @@ class ToolDispatcher:
             thread_id=self.thread_id,
         )
 
-    def _log_started(self, call: ToolCall) -> None:
-        if not self._started_enabled():
+    def _log_started(self, call: ToolCall, batch: _Batch) -> None:
+        if not batch.log_started:
             return
         extra = {"arguments": call.arguments} if self.log_payloads else {}
         # The fields as keyword arguments, not a dict unpacked: one dict less per event.
@@ -781,9 +804,9 @@ class ToolDispatcher:
             **extra,
         )
 
-    def _log_finished(self, result: ToolCallResult) -> None:
+    def _log_finished(self, result: ToolCallResult, batch: _Batch) -> None:
         warn = result.error_type in _WARNING_ERRORS
-        if not warn and not self._info_enabled():
+        if not warn and not batch.log_info:
             return
         extra: dict[str, Any] = {"output": result.output} if self.log_payloads else {}
         if warn:

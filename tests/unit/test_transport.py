@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
-from runtime.errors import APIStatusError, ConnectError
+from runtime.errors import APIStatusError, ConnectError, RequestTimeout, TransportError
 from runtime.transport import REDIRECT_REFUSED, AiohttpTransport, Request, map_aiohttp_errors
 
 
@@ -76,3 +77,29 @@ def test_aiohttp_failing_on_a_closed_connection_is_a_lost_connection(sent: bool)
     assert caught.value.request_sent is True  # the server may have acted: never sent twice
     assert "getall" in caught.value.message
     assert isinstance(caught.value.__cause__, AttributeError)
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected", "retry_safe"),
+    [
+        (aiohttp.ConnectionTimeoutError(), ConnectError, False),
+        (aiohttp.ServerTimeoutError(), RequestTimeout, True),
+        (TimeoutError(), RequestTimeout, True),
+        (aiohttp.ClientPayloadError("cut"), ConnectError, True),
+        (ConnectionResetError("reset"), ConnectError, True),
+        (aiohttp.InvalidURL("x"), TransportError, True),
+    ],
+)
+def test_aiohttp_errors_map_to_the_typed_tree(
+    raised: Exception, expected: type[TransportError], retry_safe: bool
+) -> None:
+    """Each aiohttp or socket error becomes its typed error (a connect timeout: never
+    sent), chained to the original; anything else passes through untouched."""
+    with pytest.raises(expected) as caught, map_aiohttp_errors(sent=True):
+        raise raised
+    assert type(caught.value) is expected
+    assert caught.value.__cause__ is raised
+    if isinstance(caught.value, ConnectError):
+        assert caught.value.request_sent is retry_safe
+    with pytest.raises(KeyError), map_aiohttp_errors():
+        raise KeyError("not ours")

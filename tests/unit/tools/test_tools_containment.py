@@ -272,3 +272,37 @@ def test_calls_pending_when_their_loop_is_dropped_close_quietly(
     del task
     gc.collect()
     assert unraisable == []
+
+
+@registry.tool
+async def nested_batch() -> str:
+    """Run a batch of another dispatcher from inside a tool (an agent used as a tool)."""
+    inner = await ToolDispatcher(registry).run_batch([ToolCall("inner", "exit_async", "{}")])
+    return inner[0].error_type or "ok"
+
+
+def test_a_dispatcher_inside_a_tool_keeps_its_calls_contained() -> None:
+    """A batch run inside a tool's context makes its call tasks through the containing
+    factory: the inner SystemExit is the inner call's tool_exit, the outer call is fine."""
+    results = on_own_loop(lambda: batch("nested_batch", "fine"))
+    assert [r.output for r in results] == ["tool_exit", "2"]
+
+
+def test_a_host_factory_makes_the_dispatchers_tasks() -> None:
+    """With the host's task factory chained under ours, the dispatcher's call tasks are
+    still made through it (the direct Task shortcut applies only to a factory of none)."""
+    made: list[str] = []
+
+    def host_factory(
+        loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    def main_with_factory() -> Awaitable[list[ToolCallResult]]:
+        asyncio.get_running_loop().set_task_factory(host_factory)
+        return batch("fine", "fine_sync")
+
+    results = on_own_loop(main_with_factory)
+    assert [r.output for r in results] == ["2", "2"]
+    assert sum(name.endswith("_run_untraced") for name in made) == 2

@@ -81,3 +81,33 @@ async def test_no_timer_is_left_once_no_call_runs() -> None:
     await asyncio.gather(*(_sleep_under(deadlines.timeout(60.0), 0.0) for _ in range(8)))
     assert deadlines._handle is None and not deadlines._heap
     assert deadlines.timeout(None) is None
+
+
+async def test_a_hold_keeps_one_timer_until_released() -> None:
+    """Calls that end one after the other under a hold leave the timer armed (the same
+    handle throughout); the release drops it and forgets the calls."""
+    deadlines = Deadlines()
+    deadlines.hold()
+    await _sleep_under(deadlines.timeout(60.0), 0.0)
+    handle = deadlines._handle
+    assert handle is not None
+    await _sleep_under(deadlines.timeout(30.0), 0.0)
+    await _sleep_under(deadlines.timeout(90.0), 0.0)
+    assert deadlines._handle is not None and not deadlines._handle.cancelled()
+    assert handle.cancelled()  # re-armed once, for the earlier deadline
+    deadlines.release()
+    assert deadlines._handle is None and not deadlines._heap
+
+
+async def test_a_call_under_a_hold_still_expires() -> None:
+    """A hold does not delay expiry: a call past its deadline raises TimeoutError while
+    the hold keeps the timer."""
+    deadlines = Deadlines()
+    deadlines.hold()
+    await _sleep_under(deadlines.timeout(60.0), 0.0)
+    timeout = deadlines.timeout(0.02)
+    with pytest.raises(TimeoutError):
+        await _sleep_under(timeout, 1.0)
+    assert timeout is not None and timeout.expired()
+    deadlines.release()
+    assert deadlines._handle is None

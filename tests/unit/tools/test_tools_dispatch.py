@@ -722,3 +722,35 @@ async def test_redact_masks_secrets_in_error_outputs() -> None:
         "tool": "explode",
     }
     assert secret not in result.output
+
+
+async def test_a_batch_leaves_no_call_timer_behind() -> None:
+    """The batch holds the calls' timer while it runs and drops it when it ends, also
+    when the batch is cancelled."""
+    dispatcher = ToolDispatcher(_TIMER_REGISTRY, default_timeout_s=30.0)
+    results = await dispatcher.run_batch([ToolCall(f"q{i}", "quick", "{}") for i in range(4)])
+    assert [r.output for r in results] == ["done"] * 4
+    assert dispatcher._deadlines._handle is None and not dispatcher._deadlines._heap
+    batch = asyncio.create_task(dispatcher.run_batch([ToolCall("s", "slow", "{}")]))
+    await asyncio.sleep(0.01)
+    assert dispatcher._deadlines._handle is not None
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    assert dispatcher._deadlines._handle is None and dispatcher._deadlines._running == 0
+
+
+_TIMER_REGISTRY = ToolRegistry()
+
+
+@_TIMER_REGISTRY.tool
+async def quick() -> str:
+    """Return at once."""
+    return "done"
+
+
+@_TIMER_REGISTRY.tool
+async def slow() -> str:
+    """Sleep past the test."""
+    await asyncio.sleep(10)
+    return "late"
