@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+import types
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -112,28 +112,45 @@ class Transport(Protocol):
         ...
 
 
-@contextmanager
-def map_aiohttp_errors(sent: bool = False) -> Iterator[None]:
-    """Translate aiohttp and socket errors into our TransportError tree.
+class _MappedErrors:
+    """The context manager :func:`map_aiohttp_errors` returns: a plain class, not a
+    generator, because it wraps every request and a generator-based one costs more than
+    the request's own bookkeeping. Stateless, so one instance serves each ``sent``."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self, sent: bool) -> None:
+        self.sent = sent
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> None:
+        # No error, CancelledError and the like, or an error not of aiohttp: it goes on as is.
+        if isinstance(exc, Exception) and (mapped := _mapped_error(exc, self.sent)) is not None:
+            raise mapped from exc
+
+
+_BEFORE_SENT = _MappedErrors(sent=False)
+_AFTER_SENT = _MappedErrors(sent=True)
+
+
+def map_aiohttp_errors(sent: bool = False) -> _MappedErrors:
+    """Translate aiohttp and socket errors into our TransportError tree (a context manager).
 
     Args:
         sent: whether the request may already have reached the server (for the message).
     """
-    try:
-        yield
-    except Exception as exc:
-        mapped = _mapped_error(exc, sent)
-        if mapped is None:
-            raise
-        raise mapped from exc
+    return _AFTER_SENT if sent else _BEFORE_SENT
 
 
 def _mapped_error(exc: Exception, sent: bool) -> TransportError | None:
-    """Our error for an aiohttp or socket error (None: not one of those, re-raise it).
-
-    A plain ``try``/``except`` around each request calls this, not the context manager:
-    a generator-based context manager costs more than the request's own bookkeeping.
-    """
+    """Our error for an aiohttp or socket error (None: not one of those, re-raise it)."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         # Before ServerTimeoutError (its base): the request never left, so even a
         # non-idempotent POST may be retried (request_sent=False is what retry checks).
@@ -195,7 +212,7 @@ class AiohttpTransport:
         """
         session = self._get_session()
         timeout = self._timeout(request)
-        try:
+        with _BEFORE_SENT:
             resp = await session.request(
                 request.method,
                 request.url,
@@ -205,11 +222,6 @@ class AiohttpTransport:
                 timeout=timeout,
                 allow_redirects=False,  # credentials must not follow a redirect elsewhere
             )
-        except Exception as exc:
-            mapped = _mapped_error(exc, False)
-            if mapped is None:
-                raise
-            raise mapped from exc
         headers = {k.lower(): v for k, v in resp.headers.items()}
         if 300 <= resp.status < 400:
             resp.release()
@@ -217,12 +229,8 @@ class AiohttpTransport:
         if request.stream and resp.status < 400:
             return Response(resp.status, headers, chunks=_chunks(resp), release=resp.release)
         try:
-            body = await resp.read()
-        except Exception as exc:
-            mapped = _mapped_error(exc, True)
-            if mapped is None:
-                raise
-            raise mapped from exc
+            with _AFTER_SENT:
+                body = await resp.read()
         finally:
             resp.release()
         return Response(resp.status, headers, body=body)
@@ -271,7 +279,7 @@ def _redirect_refused(status: int, url: str, headers: Mapping[str, str]) -> APIS
 
 async def _chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     try:
-        with map_aiohttp_errors(sent=True):
+        with _AFTER_SENT:
             async for chunk in resp.content.iter_any():
                 yield chunk
     except asyncio.CancelledError:
