@@ -43,6 +43,7 @@ Logs (logger ``tools``; flat fields, ids and names only unless ``log_payloads``)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -618,14 +619,17 @@ class ToolDispatcher:
         thread = None if tool.is_async else _ThreadCall(thread_pool())
         token = running_tool.set(tool.name)
         try:
-            if timer is None:
-                return await self._invoke(tool, args, kwargs, thread)
-            with timer:
-                if thread is not None:
-                    return await self._invoke(tool, args, kwargs, thread)
-                value = await tool.fn(*args, **kwargs)  # one coroutine layer less
+            with timer if timer is not None else _UNTIMED:
+                # The tool awaited here, not through a helper coroutine: one layer less.
+                if thread is None:
+                    value = await tool.fn(*args, **kwargs)
+                else:
+                    run = functools.partial(
+                        contextvars.copy_context().run, tool.fn, *args, **kwargs
+                    )
+                    value = await thread.run(run)
                 if type(value) not in _PLAIN_RESULTS and inspect.isawaitable(value):
-                    value = await value
+                    value = await value  # a sync wrapper around a coroutine function
                 return value
         except TimeoutError as exc:
             _flag(context)
@@ -667,18 +671,6 @@ class ToolDispatcher:
                 running_tool.reset(token)
             except ValueError:
                 pass
-
-    async def _invoke(
-        self, tool: Tool, args: list[Any], kwargs: dict[str, Any], thread: _ThreadCall | None
-    ) -> Any:
-        if thread is None:
-            value = await tool.fn(*args, **kwargs)
-        else:
-            run = functools.partial(contextvars.copy_context().run, tool.fn, *args, **kwargs)
-            value = await thread.run(run)
-        if type(value) not in _PLAIN_RESULTS and inspect.isawaitable(value):
-            value = await value  # a sync wrapper around a coroutine function
-        return value
 
     def _no_thread(self, call: ToolCall, stats: PoolStats, exc: BaseException) -> _Failure:
         self._log.warning(
@@ -823,6 +815,9 @@ class ToolDispatcher:
             **extra,
         )
 
+
+# A call without a deadline runs under this (reusable) no-op in place of a timer.
+_UNTIMED = contextlib.nullcontext()
 
 # Results that are never awaitable: they skip isawaitable's ABC check.
 _PLAIN_RESULTS = frozenset({str, int, float, bool, dict, list, tuple, type(None)})
