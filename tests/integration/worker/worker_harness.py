@@ -133,10 +133,15 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def read_tool_log(path: Path) -> list[dict[str, Any]]:
-    """Every line the test tools wrote."""
+    """Every whole line the test tools wrote.
+
+    Another process may be in the middle of its write: a read can see the first bytes of a
+    line before the rest. Only lines that end in a newline are complete.
+    """
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    *whole, _partial = path.read_text(encoding="utf-8").split("\n")
+    return [json.loads(line) for line in whole if line]
 
 
 def job_message(text: str, sleep_ms: int) -> str:
