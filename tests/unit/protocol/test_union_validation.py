@@ -111,7 +111,7 @@ def test_first_match_validates_as_smart_mode(name: str) -> None:
     smart = TypeAdapter[Any](union)
     first = TypeAdapter[Any](Annotated[union, FIRST_MATCH])
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(inputs(union))
     def check(value: dict[str, Any]) -> None:
         assert _outcome(first, value) == _outcome(smart, value)
@@ -129,7 +129,7 @@ def test_by_type_validates_as_smart_mode(name: str) -> None:
     smart = TypeAdapter[Any](union)
     by_type = TypeAdapter[Any](BY_TYPE[name])
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(inputs(union))
     def check(value: dict[str, Any]) -> None:
         expected = _outcome(smart, value, error_count=False)
