@@ -140,7 +140,7 @@ def test_assistant_create_takes_the_files_retry_attempts(tmp_path: Path) -> None
     requests: list[str] = []
 
     class RateLimited(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server hook's name
+        def do_POST(self) -> None:
             requests.append(self.path)
             self.send_response(429)
             self.send_header("Content-Type", "application/json")

@@ -93,9 +93,7 @@ def inputs(union: Any) -> st.SearchStrategy[dict[str, Any]]:
     return tagged | st.dictionaries(keys, values, max_size=6)  # with or without a tag
 
 
-def _outcome(
-    adapter: TypeAdapter[Any], value: Any, *, error_count: bool = True
-) -> tuple[Any, ...]:
+def _outcome(adapter: TypeAdapter[Any], value: Any, *, error_count: bool = True) -> tuple[Any, ...]:
     try:
         model = adapter.validate_python(value)
     except ValidationError as exc:
