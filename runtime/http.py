@@ -515,10 +515,12 @@ def parse_object(response: Response, model: type[M]) -> M:
             f"the server answered {response.status} with a body that is not a valid "
             f"{model.__name__}: {str(exc)[:300]}"
         ) from exc
-    obj._meta = ResponseMeta(
-        request_id=response.request_id,
-        poll_after_ms=_int_or_none(response.headers.get("openai-poll-after-ms")),
-        server_time=response.server_time,
+    obj.attach_meta(
+        ResponseMeta(
+            request_id=response.request_id,
+            poll_after_ms=_int_or_none(response.headers.get("openai-poll-after-ms")),
+            server_time=response.server_time,
+        )
     )
     return obj
 

@@ -27,6 +27,7 @@ from runtime.protocol.events import (
     lenient_json,
     scan_json,
     typed_event,
+    validated_into,
 )
 from runtime.protocol.sse import SSERecord
 
@@ -165,11 +166,13 @@ def _event_class(name: str) -> type[StreamEvent]:
 
 _CLASS_CACHE: dict[str, type[StreamEvent]] = {}
 
+# Status events validate their object as they are parsed (see typed_event), straight into
+# the event's cached property; pydantic's validator is called without model_validate's frame.
 _EAGER: dict[type[StreamEvent], Callable[[Any], object]] = {
-    RunEvent: lambda e: e.run,
-    RunStepEvent: lambda e: e.step,
-    MessageEvent: lambda e: e.message,
-    ThreadCreatedEvent: lambda e: e.thread,
+    RunEvent: validated_into("run", Run.__pydantic_validator__.validate_python),
+    RunStepEvent: validated_into("step", RunStep.__pydantic_validator__.validate_python),
+    MessageEvent: validated_into("message", Message.__pydantic_validator__.validate_python),
+    ThreadCreatedEvent: validated_into("thread", Thread.__pydantic_validator__.validate_python),
 }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -136,18 +136,48 @@ class MemoryLedger:
 def canonical_arguments(arguments: Mapping[str, Any] | str) -> str:
     """Arguments as one canonical JSON text (sorted keys, no spaces); raw text that is not
     JSON is kept as it is."""
-    value: object = arguments
-    if isinstance(arguments, str):
+    if not isinstance(arguments, str):
+        return _CANONICAL.encode(arguments)
+    text = arguments or "{}"
+    try:
+        # The bare scanner, without json.loads' frame and whitespace scan (once a call of
+        # every round); anything else (surrounding whitespace, trailing text) goes the long way.
+        value, end = _scan(text, 0)
+        if end != len(text):
+            value = json.loads(text)
+    except (StopIteration, ValueError):
         try:
-            value = json.loads(arguments or "{}")
+            value = json.loads(text)
         except ValueError:
             return arguments
-    return _CANONICAL.encode(value)
+    if _encode_parsed is None:
+        return _CANONICAL.encode(value)
+    chunks = _encode_parsed(value, 0)
+    return chunks if isinstance(chunks, str) else "".join(chunks)
 
 
 # What json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False) builds on
 # every call (it builds a new encoder for any non-default option): once a call of every round.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_scan: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
+# _CANONICAL's own C encoder, built once instead of at every encode(). Only for values
+# json.loads made: they hold no cycles, so it runs without the markers that catch them.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_parsed: Callable[[Any, int], Any] | None = (
+    _c_make_encoder(
+        None,
+        _CANONICAL.default,
+        getattr(json.encoder, "encode_basestring"),  # noqa: B009
+        None,
+        ":",
+        ",",
+        True,
+        False,
+        True,
+    )
+    if _c_make_encoder is not None
+    else None
+)
 
 
 def recorded_result(call: ToolCall, record: WriteRecord) -> ToolCallResult:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Discriminator, Field
 from pydantic.fields import FieldInfo
 
 #: How the ``Known1 | Known2 | Unknown`` unions of the API objects are validated: the members
@@ -53,18 +53,23 @@ class APIModel(BaseModel):
 class APIObject(APIModel):
     """A top-level object an endpoint answers with; remembers the answer's headers.
 
-    Only top-level objects carry the private attribute: pydantic initialises private
-    attributes on every instance, and nested models (deltas, content parts) are the hot path.
+    The headers live in pydantic's private dict, set only on objects that came from an HTTP
+    answer: a declared private attribute would be initialised (in Python) on every instance,
+    and the objects of a stream's status events, validated by the hundred per run, never
+    carry one.
     """
-
-    _meta: ResponseMeta | None = PrivateAttr(default=None)
 
     @property
     def response_meta(self) -> ResponseMeta | None:
         """Headers of the HTTP answer that carried this object, when it came from one."""
-        # Read from pydantic's private dict: self._meta goes through BaseModel.__getattr__.
         private = self.__pydantic_private__
         return private.get("_meta") if private is not None else None
+
+    def attach_meta(self, meta: ResponseMeta) -> None:
+        """Remember the headers of the HTTP answer that carried this object."""
+        # Kept with the object by pydantic's copy, pickling and equality, as a private
+        # attribute's value is.
+        object.__setattr__(self, "__pydantic_private__", {"_meta": meta})
 
 
 class DeletionStatus(APIObject):

@@ -25,6 +25,7 @@ from runtime.protocol.events import (
     UnknownEvent,
     scan_json,
     typed_event,
+    validated_into,
 )
 from runtime.protocol.sse import SSERecord
 from runtime.responses.models import (
@@ -190,11 +191,14 @@ _CLASSES: dict[str, type[ResponseStreamEvent]] = {
 }
 
 
-# Status and item events are rare: each is validated as it is parsed (see below).
+# Status and item events are rare: each is validated as it is parsed (see typed_event),
+# straight into the event's cached property.
 _EAGER: dict[type[ResponseStreamEvent], Callable[[Any], object]] = {
-    ResponseLifecycleEvent: lambda e: e.response,
-    OutputItemEvent: lambda e: e.item,
-    ContentPartEvent: lambda e: e.part,
+    ResponseLifecycleEvent: validated_into(
+        "response", Response.__pydantic_validator__.validate_python, "response"
+    ),
+    OutputItemEvent: validated_into("item", _ITEM.validate_python, "item"),
+    ContentPartEvent: validated_into("part", _PART.validate_python, "part"),
 }
 # The delta events: nothing to validate, their accessors read plain fields.
 _DELTAS = {

@@ -250,7 +250,10 @@ class ResponseAccumulator(Notes):
 
     def _item_event(self, event: OutputItemEvent) -> None:
         item = event.item
-        snapshot = self._snapshot(event.output_index, item, event.event)
+        index = event.data.get("output_index")  # read once, without the property's frames
+        if type(index) is not int:
+            index = event.output_index
+        snapshot = self._snapshot(index, item, event.event)
         added = event.event.endswith(".added")
         self._note("on_output_item_added" if added else "on_output_item_done", item)
         if isinstance(snapshot, TextSnapshot) and isinstance(item, OutputMessage):
@@ -402,9 +405,14 @@ class ResponseAccumulator(Notes):
             self.notes.append(("on_tool_call_delta", (delta, snapshot)))
 
     def _arguments_done(self, event: FunctionCallArgumentsDoneEvent) -> None:
-        snapshot = self.items.get(event.output_index)
-        if isinstance(snapshot, ToolCallSnapshot):
-            self._settle_arguments(snapshot, event.arguments, event.event)
+        data = event.data
+        index = data.get("output_index")
+        snapshot = self.items.get(index if type(index) is int else event.output_index)
+        if type(snapshot) is ToolCallSnapshot:
+            final = data.get("arguments")
+            if type(final) is not str:
+                final = event.arguments
+            self._settle_arguments(snapshot, final, event.event)
 
     def _settle_arguments(self, snapshot: ToolCallSnapshot, final: str, event: str) -> None:
         if final != snapshot.arguments:
