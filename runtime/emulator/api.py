@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from runtime.emulator import params
 from runtime.emulator.engine import RunEngine, RunState, Sink, ThreadState, now
 from runtime.emulator.errors import ApiError, invalid, missing, not_found
+from runtime.emulator.frames import thread_json
 from runtime.emulator.objects import (
     Obj,
     assistant_obj,
@@ -285,7 +287,7 @@ class AssistantsApi:
 
         async def drive(sink: Sink) -> None:
             if thread_created is not None:
-                sink.emit("thread.created", thread_created)
+                sink.emit_encoded("thread.created", partial(thread_json, thread_created))
             await self.engine.start(run, sink)
 
         return StreamReply(drive)

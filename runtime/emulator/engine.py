@@ -15,9 +15,17 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 from runtime.emulator.errors import invalid
+from runtime.emulator.frames import (
+    encode_json,
+    message_json,
+    run_frames,
+    run_json,
+    step_json,
+)
 from runtime.emulator.ids import IdFactory
 from runtime.emulator.model import (
     ChatMessage,
@@ -55,6 +63,7 @@ __all__ = [
     "new_reply_json",
     "new_step_json",
     "now",
+    "run_bytes",
     "sse_event",
     "text_delta_event",
     "text_delta_head",
@@ -62,37 +71,6 @@ __all__ = [
 
 CANCELLABLE = frozenset({"queued", "in_progress", "requires_action"})
 _CANCELLED_MESSAGE = {"reason": "run_cancelled"}
-
-
-def _compact_encoder() -> Callable[[Any], str]:
-    """Compact JSON, as ``json.dumps(value, separators=(",", ":"))``, from one encoder built
-    once (``json.dumps`` with options builds one a call, and so does each ``encode``)."""
-    encoder = json.JSONEncoder(separators=(",", ":"), check_circular=False)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator
-        return encoder.encode
-    # markers, default, string encoder, indent, separators, sort_keys, skipkeys, allow_nan
-    chunks = make(
-        None,
-        encoder.default,
-        json.encoder.encode_basestring_ascii,
-        None,
-        ":",
-        ",",
-        False,
-        False,
-        True,
-    )
-
-    def encode(value: Any) -> str:
-        if isinstance(value, str):
-            return json.encoder.encode_basestring_ascii(value)
-        return "".join(chunks(value, 0))
-
-    return encode
-
-
-encode_json = _compact_encoder()
 
 
 def encode_event(event: str, data: Obj) -> bytes:
@@ -238,6 +216,14 @@ class NullSink:
         """Drop the event."""
 
 
+def run_bytes(run: RunState) -> bytes:
+    """The JSON of a run as it is now, its fixed fields encoded once a run."""
+    frames = run.frames
+    if frames is None:
+        frames = run.frames = run_frames(run.obj)
+    return run_json(run.obj, frames)
+
+
 def now() -> int:
     """Unix time in seconds, as in the wire objects."""
     return int(time.time())
@@ -332,14 +318,14 @@ class RunEngine:
 
     async def start(self, run: RunState, sink: Sink) -> None:
         """Drive a new run: created, queued, then the first model turn."""
-        sink.emit("thread.run.created", run.obj)
+        sink.emit_encoded("thread.run.created", partial(run_bytes, run))
         sink.emit_again("thread.run.queued")
         await self._advance(run, sink)
 
     async def resume(self, run: RunState, sink: Sink, step: Obj) -> None:
         """Drive a run after its tool outputs were accepted."""
-        sink.emit("thread.run.step.completed", step)
-        sink.emit("thread.run.queued", run.obj)
+        sink.emit_encoded("thread.run.step.completed", partial(step_json, step))
+        sink.emit_encoded("thread.run.queued", partial(run_bytes, run))
         await self._advance(run, sink)
 
     def drive_in_background(self, run: RunState, step: Obj | None = None) -> None:
@@ -353,7 +339,7 @@ class RunEngine:
             return
         run.obj["status"] = "in_progress"
         run.obj["started_at"] = run.obj["started_at"] or now()
-        sink.emit("thread.run.in_progress", run.obj)
+        sink.emit_encoded("thread.run.in_progress", partial(run_bytes, run))
         turn = self.model.decide(self._model_input(run))
         if turn.delay_s > 0:
             await sink.flush()
@@ -424,9 +410,9 @@ class RunEngine:
             "message_creation",
             {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
         )
-        sink.emit_encoded("thread.run.step.created", lambda: new_step_json(step))
+        sink.emit_encoded("thread.run.step.created", partial(new_step_json, step))
         sink.emit_again("thread.run.step.in_progress")
-        sink.emit_encoded("thread.message.created", lambda: new_reply_json(message))
+        sink.emit_encoded("thread.message.created", partial(new_reply_json, message))
         sink.emit_again("thread.message.in_progress")
         if not await self._stream_text(run, sink, turn, message["id"], pieces):
             await self._stopped(run, sink)
@@ -437,14 +423,14 @@ class RunEngine:
         run.message = None
         if reason is None:
             message["status"], message["completed_at"] = "completed", now()
-            sink.emit("thread.message.completed", message)
-            sink.emit("thread.run.step.completed", step)
+            sink.emit_encoded("thread.message.completed", partial(message_json, message))
+            sink.emit_encoded("thread.run.step.completed", partial(step_json, step))
             await self._end(run, sink, "completed")
             return
         message["status"], message["incomplete_at"] = "incomplete", now()
         message["incomplete_details"] = {"reason": "max_tokens"}
-        sink.emit("thread.message.incomplete", message)
-        sink.emit("thread.run.step.completed", step)
+        sink.emit_encoded("thread.message.incomplete", partial(message_json, message))
+        sink.emit_encoded("thread.run.step.completed", partial(step_json, step))
         await self._end(run, sink, "incomplete", reason=reason)
 
     async def _stream_text(
@@ -470,7 +456,7 @@ class RunEngine:
             await self._end(run, sink, "incomplete", reason="max_completion_tokens")
             return
         step = self._new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
-        sink.emit_encoded("thread.run.step.created", lambda: new_step_json(step))
+        sink.emit_encoded("thread.run.step.created", partial(new_step_json, step))
         sink.emit_again("thread.run.step.in_progress")
         calls = await self._stream_calls(run, sink, turn, step["id"])
         if calls is None or await self._stopped(run, sink):
@@ -483,7 +469,7 @@ class RunEngine:
         run.obj["status"] = "requires_action"
         run.expiry = self.spawn(self._expire_later(run))
         self.stats["requires_action"] += 1
-        sink.emit("thread.run.requires_action", run.obj)
+        sink.emit_encoded("thread.run.requires_action", partial(run_bytes, run))
 
     async def _stream_calls(
         self, run: RunState, sink: Sink, turn: Turn, step_id: str
@@ -587,16 +573,16 @@ class RunEngine:
         if status in {"queued", "in_progress"}:
             return False
         if status == "cancelling":
-            sink.emit("thread.run.cancelling", run.obj)
+            sink.emit_encoded("thread.run.cancelling", partial(run_bytes, run))
             await sink.flush()
             await run.finished.wait()
             for step in run.steps.values():
                 if step["status"] == "cancelled":
-                    sink.emit("thread.run.step.cancelled", step)
+                    sink.emit_encoded("thread.run.step.cancelled", partial(step_json, step))
             message = run.message
             if message is not None and message["incomplete_details"] == _CANCELLED_MESSAGE:
-                sink.emit("thread.message.incomplete", message)
-        sink.emit(f"thread.run.{run.status}", run.obj)
+                sink.emit_encoded("thread.message.incomplete", partial(message_json, message))
+        sink.emit_encoded(f"thread.run.{run.status}", partial(run_bytes, run))
         return True
 
     # -- helpers ----------------------------------------------------------------------------
@@ -653,7 +639,7 @@ class RunEngine:
         if run.obj["usage"] is None:
             run.obj["usage"] = usage_obj(0, 0)
         self._finish(run, status)
-        sink.emit(f"thread.run.{status}", run.obj)
+        sink.emit_encoded(f"thread.run.{status}", partial(run_bytes, run))
 
     def _finish(self, run: RunState, status: str, *, keep_expires_at: bool = False) -> None:
         run.obj["status"] = status

@@ -288,7 +288,7 @@ class _ApiRoute:
         fault: Fault | None,
         limits: Mapping[str, str] | None = None,
     ) -> web.StreamResponse:
-        response = web.StreamResponse(
+        response = _SseResponse(
             status=200,
             headers={
                 "Content-Type": "text/event-stream",
@@ -401,6 +401,14 @@ def _reset(request: web.Request) -> None:
     transport.abort()
 
 
+class _SseResponse(web.StreamResponse):
+    """A stream whose headers go out with its first events, in one write rather than two (a
+    run without delays is written whole at its end); aiohttp before 3.12 sends them at
+    ``prepare`` whatever this says."""
+
+    _send_headers_immediately = False
+
+
 class SseSink:
     """Writes events as SSE, applying ``cut`` (close after N events) and ``stall`` faults.
 
@@ -426,6 +434,7 @@ class SseSink:
         self.stalled = False
         self._cut = False
         self._buffer: list[bytes] = []
+        self._opened = False  # headers written (they wait for the first events)
         self._last_data = b"null"
         kind = fault.kind if fault is not None else None
         after = int(fault.params.get("after", 3)) if fault is not None else 0
@@ -485,12 +494,13 @@ class SseSink:
 
     async def flush(self) -> None:
         """Write the buffered events in one go (the engine calls this before it waits)."""
-        if self._buffer:
+        if self._buffer or not self._opened:  # the first flush sends the headers, if nothing else
             data = b"".join(self._buffer)
             self._buffer.clear()
             if not self.dead or self._cut:
                 try:
                     await self.response.write(data)
+                    self._opened = True
                 except (ConnectionError, RuntimeError):
                     self.dead = True  # the client went away; the run goes on without it
         if self._cut:

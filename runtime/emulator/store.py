@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from runtime.emulator.frames import RunFrames
 from runtime.emulator.model import ToolExchange
 from runtime.emulator.objects import Obj
 from runtime.emulator.retention import DEFAULT_RETAINED, LruStore
@@ -38,6 +39,7 @@ class RunState:
     streamed: list[str] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     expiry: asyncio.Task[None] | None = None
+    frames: RunFrames | None = None  # its fixed fields' JSON, made at its first event
 
     @property
     def status(self) -> str:

@@ -132,6 +132,26 @@ async def test_stall_keeps_the_stream_open_without_events(
     assert emu.get_run(emu.runs(thread["id"])[0]["id"])["status"] == "completed"
 
 
+async def test_stall_before_any_event_still_sends_the_headers(
+    emu: Emulator, api: Any, session: Any
+) -> None:
+    """Headers wait for a stream's first events; a stream stalled before any event still
+    answers 200 with its SSE headers, then stays silent until the client gives up."""
+    assistant = await api.assistant()
+    thread = await api.thread("hi")
+    emu.inject("stall", after=0)
+    async with session.post(
+        f"{emu.base_url}/threads/{thread['id']}/runs",
+        json={"assistant_id": assistant["id"], "stream": True},
+        timeout=aiohttp.ClientTimeout(sock_read=2.0),
+    ) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        assert resp.headers["x-request-id"].startswith("req_")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(resp.content.read(1), 0.3)
+
+
 async def test_slow_delays_the_first_byte(emu: Emulator, api: Any) -> None:
     """slow holds the response back for the given milliseconds (generous bound)."""
     emu.inject("slow", ms=200)

@@ -1,0 +1,353 @@
+"""Compact JSON of the Assistants wire objects, byte for byte ``json.dumps(obj,
+separators=(",", ":"))``, built from fixed frames around the values.
+
+A stream carries the same run three times or more (created, in_progress, a terminal status),
+each time with a few fields changed: the run's fields that never change once it exists are
+encoded once a run (:class:`RunFrames`), and each snapshot formats only the rest. Values are
+formatted without the stdlib encoder where they are a string, a number, null, a boolean or an
+empty container (the encoder's fixed cost a call is several times a field's); anything else
+goes through it. Each object's field order is the one its constructor in
+:mod:`runtime.emulator.objects` gives, which the engine keeps (it only reassigns fields).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = [
+    "RunFrames",
+    "encode_json",
+    "message_json",
+    "run_frames",
+    "run_json",
+    "step_json",
+    "thread_json",
+    "usage_json",
+    "value_json",
+]
+
+
+def _compact_encoder() -> Callable[[Any], str]:
+    """Compact JSON, as ``json.dumps(value, separators=(",", ":"))``, from one encoder built
+    once (``json.dumps`` with options builds one a call, and so does each ``encode``)."""
+    encoder = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator
+        return encoder.encode
+    # markers, default, string encoder, indent, separators, sort_keys, skipkeys, allow_nan
+    chunks = make(
+        None,
+        encoder.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+
+    def encode(value: Any) -> str:
+        if isinstance(value, str):
+            return json.encoder.encode_basestring_ascii(value)
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+encode_json = _compact_encoder()
+_escape: Callable[[str], str] = json.encoder.encode_basestring_ascii
+_float_repr = float.__repr__
+
+
+def value_json(value: Any) -> bytes:
+    """One value as :func:`encode_json` encodes it (the encoder only for what needs it)."""
+    if value is None:
+        return b"null"
+    kind = type(value)
+    if kind is str:
+        return _escape(value).encode()
+    if kind is int:
+        return b"%d" % value
+    if kind is bool:
+        return b"true" if value else b"false"
+    if kind is float and math.isfinite(value):
+        return _float_repr(value).encode()
+    if (kind is dict or kind is list) and not value:
+        return b"{}" if kind is dict else b"[]"
+    return encode_json(value).encode()
+
+
+_USAGE_FIELDS = [
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "prompt_token_details",
+    "completion_tokens_details",
+]
+_USAGE_DETAILS = ({"cached_tokens": 0}, {"reasoning_tokens": 0})
+
+
+def usage_json(usage: Mapping[str, Any] | None) -> bytes:
+    """``usage`` of a run or a step (as :func:`~runtime.emulator.objects.usage_obj` makes it)."""
+    if (
+        type(usage) is not dict
+        or list(usage) != _USAGE_FIELDS
+        or (usage["prompt_token_details"], usage["completion_tokens_details"]) != _USAGE_DETAILS
+    ):
+        return value_json(usage)
+    return b'{"prompt_tokens":%b,"completion_tokens":%b,"total_tokens":%b,%b' % (
+        value_json(usage["prompt_tokens"]),
+        value_json(usage["completion_tokens"]),
+        value_json(usage["total_tokens"]),
+        b'"prompt_token_details":{"cached_tokens":0},'
+        b'"completion_tokens_details":{"reasoning_tokens":0}}',
+    )
+
+
+RunFrames = tuple[bytes, bytes, bytes, bytes]
+"""A run's fixed fields encoded: up to ``status``, ``model`` to ``tool_resources``,
+``temperature`` to ``truncation_strategy``, and ``response_format`` to the end."""
+
+_RUN_FIELDS = (
+    "id",
+    "object",
+    "created_at",
+    "assistant_id",
+    "thread_id",
+    "status",
+    "started_at",
+    "expires_at",
+    "cancelled_at",
+    "failed_at",
+    "completed_at",
+    "required_action",
+    "last_error",
+    "model",
+    "instructions",
+    "tools",
+    "tool_resources",
+    "metadata",
+    "temperature",
+    "top_p",
+    "reasoning_effort",
+    "max_completion_tokens",
+    "max_prompt_tokens",
+    "truncation_strategy",
+    "incomplete_details",
+    "usage",
+    "response_format",
+    "tool_choice",
+    "parallel_tool_calls",
+)
+
+
+def run_frames(run: Mapping[str, Any]) -> RunFrames:
+    """Encode the fields of a run that keep their value for its whole life."""
+    v = value_json
+    head = b'{"id":%b,"object":%b,"created_at":%b,"assistant_id":%b,"thread_id":%b,"status":' % (
+        v(run["id"]),
+        v(run["object"]),
+        v(run["created_at"]),
+        v(run["assistant_id"]),
+        v(run["thread_id"]),
+    )
+    middle = b',"model":%b,"instructions":%b,"tools":%b,"tool_resources":%b,"metadata":' % (
+        v(run["model"]),
+        v(run["instructions"]),
+        v(run["tools"]),
+        v(run["tool_resources"]),
+    )
+    strategy = run["truncation_strategy"]
+    late = (
+        b',"temperature":%b,"top_p":%b,"reasoning_effort":%b,"max_completion_tokens":%b,'
+        b'"max_prompt_tokens":%b,"truncation_strategy":%b,"incomplete_details":'
+        % (
+            v(run["temperature"]),
+            v(run["top_p"]),
+            v(run["reasoning_effort"]),
+            v(run["max_completion_tokens"]),
+            v(run["max_prompt_tokens"]),
+            b'{"type":"auto","last_messages":null}'
+            if strategy == _AUTO_STRATEGY and list(strategy) == ["type", "last_messages"]
+            else v(strategy),
+        )
+    )
+    tail = b',"response_format":%b,"tool_choice":%b,"parallel_tool_calls":%b}' % (
+        v(run["response_format"]),
+        v(run["tool_choice"]),
+        v(run["parallel_tool_calls"]),
+    )
+    return head, middle, late, tail
+
+
+_AUTO_STRATEGY = {"type": "auto", "last_messages": None}
+
+
+def run_json(run: Mapping[str, Any], frames: RunFrames) -> bytes:
+    """The JSON of a run: its fixed fields from ``frames`` (:func:`run_frames` of the same
+    run), the fields that change (status, timestamps, required action, error, metadata,
+    incomplete details, usage) formatted now. A run whose fields are not exactly the wire
+    object's, in its order, is encoded whole."""
+    if len(run) != len(_RUN_FIELDS):
+        return encode_json(run).encode()
+    v = value_json
+    head, middle, late, tail = frames
+    return b"".join(
+        (
+            head,
+            _escape(run["status"]).encode(),
+            b',"started_at":',
+            b"null" if (x := run["started_at"]) is None else v(x),
+            b',"expires_at":',
+            b"null" if (x := run["expires_at"]) is None else v(x),
+            b',"cancelled_at":',
+            b"null" if (x := run["cancelled_at"]) is None else v(x),
+            b',"failed_at":',
+            b"null" if (x := run["failed_at"]) is None else v(x),
+            b',"completed_at":',
+            b"null" if (x := run["completed_at"]) is None else v(x),
+            b',"required_action":',
+            b"null" if (x := run["required_action"]) is None else v(x),
+            b',"last_error":',
+            b"null" if (x := run["last_error"]) is None else v(x),
+            middle,
+            v(run["metadata"]),
+            late,
+            b"null" if (x := run["incomplete_details"]) is None else v(x),
+            b',"usage":',
+            b"null" if (x := run["usage"]) is None else usage_json(x),
+            tail,
+        )
+    )
+
+
+_STEP_SIZE, _MESSAGE_SIZE, _THREAD_SIZE = 15, 14, 5
+
+
+def step_json(step: Mapping[str, Any]) -> bytes:
+    """The JSON of a run step in any state."""
+    if len(step) != _STEP_SIZE:
+        return encode_json(step).encode()
+    details = step["step_details"]
+    if details.get("type") == "message_creation" and len(details) == 2:
+        creation = details["message_creation"]
+        encoded_details = (
+            b'{"type":"message_creation","message_creation":{"message_id":%b}}'
+            % value_json(creation["message_id"])
+            if list(creation) == ["message_id"]
+            else value_json(details)
+        )
+    else:
+        encoded_details = value_json(details)
+    v = value_json
+    return b"".join(
+        (
+            b'{"id":',
+            _escape(step["id"]).encode(),
+            b',"object":',
+            _escape(step["object"]).encode(),
+            b',"created_at":',
+            v(step["created_at"]),
+            b',"run_id":',
+            _escape(step["run_id"]).encode(),
+            b',"assistant_id":',
+            v(step["assistant_id"]),
+            b',"thread_id":',
+            _escape(step["thread_id"]).encode(),
+            b',"type":',
+            _escape(step["type"]).encode(),
+            b',"status":',
+            _escape(step["status"]).encode(),
+            b',"cancelled_at":',
+            b"null" if (x := step["cancelled_at"]) is None else v(x),
+            b',"completed_at":',
+            b"null" if (x := step["completed_at"]) is None else v(x),
+            b',"expires_at":',
+            v(step["expires_at"]),
+            b',"failed_at":',
+            b"null" if (x := step["failed_at"]) is None else v(x),
+            b',"last_error":',
+            b"null" if (x := step["last_error"]) is None else v(x),
+            b',"step_details":',
+            encoded_details,
+            b',"usage":',
+            b"null" if (x := step["usage"]) is None else usage_json(x),
+            b"}",
+        )
+    )
+
+
+def message_json(message: Mapping[str, Any]) -> bytes:
+    """The JSON of a message in any state."""
+    if len(message) != _MESSAGE_SIZE:
+        return encode_json(message).encode()
+    v = value_json
+    return b"".join(
+        (
+            b'{"id":',
+            _escape(message["id"]).encode(),
+            b',"object":',
+            _escape(message["object"]).encode(),
+            b',"created_at":',
+            v(message["created_at"]),
+            b',"assistant_id":',
+            b"null" if (x := message["assistant_id"]) is None else v(x),
+            b',"thread_id":',
+            _escape(message["thread_id"]).encode(),
+            b',"run_id":',
+            b"null" if (x := message["run_id"]) is None else v(x),
+            b',"status":',
+            _escape(message["status"]).encode(),
+            b',"incomplete_details":',
+            b"null" if (x := message["incomplete_details"]) is None else v(x),
+            b',"incomplete_at":',
+            b"null" if (x := message["incomplete_at"]) is None else v(x),
+            b',"completed_at":',
+            b"null" if (x := message["completed_at"]) is None else v(x),
+            b',"role":',
+            _escape(message["role"]).encode(),
+            b',"content":',
+            _content_json(message["content"]),
+            b',"attachments":',
+            v(message["attachments"]),
+            b',"metadata":',
+            v(message["metadata"]),
+            b"}",
+        )
+    )
+
+
+def _content_json(content: Any) -> bytes:
+    """Content parts; one text part without annotations (a reply) from a frame."""
+    if type(content) is list and len(content) == 1:
+        part = content[0]
+        if type(part) is dict and len(part) == 2 and part.get("type") == "text":
+            text = part["text"]
+            if (
+                type(text) is dict
+                and list(text) == ["value", "annotations"]
+                and text["annotations"] == []
+                and list(part) == ["type", "text"]
+            ):
+                return b'[{"type":"text","text":{"value":%b,"annotations":[]}}]' % value_json(
+                    text["value"]
+                )
+    return value_json(content)
+
+
+def thread_json(thread: Mapping[str, Any]) -> bytes:
+    """The JSON of a thread."""
+    if len(thread) != _THREAD_SIZE:
+        return encode_json(thread).encode()
+    v = value_json
+    return b'{"id":%b,"object":%b,"created_at":%b,"metadata":%b,"tool_resources":%b}' % (
+        v(thread["id"]),
+        v(thread["object"]),
+        v(thread["created_at"]),
+        v(thread["metadata"]),
+        v(thread["tool_resources"]),
+    )
