@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 
+from runtime.fairness import tune_collector
 from runtime.pacing import RatePacer, RedisBuckets, pacer_from_settings
 from runtime.transport import AiohttpTransport
 from runtime.worker.approvals import ApprovalStore, StoreLedger
@@ -128,7 +129,8 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
                 upstream=upstream,
                 approval_token=settings.http.approval_token,
             )
-            log.info("worker.starting", protocol=backend.protocol)
+            frozen = tune_collector() if settings.worker.tune_collector else 0
+            log.info("worker.starting", protocol=backend.protocol, frozen_objects=frozen)
             with _drain_on_signals(worker):
                 if settings.http.enabled:
                     await http.start()

@@ -152,7 +152,14 @@ async def _create_assistant(
         return 2
     registry = build_registry(settings.worker.tools)
     try:
-        async with AssistantsClient(base_url=base_url, api_key=key.get_secret_value()) as client:
+        # The file's [api] timeouts and [retry] attempts hold here as in the worker.
+        client = AssistantsClient.from_settings(
+            settings.runtime_settings(),
+            base_url=base_url,
+            azure_endpoint=None,
+            api_key=key.get_secret_value(),
+        )
+        async with client:
             assistant = await client.create_assistant(
                 model=model or settings.worker.model, name=name, tools=registry.definitions()
             )

@@ -88,6 +88,10 @@ class WorkerSection(_Section):
     """A job whose attempt failed with an error is offered again after this delay."""
     burst: bool = False
     """Exit once the queue has no unfinished job (also ``--burst``)."""
+    tune_collector: bool = True
+    """At start-up, freeze what start-up allocated and make the garbage collector's full
+    passes rare (:func:`runtime.fairness.tune_collector`): no pass of a tenth of a second on
+    the loop of hundreds of jobs in flight. Off if your tools make many reference cycles."""
     job_deadline_s: float = Field(default=3600.0, gt=0)
     """The longest a job's run may take (its total deadline, unless [policy] total_deadline_s
     is shorter); past it the run is cancelled and the result is ``expired``."""

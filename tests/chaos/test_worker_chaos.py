@@ -262,10 +262,10 @@ async def test_poison_records_among_good_jobs_never_stop_the_worker(
 async def test_a_wall_clock_step_on_an_idle_worker_takes_no_live_job(
     emulator: Emulator, assistant_id: str, tmp_path: Path
 ) -> None:
-    """Worker A runs 10 jobs with 5 s tools (lease 1 s, heartbeat 0.25 s); worker B on the
-    same sqlite file has its wall clock 60 s ahead and polls for well over a lease meanwhile.
-    B takes none of A's jobs: every tool call runs once, every job finishes on its first
-    attempt, one run each."""
+    """Worker A runs 10 jobs whose tools wait for a gate (lease 1 s, heartbeat 0.25 s);
+    worker B on the same sqlite file has its wall clock 60 s ahead and polls for well over a
+    lease meanwhile. B takes none of A's jobs: every tool call runs once, every job finishes
+    on its first attempt, one run each."""
     n_jobs = 10
     db = tmp_path / "jobs.db"
     tool_log = tmp_path / "tools.jsonl"
@@ -282,9 +282,11 @@ async def test_a_wall_clock_step_on_an_idle_worker_takes_no_live_job(
         worker={"concurrency": n_jobs},
     )
     job_ids = [f"job-{i:02d}" for i in range(n_jobs)]
+    gate = tmp_path / "gate"
     for job_id in job_ids:
-        await queue.submit(_tool_job(job_id, assistant_id, sleep_ms=5000))
-    base_env = {"WORKER_TEST_TOOL_LOG": str(tool_log)}
+        message = Message(content="/call gated_echo " + json.dumps({"text": job_id}))
+        await queue.submit(Job(id=job_id, assistant_id=assistant_id, messages=(message,)))
+    base_env = {"WORKER_TEST_TOOL_LOG": str(tool_log), "WORKER_TEST_GATE": str(gate)}
     stepped_env = {
         **base_env,
         "CHAOS_WALL_CLOCK_OFFSET_S": "60",
@@ -307,6 +309,7 @@ async def test_a_wall_clock_step_on_an_idle_worker_takes_no_live_job(
         await wait_until(b_started, timeout=30, what="worker B started")
         await asyncio.sleep(1.5)  # B's claims poll for longer than lease_s
         assert (await queue.stats()).running == n_jobs, "A's jobs ended before B could poll"
+        gate.touch()
 
         async def all_done() -> bool:
             assert all(p.poll() is None for p in procs), tail(tmp_path / "b.log")

@@ -38,8 +38,10 @@ Reported per protocol:
 
 * ``gc_collections``: young / middle / full collections during the batch.
 
-``--gc-freeze`` and ``--gc-threshold A,B,C`` set the collector up as an application may
-(``gc.freeze()`` after the warm-up, ``gc.set_threshold``); the library changes neither.
+``--tune-collector`` calls ``runtime.fairness.tune_collector()`` after the warm-up, as a
+service with many runs in flight may once after start-up (the worker does by default);
+``--gc-freeze`` and ``--gc-threshold A,B,C`` set the collector up by hand (``gc.freeze()``,
+``gc.set_threshold``). By default the library changes nothing.
 
 Targets: <= 64 KB per in-flight run (RSS and heap), no callback over 20 ms, heartbeat lag
 p99 <= 250 ms. The core count and the load average are printed. Not collected by pytest.
@@ -223,6 +225,10 @@ async def measure(run_once: RunOnce, args: argparse.Namespace) -> dict[str, Any]
     base_n = 1_000_000
     await batch(lambda i: run_once(base_n + i), min(50, args.runs))
     gc.collect()
+    if args.tune_collector:
+        from runtime.fairness import tune_collector
+
+        tune_collector()
     if args.gc_freeze:
         gc.freeze()  # what an application may do after start-up: not the library's default
     if args.gc_threshold:
@@ -284,6 +290,10 @@ async def measure(run_once: RunOnce, args: argparse.Namespace) -> dict[str, Any]
     report["gc_pause_max_ms"] = round(max((p for _, p, _ in pauses.pauses), default=0.0) * 1e3, 1)
     report["gc_pause_cpu_max_ms"] = round(max((c for _, _, c in pauses.pauses), default=0) * 1e3, 1)
     report["gc_total_ms"] = round(pauses.total_s * 1e3)
+    report["gc_pause_cpu_max_ms_by_gen"] = "/".join(
+        str(round(max((c for g, _, c in pauses.pauses if g == gen), default=0) * 1e3, 1))
+        for gen in range(3)
+    )
     worst = sorted(probe.slow, reverse=True)[:5]
     report["slow_callback_where"] = [
         f"{s * 1e3:.0f} ms ({g * 1e3:.0f} ms in GC) {where}" for s, g, where in worst
@@ -391,6 +401,8 @@ def run_client(protocol: str, url: str, args: argparse.Namespace) -> dict[str, A
         command.append("--no-tracemalloc")
     if args.gc_freeze:
         command.append("--gc-freeze")
+    if args.tune_collector:
+        command.append("--tune-collector")
     if args.gc_threshold:
         command += ["--gc-threshold", ",".join(map(str, args.gc_threshold))]
     proc = subprocess.run(
@@ -435,6 +447,7 @@ KEYS = [
     "gc_pause_max_ms",
     "gc_pause_cpu_max_ms",
     "gc_total_ms",
+    "gc_pause_cpu_max_ms_by_gen",
     "gc_collections",
     "emulator_cpu_s",
 ]
@@ -448,6 +461,11 @@ def main() -> int:
     parser.add_argument("--tool-ms", type=int, default=50, help="how long the async tool sleeps")
     parser.add_argument("--no-tracemalloc", dest="tracemalloc", action="store_false")
     parser.add_argument("--frames", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--tune-collector",
+        action="store_true",
+        help="runtime.fairness.tune_collector() after the warm-up, as the worker does",
+    )
     parser.add_argument(
         "--gc-freeze",
         action="store_true",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
+from collections.abc import Iterator
 
 import pytest
 
@@ -103,3 +106,41 @@ def test_the_slice_is_not_negative() -> None:
         fairness.set_slice(-1)
     with pytest.raises(ValueError, match="slice"):
         fairness.set_slice(float("nan"))
+
+
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    """Put the collector back as it was: thresholds, and nothing frozen."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+def test_tune_collector_freezes_start_up_and_spaces_full_passes(collector_restored: None) -> None:
+    """After the call what start-up made is frozen, full passes wait for 1000 middle ones
+    (young and middle thresholds kept), and an object made afterwards is still collected
+    by a young pass."""
+    young, middle, _ = gc.get_threshold()
+    start_up = [{"i": i} for i in range(1000)]
+    frozen = fairness.tune_collector()
+    assert frozen == gc.get_freeze_count() >= len(start_up)
+    assert gc.get_threshold() == (young, middle, 1000)
+
+    class Node:
+        other: object = None
+
+    cycle = Node()
+    cycle.other = cycle
+    ref = weakref.ref(cycle)
+    del cycle
+    gc.collect(0)
+    assert ref() is None
+
+
+def test_tune_collector_refuses_a_zero_spacing(collector_restored: None) -> None:
+    """full_every below 1 is a ValueError, and the collector is left as it was."""
+    before = gc.get_threshold()
+    with pytest.raises(ValueError, match="full_every"):
+        fairness.tune_collector(0)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

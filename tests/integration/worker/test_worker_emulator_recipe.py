@@ -3,6 +3,7 @@ process, then `assistant create --emulator` and `submit --wait` in a bash shell.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -123,7 +125,41 @@ def test_worker_emulator_port_in_use_is_a_usage_error(tmp_path: Path) -> None:
 def test_assistant_create_without_a_server_is_one_line(tmp_path: Path) -> None:
     """`assistant create --emulator` with no worker running: exit 1 and one line naming the URL."""
     port = _free_port()
-    proc = _cli(_env(tmp_path, port), "assistant", "create", "--emulator", "--config", CONFIG)
+    # One attempt: the message is the subject, not the retries before it (about 10 s).
+    env = {**_env(tmp_path, port), "RUNTIME_WORKER_RETRY__MAX_ATTEMPTS": "1"}
+    proc = _cli(env, "assistant", "create", "--emulator", "--config", CONFIG)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], lines
+
+
+def test_assistant_create_takes_the_files_retry_attempts(tmp_path: Path) -> None:
+    """`assistant create` against a server that answers 429 (retried: the server did not act)
+    tries as often as the file's ``[retry] max_attempts`` says (2 here), then fails in one
+    line."""
+    requests: list[str] = []
+
+    class RateLimited(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            requests.append(self.path)
+            self.send_response(429)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error": {"message": "slow down", "type": "rate_limit_error"}}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), RateLimited) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        env = {
+            **_env(tmp_path, server.server_address[1]),
+            "RUNTIME_WORKER_RETRY__MAX_ATTEMPTS": "2",
+            "RUNTIME_WORKER_RETRY__INITIAL_WAIT_S": "0.01",
+            "RUNTIME_WORKER_RETRY__JITTER_S": "0",
+        }
+        proc = _cli(env, "assistant", "create", "--emulator", "--config", CONFIG)
+        server.shutdown()
+    assert proc.returncode == 1
+    assert requests == ["/v1/assistants", "/v1/assistants"]
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -127,3 +127,22 @@ async def test_cli_submit_wait_and_jobs(
     log = (tmp_path / "cli-worker.log").read_text()
     finished = [json.loads(line) for line in log.splitlines() if "worker.job_finished" in line]
     assert finished and finished[0]["job_id"] == "cli-1" and finished[0]["run_id"]
+
+
+@pytest.mark.parametrize("tuned", [True, False])
+async def test_the_worker_freezes_its_start_up_heap_unless_told_not_to(
+    tmp_path: Path, tuned: bool
+) -> None:
+    """A worker process freezes what start-up allocated before it takes jobs
+    (``[worker] tune_collector``, on by default) and says how much; off, nothing is frozen."""
+    queue = {"backend": "sqlite", "sqlite": {"path": str(tmp_path / "jobs.db")}}
+    worker = {} if tuned else {"tune_collector": False}
+    config = write_config(
+        tmp_path / "w.toml", base_url="http://127.0.0.1:9/v1", queue=queue, worker=worker
+    )
+    proc = spawn_worker(config, "w", tmp_path, burst=True)
+    assert await wait_exit(proc, timeout=30) == 0, tail(tmp_path / "w.log")
+    lines = (tmp_path / "w.log").read_text(encoding="utf-8").splitlines()
+    (starting,) = [json.loads(x) for x in lines if '"worker.starting"' in x]
+    frozen = starting["frozen_objects"]
+    assert frozen > 10_000 if tuned else frozen == 0

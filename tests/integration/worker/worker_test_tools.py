@@ -2,7 +2,8 @@
 
 ``slow_echo`` appends a ``start`` and an ``end`` line (JSON: pid, tool_call_id, text) to the
 file named by ``WORKER_TEST_TOOL_LOG``, so a test can tell which process executed which call
-and whether any call was executed twice. ``WORKER_TEST_SLEEP_SCALE`` scales its sleep.
+and whether any call was executed twice. ``WORKER_TEST_SLEEP_SCALE`` scales its sleep;
+``gated_echo`` logs the same way and waits for a file instead of a time.
 """
 
 from __future__ import annotations
@@ -46,6 +47,23 @@ async def slow_echo(text: str, sleep_ms: int, ctx: ToolContext) -> str:
     """
     _record("start", ctx, text)
     await asyncio.sleep(sleep_ms * float(os.environ.get("WORKER_TEST_SLEEP_SCALE", "1")) / 1000)
+    _record("end", ctx, text)
+    return text.upper()
+
+
+@registry.tool
+async def gated_echo(text: str, ctx: ToolContext) -> str:
+    """Return text in upper case once the file named by ``WORKER_TEST_GATE`` exists.
+
+    A test holds calls in flight for as long as it needs, whatever the machine's load.
+
+    Args:
+        text: what to echo.
+    """
+    _record("start", ctx, text)
+    gate = os.environ["WORKER_TEST_GATE"]
+    while not os.path.exists(gate):
+        await asyncio.sleep(0.02)
     _record("end", ctx, text)
     return text.upper()
 

@@ -93,9 +93,7 @@ def inputs(union: Any) -> st.SearchStrategy[dict[str, Any]]:
     return tagged | st.dictionaries(keys, values, max_size=6)  # with or without a tag
 
 
-def _outcome(
-    adapter: TypeAdapter[Any], value: Any, *, error_count: bool = True
-) -> tuple[Any, ...]:
+def _outcome(adapter: TypeAdapter[Any], value: Any, *, error_count: bool = True) -> tuple[Any, ...]:
     try:
         model = adapter.validate_python(value)
     except ValidationError as exc:
@@ -111,7 +109,7 @@ def test_first_match_validates_as_smart_mode(name: str) -> None:
     smart = TypeAdapter[Any](union)
     first = TypeAdapter[Any](Annotated[union, FIRST_MATCH])
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(inputs(union))
     def check(value: dict[str, Any]) -> None:
         assert _outcome(first, value) == _outcome(smart, value)
@@ -129,7 +127,7 @@ def test_by_type_validates_as_smart_mode(name: str) -> None:
     smart = TypeAdapter[Any](union)
     by_type = TypeAdapter[Any](BY_TYPE[name])
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(inputs(union))
     def check(value: dict[str, Any]) -> None:
         expected = _outcome(smart, value, error_count=False)
