@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -98,6 +99,18 @@ class WorkerMetrics:
             buckets=_WAIT_BUCKETS,
             registry=r,
         )
+        # Label children by label values: ``labels()`` costs a lock and a tuple per call,
+        # and each job updates several series. The values come from bounded sets (run
+        # statuses, registered tool names), so these stay small.
+        self._run_children: dict[str, Any] = {}
+        self._tool_children: dict[tuple[str, bool], tuple[Any, Any]] = {}
+
+    def count_run(self, status: str) -> None:
+        """Count one finished (or paused, or dead) job under ``runs_total{status}``."""
+        child = self._run_children.get(status)
+        if child is None:
+            child = self._run_children[status] = self.runs.labels(status=status)
+        child.inc()
 
     def tool_label(self, name: str) -> str:
         """The ``tool`` label value of a call named ``name``: itself when registered."""
@@ -108,8 +121,14 @@ class WorkerMetrics:
     def observe_tool_call(self, name: str, *, is_error: bool, seconds: float) -> None:
         """Count one executed tool call and its duration."""
         tool = self.tool_label(name)
-        self.tool_calls.labels(tool=tool, outcome="error" if is_error else "ok").inc()
-        self.tool_duration.labels(tool=tool).observe(seconds)
+        children = self._tool_children.get((tool, is_error))
+        if children is None:
+            children = self._tool_children[(tool, is_error)] = (
+                self.tool_calls.labels(tool=tool, outcome="error" if is_error else "ok"),
+                self.tool_duration.labels(tool=tool),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_tool_sources(self, statuses: Mapping[str, str]) -> None:
         """One gauge per configured tool server (its name from the config, never from a

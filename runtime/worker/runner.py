@@ -426,13 +426,29 @@ def _outcome(ctx: JobContext, result: RunResult[Any]) -> RunOutcome:
 
 
 def _to_output(result: ToolCallResult) -> ToolOutput:
-    return ToolOutput(
+    # Made twice a job (stored, then in the outcome), mostly from values already of the
+    # right types: validating those again finds nothing.
+    make: Callable[..., ToolOutput] = (
+        ToolOutput.model_construct if _plain_output(result) else ToolOutput
+    )
+    return make(
         id=result.tool_call_id,
         name=result.name,
         arguments=result.arguments,
         output=result.output,
         is_error=result.is_error,
         seconds=result.seconds,
+    )
+
+
+def _plain_output(result: ToolCallResult) -> bool:
+    return (
+        type(result.tool_call_id) is str
+        and type(result.name) is str
+        and type(result.arguments) is str
+        and type(result.output) is str
+        and type(result.is_error) is bool
+        and type(result.seconds) is float
     )
 
 

@@ -235,3 +235,55 @@ async def test_a_redis_job_key_of_the_wrong_type_is_dead_lettered(store: Store) 
     assert [fields["job_id"] for _id, fields in dead] == ["wrongtype"]
     assert "WRONGTYPE" in dead[0][1]["error"]
     assert pending["pending"] == 1  # only the good job's entry is still pending
+
+
+def test_a_tool_result_becomes_the_same_stored_output_validated_or_not() -> None:
+    """A dispatcher result of plain types is stored as the validating constructor would
+    store it (equal, same JSON, read back equal); one with other types still goes through
+    validation: an int ``seconds`` becomes a float, a ``None`` name is refused as before."""
+    from pydantic import ValidationError
+
+    from runtime.worker.models import ToolOutput
+    from runtime.worker.runner import _to_output
+    from tools import ToolCallResult
+
+    plain = ToolCallResult(
+        tool_call_id="call_1",
+        name="calculate",
+        arguments='{"expression": "6*7"}',
+        output="42",
+        is_error=False,
+        seconds=0.012,
+    )
+    made = _to_output(plain)
+    validated = ToolOutput(
+        id="call_1",
+        name="calculate",
+        arguments='{"expression": "6*7"}',
+        output="42",
+        is_error=False,
+        seconds=0.012,
+    )
+    assert made == validated
+    assert made.model_dump_json() == validated.model_dump_json()
+    assert ToolOutput.model_validate_json(made.model_dump_json()) == validated
+
+    odd = ToolCallResult(
+        tool_call_id="call_2",
+        name="calculate",
+        arguments="{}",
+        output="",
+        is_error=True,
+        seconds=1,  # type: ignore[arg-type]
+    )
+    assert type(_to_output(odd).seconds) is float
+    broken = ToolCallResult(
+        tool_call_id="call_3",
+        name=None,
+        arguments="{}",
+        output="",
+        is_error=True,  # type: ignore[arg-type]
+        seconds=0.1,
+    )
+    with pytest.raises(ValidationError):
+        _to_output(broken)

@@ -315,6 +315,25 @@ def test_made_up_tool_names_share_one_series() -> None:
     assert len(durations) == 2
 
 
+def test_repeated_label_values_keep_counting_in_their_own_series() -> None:
+    """Runs and tool calls counted many times under the same labels (the series' children are
+    looked up once and kept) still add up per status, tool and outcome, and a new label value
+    later gets a series of its own."""
+    metrics = WorkerMetrics(known_tool={"echo"}.__contains__)
+    for _ in range(3):
+        metrics.count_run("completed")
+        metrics.observe_tool_call("echo", is_error=False, seconds=0.5)
+    metrics.observe_tool_call("echo", is_error=True, seconds=0.25)
+    metrics.count_run("failed")
+    text = metrics.render().decode()
+    assert 'agent_worker_runs_total{status="completed"} 3.0' in text
+    assert 'agent_worker_runs_total{status="failed"} 1.0' in text
+    assert 'agent_worker_tool_calls_total{outcome="ok",tool="echo"} 3.0' in text
+    assert 'agent_worker_tool_calls_total{outcome="error",tool="echo"} 1.0' in text
+    assert 'agent_worker_tool_duration_seconds_count{tool="echo"} 4.0' in text
+    assert 'agent_worker_tool_duration_seconds_sum{tool="echo"} 1.75' in text
+
+
 async def test_only_a_redelivered_jobs_start_is_logged_at_info() -> None:
     """A first delivery's worker.job_started is DEBUG (its worker.job_finished says it all);
     a redelivery's start stays INFO, so a crash's aftermath is visible at the shipped level."""
