@@ -60,8 +60,6 @@ __all__ = [
     "encode_json",
     "event_head",
     "message_text",
-    "new_reply_json",
-    "new_step_json",
     "now",
     "run_bytes",
     "sse_event",
@@ -115,61 +113,6 @@ def text_delta_event(head: bytes, piece: str, *, first: bool) -> bytes:
     serialised: a stream has one per word."""
     tail = b',"annotations":[]}}]}}\n\n' if first else b"}}]}}\n\n"
     return b"".join((_TEXT_DELTA_HEAD, head, _escape_json_str(piece).encode(), tail))
-
-
-def _json_value(value: Any) -> bytes:
-    """One value as :func:`encode_json` encodes it inside an object."""
-    if type(value) is int:  # not a bool
-        return b"%d" % value
-    return encode_json(value).encode()
-
-
-def new_step_json(step: Obj) -> bytes:
-    """The JSON of a step as :func:`~runtime.emulator.objects.step_obj` makes it (in progress,
-    nothing else set yet), byte for byte :func:`encode_json`'s, encoding only what varies."""
-    return b"".join(
-        (
-            b'{"id":',
-            _json_value(step["id"]),
-            b',"object":"thread.run.step","created_at":',
-            _json_value(step["created_at"]),
-            b',"run_id":',
-            _json_value(step["run_id"]),
-            b',"assistant_id":',
-            _json_value(step["assistant_id"]),
-            b',"thread_id":',
-            _json_value(step["thread_id"]),
-            b',"type":',
-            _json_value(step["type"]),
-            b',"status":"in_progress","cancelled_at":null,"completed_at":null,"expires_at":',
-            _json_value(step["expires_at"]),
-            b',"failed_at":null,"last_error":null,"step_details":',
-            _json_value(step["step_details"]),
-            b',"usage":null}',
-        )
-    )
-
-
-def new_reply_json(message: Obj) -> bytes:
-    """The JSON of an assistant message as the engine creates it (in progress, empty, no
-    attachments or metadata), byte for byte :func:`encode_json`'s, encoding only what varies."""
-    return b"".join(
-        (
-            b'{"id":',
-            _json_value(message["id"]),
-            b',"object":"thread.message","created_at":',
-            _json_value(message["created_at"]),
-            b',"assistant_id":',
-            _json_value(message["assistant_id"]),
-            b',"thread_id":',
-            _json_value(message["thread_id"]),
-            b',"run_id":',
-            _json_value(message["run_id"]),
-            b',"status":"in_progress","incomplete_details":null,"incomplete_at":null,'
-            b'"completed_at":null,"role":"assistant","content":[],"attachments":[],'
-            b'"metadata":{}}',
-        )
-    )
 
 
 class Sink(Protocol):
@@ -410,9 +353,9 @@ class RunEngine:
             "message_creation",
             {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
         )
-        sink.emit_encoded("thread.run.step.created", partial(new_step_json, step))
+        sink.emit_encoded("thread.run.step.created", partial(step_json, step))
         sink.emit_again("thread.run.step.in_progress")
-        sink.emit_encoded("thread.message.created", partial(new_reply_json, message))
+        sink.emit_encoded("thread.message.created", partial(message_json, message))
         sink.emit_again("thread.message.in_progress")
         if not await self._stream_text(run, sink, turn, message["id"], pieces):
             await self._stopped(run, sink)
@@ -456,7 +399,7 @@ class RunEngine:
             await self._end(run, sink, "incomplete", reason="max_completion_tokens")
             return
         step = self._new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
-        sink.emit_encoded("thread.run.step.created", partial(new_step_json, step))
+        sink.emit_encoded("thread.run.step.created", partial(step_json, step))
         sink.emit_again("thread.run.step.in_progress")
         calls = await self._stream_calls(run, sink, turn, step["id"])
         if calls is None or await self._stopped(run, sink):
