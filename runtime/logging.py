@@ -27,12 +27,13 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import IO, Any
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from runtime.jsontext import acyclic_encoder
 from tools.quiet import LeveledBoundLogger, install_library_defaults
 
 __all__ = [
@@ -398,30 +399,10 @@ class _JSONRenderer:
     circular."""
 
     def __init__(self) -> None:
-        encoder = json.JSONEncoder(default=_json_fallback)
-        make = getattr(json.encoder, "c_make_encoder", None)
-        self._encode: Callable[[Any], str] = encoder.encode
-        self._one_shot: Callable[[Any, int], Iterable[str]] | None = None
-        if make is None:  # an interpreter without the C accelerator
-            return
-        one_shot = make(
-            None,  # markers: no circular check
-            encoder.default,
-            json.encoder.encode_basestring_ascii,
-            None,  # indent
-            encoder.key_separator,
-            encoder.item_separator,
-            False,  # sort_keys
-            False,  # skipkeys
-            True,  # allow_nan
-        )
-        self._one_shot = one_shot
+        self._encode = acyclic_encoder(json.JSONEncoder(default=_json_fallback))
 
     def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> str:
-        one_shot = self._one_shot
-        if one_shot is None:
-            return self._encode(event_dict)
-        return "".join(one_shot(event_dict, 0))
+        return self._encode(event_dict)
 
 
 def _json_fallback(value: Any) -> Any:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from runtime.jsontext import acyclic_encoder
 from tools import ToolCall, ToolCallResult
 from tools.encoding import error_output
 
@@ -150,34 +151,16 @@ def canonical_arguments(arguments: Mapping[str, Any] | str) -> str:
             value = json.loads(text)
         except ValueError:
             return arguments
-    if _encode_parsed is None:
-        return _CANONICAL.encode(value)
-    chunks = _encode_parsed(value, 0)
-    return chunks if isinstance(chunks, str) else "".join(chunks)
+    return _encode_parsed(value)
 
 
 # What json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False) builds on
 # every call (it builds a new encoder for any non-default option): once a call of every round.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _scan: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
-# _CANONICAL's own C encoder, built once instead of at every encode(). Only for values
-# json.loads made: they hold no cycles, so it runs without the markers that catch them.
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-_encode_parsed: Callable[[Any, int], Any] | None = (
-    _c_make_encoder(
-        None,
-        _CANONICAL.default,
-        getattr(json.encoder, "encode_basestring"),  # noqa: B009
-        None,
-        ":",
-        ",",
-        True,
-        False,
-        True,
-    )
-    if _c_make_encoder is not None
-    else None
-)
+# Values json.loads made hold no cycles. A mapping from the application may: it goes through
+# _CANONICAL.encode, which looks for them.
+_encode_parsed = acyclic_encoder(_CANONICAL)
 
 
 def recorded_result(call: ToolCall, record: WriteRecord) -> ToolCallResult:

@@ -17,6 +17,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from runtime.jsontext import acyclic_encoder
+
 __all__ = [
     "RunFrames",
     "encode_json",
@@ -30,35 +32,8 @@ __all__ = [
 ]
 
 
-def _compact_encoder() -> Callable[[Any], str]:
-    """Compact JSON, as ``json.dumps(value, separators=(",", ":"))``, from one encoder built
-    once (``json.dumps`` with options builds one a call, and so does each ``encode``)."""
-    encoder = json.JSONEncoder(separators=(",", ":"), check_circular=False)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator
-        return encoder.encode
-    # markers, default, string encoder, indent, separators, sort_keys, skipkeys, allow_nan
-    chunks = make(
-        None,
-        encoder.default,
-        json.encoder.encode_basestring_ascii,
-        None,
-        ":",
-        ",",
-        False,
-        False,
-        True,
-    )
-
-    def encode(value: Any) -> str:
-        if isinstance(value, str):
-            return json.encoder.encode_basestring_ascii(value)
-        return "".join(chunks(value, 0))
-
-    return encode
-
-
-encode_json = _compact_encoder()
+# Compact JSON, as json.dumps(value, separators=(",", ":")): the wire objects hold no cycles.
+encode_json = acyclic_encoder(json.JSONEncoder(separators=(",", ":"), check_circular=False))
 _escape: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _float_repr = float.__repr__
 
