@@ -190,16 +190,23 @@ def test_exits_in_tasks_a_tool_starts_are_contained() -> None:
     assert results[2].output == "2"
 
 
-def test_tasks_outside_tools_are_not_wrapped() -> None:
-    """The host's own tasks keep their coroutine (and any previous task factory still
-    runs); only tasks created in a tool's context are wrapped."""
-    made: list[str] = []
+def recording_factory(made: list[str]) -> Callable[..., asyncio.Future[Any]]:
+    """A host's task factory that notes the name of each coroutine it makes a task of."""
 
     def host_factory(
         loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
     ) -> asyncio.Future[Any]:
         made.append(coro.__qualname__)
         return asyncio.Task(coro, loop=loop, **kwargs)
+
+    return host_factory
+
+
+def test_tasks_outside_tools_are_not_wrapped() -> None:
+    """The host's own tasks keep their coroutine (and any previous task factory still
+    runs); only tasks created in a tool's context are wrapped."""
+    made: list[str] = []
+    host_factory = recording_factory(made)
 
     async def mine() -> str:
         return "host task"
@@ -292,12 +299,7 @@ def test_a_host_factory_makes_the_dispatchers_tasks() -> None:
     """With the host's task factory chained under ours, the dispatcher's call tasks are
     still made through it (the direct Task shortcut applies only to a factory of none)."""
     made: list[str] = []
-
-    def host_factory(
-        loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
-    ) -> asyncio.Future[Any]:
-        made.append(coro.__qualname__)
-        return asyncio.Task(coro, loop=loop, **kwargs)
+    host_factory = recording_factory(made)
 
     def main_with_factory() -> Awaitable[list[ToolCallResult]]:
         asyncio.get_running_loop().set_task_factory(host_factory)
