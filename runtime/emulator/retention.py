@@ -57,9 +57,13 @@ class LruStore(Generic[V]):
         return self._items.get(key)
 
     def __setitem__(self, key: str, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        self._evict()
+        items = self._items
+        known = key in items
+        items[key] = value
+        if known:
+            items.move_to_end(key)  # a new key is already the most recent
+        elif self.limit is not None and len(items) > self.limit:
+            self._evict()
 
     def __delitem__(self, key: str) -> None:
         del self._items[key]
