@@ -89,6 +89,9 @@ class LruStore(Generic[V]):
         if self.limit is None or len(self._items) <= self.limit:
             return
         excess = len(self._items) - self.limit
+        if excess == 1:  # one entry in, one out: the usual case once the store is full
+            self._evict_one()
+            return
         victims: list[str] = []
         for key, value in self._items.items():
             if len(victims) >= excess:
@@ -100,3 +103,15 @@ class LruStore(Generic[V]):
             self.evicted += 1
             if self._on_evict is not None:
                 self._on_evict(key, value)
+
+    def _evict_one(self) -> None:
+        busy = self._busy
+        for key, value in self._items.items():
+            if busy is None or not busy(value):
+                break
+        else:
+            return  # every entry is busy
+        del self._items[key]
+        self.evicted += 1
+        if self._on_evict is not None:
+            self._on_evict(key, value)
