@@ -106,11 +106,10 @@ class LruStore(Generic[V]):
 
     def _evict_one(self) -> None:
         busy = self._busy
-        for key, value in self._items.items():
-            if busy is None or not busy(value):
-                break
-        else:
+        victim = next(((k, v) for k, v in self._items.items() if busy is None or not busy(v)), None)
+        if victim is None:
             return  # every entry is busy
+        key, value = victim
         del self._items[key]
         self.evicted += 1
         if self._on_evict is not None:
