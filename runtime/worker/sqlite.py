@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import structlog
 from pydantic import ValidationError
 
+from runtime.logging import ModuleLogger
 from runtime.worker.approvals import DecisionOutcome, check_decision
 from runtime.worker.models import (
     DecisionRecord,
@@ -59,7 +59,7 @@ __all__ = ["SqliteQueue", "boot_id"]
 
 _T = TypeVar("_T")
 
-log = structlog.get_logger("runtime.worker")
+log = ModuleLogger("runtime.worker")
 
 
 def _read_boot_id() -> str:
