@@ -668,23 +668,23 @@ class ModuleLogger:
     :func:`configure_logging`, :func:`reset_logging` and test captures like the proxy does.
     """
 
-    __slots__ = ("_bound_logger", "_made_with", "_name", "_processors")
+    __slots__ = ("_kept", "_name")
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._bound_logger: Any = None
-        self._made_with: tuple[Any, ...] = ()
-        self._processors: object = None
+        # (what it was made with, the processor list itself, the bound logger): one tuple,
+        # replaced whole, so another thread never pairs one configuration with another's
+        # logger (the queue's thread logs too).
+        self._kept: tuple[tuple[Any, ...], object, Any] = ((), None, None)
 
     def _bound(self) -> Any:
         made_with = _config_now()
+        kept_with, processors, bound = self._kept
         # The classes and the factory by identity, the processors by identity and contents.
-        if made_with == self._made_with and made_with[-1] is self._processors:
-            return self._bound_logger
+        if made_with == kept_with and made_with[-1] is processors:
+            return bound
         bound = structlog.get_logger(self._name).bind()
-        self._processors = made_with[-1]
-        self._made_with = (*made_with[:-1], list(made_with[-1]))  # a copy of the contents
-        self._bound_logger = bound
+        self._kept = ((*made_with[:-1], list(made_with[-1])), made_with[-1], bound)
         return bound
 
     def debug(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
