@@ -38,6 +38,15 @@ Reported per protocol:
 
 * ``gc_collections``: young / middle / full collections during the batch.
 
+* ``gc_total_cpu_ms``: the CPU time of all the collector's passes during the batch.
+
+``--census`` replaces the timings by a count of what a run in flight holds: the batch runs
+with the warm-up's objects frozen, a task lists the GC-tracked objects every
+``--census-every-ms`` (100) and keeps the listing with the most; it prints the tracked
+objects and their references (``gc.get_referents``) per run in flight, by type, the CPU
+time of a full pass over them, and (unless ``--no-census-sites``) where the project
+allocated them (tracemalloc, ``--frames`` deep: slow, use ``--runs 50 --frames 8``).
+
 ``--tune-collector`` calls ``runtime.fairness.tune_collector()`` after the warm-up, as a
 service with many runs in flight may once after start-up (the worker does by default);
 ``--gc-freeze`` and ``--gc-threshold A,B,C`` set the collector up by hand (``gc.freeze()``,
