@@ -38,6 +38,15 @@ Reported per protocol:
 
 * ``gc_collections``: young / middle / full collections during the batch.
 
+* ``gc_total_cpu_ms``: the CPU time of all the collector's passes during the batch.
+
+``--census`` replaces the timings by a count of what a run in flight holds: the batch runs
+with the warm-up's objects frozen, a task lists the GC-tracked objects every
+``--census-every-ms`` (100) and keeps the listing with the most; it prints the tracked
+objects and their references (``gc.get_referents``) per run in flight, by type, the CPU
+time of a full pass over them, and (unless ``--no-census-sites``) where the project
+allocated them (tracemalloc, ``--frames`` deep: slow, use ``--runs 50 --frames 8``).
+
 ``--tune-collector`` calls ``runtime.fairness.tune_collector()`` after the warm-up, as a
 service with many runs in flight may once after start-up (the worker does by default);
 ``--gc-freeze`` and ``--gc-threshold A,B,C`` set the collector up by hand (``gc.freeze()``,
@@ -290,6 +299,7 @@ async def measure(run_once: RunOnce, args: argparse.Namespace) -> dict[str, Any]
     report["gc_pause_max_ms"] = round(max((p for _, p, _ in pauses.pauses), default=0.0) * 1e3, 1)
     report["gc_pause_cpu_max_ms"] = round(max((c for _, _, c in pauses.pauses), default=0) * 1e3, 1)
     report["gc_total_ms"] = round(pauses.total_s * 1e3)
+    report["gc_total_cpu_ms"] = round(sum(c for _, _, c in pauses.pauses) * 1e3)
     report["gc_pause_cpu_max_ms_by_gen"] = "/".join(
         str(round(max((c for g, _, c in pauses.pauses if g == gen), default=0) * 1e3, 1))
         for gen in range(3)
@@ -308,6 +318,117 @@ async def measure(run_once: RunOnce, args: argparse.Namespace) -> dict[str, Any]
         tracemalloc.stop()
         report["heap_per_inflight_kb"] = round((peak - base) / traced["peak_inflight"] / 1024, 1)
         report["heap_errors"] = traced["errors"]
+    return report
+
+
+# --- census: which objects a run in flight holds (--census) ------------------------------------
+
+
+def _tracked_by_type() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for obj in gc.get_objects():
+        name = type(obj).__qualname__
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _where(obj: object, depth: int) -> str:
+    """The first frames inside the project that allocated ``obj`` (tracemalloc)."""
+    trace = tracemalloc.get_object_traceback(obj)
+    if trace is None:
+        return "?"
+    frames = [
+        f
+        for f in trace
+        if f"{os.sep}runtime{os.sep}" in f.filename or f"{os.sep}tools{os.sep}" in f.filename
+    ]
+    chosen = frames[:depth] or list(trace)[:1]
+    return " < ".join(f"{_short(f.filename)}:{f.lineno}" for f in chosen)
+
+
+def _short(filename: str) -> str:
+    parts = Path(filename).parts
+    for anchor in ("runtime", "tools", "site-packages", "python3.11"):
+        if anchor in parts:
+            return "/".join(parts[parts.index(anchor) :])
+    return filename
+
+
+async def census(run_once: RunOnce, args: argparse.Namespace) -> dict[str, Any]:
+    """Count the GC-tracked objects by type (and by where the project allocated them) at
+    the moment the most were tracked, per run in flight, against the count before the batch."""
+    await batch(lambda i: run_once(3_000_000 + i), min(50, args.runs))
+    gc.collect()
+    gc.freeze()  # the census counts only what the batch adds
+    if args.census_sites:
+        tracemalloc.start(args.frames)
+    baseline = _tracked_by_type()
+    best: dict[str, Any] = {"tracked": -1}
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        while not done.is_set():
+            await asyncio.sleep(args.census_every_ms / 1000)
+            objects = gc.get_objects()
+            if len(objects) > best["tracked"]:
+                by_type: dict[str, int] = {}
+                by_site: dict[str, int] = {}
+                edges: dict[str, int] = {}
+                for obj in objects:
+                    name = type(obj).__qualname__
+                    by_type[name] = by_type.get(name, 0) + 1
+                    edges[name] = edges.get(name, 0) + len(gc.get_referents(obj))
+                    if args.census_sites:
+                        site = f"{name} @ {_where(obj, args.census_depth)}"
+                        by_site[site] = by_site.get(site, 0) + 1
+                started = time.thread_time()
+                gc.collect(2)  # finds nothing (no cycles): the time is the walk of the tracked
+                full_s = time.thread_time() - started
+                best.update(
+                    tracked=len(objects),
+                    by_type=by_type,
+                    by_site=by_site,
+                    inflight=inflight(),
+                    edges=edges,
+                    full_s=full_s,
+                )
+            del objects
+
+    state = {"inflight": 0}
+
+    def inflight() -> int:
+        return state["inflight"]
+
+    async def counted(i: int) -> bool:
+        state["inflight"] += 1
+        try:
+            return await run_once(4_000_000 + i)
+        finally:
+            state["inflight"] -= 1
+
+    sampler = asyncio.create_task(sample())
+    report = await batch(counted, args.runs)
+    done.set()
+    await sampler
+    if args.census_sites:
+        tracemalloc.stop()
+    gc.unfreeze()
+    runs = max(1, best["inflight"])
+    delta = {k: v - baseline.get(k, 0) for k, v in best["by_type"].items()}
+    report["census_inflight"] = best["inflight"]
+    report["census_tracked_per_run"] = round((best["tracked"]) / runs, 1)
+    edges = best["edges"]
+    report["census_edges_per_run"] = round(sum(edges.values()) / runs, 1)
+    report["census_full_pass_us_per_run"] = round(best["full_s"] / runs * 1e6, 1)
+    report["census_by_type"] = {
+        f"{k} ({edges.get(k, 0) / runs:.1f} refs)": round(v / runs, 2)
+        for k, v in sorted(delta.items(), key=lambda kv: -kv[1])[:45]
+        if v
+    }
+    report["census_by_site"] = {
+        k: round(v / runs, 2)
+        for k, v in sorted(best["by_site"].items(), key=lambda kv: -kv[1])[:60]
+    }
     return report
 
 
@@ -347,7 +468,7 @@ async def assistants(url: str, args: argparse.Namespace) -> dict[str, Any]:
             )
             return result.ok and result.text == expected_reply(i, args.calls)
 
-        return await measure(run_once, args)
+        return await (census if args.census else measure)(run_once, args)
 
 
 async def responses(url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -367,7 +488,7 @@ async def responses(url: str, args: argparse.Namespace) -> dict[str, Any]:
             result = await orchestrator.run(user_message(i, args.calls), model=MODEL)
             return result.ok and result.text == expected_reply(i, args.calls)
 
-        return await measure(run_once, args)
+        return await (census if args.census else measure)(run_once, args)
 
 
 PROTOCOLS: dict[str, Callable[[str, argparse.Namespace], Awaitable[dict[str, Any]]]] = {
@@ -403,6 +524,10 @@ def run_client(protocol: str, url: str, args: argparse.Namespace) -> dict[str, A
         command.append("--gc-freeze")
     if args.tune_collector:
         command.append("--tune-collector")
+    if args.census:
+        command += ["--census", "--census-every-ms", str(args.census_every_ms)]
+        command += ["--census-depth", str(args.census_depth)]
+        command += [] if args.census_sites else ["--no-census-sites"]
     if args.gc_threshold:
         command += ["--gc-threshold", ",".join(map(str, args.gc_threshold))]
     proc = subprocess.run(
@@ -447,6 +572,7 @@ KEYS = [
     "gc_pause_max_ms",
     "gc_pause_cpu_max_ms",
     "gc_total_ms",
+    "gc_total_cpu_ms",
     "gc_pause_cpu_max_ms_by_gen",
     "gc_collections",
     "emulator_cpu_s",
@@ -476,6 +602,17 @@ def main() -> int:
         type=lambda text: tuple(int(v) for v in text.split(",")),
         help="gc.set_threshold(A, B, C) after the warm-up, e.g. 700,10,1000",
     )
+    parser.add_argument(
+        "--census",
+        action="store_true",
+        help="instead of the timings: GC-tracked objects per run in flight, by type and by where "
+        "the project allocated them (tracemalloc; use --frames 25), at the peak",
+    )
+    parser.add_argument("--census-every-ms", type=int, default=100, help=argparse.SUPPRESS)
+    parser.add_argument("--census-depth", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-census-sites", dest="census_sites", action="store_false", help=argparse.SUPPRESS
+    )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--client", choices=sorted(PROTOCOLS), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -501,6 +638,20 @@ def main() -> int:
             emulator.wait(timeout=10)
         print(f"{protocol}: {json.dumps(results[protocol])}", file=sys.stderr)
     load = os.getloadavg()
+    if args.census:
+        for protocol in chosen:
+            r = results[protocol]
+            print(
+                f"## {protocol}: {r['census_tracked_per_run']} tracked objects per run in flight"
+                f" ({r['census_inflight']} in flight at the peak), "
+                f"{r['census_edges_per_run']} references, a full pass "
+                f"{r['census_full_pass_us_per_run']} us of CPU per run"
+            )
+            for name, per_run in r["census_by_type"].items():
+                print(f"  {per_run:8.2f}  {name}")
+            for site, per_run in r["census_by_site"].items():
+                print(f"  {per_run:8.2f}  {site}")
+        return 0
     print(
         f"# bench_concurrent: {args.runs} runs at once, {args.calls} calls x {args.tool_ms} ms "
         f"each; Python {platform.python_version()}, {os.cpu_count()} cores, load average "

@@ -144,3 +144,29 @@ def test_tune_collector_refuses_a_zero_spacing(collector_restored: None) -> None
     with pytest.raises(ValueError, match="full_every"):
         fairness.tune_collector(0)
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_tune_collector_sets_the_middle_threshold_when_asked(collector_restored: None) -> None:
+    """middle_every replaces the middle threshold (young kept, full passes spaced); a cycle
+    made afterwards is still freed by a middle pass."""
+    young, _, _ = gc.get_threshold()
+    fairness.tune_collector(middle_every=5)
+    assert gc.get_threshold() == (young, 5, 1000)
+
+    class Node:
+        other: object = None
+
+    cycle = Node()
+    cycle.other = cycle
+    ref = weakref.ref(cycle)
+    del cycle
+    gc.collect(1)
+    assert ref() is None
+
+
+def test_tune_collector_refuses_a_zero_middle_threshold(collector_restored: None) -> None:
+    """middle_every below 1 is a ValueError, and the collector is left as it was."""
+    before = gc.get_threshold()
+    with pytest.raises(ValueError, match="middle_every"):
+        fairness.tune_collector(middle_every=0)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
