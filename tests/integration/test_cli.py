@@ -7,25 +7,24 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import os
 import pty
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
-from dataclasses import astuple, dataclass
+from collections.abc import AsyncIterator
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
 
 from runtime import AssistantsClient
-from runtime.__main__ import main
 from runtime.cli import LiveView, call_signature, one_line, usage_fields
 from runtime.core.backend import Usage
 from runtime.emulator import Emulator
-from runtime.logging import reset_logging
 from tools import ToolCall, ToolCallResult
+
+from .conftest import InProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO_ROOT / "config" / "scenarios"
@@ -61,51 +60,6 @@ def run_cli(
         timeout=60,
         check=False,
     )
-
-
-@dataclass(frozen=True)
-class Ran:
-    """What one in-process command printed and returned."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-InProcess = Callable[..., Ran]
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
-    """``cli(*args, env={...})``: ``python -m runtime ARGS`` through the same ``main(argv)`` in
-    this process (no interpreter start-up), with the environment ``run_cli`` gives a
-    subprocess (no API settings, the repository as cwd, stdin not a terminal); call it
-    through ``asyncio.to_thread`` when the test's loop serves an emulator meanwhile. The
-    logging the command configured is undone after each call."""
-    for name in list(os.environ):
-        if name in VENDOR_VARS or name.startswith("RUNTIME_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(REPO_ROOT)
-    monkeypatch.setattr(sys, "path", list(sys.path))  # a tools import may add the cwd
-    monkeypatch.setattr(sys, "stdin", io.StringIO())
-    root = logging.getLogger()
-
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Ran:
-        for name, value in (env or {}).items():
-            monkeypatch.setenv(name, value)
-        level = root.level
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's usage errors, as the interpreter would exit
-            code = exc.code if isinstance(exc.code, int) else 1
-        finally:
-            reset_logging()
-            root.setLevel(level)
-        out, err = capsys.readouterr()
-        return Ran(code, out, err)
-
-    return invoke
 
 
 @pytest.fixture

@@ -1,0 +1,65 @@
+"""Fixtures of the integration tests that run the ``python -m runtime`` commands."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from runtime.__main__ import main
+from runtime.logging import reset_logging
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# What a subprocess of these tests never inherits: the vendor's and the runtime's settings.
+API_SETTINGS = ("OPENAI_", "AZURE_OPENAI_", "RUNTIME_")
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What one in-process command printed and returned."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+InProcess = Callable[..., Ran]
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
+    """``cli(*args, env={...})``: ``python -m runtime ARGS`` through the same ``main(argv)`` in
+    this process (no interpreter start-up), in the environment the tests give a subprocess
+    (no API settings, the repository as cwd, stdin not a terminal); call it
+    through ``asyncio.to_thread`` when the test's loop serves an emulator meanwhile. The
+    logging the command configured is undone after each call."""
+    for name in list(os.environ):
+        if name.startswith(API_SETTINGS):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # a tools import may add the cwd
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
+    root = logging.getLogger()
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Ran:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        level = root.level
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's usage errors, as the interpreter would exit
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            reset_logging()
+            root.setLevel(level)
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return invoke
