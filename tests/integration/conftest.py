@@ -34,7 +34,7 @@ InProcess = Callable[..., Ran]
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
-    """``cli(*args, env={...})``: ``python -m runtime ARGS`` through the same ``main(argv)`` in
+    """``cli(*args, env={...})`` (a None value unsets): ``python -m runtime ARGS`` through the same ``main(argv)`` in
     this process (no interpreter start-up), in the environment the tests give a subprocess
     (no API settings, the repository as cwd, stdin not a terminal); call it
     through ``asyncio.to_thread`` when the test's loop serves an emulator meanwhile. The
@@ -47,9 +47,12 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
     monkeypatch.setattr(sys, "stdin", io.StringIO())
     root = logging.getLogger()
 
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Ran:
+    def invoke(*args: str, env: dict[str, str | None] | None = None) -> Ran:
         for name, value in (env or {}).items():
-            monkeypatch.setenv(name, value)
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
         level = root.level
         capsys.readouterr()
         try:
