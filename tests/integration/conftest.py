@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import logging
 import os
+import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,3 +68,37 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
         return Ran(code, out, err)
 
     return invoke
+
+
+# Independent subprocess checks of one module run this many at a time: each mostly starts an
+# interpreter (CPU) and then waits on loopback, so one per core keeps the cores busy without
+# starving a check that measures its own timeouts.
+BATCH_WORKERS = min(4, max(2, os.cpu_count() or 2))
+
+
+def selected_params(request: pytest.FixtureRequest, name: str) -> list[object]:
+    """The values of parameter ``name`` of the tests of ``request``'s module this session runs
+    (a ``-k`` run starts only the processes its tests read)."""
+    return [
+        item.callspec.params[name]
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and item.module is request.module
+        and hasattr(item, "callspec")
+        and name in item.callspec.params
+    ]
+
+
+@pytest.fixture(scope="module")
+def batch() -> Iterator[Callable[..., Future[subprocess.CompletedProcess[str]]]]:
+    """``batch(argv, **run_kwargs)``: start ``subprocess.run(argv, capture_output=True,
+    text=True, timeout=60)`` now, beside the module's other batched processes
+    (``BATCH_WORKERS`` at a time); ``.result()`` is its completed process. For processes
+    whose checks do not depend on one another; all are reaped when the module ends."""
+    with ThreadPoolExecutor(max_workers=BATCH_WORKERS) as pool:
+
+        def start(argv: list[str], **kwargs: object) -> Future[subprocess.CompletedProcess[str]]:
+            options: dict[str, object] = {"capture_output": True, "text": True, "timeout": 60}
+            return pool.submit(subprocess.run, argv, **{**options, **kwargs, "check": False})
+
+        yield start

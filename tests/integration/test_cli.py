@@ -12,7 +12,8 @@ import pty
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from dataclasses import astuple
 from pathlib import Path
 
@@ -47,21 +48,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m runtime ARGS`` with pipes (not a TTY)."""
-    return subprocess.run(
-        [sys.executable, "-m", "runtime", *args],
-        cwd=cwd,
-        env=env if env is not None else clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
     """An in-process emulator playing a remote server for the subprocess."""
@@ -69,10 +55,76 @@ async def emulator() -> AsyncIterator[Emulator]:
         yield emu
 
 
+MY_TOOLS = (
+    "from tools import tool\n\n"
+    "@tool\n"
+    "def shout(text: str) -> str:\n"
+    '    """Upper-case text."""\n'
+    "    return text.upper()\n"
+)
+Run = Future[subprocess.CompletedProcess[str]]
+
+
 @pytest.fixture(scope="module")
-def demo_plain() -> subprocess.CompletedProcess[str]:
+def started(
+    request: pytest.FixtureRequest,
+    batch: Callable[..., Run],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Run]:
+    """The module's non-interactive ``python -m runtime`` processes, started together at its
+    first test (they are independent), by the name of the test that reads each; only those
+    of the selected tests."""
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "my_tools.py").write_text(MY_TOOLS)
+    config = folder / "worker.toml"
+    config.write_text(f'[queue]\nbackend = "sqlite"\n[queue.sqlite]\npath = "{folder / "q.db"}"\n')
+    tracing = clean_env(RUNTIME_TRACING__ENABLED="true", RUNTIME_TRACING__CONSOLE="true")
+    calculate = '/call calculate {"expression": "6 * 7"}'
+    commands: dict[str, tuple[list[str], dict[str, str], Path]] = {
+        "demo": (["demo", "--delta-delay", "0"], clean_env(), REPO_ROOT),
+        "test_run_without_key_uses_the_embedded_emulator": (
+            ["run", "hello"],
+            clean_env(),
+            REPO_ROOT,
+        ),
+        "test_run_imports_tools_from_a_module": (
+            ["run", "--tools", "my_tools", '/call shout {"text": "quiet"}'],
+            clean_env(),
+            folder,
+        ),
+        "test_submit_without_assistant_is_one_line": (
+            ["submit", "--config", str(config), "hello"],
+            clean_env(),
+            REPO_ROOT,
+        ),
+        "test_run_traces_to_the_console_when_configured": (
+            ["run", "--builtin-tools", calculate],
+            tracing,
+            REPO_ROOT,
+        ),
+    }
+    selected = {
+        item.originalname
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.module is request.module
+    }
+    wanted = {name for name in commands if name in selected}
+    if selected & {
+        "test_demo_prints_plain_lines_when_not_a_tty",
+        "test_demo_tool_calls_run_in_parallel",
+    }:
+        wanted.add("demo")
+    return {
+        name: batch([sys.executable, "-m", "runtime", *args], env=env, cwd=cwd)
+        for name, (args, env, cwd) in commands.items()
+        if name in wanted
+    }
+
+
+@pytest.fixture(scope="module")
+def demo_plain(started: dict[str, Run]) -> subprocess.CompletedProcess[str]:
     """One run of the demo with pipes (no text pacing, to keep the suite fast)."""
-    return run_cli("demo", "--delta-delay", "0")
+    return started["demo"].result()
 
 
 def test_demo_prints_plain_lines_when_not_a_tty(
@@ -204,9 +256,9 @@ def test_demo_rejects_an_unknown_protocol(cli: InProcess) -> None:
     assert "invalid choice" in proc.stderr
 
 
-def test_run_without_key_uses_the_embedded_emulator() -> None:
+def test_run_without_key_uses_the_embedded_emulator(started: dict[str, Run]) -> None:
     """With no key or base URL configured, `run` says it uses the emulator and completes."""
-    proc = run_cli("run", "hello")
+    proc = started["test_run_without_key_uses_the_embedded_emulator"].result()
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "You said: hello"
     assert "embedded emulator" in proc.stderr
@@ -232,16 +284,10 @@ def test_run_on_the_responses_protocol(cli: InProcess) -> None:
     assert "run_id=resp_" in proc.stderr
 
 
-def test_run_imports_tools_from_a_module(tmp_path: Path) -> None:
-    """`--tools MODULE` registers the module's @tool functions (default registry)."""
-    (tmp_path / "my_tools.py").write_text(
-        "from tools import tool\n\n"
-        "@tool\n"
-        "def shout(text: str) -> str:\n"
-        '    """Upper-case text."""\n'
-        "    return text.upper()\n"
-    )
-    proc = run_cli("run", "--tools", "my_tools", '/call shout {"text": "quiet"}', cwd=tmp_path)
+def test_run_imports_tools_from_a_module(started: dict[str, Run]) -> None:
+    """`--tools MODULE` registers the module's @tool functions (default registry), found in
+    the working directory as `python -m` users expect."""
+    proc = started["test_run_imports_tools_from_a_module"].result()
     assert proc.returncode == 0, proc.stderr
     assert "shout returned: QUIET" in proc.stdout
 
@@ -424,13 +470,9 @@ async def test_run_continues_a_responses_conversation_by_its_id(
     assert f"thread_id={conversation}" in err
 
 
-def test_submit_without_assistant_is_one_line(tmp_path: Path) -> None:
+def test_submit_without_assistant_is_one_line(started: dict[str, Run]) -> None:
     """`submit` without --assistant: exit 2 and one line naming the flag (no pydantic dump)."""
-    config = tmp_path / "worker.toml"
-    config.write_text(
-        f'[queue]\nbackend = "sqlite"\n[queue.sqlite]\npath = "{tmp_path / "q.db"}"\n'
-    )
-    proc = run_cli("submit", "--config", str(config), "hello")
+    proc = started["test_submit_without_assistant_is_one_line"].result()
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: --assistant ID is required (protocol = assistants)"
@@ -470,11 +512,10 @@ async def test_live_view_marks_unfinished_tool_lines_stopped() -> None:
     assert "stopped after" in last and "running" not in last
 
 
-def test_run_traces_to_the_console_when_configured() -> None:
+def test_run_traces_to_the_console_when_configured(started: dict[str, Run]) -> None:
     """`[tracing] enabled` and `console` (here from the environment) make `run` write its
     spans to stderr as JSON lines: the run, its requests and its tool call, one trace."""
-    env = {**clean_env(), "RUNTIME_TRACING__ENABLED": "true", "RUNTIME_TRACING__CONSOLE": "true"}
-    proc = run_cli("run", "--builtin-tools", '/call calculate {"expression": "6 * 7"}', env=env)
+    proc = started["test_run_traces_to_the_console_when_configured"].result()
     assert proc.returncode == 0, proc.stderr
     spans = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith('{"name"')]
     names = sorted(s["name"].split(" ")[0] for s in spans)
