@@ -70,10 +70,10 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
     return invoke
 
 
-# Independent subprocess checks of one module run this many at a time: each mostly starts an
-# interpreter (CPU) and then waits on loopback, so one per core keeps the cores busy without
-# starving a check that measures its own timeouts.
-BATCH_WORKERS = min(4, max(2, os.cpu_count() or 2))
+# Independent subprocess checks of one module run this many at a time: each starts an
+# interpreter (CPU), then mostly waits on loopback, pacing or its tools, so two per core keep
+# the cores busy (the docs' blocks ran four at a time before they shared this batch).
+BATCH_WORKERS = min(4, 2 * (os.cpu_count() or 1))
 
 
 def selected_params(request: pytest.FixtureRequest, name: str) -> list[object]:
