@@ -76,16 +76,13 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
 BATCH_WORKERS = min(4, 2 * (os.cpu_count() or 1))
 
 
-def selected_params(request: pytest.FixtureRequest, name: str) -> list[object]:
-    """The values of parameter ``name`` of the tests of ``request``'s module this session runs
-    (a ``-k`` run starts only the processes its tests read)."""
+def selected(request: pytest.FixtureRequest) -> list[pytest.Function]:
+    """The tests of ``request``'s module this session runs (a ``-k`` run starts only the
+    processes its tests read)."""
     return [
-        item.callspec.params[name]
+        item
         for item in request.session.items
-        if isinstance(item, pytest.Function)
-        and item.module is request.module
-        and hasattr(item, "callspec")
-        and name in item.callspec.params
+        if isinstance(item, pytest.Function) and item.module is request.module
     ]
 
 

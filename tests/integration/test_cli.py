@@ -25,7 +25,7 @@ from runtime.core.backend import Usage
 from runtime.emulator import Emulator
 from tools import ToolCall, ToolCallResult
 
-from .conftest import InProcess
+from .conftest import InProcess, selected
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO_ROOT / "config" / "scenarios"
@@ -103,13 +103,9 @@ def started(
             REPO_ROOT,
         ),
     }
-    selected = {
-        item.originalname
-        for item in request.session.items
-        if isinstance(item, pytest.Function) and item.module is request.module
-    }
-    wanted = {name for name in commands if name in selected}
-    if selected & {
+    tests = {item.originalname for item in selected(request)}
+    wanted = {name for name in commands if name in tests}
+    if tests & {
         "test_demo_prints_plain_lines_when_not_a_tty",
         "test_demo_tool_calls_run_in_parallel",
     }:

@@ -32,6 +32,8 @@ from pydantic import BaseModel
 from runtime.config import Settings
 from runtime.worker.settings import WorkerSettings
 
+from .conftest import selected
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", ROOT / "tests" / "README.md"]
 KNOWN_LANGUAGES = {"python", "bash", "toml", "text", "json"}
@@ -95,24 +97,20 @@ def started(
 ) -> dict[str, list[Run]]:
     """The docs' processes (python blocks, run lines, the demo line), started together at the
     first test that reads them: they are independent. Only those of the selected tests."""
-    selected = {
-        item.originalname
-        for item in request.session.items
-        if isinstance(item, pytest.Function) and item.module is request.module
-    }
+    tests = {item.originalname for item in selected(request)}
     runs: dict[str, list[Run]] = {}
-    if "test_every_python_block_runs" in selected:
+    if "test_every_python_block_runs" in tests:
         folder = tmp_path_factory.mktemp("blocks")
         runs["python"] = []
         for index, (_, code) in enumerate(_ids("python")):
             block_dir = folder / str(index)
             block_dir.mkdir()
             runs["python"].append(batch(_python_argv(code, block_dir), env=_env(), cwd=block_dir))
-    if "test_every_run_line_runs" in selected:
+    if "test_every_run_line_runs" in tests:
         runs["run"] = [
             batch(_words_after_env(words), env=_env(), cwd=ROOT) for _, words in _run_lines()
         ]
-    if "test_the_demo_line_runs" in selected:
+    if "test_the_demo_line_runs" in tests:
         demo = [sys.executable, "-m", "runtime", "demo", "--plain"]
         runs["demo"] = [batch(demo, env=_env(), cwd=ROOT)]
     return runs
