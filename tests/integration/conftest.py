@@ -36,11 +36,12 @@ InProcess = Callable[..., Ran]
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
-    """``cli(*args, env={...})`` (a None value unsets): ``python -m runtime ARGS`` through the same ``main(argv)`` in
-    this process (no interpreter start-up), in the environment the tests give a subprocess
-    (no API settings, the repository as cwd, stdin not a terminal); call it
-    through ``asyncio.to_thread`` when the test's loop serves an emulator meanwhile. The
-    logging the command configured is undone after each call."""
+    """``cli(*args, env={...})`` (a None value unsets): ``python -m runtime ARGS`` through
+    the same ``main(argv)`` in this process (no interpreter start-up), in the environment the
+    tests give a subprocess (no API settings, the repository as cwd, stdin not a terminal).
+    Call it through ``asyncio.to_thread`` from an async test (the command runs its own loop,
+    and the test's loop may serve an emulator meanwhile). The logging the command configured
+    is undone after each call."""
     for name in list(os.environ):
         if name.startswith(API_SETTINGS):
             monkeypatch.delenv(name)
