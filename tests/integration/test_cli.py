@@ -1,4 +1,6 @@
-"""``python -m runtime demo`` and ``python -m runtime run`` as subprocesses, over real HTTP."""
+"""``python -m runtime demo``, ``run`` and ``submit`` over real HTTP: as subprocesses where the
+test is about the process (a terminal, a signal, the exit status, what a user types), through
+the same ``main(argv)`` in this process where it is about a command's logic."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import pty
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,8 @@ from runtime.cli import LiveView, call_signature, one_line, usage_fields
 from runtime.core.backend import Usage
 from runtime.emulator import Emulator
 from tools import ToolCall, ToolCallResult
+
+from .conftest import InProcess, selected
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO_ROOT / "config" / "scenarios"
@@ -42,38 +48,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m runtime ARGS`` with pipes (not a TTY)."""
-    return subprocess.run(
-        [sys.executable, "-m", "runtime", *args],
-        cwd=cwd,
-        env=env if env is not None else clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-async def run_cli_async(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    """Like run_cli, without blocking the loop (an in-process emulator serves meanwhile)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "runtime",
-        *args,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
     """An in-process emulator playing a remote server for the subprocess."""
@@ -81,10 +55,72 @@ async def emulator() -> AsyncIterator[Emulator]:
         yield emu
 
 
+MY_TOOLS = (
+    "from tools import tool\n\n"
+    "@tool\n"
+    "def shout(text: str) -> str:\n"
+    '    """Upper-case text."""\n'
+    "    return text.upper()\n"
+)
+Run = Future[subprocess.CompletedProcess[str]]
+
+
 @pytest.fixture(scope="module")
-def demo_plain() -> subprocess.CompletedProcess[str]:
+def started(
+    request: pytest.FixtureRequest,
+    batch: Callable[..., Run],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Run]:
+    """The module's non-interactive ``python -m runtime`` processes, started together at its
+    first test (they are independent), by the name of the test that reads each; only those
+    of the selected tests."""
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "my_tools.py").write_text(MY_TOOLS)
+    config = folder / "worker.toml"
+    config.write_text(f'[queue]\nbackend = "sqlite"\n[queue.sqlite]\npath = "{folder / "q.db"}"\n')
+    tracing = clean_env(RUNTIME_TRACING__ENABLED="true", RUNTIME_TRACING__CONSOLE="true")
+    calculate = '/call calculate {"expression": "6 * 7"}'
+    commands: dict[str, tuple[list[str], dict[str, str], Path]] = {
+        "demo": (["demo", "--delta-delay", "0"], clean_env(), REPO_ROOT),
+        "test_run_without_key_uses_the_embedded_emulator": (
+            ["run", "hello"],
+            clean_env(),
+            REPO_ROOT,
+        ),
+        "test_run_imports_tools_from_a_module": (
+            ["run", "--tools", "my_tools", '/call shout {"text": "quiet"}'],
+            clean_env(),
+            folder,
+        ),
+        "test_submit_without_assistant_is_one_line": (
+            ["submit", "--config", str(config), "hello"],
+            clean_env(),
+            REPO_ROOT,
+        ),
+        "test_run_traces_to_the_console_when_configured": (
+            ["run", "--builtin-tools", calculate],
+            tracing,
+            REPO_ROOT,
+        ),
+    }
+    tests = {item.originalname for item in selected(request)}
+    wanted = {name for name in commands if name in tests}
+    if tests & {
+        "test_demo_prints_plain_lines_when_not_a_tty",
+        "test_demo_tool_calls_run_in_parallel",
+    }:
+        wanted.add("demo")
+    return {
+        name: batch([sys.executable, "-m", "runtime", *args], env=env, cwd=cwd)
+        for name, (args, env, cwd) in commands.items()
+        if name in wanted
+    }
+
+
+@pytest.fixture(scope="module")
+def demo_plain(started: dict[str, Run]) -> subprocess.CompletedProcess[str]:
     """One run of the demo with pipes (no text pacing, to keep the suite fast)."""
-    return run_cli("demo", "--delta-delay", "0")
+    return started["demo"].result()
 
 
 def test_demo_prints_plain_lines_when_not_a_tty(
@@ -149,9 +185,9 @@ def test_demo_live_view_on_a_tty() -> None:
     assert "run.finished" not in screen  # not the plain shape
 
 
-def test_demo_on_the_responses_protocol() -> None:
+def test_demo_on_the_responses_protocol(cli: InProcess) -> None:
     """`--protocol responses` plays the same conversation over the Responses API."""
-    proc = run_cli("demo", "--protocol", "responses", "--delta-delay", "0")
+    proc = cli("demo", "--protocol", "responses", "--delta-delay", "0")
     assert proc.returncode == 0, proc.stderr
     assert "protocol responses" in proc.stdout
     assert "run_id=resp_" in proc.stdout
@@ -200,42 +236,42 @@ def test_the_demo_asks_at_a_terminal_whether_to_book(answer: str) -> None:
     assert text.count("run.finished status=completed") == 3
 
 
-def test_the_demo_rejects_everything_when_told() -> None:
+def test_the_demo_rejects_everything_when_told(cli: InProcess) -> None:
     """`--approvals reject` answers no for the person, without a prompt."""
-    proc = run_cli("demo", "--delta-delay", "0", "--approvals", "reject")
+    proc = cli("demo", "--delta-delay", "0", "--approvals", "reject")
     assert proc.returncode == 0, proc.stderr
     assert "approval: rejected book_table(" in proc.stdout
     assert "rejected: the person said no" in proc.stdout
     assert "tool.started name=book_table" not in proc.stdout
 
 
-def test_demo_rejects_an_unknown_protocol() -> None:
+def test_demo_rejects_an_unknown_protocol(cli: InProcess) -> None:
     """A protocol outside assistants/responses is a usage error (exit 2)."""
-    proc = run_cli("demo", "--protocol", "carrier-pigeon")
+    proc = cli("demo", "--protocol", "carrier-pigeon")
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr
 
 
-def test_run_without_key_uses_the_embedded_emulator() -> None:
+def test_run_without_key_uses_the_embedded_emulator(started: dict[str, Run]) -> None:
     """With no key or base URL configured, `run` says it uses the emulator and completes."""
-    proc = run_cli("run", "hello")
+    proc = started["test_run_without_key_uses_the_embedded_emulator"].result()
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "You said: hello"
     assert "embedded emulator" in proc.stderr
     assert "status=completed" in proc.stderr
 
 
-def test_run_with_builtin_tools_on_the_emulator() -> None:
+def test_run_with_builtin_tools_on_the_emulator(cli: InProcess) -> None:
     """`--builtin-tools` offers the calculator; a /call line runs it and the reply quotes it."""
-    proc = run_cli("run", "--builtin-tools", '/call calculate {"expression": "6 * 7"}')
+    proc = cli("run", "--builtin-tools", '/call calculate {"expression": "6 * 7"}')
     assert proc.returncode == 0, proc.stderr
     assert "calculate returned: 42" in proc.stdout
     assert "tool.finished name=calculate" in proc.stderr
 
 
-def test_run_on_the_responses_protocol() -> None:
+def test_run_on_the_responses_protocol(cli: InProcess) -> None:
     """`run --protocol responses` needs no assistant and runs tools over the Responses API."""
-    proc = run_cli(
+    proc = cli(
         "run", "--protocol", "responses", "--builtin-tools", '/call calculate {"expression": "2+2"}'
     )
     assert proc.returncode == 0, proc.stderr
@@ -244,22 +280,19 @@ def test_run_on_the_responses_protocol() -> None:
     assert "run_id=resp_" in proc.stderr
 
 
-def test_run_imports_tools_from_a_module(tmp_path: Path) -> None:
-    """`--tools MODULE` registers the module's @tool functions (default registry)."""
-    (tmp_path / "my_tools.py").write_text(
-        "from tools import tool\n\n"
-        "@tool\n"
-        "def shout(text: str) -> str:\n"
-        '    """Upper-case text."""\n'
-        "    return text.upper()\n"
-    )
-    proc = run_cli("run", "--tools", "my_tools", '/call shout {"text": "quiet"}', cwd=tmp_path)
+def test_run_imports_tools_from_a_module(started: dict[str, Run]) -> None:
+    """`--tools MODULE` registers the module's @tool functions (default registry), found in
+    the working directory as `python -m` users expect."""
+    proc = started["test_run_imports_tools_from_a_module"].result()
     assert proc.returncode == 0, proc.stderr
     assert "shout returned: QUIET" in proc.stdout
 
 
-def test_run_imports_a_module_registry_from_a_file(tmp_path: Path) -> None:
+def test_run_imports_a_module_registry_from_a_file(
+    cli: InProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`--tools path.py` uses the module's own `registry` attribute."""
+    monkeypatch.delitem(sys.modules, "reg_tools", raising=False)  # removed again afterwards
     path = tmp_path / "reg_tools.py"
     path.write_text(
         "from tools import ToolRegistry\n\n"
@@ -269,33 +302,35 @@ def test_run_imports_a_module_registry_from_a_file(tmp_path: Path) -> None:
         '    """Double n."""\n'
         "    return 2 * n\n"
     )
-    proc = run_cli("run", "--tools", str(path), '/call double {"n": 21}')
+    proc = cli("run", "--tools", str(path), '/call double {"n": 21}')
     assert proc.returncode == 0, proc.stderr
     assert "double returned: 42" in proc.stdout
 
 
-def test_run_reports_a_broken_tools_module() -> None:
+def test_run_reports_a_broken_tools_module(cli: InProcess) -> None:
     """An unimportable tools module is a usage error (exit 2) with a message."""
-    proc = run_cli("run", "--tools", "no_such_module_xyz", "hi")
+    proc = cli("run", "--tools", "no_such_module_xyz", "hi")
     assert proc.returncode == 2
     assert "cannot load tools" in proc.stderr
 
 
-def test_run_against_a_configured_server_requires_an_assistant() -> None:
+def test_run_against_a_configured_server_requires_an_assistant(cli: InProcess) -> None:
     """With a key and base URL configured, --assistant is mandatory (exit 2)."""
-    env = clean_env(OPENAI_API_KEY="sk-test-0123456789", OPENAI_BASE_URL="http://127.0.0.1:9/v1")
-    proc = run_cli("run", "hello", env=env)
+    env = {"OPENAI_API_KEY": "sk-test-0123456789", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    proc = cli("run", "hello", env=env)
     assert proc.returncode == 2
     assert "--assistant is required" in proc.stderr
     assert "sk-test-0123456789" not in proc.stderr
 
 
-async def test_run_uses_the_configured_server(emulator: Emulator) -> None:
+async def test_run_uses_the_configured_server(emulator: Emulator, cli: InProcess) -> None:
     """With OPENAI_API_KEY + OPENAI_BASE_URL, `run` talks to that server, not an emulator."""
     async with AssistantsClient(base_url=emulator.base_url, api_key="sk-remote") as client:
         assistant = await client.create_assistant(model="gpt-4o")
-    env = clean_env(OPENAI_API_KEY="sk-remote-0123456789", OPENAI_BASE_URL=emulator.base_url)
-    code, out, err = await run_cli_async("run", "--assistant", assistant.id, "ping", env=env)
+    env = {"OPENAI_API_KEY": "sk-remote-0123456789", "OPENAI_BASE_URL": emulator.base_url}
+    code, out, err = astuple(
+        await asyncio.to_thread(cli, "run", "--assistant", assistant.id, "ping", env=env)
+    )
     assert code == 0, err
     assert out.strip() == "You said: ping"
     assert "embedded emulator" not in err
@@ -303,27 +338,31 @@ async def test_run_uses_the_configured_server(emulator: Emulator) -> None:
     assert "sk-remote-0123456789" not in err
 
 
-async def test_run_continues_a_thread(emulator: Emulator) -> None:
+async def test_run_continues_a_thread(emulator: Emulator, cli: InProcess) -> None:
     """`--thread ID` adds the message to that thread and runs on it."""
     async with AssistantsClient(base_url=emulator.base_url, api_key="sk-remote") as client:
         assistant = await client.create_assistant(model="gpt-4o")
         thread = await client.create_thread(messages=[{"role": "user", "content": "first"}])
-    env = clean_env(OPENAI_API_KEY="sk-remote", OPENAI_BASE_URL=emulator.base_url)
-    code, out, err = await run_cli_async(
-        "run", "--assistant", assistant.id, "--thread", thread.id, "second", env=env
+    env = {"OPENAI_API_KEY": "sk-remote", "OPENAI_BASE_URL": emulator.base_url}
+    code, out, err = astuple(
+        await asyncio.to_thread(
+            cli, "run", "--assistant", assistant.id, "--thread", thread.id, "second", env=env
+        )
     )
     assert code == 0, err
     assert out.strip() == "You said: second"
     assert [m["role"] for m in emulator.messages(thread.id)] == ["user", "user", "assistant"]
 
 
-async def test_run_exits_1_when_the_run_fails() -> None:
+async def test_run_exits_1_when_the_run_fails(cli: InProcess) -> None:
     """A run that ends failed gives exit code 1 and a status line saying so."""
     async with Emulator(scenario=SCENARIOS / "flaky-model.toml") as emu:
         async with AssistantsClient(base_url=emu.base_url, api_key="sk-remote") as client:
             assistant = await client.create_assistant(model="gpt-4o")
-        env = clean_env(OPENAI_API_KEY="sk-remote", OPENAI_BASE_URL=emu.base_url)
-        code, _out, err = await run_cli_async("run", "--assistant", assistant.id, "hi", env=env)
+        env = {"OPENAI_API_KEY": "sk-remote", "OPENAI_BASE_URL": emu.base_url}
+        code, _out, err = astuple(
+            await asyncio.to_thread(cli, "run", "--assistant", assistant.id, "hi", env=env)
+        )
     assert code == 1
     assert "status=failed" in err
 
@@ -404,45 +443,45 @@ async def test_live_view_redraws_tool_lines_in_place() -> None:
     assert screen.count("\x1b[2F") >= 3  # the ticker redrew while slow was running
 
 
-async def test_run_continues_a_responses_conversation_by_its_id(emulator: Emulator) -> None:
+async def test_run_continues_a_responses_conversation_by_its_id(
+    emulator: Emulator, cli: InProcess
+) -> None:
     """`run` on Responses with conversations: the second message continues the first one's
     conversation by id (--thread), like a thread, and the conversation holds both."""
-    env = clean_env(
-        OPENAI_API_KEY="sk-remote-0123456789",
-        OPENAI_BASE_URL=emulator.base_url,
-        RUNTIME_PROTOCOL="responses",
-        RUNTIME_CONVERSATIONS="true",
-    )
-    code, _, err = await run_cli_async("run", "--plain", "hello", env=env)
+    env = {
+        "OPENAI_API_KEY": "sk-remote-0123456789",
+        "OPENAI_BASE_URL": emulator.base_url,
+        "RUNTIME_PROTOCOL": "responses",
+        "RUNTIME_CONVERSATIONS": "true",
+    }
+    code, _, err = astuple(await asyncio.to_thread(cli, "run", "--plain", "hello", env=env))
     assert code == 0, err
     (line,) = [x for x in err.splitlines() if x.startswith("run.finished")]
     conversation = line.split("thread_id=")[1].split()[0]
     assert conversation.startswith("conv")
-    code, _, err = await run_cli_async("run", "--plain", "--thread", conversation, "again", env=env)
+    code, _, err = astuple(
+        await asyncio.to_thread(cli, "run", "--plain", "--thread", conversation, "again", env=env)
+    )
     assert code == 0, err
     assert f"thread_id={conversation}" in err
 
 
-def test_submit_without_assistant_is_one_line(tmp_path: Path) -> None:
+def test_submit_without_assistant_is_one_line(started: dict[str, Run]) -> None:
     """`submit` without --assistant: exit 2 and one line naming the flag (no pydantic dump)."""
-    config = tmp_path / "worker.toml"
-    config.write_text(
-        f'[queue]\nbackend = "sqlite"\n[queue.sqlite]\npath = "{tmp_path / "q.db"}"\n'
-    )
-    proc = run_cli("submit", "--config", str(config), "hello")
+    proc = started["test_submit_without_assistant_is_one_line"].result()
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: --assistant ID is required (protocol = assistants)"
     ]
 
 
-def test_submit_bad_field_is_one_line_without_docs_link(tmp_path: Path) -> None:
+def test_submit_bad_field_is_one_line_without_docs_link(cli: InProcess, tmp_path: Path) -> None:
     """A job rejected by validation is reported as one line, without pydantic's URL."""
     config = tmp_path / "worker.toml"
     config.write_text(
         f'[queue]\nbackend = "sqlite"\n[queue.sqlite]\npath = "{tmp_path / "q.db"}"\n'
     )
-    proc = run_cli("submit", "--config", str(config), "--assistant", "asst_1")  # no message
+    proc = cli("submit", "--config", str(config), "--assistant", "asst_1")  # no message
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
@@ -450,9 +489,9 @@ def test_submit_bad_field_is_one_line_without_docs_link(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("spec", ["nosuch.py", "nosuch_tools_module"])
-def test_missing_tools_file_is_named(spec: str) -> None:
+def test_missing_tools_file_is_named(cli: InProcess, spec: str) -> None:
     """`--tools` naming a file or module that does not exist: exit 2, one line naming it."""
-    proc = run_cli("run", "--tools", spec, "hello")
+    proc = cli("run", "--tools", spec, "hello")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and spec in lines[0], lines
@@ -469,11 +508,10 @@ async def test_live_view_marks_unfinished_tool_lines_stopped() -> None:
     assert "stopped after" in last and "running" not in last
 
 
-def test_run_traces_to_the_console_when_configured() -> None:
+def test_run_traces_to_the_console_when_configured(started: dict[str, Run]) -> None:
     """`[tracing] enabled` and `console` (here from the environment) make `run` write its
     spans to stderr as JSON lines: the run, its requests and its tool call, one trace."""
-    env = {**clean_env(), "RUNTIME_TRACING__ENABLED": "true", "RUNTIME_TRACING__CONSOLE": "true"}
-    proc = run_cli("run", "--builtin-tools", '/call calculate {"expression": "6 * 7"}', env=env)
+    proc = started["test_run_traces_to_the_console_when_configured"].result()
     assert proc.returncode == 0, proc.stderr
     spans = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith('{"name"')]
     names = sorted(s["name"].split(" ")[0] for s in spans)

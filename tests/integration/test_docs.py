@@ -21,7 +21,8 @@ import shlex
 import subprocess
 import sys
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from pydantic import BaseModel
 
 from runtime.config import Settings
 from runtime.worker.settings import WorkerSettings
+
+from .conftest import selected
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", ROOT / "tests" / "README.md"]
@@ -73,33 +76,51 @@ def test_every_block_has_a_known_language() -> None:
 _TEST_FILE = re.compile(r"#\s*(test_\w+\.py)\b")
 
 
-def _run_python(code: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+def _python_argv(code: str, tmp: Path) -> list[str]:
+    """The command that runs a ```python block, written to a file under ``tmp``."""
     test_file = _TEST_FILE.match(code)
     script = tmp / (test_file[1] if test_file else "block.py")
     script.write_text(code)
     # A test file runs under pytest as its first line says; -p no:cacheprovider keeps tmp clean.
     pytest_args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto"]
-    return subprocess.run(
-        [sys.executable, *(pytest_args if test_file else []), str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_env(),
-        cwd=tmp,
-    )
+    return [sys.executable, *(pytest_args if test_file else []), str(script)]
 
 
-def test_every_python_block_runs(tmp_path: Path) -> None:
+Run = Future[subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def started(
+    request: pytest.FixtureRequest,
+    batch: Callable[..., Run],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, list[Run]]:
+    """The docs' processes (python blocks, run lines, the demo line), started together at the
+    first test that reads them: they are independent. Only those of the selected tests."""
+    tests = {item.originalname for item in selected(request)}
+    runs: dict[str, list[Run]] = {}
+    if "test_every_python_block_runs" in tests:
+        folder = tmp_path_factory.mktemp("blocks")
+        runs["python"] = []
+        for index, (_, code) in enumerate(_ids("python")):
+            block_dir = folder / str(index)
+            block_dir.mkdir()
+            runs["python"].append(batch(_python_argv(code, block_dir), env=_env(), cwd=block_dir))
+    if "test_every_run_line_runs" in tests:
+        runs["run"] = [
+            batch(_words_after_env(words), env=_env(), cwd=ROOT) for _, words in _run_lines()
+        ]
+    if "test_the_demo_line_runs" in tests:
+        demo = [sys.executable, "-m", "runtime", "demo", "--plain"]
+        runs["demo"] = [batch(demo, env=_env(), cwd=ROOT)]
+    return runs
+
+
+def test_every_python_block_runs(started: dict[str, list[Run]]) -> None:
     """Each ```python block runs to exit 0 on the embedded emulator (blocks run in parallel)."""
     blocks = _ids("python")
     assert len(blocks) >= 6
-    dirs = []
-    for index in range(len(blocks)):
-        folder = tmp_path / str(index)
-        folder.mkdir()
-        dirs.append(folder)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        done = list(pool.map(_run_python, [code for _, code in blocks], dirs))
+    done = [run.result() for run in started["python"]]
     failed = [
         f"{where}: {run.stdout[-1000:]}{run.stderr[-2000:]}"
         for (where, _), run in zip(blocks, done, strict=True)
@@ -206,45 +227,29 @@ def test_every_bash_line_names_a_real_command() -> None:
     assert codes and {c: code for c, code in codes.items() if code != 0} == {}
 
 
-def test_every_run_line_runs() -> None:
-    """Each ``python -m runtime run`` line of the docs completes on the embedded emulator
-    (lines run in parallel)."""
-    lines = [
+def _run_lines() -> list[tuple[str, list[str]]]:
+    return [
         (where, words)
         for where, words in _bash_lines()
         if _words_after_env(words)[:4] == ["python", "-m", "runtime", "run"]
     ]
+
+
+def test_every_run_line_runs(started: dict[str, list[Run]]) -> None:
+    """Each ``python -m runtime run`` line of the docs completes on the embedded emulator
+    (lines run in parallel)."""
+    lines = _run_lines()
     assert lines
-
-    def run(words: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            _words_after_env(words),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=_env(),
-            cwd=ROOT,
-            check=False,
-        )
-
-    # In parallel: each line mostly waits for its tools and its emulator.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        done = list(pool.map(run, [words for _, words in lines]))
+    done = [run.result() for run in started["run"]]
     for (where, _), result in zip(lines, done, strict=True):
         assert result.returncode == 0, (where, result.stderr[-2000:])
         assert "run.finished status=completed" in result.stderr + result.stdout, where
 
 
-def test_the_demo_line_runs() -> None:
+def test_the_demo_line_runs(started: dict[str, list[Run]]) -> None:
     """The README's demo command (minus its install step) completes and exits 0."""
-    done = subprocess.run(
-        [sys.executable, "-m", "runtime", "demo", "--plain"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_env(),
-        cwd=ROOT,
-    )
+    (demo,) = started["demo"]
+    done = demo.result()
     assert done.returncode == 0, done.stderr
     assert "run.finished status=completed" in done.stdout
 

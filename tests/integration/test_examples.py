@@ -6,9 +6,13 @@ import ast
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+
+from .conftest import selected
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples"
@@ -85,17 +89,26 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
-def run_example(name: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+Run = Future[subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def example_runs(request: pytest.FixtureRequest, batch: Callable[..., Run]) -> dict[str, Run]:
+    """Every selected example started at once (they are independent processes), in test
+    order; each test reads its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI"))}
-    return subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return {
+        name: batch(
+            [sys.executable, str(EXAMPLES / name), *EXPECTED[name][0]], cwd=REPO_ROOT, env=env
+        )
+        for name in sorted(
+            {
+                t.callspec.params["name"]
+                for t in selected(request)
+                if t.originalname == "test_example_runs"
+            }
+        )
+    }
 
 
 def test_every_example_is_covered_and_documented() -> None:
@@ -108,10 +121,10 @@ def test_every_example_is_covered_and_documented() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_example_runs(name: str) -> None:
+def test_example_runs(name: str, example_runs: dict[str, Run]) -> None:
     """The example exits 0 and prints what it demonstrates."""
-    args, expected = EXPECTED[name]
-    proc = run_example(name, args)
+    _args, expected = EXPECTED[name]
+    proc = example_runs[name].result()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for text in expected:
         assert text in proc.stdout, f"{text!r} missing from:\n{proc.stdout}"

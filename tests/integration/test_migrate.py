@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from runtime.parity import compare, parity
 from runtime.responses import ResponsesClient, ResponsesOrchestrator
 from runtime.responses.client import ConversationItem
 from tools import ToolCallResult, ToolRegistry
+
+from .conftest import InProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk-test-migrate"
@@ -479,27 +482,35 @@ def tick() -> int:
 
 
 @pytest.mark.slow
-async def test_cli_parity_on_the_embedded_emulator(tmp_path: Path) -> None:
-    """Exit 0 and "equal" for an add round; exit 1 naming the output for a tool whose answer
-    changes between calls; exit 2 for tools that cannot be imported."""
+async def test_cli_parity_on_the_embedded_emulator(
+    tmp_path: Path, cli: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 0 and "equal" for an add round (a real process); exit 1 naming the output for a
+    tool whose answer changes between calls, exit 2 for tools that cannot be imported (the
+    command's logic, in this process)."""
     tools = tmp_path / "parity_tools.py"
     tools.write_text(TOOLS_MODULE)
+    monkeypatch.delitem(sys.modules, "parity_tools", raising=False)  # removed again afterwards
     code, out, err = await run_cli("parity", ADD_LINE, "--tools", str(tools), env=clean_env())
     assert code == 0, err
     assert out.strip() == "equal (1 turn(s))" and "embedded emulator" in err
-    code, out, _ = await run_cli("parity", "/call tick {}", "--tools", str(tools), env=clean_env())
+    code, out, _ = astuple(
+        await asyncio.to_thread(cli, "parity", "/call tick {}", "--tools", str(tools))
+    )
     assert code == 1
     assert "turn 0: tool_calls[0].output: assistants='1' responses='2'" in out
-    code, out, err = await run_cli("parity", "hi", "--tools", "no_such_module_x", env=clean_env())
+    code, out, err = astuple(
+        await asyncio.to_thread(cli, "parity", "hi", "--tools", "no_such_module_x")
+    )
     assert code == 2 and err.startswith("error: cannot load tools") and err.count("\n") == 1
 
 
 @pytest.mark.slow
 async def test_cli_migrate_prints_the_report_and_fails_in_one_line(
-    emu: Emulator, ac: AssistantsClient, rc: ResponsesClient
+    emu: Emulator, ac: AssistantsClient, rc: ResponsesClient, cli: InProcess
 ) -> None:
-    """Against a configured server: the JSON report and exit 0; an unknown thread and a
-    missing server are one-line errors with exit 2."""
+    """Against a configured server: the JSON report and exit 0 (a real process); an unknown
+    thread and a missing server are one-line errors with exit 2 (in this process)."""
     thread_id = await thread_with_a_tool_round(ac)
     env = clean_env(OPENAI_BASE_URL=emu.base_url, OPENAI_API_KEY=API_KEY)
     code, out, err = await run_cli("migrate", thread_id, env=env)
@@ -509,8 +520,10 @@ async def test_cli_migrate_prints_the_report_and_fails_in_one_line(
     assert report["tool_calls"] == 1 and "conversation" in report["summary"]
     items = await rc.list_items(report["conversation_id"]).to_list()
     assert len(items) == 6
-    code, out, err = await run_cli("migrate", "thread_missing", env=env)
+    server = {"OPENAI_BASE_URL": emu.base_url, "OPENAI_API_KEY": API_KEY}
+    code, out, err = astuple(await asyncio.to_thread(cli, "migrate", "thread_missing", env=server))
     assert code == 2 and out == "" and err.startswith("error: NotFoundError")
     assert err.count("\n") == 1 and API_KEY not in err
-    code, _, err = await run_cli("migrate", thread_id, env=clean_env())
+    unset = dict.fromkeys(server)
+    code, _, err = astuple(await asyncio.to_thread(cli, "migrate", thread_id, env=unset))
     assert code == 2 and err.startswith("error: no server configured") and err.count("\n") == 1

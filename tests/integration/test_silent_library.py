@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import Future
+
+import pytest
 
 PROGRAM = """
 import asyncio, logging, sys
@@ -32,24 +36,35 @@ asyncio.run(main())
 """
 
 
-def _run(setup: str) -> subprocess.CompletedProcess[str]:
+SETUPS = {
+    "nothing": "",
+    "standard logging": "logging.basicConfig(level='INFO', stream=sys.stderr)",
+}
+Run = Future[subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def programs(batch: Callable[..., Run]) -> dict[str, Run]:
+    """The embedding program under each logging set-up, both started at once (independent)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_"))}
-    code = PROGRAM.format(setup=setup)
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
-    )
+    return {
+        name: batch([sys.executable, "-c", PROGRAM.format(setup=setup)], env=env)
+        for name, setup in SETUPS.items()
+    }
 
 
-def test_an_embedding_program_that_configures_nothing_prints_nothing() -> None:
+def test_an_embedding_program_that_configures_nothing_prints_nothing(
+    programs: dict[str, Run],
+) -> None:
     """A full tool round through the emulator writes nothing to stdout or stderr."""
-    done = _run("")
+    done = programs["nothing"].result()
     assert done.returncode == 0, done.stderr
     assert (done.stdout, done.stderr) == ("", "")
 
 
-def test_the_application_decides_with_standard_logging() -> None:
+def test_the_application_decides_with_standard_logging(programs: dict[str, Run]) -> None:
     """logging.basicConfig(INFO) shows the runtime's events on the application's handler."""
-    done = _run("logging.basicConfig(level='INFO', stream=sys.stderr)")
+    done = programs["standard logging"].result()
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert "tool.finished" in done.stderr and "tool='add'" in done.stderr

@@ -7,6 +7,9 @@ circle of imports, even a lazy one, means two modules cannot be understood apart
 from __future__ import annotations
 
 import ast
+import functools
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,13 +49,14 @@ def _imported(name: str, path: Path, known: set[str]) -> set[str]:
     return {m for m in found if m in known and m != name}
 
 
-def _graph() -> dict[str, set[str]]:
+@functools.cache  # parsed once for the module's tests (read-only)
+def _graph() -> dict[str, frozenset[str]]:
     modules = _modules()
     known = set(modules)
-    return {name: _imported(name, path, known) for name, path in modules.items()}
+    return {name: frozenset(_imported(name, path, known)) for name, path in modules.items()}
 
 
-def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+def _circles(graph: Mapping[str, AbstractSet[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}

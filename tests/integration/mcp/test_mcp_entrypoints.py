@@ -20,6 +20,7 @@ from runtime.worker.app import start_mcp_sources
 from runtime.worker.settings import load_worker_settings
 from tools import ToolCall, ToolDispatcher, ToolRegistry
 
+from ..conftest import InProcess
 from .conftest import SERVER_SCRIPT
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -41,7 +42,7 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli_process(*args: str) -> subprocess.CompletedProcess[str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -61,15 +62,15 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_run_with_mcp_calls_the_server_tool_and_stops_it() -> None:
     """`run --mcp` offers the server's tools, the scripted model calls one, the server exits."""
     spec, marker = marked_spec("t")
-    proc = cli("run", "--plain", "--mcp", spec, '/call t__add {"a": 2, "b": 40}')
+    proc = cli_process("run", "--plain", "--mcp", spec, '/call t__add {"a": 2, "b": 40}')
     assert proc.returncode == 0, proc.stderr
     assert "t__add returned: 42" in proc.stdout
     assert processes_with(marker) == []
 
 
-@pytest.mark.slow
-def test_demo_with_mcp_lists_the_server_tools() -> None:
-    """`demo --mcp` runs the demo with the server's tools registered next to the demo tools."""
+def test_demo_with_mcp_lists_the_server_tools(cli: InProcess) -> None:
+    """`demo --mcp` (its logic, in this process) runs the demo with the server's tools
+    registered next to the demo tools, and stops the server."""
     spec, marker = marked_spec("srv")
     proc = cli("demo", "--plain", "--delta-delay", "0", "--mcp", spec)
     assert proc.returncode == 0, proc.stderr
@@ -77,7 +78,7 @@ def test_demo_with_mcp_lists_the_server_tools() -> None:
     assert processes_with(marker) == []
 
 
-def test_bad_mcp_values_are_usage_errors() -> None:
+def test_bad_mcp_values_are_usage_errors(cli: InProcess) -> None:
     """A malformed --mcp value or a command that cannot start exits 2 with the reason."""
     malformed = cli("run", "--mcp", "no-equals-sign", "hi")
     assert malformed.returncode == 2 and "NAME=COMMAND" in malformed.stderr

@@ -26,6 +26,8 @@ from runtime.worker import DecisionRecord, Job, JobQueue, JobState, Message, dec
 from runtime.worker.redis import RedisQueue
 from runtime.worker.sqlite import SqliteQueue
 
+from ..conftest import InProcess
+
 pytestmark = pytest.mark.slow
 
 
@@ -98,7 +100,12 @@ def _runs(tool_log: Path, text: str) -> tuple[int, int]:
 
 @PAIRS
 async def test_a_worker_killed_during_the_pause_loses_nothing(
-    emulator: Emulator, assistant_id: str, tmp_path: Path, store: dict[str, Any], protocol: str
+    emulator: Emulator,
+    assistant_id: str,
+    tmp_path: Path,
+    store: dict[str, Any],
+    protocol: str,
+    cli: InProcess,
 ) -> None:
     """The job pauses (the call needing no approval ran); its worker is SIGKILLed; the CLI
     approves (idempotently; a change of mind is refused); a new worker finishes the run with
@@ -128,10 +135,11 @@ async def test_a_worker_killed_during_the_pause_loses_nothing(
         done = await asyncio.to_thread(run_cli, approve)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["outcome"] == "queued"
-        again = await asyncio.to_thread(run_cli, approve)
+        # The same command again, and a change of mind: their logic, in this process.
+        again = await asyncio.to_thread(cli, *approve)
         assert again.returncode == 0 and json.loads(again.stdout)["outcome"] == "unchanged"
         refuse = ["reject", "job-a", call_id, "--config", str(config), "--reason", "no"]
-        changed = await asyncio.to_thread(run_cli, refuse)
+        changed = await asyncio.to_thread(cli, *refuse)
         assert changed.returncode == 1 and "already approved" in changed.stderr
         procs.append(spawn_worker(config, "w2", tmp_path, env=env))
 

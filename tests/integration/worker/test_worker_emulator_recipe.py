@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from ..conftest import InProcess
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG = "config/worker.toml"
 _BASH = re.compile(r"^```bash\n(.*?)^```$", re.M | re.S)
@@ -122,21 +124,31 @@ def test_worker_emulator_port_in_use_is_a_usage_error(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}" in proc.stderr
 
 
-def test_assistant_create_without_a_server_is_one_line(tmp_path: Path) -> None:
-    """`assistant create --emulator` with no worker running: exit 1 and one line naming the URL."""
+def _worker_env(tmp_path: Path, port: int) -> dict[str, str | None]:
+    """What ``_env`` adds to a subprocess's environment, for a command run in this process."""
+    return {
+        "RUNTIME_WORKER_QUEUE__SQLITE__PATH": str(tmp_path / "jobs.db"),
+        "RUNTIME_WORKER_API__BASE_URL": f"http://127.0.0.1:{port}/v1",
+        "RUNTIME_WORKER_HTTP__PORT": "0",
+    }
+
+
+def test_assistant_create_without_a_server_is_one_line(tmp_path: Path, cli: InProcess) -> None:
+    """`assistant create --emulator` with no worker running: exit 1 and one line naming the URL
+    (the command's logic, in this process; the recipe runs it as a process)."""
     port = _free_port()
     # One attempt: the message is the subject, not the retries before it (about 10 s).
-    env = {**_env(tmp_path, port), "RUNTIME_WORKER_RETRY__MAX_ATTEMPTS": "1"}
-    proc = _cli(env, "assistant", "create", "--emulator", "--config", CONFIG)
+    env = {**_worker_env(tmp_path, port), "RUNTIME_WORKER_RETRY__MAX_ATTEMPTS": "1"}
+    proc = cli("assistant", "create", "--emulator", "--config", CONFIG, env=env)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], lines
 
 
-def test_assistant_create_takes_the_files_retry_attempts(tmp_path: Path) -> None:
+def test_assistant_create_takes_the_files_retry_attempts(tmp_path: Path, cli: InProcess) -> None:
     """`assistant create` against a server that answers 429 (retried: the server did not act)
     tries as often as the file's ``[retry] max_attempts`` says (2 here), then fails in one
-    line."""
+    line (in this process)."""
     requests: list[str] = []
 
     class RateLimited(http.server.BaseHTTPRequestHandler):
@@ -153,12 +165,12 @@ def test_assistant_create_takes_the_files_retry_attempts(tmp_path: Path) -> None
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), RateLimited) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         env = {
-            **_env(tmp_path, server.server_address[1]),
+            **_worker_env(tmp_path, server.server_address[1]),
             "RUNTIME_WORKER_RETRY__MAX_ATTEMPTS": "2",
             "RUNTIME_WORKER_RETRY__INITIAL_WAIT_S": "0.01",
             "RUNTIME_WORKER_RETRY__JITTER_S": "0",
         }
-        proc = _cli(env, "assistant", "create", "--emulator", "--config", CONFIG)
+        proc = cli("assistant", "create", "--emulator", "--config", CONFIG, env=env)
         server.shutdown()
     assert proc.returncode == 1
     assert requests == ["/v1/assistants", "/v1/assistants"]

@@ -26,6 +26,8 @@ from runtime.emulator import Emulator
 from runtime.worker import Job, JobState, Message
 from runtime.worker.sqlite import SqliteQueue
 
+from ..conftest import InProcess
+
 pytestmark = pytest.mark.slow
 
 
@@ -88,7 +90,7 @@ async def test_sqlite_survives_a_worker_kill(
 
 
 async def test_cli_submit_wait_and_jobs(
-    emulator: Emulator, assistant_id: str, tmp_path: Path
+    emulator: Emulator, assistant_id: str, tmp_path: Path, cli: InProcess
 ) -> None:
     """`submit --wait` prints one JSON document (the result), the same --job-id is one job,
     `jobs` lists it."""
@@ -112,9 +114,10 @@ async def test_cli_submit_wait_and_jobs(
         assert record["job_id"] == "cli-1"
         assert record["state"] == "done" and record["result"]["status"] == "completed"
         assert "FROM THE CLI" in record["result"]["text"]
-        again = await asyncio.to_thread(run_cli, [*submit, "--job-id", "cli-1", msg])
+        # The same job again, and the listing: their logic, in this process.
+        again = await asyncio.to_thread(cli, *submit, "--job-id", "cli-1", msg)
         assert json.loads(again.stdout) == {"job_id": "cli-1", "created": False}
-        listed = await asyncio.to_thread(run_cli, ["jobs", "--config", str(config), "--json"])
+        listed = await asyncio.to_thread(cli, "jobs", "--config", str(config), "--json")
         rows = [json.loads(line) for line in listed.stdout.splitlines()]
         assert [(r["job_id"], r["state"], r["status"]) for r in rows] == [
             ("cli-1", "done", "completed")

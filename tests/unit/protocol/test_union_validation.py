@@ -3,6 +3,7 @@ pydantic's default (smart) mode, on any JSON-shaped input."""
 
 from __future__ import annotations
 
+import functools
 import json
 import typing
 from typing import Annotated, Any
@@ -93,6 +94,12 @@ def inputs(union: Any) -> st.SearchStrategy[dict[str, Any]]:
     return tagged | st.dictionaries(keys, values, max_size=6)  # with or without a tag
 
 
+@functools.cache  # building an adapter of a big union takes long: one per union and module
+def _smart(name: str) -> TypeAdapter[Any]:
+    """Pydantic's default (smart) validation of union ``name``."""
+    return TypeAdapter[Any](UNIONS[name])
+
+
 def _outcome(adapter: TypeAdapter[Any], value: Any, *, error_count: bool = True) -> tuple[Any, ...]:
     try:
         model = adapter.validate_python(value)
@@ -106,7 +113,7 @@ def test_first_match_validates_as_smart_mode(name: str) -> None:
     """For random member-shaped inputs, first-match validation of the union gives the member,
     values and fields set that smart mode gives (or fails alike)."""
     union = UNIONS[name]
-    smart = TypeAdapter[Any](union)
+    smart = _smart(name)
     first = TypeAdapter[Any](Annotated[union, FIRST_MATCH])
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -124,7 +131,7 @@ def test_by_type_validates_as_smart_mode(name: str) -> None:
     give the member, values and fields set that smart mode gives, or fail alike (with fewer
     errors: members that cannot match are not tried)."""
     union = UNIONS[name]
-    smart = TypeAdapter[Any](union)
+    smart = _smart(name)
     by_type = TypeAdapter[Any](BY_TYPE[name])
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -136,7 +143,7 @@ def test_by_type_validates_as_smart_mode(name: str) -> None:
             text = json.dumps(value)
         except ValueError:
             return
-        from_json = _outcome(TypeAdapter[Any](union), json.loads(text), error_count=False)
+        from_json = _outcome(smart, json.loads(text), error_count=False)
         try:
             model = by_type.validate_json(text)
             got: tuple[Any, ...] = (type(model), model.model_dump(), model.model_fields_set)
