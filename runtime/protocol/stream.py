@@ -196,11 +196,6 @@ class EventStream(Generic[RawT]):
         """The protocol's SSE record -> typed event (never raises)."""
         raise NotImplementedError
 
-    def _parser(self) -> Callable[[SSERecord], StreamEvent]:
-        """What parses this stream's records, in order: :meth:`parse`, unless the protocol
-        keeps something from one event for the next."""
-        return type(self).parse
-
     # --- views ----------------------------------------------------------------------------
 
     @property
@@ -284,7 +279,7 @@ class EventStream(Generic[RawT]):
             try:
                 # The event handling is inlined: a generator hop or a coroutine call per event
                 # is significant with tens of thousands of deltas.
-                parse, accumulator = self._parser(), self.accumulator
+                parse, accumulator = type(self).parse, self.accumulator
                 callbacks = self._callbacks
                 on_event = callbacks.get("on_event")
                 async for records in batches:

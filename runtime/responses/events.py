@@ -11,9 +11,8 @@ straight from the decoded dict. Unknown names become
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -54,10 +53,10 @@ TERMINAL_EVENTS = frozenset(
 
 _ITEM = TypeAdapter[OutputItem](OutputItemByType)
 _PART = TypeAdapter[OutputContent](OutputContentByType)
-# The core validators, without the adapters' Python frame (hot path: items of every stream).
+# The core validators, without the adapters' Python frame and keyword arguments (status
+# events validate their item or part as they are parsed: about fifty a run).
 _ITEM_VALIDATE: Callable[[Any], OutputItem] = _ITEM.validator.validate_python
 _PART_VALIDATE: Callable[[Any], OutputContent] = _PART.validator.validate_python
-_RESPONSE_VALIDATE: Callable[[Any], Response] = Response.__pydantic_validator__.validate_python
 
 
 def _int(data: dict[str, Any], key: str) -> int:
@@ -199,7 +198,9 @@ _CLASSES: dict[str, type[ResponseStreamEvent]] = {
 # Status and item events are rare: each is validated as it is parsed (see typed_event),
 # straight into the event's cached property.
 _EAGER: dict[type[ResponseStreamEvent], Callable[[Any], object]] = {
-    ResponseLifecycleEvent: validated_into("response", _RESPONSE_VALIDATE, "response"),
+    ResponseLifecycleEvent: validated_into(
+        "response", Response.__pydantic_validator__.validate_python, "response"
+    ),
     OutputItemEvent: validated_into("item", _ITEM_VALIDATE, "item"),
     ContentPartEvent: validated_into("part", _PART_VALIDATE, "part"),
 }
@@ -220,55 +221,6 @@ def _decode_slow(raw: str) -> Any:
 
 def parse_response_event(record: SSERecord) -> StreamEvent:
     """Turn one SSE record of a Responses stream into a typed event; never raises."""
-    return _parse(record, _EAGER)
-
-
-class ResponseEventParser:
-    """:func:`parse_response_event` for the records of one stream, in order.
-
-    The terminal response repeats every output item an ``output_item.done`` event of the
-    stream carried. An item whose dict equals the one that event carried is not validated
-    again: the terminal response holds the model validated then (the same object as that
-    event's ``item``). Any other item, and every other field, is validated as usual, so a bad
-    terminal response is still a :class:`~runtime.protocol.events.MalformedEvent`.
-    """
-
-    __slots__ = ("_done",)
-
-    def __init__(self) -> None:
-        self._done: dict[int, tuple[object, OutputItem]] = {}
-
-    def __call__(self, record: SSERecord) -> StreamEvent:
-        if record.event in TERMINAL_EVENTS and self._done:
-            # Once a stream: a check that knows the items (no cycle through self kept).
-            check = functools.partial(_check_terminal, self._done)
-            return _parse(record, {**_EAGER, ResponseLifecycleEvent: check})
-        event = _parse(record, _EAGER)
-        if type(event) is OutputItemEvent and event.event == "response.output_item.done":
-            index = event.data.get("output_index")
-            if type(index) is int:
-                self._done[index] = (event.data.get("item"), event.__dict__["item"])
-        return event
-
-
-def _check_terminal(
-    done: Mapping[int, tuple[object, OutputItem]], event: ResponseLifecycleEvent
-) -> None:
-    """The terminal response's eager check: items equal to a done event's are not validated
-    again (see :class:`ResponseEventParser`)."""
-    response: Any = event.data.get("response")
-    if type(response) is dict and type(output := response.get("output")) is list:
-        reused = [
-            known[1] if (known := done.get(index)) is not None and known[0] == raw else raw
-            for index, raw in enumerate(output)
-        ]
-        response = {**response, "output": reused}  # a copy: ``data`` stays as it came
-    event.__dict__["response"] = _RESPONSE_VALIDATE(response)
-
-
-def _parse(
-    record: SSERecord, eager: Mapping[type[ResponseStreamEvent], Callable[[Any], object]]
-) -> StreamEvent:
     raw = record.data
     name = record.event
     if name == "done" or raw == "[DONE]":
@@ -291,4 +243,4 @@ def _parse(
     cls = _CLASSES.get(name)
     if cls is None:
         return UnknownEvent(name, data)
-    return typed_event(cls, name, data, raw, eager)
+    return typed_event(cls, name, data, raw, _EAGER)

@@ -25,7 +25,6 @@ from runtime.core.hooks import StatusUpdate
 from runtime.errors import StreamEventError
 from runtime.protocol.events import ErrorEvent, MalformedEvent, StreamEvent
 from runtime.protocol.snapshots import TextSnapshot, ToolCallSnapshot
-from runtime.protocol.sse import SSERecord
 from runtime.protocol.stream import EventStream, Notes, StreamOptions
 from runtime.responses.events import (
     TERMINAL_EVENTS,
@@ -35,7 +34,6 @@ from runtime.responses.events import (
     OutputItemEvent,
     OutputTextDeltaEvent,
     OutputTextDoneEvent,
-    ResponseEventParser,
     ResponseLifecycleEvent,
     ResponseStreamEvent,
     parse_response_event,
@@ -500,10 +498,6 @@ class ResponseStream(EventStream[Response]):
     ) -> None:
         self.state = state if state is not None else ResponseAccumulator()
         super().__init__(chunks, self.state, **options)
-
-    def _parser(self) -> Callable[[SSERecord], StreamEvent]:
-        # One per stream: the terminal response reuses the items its done events validated.
-        return ResponseEventParser()
 
     @property
     def response(self) -> Response | None:

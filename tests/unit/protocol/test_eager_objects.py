@@ -13,13 +13,11 @@ from pydantic import BaseModel, TypeAdapter
 
 from runtime.assistants.events import MessageEvent, RunEvent, RunStepEvent, parse_event
 from runtime.assistants.models import Message, Run, RunStep
-from runtime.protocol.events import MalformedEvent
 from runtime.protocol.objects import ResponseMeta
 from runtime.protocol.sse import SSERecord
 from runtime.responses.events import (
     ContentPartEvent,
     OutputItemEvent,
-    ResponseEventParser,
     ResponseLifecycleEvent,
     parse_response_event,
 )
@@ -121,101 +119,3 @@ def test_attached_meta_survives_copy_pickle_and_counts_for_equality() -> None:
         assert again.response_meta == meta
     assert answered != plain
     assert answered.model_dump() == plain.model_dump()
-
-
-def _call_item(n: int, arguments: str = '{"n": 1}') -> dict[str, Any]:
-    return {
-        "id": f"fc_{n}",
-        "type": "function_call",
-        "status": "completed",
-        "call_id": f"call_{n}",
-        "name": "ping",
-        "arguments": arguments,
-    }
-
-
-def _item_done(index: int, item: dict[str, Any]) -> SSERecord:
-    data = {"type": "response.output_item.done", "output_index": index, "item": item}
-    return SSERecord("response.output_item.done", json.dumps(data))
-
-
-def _completed(output: list[Any], **fields: Any) -> SSERecord:
-    response = {"id": "resp_1", "status": "completed", "output": output, **fields}
-    return SSERecord(
-        "response.completed", json.dumps({"type": "response.completed", "response": response})
-    )
-
-
-def test_stream_parser_matches_full_validation_on_the_recorded_stream(
-    reference_dir: Path,
-) -> None:
-    """Parsed in order by one stream's parser, every object of the recorded Responses stream
-    (the terminal response too, whose items the done events carried) equals full
-    validation: values, fields set, extras."""
-    parse = ResponseEventParser()
-    item = TypeAdapter(OutputItemByType)
-    terminal = 0
-    for line in _lines(reference_dir / "responses-stream-incomplete.jsonl"):
-        event = parse(SSERecord(line["type"], json.dumps(line)))
-        if isinstance(event, ResponseLifecycleEvent):
-            _same(event.response, Response.model_validate(line["response"]))
-            for parsed, raw in zip(event.response.output, line["response"]["output"], strict=True):
-                _same(parsed, item.validate_python(raw))
-            terminal += event.is_terminal
-        elif isinstance(event, OutputItemEvent):
-            _same(event.item, item.validate_python(line["item"]))
-    assert terminal == 1
-
-
-def test_terminal_response_keeps_the_items_its_done_events_validated() -> None:
-    """An item of the terminal response equal to the one its done event carried is that
-    event's model (not validated again); the response still equals full validation."""
-    parse = ResponseEventParser()
-    done = [parse(_item_done(i, _call_item(i))) for i in range(3)]
-    output = [_call_item(i) for i in range(3)]
-    event = parse(_completed(output, usage={"input_tokens": 3}))
-    assert isinstance(event, ResponseLifecycleEvent)
-    assert [o is d.item for o, d in zip(event.response.output, done, strict=True)] == [
-        True,
-        True,
-        True,
-    ]
-    expected = Response.model_validate(
-        {"id": "resp_1", "status": "completed", "output": output, "usage": {"input_tokens": 3}}
-    )
-    _same(event.response, expected)
-    assert event.data["response"]["output"] == output  # the event's data is left as it came
-
-
-def test_terminal_item_that_differs_from_its_done_event_is_validated_from_its_own_data() -> None:
-    """When the terminal response's item differs from what the done event said, the later
-    statement wins: that item is validated from the response's own dict."""
-    parse = ResponseEventParser()
-    done = parse(_item_done(0, _call_item(0, '{"n": 1}')))
-    event = parse(_completed([_call_item(0, '{"n": 2}'), _call_item(1)]))
-    assert isinstance(event, ResponseLifecycleEvent)
-    first, second = event.response.function_calls
-    assert first is not done.item
-    assert (first.arguments, second.call_id) == ('{"n": 2}', "call_1")
-
-
-@pytest.mark.parametrize(
-    ("output", "fields"),
-    [
-        ([_call_item(0), {"type": 5}], {}),
-        ([_call_item(0)], {"usage": "lots"}),
-        ("not a list", {}),
-    ],
-    ids=["bad-new-item", "bad-other-field", "bad-output"],
-)
-def test_bad_terminal_response_is_still_malformed_with_reused_items(
-    output: Any, fields: dict[str, Any]
-) -> None:
-    """A terminal response that is invalid outside the reused items is a MalformedEvent, as
-    with full validation."""
-    parse = ResponseEventParser()
-    parse(_item_done(0, _call_item(0)))
-    event = parse(_completed(output, **fields))
-    assert isinstance(event, MalformedEvent)
-    assert event.reason.startswith("invalid response.completed object")
-    assert isinstance(parse_response_event(_completed(output, **fields)), MalformedEvent)
