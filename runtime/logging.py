@@ -37,6 +37,7 @@ from runtime.jsontext import acyclic_encoder
 from tools.quiet import LeveledBoundLogger, install_library_defaults
 
 __all__ = [
+    "ModuleLogger",
     "RedactingFilter",
     "configure_logging",
     "get_logger",
@@ -248,13 +249,27 @@ def _key_kind(key: str, skip: frozenset[str], kinds: dict[str, str]) -> str:
 
 def _plain_and_flat(event_dict: EventDict) -> bool:
     """Whether no key of ``event_dict`` is redacted by its name (or skipped) and every value
-    is a string, number, boolean or None: the common event, which only a secret inside one
-    of its strings could change (see :func:`_clean_json_line`)."""
+    is a string, number, boolean or None, or a list or tuple of strings (names, ids): the
+    common event, which only a secret inside one of its strings could change (see
+    :func:`_clean_json_line`)."""
     keys = tuple(event_dict)
     plain_keys = _plain_key_sets.get(keys)
     if plain_keys is None:
         plain_keys = _plain_keys(keys)
-    return plain_keys and _FLAT.issuperset(map(type, event_dict.values()))
+    if not plain_keys:
+        return False
+    values = event_dict.values()
+    if _FLAT.issuperset(map(type, values)):
+        return True
+    return all(type(v) in _FLAT or _strings(v) for v in values)
+
+
+def _strings(value: object) -> bool:
+    """A list or tuple of strings: redaction leaves one unchanged unless a string holds a
+    secret, and each string is in the JSON line as it is, like a plain string value."""
+    if type(value) is not list and type(value) is not tuple:
+        return False
+    return all(type(item) is str for item in value)
 
 
 def _clean_json_line(line: str) -> bool:
@@ -541,20 +556,19 @@ class _OwnChainLogger(LeveledBoundLogger):
     (:meth:`DirectHandOver.emit`); every other call, or a chain changed since, goes through
     structlog as usual."""
 
-    @functools.cached_property
     def _direct(self) -> DirectHandOver | None:
-        """The chain's hand-over when the chain is still the one it ends (looked up at the
-        first call that passes the level check: filtered calls never pay for it)."""
+        """The chain's hand-over when the chain is still the one it ends (looked up at each
+        call that passes the level check: filtered calls never pay for it, and a chain
+        changed in place, as ``structlog.testing.capture_logs`` does, is seen at once).
+        Not a ``cached_property``: a logger is made per call, and that property's lock
+        cost more than the look-up."""
         processors = self._processors
-        if not self._level_first or not isinstance(processors, list | tuple):
+        if not self._level_first or type(processors) is not list:
             return None
         last = processors[-1]  # the chain begins with filter_by_level: not empty
-        own = (
-            isinstance(last, DirectHandOver)
-            and isinstance(self._logger, logging.Logger)
-            and list(processors) == last.chain
-        )
-        return last if own else None
+        if type(last) is DirectHandOver and processors == last.chain:
+            return last if isinstance(self._logger, logging.Logger) else None
+        return None
 
     def debug(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
         """Log at DEBUG (dropped at once below the logger's level)."""
@@ -577,7 +591,7 @@ class _OwnChainLogger(LeveledBoundLogger):
     def _emit(
         self, method: str, level: int, event: str | None, args: tuple[Any, ...], kw: Any
     ) -> Any:
-        direct = self._direct
+        direct = self._direct()
         if (
             direct is not None
             and not args
@@ -585,6 +599,113 @@ class _OwnChainLogger(LeveledBoundLogger):
         ):
             return None
         return self._proxy_to_logger(method, event, *args, **kw)
+
+
+class _StdlibLoggers(structlog.stdlib.LoggerFactory):
+    """structlog's standard-library logger factory, each named logger looked up once (the
+    standard library's look-up takes its module lock at every call, and a lazy logger asks
+    the factory at every log call); a logger replaced in the standard library's registry
+    since is looked up again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_name: dict[str, logging.Logger] = {}
+
+    def __call__(self, *args: Any) -> logging.Logger:
+        if not args or type(args[0]) is not str:
+            return super().__call__(*args)  # the caller's module name, guessed
+        name = args[0]
+        logger = self._by_name.get(name)
+        if logger is None or logging.Logger.manager.loggerDict.get(name) is not logger:
+            logger = self._by_name[name] = logging.getLogger(name)
+        return logger
+
+
+def _config_now() -> tuple[Any, ...]:
+    """What a bound logger is made of: wrapper class, context class, logger factory, the
+    processor list (last: compared by contents)."""
+    config = _STRUCTLOG_CONFIG
+    if config is None:
+        public = structlog.get_config()
+        return (
+            public["wrapper_class"],
+            public["context_class"],
+            public["logger_factory"],
+            public["processors"],
+        )
+    return (
+        config.default_wrapper_class,
+        config.default_context_class,
+        config.logger_factory,
+        config.default_processors,
+    )
+
+
+# structlog's configuration object, read directly (``get_config()`` builds a dict per call,
+# most of a cached logger's cost); the public call when a structlog version lacks it.
+_STRUCTLOG_CONFIG: Any = getattr(structlog._config, "_CONFIG", None)
+if _STRUCTLOG_CONFIG is not None and not all(
+    hasattr(_STRUCTLOG_CONFIG, name)
+    for name in (
+        "default_wrapper_class",
+        "default_context_class",
+        "logger_factory",
+        "default_processors",
+    )
+):
+    _STRUCTLOG_CONFIG = None
+
+
+class ModuleLogger:
+    """A module's logger: ``log = ModuleLogger("runtime.worker")``, then ``log.info(...)``.
+
+    ``structlog.get_logger`` returns a lazy proxy that assembles a new bound logger at every
+    call: most of a filtered DEBUG call's cost and a third of an INFO line's. This one keeps
+    the logger it assembled for as long as structlog's configuration is the one it was made
+    with: the same processor list holding the same processors (``capture_logs`` of
+    ``structlog.testing`` swaps the list's contents in place), wrapper class, context class
+    and logger factory. Any change, and the next call assembles a new one, so it follows
+    :func:`configure_logging`, :func:`reset_logging` and test captures like the proxy does.
+    """
+
+    __slots__ = ("_kept", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        # (what it was made with, the processor list itself, the bound logger): one tuple,
+        # replaced whole, so another thread never pairs one configuration with another's
+        # logger (the queue's thread logs too).
+        self._kept: tuple[tuple[Any, ...], object, Any] = ((), None, None)
+
+    def _bound(self) -> Any:
+        made_with = _config_now()
+        kept_with, processors, bound = self._kept
+        # The classes and the factory by identity, the processors by identity and contents.
+        if made_with == kept_with and made_with[-1] is processors:
+            return bound
+        bound = structlog.get_logger(self._name).bind()
+        self._kept = ((*made_with[:-1], list(made_with[-1])), made_with[-1], bound)
+        return bound
+
+    def debug(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        """Log at DEBUG."""
+        return self._bound().debug(event, *args, **kw)
+
+    def info(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        """Log at INFO."""
+        return self._bound().info(event, *args, **kw)
+
+    def warning(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        """Log at WARNING."""
+        return self._bound().warning(event, *args, **kw)
+
+    def error(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        """Log at ERROR."""
+        return self._bound().error(event, *args, **kw)
+
+    def exception(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        """Log at ERROR with the exception being handled."""
+        return self._bound().exception(event, *args, **kw)
 
 
 def configure_logging(
@@ -639,7 +760,7 @@ def configure_logging(
             _redact_stamped,
             hand_over,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        logger_factory=_StdlibLoggers(),
         wrapper_class=_OwnChainLogger,
         # No caching: loggers made at import time must follow a later reconfiguration.
         cache_logger_on_first_use=False,

@@ -272,7 +272,7 @@ class AssistantsApi:
         check_params(call.body, params.THREAD_AND_RUN)
         assistant = self._check_run_body(call.body)
         thread_body = call.body.get("thread") or {}
-        if not isinstance(thread_body, Mapping):
+        if type(thread_body) is not dict and not isinstance(thread_body, Mapping):
             raise invalid("Invalid type for 'thread': expected an object.", param="thread")
         thread = self._new_thread(thread_body, prefix="thread.")
         run = self.engine.create_run(thread, assistant, call.body)
@@ -357,7 +357,7 @@ def _messages(body: Mapping[str, Any]) -> list[Any]:
 def _check_message(raw: Any, where: str | None) -> Obj:
     """Validate a message create body; returns role, content parts, attachments, metadata."""
     prefix = f"{where}." if where else ""
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise invalid(f"Invalid type for '{where}': expected an object.", param=where)
     if "role" not in raw:
         raise missing(f"{prefix}role")

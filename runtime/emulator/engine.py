@@ -313,12 +313,15 @@ class RunEngine:
             if t.get("type") == "function" and isinstance(t.get("function"), Mapping)
         ]
         response_format = run.obj["response_format"]
-        json_mode = isinstance(response_format, Mapping) and response_format.get("type") in {
-            "json_object",
-            "json_schema",
-        }
+        # Mostly the string "auto": tested before the (slower) abstract Mapping check.
+        format_type = (
+            response_format.get("type")
+            if type(response_format) is not str and isinstance(response_format, Mapping)
+            else None
+        )
+        json_mode = format_type in {"json_object", "json_schema"}
         schema: Mapping[str, Any] | None = None
-        if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+        if format_type == "json_schema":
             spec = response_format.get("json_schema")
             schema = spec.get("schema") if isinstance(spec, Mapping) else None
             schema = schema if isinstance(schema, Mapping) else {}

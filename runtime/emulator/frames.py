@@ -1,13 +1,15 @@
-"""Compact JSON of the Assistants wire objects, byte for byte ``json.dumps(obj,
-separators=(",", ":"))``, built from fixed frames around the values.
+"""Compact JSON of the Assistants wire objects and of the Responses API's response, byte for
+byte ``json.dumps(obj, separators=(",", ":"))``, built from fixed frames around the values.
 
 A stream carries the same run three times or more (created, in_progress, a terminal status),
 each time with a few fields changed: the run's fields that never change once it exists are
-encoded once a run (:class:`RunFrames`), and each snapshot formats only the rest. Values are
+encoded once a run (:class:`RunFrames`), and each snapshot formats only the rest; a response
+likewise (:class:`ResponseFrames`: created, in_progress and its end). Values are
 formatted without the stdlib encoder where they are a string, a number, null, a boolean or an
 empty container (the encoder's fixed cost a call is several times a field's); anything else
 goes through it. Each object's field order is the one its constructor in
-:mod:`runtime.emulator.objects` gives, which the engine keeps (it only reassigns fields).
+:mod:`runtime.emulator.objects` (a response: :mod:`runtime.emulator.responses_items`) gives,
+which the engines keep (they only reassign fields).
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from typing import Any
 from runtime.jsontext import acyclic_encoder
 
 __all__ = [
+    "ResponseFrames",
     "RunFrames",
     "encode_json",
     "message_json",
+    "response_frames",
+    "response_json",
+    "response_usage_json",
     "run_frames",
     "run_json",
     "step_json",
@@ -325,4 +331,117 @@ def thread_json(thread: Mapping[str, Any]) -> bytes:
         v(thread["created_at"]),
         v(thread["metadata"]),
         v(thread["tool_resources"]),
+    )
+
+
+# -- the Responses API's response object ------------------------------------------------------
+
+_RESPONSE_SIZE = 31
+_RESPONSE_USAGE_FIELDS = [
+    "input_tokens",
+    "input_tokens_details",
+    "output_tokens",
+    "output_tokens_details",
+    "total_tokens",
+]
+_RESPONSE_USAGE_DETAILS = ({"cached_tokens": 0, "cache_write_tokens": 0}, {"reasoning_tokens": 0})
+_NO_REASONING = {"effort": None, "summary": None}
+_TEXT_FORMAT = {"format": {"type": "text"}}
+
+ResponseFrames = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]
+"""A response's fixed fields encoded, around the fields that change: ``status``,
+``completed_at``, ``error``, ``incomplete_details``, ``output`` and ``usage``."""
+
+
+def _fixed_dict(value: Any, default: Mapping[str, Any], encoded: bytes) -> bytes:
+    """A field whose usual value is ``default`` (then ``encoded``, in the same key order)."""
+    if type(value) is dict and value == default and list(value) == list(default):
+        return encoded
+    return value_json(value)
+
+
+def response_frames(response: Mapping[str, Any]) -> ResponseFrames:
+    """Encode the fields of a response that keep their value for its whole life."""
+    v = value_json
+    r = response
+    return (
+        b'{"id":%b,"object":%b,"created_at":%b,"status":'
+        % (v(r["id"]), v(r["object"]), v(r["created_at"])),
+        b',"background":%b,"completed_at":' % v(r["background"]),
+        b',"conversation":%b,"error":' % v(r["conversation"]),
+        b',"incomplete_details":',
+        b',"instructions":%b,"max_output_tokens":%b,"max_tool_calls":%b,"model":%b,"output":'
+        % (v(r["instructions"]), v(r["max_output_tokens"]), v(r["max_tool_calls"]), v(r["model"])),
+        b',"parallel_tool_calls":%b,"previous_response_id":%b,"prompt_cache_key":%b,'
+        b'"reasoning":%b,"safety_identifier":%b,"service_tier":%b,"store":%b,"temperature":%b,'
+        b'"text":%b,"tool_choice":%b,"tools":%b,"top_logprobs":%b,"top_p":%b,"truncation":%b,'
+        b'"usage":'
+        % (
+            v(r["parallel_tool_calls"]),
+            v(r["previous_response_id"]),
+            v(r["prompt_cache_key"]),
+            _fixed_dict(r["reasoning"], _NO_REASONING, b'{"effort":null,"summary":null}'),
+            v(r["safety_identifier"]),
+            v(r["service_tier"]),
+            v(r["store"]),
+            v(r["temperature"]),
+            _fixed_dict(r["text"], _TEXT_FORMAT, b'{"format":{"type":"text"}}'),
+            v(r["tool_choice"]),
+            v(r["tools"]),
+            v(r["top_logprobs"]),
+            v(r["top_p"]),
+            v(r["truncation"]),
+        ),
+        b',"user":%b,"metadata":%b}' % (v(r["user"]), v(r["metadata"])),
+    )
+
+
+def response_usage_json(usage: Any) -> bytes:
+    """``usage`` of a response (as :func:`~runtime.emulator.responses_items.usage_obj` makes
+    it)."""
+    if (
+        type(usage) is not dict
+        or list(usage) != _RESPONSE_USAGE_FIELDS
+        or (usage["input_tokens_details"], usage["output_tokens_details"])
+        != _RESPONSE_USAGE_DETAILS
+    ):
+        return value_json(usage)
+    return (
+        b'{"input_tokens":%b,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},'
+        b'"output_tokens":%b,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":%b}'
+        % (
+            value_json(usage["input_tokens"]),
+            value_json(usage["output_tokens"]),
+            value_json(usage["total_tokens"]),
+        )
+    )
+
+
+def response_json(
+    response: Mapping[str, Any], frames: ResponseFrames, output: bytes | None = None
+) -> bytes:
+    """The JSON of a response: its fixed fields from ``frames`` (:func:`response_frames` of the
+    same response), the fields that change formatted now; ``output`` is its ``output`` already
+    encoded (None: encoded here). A response whose field count is not the wire object's is
+    encoded whole."""
+    if len(response) != _RESPONSE_SIZE:
+        return encode_json(response).encode()
+    v = value_json
+    head, background, conversation, incomplete, middle, late, tail = frames
+    return b"".join(
+        (
+            head,
+            _escape(response["status"]).encode(),
+            background,
+            b"null" if (x := response["completed_at"]) is None else v(x),
+            conversation,
+            b"null" if (x := response["error"]) is None else v(x),
+            incomplete,
+            b"null" if (x := response["incomplete_details"]) is None else v(x),
+            middle,
+            v(response["output"]) if output is None else output,
+            late,
+            b"null" if (x := response["usage"]) is None else response_usage_json(x),
+            tail,
+        )
     )

@@ -350,7 +350,7 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = _parse_json(raw)
     except (ValueError, RecursionError):
         raise invalid(
             "We could not parse the JSON body of your request. (HINT: This likely means you "
@@ -362,6 +362,18 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
     if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and _too_deep(body):
         raise invalid(f"Invalid body: JSON nested more than {MAX_JSON_DEPTH} levels deep.")
     return body
+
+
+_decode_json = json.JSONDecoder().decode
+
+
+def _parse_json(raw: bytes) -> Any:
+    """``json.loads(raw)``: a body whose first two bytes are ASCII and not NUL is UTF-8 (what
+    ``json.loads`` would find after testing for byte order marks and UTF-16/32), decoded
+    here; any other body goes to ``json.loads``."""
+    if len(raw) > 1 and 0 < raw[0] < 0x80 and raw[1]:
+        return _decode_json(raw.decode("utf-8", "surrogatepass"))
+    return json.loads(raw)
 
 
 def _too_deep(value: Any) -> bool:

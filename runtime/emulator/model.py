@@ -183,7 +183,9 @@ def prompt_tokens(inp: ModelInput) -> int:
 
 def parse_call_lines(text: str) -> list[PlannedCall]:
     """Find ``/call NAME {json}`` lines; valid JSON is compacted, anything else passed through."""
-    calls = []
+    calls: list[PlannedCall] = []
+    if "/call" not in text:  # every call line holds it: most messages need no line split
+        return calls
     for line in text.splitlines():
         match = _CALL_LINE.match(line)
         if match is None:

@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from runtime.emulator.api import Call, JsonReply, Reply, StreamReply
@@ -52,6 +54,7 @@ from runtime.emulator.engine import (
     sse_event,
 )
 from runtime.emulator.errors import ApiError, invalid, missing
+from runtime.emulator.frames import ResponseFrames, response_frames, response_json
 from runtime.emulator.model import FunctionSpec, ModelInput, Turn, argument_pieces
 from runtime.emulator.objects import Obj, page
 from runtime.emulator.params import RESPONSE_CREATE, check_params
@@ -74,6 +77,7 @@ from runtime.emulator.retention import DEFAULT_RETAINED, LruStore
 
 Handler = Callable[[Call], Awaitable[Reply]]
 ACTIVE = frozenset({"queued", "in_progress"})
+_escape: Callable[[str], str] = json.encoder.encode_basestring_ascii
 # Scenario files speak Assistants' reason; the Responses API calls it max_output_tokens.
 _REASONS = {"max_completion_tokens": "max_output_tokens", "max_tokens": "max_output_tokens"}
 
@@ -401,12 +405,13 @@ class ResponsesApi:
         part: Obj = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
         emit.frame("response.content_part.added", frames.part_added)
         delay = self.engine.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
+        where = frames.where()
         for piece in pieces:
             if delay > 0:
                 await emit.pause(delay)
             if not self._running(state):
                 return
-            emit.text_delta(item["id"], index, piece)
+            emit.text_delta(where, piece)
         part["text"] = "".join(pieces)
         item["content"] = [part]
         item["status"] = "completed" if reason is None else "incomplete"
@@ -414,7 +419,7 @@ class ResponsesApi:
             frames.finish(part["text"], item["status"])
         emit.frame("response.output_text.done", frames.text_done)
         emit.frame("response.content_part.done", frames.part_done)
-        emit.frame("response.output_item.done", frames.done)
+        emit.item_done(index, frames.item)
         state.obj["usage"] = usage_obj(turn.prompt_tokens, len(pieces))
         if reason is None:
             await self._end(state, emit, "completed")
@@ -452,7 +457,7 @@ class ResponsesApi:
             item["arguments"] = planned.arguments
             emit("response.function_call_arguments.done", **where, arguments=item["arguments"])
             item["status"] = "completed"
-            emit("response.output_item.done", output_index=index, item=item)
+            emit.item_done(index, partial(_encoded, item))
         state.obj["usage"] = usage_obj(turn.prompt_tokens, turn.completion_tokens)
         self.stats["responses_function_calls"] += len(turn.calls)
         await self._end(state, emit, "completed")
@@ -463,7 +468,7 @@ class ResponsesApi:
         self._finish(state, status)
         if state.conversation is not None and status in {"completed", "incomplete"}:
             state.conversation.add(copy.deepcopy(state.obj["output"]))
-        emit(f"response.{status}", response=state.obj)
+        emit.response(f"response.{status}")
 
     def _finish(self, state: ResponseState, status: str) -> None:
         state.obj["status"] = status
@@ -471,6 +476,10 @@ class ResponsesApi:
             state.obj["completed_at"] = int(time.time())
         state.finished.set()
         self.stats[f"responses_{status}"] += 1
+
+
+def _encoded(value: Obj) -> bytes:
+    return encode_json(value).encode()
 
 
 def _starting_after(raw: str | None) -> int:
@@ -506,7 +515,8 @@ class _Emitter:
         self.sequence = 0
         # Nobody reads the events of a response driven for a JSON reply: nothing to encode.
         self.unread = state.log is None and isinstance(sink, NullSink)
-        self._response: tuple[str, bytes] | None = None
+        self._frames: ResponseFrames | None = None
+        self._output: list[bytes] = []  # the JSON of each finished output item, in order
 
     def __call__(self, name: str, **fields: Any) -> None:
         data = {"type": name, "sequence_number": self.sequence, **fields}
@@ -520,32 +530,51 @@ class _Emitter:
         state.record(encode_event(name, data))
 
     def response(self, name: str) -> None:
-        """An event carrying the response, before the model's turn: its status is all that
-        can change meanwhile, so its JSON is encoded once a status (``created`` and
-        ``in_progress`` carry the same response unless it was queued). Byte for byte what
-        ``__call__`` sends."""
+        """An event carrying the response as it is now, byte for byte what ``__call__``
+        sends: its fixed fields encoded once a response, its output from the items' JSON
+        sent when they were done (when there is one for each item)."""
         obj = self.state.obj
         if self.unread:
             self(name, response=obj)
             return
-        status = obj["status"]
-        if self._response is None or self._response[0] != status:
-            self._response = (status, encode_json(obj).encode())
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = response_frames(obj)
+        output = None
+        if len(self._output) == len(obj["output"]):
+            output = b"[" + b",".join(self._output) + b"]"
         head = b'{"type":"%s","sequence_number":%d,"response":' % (name.encode(), self.sequence)
         self.sequence += 1
-        self._send(name, b"".join((head, self._response[1], b"}")))
+        self._send(name, b"".join((head, response_json(obj, frames, output), b"}")))
 
-    def text_delta(self, item_id: str, output_index: int, piece: str) -> None:
+    def item_done(self, output_index: int, item: Callable[[], bytes]) -> None:
+        """``response.output_item.done`` with the item ``item()`` encodes (kept for the
+        response's output), byte for byte what ``__call__`` sends."""
+        if self.unread:
+            self.sequence += 1
+            return
+        encoded = item()
+        self._output.append(encoded)
+        self.frame(
+            "response.output_item.done",
+            lambda: b'"output_index":%d,"item":%b}' % (output_index, encoded),
+        )
+
+    def text_delta(self, where: bytes, piece: str) -> None:
         """A ``response.output_text.delta`` (content index 0), byte for byte what ``__call__``
-        sends, with only the ids and the piece serialised: a response has one per word."""
+        sends, with only the piece serialised (``where``: the item id and output index
+        fields, encoded once an item): a response has one per word."""
+        if self.unread:
+            self.sequence += 1
+            return
         data = b"".join(
             (
                 b'{"type":"response.output_text.delta","sequence_number":',
                 b"%d" % self.sequence,
-                b',"item_id":',
-                encode_json(item_id).encode(),
-                b',"output_index":%d,"content_index":0,"delta":' % output_index,
-                encode_json(piece).encode(),
+                b",",
+                where,
+                b',"content_index":0,"delta":',
+                _escape(piece).encode(),
                 b',"logprobs":[]}',
             )
         )
@@ -609,12 +638,13 @@ class _MessageFrames:
             )
         )
 
-    def _where(self) -> bytes:
+    def where(self) -> bytes:
+        """The ``item_id`` and ``output_index`` fields."""
         return b"".join((b'"item_id":', self._id, b',"output_index":', self._index))
 
     def part_added(self) -> bytes:
         """``response.content_part.added``: the empty part."""
-        return b"".join((self._where(), b',"content_index":0,', self._PART_ADDED))
+        return b"".join((self.where(), b',"content_index":0,', self._PART_ADDED))
 
     def _part(self) -> bytes:
         return b"".join(
@@ -624,25 +654,23 @@ class _MessageFrames:
     def text_done(self) -> bytes:
         """``response.output_text.done``: the whole text."""
         return b"".join(
-            (self._where(), b',"content_index":0,"text":', self._text, b',"logprobs":[]}')
+            (self.where(), b',"content_index":0,"text":', self._text, b',"logprobs":[]}')
         )
 
     def part_done(self) -> bytes:
         """``response.content_part.done``: the part with its text."""
-        return b"".join((self._where(), b',"content_index":0,"part":', self._part(), b"}"))
+        return b"".join((self.where(), b',"content_index":0,"part":', self._part(), b"}"))
 
-    def done(self) -> bytes:
-        """``response.output_item.done``: the item with its status and its one part."""
+    def item(self) -> bytes:
+        """The finished item, with its status and its one part."""
         return b"".join(
             (
-                b'"output_index":',
-                self._index,
-                b',"item":{"id":',
+                b'{"id":',
                 self._id,
                 b',"type":"message","status":',
                 self._status,
                 b',"role":"assistant","content":[',
                 self._part(),
-                b"]}}",
+                b"]}",
             )
         )

@@ -282,7 +282,7 @@ def exclusive(body: Mapping[str, Any]) -> None:
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
-    parts = [p.get("text") for p in content if isinstance(p, Mapping)]
+    parts = [p.get("text") for p in content if type(p) is dict or isinstance(p, Mapping)]
     return "\n".join(p for p in parts if isinstance(p, str))
 
 

@@ -57,9 +57,13 @@ class LruStore(Generic[V]):
         return self._items.get(key)
 
     def __setitem__(self, key: str, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        self._evict()
+        items = self._items
+        known = key in items
+        items[key] = value
+        if known:
+            items.move_to_end(key)  # a new key is already the most recent
+        elif self.limit is not None and len(items) > self.limit:
+            self._evict()
 
     def __delitem__(self, key: str) -> None:
         del self._items[key]
@@ -85,6 +89,9 @@ class LruStore(Generic[V]):
         if self.limit is None or len(self._items) <= self.limit:
             return
         excess = len(self._items) - self.limit
+        if excess == 1:  # one entry in, one out: the usual case once the store is full
+            self._evict_one()
+            return
         victims: list[str] = []
         for key, value in self._items.items():
             if len(victims) >= excess:
@@ -96,3 +103,14 @@ class LruStore(Generic[V]):
             self.evicted += 1
             if self._on_evict is not None:
                 self._on_evict(key, value)
+
+    def _evict_one(self) -> None:
+        busy = self._busy
+        victim = next(((k, v) for k, v in self._items.items() if busy is None or not busy(v)), None)
+        if victim is None:
+            return  # every entry is busy
+        key, value = victim
+        del self._items[key]
+        self.evicted += 1
+        if self._on_evict is not None:
+            self._on_evict(key, value)

@@ -9,9 +9,8 @@ import sys
 from collections.abc import Awaitable, Iterator
 from typing import Any
 
-import structlog
-
 from runtime.fairness import tune_collector
+from runtime.logging import ModuleLogger
 from runtime.pacing import RatePacer, RedisBuckets, pacer_from_settings
 from runtime.transport import AiohttpTransport
 from runtime.worker.approvals import ApprovalStore, StoreLedger
@@ -30,7 +29,7 @@ from tools.mcp import MCPToolSource
 
 __all__ = ["open_queue", "serve", "start_mcp_sources", "worker_options"]
 
-log = structlog.get_logger("runtime.worker")
+log = ModuleLogger("runtime.worker")
 
 
 def open_queue(settings: WorkerSettings) -> JobQueue:

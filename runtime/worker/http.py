@@ -22,10 +22,10 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from runtime.logging import ModuleLogger
 from runtime.worker.approvals import DecisionError, decide
 from runtime.worker.models import DecisionRecord
 from runtime.worker.queue import QueueError
@@ -34,7 +34,7 @@ from runtime.worker.upstream import UpstreamTracker
 
 __all__ = ["HealthServer", "HttpBindError"]
 
-log = structlog.get_logger("runtime.worker")
+log = ModuleLogger("runtime.worker")
 
 _PING_TIMEOUT_S = 2.0
 

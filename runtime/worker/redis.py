@@ -38,10 +38,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-import structlog
 from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError, WatchError
 
+from runtime.logging import ModuleLogger
 from runtime.worker.approvals import DecisionOutcome, check_decision
 from runtime.worker.models import (
     DecisionRecord,
@@ -63,7 +63,7 @@ from runtime.worker.queue import LeaseLost, QueueError, outputs_of
 
 __all__ = ["RedisQueue"]
 
-log = structlog.get_logger("runtime.worker")
+log = ModuleLogger("runtime.worker")
 
 # Script errors that come from one record's data (not from the server's condition): the
 # record is dead-lettered. Anything else (OOM, READONLY, LOADING, ...) is transient.

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import structlog
 from pydantic import ValidationError
 
+from runtime.logging import ModuleLogger
 from runtime.worker.approvals import DecisionOutcome, check_decision
 from runtime.worker.models import (
     DecisionRecord,
@@ -59,7 +59,7 @@ __all__ = ["SqliteQueue", "boot_id"]
 
 _T = TypeVar("_T")
 
-log = structlog.get_logger("runtime.worker")
+log = ModuleLogger("runtime.worker")
 
 
 def _read_boot_id() -> str:
@@ -336,6 +336,7 @@ class SqliteQueue:
         self._thread: _StoreThread | None = None
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._look_first = True
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -417,8 +418,11 @@ class SqliteQueue:
         interval = 0.02
         while True:
             leases = await self._call_now(
-                _claim, consumer, count, self._lease_s, self._max_deliveries
+                _claim, consumer, count, self._lease_s, self._max_deliveries, self._look_first
             )
+            # After a claim that found jobs the next one likely finds some too: it takes the
+            # write lock at once instead of looking first (one statement fewer a claim).
+            self._look_first = not leases
             remaining = deadline - time.monotonic()
             if leases or count <= 0 or remaining <= 0:
                 return leases
@@ -604,12 +608,14 @@ def _claim(
     count: int,
     lease_s: float,
     max_deliveries: int,
+    look_first: bool = True,
 ) -> list[Lease]:
     if count <= 0:
         return []
     # Idle workers poll: look without the write lock first, so they never block each other.
     if (
-        conn.execute(f"SELECT 1 FROM jobs WHERE {_CLAIMABLE} LIMIT 1", now.params()).fetchone()
+        look_first
+        and conn.execute(f"SELECT 1 FROM jobs WHERE {_CLAIMABLE} LIMIT 1", now.params()).fetchone()
         is None
     ):
         return []

@@ -4,6 +4,7 @@ Run from the repository root:
 
     python tests/perf/bench_emulator_cpu.py                 # 7 pairs, 200 requests a kind
     python tests/perf/bench_emulator_cpu.py --pairs 9 --requests 300 --concurrency 1
+    python tests/perf/bench_emulator_cpu.py --instructions --requests 200 --baseline DIR
 
 Two servers run as subprocesses: ``python -m runtime emulator`` (logging as shipped) and a
 static aiohttp server (this file with ``--static``) that answers every route with bytes the
@@ -19,6 +20,11 @@ other, the order alternating from pair to pair. The figure is the CPU time the s
 process spent during its block (the scheduler's nanosecond count of its threads, from
 ``/proc/PID/task/*/schedstat``), divided by the number of requests, so load from other
 processes on the machine (which inflates wall time) counts little. It prints each pair's ratio (emulator / static) per kind and the medians.
+
+``--instructions`` counts instead the user-space instructions each server process executes per
+request (``valgrind --tool=callgrind``; counters zeroed after 30 warm-up requests of a kind and
+dumped after ``--requests`` more with ``callgrind_control``): a figure the machine's load does
+not move, slow to take (minutes). It needs valgrind on PATH.
 
 ``--baseline DIR`` also serves the emulator of another checkout (``python -m runtime emulator``
 run from DIR, e.g. the code before a change) in the same pairs, and reports its CPU per request
@@ -286,6 +292,84 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     return summary(per_request, args)
 
 
+async def count_instructions(args: argparse.Namespace) -> dict[str, Any]:
+    """Each server under callgrind: instructions per request, by kind (``--instructions``)."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise SystemExit("--instructions needs valgrind and callgrind_control on PATH")
+    out = Path(tempfile.mkdtemp())
+    emulator = [sys.executable, "-m", "runtime", "emulator", "--port", "0"]
+    commands: dict[str, tuple[list[str], Path]] = {"emulator": (emulator, REPO_ROOT)}
+    if args.baseline:
+        commands["baseline"] = (emulator, Path(args.baseline))
+    commands["static"] = (
+        [sys.executable, __file__, "--static", str(out / "canned.json")],
+        REPO_ROOT,
+    )
+    figures: dict[str, Any] = {"requests_per_block": args.requests}
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=1200),
+            headers=HEADERS,
+        ) as session:
+            assistant_id = ""
+            for name, (command, cwd) in commands.items():
+                valgrind = [
+                    "valgrind",
+                    "-q",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={out}/{name}.%p",
+                ]
+                proc, url = start(valgrind + command, cwd=cwd)
+                try:
+                    if name != "static":
+                        assistant_id, canned = await canned_bytes(session, url + "/v1")
+                        if name == "emulator":
+                            (out / "canned.json").write_text(json.dumps(canned))
+                    requests = requests_for(assistant_id)
+                    for kind in KINDS:
+                        base = url + "/v1"
+                        await block(session, base, kind, requests[kind], 30, args.concurrency)
+                        _callgrind_control("-z", proc.pid)
+                        await block(
+                            session, base, kind, requests[kind], args.requests, args.concurrency
+                        )
+                        _callgrind_control("-d", proc.pid, kind)
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=60)
+                figures[name] = {
+                    kind: _dumped_instructions(out, name, kind) // args.requests for kind in KINDS
+                }
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    for kind in KINDS:
+        static = figures["static"][kind]
+        figures[f"{kind}_emulator_per_static"] = round(figures["emulator"][kind] / static, 2)
+        if args.baseline:
+            old = figures["baseline"][kind]
+            figures[f"{kind}_emulator_per_baseline"] = round(figures["emulator"][kind] / old, 3)
+    return figures
+
+
+def _callgrind_control(option: str, pid: int, *extra: str) -> None:
+    """Zero (``-z``) or dump (``-d REASON``) the counters of a process run by callgrind."""
+    command = ["callgrind_control", option, *extra, str(pid)]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+
+def _dumped_instructions(out: Path, name: str, kind: str) -> int:
+    """The instruction total of the dump taken after the block of ``kind``."""
+    for path in out.glob(f"{name}.*"):
+        with path.open(errors="replace") as dump:
+            head = dump.read(4000)
+        if f"Trigger: dump {kind}\n" in head:
+            match = re.search(r"^summary: (\d+)", head, re.MULTILINE)
+            if match is not None:
+                return int(match.group(1))
+    raise RuntimeError(f"no callgrind dump for {name} {kind}")
+
+
 def summary(per_request: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> Any:
     """Medians of the per-request CPU times and of the per-pair ratios, by kind."""
     figures: dict[str, Any] = {
@@ -322,12 +406,17 @@ def main() -> int:
     parser.add_argument(
         "--baseline", metavar="DIR", help="also serve the emulator of this checkout and compare"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count user-space instructions per request under callgrind instead of CPU time",
+    )
     parser.add_argument("--static", metavar="CANNED_JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.static:
         serve_static(args.static)
         return 0
-    figures = asyncio.run(measure(args))
+    figures = asyncio.run(count_instructions(args) if args.instructions else measure(args))
     print(json.dumps(figures, indent=2))
     return 0
 

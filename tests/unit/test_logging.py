@@ -16,6 +16,7 @@ import structlog
 from structlog.testing import LogCapture, capture_logs
 
 from runtime.logging import (
+    ModuleLogger,
     RedactingFilter,
     configure_logging,
     get_logger,
@@ -497,6 +498,9 @@ ONE_STEP_EVENTS: dict[str, dict[str, Any]] = {
     "secret names": {"api_key": "named", "password": None},
     "a secret name without a trigger word": {"authorization": 5},
     "nested": {"headers": {"Authorization": "Bearer x"}, "items": [KEY, (1, "sk-abcdefghijkl")]},
+    "lists of strings": {"tools": ["calc", "clock"], "ids": ("call_1", "call_2"), "none": []},
+    "a secret in a list of strings": {"ids": ["call_1", KEY], "keys": ("sk-abcdefghijkl",)},
+    "an escaped string in a list": {"ids": ['say "hi"', f"naïve {KEY}"]},
     "objects": {"shown": _Shown(), "nan": float("nan"), "when": datetime(2026, 1, 31)},
     "exception": {"exc_info": _exception()},
     "positional": {"n": 2},
@@ -696,3 +700,66 @@ async def test_tool_started_lines_at_debug() -> None:
         "c1",
         "run_8",
     )
+
+
+# --- module loggers ---------------------------------------------------------------------------
+
+
+def test_a_module_logger_follows_every_reconfiguration() -> None:
+    """A ModuleLogger made before any configuration writes to the stream of the current
+    configure_logging call, at its level, and is silent again after reset_logging."""
+    log = ModuleLogger("runtime.test")
+    first, second = io.StringIO(), io.StringIO()
+    with alone():
+        configure_logging("INFO", "json", first)
+        log.info("test.first", n=1)
+        log.debug("test.hidden")
+        configure_logging("DEBUG", "json", second)
+        log.debug("test.second", n=2)
+        reset_logging()
+        log.warning("test.silent")
+    assert [(e["event"], e["n"]) for e in json_lines(first)] == [("test.first", 1)]
+    assert [(e["event"], e["level"]) for e in json_lines(second)] == [("test.second", "debug")]
+
+
+def test_a_module_logger_is_captured_by_capture_logs() -> None:
+    """capture_logs (which swaps the configured chain's contents in place) sees a module
+    logger's every call, DEBUG included under an INFO configuration, and its lines go to the
+    stream again afterwards."""
+    log = ModuleLogger("runtime.test")
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    with alone():
+        log.info("test.before")
+        with capture_logs() as captured:
+            log.debug("test.captured_debug", n=1)
+            log.info("test.captured_info")
+        log.info("test.after")
+    assert [(e["event"], e["log_level"]) for e in captured] == [
+        ("test.captured_debug", "debug"),
+        ("test.captured_info", "info"),
+    ]
+    assert [e["event"] for e in json_lines(out)] == ["test.before", "test.after"]
+
+
+def test_a_module_logger_is_assembled_once_per_configuration() -> None:
+    """The bound logger is made once and kept while the configuration stays; a processor
+    added to the configured chain in place makes a new one, which runs that processor."""
+    log = ModuleLogger("runtime.test")
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    seen: list[str] = []
+
+    def note(_logger: Any, _method: str, event_dict: Any) -> Any:
+        seen.append(event_dict["event"])
+        return event_dict
+
+    with alone():
+        log.info("test.one")
+        kept = log._bound()
+        assert log._bound() is kept
+        structlog.get_config()["processors"].insert(1, note)
+        log.info("test.two")
+    assert log._bound() is not kept
+    assert seen == ["test.two"]
+    assert [e["event"] for e in json_lines(out)] == ["test.one", "test.two"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import subprocess
 import sys
 from typing import Any
@@ -168,6 +169,34 @@ async def test_deeply_nested_json_is_a_json_400(
         assert resp.status == 400 and "nested" in (await resp.json())["error"]["message"]
     async with session.post(emu.url + "/_emulator/inject", data=DEEP) as resp:
         assert resp.status == 400 and "error" in await resp.json()
+
+
+async def test_bodies_in_every_json_encoding_are_read_as_json_loads_reads_them(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    """A body in UTF-8 (with or without a byte order mark, lone surrogates escaped), UTF-16
+    or UTF-32 creates the thread its JSON says; a body that is not valid UTF-8 is a JSON
+    400, as ``json.loads`` would refuse it."""
+    text = '{"metadata": {"k": "Zoë \\ud800 日本", "lone": "\ud800"}}'
+    for encoded in (
+        text.encode("utf-8", "surrogatepass"),
+        b"\xef\xbb\xbf" + text.encode("utf-8", "surrogatepass"),
+        text.encode("utf-16", "surrogatepass"),
+        text.encode("utf-16-le", "surrogatepass"),
+        text.encode("utf-32-be", "surrogatepass"),
+        b"  " + text.encode("utf-8", "surrogatepass"),
+    ):
+        async with session.post(
+            emu.base_url + "/threads", data=encoded, headers={"Content-Type": "application/json"}
+        ) as resp:
+            assert resp.status == 200, encoded[:8]
+            assert (await resp.json())["metadata"] == json.loads(text)["metadata"]
+    for bad in (b'{"metadata": {"k": "\xff"}}', b"{"):
+        async with session.post(
+            emu.base_url + "/threads", data=bad, headers={"Content-Type": "application/json"}
+        ) as resp:
+            assert resp.status == 400
+            assert "could not parse the JSON body" in (await resp.json())["error"]["message"]
 
 
 async def test_oversized_body_is_a_json_413(emu: Emulator, session: aiohttp.ClientSession) -> None:

@@ -85,6 +85,23 @@ async def test_burst_processes_everything_within_the_concurrency_bound() -> None
     assert worker.processed == 10
 
 
+async def test_the_in_flight_gauge_counts_the_jobs_running_when_scraped() -> None:
+    """agent_worker_jobs_in_flight is the number of jobs running at the scrape: 2 while two
+    long jobs run, 0 once they are over."""
+    queue = MemoryQueue()
+    await queue.submit(_job("a"))
+    await queue.submit(_job("b"))
+    metrics = WorkerMetrics()
+    worker = Worker(queue, SleepExecutor(seconds=0.3), _options(), metrics)
+    task = asyncio.create_task(worker.run())
+    while worker.in_flight < 2:
+        await asyncio.sleep(0.01)
+    during = metrics.render().decode()
+    await asyncio.wait_for(task, timeout=5)
+    assert "agent_worker_jobs_in_flight 2.0" in during
+    assert "agent_worker_jobs_in_flight 0.0" in metrics.render().decode()
+
+
 async def test_drain_finishes_within_grace_and_releases_the_rest() -> None:
     """A drain completes short jobs and releases long ones unacknowledged, flagged as cancelled."""
     queue = MemoryQueue()
