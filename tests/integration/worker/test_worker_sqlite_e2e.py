@@ -34,10 +34,13 @@ pytestmark = pytest.mark.slow
 async def test_sqlite_survives_a_worker_kill(
     emulator: Emulator, assistant_id: str, tmp_path: Path
 ) -> None:
-    """Two workers share one sqlite file; one is SIGKILLed mid-run; every job completes once."""
-    n_jobs = 80
+    """Two workers share one sqlite file; one is SIGKILLed mid-round, its finished calls
+    stored and one call in flight in each job; every job completes once, and only the calls
+    cut off are executed again."""
+    n_jobs = 30
     db = tmp_path / "jobs.db"
     tool_log = tmp_path / "tools.jsonl"
+    gate = tmp_path / "gate"
     queue = SqliteQueue(db, lease_s=1.0)
     config = write_config(
         tmp_path / "worker.toml",
@@ -51,9 +54,16 @@ async def test_sqlite_survives_a_worker_kill(
         worker={"concurrency": 3},
     )
     for i in range(n_jobs):
-        msg = Message(content=job_message(f"job-{i:03d}", sleep_ms=40))
-        await queue.submit(Job(id=f"job-{i:03d}", assistant_id=assistant_id, messages=(msg,)))
-    env = {"WORKER_TEST_TOOL_LOG": str(tool_log)}
+        # Two parallel calls: one finishes (and is stored), one waits for the gate, so every
+        # job a worker holds settles with a stored output and a call in flight, at any load.
+        job_id = f"job-{i:03d}"
+        content = (
+            job_message(job_id, sleep_ms=40) + "\n/call gated_echo " + json.dumps({"text": job_id})
+        )
+        await queue.submit(
+            Job(id=job_id, assistant_id=assistant_id, messages=(Message(content=content),))
+        )
+    env = {"WORKER_TEST_TOOL_LOG": str(tool_log), "WORKER_TEST_GATE": str(gate)}
     procs = [spawn_worker(config, f"s{i}", tmp_path, env=env) for i in range(2)]
     try:
 
@@ -64,6 +74,8 @@ async def test_sqlite_survives_a_worker_kill(
             )
 
         in_flight = await kill_mid_run(procs[0], tool_log, persisted, min_finished=3)
+        assert procs[0].returncode == -signal.SIGKILL
+        gate.touch()
 
         async def all_done() -> bool:
             assert procs[1].poll() is None, tail(tmp_path / "s1.log")
@@ -84,8 +96,13 @@ async def test_sqlite_survives_a_worker_kill(
     events = read_tool_log(tool_log)
     ends = Counter(e["call"] for e in events if e["event"] == "end")
     starts = Counter(e["call"] for e in events if e["event"] == "start")
-    assert len(ends) == n_jobs and set(ends.values()) == {1}
+    assert len(ends) == 2 * n_jobs and set(ends.values()) == {1}
+    assert in_flight, "the killed worker had no call in flight"
     assert {call for call, n in starts.items() if n > 1} <= in_flight
+    # The killed worker's stored outputs were kept: only its gated calls ran again.
+    killed_pid = procs[0].pid
+    killed_ended = {e["call"] for e in events if e["pid"] == killed_pid and e["event"] == "end"}
+    assert len(killed_ended) >= 3 and all(starts[call] == 1 for call in killed_ended)
     assert any(r is not None and r.attempt > 1 for r in records)
 
 
