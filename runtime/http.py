@@ -20,18 +20,18 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import quote
 
-import structlog
 from pydantic import BaseModel
 
 from runtime import tracing
 from runtime.errors import APIStatusError, ClientClosedError, InvalidResponseError, status_error
+from runtime.logging import ModuleLogger
 from runtime.pacing import RatePacer, pacer_from_settings
 from runtime.protocol.objects import APIObject, ListPage, ResponseMeta
 from runtime.protocol.sse import DEFAULT_MAX_EVENT_BYTES
 from runtime.retry import RetryPolicy, call_with_retries, parse_retry_after
 from runtime.transport import AiohttpTransport, Request, Response, Transport
 
-log = structlog.get_logger("runtime.http")
+log = ModuleLogger("runtime.http")
 
 M = TypeVar("M", bound=APIObject)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

@@ -46,10 +46,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import structlog
-
 from runtime import tracing
 from runtime.errors import PacingTimeout
+from runtime.logging import ModuleLogger
 
 __all__ = [
     "BucketStore",
@@ -60,7 +59,7 @@ __all__ = [
     "pacer_from_settings",
 ]
 
-log = structlog.get_logger("runtime.pacing")
+log = ModuleLogger("runtime.pacing")
 
 DEFAULT_MODEL = "default"
 # Requests that make the model work, on OpenAI and Azure URLs alike.

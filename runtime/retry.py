@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import structlog
-
 from runtime.errors import (
     APIStatusError,
     ConnectError,
@@ -24,9 +22,10 @@ from runtime.errors import (
     RequestTimeout,
     RuntimeAPIError,
 )
+from runtime.logging import ModuleLogger
 
 T = TypeVar("T")
-log = structlog.get_logger("runtime.retry")
+log = ModuleLogger("runtime.retry")
 
 _TESTING = False
 

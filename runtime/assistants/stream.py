@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Unpack
 
-import structlog
-
 from runtime.assistants.events import (
     DoneEvent,
     ErrorEvent,
@@ -29,11 +27,12 @@ from runtime.assistants.models import Message, Run, RunStep, Thread, ToolCallsSt
 from runtime.core.backend import TextPart, Turn, TurnError, TurnRef, TurnStatus, Usage
 from runtime.core.hooks import StatusUpdate
 from runtime.errors import StreamEventError
+from runtime.logging import ModuleLogger
 from runtime.protocol.snapshots import TextSnapshot, ToolCallSnapshot
 from runtime.protocol.stream import EventStream, Notes, StreamOptions
 from tools import ToolCall
 
-log = structlog.get_logger("runtime.stream")
+log = ModuleLogger("runtime.stream")
 
 STOPPING_EVENTS = frozenset(
     {

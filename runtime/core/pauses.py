@@ -13,15 +13,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Generic, TypeVar
 
-import structlog
-
 from runtime.core.approval import Decision, PendingApproval, PendingCall, timed_out
 from runtime.core.backend import Backend, TurnRef
 from runtime.core.policy import RunPolicy
 from runtime.core.result import RunResult
 from runtime.errors import ApprovalError
+from runtime.logging import ModuleLogger
 
-log = structlog.get_logger("runtime.run")
+log = ModuleLogger("runtime.run")
 
 RawT = TypeVar("RawT")
 

@@ -68,11 +68,11 @@ from runtime.errors import (
     StreamError,
     ThreadBusyError,
 )
-from runtime.logging import redact
+from runtime.logging import ModuleLogger, redact
 from runtime.protocol.stream import EventStream
 from tools import ToolCall, ToolCallResult, ToolDispatcher, ToolRegistry
 
-log = structlog.get_logger("runtime.run")
+log = ModuleLogger("runtime.run")
 
 RawT = TypeVar("RawT")
 

@@ -17,15 +17,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import structlog
-
 from runtime.core.approval import Decision, PendingCall, rejection_of
 from runtime.core.ledger import WriteKey, WriteLedger, canonical_arguments, recorded_result
+from runtime.logging import ModuleLogger
 from tools import Tool, ToolCall, ToolCallResult, ToolContext, ToolRegistry
 from tools.encoding import error_output
 from tools.errors import ToolArgumentsError
 
-log = structlog.get_logger("runtime.run")
+log = ModuleLogger("runtime.run")
 
 
 @dataclass

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from aiohttp import web
 
 from runtime.emulator.api import AssistantsApi, Call, JsonReply, Reply, StreamReply
@@ -25,6 +24,7 @@ from runtime.emulator.objects import Obj
 from runtime.emulator.ratelimit import RequestLimiter
 from runtime.emulator.responses_api import ResponsesApi
 from runtime.emulator.retention import DEFAULT_RETAINED
+from runtime.logging import ModuleLogger
 
 Handler = Callable[[Call], Awaitable[Reply]]
 API_PREFIXES = ("/v1", "/openai")
@@ -34,7 +34,7 @@ AZURE_V1_PREFIX = "/openai/v1"
 MAX_LOGGED_REQUESTS = 20_000
 MAX_JSON_DEPTH = 128
 _DONE = b"event: done\ndata: [DONE]\n\n"
-log = structlog.get_logger("runtime.emulator")
+log = ModuleLogger("runtime.emulator")
 
 
 @dataclass

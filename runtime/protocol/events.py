@@ -11,12 +11,12 @@ from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
 
-import structlog
 from pydantic import ValidationError
 
 from runtime.errors import StreamError, StreamEventError
+from runtime.logging import ModuleLogger
 
-log = structlog.get_logger("runtime.protocol")
+log = ModuleLogger("runtime.protocol")
 
 
 class StreamEvent:

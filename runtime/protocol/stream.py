@@ -23,8 +23,6 @@ import types
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, Self, TypedDict, TypeVar
 
-import structlog
-
 from runtime import fairness
 from runtime.errors import (
     HandlerError,
@@ -33,6 +31,7 @@ from runtime.errors import (
     StreamInterrupted,
     TransportError,
 )
+from runtime.logging import ModuleLogger
 from runtime.protocol.events import DoneEvent, StreamEvent
 from runtime.protocol.snapshots import ToolCallSnapshot
 from runtime.protocol.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSERecord
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
     from runtime.core.backend import TextPart, Turn, TurnRef
     from runtime.core.hooks import EventHandler
 
-log = structlog.get_logger("runtime.stream")
+log = ModuleLogger("runtime.stream")
 
 RawT = TypeVar("RawT")
 HandlerCallback = Callable[..., Awaitable[None]]

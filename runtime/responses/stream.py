@@ -18,11 +18,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Unpack
 
-import structlog
-
 from runtime.core.backend import TextPart, Turn, TurnError, TurnRef, TurnStatus, Usage
 from runtime.core.hooks import StatusUpdate
 from runtime.errors import StreamEventError
+from runtime.logging import ModuleLogger
 from runtime.protocol.events import ErrorEvent, MalformedEvent, StreamEvent
 from runtime.protocol.snapshots import TextSnapshot, ToolCallSnapshot
 from runtime.protocol.stream import EventStream, Notes, StreamOptions
@@ -47,7 +46,7 @@ from runtime.responses.models import (
 )
 from tools import ToolCall
 
-log = structlog.get_logger("runtime.responses")
+log = ModuleLogger("runtime.responses")
 
 Snapshot = TextSnapshot | ToolCallSnapshot
 _NEUTRAL: dict[str, TurnStatus] = {
