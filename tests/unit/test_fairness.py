@@ -126,16 +126,7 @@ def test_tune_collector_freezes_start_up_and_spaces_full_passes(collector_restor
     frozen = fairness.tune_collector()
     assert frozen == gc.get_freeze_count() >= len(start_up)
     assert gc.get_threshold() == (young, middle, 1000)
-
-    class Node:
-        other: object = None
-
-    cycle = Node()
-    cycle.other = cycle
-    ref = weakref.ref(cycle)
-    del cycle
-    gc.collect(0)
-    assert ref() is None
+    assert _a_new_cycle_is_freed_by(generation=0)
 
 
 def test_tune_collector_refuses_a_zero_spacing(collector_restored: None) -> None:
@@ -152,16 +143,7 @@ def test_tune_collector_sets_the_middle_threshold_when_asked(collector_restored:
     young, _, _ = gc.get_threshold()
     fairness.tune_collector(middle_every=5)
     assert gc.get_threshold() == (young, 5, 1000)
-
-    class Node:
-        other: object = None
-
-    cycle = Node()
-    cycle.other = cycle
-    ref = weakref.ref(cycle)
-    del cycle
-    gc.collect(1)
-    assert ref() is None
+    assert _a_new_cycle_is_freed_by(generation=1)
 
 
 def test_tune_collector_refuses_a_zero_middle_threshold(collector_restored: None) -> None:
@@ -170,3 +152,17 @@ def test_tune_collector_refuses_a_zero_middle_threshold(collector_restored: None
     with pytest.raises(ValueError, match="middle_every"):
         fairness.tune_collector(middle_every=0)
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def _a_new_cycle_is_freed_by(generation: int) -> bool:
+    """Whether a reference cycle made now is freed by one collection of ``generation``."""
+
+    class Node:
+        other: object = None
+
+    cycle = Node()
+    cycle.other = cycle
+    ref = weakref.ref(cycle)
+    del cycle
+    gc.collect(generation)
+    return ref() is None
