@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, ValuesView
+from itertools import islice
 from typing import Generic, TypeVar
 
 DEFAULT_RETAINED = 1000
@@ -89,28 +90,11 @@ class LruStore(Generic[V]):
         if self.limit is None or len(self._items) <= self.limit:
             return
         excess = len(self._items) - self.limit
-        if excess == 1:  # one entry in, one out: the usual case once the store is full
-            self._evict_one()
-            return
-        victims: list[str] = []
-        for key, value in self._items.items():
-            if len(victims) >= excess:
-                break
-            if self._busy is None or not self._busy(value):
-                victims.append(key)
-        for key in victims:
+        busy = self._busy
+        idle = (key for key, value in self._items.items() if busy is None or not busy(value))
+        # Taken before any is removed (the dict cannot change while it is walked); usually one.
+        for key in list(islice(idle, excess)):
             value = self._items.pop(key)
             self.evicted += 1
             if self._on_evict is not None:
                 self._on_evict(key, value)
-
-    def _evict_one(self) -> None:
-        busy = self._busy
-        victim = next(((k, v) for k, v in self._items.items() if busy is None or not busy(v)), None)
-        if victim is None:
-            return  # every entry is busy
-        key, value = victim
-        del self._items[key]
-        self.evicted += 1
-        if self._on_evict is not None:
-            self._on_evict(key, value)
