@@ -36,16 +36,10 @@ from runtime.emulator.objects import (
 from runtime.emulator.scenario import Scenario
 
 from .conftest import WEATHER_TOOL
-
-TRICKY = 'Say "hi" \\ to Zoë\nand 日本\t\u2028 </script>'
-
-
-def dumps(value: Any) -> bytes:
-    """The reference: the stdlib's compact JSON."""
-    return json.dumps(value, separators=(",", ":")).encode()
+from .frame_sink import TRICKY, FrameSink, dumps
 
 
-class CheckingSink:
+class CheckingSink(FrameSink):
     """A sink that checks each event, as it is emitted, against ``json.dumps`` of the live
     object it stands for (the run, the step or message its id names, the thread)."""
 
@@ -65,24 +59,14 @@ class CheckingSink:
             return self.run.thread.messages[object_id]
         return self.run.obj
 
-    def _check(self, event: str, data: bytes) -> None:
+    def check(self, event: str, data: bytes) -> None:
         if not event.endswith(".delta"):
             assert data == dumps(self._live(event, data)), event
         self.events.append((event, data))
         self._last = data
 
-    def emit(self, event: str, data: dict[str, Any]) -> None:
-        self._check(event, dumps(data))
-
     def emit_again(self, event: str) -> None:
-        self._check(event, self._last)
-
-    def emit_encoded(self, event: str, encode: Callable[[], bytes]) -> None:
-        self._check(event, encode())
-
-    def emit_raw(self, chunk: bytes) -> None:
-        head, _, data = chunk.partition(b"\ndata: ")
-        self._check(head.removeprefix(b"event: ").decode(), data.removesuffix(b"\n\n"))
+        self.check(event, self._last)
 
     async def flush(self) -> None:
         self.on_flush()

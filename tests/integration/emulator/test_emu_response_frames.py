@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +18,8 @@ from runtime.emulator.responses_api import ResponsesApi
 from runtime.emulator.responses_items import response_obj, usage_obj
 from runtime.emulator.scenario import Scenario
 
-TRICKY = 'Say "hi" \\ to Zoë\nand 日本\t\u2028 </script>'
+from .frame_sink import TRICKY, FrameSink, dumps
+
 TOOL = {
     "type": "function",
     "name": "get_weather",
@@ -28,12 +28,7 @@ TOOL = {
 }
 
 
-def dumps(value: Any) -> bytes:
-    """The reference: the stdlib's compact JSON."""
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-class CheckingSink:
+class CheckingSink(FrameSink):
     """A sink that checks each event carrying a response or a finished item, as it is sent,
     against ``json.dumps`` of its dict with the live response (looked up by id)."""
 
@@ -41,7 +36,7 @@ class CheckingSink:
         self.api = api
         self.events: list[dict[str, Any]] = []
 
-    def _check(self, event: str, data: bytes) -> None:
+    def check(self, event: str, data: bytes) -> None:
         decoded = json.loads(data)
         assert decoded["type"] == event
         if "response" in decoded:
@@ -58,18 +53,8 @@ class CheckingSink:
             assert data == dumps(decoded), event
         self.events.append(decoded)
 
-    def emit(self, event: str, data: dict[str, Any]) -> None:
-        self._check(event, dumps(data))
-
     def emit_again(self, event: str) -> None:
         raise AssertionError("the Responses front end sends no repeated event")
-
-    def emit_encoded(self, event: str, encode: Callable[[], bytes]) -> None:
-        self._check(event, encode())
-
-    def emit_raw(self, chunk: bytes) -> None:
-        head, _, data = chunk.partition(b"\ndata: ")
-        self._check(head.removeprefix(b"event: ").decode(), data.removesuffix(b"\n\n"))
 
     async def flush(self) -> None:
         """Nothing is buffered."""
