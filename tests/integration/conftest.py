@@ -32,6 +32,8 @@ class Ran:
 
 
 InProcess = Callable[..., Ran]
+Run = Future[subprocess.CompletedProcess[str]]
+"""One batched process: ``.result()`` is its completed process."""
 
 
 @pytest.fixture
@@ -88,14 +90,14 @@ def selected(request: pytest.FixtureRequest) -> list[pytest.Function]:
 
 
 @pytest.fixture(scope="module")
-def batch() -> Iterator[Callable[..., Future[subprocess.CompletedProcess[str]]]]:
+def batch() -> Iterator[Callable[..., Run]]:
     """``batch(argv, **run_kwargs)``: start ``subprocess.run(argv, capture_output=True,
     text=True, timeout=60)`` now, beside the module's other batched processes
     (``BATCH_WORKERS`` at a time); ``.result()`` is its completed process. For processes
     whose checks do not depend on one another; all are reaped when the module ends."""
     with ThreadPoolExecutor(max_workers=BATCH_WORKERS) as pool:
 
-        def start(argv: list[str], **kwargs: object) -> Future[subprocess.CompletedProcess[str]]:
+        def start(argv: list[str], **kwargs: object) -> Run:
             options: dict[str, object] = {"capture_output": True, "text": True, "timeout": 60}
             return pool.submit(subprocess.run, argv, **{**options, **kwargs, "check": False})
 

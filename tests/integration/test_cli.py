@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future
 from dataclasses import astuple
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from runtime.core.backend import Usage
 from runtime.emulator import Emulator
 from tools import ToolCall, ToolCallResult
 
-from .conftest import InProcess, selected
+from .conftest import InProcess, Run, selected
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO_ROOT / "config" / "scenarios"
@@ -62,7 +61,6 @@ MY_TOOLS = (
     '    """Upper-case text."""\n'
     "    return text.upper()\n"
 )
-Run = Future[subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from pydantic import BaseModel
 from runtime.config import Settings
 from runtime.worker.settings import WorkerSettings
 
-from .conftest import selected
+from .conftest import Run, selected
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", ROOT / "tests" / "README.md"]
@@ -84,9 +83,6 @@ def _python_argv(code: str, tmp: Path) -> list[str]:
     # A test file runs under pytest as its first line says; -p no:cacheprovider keeps tmp clean.
     pytest_args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto"]
     return [sys.executable, *(pytest_args if test_file else []), str(script)]
-
-
-Run = Future[subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import ast
 import os
-import subprocess
 import sys
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from .conftest import selected
+from .conftest import Run, selected
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples"
@@ -87,9 +85,6 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
 }
-
-
-Run = Future[subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")

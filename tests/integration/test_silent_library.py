@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable
-from concurrent.futures import Future
 
 import pytest
+
+from .conftest import Run
 
 PROGRAM = """
 import asyncio, logging, sys
@@ -40,7 +40,6 @@ SETUPS = {
     "nothing": "",
     "standard logging": "logging.basicConfig(level='INFO', stream=sys.stderr)",
 }
-Run = Future[subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
