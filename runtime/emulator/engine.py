@@ -21,9 +21,11 @@ from typing import Any, Protocol
 from runtime.emulator.errors import invalid
 from runtime.emulator.frames import (
     encode_json,
+    message_frames,
     message_json,
     run_frames,
     run_json,
+    step_frames,
     step_json,
 )
 from runtime.emulator.ids import IdFactory
@@ -356,9 +358,12 @@ class RunEngine:
             "message_creation",
             {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
         )
-        sink.emit_encoded("thread.run.step.created", partial(step_json, step))
+        # Both are sent again when done: their fixed fields are encoded once.
+        step_json_now = partial(step_json, step, step_frames(step))
+        message_json_now = partial(message_json, message, message_frames(message))
+        sink.emit_encoded("thread.run.step.created", step_json_now)
         sink.emit_again("thread.run.step.in_progress")
-        sink.emit_encoded("thread.message.created", partial(message_json, message))
+        sink.emit_encoded("thread.message.created", message_json_now)
         sink.emit_again("thread.message.in_progress")
         if not await self._stream_text(run, sink, turn, message["id"], pieces):
             await self._stopped(run, sink)
@@ -369,14 +374,14 @@ class RunEngine:
         run.message = None
         if reason is None:
             message["status"], message["completed_at"] = "completed", now()
-            sink.emit_encoded("thread.message.completed", partial(message_json, message))
-            sink.emit_encoded("thread.run.step.completed", partial(step_json, step))
+            sink.emit_encoded("thread.message.completed", message_json_now)
+            sink.emit_encoded("thread.run.step.completed", step_json_now)
             await self._end(run, sink, "completed")
             return
         message["status"], message["incomplete_at"] = "incomplete", now()
         message["incomplete_details"] = {"reason": "max_tokens"}
-        sink.emit_encoded("thread.message.incomplete", partial(message_json, message))
-        sink.emit_encoded("thread.run.step.completed", partial(step_json, step))
+        sink.emit_encoded("thread.message.incomplete", message_json_now)
+        sink.emit_encoded("thread.run.step.completed", step_json_now)
         await self._end(run, sink, "incomplete", reason=reason)
 
     async def _stream_text(
