@@ -102,7 +102,7 @@ def text_delta_head(message_id: str) -> bytes:
     """The JSON of a ``thread.message.delta`` up to its text value (the same for each piece)."""
     return (
         b'{"id":'
-        + encode_json(message_id).encode()
+        + _escape_json_str(message_id).encode()
         + b',"object":"thread.message.delta","delta":{"content":[{"index":0,"type":"text",'
         + b'"text":{"value":'
     )
@@ -390,6 +390,15 @@ class RunEngine:
         """Emit the text deltas; False if the run was stopped (cancelled) meanwhile."""
         delay = self.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
         head = text_delta_head(message_id)
+        if delay <= 0:
+            # Nothing else runs until the text is out, so the status checked once holds.
+            if run.status != "in_progress":
+                return False
+            run.streamed += pieces
+            emit = sink.emit_raw
+            for index, piece in enumerate(pieces):
+                emit(text_delta_event(head, piece, first=index == 0))
+            return True
         for index, piece in enumerate(pieces):
             if delay > 0:
                 await sink.flush()

@@ -147,7 +147,11 @@ def run_obj(
 
 
 def _first(*values: Any) -> Any:
-    return next(v for v in values if v is not None)
+    """The first value that is not None (the last one is the default)."""
+    for value in values[:-1]:
+        if value is not None:
+            return value
+    return values[-1]
 
 
 def step_obj(

@@ -406,12 +406,19 @@ class ResponsesApi:
         emit.frame("response.content_part.added", frames.part_added)
         delay = self.engine.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
         where = frames.where()
-        for piece in pieces:
-            if delay > 0:
-                await emit.pause(delay)
+        if delay <= 0:
+            # Nothing else runs until the text is out, so the status checked once holds.
             if not self._running(state):
                 return
-            emit.text_delta(where, piece)
+            text_delta = emit.text_delta
+            for piece in pieces:
+                text_delta(where, piece)
+        else:
+            for piece in pieces:
+                await emit.pause(delay)
+                if not self._running(state):
+                    return
+                emit.text_delta(where, piece)
         part["text"] = "".join(pieces)
         item["content"] = [part]
         item["status"] = "completed" if reason is None else "incomplete"
@@ -616,15 +623,15 @@ class _MessageFrames:
     _PART_ADDED = b'"part":{"type":"output_text","text":"","annotations":[],"logprobs":[]}}'
 
     def __init__(self, item_id: str, output_index: int) -> None:
-        self._id = encode_json(item_id).encode()
+        self._id = _escape(item_id).encode()
         self._index = b"%d" % output_index
         self._text = b'""'
         self._status = b'"completed"'
 
     def finish(self, text: str, status: str) -> None:
         """Record the message's final text and status."""
-        self._text = encode_json(text).encode()
-        self._status = encode_json(status).encode()
+        self._text = _escape(text).encode()
+        self._status = _escape(status).encode()
 
     def added(self) -> bytes:
         """``response.output_item.added``: the item, in progress, without content."""
