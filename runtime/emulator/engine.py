@@ -70,6 +70,7 @@ __all__ = [
 ]
 
 CANCELLABLE = frozenset({"queued", "in_progress", "requires_action"})
+_RUNNING = frozenset({"queued", "in_progress"})  # not stopped (see RunEngine._stopped)
 _CANCELLED_MESSAGE = {"reason": "run_cancelled"}
 
 
@@ -280,7 +281,7 @@ class RunEngine:
         self.spawn(coro)
 
     async def _advance(self, run: RunState, sink: Sink) -> None:
-        if await self._stopped(run, sink):
+        if run.obj["status"] not in _RUNNING and await self._stopped(run, sink):
             return
         run.obj["status"] = "in_progress"
         run.obj["started_at"] = run.obj["started_at"] or now()
@@ -289,16 +290,16 @@ class RunEngine:
         if turn.delay_s > 0:
             await sink.flush()
             await asyncio.sleep(turn.delay_s)
-        if await self._stopped(run, sink):
+        if run.obj["status"] not in _RUNNING and await self._stopped(run, sink):
             return
         limit = run.obj["max_prompt_tokens"]
         if limit is not None and turn.prompt_tokens > limit:
             self._add_usage(run, turn.prompt_tokens, 0)
-            await self._end(run, sink, "incomplete", reason="max_prompt_tokens")
+            self._end(run, sink, "incomplete", reason="max_prompt_tokens")
         elif turn.kind == "fail":
             self._add_usage(run, turn.prompt_tokens, 0)
             error = {"code": turn.error_code, "message": turn.error_message}
-            await self._end(run, sink, "failed", error=error)
+            self._end(run, sink, "failed", error=error)
         elif turn.kind == "tool_calls":
             await self._tool_calls(run, sink, turn)
         else:
@@ -376,13 +377,13 @@ class RunEngine:
             message["status"], message["completed_at"] = "completed", now()
             sink.emit_encoded("thread.message.completed", message_json_now)
             sink.emit_encoded("thread.run.step.completed", step_json_now)
-            await self._end(run, sink, "completed")
+            self._end(run, sink, "completed")
             return
         message["status"], message["incomplete_at"] = "incomplete", now()
         message["incomplete_details"] = {"reason": "max_tokens"}
         sink.emit_encoded("thread.message.incomplete", message_json_now)
         sink.emit_encoded("thread.run.step.completed", step_json_now)
-        await self._end(run, sink, "incomplete", reason=reason)
+        self._end(run, sink, "incomplete", reason=reason)
 
     async def _stream_text(
         self, run: RunState, sink: Sink, turn: Turn, message_id: str, pieces: list[str]
@@ -413,7 +414,7 @@ class RunEngine:
         budget = self._budget(run)
         if budget is not None and turn.completion_tokens > budget:
             self._add_usage(run, turn.prompt_tokens, budget)
-            await self._end(run, sink, "incomplete", reason="max_completion_tokens")
+            self._end(run, sink, "incomplete", reason="max_completion_tokens")
             return
         step = self._new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
         sink.emit_encoded("thread.run.step.created", partial(step_json, step))
@@ -530,7 +531,7 @@ class RunEngine:
     async def _stopped(self, run: RunState, sink: Sink) -> bool:
         """If the run was cancelled or ended meanwhile, emit its end to the sink; else False."""
         status = run.status
-        if status in {"queued", "in_progress"}:
+        if status in _RUNNING:
             return False
         if status == "cancelling":
             sink.emit_encoded("thread.run.cancelling", partial(run_bytes, run))
@@ -580,7 +581,7 @@ class RunEngine:
             completion_tokens += usage["completion_tokens"]
         run.obj["usage"] = usage_obj(prompt_tokens, completion_tokens)
 
-    async def _end(
+    def _end(
         self,
         run: RunState,
         sink: Sink,

@@ -104,7 +104,8 @@ class ResponseState:
     @property
     def status(self) -> str:
         """Current status."""
-        return str(self.obj["status"])
+        status: str = self.obj["status"]
+        return status
 
     def record(self, chunk: bytes) -> None:
         """Append an encoded event to the log and wake the streams following it."""
@@ -351,7 +352,7 @@ class ResponsesApi:
         if turn.kind == "fail":
             state.obj["usage"] = usage_obj(turn.prompt_tokens, 0)
             state.obj["error"] = {"code": turn.error_code, "message": turn.error_message}
-            await self._end(state, emit, "failed")
+            self._end(state, emit, "failed")
         elif turn.kind == "tool_calls":
             await self._function_calls(state, emit, turn)
         else:
@@ -429,17 +430,17 @@ class ResponsesApi:
         emit.item_done(index, frames.item)
         state.obj["usage"] = usage_obj(turn.prompt_tokens, len(pieces))
         if reason is None:
-            await self._end(state, emit, "completed")
+            self._end(state, emit, "completed")
         else:
             state.obj["incomplete_details"] = {"reason": reason}
-            await self._end(state, emit, "incomplete")
+            self._end(state, emit, "incomplete")
 
     async def _function_calls(self, state: ResponseState, emit: _Emitter, turn: Turn) -> None:
         budget = state.obj["max_output_tokens"]
         if budget is not None and turn.completion_tokens > budget:
             state.obj["usage"] = usage_obj(turn.prompt_tokens, budget)
             state.obj["incomplete_details"] = {"reason": "max_output_tokens"}
-            await self._end(state, emit, "incomplete")
+            self._end(state, emit, "incomplete")
             return
         delay = self.engine.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
         for planned in turn.calls:
@@ -467,9 +468,9 @@ class ResponsesApi:
             emit.item_done(index, partial(_encoded, item))
         state.obj["usage"] = usage_obj(turn.prompt_tokens, turn.completion_tokens)
         self.stats["responses_function_calls"] += len(turn.calls)
-        await self._end(state, emit, "completed")
+        self._end(state, emit, "completed")
 
-    async def _end(self, state: ResponseState, emit: _Emitter, status: str) -> None:
+    def _end(self, state: ResponseState, emit: _Emitter, status: str) -> None:
         if state.obj["usage"] is None:
             state.obj["usage"] = usage_obj(0, 0)
         self._finish(state, status)
