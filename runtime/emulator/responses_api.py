@@ -381,7 +381,8 @@ class ResponsesApi:
             exchanges=exchanges(state.items),
             json_mode=text_format.get("type") in {"json_object", "json_schema"},
             json_schema=json_schema_of(obj["text"]),
-            forced_each_turn=choice == "required" or isinstance(choice, Mapping),
+            forced_each_turn=choice == "required"
+            or (type(choice) is not str and isinstance(choice, Mapping)),
         )
 
     async def _message(self, state: ResponseState, emit: _Emitter, turn: Turn) -> None:

@@ -339,7 +339,8 @@ async def count_instructions(args: argparse.Namespace) -> dict[str, Any]:
                     proc.terminate()
                     proc.wait(timeout=60)
                 figures[name] = {
-                    kind: _dumped_instructions(out, name, kind) // args.requests for kind in args.kinds
+                    kind: _dumped_instructions(out, name, kind) // args.requests
+                    for kind in args.kinds
                 }
     finally:
         shutil.rmtree(out, ignore_errors=True)
