@@ -242,7 +242,7 @@ def check_metadata(value: Any, param: str = "metadata") -> dict[str, str]:
     """Validate metadata like the service: a map of at most 16 string pairs, 64/512 chars."""
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise invalid(
             f"Invalid type for '{param}': expected an object, but got {_json_type(value)} instead.",
             param=param,
