@@ -148,15 +148,15 @@ def run_frames(run: Mapping[str, Any]) -> RunFrames:
     """Encode the fields of a run that keep their value for its whole life."""
     v = value_json
     head = b'{"id":%b,"object":%b,"created_at":%b,"assistant_id":%b,"thread_id":%b,"status":' % (
-        v(run["id"]),
-        v(run["object"]),
+        _escape(x).encode() if type(x := run["id"]) is str else v(x),
+        _escape(x).encode() if type(x := run["object"]) is str else v(x),
         v(run["created_at"]),
-        v(run["assistant_id"]),
-        v(run["thread_id"]),
+        _escape(x).encode() if type(x := run["assistant_id"]) is str else v(x),
+        _escape(x).encode() if type(x := run["thread_id"]) is str else v(x),
     )
     middle = b',"model":%b,"instructions":%b,"tools":%b,"tool_resources":%b,"metadata":' % (
-        v(run["model"]),
-        v(run["instructions"]),
+        _escape(x).encode() if type(x := run["model"]) is str else v(x),
+        _escape(x).encode() if type(x := run["instructions"]) is str else v(x),
         v(run["tools"]),
         v(run["tool_resources"]),
     )
@@ -226,11 +226,6 @@ def run_json(run: Mapping[str, Any], frames: RunFrames) -> bytes:
 _STEP_SIZE, _MESSAGE_SIZE, _THREAD_SIZE = 15, 14, 5
 
 
-def _text_json(value: Any) -> bytes:
-    """A value that is mostly a string (an id, a type, a status)."""
-    return _escape(value).encode() if type(value) is str else value_json(value)
-
-
 StepFrames = tuple[bytes, bytes, bytes | None]
 """A step's fixed fields encoded: up to ``status``, ``expires_at``, and its ``step_details``
 (None when they may still change: a tool-calls step's calls and outputs)."""
@@ -238,18 +233,17 @@ StepFrames = tuple[bytes, bytes, bytes | None]
 
 def step_frames(step: Mapping[str, Any]) -> StepFrames:
     """Encode the fields of a run step that keep their value for its whole life."""
-    t = _text_json
     head = (
         b'{"id":%b,"object":%b,"created_at":%b,"run_id":%b,"assistant_id":%b,"thread_id":%b,'
         b'"type":%b,"status":'
         % (
-            t(step["id"]),
-            t(step["object"]),
+            _escape(x).encode() if type(x := step["id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := step["object"]) is str else value_json(x),
             value_json(step["created_at"]),
-            t(step["run_id"]),
-            t(step["assistant_id"]),
-            t(step["thread_id"]),
-            t(step["type"]),
+            _escape(x).encode() if type(x := step["run_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := step["assistant_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := step["thread_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := step["type"]) is str else value_json(x),
         )
     )
     expires = b',"expires_at":%b,"failed_at":' % value_json(step["expires_at"])
@@ -267,7 +261,7 @@ def step_frames(step: Mapping[str, Any]) -> StepFrames:
             ]
         ):
             encoded = b'{"type":"message_creation","message_creation":{"message_id":%b}}' % (
-                t(creation["message_id"])
+                _escape(x).encode() if type(x := creation["message_id"]) is str else value_json(x)
             )
     return head, expires, encoded
 
@@ -307,20 +301,23 @@ around ``content``."""
 def message_frames(message: Mapping[str, Any]) -> MessageFrames:
     """Encode the fields of a message that keep their value for its whole life (its
     attachments included: only its metadata, status, content and end are ever changed)."""
-    t = _text_json
     head = (
         b'{"id":%b,"object":%b,"created_at":%b,"assistant_id":%b,"thread_id":%b,"run_id":%b,'
         b'"status":'
         % (
-            t(message["id"]),
-            t(message["object"]),
+            _escape(x).encode() if type(x := message["id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := message["object"]) is str else value_json(x),
             value_json(message["created_at"]),
-            t(message["assistant_id"]),
-            t(message["thread_id"]),
-            t(message["run_id"]),
+            _escape(x).encode() if type(x := message["assistant_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := message["thread_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := message["run_id"]) is str else value_json(x),
         )
     )
-    role = b',"role":%b,"content":' % t(message["role"])
+    role = (
+        b',"role":%b,"content":' % _escape(x).encode()
+        if type(x := message["role"]) is str
+        else value_json(x)
+    )
     return head, role
 
 
@@ -366,8 +363,9 @@ def _content_json(content: Any) -> bytes:
                     and text["annotations"] == []
                     and list(part) == ["type", "text"]
                 ):
+                    value = text["value"]
                     return b'[{"type":"text","text":{"value":%b,"annotations":[]}}]' % (
-                        value_json(text["value"])
+                        _escape(value).encode() if type(value) is str else value_json(value)
                     )
     return value_json(content)
 
@@ -378,8 +376,8 @@ def thread_json(thread: Mapping[str, Any]) -> bytes:
         return encode_json(thread).encode()
     v = value_json
     return b'{"id":%b,"object":%b,"created_at":%b,"metadata":%b,"tool_resources":%b}' % (
-        _text_json(thread["id"]),
-        _text_json(thread["object"]),
+        _escape(x).encode() if type(x := thread["id"]) is str else v(x),
+        _escape(x).encode() if type(x := thread["object"]) is str else v(x),
         v(thread["created_at"]),
         v(thread["metadata"]),
         v(thread["tool_resources"]),
