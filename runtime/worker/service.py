@@ -350,6 +350,8 @@ class Worker:
             run_id=result.run_id,
             seconds=round(result.timings.run_seconds, 3),
             tool_calls=len(result.tool_calls),
+            rounds=outcome.rounds,
+            recoveries=outcome.recoveries,
         )
         if successors:
             await self._hand_slot_on(ctx.lease, successors)
