@@ -4,7 +4,10 @@ Guarantees:
 
 * a job is acknowledged (``complete``/``dead_letter``) only after its result is stored, and
   both happen in one fenced queue operation;
-* the loop never claims more jobs than it has free slots;
+* the loop never claims more jobs than it has free slots; a finished job's slot is refilled
+  by the write that stores its result when the queue offers it
+  (:class:`~runtime.worker.queue.ClaimsOnComplete`): one operation instead of two, the claim
+  only once the result is stored;
 * ``drain()`` (SIGTERM/SIGINT) stops claiming, lets in-flight jobs finish within the grace
   period, then cancels the rest: the orchestrator cancels their runs on the server and the
   jobs are released unacknowledged (flagged ``worker_cancelled``) for another worker;
