@@ -313,7 +313,13 @@ class RunEngine:
         if strategy.get("type") == "last_messages" and strategy.get("last_messages"):
             messages = messages[-int(strategy["last_messages"]) :]
         tools = [
-            FunctionSpec(t["function"]["name"], t["function"].get("parameters") or {})
+            frozen_instance(
+                FunctionSpec,
+                {
+                    "name": t["function"]["name"],
+                    "parameters": t["function"].get("parameters") or {},
+                },
+            )
             for t in run.obj["tools"]
             if t.get("type") == "function" and isinstance(t.get("function"), Mapping)
         ]
@@ -334,7 +340,10 @@ class RunEngine:
             ModelInput,
             {
                 **MODEL_INPUT_DEFAULTS,
-                "messages": [ChatMessage(m["role"], message_text(m)) for m in messages],
+                "messages": [
+                    frozen_instance(ChatMessage, {"role": m["role"], "text": message_text(m)})
+                    for m in messages
+                ],
                 "instructions": run.obj["instructions"] or None,
                 "tools": tools,
                 "tool_choice": run.obj["tool_choice"],
@@ -477,11 +486,14 @@ class RunEngine:
         for call in step["step_details"]["tool_calls"]:
             call["function"]["output"] = by_id[call["id"]]
             run.exchanges.append(
-                ToolExchange(
-                    call_id=call["id"],
-                    name=call["function"]["name"],
-                    arguments=call["function"]["arguments"],
-                    output=by_id[call["id"]],
+                frozen_instance(
+                    ToolExchange,
+                    {
+                        "call_id": call["id"],
+                        "name": call["function"]["name"],
+                        "arguments": call["function"]["arguments"],
+                        "output": by_id[call["id"]],
+                    },
                 )
             )
         self._complete_step(step, *run.pending_usage)

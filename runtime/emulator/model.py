@@ -207,7 +207,8 @@ def parse_call_lines(text: str) -> list[PlannedCall]:
         if match is None:
             continue
         name, raw = match.group(1), match.group(2)
-        calls.append(PlannedCall(name=name, arguments=_normalise_arguments(raw)))
+        arguments = _normalise_arguments(raw)
+        calls.append(frozen_instance(PlannedCall, {"name": name, "arguments": arguments}))
     return calls
 
 

@@ -372,7 +372,9 @@ class ResponsesApi:
         messages, system = chat_messages(state.items)
         instructions = "\n".join(filter(None, [obj["instructions"], *system])) or None
         tools = [
-            FunctionSpec(str(t["name"]), t.get("parameters") or {})
+            frozen_instance(
+                FunctionSpec, {"name": str(t["name"]), "parameters": t.get("parameters") or {}}
+            )
             for t in obj["tools"]
             if t.get("type") == "function"
         ]
