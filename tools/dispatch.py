@@ -29,7 +29,8 @@ native code cannot be contained.
 
 Logs (logger ``tools``; flat fields, ids and names only unless ``log_payloads``):
 
-* ``tool.batch_started`` (INFO), once per batch that starts calls: ``calls`` (how many),
+* ``tool.batch_started`` (at ``tool.started``'s level: DEBUG, INFO with ``log_payloads``),
+  once per batch that starts calls: ``calls`` (how many),
   ``tools`` and ``tool_call_ids`` (lists, in call order), ``run_id``, ``thread_id``;
 * ``tool.started`` (DEBUG; INFO with ``log_payloads``, then with ``arguments``), per call:
   ``tool``, ``tool_call_id``, ``run_id``, ``thread_id``;
@@ -260,8 +261,8 @@ class ToolDispatcher:
         # configured long before a run starts.
         self._log: Any = structlog.get_logger("tools").bind()
         self._info_enabled = _enabled(self._log, logging.INFO)
-        # One line per call at INFO is tool.finished; tool.started is DEBUG (the batch's line
-        # says which calls started), or INFO when its arguments were asked for.
+        # One line per call at INFO is tool.finished; tool.started and the batch's
+        # tool.batch_started are DEBUG, or INFO when the arguments were asked for.
         started_level = logging.INFO if log_payloads else logging.DEBUG
         self._started_enabled = _enabled(self._log, started_level)
         self._log_started_at = self._log.info if log_payloads else self._log.debug
@@ -767,9 +768,11 @@ class ToolDispatcher:
     # -- logs -------------------------------------------------------------------------------
 
     def _log_batch_started(self, calls: list[ToolCall], batch: _Batch) -> None:
-        if not batch.log_info:
+        # At tool.started's level (DEBUG unless payloads are logged): at INFO each call's
+        # tool.finished line says what ran.
+        if not batch.log_started:
             return
-        self._log.info(
+        self._log_started_at(
             "tool.batch_started",
             calls=len(calls),
             tools=[call.name for call in calls],

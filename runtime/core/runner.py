@@ -111,6 +111,8 @@ class Runner(Generic[RawT]):
         pauses: the pauses it returned (:class:`~runtime.core.pauses.Pauses`); set
             ``pauses.watch = False`` where pauses are timed out elsewhere (the worker's queue
             sweeps them).
+        quiet_finish: log ``run.finished`` at DEBUG instead of INFO, where the caller writes
+            a line of its own for every run (the worker's ``worker.job_finished``).
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class Runner(Generic[RawT]):
         self._active: dict[str, RunState[RawT]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.pauses = Pauses(backend, self.policy, self._resume_timed_out, self._background)
+        self.quiet_finish = False
 
     # --- public API -------------------------------------------------------------------------
 
@@ -1205,7 +1208,7 @@ class Runner(Generic[RawT]):
         usage = state.total_usage() if state.usage else None
         cost, priced = state.cost(self.policy.prices)
         ref = turn.ref if turn is not None else state.ref
-        log.info(
+        (log.debug if self.quiet_finish else log.info)(
             "run.finished",
             run_id=_id(ref),
             status=final,

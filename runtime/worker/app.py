@@ -113,6 +113,9 @@ async def serve(settings: WorkerSettings, *, burst: bool | None = None) -> int:
         # A pause is the job's state here: its timeout is swept by the workers, not by a
         # watchdog of this process.
         backend.runner.pauses.watch = False
+        # worker.job_finished says what run.finished says (status, run, calls, rounds), once
+        # the result is stored: one INFO line a job.
+        backend.runner.quiet_finish = True
         try:
             executor = executor_for(backend)
             # MCP tools join the registry later: ask it at each call, not once.

@@ -211,6 +211,14 @@ class MemoryQueue:
         entry.updated_at = time.time()
         return True
 
+    async def complete_and_claim(
+        self, lease: Lease, result: JobResult, consumer: str, count: int
+    ) -> tuple[bool, list[Lease]]:
+        """Store the result and finish the job, then (only then) lease up to ``count`` jobs."""
+        if not await self.complete(lease, result):
+            return False, []
+        return True, self._claim_now(consumer, count)
+
     async def release(
         self,
         lease: Lease,

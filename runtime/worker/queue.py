@@ -15,7 +15,14 @@ from typing import Protocol, runtime_checkable
 
 from runtime.worker.models import Job, JobRecord, JobResult, Lease, QueueStats, ToolOutput
 
-__all__ = ["JobQueue", "LeaseLost", "QueueError", "outputs_of", "wait_for_result"]
+__all__ = [
+    "ClaimsOnComplete",
+    "JobQueue",
+    "LeaseLost",
+    "QueueError",
+    "outputs_of",
+    "wait_for_result",
+]
 
 
 def outputs_of(
@@ -148,6 +155,25 @@ class JobQueue(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and files."""
+        ...
+
+
+@runtime_checkable
+class ClaimsOnComplete(Protocol):
+    """A queue that can lease the next jobs in the operation that stores a result.
+
+    The worker uses it for the slot a finished job frees: the result and the next claim go
+    in one write (sqlite: one transaction) instead of two, and the claim happens only once
+    the result is stored, so the worker never holds more jobs than it has slots.
+    """
+
+    async def complete_and_claim(
+        self, lease: Lease, result: JobResult, consumer: str, count: int
+    ) -> tuple[bool, list[Lease]]:
+        """:meth:`JobQueue.complete`, then, only when the result was stored, a claim of up to
+        ``count`` jobs that does not wait, together: both take effect or neither does (an
+        error raises :class:`QueueError` with nothing written). Returns what ``complete``
+        returns and the leases (none when fenced off)."""
         ...
 
 

@@ -100,6 +100,8 @@ class RunOutcome:
         usage: token usage if reported.
         error: readable reason for a status other than ``completed``.
         pending: what a run paused for approval waits for (``status="awaiting_approval"``).
+        rounds: tool rounds of the run (this attempt's).
+        recoveries: stream losses the run recovered from (this attempt's).
     """
 
     status: str
@@ -110,6 +112,8 @@ class RunOutcome:
     usage: UsageRecord | None = None
     error: str | None = None
     pending: PendingApproval | None = None
+    rounds: int = 0
+    recoveries: int = 0
 
 
 @dataclass
@@ -423,6 +427,8 @@ def _outcome(ctx: JobContext, result: RunResult[Any]) -> RunOutcome:
         usage=_usage(result.usage),
         error=_error(result),
         pending=result.pending,
+        rounds=result.rounds,
+        recoveries=result.recoveries,
     )
 
 

@@ -4,7 +4,10 @@ Guarantees:
 
 * a job is acknowledged (``complete``/``dead_letter``) only after its result is stored, and
   both happen in one fenced queue operation;
-* the loop never claims more jobs than it has free slots;
+* the loop never claims more jobs than it has free slots; a finished job's slot is refilled
+  by the write that stores its result when the queue offers it
+  (:class:`~runtime.worker.queue.ClaimsOnComplete`): one operation instead of two, the claim
+  only once the result is stored;
 * ``drain()`` (SIGTERM/SIGINT) stops claiming, lets in-flight jobs finish within the grace
   period, then cancels the rest: the orchestrator cancels their runs on the server and the
   jobs are released unacknowledged (flagged ``worker_cancelled``) for another worker;
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import time
 from dataclasses import dataclass
@@ -37,7 +41,7 @@ from runtime.logging import ModuleLogger
 from runtime.worker.approvals import ApprovalStore, expire_pauses
 from runtime.worker.metrics import WorkerMetrics
 from runtime.worker.models import JobResult, JobTimings, Lease, PauseRecord, ToolOutput
-from runtime.worker.queue import JobQueue, LeaseLost, QueueError
+from runtime.worker.queue import ClaimsOnComplete, JobQueue, LeaseLost, QueueError
 from runtime.worker.runner import JobContext, JobExecutor, JobFailed, RunOutcome
 
 __all__ = ["Worker", "WorkerOptions"]
@@ -128,6 +132,11 @@ class Worker:
         self._hurry = asyncio.Event()
         self._wake = asyncio.Event()
         self._processed = 0
+        # A finished job's slot is refilled by the write that stores its result.
+        self._claimer = queue if isinstance(queue, ClaimsOnComplete) else None
+        # The context jobs start in: the claim loop's, never a finished job's (its run id
+        # and trace are bound in its own).
+        self._job_context: contextvars.Context | None = None
 
     @property
     def draining(self) -> bool:
@@ -162,6 +171,7 @@ class Worker:
         """Process jobs until drained (or, in burst mode, until the queue is empty)."""
         log.info("worker.started", consumer=self.options.consumer, **_opts(self.options))
         self._stopping.clear()
+        self._job_context = contextvars.copy_context()
         heartbeats = asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeats")
         try:
             await self._claim_loop()
@@ -240,7 +250,10 @@ class Worker:
     def _start(self, lease: Lease) -> None:
         ctx = JobContext(queue=self.queue, lease=lease, on_tool=self._observe_tool)
         key = (lease.job.id, lease.attempt)
-        task = asyncio.create_task(self._process(ctx), name=f"job-{lease.job.id}-{lease.attempt}")
+        context = None if self._job_context is None else self._job_context.copy()
+        task = asyncio.create_task(
+            self._process(ctx), name=f"job-{lease.job.id}-{lease.attempt}", context=context
+        )
         self._in_flight[key] = _InFlight(ctx=ctx, task=task, lease_confirmed=time.monotonic())
         task.add_done_callback(functools.partial(self._reap, key))
         if lease.attempt > 1:
@@ -325,7 +338,7 @@ class Worker:
         entry = self._in_flight.get((ctx.lease.job.id, ctx.lease.attempt))
         if entry is not None:
             entry.storing = True
-        stored = await self._complete_within_lease(ctx, entry, result)
+        stored, successors = await self._complete_within_lease(ctx, entry, result)
         if stored is None:
             return  # unacknowledged: the next owner adopts the finished run and stores it
         if not stored:
@@ -340,27 +353,47 @@ class Worker:
             run_id=result.run_id,
             seconds=round(result.timings.run_seconds, 3),
             tool_calls=len(result.tool_calls),
+            rounds=outcome.rounds,
+            recoveries=outcome.recoveries,
         )
+        if successors:
+            await self._hand_slot_on(ctx.lease, successors)
+
+    async def _hand_slot_on(self, lease: Lease, successors: list[Lease]) -> None:
+        """Start the jobs claimed with this job's result in its slot (given back when
+        draining)."""
+        if self.draining:
+            await self._give_back(successors)
+            return
+        # Nothing awaits after this: the job leaves the in-flight set before its successor
+        # enters, so the set never holds more jobs than slots.
+        self._in_flight.pop((lease.job.id, lease.attempt), None)
+        for successor in successors:
+            self._start(successor)
 
     async def _complete_within_lease(
         self, ctx: JobContext, entry: _InFlight | None, result: JobResult
-    ) -> bool | None:
-        """Store the result, retrying queue errors while the lease lives.
+    ) -> tuple[bool | None, list[Lease]]:
+        """Store the result, retrying queue errors while the lease lives; the first try
+        also claims the job that takes this one's slot, when the queue can do both at once.
 
         Returns:
             ``True`` stored, ``False`` fenced off (another worker owns the job), ``None`` given
-            up: no heartbeat reached the queue for a whole lease.
+            up: no heartbeat reached the queue for a whole lease; and the jobs claimed.
         """
         delay = _STORE_FIRST_DELAY_S
         store_attempt = 0
         while True:
             store_attempt += 1
             try:
-                return await self.queue.complete(ctx.lease, result)
+                if store_attempt == 1 and self._claimer is not None and not self.draining:
+                    consumer = self.options.consumer
+                    return await self._claimer.complete_and_claim(ctx.lease, result, consumer, 1)
+                return await self.queue.complete(ctx.lease, result), []
             except QueueError as exc:
                 error = str(exc)
             if ctx.lost:
-                return False
+                return False, []
             confirmed = entry.lease_confirmed if entry is not None else time.monotonic()
             lease_left = confirmed + self.options.lease_s - time.monotonic()
             if lease_left <= 0:
@@ -370,7 +403,7 @@ class Worker:
                     error=error,
                     store_attempt=store_attempt,
                 )
-                return None
+                return None, []
             wait = min(delay, lease_left)
             log.warning(
                 "worker.store_failed",

@@ -451,6 +451,22 @@ class SqliteQueue:
         """Store the result and finish the job in one transaction."""
         return await self._call_now(_complete, lease, result)
 
+    async def complete_and_claim(
+        self, lease: Lease, result: JobResult, consumer: str, count: int
+    ) -> tuple[bool, list[Lease]]:
+        """Store the result and finish the job, then lease up to ``count`` jobs: one
+        transaction (one commit and one hand-off instead of two), the claim only when the
+        result was stored."""
+        return await self._call_now(
+            _complete_and_claim,
+            lease,
+            result,
+            consumer,
+            count,
+            self._lease_s,
+            self._max_deliveries,
+        )
+
     async def release(
         self,
         lease: Lease,
@@ -797,6 +813,24 @@ def _complete(conn: sqlite3.Connection, now: _Now, lease: Lease, result: JobResu
         (result.model_dump_json(), now.wall, lease.job.id, lease.attempt),
     )
     return cur.rowcount == 1
+
+
+def _complete_and_claim(
+    conn: sqlite3.Connection,
+    now: _Now,
+    lease: Lease,
+    result: JobResult,
+    consumer: str,
+    count: int,
+    lease_s: float,
+    max_deliveries: int,
+) -> tuple[bool, list[Lease]]:
+    # One transaction: a claim that fails rolls the result back too (the caller stores it
+    # again, alone), so a job is never finished without its caller knowing.
+    with _transaction(conn):
+        if not _complete(conn, now, lease, result):
+            return False, []
+        return True, _claim(conn, now, consumer, count, lease_s, max_deliveries, False)
 
 
 def _release(

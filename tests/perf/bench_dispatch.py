@@ -6,8 +6,8 @@ Run from the repository root:
 
 Overhead is the wall time per call through ``run_batch`` minus the time of calling the tool
 directly; the tools do nothing, so the figure is the dispatcher's own cost (task, limits,
-validation, timeout, encoding, its log events: at INFO one ``tool.finished`` line per call
-and one ``tool.batch_started`` line per batch). Columns: median and best batch (wall time),
+validation, timeout, encoding, its log events: at INFO one ``tool.finished`` line per
+call). Columns: median and best batch (wall time),
 and process CPU time per call; each is the lowest of 3 repeats. Logging as shipped, through
 ``configure_logging`` as the CLI and the worker call it: the library's default (nothing
 configured: silent), ``configure_logging("WARNING", "console")`` (the CLI's) and

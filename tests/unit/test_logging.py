@@ -645,10 +645,10 @@ async def leaky() -> str:
 
 
 async def test_the_workers_json_lines_for_a_batch_of_tool_calls() -> None:
-    """Under the worker's INFO JSON logging a batch writes one tool.batch_started line with
-    its calls' names and ids, then one tool.finished line per call with its tool name, call
-    id, run id, outcome and duration; a failure's line is a warning with the error type and
-    the traceback, its API key masked. tool.started lines are DEBUG."""
+    """Under the worker's INFO JSON logging a batch writes one tool.finished line per call
+    with its tool name, call id, run id, outcome and duration; a failure's line is a warning
+    with the error type and the traceback, its API key masked. The start lines
+    (tool.batch_started, tool.started) are DEBUG."""
     out = io.StringIO()
     configure_logging("INFO", "json", out)
     with alone():
@@ -657,15 +657,8 @@ async def test_the_workers_json_lines_for_a_batch_of_tool_calls() -> None:
         )
     assert [r.error_type for r in results] == [None, "tool_exception"]
     lines = json_lines(out)
-    assert [e["event"] for e in lines] == ["tool.batch_started", "tool.finished", "tool.finished"]
-    batch = lines[0]
-    assert (batch["calls"], batch["tools"], batch["tool_call_ids"]) == (
-        2,
-        ["fine", "leaky"],
-        ["c1", "c2"],
-    )
-    assert (batch["run_id"], batch["level"], batch["logger"]) == ("run_7", "info", "tools")
-    done = {e["tool_call_id"]: e for e in lines[1:]}
+    assert [e["event"] for e in lines] == ["tool.finished", "tool.finished"]
+    done = {e["tool_call_id"]: e for e in lines}
     assert (done["c1"]["tool"], done["c1"]["run_id"], done["c1"]["level"]) == (
         "fine",
         "run_7",
@@ -681,8 +674,9 @@ async def test_the_workers_json_lines_for_a_batch_of_tool_calls() -> None:
 
 
 async def test_tool_started_lines_at_debug() -> None:
-    """At DEBUG each call also writes its tool.started line (tool name, call id, run id),
-    after the batch's line and before its own tool.finished."""
+    """At DEBUG a batch also writes its tool.batch_started line (its calls' names and ids, in
+    one line of lists) and each call its tool.started line (tool name, call id, run id),
+    before its own tool.finished."""
     out = io.StringIO()
     configure_logging("DEBUG", "json", out)
     with alone():
@@ -690,8 +684,11 @@ async def test_tool_started_lines_at_debug() -> None:
             [ToolCall("c1", "fine", "{}")]
         )
     lines = json_lines(out)
+    batch = lines[0]
+    assert (batch["calls"], batch["tools"], batch["tool_call_ids"]) == (1, ["fine"], ["c1"])
+    assert (batch["run_id"], batch["logger"]) == ("run_8", "tools")
     assert [(e["event"], e["level"]) for e in lines] == [
-        ("tool.batch_started", "info"),
+        ("tool.batch_started", "debug"),
         ("tool.started", "debug"),
         ("tool.finished", "info"),
     ]

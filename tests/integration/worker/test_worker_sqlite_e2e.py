@@ -110,7 +110,9 @@ async def test_cli_submit_wait_and_jobs(
     emulator: Emulator, assistant_id: str, tmp_path: Path, cli: InProcess
 ) -> None:
     """`submit --wait` prints one JSON document (the result), the same --job-id is one job,
-    `jobs` lists it."""
+    `jobs` lists it; at the shipped INFO the job's lines are its call's tool.finished and
+    one worker.job_finished with the run's status, id, calls and rounds (the run loop's
+    run.finished and the batch's start are DEBUG in a worker)."""
     db = tmp_path / "jobs.db"
     config = write_config(
         tmp_path / "worker.toml",
@@ -145,8 +147,12 @@ async def test_cli_submit_wait_and_jobs(
         stop_all([worker])
     assert emulator.stats["runs_created"] == 1
     log = (tmp_path / "cli-worker.log").read_text()
-    finished = [json.loads(line) for line in log.splitlines() if "worker.job_finished" in line]
-    assert finished and finished[0]["job_id"] == "cli-1" and finished[0]["run_id"]
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    job_lines = [e["event"] for e in lines if e.get("job_id") == "cli-1"]
+    assert job_lines == ["tool.finished", "worker.job_finished"], job_lines
+    (finished,) = [e for e in lines if e["event"] == "worker.job_finished"]
+    assert (finished["status"], finished["tool_calls"], finished["rounds"]) == ("completed", 1, 1)
+    assert finished["run_id"] and finished["recoveries"] == 0 and finished["attempt"] == 1
 
 
 @pytest.mark.parametrize("tuned", [True, False])

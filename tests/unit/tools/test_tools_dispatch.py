@@ -410,8 +410,9 @@ def tools_at_debug() -> Iterator[None]:
 
 @pytest.mark.usefixtures("tools_at_debug")
 async def test_logs_without_payloads_by_default() -> None:
-    """One tool.batch_started (INFO) names the batch's calls; per call tool.started (DEBUG)
-    and tool.finished (INFO) have ids, outcome and duration but no arguments or output."""
+    """One tool.batch_started (DEBUG, like tool.started) names the batch's calls; per call
+    tool.started (DEBUG) and tool.finished (INFO) have ids, outcome and duration but no
+    arguments or output."""
     dispatcher = ToolDispatcher(registry, run_id="run_1")
     with capture_logs() as logs:
         await dispatcher.run_batch(
@@ -420,7 +421,7 @@ async def test_logs_without_payloads_by_default() -> None:
     events = [e for e in logs if e["event"].startswith("tool.")]
     assert events[0] == {
         "event": "tool.batch_started",
-        "log_level": "info",
+        "log_level": "debug",
         "calls": 2,
         "tools": ["echo", "nope"],
         "tool_call_ids": ["c1", "c2"],

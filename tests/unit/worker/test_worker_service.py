@@ -6,6 +6,7 @@ import asyncio
 import secrets
 
 import aiohttp
+import structlog
 
 from runtime.worker import (
     Job,
@@ -21,6 +22,7 @@ from runtime.worker import (
 )
 from runtime.worker.http import HealthServer
 from runtime.worker.metrics import WorkerMetrics
+from runtime.worker.models import JobResult, Lease
 
 
 def _job(job_id: str) -> Job:
@@ -369,3 +371,89 @@ async def test_only_a_redelivered_jobs_start_is_logged_at_info() -> None:
     assert len(finished) == 2 and all(e["log_level"] == "info" for e in finished)
     record = await queue.get("redelivered")
     assert record is not None and record.attempt == dead.attempt + 1
+
+
+class _Claims(MemoryQueue):
+    """A memory queue that counts how the worker claims: the jobs its claim loop claimed,
+    and those claimed with a stored result."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop_claims = 0
+        self.handed_on: list[str] = []
+
+    async def claim(self, consumer: str, count: int, wait_s: float) -> list[Lease]:
+        leases = await super().claim(consumer, count, wait_s)
+        self.loop_claims += len(leases)
+        return leases
+
+    async def complete_and_claim(
+        self, lease: Lease, result: JobResult, consumer: str, count: int
+    ) -> tuple[bool, list[Lease]]:
+        stored, leases = await super().complete_and_claim(lease, result, consumer, count)
+        self.handed_on += [successor.job.id for successor in leases]
+        return stored, leases
+
+
+async def test_a_finished_jobs_slot_goes_to_the_job_claimed_with_its_result() -> None:
+    """The write storing a result also claims the next job for its slot: every job runs
+    exactly once, never more than `concurrency` at once, and each starts without the
+    finished job's log context (its run id)."""
+    queue = _Claims()
+    for i in range(12):
+        await queue.submit(_job(f"j{i}"))
+    seen: list[tuple[str, dict[str, object]]] = []
+
+    class Executor(SleepExecutor):
+        async def __call__(self, ctx: JobContext) -> RunOutcome:
+            seen.append((ctx.lease.job.id, structlog.contextvars.get_contextvars()))
+            structlog.contextvars.bind_contextvars(run_id=f"run_{ctx.lease.job.id}")
+            return await super().__call__(ctx)
+
+    executor = Executor(seconds=0.01)
+    worker = Worker(queue, executor, _options(concurrency=2))
+    await asyncio.wait_for(worker.run(), timeout=10)
+    assert sorted(job_id for job_id, _ in seen) == sorted(f"j{i}" for i in range(12))
+    assert executor.max_running == 2
+    assert len(queue.handed_on) >= 8, queue.handed_on  # most slots refilled by the result write
+    assert queue.loop_claims + len(queue.handed_on) == len(seen)
+    for job_id, context in seen:
+        assert context == {"job_id": job_id, "attempt": 1}, (job_id, context)
+    records = await queue.recent(20)
+    assert all(r.state is JobState.DONE and r.attempt == 1 for r in records)
+
+
+async def test_a_job_claimed_with_a_result_while_draining_is_given_back() -> None:
+    """Draining while a result (and the next claim) is being stored: the claimed job is
+    released unexecuted, and runs once on the next worker."""
+    queue = MemoryQueue()
+    for i in range(2):
+        await queue.submit(_job(f"j{i}"))
+    ran: list[str] = []
+
+    worker: Worker
+
+    async def executor(ctx: JobContext) -> RunOutcome:
+        ran.append(ctx.lease.job.id)
+        return RunOutcome(status="completed", run_id="run_1", conversation_id="thread_1")
+
+    original = queue.complete_and_claim
+
+    async def drain_meanwhile(
+        lease: Lease, result: JobResult, consumer: str, count: int
+    ) -> tuple[bool, list[Lease]]:
+        outcome = await original(lease, result, consumer, count)
+        worker.drain()
+        return outcome
+
+    queue.complete_and_claim = drain_meanwhile  # type: ignore[method-assign]
+    worker = Worker(queue, executor, _options(concurrency=1, burst=False))
+    await asyncio.wait_for(worker.run(), timeout=10)
+    assert ran == ["j0"]
+    j1 = await queue.get("j1")
+    assert (
+        j1 is not None and j1.state is JobState.QUEUED and j1.last_error == "claimed while draining"
+    )
+    second = Worker(queue, executor, _options(concurrency=1))
+    await asyncio.wait_for(second.run(), timeout=10)
+    assert ran == ["j0", "j1"]

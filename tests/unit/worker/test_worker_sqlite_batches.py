@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.worker import Job, Message
-from runtime.worker.models import Lease, ToolOutput
+from runtime.worker import Job, JobState, Message
+from runtime.worker.models import JobResult, JobTimings, Lease, ToolOutput
 from runtime.worker.queue import LeaseLost, QueueError
 from runtime.worker.sqlite import SqliteQueue
 
@@ -196,3 +196,82 @@ async def test_a_call_racing_the_close_fails_instead_of_waiting(tmp_path: Path) 
             await asyncio.wait_for(call, 5.0)
     with pytest.raises(QueueError):  # the queue's thread is gone: nothing runs any more
         await queue.ping()
+
+
+def _result(lease: Lease) -> JobResult:
+    timings = JobTimings(
+        submitted_at=1.0, started_at=2.0, finished_at=3.0, run_seconds=1.0, total_seconds=2.0
+    )
+    return JobResult(
+        job_id=lease.job.id,
+        run_id="run_1",
+        conversation_id="thread_1",
+        status="completed",
+        text="done",
+        timings=timings,
+        attempts=lease.attempt,
+    )
+
+
+async def test_a_result_and_the_next_claim_are_one_commit(tmp_path: Path) -> None:
+    """complete_and_claim stores the result and leases the next job in one transaction (one
+    commit in the log): the job is done, its successor is running under the new lease."""
+    db = tmp_path / "q.db"
+    queue = SqliteQueue(db)
+    try:
+        (first,) = await _leases(queue, 1)
+        await queue.submit(_job("next"))
+        before = _commits(db)
+        stored, successors = await queue.complete_and_claim(first, _result(first), "w1", 1)
+        assert _commits(db) - before == 1
+        assert stored and [s.job.id for s in successors] == ["next"]
+        done, running = await queue.get(first.job.id), await queue.get("next")
+        assert done is not None and done.state is JobState.DONE and done.result is not None
+        assert running is not None and running.state is JobState.RUNNING
+        assert (running.owner, running.attempt) == ("w1", successors[0].attempt) == ("w1", 1)
+    finally:
+        await queue.aclose()
+
+
+async def test_a_fenced_off_result_claims_nothing(tmp_path: Path) -> None:
+    """A result refused by the fence (another attempt owns the job) stores nothing and
+    claims nothing: the next job stays queued."""
+    queue = SqliteQueue(tmp_path / "q.db")
+    try:
+        (first,) = await _leases(queue, 1)
+        await queue.submit(_job("next"))
+        stale = first.model_copy(update={"attempt": first.attempt + 1})
+        assert await queue.complete_and_claim(stale, _result(stale), "w1", 1) == (False, [])
+        record, waiting = await queue.get(first.job.id), await queue.get("next")
+        assert record is not None and record.state is JobState.RUNNING and record.result is None
+        assert waiting is not None and waiting.state is JobState.QUEUED
+    finally:
+        await queue.aclose()
+
+
+async def test_a_claim_that_fails_rolls_its_result_back(tmp_path: Path) -> None:
+    """When the claim half of complete_and_claim fails, nothing of it stays: the result is
+    not stored (the job still runs under its lease, so the worker's plain complete stores
+    it once) and the next job is not leased, so no job is lost or leased twice."""
+    db = tmp_path / "q.db"
+    queue = SqliteQueue(db)
+    try:
+        (first,) = await _leases(queue, 1)
+        await queue.submit(_job("next"))
+        setup = sqlite3.connect(db)
+        setup.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE OF owner ON jobs "
+            "WHEN NEW.job_id = 'next' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        setup.commit()
+        setup.close()
+        with pytest.raises(QueueError, match="refused"):
+            await queue.complete_and_claim(first, _result(first), "w1", 1)
+        record, waiting = await queue.get(first.job.id), await queue.get("next")
+        assert record is not None and record.state is JobState.RUNNING and record.result is None
+        assert waiting is not None and waiting.state is JobState.QUEUED and waiting.attempt == 0
+        assert await queue.complete(first, _result(first))
+        done = await queue.get(first.job.id)
+        assert done is not None and done.state is JobState.DONE
+    finally:
+        await queue.aclose()
