@@ -168,10 +168,6 @@ SELECT * FROM (SELECT {_COLUMNS}, seq FROM jobs WHERE {_LEASE_LAPSED} ORDER BY s
 ORDER BY seq LIMIT :count"""
 
 
-#: Writes on the event loop's connection between two checkpoints on the queue's thread
-#: (a job makes about three: some 15 pages of WAL each).
-_CHECKPOINT_EVERY = 100
-
 #: Most calls one transaction takes: a long batch holds the write lock (other processes'
 #: workers wait for it) and delays its first caller.
 _MAX_BATCH = 64
@@ -269,19 +265,6 @@ class _Call:
     alone: bool = False
 
 
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    # RESTART: the loop's writes go on meanwhile, so a passive checkpoint would never catch up
-    # with them and the log would only grow; this one holds the write lock while it copies
-    # (the loop's writes meanwhile wait on this thread) and the next write restarts the log.
-    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-
-
-def _ignore_outcome(future: asyncio.Future[Any]) -> None:
-    # A checkpoint that fails is tried again after the next writes.
-    if not future.cancelled():
-        future.exception()
-
-
 def _closed_error() -> QueueError:
     return QueueError("the sqlite queue is closed")
 
@@ -354,10 +337,6 @@ class SqliteQueue:
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._look_first = True
-        # The event loop's own connection for the per-job writes (see _call_inline).
-        self._inline: sqlite3.Connection | None = None
-        self._inline_thread: int | None = None
-        self._inline_writes = 0
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -413,62 +392,6 @@ class SqliteQueue:
         """Like :meth:`_call`, with a reading of the clocks taken on the queue's thread."""
         return await self._call(lambda conn: fn(conn, self._now(), *args))
 
-    async def _call_inline(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Like :meth:`_call_now`, run on the event loop's thread when it cannot wait.
-
-        A job's writes are a few statements on a small, cached database: the hand-off to the
-        queue's thread and back (and the two threads taking turns at the interpreter on every
-        statement) cost several times the statements. The loop's connection never waits: it
-        has no busy timeout (another connection holding the write lock makes the call go to
-        the queue's thread, which waits for it) and never checkpoints (the queue's thread
-        does, every ``_CHECKPOINT_EVERY`` of these writes); commits are not synced
-        (``synchronous=NORMAL`` in WAL mode syncs at checkpoints only). Any error rolls the
-        call back and the queue's thread runs it again, reporting its own errors; every
-        inlined call is one transaction, so it has either happened or not.
-        """
-        if self._closed:
-            raise QueueError("the sqlite queue is closed")
-        conn = self._inline_connection()
-        if conn is not None:
-            try:
-                result = fn(conn, self._now(), *args)
-            except (sqlite3.Error, OSError):
-                with contextlib.suppress(sqlite3.Error):
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-            else:
-                self._count_inline_write()
-                return result
-        return await self._call_now(fn, *args)
-
-    def _inline_connection(self) -> sqlite3.Connection | None:
-        """The loop thread's connection; ``None`` until the queue's thread made the schema,
-        or on a thread other than the one that first used it."""
-        if self._conn is None:
-            return None
-        if self._inline is None:
-            try:
-                self._inline = self._connect_inline()
-            except (sqlite3.Error, OSError):
-                return None
-            self._inline_thread = threading.get_ident()
-        return self._inline if self._inline_thread == threading.get_ident() else None
-
-    def _connect_inline(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA wal_autocheckpoint=0")
-        return conn
-
-    def _count_inline_write(self) -> None:
-        self._inline_writes += 1
-        if self._inline_writes % _CHECKPOINT_EVERY == 0 and self._thread is not None:
-            checkpoint = self._thread.call(
-                functools.partial(self._with_conn, _checkpoint, ()), alone=True
-            )
-            checkpoint.add_done_callback(_ignore_outcome)
-
     def _connect(self) -> sqlite3.Connection:
         Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
@@ -494,7 +417,7 @@ class SqliteQueue:
         deadline = time.monotonic() + wait_s
         interval = 0.02
         while True:
-            leases = await self._call_inline(
+            leases = await self._call_now(
                 _claim, consumer, count, self._lease_s, self._max_deliveries, self._look_first
             )
             # After a claim that found jobs the next one likely finds some too: it takes the
@@ -508,7 +431,7 @@ class SqliteQueue:
 
     async def heartbeat(self, lease: Lease) -> bool:
         """Extend the lease while it is still ours."""
-        return await self._call_inline(_heartbeat, lease, self._lease_s)
+        return await self._call_now(_heartbeat, lease, self._lease_s)
 
     async def save_progress(
         self,
@@ -521,12 +444,12 @@ class SqliteQueue:
     ) -> None:
         """Record progress (one transaction) or raise :class:`LeaseLost`."""
         outputs = outputs_of(tool_output, tool_outputs)
-        if not await self._call_inline(_save_progress, lease, conversation_id, run_id, outputs):
+        if not await self._call_now(_save_progress, lease, conversation_id, run_id, outputs):
             raise LeaseLost(lease.job.id, lease.attempt)
 
     async def complete(self, lease: Lease, result: JobResult) -> bool:
         """Store the result and finish the job in one transaction."""
-        return await self._call_inline(_complete, lease, result)
+        return await self._call_now(_complete, lease, result)
 
     async def complete_and_claim(
         self, lease: Lease, result: JobResult, consumer: str, count: int
@@ -534,7 +457,7 @@ class SqliteQueue:
         """Store the result and finish the job, then lease up to ``count`` jobs: one
         transaction (one commit and one hand-off instead of two), the claim only when the
         result was stored."""
-        return await self._call_inline(
+        return await self._call_now(
             _complete_and_claim,
             lease,
             result,
@@ -553,7 +476,7 @@ class SqliteQueue:
         worker_cancelled: bool = False,
     ) -> bool:
         """Put the job back, claimable after ``delay_s``."""
-        return await self._call_inline(_release, lease, delay_s, error, worker_cancelled)
+        return await self._call_now(_release, lease, delay_s, error, worker_cancelled)
 
     async def dead_letter(self, lease: Lease, error: str) -> bool:
         """Move the job to the dead-letter state."""
@@ -636,10 +559,6 @@ class SqliteQueue:
         """Close the connection and stop the thread."""
         if self._closed:
             return
-        if self._inline is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._inline.close()
-            self._inline = None
         if self._thread is not None and self._conn is not None:
             await self._thread.call(self._conn.close, alone=True)
         self._closed = True

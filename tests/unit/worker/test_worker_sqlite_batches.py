@@ -45,20 +45,25 @@ async def _leases(queue: SqliteQueue, count: int) -> list[Lease]:
     return leases
 
 
-async def test_writes_made_together_on_the_queues_thread_are_one_commit(tmp_path: Path) -> None:
-    """Eight submissions issued in one turn of the event loop (calls the queue's thread
-    runs) reach the database in one transaction (one commit in the log, not eight), and
-    every one of them is stored."""
+async def test_progress_writes_made_together_are_one_commit(tmp_path: Path) -> None:
+    """Eight jobs' progress writes issued in one turn of the event loop reach the database in
+    one transaction (one commit in the log, not eight), and every one of them is stored."""
     db = tmp_path / "q.db"
     queue = SqliteQueue(db)
     try:
-        await queue.ping()
+        leases = await _leases(queue, 8)
         before = _commits(db)
-        stored = await asyncio.gather(*(queue.submit(_job(f"j{i}")) for i in range(8)))
-        assert stored == [True] * 8
+        await asyncio.gather(
+            *(
+                queue.save_progress(lease, conversation_id=f"thread_{i}")
+                for i, lease in enumerate(leases)
+            )
+        )
         assert _commits(db) - before == 1
-        for i in range(8):
-            assert await queue.get(f"j{i}") is not None
+        for i, lease in enumerate(leases):
+            record = await queue.get(lease.job.id)
+            assert record is not None
+            assert record.progress.conversation_id == f"thread_{i}"
     finally:
         await queue.aclose()
 
@@ -268,68 +273,5 @@ async def test_a_claim_that_fails_rolls_its_result_back(tmp_path: Path) -> None:
         assert await queue.complete(first, _result(first))
         done = await queue.get(first.job.id)
         assert done is not None and done.state is JobState.DONE
-    finally:
-        await queue.aclose()
-
-
-def _done_result(job_id: str) -> JobResult:
-    timings = JobTimings(
-        submitted_at=0.0, started_at=0.0, finished_at=1.0, run_seconds=1.0, total_seconds=1.0
-    )
-    return JobResult(
-        job_id=job_id,
-        run_id="run_1",
-        conversation_id="thread_1",
-        status="completed",
-        text="done",
-        timings=timings,
-        attempts=1,
-    )
-
-
-async def test_a_write_meeting_another_connections_lock_waits_without_blocking_the_loop(
-    tmp_path: Path,
-) -> None:
-    """A job's write made while another connection (another worker process) holds the write
-    lock is neither lost nor failed nor run on the event loop's thread: it waits for the lock
-    on the queue's thread while the loop goes on, then stores the result once."""
-    db = tmp_path / "q.db"
-    queue = SqliteQueue(db)
-    other = sqlite3.connect(db, isolation_level=None)
-    try:
-        (lease,) = await _leases(queue, 1)
-        await queue.heartbeat(lease)  # the loop's connection is in use from here on
-        other.execute("BEGIN IMMEDIATE")
-        completing = asyncio.ensure_future(queue.complete(lease, _done_result("j0")))
-        ticks = 0
-        for _ in range(10):
-            await asyncio.sleep(0.01)
-            ticks += 1
-        assert not completing.done() and ticks == 10
-        other.execute("COMMIT")
-        assert await completing is True
-        record = await queue.get("j0")
-        assert record is not None and record.state == JobState.DONE
-        assert record.result is not None and record.result.text == "done"
-        assert await queue.complete(lease, _done_result("j0")) is False  # fenced: stored once
-    finally:
-        other.close()
-        await queue.aclose()
-
-
-async def test_the_loops_writes_are_checkpointed_by_the_queues_thread(tmp_path: Path) -> None:
-    """The event loop's connection never checkpoints, yet its writes do not pile up in the
-    write-ahead log: the queue's thread checkpoints them, so the log restarts."""
-    db = tmp_path / "q.db"
-    queue = SqliteQueue(db)
-    try:
-        (lease,) = await _leases(queue, 1)
-        for _ in range(300):
-            assert await queue.heartbeat(lease)
-            await asyncio.sleep(0)
-        await queue.ping()  # after the checkpoints handed to the thread
-        assert await queue.heartbeat(lease)
-        # The log restarts after a checkpoint: it holds about the last hundred writes, not 300.
-        assert _commits(db) < 150
     finally:
         await queue.aclose()
