@@ -570,12 +570,26 @@ class ToolDispatcher:
         call, batch, started = flight.call, flight.batch, flight.started
         self._log_started(call, batch)
         try:
-            output = await self._produce(flight)
+            # The call's steps inline, not in a helper coroutine: one layer less per call.
+            prepared = flight.prepared
+            if isinstance(prepared, _Failure):
+                raise prepared
+            tool, validated = prepared
+            try:
+                if batch.deadline is not None and batch.deadline <= time.monotonic():
+                    raise _Failure(
+                        "timeout", "the batch deadline passed while the call waited for a slot"
+                    )
+                if batch.on_start is not None:
+                    await self._callback(batch.on_start, call, call)
+                value = await self._execute(tool, call, validated, batch.deadline)
+            finally:
+                self._release(flight)
             result = ToolCallResult(
                 tool_call_id=call.id,
                 name=call.name,
                 arguments=call.arguments,
-                output=output,
+                output=self._encode(value),
                 is_error=False,
                 seconds=time.monotonic() - started,
             )
@@ -587,24 +601,6 @@ class ToolDispatcher:
         if batch.on_finish is not None:
             await self._callback(batch.on_finish, result, call)
         return result
-
-    async def _produce(self, flight: _Flight) -> str:
-        prepared = flight.prepared
-        if isinstance(prepared, _Failure):
-            raise prepared
-        tool, validated = prepared
-        call, batch = flight.call, flight.batch
-        try:
-            if batch.deadline is not None and batch.deadline <= time.monotonic():
-                raise _Failure(
-                    "timeout", "the batch deadline passed while the call waited for a slot"
-                )
-            if batch.on_start is not None:
-                await self._callback(batch.on_start, call, call)
-            value = await self._execute(tool, call, validated, batch.deadline)
-        finally:
-            self._release(flight)
-        return self._encode(value)
 
     async def _execute(
         self, tool: Tool, call: ToolCall, validated: Any, batch_deadline: float | None

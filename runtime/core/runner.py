@@ -1084,8 +1084,11 @@ class Runner(Generic[RawT]):
         state.last_submit = (turn, results)
         if state.tools_from_registry:
             # A tool source may have changed its list since the last round (MCP
-            # list_changed): the next request offers the registry as it is now.
-            state.request = replace(state.request, tools=tuple(self.registry.definitions()))
+            # list_changed): the next request offers the registry as it is now. An unchanged
+            # list keeps the request as it is (replace() rebuilds every field).
+            tools = tuple(self.registry.definitions())
+            if tools != state.request.tools:
+                state.request = replace(state.request, tools=tools)
         return await self._requested(
             state,
             "submit",

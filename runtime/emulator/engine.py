@@ -21,9 +21,11 @@ from typing import Any, Protocol
 from runtime.emulator.errors import invalid
 from runtime.emulator.frames import (
     encode_json,
+    message_frames,
     message_json,
     run_frames,
     run_json,
+    step_frames,
     step_json,
 )
 from runtime.emulator.ids import IdFactory
@@ -68,6 +70,7 @@ __all__ = [
 ]
 
 CANCELLABLE = frozenset({"queued", "in_progress", "requires_action"})
+_RUNNING = frozenset({"queued", "in_progress"})  # not stopped (see RunEngine._stopped)
 _CANCELLED_MESSAGE = {"reason": "run_cancelled"}
 
 
@@ -100,7 +103,7 @@ def text_delta_head(message_id: str) -> bytes:
     """The JSON of a ``thread.message.delta`` up to its text value (the same for each piece)."""
     return (
         b'{"id":'
-        + encode_json(message_id).encode()
+        + _escape_json_str(message_id).encode()
         + b',"object":"thread.message.delta","delta":{"content":[{"index":0,"type":"text",'
         + b'"text":{"value":'
     )
@@ -278,7 +281,7 @@ class RunEngine:
         self.spawn(coro)
 
     async def _advance(self, run: RunState, sink: Sink) -> None:
-        if await self._stopped(run, sink):
+        if run.obj["status"] not in _RUNNING and await self._stopped(run, sink):
             return
         run.obj["status"] = "in_progress"
         run.obj["started_at"] = run.obj["started_at"] or now()
@@ -287,16 +290,16 @@ class RunEngine:
         if turn.delay_s > 0:
             await sink.flush()
             await asyncio.sleep(turn.delay_s)
-        if await self._stopped(run, sink):
+        if run.obj["status"] not in _RUNNING and await self._stopped(run, sink):
             return
         limit = run.obj["max_prompt_tokens"]
         if limit is not None and turn.prompt_tokens > limit:
             self._add_usage(run, turn.prompt_tokens, 0)
-            await self._end(run, sink, "incomplete", reason="max_prompt_tokens")
+            self._end(run, sink, "incomplete", reason="max_prompt_tokens")
         elif turn.kind == "fail":
             self._add_usage(run, turn.prompt_tokens, 0)
             error = {"code": turn.error_code, "message": turn.error_message}
-            await self._end(run, sink, "failed", error=error)
+            self._end(run, sink, "failed", error=error)
         elif turn.kind == "tool_calls":
             await self._tool_calls(run, sink, turn)
         else:
@@ -356,9 +359,12 @@ class RunEngine:
             "message_creation",
             {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
         )
-        sink.emit_encoded("thread.run.step.created", partial(step_json, step))
+        # Both are sent again when done: their fixed fields are encoded once.
+        step_json_now = partial(step_json, step, step_frames(step))
+        message_json_now = partial(message_json, message, message_frames(message))
+        sink.emit_encoded("thread.run.step.created", step_json_now)
         sink.emit_again("thread.run.step.in_progress")
-        sink.emit_encoded("thread.message.created", partial(message_json, message))
+        sink.emit_encoded("thread.message.created", message_json_now)
         sink.emit_again("thread.message.in_progress")
         if not await self._stream_text(run, sink, turn, message["id"], pieces):
             await self._stopped(run, sink)
@@ -369,15 +375,15 @@ class RunEngine:
         run.message = None
         if reason is None:
             message["status"], message["completed_at"] = "completed", now()
-            sink.emit_encoded("thread.message.completed", partial(message_json, message))
-            sink.emit_encoded("thread.run.step.completed", partial(step_json, step))
-            await self._end(run, sink, "completed")
+            sink.emit_encoded("thread.message.completed", message_json_now)
+            sink.emit_encoded("thread.run.step.completed", step_json_now)
+            self._end(run, sink, "completed")
             return
         message["status"], message["incomplete_at"] = "incomplete", now()
         message["incomplete_details"] = {"reason": "max_tokens"}
-        sink.emit_encoded("thread.message.incomplete", partial(message_json, message))
-        sink.emit_encoded("thread.run.step.completed", partial(step_json, step))
-        await self._end(run, sink, "incomplete", reason=reason)
+        sink.emit_encoded("thread.message.incomplete", message_json_now)
+        sink.emit_encoded("thread.run.step.completed", step_json_now)
+        self._end(run, sink, "incomplete", reason=reason)
 
     async def _stream_text(
         self, run: RunState, sink: Sink, turn: Turn, message_id: str, pieces: list[str]
@@ -385,6 +391,15 @@ class RunEngine:
         """Emit the text deltas; False if the run was stopped (cancelled) meanwhile."""
         delay = self.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
         head = text_delta_head(message_id)
+        if delay <= 0:
+            # Nothing else runs until the text is out, so the status checked once holds.
+            if run.status != "in_progress":
+                return False
+            run.streamed += pieces
+            emit = sink.emit_raw
+            for index, piece in enumerate(pieces):
+                emit(text_delta_event(head, piece, first=index == 0))
+            return True
         for index, piece in enumerate(pieces):
             if delay > 0:
                 await sink.flush()
@@ -399,7 +414,7 @@ class RunEngine:
         budget = self._budget(run)
         if budget is not None and turn.completion_tokens > budget:
             self._add_usage(run, turn.prompt_tokens, budget)
-            await self._end(run, sink, "incomplete", reason="max_completion_tokens")
+            self._end(run, sink, "incomplete", reason="max_completion_tokens")
             return
         step = self._new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
         sink.emit_encoded("thread.run.step.created", partial(step_json, step))
@@ -516,7 +531,7 @@ class RunEngine:
     async def _stopped(self, run: RunState, sink: Sink) -> bool:
         """If the run was cancelled or ended meanwhile, emit its end to the sink; else False."""
         status = run.status
-        if status in {"queued", "in_progress"}:
+        if status in _RUNNING:
             return False
         if status == "cancelling":
             sink.emit_encoded("thread.run.cancelling", partial(run_bytes, run))
@@ -566,7 +581,7 @@ class RunEngine:
             completion_tokens += usage["completion_tokens"]
         run.obj["usage"] = usage_obj(prompt_tokens, completion_tokens)
 
-    async def _end(
+    def _end(
         self,
         run: RunState,
         sink: Sink,

@@ -22,15 +22,19 @@ from typing import Any
 from runtime.jsontext import acyclic_encoder
 
 __all__ = [
+    "MessageFrames",
     "ResponseFrames",
     "RunFrames",
+    "StepFrames",
     "encode_json",
+    "message_frames",
     "message_json",
     "response_frames",
     "response_json",
     "response_usage_json",
     "run_frames",
     "run_json",
+    "step_frames",
     "step_json",
     "thread_json",
     "usage_json",
@@ -80,13 +84,27 @@ def usage_json(usage: Mapping[str, Any] | None) -> bytes:
         or (usage["prompt_token_details"], usage["completion_tokens_details"]) != _USAGE_DETAILS
     ):
         return value_json(usage)
-    return b'{"prompt_tokens":%b,"completion_tokens":%b,"total_tokens":%b,%b' % (
-        value_json(usage["prompt_tokens"]),
-        value_json(usage["completion_tokens"]),
-        value_json(usage["total_tokens"]),
-        b'"prompt_token_details":{"cached_tokens":0},'
-        b'"completion_tokens_details":{"reasoning_tokens":0}}',
+    prompt, completion, total = (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+        usage["total_tokens"],
     )
+    if type(prompt) is int and type(completion) is int and type(total) is int:
+        counts = b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,' % (
+            prompt,
+            completion,
+            total,
+        )
+    else:
+        counts = b'{"prompt_tokens":%b,"completion_tokens":%b,"total_tokens":%b,' % (
+            value_json(prompt),
+            value_json(completion),
+            value_json(total),
+        )
+    return counts + _USAGE_DETAILS_JSON
+
+
+_USAGE_DETAILS_JSON = b'"prompt_token_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}'
 
 
 RunFrames = tuple[bytes, bytes, bytes, bytes]
@@ -130,15 +148,15 @@ def run_frames(run: Mapping[str, Any]) -> RunFrames:
     """Encode the fields of a run that keep their value for its whole life."""
     v = value_json
     head = b'{"id":%b,"object":%b,"created_at":%b,"assistant_id":%b,"thread_id":%b,"status":' % (
-        v(run["id"]),
-        v(run["object"]),
+        _escape(x).encode() if type(x := run["id"]) is str else v(x),
+        _escape(x).encode() if type(x := run["object"]) is str else v(x),
         v(run["created_at"]),
-        v(run["assistant_id"]),
-        v(run["thread_id"]),
+        _escape(x).encode() if type(x := run["assistant_id"]) is str else v(x),
+        _escape(x).encode() if type(x := run["thread_id"]) is str else v(x),
     )
     middle = b',"model":%b,"instructions":%b,"tools":%b,"tool_resources":%b,"metadata":' % (
-        v(run["model"]),
-        v(run["instructions"]),
+        _escape(x).encode() if type(x := run["model"]) is str else v(x),
+        _escape(x).encode() if type(x := run["instructions"]) is str else v(x),
         v(run["tools"]),
         v(run["tool_resources"]),
     )
@@ -175,30 +193,29 @@ def run_json(run: Mapping[str, Any], frames: RunFrames) -> bytes:
     object's, in its order, is encoded whole."""
     if len(run) != len(_RUN_FIELDS):
         return encode_json(run).encode()
-    v = value_json
     head, middle, late, tail = frames
     return b"".join(
         (
             head,
             _escape(run["status"]).encode(),
             b',"started_at":',
-            b"null" if (x := run["started_at"]) is None else v(x),
+            b"null" if (x := run["started_at"]) is None else value_json(x),
             b',"expires_at":',
-            b"null" if (x := run["expires_at"]) is None else v(x),
+            b"null" if (x := run["expires_at"]) is None else value_json(x),
             b',"cancelled_at":',
-            b"null" if (x := run["cancelled_at"]) is None else v(x),
+            b"null" if (x := run["cancelled_at"]) is None else value_json(x),
             b',"failed_at":',
-            b"null" if (x := run["failed_at"]) is None else v(x),
+            b"null" if (x := run["failed_at"]) is None else value_json(x),
             b',"completed_at":',
-            b"null" if (x := run["completed_at"]) is None else v(x),
+            b"null" if (x := run["completed_at"]) is None else value_json(x),
             b',"required_action":',
-            b"null" if (x := run["required_action"]) is None else v(x),
+            b"null" if (x := run["required_action"]) is None else value_json(x),
             b',"last_error":',
-            b"null" if (x := run["last_error"]) is None else v(x),
+            b"null" if (x := run["last_error"]) is None else value_json(x),
             middle,
-            v(run["metadata"]),
+            b"{}" if type(x := run["metadata"]) is dict and not x else value_json(x),
             late,
-            b"null" if (x := run["incomplete_details"]) is None else v(x),
+            b"null" if (x := run["incomplete_details"]) is None else value_json(x),
             b',"usage":',
             b"null" if (x := run["usage"]) is None else usage_json(x),
             tail,
@@ -209,52 +226,66 @@ def run_json(run: Mapping[str, Any], frames: RunFrames) -> bytes:
 _STEP_SIZE, _MESSAGE_SIZE, _THREAD_SIZE = 15, 14, 5
 
 
-def step_json(step: Mapping[str, Any]) -> bytes:
-    """The JSON of a run step in any state."""
+StepFrames = tuple[bytes, bytes, bytes | None]
+"""A step's fixed fields encoded: up to ``status``, ``expires_at``, and its ``step_details``
+(None when they may still change: a tool-calls step's calls and outputs)."""
+
+
+def step_frames(step: Mapping[str, Any]) -> StepFrames:
+    """Encode the fields of a run step that keep their value for its whole life."""
+    head = (
+        b'{"id":%b,"object":%b,"created_at":%b,"run_id":%b,"assistant_id":%b,"thread_id":%b,'
+        b'"type":%b,"status":'
+        % (
+            _escape(x).encode() if type(x := step["id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := step["object"]) is str else value_json(x),
+            value_json(step["created_at"]),
+            _escape(x).encode() if type(x := step["run_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := step["assistant_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := step["thread_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := step["type"]) is str else value_json(x),
+        )
+    )
+    expires = b',"expires_at":%b,"failed_at":' % value_json(step["expires_at"])
+    details = step["step_details"]
+    encoded: bytes | None = None
+    if type(details) is dict and len(details) == 2 and details.get("type") == "message_creation":
+        creation = details["message_creation"]
+        if (
+            type(creation) is dict
+            and list(creation) == ["message_id"]
+            and list(details)
+            == [
+                "type",
+                "message_creation",
+            ]
+        ):
+            encoded = b'{"type":"message_creation","message_creation":{"message_id":%b}}' % (
+                _escape(x).encode() if type(x := creation["message_id"]) is str else value_json(x)
+            )
+    return head, expires, encoded
+
+
+def step_json(step: Mapping[str, Any], frames: StepFrames | None = None) -> bytes:
+    """The JSON of a run step in any state; its fixed fields from ``frames``
+    (:func:`step_frames` of the same step), else encoded now."""
     if len(step) != _STEP_SIZE:
         return encode_json(step).encode()
-    details = step["step_details"]
-    if details.get("type") == "message_creation" and len(details) == 2:
-        creation = details["message_creation"]
-        encoded_details = (
-            b'{"type":"message_creation","message_creation":{"message_id":%b}}'
-            % value_json(creation["message_id"])
-            if list(creation) == ["message_id"]
-            else value_json(details)
-        )
-    else:
-        encoded_details = value_json(details)
-    v = value_json
+    head, expires, details = step_frames(step) if frames is None else frames
     return b"".join(
         (
-            b'{"id":',
-            _escape(step["id"]).encode(),
-            b',"object":',
-            _escape(step["object"]).encode(),
-            b',"created_at":',
-            v(step["created_at"]),
-            b',"run_id":',
-            _escape(step["run_id"]).encode(),
-            b',"assistant_id":',
-            v(step["assistant_id"]),
-            b',"thread_id":',
-            _escape(step["thread_id"]).encode(),
-            b',"type":',
-            _escape(step["type"]).encode(),
-            b',"status":',
+            head,
             _escape(step["status"]).encode(),
             b',"cancelled_at":',
-            b"null" if (x := step["cancelled_at"]) is None else v(x),
+            b"null" if (x := step["cancelled_at"]) is None else value_json(x),
             b',"completed_at":',
-            b"null" if (x := step["completed_at"]) is None else v(x),
-            b',"expires_at":',
-            v(step["expires_at"]),
-            b',"failed_at":',
-            b"null" if (x := step["failed_at"]) is None else v(x),
+            b"null" if (x := step["completed_at"]) is None else value_json(x),
+            expires,
+            b"null" if (x := step["failed_at"]) is None else value_json(x),
             b',"last_error":',
-            b"null" if (x := step["last_error"]) is None else v(x),
+            b"null" if (x := step["last_error"]) is None else value_json(x),
             b',"step_details":',
-            encoded_details,
+            value_json(step["step_details"]) if details is None else details,
             b',"usage":',
             b"null" if (x := step["usage"]) is None else usage_json(x),
             b"}",
@@ -262,61 +293,80 @@ def step_json(step: Mapping[str, Any]) -> bytes:
     )
 
 
-def message_json(message: Mapping[str, Any]) -> bytes:
-    """The JSON of a message in any state."""
+MessageFrames = tuple[bytes, bytes]
+"""A message's fixed fields encoded: up to ``status``, and ``role`` with the field names
+around ``content``."""
+
+
+def message_frames(message: Mapping[str, Any]) -> MessageFrames:
+    """Encode the fields of a message that keep their value for its whole life (its
+    attachments included: only its metadata, status, content and end are ever changed)."""
+    head = (
+        b'{"id":%b,"object":%b,"created_at":%b,"assistant_id":%b,"thread_id":%b,"run_id":%b,'
+        b'"status":'
+        % (
+            _escape(x).encode() if type(x := message["id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := message["object"]) is str else value_json(x),
+            value_json(message["created_at"]),
+            _escape(x).encode() if type(x := message["assistant_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := message["thread_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := message["run_id"]) is str else value_json(x),
+        )
+    )
+    role = (
+        b',"role":%b,"content":' % _escape(x).encode()
+        if type(x := message["role"]) is str
+        else value_json(x)
+    )
+    return head, role
+
+
+def message_json(message: Mapping[str, Any], frames: MessageFrames | None = None) -> bytes:
+    """The JSON of a message in any state; its fixed fields from ``frames``
+    (:func:`message_frames` of the same message), else encoded now."""
     if len(message) != _MESSAGE_SIZE:
         return encode_json(message).encode()
-    v = value_json
+    head, role = message_frames(message) if frames is None else frames
     return b"".join(
         (
-            b'{"id":',
-            _escape(message["id"]).encode(),
-            b',"object":',
-            _escape(message["object"]).encode(),
-            b',"created_at":',
-            v(message["created_at"]),
-            b',"assistant_id":',
-            b"null" if (x := message["assistant_id"]) is None else v(x),
-            b',"thread_id":',
-            _escape(message["thread_id"]).encode(),
-            b',"run_id":',
-            b"null" if (x := message["run_id"]) is None else v(x),
-            b',"status":',
+            head,
             _escape(message["status"]).encode(),
             b',"incomplete_details":',
-            b"null" if (x := message["incomplete_details"]) is None else v(x),
+            b"null" if (x := message["incomplete_details"]) is None else value_json(x),
             b',"incomplete_at":',
-            b"null" if (x := message["incomplete_at"]) is None else v(x),
+            b"null" if (x := message["incomplete_at"]) is None else value_json(x),
             b',"completed_at":',
-            b"null" if (x := message["completed_at"]) is None else v(x),
-            b',"role":',
-            _escape(message["role"]).encode(),
-            b',"content":',
+            b"null" if (x := message["completed_at"]) is None else value_json(x),
+            role,
             _content_json(message["content"]),
             b',"attachments":',
-            v(message["attachments"]),
+            b"[]" if type(x := message["attachments"]) is list and not x else value_json(x),
             b',"metadata":',
-            v(message["metadata"]),
+            b"{}" if type(x := message["metadata"]) is dict and not x else value_json(x),
             b"}",
         )
     )
 
 
 def _content_json(content: Any) -> bytes:
-    """Content parts; one text part without annotations (a reply) from a frame."""
-    if type(content) is list and len(content) == 1:
-        part = content[0]
-        if type(part) is dict and len(part) == 2 and part.get("type") == "text":
-            text = part["text"]
-            if (
-                type(text) is dict
-                and list(text) == ["value", "annotations"]
-                and text["annotations"] == []
-                and list(part) == ["type", "text"]
-            ):
-                return b'[{"type":"text","text":{"value":%b,"annotations":[]}}]' % value_json(
-                    text["value"]
-                )
+    """Content parts; none, or one text part without annotations (a reply), from a frame."""
+    if type(content) is list:
+        if not content:
+            return b"[]"
+        if len(content) == 1:
+            part = content[0]
+            if type(part) is dict and len(part) == 2 and part.get("type") == "text":
+                text = part["text"]
+                if (
+                    type(text) is dict
+                    and list(text) == ["value", "annotations"]
+                    and text["annotations"] == []
+                    and list(part) == ["type", "text"]
+                ):
+                    value = text["value"]
+                    return b'[{"type":"text","text":{"value":%b,"annotations":[]}}]' % (
+                        _escape(value).encode() if type(value) is str else value_json(value)
+                    )
     return value_json(content)
 
 
@@ -326,8 +376,8 @@ def thread_json(thread: Mapping[str, Any]) -> bytes:
         return encode_json(thread).encode()
     v = value_json
     return b'{"id":%b,"object":%b,"created_at":%b,"metadata":%b,"tool_resources":%b}' % (
-        v(thread["id"]),
-        v(thread["object"]),
+        _escape(x).encode() if type(x := thread["id"]) is str else v(x),
+        _escape(x).encode() if type(x := thread["object"]) is str else v(x),
         v(thread["created_at"]),
         v(thread["metadata"]),
         v(thread["tool_resources"]),

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
@@ -240,7 +241,7 @@ class _ApiRoute:
             raise ApiError(404, f"Invalid URL ({request.method} {request.path})")
         try:
             return await self.handler(
-                Call(body=body, params=request.match_info, query=request.query)
+                Call(body=body, params=request.match_info, query=_query(request))
             )
         except ApiError:
             raise
@@ -313,6 +314,14 @@ class _ApiRoute:
         finally:
             stats["streams_open"] -= 1
         return response
+
+
+_NO_QUERY: Mapping[str, str] = MappingProxyType({})
+
+
+def _query(request: web.Request) -> Mapping[str, str]:
+    """The query parameters (most requests have none: no multidict is made for them)."""
+    return request.query if request.query_string else _NO_QUERY
 
 
 def _query_flag(request: web.Request, name: str) -> bool:

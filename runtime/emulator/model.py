@@ -230,6 +230,8 @@ def last_user_text(messages: Sequence[ChatMessage]) -> str | None:
 def forced_function(inp: ModelInput) -> str | None:
     """Name of the function a ``tool_choice`` forces, if any."""
     choice = inp.tool_choice
+    if type(choice) is str:  # mostly "auto": spared the (slower) abstract Mapping check
+        return inp.tools[0].name if choice == "required" and inp.tools else None
     if isinstance(choice, Mapping) and choice.get("type") == "function":
         function = choice.get("function") or {}
         name = function.get("name") if isinstance(function, Mapping) else None

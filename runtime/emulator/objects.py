@@ -147,7 +147,11 @@ def run_obj(
 
 
 def _first(*values: Any) -> Any:
-    return next(v for v in values if v is not None)
+    """The first value that is not None (the last one is the default)."""
+    for value in values[:-1]:
+        if value is not None:
+            return value
+    return values[-1]
 
 
 def step_obj(
@@ -238,7 +242,7 @@ def check_metadata(value: Any, param: str = "metadata") -> dict[str, str]:
     """Validate metadata like the service: a map of at most 16 string pairs, 64/512 chars."""
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise invalid(
             f"Invalid type for '{param}': expected an object, but got {_json_type(value)} instead.",
             param=param,

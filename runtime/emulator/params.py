@@ -97,7 +97,7 @@ CONVERSATION_ITEMS_CREATE = frozenset({"items"})
 
 def check_params(body: Mapping[str, Any], known: Iterable[str], prefix: str = "") -> None:
     """400 ``unknown_parameter`` for the first body key not in ``known``."""
-    allowed = known if isinstance(known, frozenset | set) else frozenset(known)
+    allowed = known if isinstance(known, (frozenset, set)) else frozenset(known)
     for name in body:
         if name not in allowed:
             param = f"{prefix}{name}"

@@ -104,7 +104,8 @@ class ResponseState:
     @property
     def status(self) -> str:
         """Current status."""
-        return str(self.obj["status"])
+        status: str = self.obj["status"]
+        return status
 
     def record(self, chunk: bytes) -> None:
         """Append an encoded event to the log and wake the streams following it."""
@@ -351,7 +352,7 @@ class ResponsesApi:
         if turn.kind == "fail":
             state.obj["usage"] = usage_obj(turn.prompt_tokens, 0)
             state.obj["error"] = {"code": turn.error_code, "message": turn.error_message}
-            await self._end(state, emit, "failed")
+            self._end(state, emit, "failed")
         elif turn.kind == "tool_calls":
             await self._function_calls(state, emit, turn)
         else:
@@ -380,7 +381,8 @@ class ResponsesApi:
             exchanges=exchanges(state.items),
             json_mode=text_format.get("type") in {"json_object", "json_schema"},
             json_schema=json_schema_of(obj["text"]),
-            forced_each_turn=choice == "required" or isinstance(choice, Mapping),
+            forced_each_turn=choice == "required"
+            or (type(choice) is not str and isinstance(choice, Mapping)),
         )
 
     async def _message(self, state: ResponseState, emit: _Emitter, turn: Turn) -> None:
@@ -406,12 +408,19 @@ class ResponsesApi:
         emit.frame("response.content_part.added", frames.part_added)
         delay = self.engine.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
         where = frames.where()
-        for piece in pieces:
-            if delay > 0:
-                await emit.pause(delay)
+        if delay <= 0:
+            # Nothing else runs until the text is out, so the status checked once holds.
             if not self._running(state):
                 return
-            emit.text_delta(where, piece)
+            text_delta = emit.text_delta
+            for piece in pieces:
+                text_delta(where, piece)
+        else:
+            for piece in pieces:
+                await emit.pause(delay)
+                if not self._running(state):
+                    return
+                emit.text_delta(where, piece)
         part["text"] = "".join(pieces)
         item["content"] = [part]
         item["status"] = "completed" if reason is None else "incomplete"
@@ -422,17 +431,17 @@ class ResponsesApi:
         emit.item_done(index, frames.item)
         state.obj["usage"] = usage_obj(turn.prompt_tokens, len(pieces))
         if reason is None:
-            await self._end(state, emit, "completed")
+            self._end(state, emit, "completed")
         else:
             state.obj["incomplete_details"] = {"reason": reason}
-            await self._end(state, emit, "incomplete")
+            self._end(state, emit, "incomplete")
 
     async def _function_calls(self, state: ResponseState, emit: _Emitter, turn: Turn) -> None:
         budget = state.obj["max_output_tokens"]
         if budget is not None and turn.completion_tokens > budget:
             state.obj["usage"] = usage_obj(turn.prompt_tokens, budget)
             state.obj["incomplete_details"] = {"reason": "max_output_tokens"}
-            await self._end(state, emit, "incomplete")
+            self._end(state, emit, "incomplete")
             return
         delay = self.engine.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
         for planned in turn.calls:
@@ -460,9 +469,9 @@ class ResponsesApi:
             emit.item_done(index, partial(_encoded, item))
         state.obj["usage"] = usage_obj(turn.prompt_tokens, turn.completion_tokens)
         self.stats["responses_function_calls"] += len(turn.calls)
-        await self._end(state, emit, "completed")
+        self._end(state, emit, "completed")
 
-    async def _end(self, state: ResponseState, emit: _Emitter, status: str) -> None:
+    def _end(self, state: ResponseState, emit: _Emitter, status: str) -> None:
         if state.obj["usage"] is None:
             state.obj["usage"] = usage_obj(0, 0)
         self._finish(state, status)
@@ -616,15 +625,15 @@ class _MessageFrames:
     _PART_ADDED = b'"part":{"type":"output_text","text":"","annotations":[],"logprobs":[]}}'
 
     def __init__(self, item_id: str, output_index: int) -> None:
-        self._id = encode_json(item_id).encode()
+        self._id = _escape(item_id).encode()
         self._index = b"%d" % output_index
         self._text = b'""'
         self._status = b'"completed"'
 
     def finish(self, text: str, status: str) -> None:
         """Record the message's final text and status."""
-        self._text = encode_json(text).encode()
-        self._status = encode_json(status).encode()
+        self._text = _escape(text).encode()
+        self._status = _escape(status).encode()
 
     def added(self) -> bytes:
         """``response.output_item.added``: the item, in progress, without content."""

@@ -331,6 +331,8 @@ def exchanges(items: list[Obj]) -> list[ToolExchange]:
 
 def assistants_tool_choice(choice: Any) -> Any:
     """Responses' ``{"type": "function", "name": X}`` in the model's (Assistants) shape."""
+    if type(choice) is str:  # mostly "auto": spared the (slower) abstract Mapping check
+        return choice
     if isinstance(choice, Mapping) and choice.get("type") == "function" and "name" in choice:
         return {"type": "function", "function": {"name": choice["name"]}}
     return choice
@@ -338,8 +340,8 @@ def assistants_tool_choice(choice: Any) -> Any:
 
 def json_schema_of(text: Any) -> Mapping[str, Any] | None:
     """The schema of ``text.format`` when it is ``json_schema``."""
-    fmt = text.get("format") if isinstance(text, Mapping) else None
-    if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
+    fmt = text.get("format") if type(text) is dict or isinstance(text, Mapping) else None
+    if (type(fmt) is dict or isinstance(fmt, Mapping)) and fmt.get("type") == "json_schema":
         schema = fmt.get("schema")
         return schema if isinstance(schema, Mapping) else {}
     return None

@@ -44,7 +44,8 @@ class RunState:
     @property
     def status(self) -> str:
         """Current run status."""
-        return str(self.obj["status"])
+        status: str = self.obj["status"]
+        return status
 
 
 class Store:

@@ -253,14 +253,14 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 servers["baseline"] = (psutil.Process(baseline.pid), baseline_url + "/v1")
                 requests["baseline"] = requests_for(baseline_id)
             for name, (_, base) in servers.items():  # warm them (imports, caches, connections)
-                for kind in KINDS:
+                for kind in args.kinds:
                     await block(session, base, kind, requests[name][kind], 20, args.concurrency)
             per_request: dict[str, dict[str, list[float]]] = {
-                name: {kind: [] for kind in KINDS} for name in servers
+                name: {kind: [] for kind in args.kinds} for name in servers
             }
             for pair in range(args.pairs):
                 order = list(servers) if pair % 2 == 0 else list(reversed(servers))
-                for kind in KINDS:
+                for kind in args.kinds:
                     for name in order:
                         proc, base = servers[name]
                         before = cpu_seconds(proc)
@@ -276,7 +276,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                         per_request[name][kind].append(cpu / args.requests * 1e6)
                 ratios = {
                     kind: per_request["emulator"][kind][-1] / per_request["static"][kind][-1]
-                    for kind in KINDS
+                    for kind in args.kinds
                 }
                 print(
                     f"pair {pair + 1}: "
@@ -327,7 +327,7 @@ async def count_instructions(args: argparse.Namespace) -> dict[str, Any]:
                         if name == "emulator":
                             (out / "canned.json").write_text(json.dumps(canned))
                     requests = requests_for(assistant_id)
-                    for kind in KINDS:
+                    for kind in args.kinds:
                         base = url + "/v1"
                         await block(session, base, kind, requests[kind], 30, args.concurrency)
                         _callgrind_control("-z", proc.pid)
@@ -339,11 +339,12 @@ async def count_instructions(args: argparse.Namespace) -> dict[str, Any]:
                     proc.terminate()
                     proc.wait(timeout=60)
                 figures[name] = {
-                    kind: _dumped_instructions(out, name, kind) // args.requests for kind in KINDS
+                    kind: _dumped_instructions(out, name, kind) // args.requests
+                    for kind in args.kinds
                 }
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    for kind in KINDS:
+    for kind in args.kinds:
         static = figures["static"][kind]
         figures[f"{kind}_emulator_per_static"] = round(figures["emulator"][kind] / static, 2)
         if args.baseline:
@@ -379,7 +380,7 @@ def summary(per_request: dict[str, dict[str, list[float]]], args: argparse.Names
         "requests_per_block": args.requests,
         "concurrency": args.concurrency,
     }
-    for kind in KINDS:
+    for kind in args.kinds:
         emu, static = per_request["emulator"][kind], per_request["static"][kind]
         ratios = [e / s for e, s in zip(emu, static, strict=True)]
         figures[kind] = {
@@ -404,6 +405,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200, help="requests per kind and block")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help=f"comma-separated kinds of request to measure (default: all of {', '.join(KINDS)})",
+    )
+    parser.add_argument(
         "--baseline", metavar="DIR", help="also serve the emulator of this checkout and compare"
     )
     parser.add_argument(
@@ -413,6 +419,9 @@ def main() -> int:
     )
     parser.add_argument("--static", metavar="CANNED_JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.kinds = tuple(kind for kind in KINDS if kind in args.kinds.split(","))
+    if not args.kinds:
+        parser.error(f"--kinds: none of {', '.join(KINDS)}")
     if args.static:
         serve_static(args.static)
         return 0

@@ -119,6 +119,38 @@ def start_emulator(scenario: Path) -> tuple[subprocess.Popen[str], str]:
 
 Loop = Callable[[], Awaitable[bool]]  # one run; True when it ended as expected
 
+# --stages: process CPU inside a few coroutines, per run (their awaits included, so what the
+# loop runs meanwhile counts too; the wrappers' own cost is in the figures).
+STAGE_CPU: dict[str, float] = {}
+gather = asyncio.gather  # the floor's, by a name --stages can wrap
+
+
+def time_stage(owner: Any, name: str, label: str) -> None:
+    """Wrap the coroutine function ``owner.name`` so its CPU time adds to ``STAGE_CPU``."""
+    original = getattr(owner, name)
+
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.process_time()
+        try:
+            return await original(*args, **kwargs)
+        finally:
+            STAGE_CPU[label] = STAGE_CPU.get(label, 0.0) + time.process_time() - start
+
+    setattr(owner, name, timed)
+
+
+def time_stages() -> None:
+    from runtime.core.runner import Runner
+    from runtime.protocol.stream import EventStream
+    from tools.dispatch import ToolDispatcher
+
+    time_stage(aiohttp.ClientSession, "_request", "aiohttp ClientSession._request")
+    time_stage(sys.modules[__name__], "_sse", "floor: read the stream (_sse)")
+    time_stage(sys.modules[__name__], "gather", "floor: the calls (gather)")
+    time_stage(EventStream, "follow", "ours: read the stream (EventStream.follow)")
+    time_stage(Runner, "_execute", "ours: the calls (Runner._execute)")
+    time_stage(ToolDispatcher, "run_batch", "ours: of which ToolDispatcher.run_batch")
+
 
 # --- floors ----------------------------------------------------------------------------------
 
@@ -179,9 +211,7 @@ async def floor_assistants(url: str) -> tuple[Loop, Callable[[], Awaitable[None]
             if run["status"] != "requires_action":
                 return run["status"] == "completed" and text == REPLY
             calls = run["required_action"]["submit_tool_outputs"]["tool_calls"]
-            outputs = await asyncio.gather(
-                *(ping(**json.loads(c["function"]["arguments"])) for c in calls)
-            )
+            outputs = await gather(*(ping(**json.loads(c["function"]["arguments"])) for c in calls))
             request = (
                 f"{url}/threads/{thread}/runs/{run['id']}/submit_tool_outputs",
                 {
@@ -221,7 +251,7 @@ async def floor_responses(url: str) -> tuple[Loop, Callable[[], Awaitable[None]]
                     for part in item["content"]
                 )
                 return response["status"] == "completed" and text == REPLY
-            outputs = await asyncio.gather(*(ping(**json.loads(c["arguments"])) for c in calls))
+            outputs = await gather(*(ping(**json.loads(c["arguments"])) for c in calls))
             body = {
                 "model": MODEL,
                 "input": [
@@ -403,12 +433,18 @@ LOOPS: dict[str, dict[str, Factory]] = {
 }
 
 
-async def cpu_of(run: Loop) -> float:
+STAGES: dict[str, dict[str, list[float]]] = {}
+
+
+async def cpu_of(run: Loop, name: str = "") -> float:
+    STAGE_CPU.clear()
     start = time.process_time()
     ok = await run()
     cpu = time.process_time() - start
     if not ok:
         raise SystemExit(f"a run did not end as expected ({run.__qualname__})")
+    for label, value in STAGE_CPU.items():
+        STAGES.setdefault(name, {}).setdefault(label, []).append(value)
     return cpu
 
 
@@ -421,9 +457,10 @@ async def measure(protocol: str, url: str, runs: int, peers: list[str]) -> dict[
         for name in ("floor", "ours"):
             for _ in range(3):
                 await cpu_of(opened[name][0])
+        STAGES.clear()
         for _ in range(runs):
             for name in ("floor", "ours"):
-                figures[name].append(await cpu_of(opened[name][0]))
+                figures[name].append(await cpu_of(opened[name][0], name))
     finally:
         for _, close in opened.values():
             await close()
@@ -445,6 +482,9 @@ async def measure(protocol: str, url: str, runs: int, peers: list[str]) -> dict[
     return figures
 
 
+stages_of: dict[str, dict[str, dict[str, list[float]]]] = {}
+
+
 def report(protocol: str, figures: dict[str, list[float]]) -> bool:
     ratio = statistics.median(o / f for o, f in zip(figures["ours"], figures["floor"], strict=True))
     ours = statistics.median(figures["ours"])
@@ -454,6 +494,9 @@ def report(protocol: str, figures: dict[str, list[float]]) -> bool:
         median = statistics.median(values)
         print(f"{name:<14} {median * 1e3:>11.2f} {median / ours:>7.1f}x")
     print(f"ours vs floor: {ratio:.2f}x the floor's CPU per run (pair by pair; target <= 1.4x)")
+    for name, stages in stages_of.get(protocol, {}).items():
+        for label, values in stages.items():
+            print(f"  {name:<6} {label:<44} {statistics.median(values) * 1e3:>6.2f} ms/run")
     return ratio <= 1.4
 
 
@@ -464,7 +507,14 @@ def main() -> None:
     parser.add_argument(
         "--peers", default="openai-python,openai-agents", help="comma-separated, or none"
     )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also the CPU per run inside the request, the stream reading and the tool calls",
+    )
     args = parser.parse_args()
+    if args.stages:
+        time_stages()
     peers = [] if args.peers == "none" else args.peers.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         scenario = Path(tmp) / "bench.toml"
@@ -475,6 +525,7 @@ def main() -> None:
             proc, url = start_emulator(scenario)  # a fresh scenario cursor per protocol
             try:
                 results[protocol] = asyncio.run(measure(protocol, url, args.runs, peers))
+                stages_of[protocol] = {k: dict(v) for k, v in STAGES.items()}
             finally:
                 proc.terminate()
                 proc.wait(10)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-TRICKY = 'Say "hi" \\ to Zoë\nand 日本\t\u2028 </script>'
+TRICKY = 'Say "hi" \\ to Zoë\nand 日本\t\u2028 </script> \U0001f600 lone \ud83d \udc00\x00'
 
 
 def dumps(value: Any) -> bytes:

@@ -14,9 +14,11 @@ import pytest
 from runtime.emulator.api import AssistantsApi, Call
 from runtime.emulator.engine import RunEngine, RunState, Store, ThreadState
 from runtime.emulator.frames import (
+    message_frames,
     message_json,
     run_frames,
     run_json,
+    step_frames,
     step_json,
     thread_json,
     usage_json,
@@ -266,10 +268,16 @@ def states() -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def first_state(kind: str) -> dict[str, Any]:
+    """The first state of that kind of object in :func:`states`."""
+    return next(obj for label, obj in states() if label.split()[0] == kind)
+
+
 @pytest.mark.parametrize(("label", "obj"), states(), ids=[label for label, _ in states()])
 def test_frames_are_json_dumps_of_each_state(label: str, obj: dict[str, Any]) -> None:
     """Each frame function gives ``json.dumps`` of the object in that state, including the
-    states where it must fall back to the encoder (odd usage, reordered or extra fields)."""
+    states where it must fall back to the encoder (odd usage, reordered or extra fields), and
+    so do a step's and a message's fixed fields encoded from their first state."""
     kind = label.split()[0]
     if kind == "run":
         # The fixed fields are encoded from the first state of the run, as the engine does.
@@ -280,8 +288,13 @@ def test_frames_are_json_dumps_of_each_state(label: str, obj: dict[str, Any]) ->
         got = run_json(obj, frames)
     elif kind == "step":
         got = step_json(obj)
+        assert step_json(obj, step_frames(obj)) == got
+        if "tool_calls" not in label:  # frames of its first state, as the engine keeps them
+            assert step_json(obj, step_frames(first_state("step"))) == got
     elif kind == "message":
         got = message_json(obj)
+        assert message_json(obj, message_frames(obj)) == got
+        assert message_json(obj, message_frames(first_state("message"))) == got
     else:
         got = thread_json(obj)
     assert got == dumps(obj)

@@ -7,8 +7,20 @@ import json
 import pytest
 
 from runtime import BadRequestError
+from tools import ToolRegistry
 
-from .conftest import API_KEY, LEAKED_KEY, Driver, OpenDriver, Probe, call, fast, lines, scenario
+from .conftest import (
+    API_KEY,
+    LEAKED_KEY,
+    RESPONSES_CREATE,
+    Driver,
+    OpenDriver,
+    Probe,
+    call,
+    fast,
+    lines,
+    scenario,
+)
 
 TOOL_S = 0.3
 N_TOOLS = 4
@@ -213,3 +225,35 @@ async def test_refused_tool_outputs_are_not_sent_again_and_again(open_driver: Op
     assert submits == 1, f"{submits} submissions of refused outputs"
     await driver.wait_settled()
     assert driver.active_turns() == 0
+
+
+async def test_a_tool_registered_in_a_round_is_offered_from_the_next_request(
+    driver: Driver, registry: ToolRegistry
+) -> None:
+    """A tool a round registers (as an MCP server's list_changed does) runs in a later round
+    and, on Responses, is in the tools of every request after that round and of none
+    before; a list that did not change is sent again as it was."""
+
+    async def shout(word: str) -> str:
+        """Shout the word."""
+        return word.upper()
+
+    async def grow() -> str:
+        """Register another tool."""
+        registry.register(shout)
+        return "grown"
+
+    registry.register(grow)
+    text = lines(call("grow"), call("shout", word="hi"), call("add", a=1, b=2))
+    result = await driver.run(text, parallel_tool_calls=False)
+    assert result.status == "completed" and result.rounds == 3
+    assert [r.output for r in result.tool_calls] == ["grown", "HI", "3"]
+    if driver.is_assistants:
+        return  # a run's tools are set when it is created: submissions carry none
+    offered = [
+        [t["name"] for t in r["json"]["tools"]] for r in driver.requests("POST", RESPONSES_CREATE)
+    ]
+    assert len(offered) == 4
+    assert "shout" not in offered[0] and "grow" in offered[0]
+    assert all("shout" in names for names in offered[1:])
+    assert offered[1] == offered[2] == offered[3]
