@@ -49,12 +49,14 @@ sys.path.insert(0, str(REPO))
 from tests.perf.worker_procs import (  # noqa: E402
     API_KEY,
     cpu_seconds,
+    cpu_split,
     drop_keys,
     free_port,
     queue_for,
     start_emulator,
     start_worker,
     stop,
+    thread_cpu,
     wait_port,
     wait_ready,
     write_worker_config,
@@ -92,6 +94,7 @@ async def _worker_cpu(
         await wait_ready([port])
         await queue.ping()
         cpu0 = cpu_seconds(proc.pid)
+        split0, threads0 = cpu_split(proc.pid), thread_cpu(proc.pid)
         message = Message(content=_message(args.calls))
         for i in range(args.jobs):
             await queue.submit(
@@ -100,6 +103,7 @@ async def _worker_cpu(
         while (await queue.stats()).unfinished:
             await asyncio.sleep(0.02)
         cpu = cpu_seconds(proc.pid) - cpu0
+        _SPLITS.append(_split_line(proc.pid, split0, threads0, args.jobs))
         records = await queue.recent(args.jobs)
         failed = [r.job.id for r in records if r.result is None or r.result.status != "completed"]
         if failed:
@@ -122,7 +126,31 @@ def _orchestrator_cpu(base_url: str, assistant_id: str, jobs: int, n: int, calls
         text=True,
         check=True,
     )
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["cpu_per_run"])
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    _SPLITS.append(
+        f"orchestrator user {1000 * figures['user']:.2f} sys {1000 * figures['system']:.2f} ms/run"
+    )
+    return float(figures["cpu_per_run"])
+
+
+#: Per side and pair: user and system CPU (the worker's by thread), printed with the pair.
+_SPLITS: list[str] = []
+
+
+def _split_line(
+    pid: int,
+    split0: tuple[float, float],
+    threads0: dict[int, tuple[float, float]],
+    jobs: int,
+) -> str:
+    user, system = (b - a for a, b in zip(split0, cpu_split(pid), strict=True))
+    parts = [f"worker user {1000 * user / jobs:.2f} sys {1000 * system / jobs:.2f} ms/job"]
+    for tid, (u1, s1) in sorted(thread_cpu(pid).items()):
+        u0, s0 = threads0.get(tid, (0.0, 0.0))
+        if u1 - u0 + s1 - s0 > 0:
+            name = "main" if tid == pid else f"thread {tid}"
+            parts.append(f"{name} {1000 * (u1 - u0) / jobs:.2f}+{1000 * (s1 - s0) / jobs:.2f}")
+    return "; ".join(parts)
 
 
 async def _child(base_url: str, assistant_id: str, jobs: int, n: int, calls: int) -> None:
@@ -154,14 +182,15 @@ async def _child(base_url: str, assistant_id: str, jobs: int, n: int, calls: int
                 )
                 failed += 0 if result.status == "completed" else 1
 
-        cpu0 = time.process_time()
+        cpu0, times0 = time.process_time(), os.times()
         async with asyncio.TaskGroup() as group:
             for i in range(jobs):
                 group.create_task(one(i))
-        cpu = time.process_time() - cpu0
+        cpu, times1 = time.process_time() - cpu0, os.times()
     if failed:
         raise SystemExit(f"{failed} runs did not complete")
-    print(json.dumps({"cpu_per_run": cpu / jobs}))
+    user, system = times1.user - times0.user, times1.system - times0.system
+    print(json.dumps({"cpu_per_run": cpu / jobs, "user": user / jobs, "system": system / jobs}))
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -204,6 +233,9 @@ async def _main(args: argparse.Namespace) -> None:
                     f"{1000 * emu_worker[-1]:.2f} / {1000 * emu_orch[-1]:.2f} ms/job",
                     flush=True,
                 )
+                for line in _SPLITS:
+                    print(f"    {line}", flush=True)
+                _SPLITS.clear()
     finally:
         stop([emulator], timeout=10)
     w, o = statistics.median(worker), statistics.median(orch)
