@@ -30,6 +30,7 @@ from runtime.emulator.frames import (
 )
 from runtime.emulator.ids import IdFactory
 from runtime.emulator.model import (
+    MODEL_INPUT_DEFAULTS,
     ChatMessage,
     FunctionSpec,
     ModelInput,
@@ -37,6 +38,7 @@ from runtime.emulator.model import (
     ToolExchange,
     Turn,
     argument_pieces,
+    frozen_instance,
 )
 from runtime.emulator.objects import (
     Obj,
@@ -311,7 +313,13 @@ class RunEngine:
         if strategy.get("type") == "last_messages" and strategy.get("last_messages"):
             messages = messages[-int(strategy["last_messages"]) :]
         tools = [
-            FunctionSpec(t["function"]["name"], t["function"].get("parameters") or {})
+            frozen_instance(
+                FunctionSpec,
+                {
+                    "name": t["function"]["name"],
+                    "parameters": t["function"].get("parameters") or {},
+                },
+            )
             for t in run.obj["tools"]
             if t.get("type") == "function" and isinstance(t.get("function"), Mapping)
         ]
@@ -328,15 +336,22 @@ class RunEngine:
             spec = response_format.get("json_schema")
             schema = spec.get("schema") if isinstance(spec, Mapping) else None
             schema = schema if isinstance(schema, Mapping) else {}
-        return ModelInput(
-            messages=[ChatMessage(m["role"], message_text(m)) for m in messages],
-            instructions=run.obj["instructions"] or None,
-            tools=tools,
-            tool_choice=run.obj["tool_choice"],
-            parallel_tool_calls=run.obj["parallel_tool_calls"],
-            exchanges=list(run.exchanges),
-            json_mode=json_mode,
-            json_schema=schema,
+        return frozen_instance(
+            ModelInput,
+            {
+                **MODEL_INPUT_DEFAULTS,
+                "messages": [
+                    frozen_instance(ChatMessage, {"role": m["role"], "text": message_text(m)})
+                    for m in messages
+                ],
+                "instructions": run.obj["instructions"] or None,
+                "tools": tools,
+                "tool_choice": run.obj["tool_choice"],
+                "parallel_tool_calls": run.obj["parallel_tool_calls"],
+                "exchanges": list(run.exchanges),
+                "json_mode": json_mode,
+                "json_schema": schema,
+            },
         )
 
     def _budget(self, run: RunState) -> int | None:
@@ -412,7 +427,8 @@ class RunEngine:
 
     async def _tool_calls(self, run: RunState, sink: Sink, turn: Turn) -> None:
         budget = self._budget(run)
-        if budget is not None and turn.completion_tokens > budget:
+        completion_tokens = turn.completion_tokens
+        if budget is not None and completion_tokens > budget:
             self._add_usage(run, turn.prompt_tokens, budget)
             self._end(run, sink, "incomplete", reason="max_completion_tokens")
             return
@@ -424,8 +440,8 @@ class RunEngine:
             return
         step["step_details"]["tool_calls"] = calls
         run.pending_step = step
-        run.pending_usage = (turn.prompt_tokens, turn.completion_tokens)
-        self._add_usage(run, turn.prompt_tokens, turn.completion_tokens)
+        run.pending_usage = (turn.prompt_tokens, completion_tokens)
+        self._add_usage(run, turn.prompt_tokens, completion_tokens)
         run.obj["required_action"] = _required_action(calls)
         run.obj["status"] = "requires_action"
         run.expiry = self.spawn(self._expire_later(run))
@@ -470,11 +486,14 @@ class RunEngine:
         for call in step["step_details"]["tool_calls"]:
             call["function"]["output"] = by_id[call["id"]]
             run.exchanges.append(
-                ToolExchange(
-                    call_id=call["id"],
-                    name=call["function"]["name"],
-                    arguments=call["function"]["arguments"],
-                    output=by_id[call["id"]],
+                frozen_instance(
+                    ToolExchange,
+                    {
+                        "call_id": call["id"],
+                        "name": call["function"]["name"],
+                        "arguments": call["function"]["arguments"],
+                        "output": by_id[call["id"]],
+                    },
                 )
             )
         self._complete_step(step, *run.pending_usage)

@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any, Literal, TypeVar
 
 from runtime.emulator.schema_values import object_for, value_for
 
@@ -34,6 +34,22 @@ TurnKind = Literal["text", "tool_calls", "fail", "incomplete"]
 _CALL_LINE = re.compile(r"^\s*/call\s+([A-Za-z0-9_.-]+)\s*(.*?)\s*$")
 _TEXT_PIECE = re.compile(r"\s*\S+|\s+$")
 _ARG_PIECE = re.compile(r"\w+|\W+")
+
+_Frozen = TypeVar("_Frozen")
+_new_instance = object.__new__
+_set_attribute = object.__setattr__
+
+
+def frozen_instance(cls: type[_Frozen], values: dict[str, Any]) -> _Frozen:
+    """An instance of the frozen dataclass ``cls`` from the values of all of its fields.
+
+    Equal to ``cls(**values)``, without the generated ``__init__``'s ``object.__setattr__``
+    call a field (the emulator builds a ``ModelInput`` and a ``Turn`` a turn); ``values``
+    must name every field and becomes the instance's ``__dict__``.
+    """
+    instance = _new_instance(cls)
+    _set_attribute(instance, "__dict__", values)
+    return instance
 
 
 @dataclass(frozen=True)
@@ -191,7 +207,8 @@ def parse_call_lines(text: str) -> list[PlannedCall]:
         if match is None:
             continue
         name, raw = match.group(1), match.group(2)
-        calls.append(PlannedCall(name=name, arguments=_normalise_arguments(raw)))
+        arguments = _normalise_arguments(raw)
+        calls.append(frozen_instance(PlannedCall, {"name": name, "arguments": arguments}))
     return calls
 
 
@@ -241,6 +258,16 @@ def forced_function(inp: ModelInput) -> str | None:
     return None
 
 
+def _defaults(cls: type) -> dict[str, Any]:
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+MODEL_INPUT_DEFAULTS = _defaults(ModelInput)
+"""The default values of ``ModelInput``'s fields, for :func:`frozen_instance`."""
+TURN_DEFAULTS = _defaults(Turn)
+"""The default values of ``Turn``'s fields, for :func:`frozen_instance`."""
+
+
 class ScriptedModel:
     """Deterministic model: scenario turns first, then the default rules of the module doc."""
 
@@ -269,7 +296,7 @@ class ScriptedModel:
             remaining = self._forced_calls(inp)
         if remaining and inp.tool_choice != "none":
             calls = remaining if inp.parallel_tool_calls else remaining[:1]
-            return Turn(kind="tool_calls", calls=tuple(calls), prompt_tokens=prompt_tokens)
+            return _turn("tool_calls", "", tuple(calls), prompt_tokens)
         if inp.exchanges:
             text = quote_outputs(inp.exchanges)
         else:
@@ -279,7 +306,7 @@ class ScriptedModel:
                 if user_text is None
                 else f"You said: {user_text}"
             )
-        return Turn(kind="text", text=self._shape(inp, text), prompt_tokens=prompt_tokens)
+        return _turn("text", self._shape(inp, text), (), prompt_tokens)
 
     def _planned_calls(self, inp: ModelInput) -> list[PlannedCall]:
         user_text = last_user_text(inp.messages)
@@ -302,6 +329,13 @@ class ScriptedModel:
         if inp.json_mode:
             return json.dumps({"reply": text}, ensure_ascii=False)
         return text
+
+
+def _turn(kind: TurnKind, text: str, calls: tuple[PlannedCall, ...], tokens: int) -> Turn:
+    return frozen_instance(
+        Turn,
+        {**TURN_DEFAULTS, "kind": kind, "text": text, "calls": calls, "prompt_tokens": tokens},
+    )
 
 
 def _with_prompt_tokens(turn: Turn, tokens: int) -> Turn:

@@ -55,7 +55,13 @@ from runtime.emulator.engine import (
 )
 from runtime.emulator.errors import ApiError, invalid, missing
 from runtime.emulator.frames import ResponseFrames, response_frames, response_json
-from runtime.emulator.model import FunctionSpec, ModelInput, Turn, argument_pieces
+from runtime.emulator.model import (
+    FunctionSpec,
+    ModelInput,
+    Turn,
+    argument_pieces,
+    frozen_instance,
+)
 from runtime.emulator.objects import Obj, page
 from runtime.emulator.params import RESPONSE_CREATE, check_params
 from runtime.emulator.responses_items import (
@@ -366,23 +372,28 @@ class ResponsesApi:
         messages, system = chat_messages(state.items)
         instructions = "\n".join(filter(None, [obj["instructions"], *system])) or None
         tools = [
-            FunctionSpec(str(t["name"]), t.get("parameters") or {})
+            frozen_instance(
+                FunctionSpec, {"name": str(t["name"]), "parameters": t.get("parameters") or {}}
+            )
             for t in obj["tools"]
             if t.get("type") == "function"
         ]
         text_format = (obj["text"] or {}).get("format") or {}
         choice = obj["tool_choice"]
-        return ModelInput(
-            messages=messages,
-            instructions=instructions,
-            tools=tools,
-            tool_choice=assistants_tool_choice(choice),
-            parallel_tool_calls=obj["parallel_tool_calls"],
-            exchanges=exchanges(state.items),
-            json_mode=text_format.get("type") in {"json_object", "json_schema"},
-            json_schema=json_schema_of(obj["text"]),
-            forced_each_turn=choice == "required"
-            or (type(choice) is not str and isinstance(choice, Mapping)),
+        return frozen_instance(
+            ModelInput,
+            {
+                "messages": messages,
+                "instructions": instructions,
+                "tools": tools,
+                "tool_choice": assistants_tool_choice(choice),
+                "parallel_tool_calls": obj["parallel_tool_calls"],
+                "exchanges": exchanges(state.items),
+                "json_mode": text_format.get("type") in {"json_object", "json_schema"},
+                "json_schema": json_schema_of(obj["text"]),
+                "forced_each_turn": choice == "required"
+                or (type(choice) is not str and isinstance(choice, Mapping)),
+            },
         )
 
     async def _message(self, state: ResponseState, emit: _Emitter, turn: Turn) -> None:

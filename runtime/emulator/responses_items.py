@@ -13,7 +13,7 @@ from typing import Any
 
 from runtime.emulator.errors import ApiError, invalid, missing
 from runtime.emulator.ids import IdFactory
-from runtime.emulator.model import ChatMessage, ToolExchange
+from runtime.emulator.model import ChatMessage, ToolExchange, frozen_instance
 from runtime.emulator.objects import DEFAULT_MODEL, Obj, check_metadata
 
 MIN_OUTPUT_TOKENS = 16
@@ -297,7 +297,9 @@ def chat_messages(items: list[Obj]) -> tuple[list[ChatMessage], list[str]]:
         if item.get("role") in {"system", "developer"}:
             system.append(text)
         else:
-            messages.append(ChatMessage(str(item.get("role")), text))
+            messages.append(
+                frozen_instance(ChatMessage, {"role": str(item.get("role")), "text": text})
+            )
     return messages, system
 
 
@@ -318,11 +320,14 @@ def exchanges(items: list[Obj]) -> list[ToolExchange]:
         if i.get("type") == "function_call_output"
     }
     return [
-        ToolExchange(
-            call_id=i["call_id"],
-            name=str(i.get("name", "")),
-            arguments=str(i.get("arguments", "")),
-            output=outputs[i["call_id"]],
+        frozen_instance(
+            ToolExchange,
+            {
+                "call_id": i["call_id"],
+                "name": str(i.get("name", "")),
+                "arguments": str(i.get("arguments", "")),
+                "output": outputs[i["call_id"]],
+            },
         )
         for i in recent
         if i.get("type") == "function_call" and i.get("call_id") in outputs

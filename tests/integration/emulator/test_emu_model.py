@@ -15,7 +15,9 @@ from runtime.emulator.model import (
     ModelInput,
     ScriptedModel,
     ToolExchange,
+    Turn,
     example_arguments,
+    frozen_instance,
     parse_call_lines,
     text_pieces,
 )
@@ -37,6 +39,26 @@ def test_text_pieces_rebuild_the_text_exactly() -> None:
     """Word pieces keep their leading whitespace, so joining them gives the text back."""
     text = "Hello!  How can\nI help?  "
     assert "".join(text_pieces(text)) == text
+
+
+def test_frozen_instance_equals_the_constructed_one_and_stays_frozen() -> None:
+    """An instance built without ``__init__`` equals, hashes and repr()s as the constructed one."""
+    fields = {"role": "user", "text": "hi"}
+    built, made = frozen_instance(ChatMessage, dict(fields)), ChatMessage(**fields)
+    assert built == made and hash(built) == hash(made) and repr(built) == repr(made)
+    with pytest.raises(AttributeError):
+        built.text = "changed"  # type: ignore[misc]
+
+
+def test_default_turns_equal_the_constructed_turns() -> None:
+    """The model's text and tool-call turns (built without ``__init__``) equal ``Turn(...)``."""
+    model = ScriptedModel()
+    text = model.decide(ModelInput(messages=[ChatMessage("user", "three little words")]))
+    assert text == Turn(kind="text", text="You said: three little words", prompt_tokens=3)
+    assert repr(text) == repr(Turn(kind="text", text=text.text, prompt_tokens=3))
+    calls = model.decide(ModelInput(messages=[ChatMessage("user", '/call echo {"x": 1}')]))
+    assert calls == Turn(kind="tool_calls", calls=calls.calls, prompt_tokens=4)
+    assert calls.calls and calls.calls[0].name == "echo"
 
 
 def test_default_model_is_deterministic_and_counts_words() -> None:
