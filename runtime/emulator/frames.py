@@ -148,15 +148,15 @@ def run_frames(run: Mapping[str, Any]) -> RunFrames:
     """Encode the fields of a run that keep their value for its whole life."""
     v = value_json
     head = b'{"id":%b,"object":%b,"created_at":%b,"assistant_id":%b,"thread_id":%b,"status":' % (
-        _escape(x).encode() if type(x := run["id"]) is str else v(x),
-        _escape(x).encode() if type(x := run["object"]) is str else v(x),
+        v(run["id"]),
+        v(run["object"]),
         v(run["created_at"]),
-        _escape(x).encode() if type(x := run["assistant_id"]) is str else v(x),
-        _escape(x).encode() if type(x := run["thread_id"]) is str else v(x),
+        v(run["assistant_id"]),
+        v(run["thread_id"]),
     )
     middle = b',"model":%b,"instructions":%b,"tools":%b,"tool_resources":%b,"metadata":' % (
-        _escape(x).encode() if type(x := run["model"]) is str else v(x),
-        _escape(x).encode() if type(x := run["instructions"]) is str else v(x),
+        v(run["model"]),
+        v(run["instructions"]),
         v(run["tools"]),
         v(run["tool_resources"]),
     )
@@ -237,31 +237,27 @@ def step_frames(step: Mapping[str, Any]) -> StepFrames:
         b'{"id":%b,"object":%b,"created_at":%b,"run_id":%b,"assistant_id":%b,"thread_id":%b,'
         b'"type":%b,"status":'
         % (
-            _escape(x).encode() if type(x := step["id"]) is str else value_json(x),
-            _escape(x).encode() if type(x := step["object"]) is str else value_json(x),
+            value_json(step["id"]),
+            value_json(step["object"]),
             value_json(step["created_at"]),
-            _escape(x).encode() if type(x := step["run_id"]) is str else value_json(x),
-            _escape(x).encode() if type(x := step["assistant_id"]) is str else value_json(x),
-            _escape(x).encode() if type(x := step["thread_id"]) is str else value_json(x),
-            _escape(x).encode() if type(x := step["type"]) is str else value_json(x),
+            value_json(step["run_id"]),
+            value_json(step["assistant_id"]),
+            value_json(step["thread_id"]),
+            value_json(step["type"]),
         )
     )
     expires = b',"expires_at":%b,"failed_at":' % value_json(step["expires_at"])
     details = step["step_details"]
     encoded: bytes | None = None
-    if type(details) is dict and len(details) == 2 and details.get("type") == "message_creation":
+    if (
+        type(details) is dict
+        and list(details) == ["type", "message_creation"]
+        and details["type"] == "message_creation"
+    ):
         creation = details["message_creation"]
-        if (
-            type(creation) is dict
-            and list(creation) == ["message_id"]
-            and list(details)
-            == [
-                "type",
-                "message_creation",
-            ]
-        ):
+        if type(creation) is dict and list(creation) == ["message_id"]:
             encoded = b'{"type":"message_creation","message_creation":{"message_id":%b}}' % (
-                _escape(x).encode() if type(x := creation["message_id"]) is str else value_json(x)
+                value_json(creation["message_id"])
             )
     return head, expires, encoded
 
@@ -305,19 +301,15 @@ def message_frames(message: Mapping[str, Any]) -> MessageFrames:
         b'{"id":%b,"object":%b,"created_at":%b,"assistant_id":%b,"thread_id":%b,"run_id":%b,'
         b'"status":'
         % (
-            _escape(x).encode() if type(x := message["id"]) is str else value_json(x),
-            _escape(x).encode() if type(x := message["object"]) is str else value_json(x),
+            value_json(message["id"]),
+            value_json(message["object"]),
             value_json(message["created_at"]),
-            _escape(x).encode() if type(x := message["assistant_id"]) is str else value_json(x),
-            _escape(x).encode() if type(x := message["thread_id"]) is str else value_json(x),
-            _escape(x).encode() if type(x := message["run_id"]) is str else value_json(x),
+            value_json(message["assistant_id"]),
+            value_json(message["thread_id"]),
+            value_json(message["run_id"]),
         )
     )
-    role = (
-        b',"role":%b,"content":' % _escape(x).encode()
-        if type(x := message["role"]) is str
-        else value_json(x)
-    )
+    role = b',"role":%b,"content":' % value_json(message["role"])
     return head, role
 
 
@@ -363,9 +355,8 @@ def _content_json(content: Any) -> bytes:
                     and text["annotations"] == []
                     and list(part) == ["type", "text"]
                 ):
-                    value = text["value"]
                     return b'[{"type":"text","text":{"value":%b,"annotations":[]}}]' % (
-                        _escape(value).encode() if type(value) is str else value_json(value)
+                        value_json(text["value"])
                     )
     return value_json(content)
 
@@ -376,8 +367,8 @@ def thread_json(thread: Mapping[str, Any]) -> bytes:
         return encode_json(thread).encode()
     v = value_json
     return b'{"id":%b,"object":%b,"created_at":%b,"metadata":%b,"tool_resources":%b}' % (
-        _escape(x).encode() if type(x := thread["id"]) is str else v(x),
-        _escape(x).encode() if type(x := thread["object"]) is str else v(x),
+        v(thread["id"]),
+        v(thread["object"]),
         v(thread["created_at"]),
         v(thread["metadata"]),
         v(thread["tool_resources"]),
