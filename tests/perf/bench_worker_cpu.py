@@ -57,6 +57,7 @@ from tests.perf.worker_procs import (  # noqa: E402
     start_worker,
     stop,
     thread_cpu,
+    thread_switches,
     wait_port,
     wait_ready,
     write_worker_config,
@@ -95,6 +96,7 @@ async def _worker_cpu(
         await queue.ping()
         cpu0 = cpu_seconds(proc.pid)
         split0, threads0 = cpu_split(proc.pid), thread_cpu(proc.pid)
+        switches0 = thread_switches(proc.pid)
         message = Message(content=_message(args.calls))
         for i in range(args.jobs):
             await queue.submit(
@@ -103,7 +105,7 @@ async def _worker_cpu(
         while (await queue.stats()).unfinished:
             await asyncio.sleep(0.02)
         cpu = cpu_seconds(proc.pid) - cpu0
-        _SPLITS.append(_split_line(proc.pid, split0, threads0, args.jobs))
+        _SPLITS.append(_split_line(proc.pid, split0, threads0, switches0, args.jobs))
         records = await queue.recent(args.jobs)
         failed = [r.job.id for r in records if r.result is None or r.result.status != "completed"]
         if failed:
@@ -133,7 +135,8 @@ def _orchestrator_cpu(base_url: str, assistant_id: str, jobs: int, n: int, calls
     return float(figures["cpu_per_run"])
 
 
-#: Per side and pair: user and system CPU (the worker's by thread), printed with the pair.
+#: Per side and pair: user and system CPU (the worker's by thread, with its context switches a
+#: job), printed with the pair.
 _SPLITS: list[str] = []
 
 
@@ -141,15 +144,20 @@ def _split_line(
     pid: int,
     split0: tuple[float, float],
     threads0: dict[int, tuple[float, float]],
+    switches0: dict[int, int],
     jobs: int,
 ) -> str:
     user, system = (b - a for a, b in zip(split0, cpu_split(pid), strict=True))
     parts = [f"worker user {1000 * user / jobs:.2f} sys {1000 * system / jobs:.2f} ms/job"]
+    switches = thread_switches(pid)
     for tid, (u1, s1) in sorted(thread_cpu(pid).items()):
         u0, s0 = threads0.get(tid, (0.0, 0.0))
         if u1 - u0 + s1 - s0 > 0:
             name = "main" if tid == pid else f"thread {tid}"
-            parts.append(f"{name} {1000 * (u1 - u0) / jobs:.2f}+{1000 * (s1 - s0) / jobs:.2f}")
+            cs = (switches.get(tid, 0) - switches0.get(tid, 0)) / jobs
+            parts.append(
+                f"{name} {1000 * (u1 - u0) / jobs:.2f}+{1000 * (s1 - s0) / jobs:.2f} ({cs:.1f} cs)"
+            )
     return "; ".join(parts)
 
 

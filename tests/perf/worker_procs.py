@@ -50,6 +50,21 @@ def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
     return out
 
 
+def thread_switches(pid: int) -> dict[int, int]:
+    """Context switches (voluntary and not) of each thread of a process, by thread id: each
+    hand-off between the threads, and each wait for the GIL, is one or two."""
+    out: dict[int, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:  # the thread ended
+            continue
+        out[int(task.name)] = sum(
+            int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line
+        )
+    return out
+
+
 def free_port() -> int:
     """A loopback port nobody listens on now."""
     with socket.socket() as sock:
