@@ -37,32 +37,34 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def _thread_files(pid: int, name: str) -> dict[int, str]:
+    """The text of ``/proc/<pid>/task/<tid>/<name>`` for each live thread, by thread id."""
+    out: dict[int, str] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = (task / name).read_text()
+        except OSError:  # the thread ended
+            continue
+    return out
+
+
 def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
     """User and system CPU seconds of each thread of a process, by thread id."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[int, tuple[float, float]] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended
-            continue
-        out[int(task.name)] = (int(fields[11]) / tick, int(fields[12]) / tick)
+    for tid, stat in _thread_files(pid, "stat").items():
+        fields = stat.rsplit(")", 1)[1].split()
+        out[tid] = (int(fields[11]) / tick, int(fields[12]) / tick)
     return out
 
 
 def thread_switches(pid: int) -> dict[int, int]:
     """Context switches (voluntary and not) of each thread of a process, by thread id: each
     hand-off between the threads, and each wait for the GIL, is one or two."""
-    out: dict[int, int] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            status = (task / "status").read_text()
-        except OSError:  # the thread ended
-            continue
-        out[int(task.name)] = sum(
-            int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line
-        )
-    return out
+    return {
+        tid: sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line)
+        for tid, status in _thread_files(pid, "status").items()
+    }
 
 
 def free_port() -> int:
