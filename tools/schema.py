@@ -64,7 +64,9 @@ class FunctionSchema:
         try:
             # Fast path: one pass in pydantic-core; failures are re-examined below so that
             # bad JSON and schema violations get distinct, precise errors.
-            return self.model.model_validate_json(raw if raw.strip() else "{}")
+            # The model's validator itself, without model_validate_json's Python frame.
+            validate: Any = self.model.__pydantic_validator__.validate_json
+            return validate(raw if raw.strip() else "{}")  # type: ignore[no-any-return]
         except pydantic.ValidationError:
             pass
         try:

@@ -208,8 +208,11 @@ class RunAccumulator(Notes):
         self.last_run_event = event.event
         if event.event == "thread.run.requires_action":
             self._finish_tool_calls(run)
-        self._note("on_status", StatusUpdate(run.id, run.status or "", event.event))
-        self._note("on_run_status", run)
+        wants = self.wants
+        if "on_status" in wants:  # the update is built only for a handler that reads it
+            self.notes.append(("on_status", (StatusUpdate(run.id, run.status or "", event.event),)))
+        if "on_run_status" in wants:
+            self.notes.append(("on_run_status", (run,)))
 
     def _message_event(self, event: MessageEvent) -> None:
         message = event.message

@@ -244,8 +244,13 @@ class ResponseAccumulator(Notes):
         self.last_response_event = event.event
         if event.is_terminal:
             self._reconcile(response)
-        self._note("on_status", StatusUpdate(response.id, response.status or "", event.event))
-        self._note("on_response_status", response)
+        wants = self.wants
+        if "on_status" in wants:  # the update is built only for a handler that reads it
+            self.notes.append(
+                ("on_status", (StatusUpdate(response.id, response.status or "", event.event),))
+            )
+        if "on_response_status" in wants:
+            self.notes.append(("on_response_status", (response,)))
 
     def _item_event(self, event: OutputItemEvent) -> None:
         item = event.item
@@ -253,8 +258,10 @@ class ResponseAccumulator(Notes):
         if type(index) is not int:
             index = event.output_index
         snapshot = self._snapshot(index, item, event.event)
-        added = event.event.endswith(".added")
-        self._note("on_output_item_added" if added else "on_output_item_done", item)
+        added = event.event == "response.output_item.added"
+        name = "on_output_item_added" if added else "on_output_item_done"
+        if name in self.wants:
+            self.notes.append((name, (item,)))
         if isinstance(snapshot, TextSnapshot) and isinstance(item, OutputMessage):
             snapshot.status = item.status
             if not added:
@@ -411,9 +418,11 @@ class ResponseAccumulator(Notes):
             final = data.get("arguments")
             if type(final) is not str:
                 final = event.arguments
-            self._settle_arguments(snapshot, final, event.event)
+            if final != snapshot.arguments:
+                self._settle_arguments(snapshot, final, event.event)
 
     def _settle_arguments(self, snapshot: ToolCallSnapshot, final: str, event: str) -> None:
+        """The final statement disagrees with the streamed arguments: it wins, logged."""
         if final != snapshot.arguments:
             self._inconsistent(
                 "responses.arguments_mismatch",
@@ -436,11 +445,24 @@ class ResponseAccumulator(Notes):
             snapshot.id = item.call_id
         if item.name:
             snapshot.name = item.name
-        self._settle_arguments(snapshot, item.arguments, event)
+        if item.arguments != snapshot.arguments:
+            self._settle_arguments(snapshot, item.arguments, event)
 
     def _reconcile(self, response: Response) -> None:
         """Bring the snapshots in line with the terminal response (the final state)."""
+        items = self.items
         for index, item in enumerate(response.output):
+            known = items.get(index)
+            if (
+                type(known) is ToolCallSnapshot
+                and known.done
+                and type(item) is FunctionCallItem
+                and item.call_id == known.id
+                and item.name == known.name
+                and item.id in (None, "", known.item_id)
+                and item.arguments == known.arguments
+            ):
+                continue  # settled by its item events already: the final response agrees
             snapshot = self._snapshot(index, item, "response.final")
             if isinstance(snapshot, TextSnapshot) and isinstance(item, OutputMessage):
                 snapshot.status = item.status

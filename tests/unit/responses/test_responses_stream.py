@@ -266,6 +266,42 @@ async def test_disagreeing_final_arguments_are_logged_and_win() -> None:
     assert (mismatch["streamed_chars"], mismatch["final_chars"]) == (5, 7)
 
 
+@pytest.mark.parametrize(
+    ("final_arguments", "final_name", "mismatches"),
+    [('{"a":2}', "f", 0), ('{"a":3}', "f", 1), ('{"a":2}', "g", 0)],
+)
+async def test_final_response_after_item_done_settles_each_call_once(
+    final_arguments: str, final_name: str, mismatches: int
+) -> None:
+    """A call settled by its item events is left alone when the final response agrees, and
+    still loses to the final response when it does not (arguments logged, name taken)."""
+    item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f"}
+    at = {"item_id": "fc_1", "output_index": 0}
+    final = {**item, "name": final_name, "arguments": final_arguments, "status": "completed"}
+    payload = sse(
+        ("response.created", {"response": RESPONSE}),
+        ("response.output_item.added", {"output_index": 0, "item": {**item, "arguments": ""}}),
+        ("response.function_call_arguments.delta", {**at, "delta": '{"a":2}'}),
+        ("response.function_call_arguments.done", {**at, "arguments": '{"a":2}'}),
+        (
+            "response.output_item.done",
+            {"output_index": 0, "item": {**item, "arguments": '{"a":2}'}},
+        ),
+        (
+            "response.completed",
+            {"response": {**RESPONSE, "status": "completed", "output": [final]}},
+        ),
+    )
+    handler = Recorder()
+    with capture_logs() as logs:
+        stream = ResponseStream(chunks(payload), handler=handler)
+        await stream.until_done()
+    (snapshot,) = stream.state.function_calls
+    assert (snapshot.name, snapshot.arguments) == (final_name, final_arguments)
+    assert [e["event"] for e in logs].count("responses.arguments_mismatch") == mismatches
+    assert [c[0] for c in handler.calls].count("done") == 1
+
+
 async def test_many_buffered_events_let_other_tasks_run(
     steps_of_a_bystander: Callable[[Awaitable[object]], Awaitable[int]],
     no_slice: None,
