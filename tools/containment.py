@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import weakref
 from collections.abc import Callable, Coroutine
 from contextvars import Context, ContextVar
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -117,6 +118,18 @@ def start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) ->
     if running_tool.get() is None and getattr(loop.get_task_factory(), _PLAIN_MARK, False):
         return asyncio.Task(coro, loop=loop)
     return loop.create_task(coro)
+
+
+def task_starter(
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[[Coroutine[Any, Any, T]], asyncio.Task[T]]:
+    """:func:`start_task` for the coroutines started now, in the current context: the
+    factory is looked at once for all of them (a batch starts its calls in one pass)."""
+    if running_tool.get() is None and getattr(loop.get_task_factory(), _PLAIN_MARK, False):
+        # A partial, not a closure: no Python frame per task.
+        plain = functools.partial(asyncio.Task, loop=loop)
+        return cast("Callable[[Coroutine[Any, Any, T]], asyncio.Task[T]]", plain)
+    return loop.create_task
 
 
 async def _contained(coro: Coroutine[Any, Any, T]) -> T:

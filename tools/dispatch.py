@@ -52,7 +52,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -64,6 +64,7 @@ from tools.containment import (
     guard_loop,
     running_tool,
     start_task,
+    task_starter,
 )
 from tools.context import ToolContext
 from tools.deadlines import Deadlines
@@ -269,6 +270,9 @@ class ToolDispatcher:
         self._cache: dict[str, ToolCallResult] = {}
         self._flights: dict[str, _Flight] = {}
         self._deadlines = Deadlines()  # the calls' timeouts, on one timer
+        self._spawn: (
+            Callable[[Coroutine[Any, Any, ToolCallResult]], asyncio.Task[ToolCallResult]] | None
+        ) = None
 
     # -- public API -------------------------------------------------------------------------
 
@@ -297,7 +301,8 @@ class ToolDispatcher:
             asyncio.CancelledError: the batch was cancelled; its running calls are cancelled
                 (async tools) or flagged (sync tools) and recorded as ``cancelled``.
         """
-        guard_loop(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        guard_loop(loop)
         launches = sum(1 for c in calls if c.id not in self._cache and c.id not in self._flights)
         free = self.max_concurrency if launches > self.max_concurrency else None
         batch = _Batch(free, deadline, on_start, on_finish)
@@ -305,15 +310,19 @@ class ToolDispatcher:
         batch.log_started = self._started_enabled()
         flights: list[_Flight] = []
         launched: list[ToolCall] = []
-        for call in calls:
-            if call.id in self._cache:
-                continue
-            flight = self._flights.get(call.id)
-            if flight is None:
-                flight = self._launch(call, batch)
-                launched.append(call)
-            flight.waiters += 1
-            flights.append(flight)
+        self._spawn = task_starter(loop)  # no await in this loop: no other batch sees it
+        try:
+            for call in calls:
+                if call.id in self._cache:
+                    continue
+                flight = self._flights.get(call.id)
+                if flight is None:
+                    flight = self._launch(call, batch)
+                    launched.append(call)
+                flight.waiters += 1
+                flights.append(flight)
+        finally:
+            self._spawn = None
         if launched:
             self._log_batch_started(launched, batch)  # before any call runs: tasks start on await
         if flights:
@@ -426,7 +435,11 @@ class ToolDispatcher:
         # Settled lazily (by run_batch, cached() or aclose()) rather than by a done callback:
         # one loop callback less per call.
         run = self._run_untraced if self.tracer is None else self._run_traced
-        flight.task = start_task(asyncio.get_running_loop(), run(flight))
+        spawn = self._spawn  # set while run_batch starts its calls; None in loop callbacks
+        if spawn is not None:
+            flight.task = spawn(run(flight))
+        else:
+            flight.task = start_task(asyncio.get_running_loop(), run(flight))
         if flight.deferred:
             self._left_queue(flight)
 
@@ -568,7 +581,8 @@ class ToolDispatcher:
 
     async def _run_untraced(self, flight: _Flight) -> ToolCallResult:
         call, batch, started = flight.call, flight.batch, flight.started
-        self._log_started(call, batch)
+        if batch.log_started:
+            self._log_started(call, batch)
         try:
             # The call's steps inline, not in a helper coroutine: one layer less per call.
             prepared = flight.prepared
@@ -585,11 +599,15 @@ class ToolDispatcher:
                 value = await self._execute(tool, call, validated, batch.deadline)
             finally:
                 self._release(flight)
+            if type(value) is str and len(value) <= self.max_output_chars:
+                output = value  # the common case, without the encoder's two calls
+            else:
+                output = self._encode(value)
             result = ToolCallResult(
                 tool_call_id=call.id,
                 name=call.name,
                 arguments=call.arguments,
-                output=self._encode(value),
+                output=output,
                 is_error=False,
                 seconds=time.monotonic() - started,
             )
@@ -597,7 +615,8 @@ class ToolDispatcher:
             result = self._failed(call, failure, started)
         # Recorded before on_finish runs, so a cancellation during the callback keeps it.
         self._cache[call.id] = result
-        self._log_finished(result, batch)
+        if batch.log_info or result.is_error:  # a success is logged at INFO only
+            self._log_finished(result, batch)
         if batch.on_finish is not None:
             await self._callback(batch.on_finish, result, call)
         return result
