@@ -4,6 +4,7 @@ Run from the repository root:
 
     python tests/perf/bench_loop.py                      # both protocols, 30 runs per loop
     python tests/perf/bench_loop.py --protocol responses --runs 50 --peers none
+    python tests/perf/bench_loop.py --instructions --runs 25   # instructions a run (callgrind)
 
 The emulator runs as ``python -m runtime emulator`` in its own process with a scenario: every
 run asks for 8 parallel calls of an async tool three times (new arguments each round), then answers with text (4 streamed
@@ -23,6 +24,11 @@ pair by pair. Logging as shipped: the library's default (nothing configured).
 * ``openai-agents``: ``Runner.run`` of an ``Agent`` with the tool (Responses only; skipped
   with a message when the package is not installed).
 
+``--instructions`` runs each of floor and ours under ``valgrind --tool=callgrind`` (this
+process only; the emulator is not traced) with ``--runs`` and with 5 runs, and prints the
+difference per run: the work a run takes, which the machine's load does not move. It needs
+valgrind on PATH and takes minutes.
+
 Target: ours <= 1.4x the floor's CPU per run on both protocols. Not collected by pytest.
 """
 
@@ -34,6 +40,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -500,7 +507,66 @@ def report(protocol: str, figures: dict[str, list[float]]) -> bool:
     return ratio <= 1.4
 
 
+async def _runs_of(protocol: str, loop: str, runs: int, scenario: Path) -> None:
+    """3 warm-up runs and ``runs`` more of one loop (what ``--instructions`` counts)."""
+    proc, url = start_emulator(scenario)
+    try:
+        run, close = await LOOPS[protocol][loop](url)
+        try:
+            for _ in range(3 + runs):
+                if not await run():
+                    raise SystemExit(f"a run did not end as expected ({protocol} {loop})")
+        finally:
+            await close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _instructions(protocol: str, loop: str, runs: int, scenario: Path) -> int:
+    """User-space instructions of this process running ``runs`` runs of one loop under
+    callgrind (the emulator, started with exec, is not traced)."""
+    out = scenario.with_name(f"callgrind.{protocol}.{loop}.{runs}")
+    command = [sys.executable, __file__, "--once", protocol, loop, str(runs), str(scenario)]
+    subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
+    summary = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
+    if summary is None:
+        raise RuntimeError("no summary line in the callgrind output")
+    return int(summary.group(1))
+
+
+def count_instructions(chosen: tuple[str, ...], runs: int, scenario: Path) -> None:
+    """``--instructions``: per run, the difference between ``runs`` and 5 runs, so start-up
+    and warm-up are out. The machine's load does not move it; the streams' chunking does a
+    little (about +-0.5 M a run between two measurements of the same tree)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind on PATH")
+    few = 5
+    for protocol in chosen:
+        per_run = {
+            loop: (
+                _instructions(protocol, loop, runs, scenario)
+                - _instructions(protocol, loop, few, scenario)
+            )
+            / (runs - few)
+            for loop in ("floor", "ours")
+        }
+        print(
+            f"{protocol}: floor {per_run['floor'] / 1e6:.2f} M, ours {per_run['ours'] / 1e6:.2f} M "
+            f"instructions a run ({runs} - {few} runs; ours {per_run['ours'] / per_run['floor']:.2f}x)"
+        )
+
+
 def main() -> None:
+    if len(sys.argv) == 6 and sys.argv[1] == "--once":
+        protocol, loop, runs, scenario = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+        asyncio.run(_runs_of(protocol, loop, runs, Path(scenario)))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", choices=("assistants", "responses", "both"), default="both")
     parser.add_argument("--runs", type=int, default=30, help="floor/ours pairs per protocol")
@@ -512,7 +578,19 @@ def main() -> None:
         action="store_true",
         help="also the CPU per run inside the request, the stream reading and the tool calls",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count user-space instructions per run under callgrind (floor and ours; minutes)",
+    )
     args = parser.parse_args()
+    if args.instructions:
+        with tempfile.TemporaryDirectory() as tmp:
+            scenario = Path(tmp) / "bench.toml"
+            scenario.write_text(scenario_toml())
+            chosen = ("assistants", "responses") if args.protocol == "both" else (args.protocol,)
+            count_instructions(chosen, max(args.runs, 10), scenario)
+        return
     if args.stages:
         time_stages()
     peers = [] if args.peers == "none" else args.peers.split(",")
