@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -524,28 +523,21 @@ async def _runs_of(protocol: str, loop: str, runs: int, scenario: Path) -> None:
 
 
 def _instructions(protocol: str, loop: str, runs: int, scenario: Path) -> int:
-    """User-space instructions of this process running ``runs`` runs of one loop under
-    callgrind (the emulator, started with exec, is not traced)."""
-    out = scenario.with_name(f"callgrind.{protocol}.{loop}.{runs}")
+    """Instructions of this file running ``runs`` runs of one loop (the emulator, started with
+    exec, is not traced)."""
+    from tests.perf.callgrind import instructions
+
     command = [sys.executable, __file__, "--once", protocol, loop, str(runs), str(scenario)]
-    subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-    )
-    summary = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
-    if summary is None:
-        raise RuntimeError("no summary line in the callgrind output")
-    return int(summary.group(1))
+    return instructions(command, REPO_ROOT)
 
 
 def count_instructions(chosen: tuple[str, ...], runs: int, scenario: Path) -> None:
     """``--instructions``: per run, the difference between ``runs`` and 5 runs, so start-up
     and warm-up are out. The machine's load does not move it; the streams' chunking does a
     little (about +-0.5 M a run between two measurements of the same tree)."""
-    if shutil.which("valgrind") is None:
-        raise SystemExit("--instructions needs valgrind on PATH")
+    from tests.perf.callgrind import require_valgrind
+
+    require_valgrind()
     few = 5
     for protocol in chosen:
         per_run = {

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from runtime.worker import Job, JobResult, JobTimings, Lease, Message, ToolOutput  # noqa: E402
 from runtime.worker.sqlite import SqliteQueue  # noqa: E402
+from tests.perf.callgrind import instructions, require_valgrind  # noqa: E402
 
 CONCURRENCY = 8
 
@@ -86,26 +84,7 @@ async def _run(jobs: int) -> float:
 
 def _instructions(jobs: int) -> int:
     """Whole-process instructions of this file run with ``jobs`` jobs under callgrind."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--once",
-                str(jobs),
-            ],
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-        )
-        summary = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
-        if summary is None:
-            raise RuntimeError("no summary line in the callgrind output")
-        return int(summary.group(1))
+    return instructions([sys.executable, __file__, "--once", str(jobs)], REPO)
 
 
 def main() -> None:
@@ -121,8 +100,7 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true")
     args = parser.parse_args()
     if args.instructions:
-        if shutil.which("valgrind") is None:
-            raise SystemExit("--instructions needs valgrind on PATH")
+        require_valgrind()
         few = max(1, args.jobs // 10)
         per_job = (_instructions(args.jobs) - _instructions(few)) / (args.jobs - few)
         print(f"sqlite queue: {per_job:,.0f} instructions a job ({args.jobs} - {few} jobs)")
