@@ -582,7 +582,7 @@ class ToolDispatcher:
     async def _run_untraced(self, flight: _Flight) -> ToolCallResult:
         call, batch, started = flight.call, flight.batch, flight.started
         if batch.log_started:
-            self._log_started(call, batch)
+            self._log_started(call)
         try:
             # The call's steps inline, not in a helper coroutine: one layer less per call.
             prepared = flight.prepared
@@ -615,8 +615,7 @@ class ToolDispatcher:
             result = self._failed(call, failure, started)
         # Recorded before on_finish runs, so a cancellation during the callback keeps it.
         self._cache[call.id] = result
-        if batch.log_info or result.is_error:  # a success is logged at INFO only
-            self._log_finished(result, batch)
+        self._log_finished(result, batch)
         if batch.on_finish is not None:
             await self._callback(batch.on_finish, result, call)
         return result
@@ -800,9 +799,8 @@ class ToolDispatcher:
             thread_id=self.thread_id,
         )
 
-    def _log_started(self, call: ToolCall, batch: _Batch) -> None:
-        if not batch.log_started:
-            return
+    def _log_started(self, call: ToolCall) -> None:
+        # Called only when the batch's log_started is on (the caller checks: no frame a call).
         extra = {"arguments": call.arguments} if self.log_payloads else {}
         # The fields as keyword arguments, not a dict unpacked: one dict less per event.
         self._log_started_at(

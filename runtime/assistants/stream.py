@@ -25,7 +25,6 @@ from runtime.assistants.events import (
 )
 from runtime.assistants.models import Message, Run, RunStep, Thread, ToolCallsStepDetails
 from runtime.core.backend import TextPart, Turn, TurnError, TurnRef, TurnStatus, Usage
-from runtime.core.hooks import StatusUpdate
 from runtime.errors import StreamEventError
 from runtime.logging import ModuleLogger
 from runtime.protocol.snapshots import TextSnapshot, ToolCallSnapshot
@@ -208,11 +207,7 @@ class RunAccumulator(Notes):
         self.last_run_event = event.event
         if event.event == "thread.run.requires_action":
             self._finish_tool_calls(run)
-        wants = self.wants
-        if "on_status" in wants:  # the update is built only for a handler that reads it
-            self.notes.append(("on_status", (StatusUpdate(run.id, run.status or "", event.event),)))
-        if "on_run_status" in wants:
-            self.notes.append(("on_run_status", (run,)))
+        self._note_status(run.id, run.status, event.event, "on_run_status", run)
 
     def _message_event(self, event: MessageEvent) -> None:
         message = event.message

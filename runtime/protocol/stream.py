@@ -109,6 +109,17 @@ class Notes:
         if name in self.wants:
             self.notes.append((name, args))
 
+    def _note_status(
+        self, turn_id: str, status: str | None, event: str, own: str, obj: object
+    ) -> None:
+        """``on_status`` and the protocol's own status callback ``own``: the neutral update is
+        built only for a handler that reads it (a status event is dozens a run)."""
+        if "on_status" in self.wants:
+            from runtime.core.hooks import StatusUpdate  # runtime.core imports this module
+
+            self.notes.append(("on_status", (StatusUpdate(turn_id, status or "", event),)))
+        self._note(own, obj)
+
     def _tool_call_done(self, snapshot: ToolCallSnapshot) -> None:
         if snapshot.done:
             return

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Unpack
 
 from runtime.core.backend import TextPart, Turn, TurnError, TurnRef, TurnStatus, Usage
-from runtime.core.hooks import StatusUpdate
 from runtime.errors import StreamEventError
 from runtime.logging import ModuleLogger
 from runtime.protocol.events import ErrorEvent, MalformedEvent, StreamEvent
@@ -244,13 +243,7 @@ class ResponseAccumulator(Notes):
         self.last_response_event = event.event
         if event.is_terminal:
             self._reconcile(response)
-        wants = self.wants
-        if "on_status" in wants:  # the update is built only for a handler that reads it
-            self.notes.append(
-                ("on_status", (StatusUpdate(response.id, response.status or "", event.event),))
-            )
-        if "on_response_status" in wants:
-            self.notes.append(("on_response_status", (response,)))
+        self._note_status(response.id, response.status, event.event, "on_response_status", response)
 
     def _item_event(self, event: OutputItemEvent) -> None:
         item = event.item
@@ -258,10 +251,8 @@ class ResponseAccumulator(Notes):
         if type(index) is not int:
             index = event.output_index
         snapshot = self._snapshot(index, item, event.event)
-        added = event.event == "response.output_item.added"
-        name = "on_output_item_added" if added else "on_output_item_done"
-        if name in self.wants:
-            self.notes.append((name, (item,)))
+        added = event.event.endswith(".added")
+        self._note("on_output_item_added" if added else "on_output_item_done", item)
         if isinstance(snapshot, TextSnapshot) and isinstance(item, OutputMessage):
             snapshot.status = item.status
             if not added:
@@ -418,11 +409,9 @@ class ResponseAccumulator(Notes):
             final = data.get("arguments")
             if type(final) is not str:
                 final = event.arguments
-            if final != snapshot.arguments:
-                self._settle_arguments(snapshot, final, event.event)
+            self._settle_arguments(snapshot, final, event.event)
 
     def _settle_arguments(self, snapshot: ToolCallSnapshot, final: str, event: str) -> None:
-        """The final statement disagrees with the streamed arguments: it wins, logged."""
         if final != snapshot.arguments:
             self._inconsistent(
                 "responses.arguments_mismatch",
@@ -445,8 +434,7 @@ class ResponseAccumulator(Notes):
             snapshot.id = item.call_id
         if item.name:
             snapshot.name = item.name
-        if item.arguments != snapshot.arguments:
-            self._settle_arguments(snapshot, item.arguments, event)
+        self._settle_arguments(snapshot, item.arguments, event)
 
     def _reconcile(self, response: Response) -> None:
         """Bring the snapshots in line with the terminal response (the final state)."""

@@ -52,6 +52,11 @@ import aiohttp
 import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.perf.callgrind import summary as callgrind_summary  # noqa: E402
+
 HEADERS = {"Authorization": "Bearer sk-bench"}
 KINDS = ("assistants_stream", "responses_stream", "get_json", "post_json")
 
@@ -365,9 +370,9 @@ def _dumped_instructions(out: Path, name: str, kind: str) -> int:
         with path.open(errors="replace") as dump:
             head = dump.read(4000)
         if f"Trigger: dump {kind}\n" in head:
-            match = re.search(r"^summary: (\d+)", head, re.MULTILINE)
-            if match is not None:
-                return int(match.group(1))
+            total = callgrind_summary(head)
+            if total is not None:
+                return total
     raise RuntimeError(f"no callgrind dump for {name} {kind}")
 
 

@@ -57,6 +57,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from tests.perf.callgrind import instructions, require_valgrind  # noqa: E402
+
 CALLS = 8
 ROUNDS = 3
 MODEL = "gpt-4o"
@@ -525,8 +527,6 @@ async def _runs_of(protocol: str, loop: str, runs: int, scenario: Path) -> None:
 def _instructions(protocol: str, loop: str, runs: int, scenario: Path) -> int:
     """Instructions of this file running ``runs`` runs of one loop (the emulator, started with
     exec, is not traced)."""
-    from tests.perf.callgrind import instructions
-
     command = [sys.executable, __file__, "--once", protocol, loop, str(runs), str(scenario)]
     return instructions(command, REPO_ROOT)
 
@@ -535,8 +535,6 @@ def count_instructions(chosen: tuple[str, ...], runs: int, scenario: Path) -> No
     """``--instructions``: per run, the difference between ``runs`` and 5 runs, so start-up
     and warm-up are out. The machine's load does not move it; the streams' chunking does a
     little (about +-0.5 M a run between two measurements of the same tree)."""
-    from tests.perf.callgrind import require_valgrind
-
     require_valgrind()
     few = 5
     for protocol in chosen:

@@ -14,10 +14,16 @@ import tempfile
 from pathlib import Path
 
 
-def require_valgrind(option: str = "--instructions") -> None:
+def require_valgrind() -> None:
     """Exit with a message when valgrind is not on PATH."""
     if shutil.which("valgrind") is None:
-        raise SystemExit(f"{option} needs valgrind on PATH")
+        raise SystemExit("--instructions needs valgrind on PATH")
+
+
+def summary(dump: str) -> int | None:
+    """The instruction total of a callgrind dump's text (its ``summary:`` line), if any."""
+    match = re.search(r"^summary: (\d+)", dump, re.MULTILINE)
+    return int(match.group(1)) if match is not None else None
 
 
 def instructions(command: list[str], cwd: Path) -> int:
@@ -31,7 +37,7 @@ def instructions(command: list[str], cwd: Path) -> int:
             check=True,
             capture_output=True,
         )
-        summary = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
-    if summary is None:
+        total = summary(out.read_text())
+    if total is None:
         raise RuntimeError("no summary line in the callgrind output")
-    return int(summary.group(1))
+    return total
