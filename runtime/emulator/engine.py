@@ -23,8 +23,6 @@ from runtime.emulator.frames import (
     encode_json,
     message_frames,
     message_json,
-    run_frames,
-    run_json,
     step_frames,
     step_json,
 )
@@ -53,6 +51,7 @@ from runtime.emulator.store import ACTIVE, TERMINAL, RunState, Store, ThreadStat
 __all__ = [
     "ACTIVE",
     "CANCELLABLE",
+    "EVENT_HEADS",
     "TERMINAL",
     "NullSink",
     "RunEngine",
@@ -65,7 +64,6 @@ __all__ = [
     "event_head",
     "message_text",
     "now",
-    "run_bytes",
     "sse_event",
     "text_delta_event",
     "text_delta_head",
@@ -81,14 +79,16 @@ def encode_event(event: str, data: Obj) -> bytes:
     return sse_event(event, encode_json(data).encode())
 
 
-_EVENT_HEADS: dict[str, bytes] = {}
+EVENT_HEADS: dict[str, bytes] = {}
+"""``event: NAME\\ndata: `` by name, as :func:`event_head` built them (a sink looks here
+first, sparing itself the call)."""
 
 
 def event_head(event: str) -> bytes:
     """``event: NAME\\ndata: `` (built once a name: the names are the protocol's few)."""
-    head = _EVENT_HEADS.get(event)
+    head = EVENT_HEADS.get(event)
     if head is None:
-        head = _EVENT_HEADS[event] = b"event: " + event.encode() + b"\ndata: "
+        head = EVENT_HEADS[event] = b"event: " + event.encode() + b"\ndata: "
     return head
 
 
@@ -162,14 +162,6 @@ class NullSink:
 
     def emit_raw(self, chunk: bytes) -> None:
         """Drop the event."""
-
-
-def run_bytes(run: RunState) -> bytes:
-    """The JSON of a run as it is now, its fixed fields encoded once a run."""
-    frames = run.frames
-    if frames is None:
-        frames = run.frames = run_frames(run.obj)
-    return run_json(run.obj, frames)
 
 
 def now() -> int:
@@ -266,14 +258,14 @@ class RunEngine:
 
     async def start(self, run: RunState, sink: Sink) -> None:
         """Drive a new run: created, queued, then the first model turn."""
-        sink.emit_encoded("thread.run.created", partial(run_bytes, run))
+        sink.emit_encoded("thread.run.created", run.encoded)
         sink.emit_again("thread.run.queued")
         await self._advance(run, sink)
 
     async def resume(self, run: RunState, sink: Sink, step: Obj) -> None:
         """Drive a run after its tool outputs were accepted."""
         sink.emit_encoded("thread.run.step.completed", partial(step_json, step))
-        sink.emit_encoded("thread.run.queued", partial(run_bytes, run))
+        sink.emit_encoded("thread.run.queued", run.encoded)
         await self._advance(run, sink)
 
     def drive_in_background(self, run: RunState, step: Obj | None = None) -> None:
@@ -287,7 +279,7 @@ class RunEngine:
             return
         run.obj["status"] = "in_progress"
         run.obj["started_at"] = run.obj["started_at"] or now()
-        sink.emit_encoded("thread.run.in_progress", partial(run_bytes, run))
+        sink.emit_encoded("thread.run.in_progress", run.encoded)
         turn = self.model.decide(self._model_input(run))
         if turn.delay_s > 0:
             await sink.flush()
@@ -446,7 +438,7 @@ class RunEngine:
         run.obj["status"] = "requires_action"
         run.expiry = self.spawn(self._expire_later(run))
         self.stats["requires_action"] += 1
-        sink.emit_encoded("thread.run.requires_action", partial(run_bytes, run))
+        sink.emit_encoded("thread.run.requires_action", run.encoded)
 
     async def _stream_calls(
         self, run: RunState, sink: Sink, turn: Turn, step_id: str
@@ -553,7 +545,7 @@ class RunEngine:
         if status in _RUNNING:
             return False
         if status == "cancelling":
-            sink.emit_encoded("thread.run.cancelling", partial(run_bytes, run))
+            sink.emit_encoded("thread.run.cancelling", run.encoded)
             await sink.flush()
             await run.finished.wait()
             for step in run.steps.values():
@@ -562,7 +554,7 @@ class RunEngine:
             message = run.message
             if message is not None and message["incomplete_details"] == _CANCELLED_MESSAGE:
                 sink.emit_encoded("thread.message.incomplete", partial(message_json, message))
-        sink.emit_encoded(f"thread.run.{run.status}", partial(run_bytes, run))
+        sink.emit_encoded(f"thread.run.{run.status}", run.encoded)
         return True
 
     # -- helpers ----------------------------------------------------------------------------
@@ -619,7 +611,7 @@ class RunEngine:
         if run.obj["usage"] is None:
             run.obj["usage"] = usage_obj(0, 0)
         self._finish(run, status)
-        sink.emit_encoded(f"thread.run.{status}", partial(run_bytes, run))
+        sink.emit_encoded(f"thread.run.{status}", run.encoded)
 
     def _finish(self, run: RunState, status: str, *, keep_expires_at: bool = False) -> None:
         run.obj["status"] = status

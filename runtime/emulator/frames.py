@@ -46,6 +46,7 @@ __all__ = [
 encode_json = acyclic_encoder(json.JSONEncoder(separators=(",", ":"), check_circular=False))
 _escape: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _float_repr = float.__repr__
+_finite = math.isfinite
 
 
 def value_json(value: Any) -> bytes:
@@ -147,16 +148,19 @@ _RUN_FIELDS = (
 def run_frames(run: Mapping[str, Any]) -> RunFrames:
     """Encode the fields of a run that keep their value for its whole life."""
     v = value_json
+    e = _escape
+    # The usual types (ids and model strings, a creation time, sampling floats) inline: a
+    # call of value_json a field costs more than the field's formatting.
     head = b'{"id":%b,"object":%b,"created_at":%b,"assistant_id":%b,"thread_id":%b,"status":' % (
-        v(run["id"]),
-        v(run["object"]),
-        v(run["created_at"]),
-        v(run["assistant_id"]),
-        v(run["thread_id"]),
+        e(x).encode() if type(x := run["id"]) is str else v(x),
+        e(x).encode() if type(x := run["object"]) is str else v(x),
+        b"%d" % x if type(x := run["created_at"]) is int else v(x),
+        e(x).encode() if type(x := run["assistant_id"]) is str else v(x),
+        e(x).encode() if type(x := run["thread_id"]) is str else v(x),
     )
     middle = b',"model":%b,"instructions":%b,"tools":%b,"tool_resources":%b,"metadata":' % (
-        v(run["model"]),
-        v(run["instructions"]),
+        e(x).encode() if type(x := run["model"]) is str else v(x),
+        e(x).encode() if type(x := run["instructions"]) is str else v(x),
         v(run["tools"]),
         v(run["tool_resources"]),
     )
@@ -165,19 +169,21 @@ def run_frames(run: Mapping[str, Any]) -> RunFrames:
         b',"temperature":%b,"top_p":%b,"reasoning_effort":%b,"max_completion_tokens":%b,'
         b'"max_prompt_tokens":%b,"truncation_strategy":%b,"incomplete_details":'
         % (
-            v(run["temperature"]),
-            v(run["top_p"]),
-            v(run["reasoning_effort"]),
-            v(run["max_completion_tokens"]),
-            v(run["max_prompt_tokens"]),
+            _float_repr(x).encode()
+            if type(x := run["temperature"]) is float and _finite(x)
+            else v(x),
+            _float_repr(x).encode() if type(x := run["top_p"]) is float and _finite(x) else v(x),
+            b"null" if (x := run["reasoning_effort"]) is None else v(x),
+            b"null" if (x := run["max_completion_tokens"]) is None else v(x),
+            b"null" if (x := run["max_prompt_tokens"]) is None else v(x),
             b'{"type":"auto","last_messages":null}'
             if strategy == _AUTO_STRATEGY and list(strategy) == ["type", "last_messages"]
             else v(strategy),
         )
     )
     tail = b',"response_format":%b,"tool_choice":%b,"parallel_tool_calls":%b}' % (
-        v(run["response_format"]),
-        v(run["tool_choice"]),
+        e(x).encode() if type(x := run["response_format"]) is str else v(x),
+        e(x).encode() if type(x := run["tool_choice"]) is str else v(x),
         v(run["parallel_tool_calls"]),
     )
     return head, middle, late, tail
@@ -199,15 +205,35 @@ def run_json(run: Mapping[str, Any], frames: RunFrames) -> bytes:
             head,
             _escape(run["status"]).encode(),
             b',"started_at":',
-            b"null" if (x := run["started_at"]) is None else value_json(x),
+            b"null"
+            if (x := run["started_at"]) is None
+            else b"%d" % x
+            if type(x) is int
+            else value_json(x),
             b',"expires_at":',
-            b"null" if (x := run["expires_at"]) is None else value_json(x),
+            b"null"
+            if (x := run["expires_at"]) is None
+            else b"%d" % x
+            if type(x) is int
+            else value_json(x),
             b',"cancelled_at":',
-            b"null" if (x := run["cancelled_at"]) is None else value_json(x),
+            b"null"
+            if (x := run["cancelled_at"]) is None
+            else b"%d" % x
+            if type(x) is int
+            else value_json(x),
             b',"failed_at":',
-            b"null" if (x := run["failed_at"]) is None else value_json(x),
+            b"null"
+            if (x := run["failed_at"]) is None
+            else b"%d" % x
+            if type(x) is int
+            else value_json(x),
             b',"completed_at":',
-            b"null" if (x := run["completed_at"]) is None else value_json(x),
+            b"null"
+            if (x := run["completed_at"]) is None
+            else b"%d" % x
+            if type(x) is int
+            else value_json(x),
             b',"required_action":',
             b"null" if (x := run["required_action"]) is None else value_json(x),
             b',"last_error":',
@@ -237,16 +263,18 @@ def step_frames(step: Mapping[str, Any]) -> StepFrames:
         b'{"id":%b,"object":%b,"created_at":%b,"run_id":%b,"assistant_id":%b,"thread_id":%b,'
         b'"type":%b,"status":'
         % (
-            value_json(step["id"]),
-            value_json(step["object"]),
-            value_json(step["created_at"]),
-            value_json(step["run_id"]),
-            value_json(step["assistant_id"]),
-            value_json(step["thread_id"]),
-            value_json(step["type"]),
+            _escape(x).encode() if type(x := step["id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := step["object"]) is str else value_json(x),
+            b"%d" % x if type(x := step["created_at"]) is int else value_json(x),
+            _escape(x).encode() if type(x := step["run_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := step["assistant_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := step["thread_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := step["type"]) is str else value_json(x),
         )
     )
-    expires = b',"expires_at":%b,"failed_at":' % value_json(step["expires_at"])
+    expires = b',"expires_at":%b,"failed_at":' % (
+        b"%d" % x if type(x := step["expires_at"]) is int else value_json(x)
+    )
     details = step["step_details"]
     encoded: bytes | None = None
     if (
@@ -257,7 +285,7 @@ def step_frames(step: Mapping[str, Any]) -> StepFrames:
         creation = details["message_creation"]
         if type(creation) is dict and list(creation) == ["message_id"]:
             encoded = b'{"type":"message_creation","message_creation":{"message_id":%b}}' % (
-                value_json(creation["message_id"])
+                _escape(x).encode() if type(x := creation["message_id"]) is str else value_json(x)
             )
     return head, expires, encoded
 
@@ -273,11 +301,23 @@ def step_json(step: Mapping[str, Any], frames: StepFrames | None = None) -> byte
             head,
             _escape(step["status"]).encode(),
             b',"cancelled_at":',
-            b"null" if (x := step["cancelled_at"]) is None else value_json(x),
+            b"null"
+            if (x := step["cancelled_at"]) is None
+            else b"%d" % x
+            if type(x) is int
+            else value_json(x),
             b',"completed_at":',
-            b"null" if (x := step["completed_at"]) is None else value_json(x),
+            b"null"
+            if (x := step["completed_at"]) is None
+            else b"%d" % x
+            if type(x) is int
+            else value_json(x),
             expires,
-            b"null" if (x := step["failed_at"]) is None else value_json(x),
+            b"null"
+            if (x := step["failed_at"]) is None
+            else b"%d" % x
+            if type(x) is int
+            else value_json(x),
             b',"last_error":',
             b"null" if (x := step["last_error"]) is None else value_json(x),
             b',"step_details":',
@@ -301,15 +341,17 @@ def message_frames(message: Mapping[str, Any]) -> MessageFrames:
         b'{"id":%b,"object":%b,"created_at":%b,"assistant_id":%b,"thread_id":%b,"run_id":%b,'
         b'"status":'
         % (
-            value_json(message["id"]),
-            value_json(message["object"]),
-            value_json(message["created_at"]),
-            value_json(message["assistant_id"]),
-            value_json(message["thread_id"]),
-            value_json(message["run_id"]),
+            _escape(x).encode() if type(x := message["id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := message["object"]) is str else value_json(x),
+            b"%d" % x if type(x := message["created_at"]) is int else value_json(x),
+            _escape(x).encode() if type(x := message["assistant_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := message["thread_id"]) is str else value_json(x),
+            _escape(x).encode() if type(x := message["run_id"]) is str else value_json(x),
         )
     )
-    role = b',"role":%b,"content":' % value_json(message["role"])
+    role = b',"role":%b,"content":' % (
+        _escape(x).encode() if type(x := message["role"]) is str else value_json(x)
+    )
     return head, role
 
 
@@ -326,9 +368,17 @@ def message_json(message: Mapping[str, Any], frames: MessageFrames | None = None
             b',"incomplete_details":',
             b"null" if (x := message["incomplete_details"]) is None else value_json(x),
             b',"incomplete_at":',
-            b"null" if (x := message["incomplete_at"]) is None else value_json(x),
+            b"null"
+            if (x := message["incomplete_at"]) is None
+            else b"%d" % x
+            if type(x) is int
+            else value_json(x),
             b',"completed_at":',
-            b"null" if (x := message["completed_at"]) is None else value_json(x),
+            b"null"
+            if (x := message["completed_at"]) is None
+            else b"%d" % x
+            if type(x) is int
+            else value_json(x),
             role,
             _content_json(message["content"]),
             b',"attachments":',
@@ -367,9 +417,9 @@ def thread_json(thread: Mapping[str, Any]) -> bytes:
         return encode_json(thread).encode()
     v = value_json
     return b'{"id":%b,"object":%b,"created_at":%b,"metadata":%b,"tool_resources":%b}' % (
-        v(thread["id"]),
-        v(thread["object"]),
-        v(thread["created_at"]),
+        _escape(x).encode() if type(x := thread["id"]) is str else value_json(x),
+        _escape(x).encode() if type(x := thread["object"]) is str else value_json(x),
+        b"%d" % x if type(x := thread["created_at"]) is int else value_json(x),
         v(thread["metadata"]),
         v(thread["tool_resources"]),
     )

@@ -17,7 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from runtime.emulator.api import AssistantsApi, Call, JsonReply, Reply, StreamReply
-from runtime.emulator.engine import NullSink, RunEngine, encode_json, event_head, sse_event
+from runtime.emulator.engine import (
+    EVENT_HEADS,
+    NullSink,
+    RunEngine,
+    encode_json,
+    event_head,
+    sse_event,
+)
 from runtime.emulator.errors import ApiError, invalid, overloaded, rate_limited, server_error
 from runtime.emulator.faults import Fault, FaultInjector, FaultSpec, FaultSpecError, make_rule
 from runtime.emulator.ids import IdFactory
@@ -470,7 +477,7 @@ class SseSink:
             return
         self._last_data = encoded = encode_json(data).encode()
         if self._direct:
-            self._buffer += (event_head(event), encoded, b"\n\n")
+            self._buffer += (EVENT_HEADS.get(event) or event_head(event), encoded, b"\n\n")
         else:
             self._send(sse_event(event, encoded))
 
@@ -479,7 +486,7 @@ class SseSink:
         if self.dead or self.stalled:
             return
         if self._direct:
-            self._buffer += (event_head(event), self._last_data, b"\n\n")
+            self._buffer += (EVENT_HEADS.get(event) or event_head(event), self._last_data, b"\n\n")
         else:
             self._send(sse_event(event, self._last_data))
 
@@ -489,7 +496,7 @@ class SseSink:
             return
         self._last_data = encoded = encode()
         if self._direct:
-            self._buffer += (event_head(event), encoded, b"\n\n")
+            self._buffer += (EVENT_HEADS.get(event) or event_head(event), encoded, b"\n\n")
         else:
             self._send(sse_event(event, encoded))
 

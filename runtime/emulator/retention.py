@@ -91,10 +91,18 @@ class LruStore(Generic[V]):
             return
         excess = len(self._items) - self.limit
         busy = self._busy
+        if excess == 1:  # the usual case: the oldest entry goes, unless it is busy
+            key = next(iter(self._items))
+            if busy is None or not busy(self._items[key]):
+                self._drop(key)
+                return
         idle = (key for key, value in self._items.items() if busy is None or not busy(value))
         # Taken before any is removed (the dict cannot change while it is walked); usually one.
         for key in list(islice(idle, excess)):
-            value = self._items.pop(key)
-            self.evicted += 1
-            if self._on_evict is not None:
-                self._on_evict(key, value)
+            self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        value = self._items.pop(key)
+        self.evicted += 1
+        if self._on_evict is not None:
+            self._on_evict(key, value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from runtime.emulator.frames import RunFrames
+from runtime.emulator.frames import RunFrames, run_frames, run_json
 from runtime.emulator.model import ToolExchange
 from runtime.emulator.objects import Obj
 from runtime.emulator.retention import DEFAULT_RETAINED, LruStore
@@ -46,6 +46,14 @@ class RunState:
         """Current run status."""
         status: str = self.obj["status"]
         return status
+
+    def encoded(self) -> bytes:
+        """The JSON of the run as it is now, its fixed fields encoded once a run (a bound
+        method is what the engine hands a sink: cheaper to make than a ``partial``)."""
+        frames = self.frames
+        if frames is None:
+            frames = self.frames = run_frames(self.obj)
+        return run_json(self.obj, frames)
 
 
 class Store:
