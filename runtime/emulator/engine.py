@@ -116,8 +116,12 @@ def text_delta_event(head: bytes, piece: str, *, first: bool) -> bytes:
     ``{"id", "object", "delta": {"content": [{"index": 0, "type": "text", "text": {"value":
     piece}}]}}`` (the first piece also carries ``"annotations": []``), with only the piece
     serialised: a stream has one per word."""
-    tail = b',"annotations":[]}}]}}\n\n' if first else b"}}]}}\n\n"
+    tail = _FIRST_DELTA_TAIL if first else _DELTA_TAIL
     return b"".join((_TEXT_DELTA_HEAD, head, _escape_json_str(piece).encode(), tail))
+
+
+_FIRST_DELTA_TAIL = b',"annotations":[]}}]}}\n\n'
+_DELTA_TAIL = b"}}]}}\n\n"
 
 
 class Sink(Protocol):
@@ -373,7 +377,12 @@ class RunEngine:
         sink.emit_again("thread.run.step.in_progress")
         sink.emit_encoded("thread.message.created", message_json_now)
         sink.emit_again("thread.message.in_progress")
-        if not await self._stream_text(run, sink, turn, message["id"], pieces):
+        delay = self.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
+        if not (
+            self._send_text(run, sink, message["id"], pieces)
+            if delay <= 0
+            else await self._stream_text(run, sink, delay, message["id"], pieces)
+        ):
             await self._stopped(run, sink)
             return
         message["content"] = [text_part("".join(pieces))]
@@ -392,30 +401,39 @@ class RunEngine:
         sink.emit_encoded("thread.run.step.completed", step_json_now)
         self._end(run, sink, "incomplete", reason=reason)
 
+    @staticmethod
     async def _stream_text(
-        self, run: RunState, sink: Sink, turn: Turn, message_id: str, pieces: list[str]
+        run: RunState, sink: Sink, delay: float, message_id: str, pieces: list[str]
     ) -> bool:
-        """Emit the text deltas; False if the run was stopped (cancelled) meanwhile."""
-        delay = self.delta_delay_s if turn.delta_delay_s is None else turn.delta_delay_s
+        """Emit the text deltas ``delay`` seconds apart; False if the run was stopped
+        (cancelled) meanwhile."""
         head = text_delta_head(message_id)
-        if delay <= 0:
-            # Nothing else runs until the text is out, so the status checked once holds.
-            if run.status != "in_progress":
-                return False
-            run.streamed += pieces
-            emit = sink.emit_raw
-            for index, piece in enumerate(pieces):
-                emit(text_delta_event(head, piece, first=index == 0))
-            return True
         for index, piece in enumerate(pieces):
-            if delay > 0:
-                await sink.flush()
-                await asyncio.sleep(delay)
+            await sink.flush()
+            await asyncio.sleep(delay)
             if run.status != "in_progress":
                 return False
             run.streamed.append(piece)
             sink.emit_raw(text_delta_event(head, piece, first=index == 0))
         return run.status == "in_progress"
+
+    @staticmethod
+    def _send_text(run: RunState, sink: Sink, message_id: str, pieces: list[str]) -> bool:
+        """Emit the text deltas of a turn without delays at once (no coroutine: nothing else
+        runs until the text is out, so the status checked once holds); False if the run was
+        stopped (cancelled) before."""
+        if run.status != "in_progress":
+            return False
+        run.streamed += pieces
+        if not pieces:
+            return True
+        emit = sink.emit_raw
+        # text_delta_event's bytes, inline: a stream has one a word.
+        head = _TEXT_DELTA_HEAD + text_delta_head(message_id)
+        emit(b"".join((head, _escape_json_str(pieces[0]).encode(), _FIRST_DELTA_TAIL)))
+        for piece in pieces[1:]:
+            emit(b"".join((head, _escape_json_str(piece).encode(), _DELTA_TAIL)))
+        return True
 
     async def _tool_calls(self, run: RunState, sink: Sink, turn: Turn) -> None:
         budget = self._budget(run)

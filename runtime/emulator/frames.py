@@ -454,36 +454,54 @@ def _fixed_dict(value: Any, default: Mapping[str, Any], encoded: bytes) -> bytes
 def response_frames(response: Mapping[str, Any]) -> ResponseFrames:
     """Encode the fields of a response that keep their value for its whole life."""
     v = value_json
+    e = _escape
     r = response
+    # Strings, the creation time, null and booleans inline, as in run_frames.
     return (
         b'{"id":%b,"object":%b,"created_at":%b,"status":'
-        % (v(r["id"]), v(r["object"]), v(r["created_at"])),
-        b',"background":%b,"completed_at":' % v(r["background"]),
-        b',"conversation":%b,"error":' % v(r["conversation"]),
+        % (
+            e(x).encode() if type(x := r["id"]) is str else v(x),
+            e(x).encode() if type(x := r["object"]) is str else v(x),
+            b"%d" % x if type(x := r["created_at"]) is int else v(x),
+        ),
+        b',"background":%b,"completed_at":'
+        % (b"false" if (x := r["background"]) is False else b"true" if x is True else v(x)),
+        b',"conversation":%b,"error":' % (b"null" if (x := r["conversation"]) is None else v(x)),
         b',"incomplete_details":',
         b',"instructions":%b,"max_output_tokens":%b,"max_tool_calls":%b,"model":%b,"output":'
-        % (v(r["instructions"]), v(r["max_output_tokens"]), v(r["max_tool_calls"]), v(r["model"])),
+        % (
+            b"null" if (x := r["instructions"]) is None else v(x),
+            b"null" if (x := r["max_output_tokens"]) is None else v(x),
+            b"null" if (x := r["max_tool_calls"]) is None else v(x),
+            e(x).encode() if type(x := r["model"]) is str else v(x),
+        ),
         b',"parallel_tool_calls":%b,"previous_response_id":%b,"prompt_cache_key":%b,'
         b'"reasoning":%b,"safety_identifier":%b,"service_tier":%b,"store":%b,"temperature":%b,'
         b'"text":%b,"tool_choice":%b,"tools":%b,"top_logprobs":%b,"top_p":%b,"truncation":%b,'
         b'"usage":'
         % (
-            v(r["parallel_tool_calls"]),
-            v(r["previous_response_id"]),
-            v(r["prompt_cache_key"]),
+            b"true" if (x := r["parallel_tool_calls"]) is True else v(x),
+            b"null" if (x := r["previous_response_id"]) is None else v(x),
+            b"null" if (x := r["prompt_cache_key"]) is None else v(x),
             _fixed_dict(r["reasoning"], _NO_REASONING, b'{"effort":null,"summary":null}'),
-            v(r["safety_identifier"]),
-            v(r["service_tier"]),
-            v(r["store"]),
-            v(r["temperature"]),
+            b"null" if (x := r["safety_identifier"]) is None else v(x),
+            e(x).encode() if type(x := r["service_tier"]) is str else v(x),
+            b"true" if (x := r["store"]) is True else b"false" if x is False else v(x),
+            _float_repr(x).encode()
+            if type(x := r["temperature"]) is float and _finite(x)
+            else v(x),
             _fixed_dict(r["text"], _TEXT_FORMAT, b'{"format":{"type":"text"}}'),
-            v(r["tool_choice"]),
-            v(r["tools"]),
-            v(r["top_logprobs"]),
-            v(r["top_p"]),
-            v(r["truncation"]),
+            e(x).encode() if type(x := r["tool_choice"]) is str else v(x),
+            b"[]" if type(x := r["tools"]) is list and not x else v(x),
+            b"%d" % x if type(x := r["top_logprobs"]) is int else v(x),
+            _float_repr(x).encode() if type(x := r["top_p"]) is float and _finite(x) else v(x),
+            e(x).encode() if type(x := r["truncation"]) is str else v(x),
         ),
-        b',"user":%b,"metadata":%b}' % (v(r["user"]), v(r["metadata"])),
+        b',"user":%b,"metadata":%b}'
+        % (
+            b"null" if (x := r["user"]) is None else v(x),
+            b"{}" if type(x := r["metadata"]) is dict and not x else v(x),
+        ),
     )
 
 

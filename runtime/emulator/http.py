@@ -28,6 +28,7 @@ from runtime.emulator.engine import (
 from runtime.emulator.errors import ApiError, invalid, overloaded, rate_limited, server_error
 from runtime.emulator.faults import Fault, FaultInjector, FaultSpec, FaultSpecError, make_rule
 from runtime.emulator.ids import IdFactory
+from runtime.emulator.model import frozen_instance
 from runtime.emulator.objects import Obj
 from runtime.emulator.ratelimit import RequestLimiter
 from runtime.emulator.responses_api import ResponsesApi
@@ -247,9 +248,11 @@ class _ApiRoute:
         if self.handler is _unknown_route:
             raise ApiError(404, f"Invalid URL ({request.method} {request.path})")
         try:
-            return await self.handler(
-                Call(body=body, params=request.match_info, query=_query(request))
+            # Built without the frozen dataclass's __init__ (an object.__setattr__ a field).
+            call = frozen_instance(
+                Call, {"body": body, "params": request.match_info, "query": _query(request)}
             )
+            return await self.handler(call)
         except ApiError:
             raise
         except Exception:

@@ -46,12 +46,13 @@ from typing import Any
 from runtime.emulator.api import Call, JsonReply, Reply, StreamReply
 from runtime.emulator.conversations import ConversationsApi, ConversationState
 from runtime.emulator.engine import (
+    EVENT_HEADS,
     NullSink,
     RunEngine,
     Sink,
     encode_event,
     encode_json,
-    sse_event,
+    event_head,
 )
 from runtime.emulator.errors import ApiError, invalid, missing
 from runtime.emulator.frames import ResponseFrames, response_frames, response_json
@@ -614,7 +615,7 @@ class _Emitter:
 
     def _send(self, name: str, data: bytes) -> None:
         """Send (or log) one event whose data is already encoded."""
-        chunk = sse_event(name, data)
+        chunk = b"".join((EVENT_HEADS.get(name) or event_head(name), data, b"\n\n"))
         state = self.state
         if state.log is None:
             self.sink.emit_raw(chunk)
@@ -640,6 +641,7 @@ class _MessageFrames:
         self._index = b"%d" % output_index
         self._text = b'""'
         self._status = b'"completed"'
+        self._where = b"".join((b'"item_id":', self._id, b',"output_index":', self._index))
 
     def finish(self, text: str, status: str) -> None:
         """Record the message's final text and status."""
@@ -660,11 +662,11 @@ class _MessageFrames:
 
     def where(self) -> bytes:
         """The ``item_id`` and ``output_index`` fields."""
-        return b"".join((b'"item_id":', self._id, b',"output_index":', self._index))
+        return self._where
 
     def part_added(self) -> bytes:
         """``response.content_part.added``: the empty part."""
-        return b"".join((self.where(), b',"content_index":0,', self._PART_ADDED))
+        return b"".join((self._where, b',"content_index":0,', self._PART_ADDED))
 
     def _part(self) -> bytes:
         return b"".join(
@@ -674,12 +676,12 @@ class _MessageFrames:
     def text_done(self) -> bytes:
         """``response.output_text.done``: the whole text."""
         return b"".join(
-            (self.where(), b',"content_index":0,"text":', self._text, b',"logprobs":[]}')
+            (self._where, b',"content_index":0,"text":', self._text, b',"logprobs":[]}')
         )
 
     def part_done(self) -> bytes:
         """``response.content_part.done``: the part with its text."""
-        return b"".join((self.where(), b',"content_index":0,"part":', self._part(), b"}"))
+        return b"".join((self._where, b',"content_index":0,"part":', self._part(), b"}"))
 
     def item(self) -> bytes:
         """The finished item, with its status and its one part."""
