@@ -314,7 +314,9 @@ async def _burst_worker_instructions(
     message = Message(content=_message(args.calls))
     try:
         for i in range(jobs):
-            await queue.submit(Job(id=f"{name}-{i}", assistant_id=assistant_id, messages=(message,)))
+            await queue.submit(
+                Job(id=f"{name}-{i}", assistant_id=assistant_id, messages=(message,))
+            )
         command = [sys.executable, "-m", "runtime", "worker", "--config", str(config), "--burst"]
         count = await asyncio.to_thread(instructions, [*command, "--name", name], REPO)
         records = await queue.recent(jobs)
