@@ -28,6 +28,19 @@ stated).
     python tests/perf/bench_worker_cpu.py --backend redis  # redis at $RUNTIME_TEST_REDIS_URL
     python tests/perf/bench_worker_cpu.py --calls 4        # four calls in the one round
     python tests/perf/bench_worker_cpu.py --together       # each pair's sides at the same time
+    python tests/perf/bench_worker_cpu.py --instructions   # instructions a job (callgrind)
+
+``--instructions`` counts user-space instructions instead of CPU time, which the machine's load
+does not move: both sides run under ``valgrind --tool=callgrind`` (every thread of the
+process) against one emulator process (not traced), each with ``--jobs`` jobs and with a
+fifth of them, and the difference of the two counts divided by the difference in jobs is the
+side's work a job (start-up, imports and shutdown cancel out). The worker is a
+``python -m runtime worker --burst`` process (same config as above) over a queue filled
+before it starts, so it claims at full concurrency and exits when the queue is empty; the
+orchestrator is the same child process as above. It needs valgrind on PATH and takes
+minutes (a job runs about 50 times slower under callgrind, so lease heartbeats, every 10 s,
+happen more often a job than at full speed: at most a few thousand instructions a job). Run
+from another checkout's root (e.g. ``git archive`` of the code before a change) to compare.
 """
 
 from __future__ import annotations
@@ -46,6 +59,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.perf.callgrind import instructions, require_valgrind  # noqa: E402
 from tests.perf.worker_procs import (  # noqa: E402
     API_KEY,
     cpu_seconds,
@@ -161,7 +175,7 @@ def _split_line(
     return "; ".join(parts)
 
 
-async def _child(base_url: str, assistant_id: str, jobs: int, n: int, calls: int) -> None:
+async def _child(base_url: str, assistant_id: str, jobs: int, n: str, calls: int) -> None:
     from runtime import AssistantsClient, Orchestrator, RunPolicy
     from tools import ToolRegistry
     from tools.builtin import register_builtins
@@ -279,11 +293,93 @@ def _print_scaling(worker_s: float, emulator_s: float) -> None:
     )
 
 
+async def _burst_worker_instructions(
+    args: argparse.Namespace, base_url: str, assistant_id: str, tmp: Path, jobs: int
+) -> int:
+    """Instructions of a burst worker process running ``jobs`` jobs queued before it starts."""
+    from runtime.worker import Job, Message
+
+    name = f"count-{jobs}"
+    store = args.redis_url if args.backend == "redis" else str(tmp / f"{name}.db")
+    config = tmp / f"{name}.toml"
+    write_worker_config(
+        config,
+        base_url=base_url,
+        backend=args.backend,
+        store=store,
+        concurrency=CONCURRENCY,
+        log_level="INFO",
+    )
+    queue = queue_for(config, args.backend, store)
+    message = Message(content=_message(args.calls))
+    try:
+        for i in range(jobs):
+            await queue.submit(
+                Job(id=f"{name}-{i}", assistant_id=assistant_id, messages=(message,))
+            )
+        command = [sys.executable, "-m", "runtime", "worker", "--config", str(config), "--burst"]
+        count = await asyncio.to_thread(instructions, [*command, "--name", name], REPO)
+        records = await queue.recent(jobs)
+        done = sum(1 for r in records if r.result is not None and r.result.status == "completed")
+        if done != jobs:
+            raise RuntimeError(f"{jobs - done} of {jobs} jobs did not complete")
+    finally:
+        await queue.aclose()
+        if args.backend == "redis":
+            await drop_keys(store, config)
+    return count
+
+
+def _orchestrator_instructions(base_url: str, assistant_id: str, jobs: int, calls: int) -> int:
+    """Instructions of the orchestrator's child process making ``jobs`` runs."""
+    child = [base_url, assistant_id, str(jobs), f"count-{jobs}", str(calls)]
+    return instructions([sys.executable, __file__, "--child", *child], REPO)
+
+
+async def _count_instructions(args: argparse.Namespace) -> None:
+    """``--instructions``: each side's instructions a job, ``--jobs`` and a fifth of them
+    differenced; the two sides of one size run at the same time (counts ignore load)."""
+    require_valgrind()
+    from runtime import AssistantsClient
+
+    few = max(1, args.jobs // 5)
+    emulator, port = start_emulator()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    counts: dict[int, tuple[int, int]] = {}
+    try:
+        await wait_port(port)
+        async with AssistantsClient(base_url=base_url, api_key=API_KEY) as client:
+            assistant = await client.create_assistant(model="gpt-4o", name="bench-cpu")
+        with tempfile.TemporaryDirectory() as tmp:
+            for jobs in (args.jobs, few):
+                worker, orch = await asyncio.gather(
+                    _burst_worker_instructions(args, base_url, assistant.id, Path(tmp), jobs),
+                    asyncio.to_thread(
+                        _orchestrator_instructions, base_url, assistant.id, jobs, args.calls
+                    ),
+                )
+                counts[jobs] = (worker, orch)
+    finally:
+        stop([emulator], timeout=10)
+    worker_per_job, orch_per_job = (
+        (big - small) / (args.jobs - few)
+        for big, small in zip(counts[args.jobs], counts[few], strict=True)
+    )
+    print(
+        f"backend={args.backend} jobs={args.jobs} - {few} calls/round={args.calls} "
+        f"concurrency={CONCURRENCY}"
+    )
+    print(f"worker ({args.backend}, INFO JSON logs): {worker_per_job:,.0f} instructions a job")
+    logs = "INFO JSON logs" if os.environ.get("BENCH_ORCHESTRATOR_LOGS") else "library logging"
+    print(f"orchestrator ({logs}): {orch_per_job:,.0f} instructions a run")
+    print(f"worker / orchestrator: {worker_per_job / orch_per_job:.3f}x")
+
+
 def main() -> None:
     """Parse arguments and run the benchmark (or, with --child, the orchestrator side)."""
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         url, assistant, jobs, n, calls = sys.argv[2:7]
-        asyncio.run(_child(url, assistant, int(jobs), int(n), int(calls)))
+        asyncio.run(_child(url, assistant, int(jobs), n, int(calls)))
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -301,7 +397,14 @@ def main() -> None:
         help="run each pair's two sides at the same time (steadier ratios on a loaded machine; "
         "the emulator's CPU is split evenly between them)",
     )
-    asyncio.run(_main(parser.parse_args()))
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count user-space instructions a job under callgrind, each side with --jobs and "
+        "a fifth of them (load-independent; minutes)",
+    )
+    args = parser.parse_args()
+    asyncio.run(_count_instructions(args) if args.instructions else _main(args))
 
 
 if __name__ == "__main__":
