@@ -30,30 +30,27 @@ from tests.perf.worker_procs import (  # noqa: E402
     cpu_seconds,
     drop_keys,
     free_port,
-    queue_for,
     start_emulator,
     start_worker,
     stop,
     wait_port,
     wait_ready,
-    write_worker_config,
+    worker_setup,
 )
 
 
 async def _measure(
     processes: int, args: argparse.Namespace, base_url: str, assistant_id: str, tmp: Path
 ) -> float:
-    store = args.redis_url if args.backend == "redis" else str(tmp / f"bench-{processes}.db")
-    config = tmp / f"worker-{processes}.toml"
-    write_worker_config(
-        config,
-        base_url=base_url,
+    config, store, queue = worker_setup(
+        tmp,
+        f"bench-{processes}",
         backend=args.backend,
-        store=store,
+        redis_url=args.redis_url,
+        base_url=base_url,
         concurrency=args.concurrency,
         log_level="WARNING",
     )
-    queue = queue_for(config, args.backend, store)
     ports = [free_port() for _ in range(processes)]
     procs = [start_worker(config, f"b{i}", port) for i, port in enumerate(ports)]
     try:

@@ -66,7 +66,6 @@ from tests.perf.worker_procs import (  # noqa: E402
     cpu_split,
     drop_keys,
     free_port,
-    queue_for,
     start_emulator,
     start_worker,
     stop,
@@ -74,7 +73,7 @@ from tests.perf.worker_procs import (  # noqa: E402
     thread_switches,
     wait_port,
     wait_ready,
-    write_worker_config,
+    worker_setup,
 )
 
 
@@ -91,18 +90,16 @@ async def _worker_cpu(
 ) -> float:
     from runtime.worker import Job, Message
 
-    store = args.redis_url if args.backend == "redis" else str(tmp / f"cpu-{n}.db")
-    config = tmp / f"worker-{n}.toml"
     # [log] as shipped in config/worker.toml: INFO, JSON lines.
-    write_worker_config(
-        config,
-        base_url=base_url,
+    config, store, queue = worker_setup(
+        tmp,
+        f"cpu-{n}",
         backend=args.backend,
-        store=store,
+        redis_url=args.redis_url,
+        base_url=base_url,
         concurrency=CONCURRENCY,
         log_level="INFO",
     )
-    queue = queue_for(config, args.backend, store)
     port = free_port()
     proc = start_worker(config, "cpu", port)
     try:
@@ -300,17 +297,15 @@ async def _burst_worker_instructions(
     from runtime.worker import Job, Message
 
     name = f"count-{jobs}"
-    store = args.redis_url if args.backend == "redis" else str(tmp / f"{name}.db")
-    config = tmp / f"{name}.toml"
-    write_worker_config(
-        config,
-        base_url=base_url,
+    config, store, queue = worker_setup(
+        tmp,
+        name,
         backend=args.backend,
-        store=store,
+        redis_url=args.redis_url,
+        base_url=base_url,
         concurrency=CONCURRENCY,
         log_level="INFO",
     )
-    queue = queue_for(config, args.backend, store)
     message = Message(content=_message(args.calls))
     try:
         for i in range(jobs):

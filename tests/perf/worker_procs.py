@@ -112,6 +112,31 @@ def queue_for(config: Path, backend: str, store: str) -> JobQueue:
     return SqliteQueue(store)
 
 
+def worker_setup(
+    tmp: Path,
+    name: str,
+    *,
+    backend: str,
+    redis_url: str,
+    base_url: str,
+    concurrency: int,
+    log_level: str,
+) -> tuple[Path, str, JobQueue]:
+    """A worker's config file in ``tmp``, its store (redis: the URL; sqlite: ``name``.db) and
+    the benchmark's own handle on that queue."""
+    store = redis_url if backend == "redis" else str(tmp / f"{name}.db")
+    config = tmp / f"{name}.toml"
+    write_worker_config(
+        config,
+        base_url=base_url,
+        backend=backend,
+        store=store,
+        concurrency=concurrency,
+        log_level=log_level,
+    )
+    return config, store, queue_for(config, backend, store)
+
+
 async def drop_keys(url: str, config: Path) -> None:
     """Delete the redis keys of the config's prefix."""
     import redis.asyncio as aioredis
