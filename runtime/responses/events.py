@@ -3,8 +3,9 @@
 :func:`parse_response_event` turns one :class:`~runtime.protocol.sse.SSERecord` into an event.
 The event name is the SSE ``event:`` field, or the data's ``type`` when the server sent no
 ``event:`` line. Lifecycle events (``response.created`` ... ``response.failed``) validate their
-:class:`~runtime.responses.models.Response` at once; the hot delta events read their few fields
-straight from the decoded dict. Unknown names become
+:class:`~runtime.responses.models.Response` at once, item and part events their item or part
+(in one pass over the event's text when its SSE line names it); the hot delta events read
+their few fields straight from the decoded dict. Unknown names become
 :class:`~runtime.protocol.events.UnknownEvent`, an ``error`` event an
 :class:`~runtime.protocol.events.ErrorEvent`, never an exception.
 """
@@ -25,8 +26,10 @@ from runtime.protocol.events import (
     UnknownEvent,
     scan_json,
     typed_event,
+    validated_in_one_pass,
     validated_into,
 )
+from runtime.protocol.objects import APIModel
 from runtime.protocol.sse import SSERecord
 from runtime.responses.models import (
     OutputContent,
@@ -77,7 +80,7 @@ class ResponseStreamEvent(StreamEvent):
     @property
     def sequence_number(self) -> int | None:
         """The server's event counter, when it sent one."""
-        value = self.data.get("sequence_number")
+        value = self._top.get("sequence_number")
         return value if isinstance(value, int) else None
 
 
@@ -99,12 +102,12 @@ class _ItemAddressed(ResponseStreamEvent):
     @property
     def output_index(self) -> int:
         """Position of the item in ``response.output``."""
-        return _int(self.data, "output_index")
+        return _int(self._top, "output_index")
 
     @property
     def item_id(self) -> str:
         """The id of the item the event refers to (may disagree with the item's; see stream)."""
-        return _str(self.data, "item_id")
+        return _str(self._top, "item_id")
 
 
 class OutputItemEvent(_ItemAddressed):
@@ -118,8 +121,7 @@ class OutputItemEvent(_ItemAddressed):
     @property
     def item_id(self) -> str:
         """The id of the item itself."""
-        item = self.data.get("item")
-        return _str(item, "id") if isinstance(item, dict) else ""
+        return self.item.id or ""
 
 
 class ContentPartEvent(_ItemAddressed):
@@ -128,7 +130,7 @@ class ContentPartEvent(_ItemAddressed):
     @property
     def content_index(self) -> int:
         """Position of the part in the item's content."""
-        return _int(self.data, "content_index")
+        return _int(self._top, "content_index")
 
     @cached_property
     def part(self) -> OutputContent:
@@ -142,7 +144,7 @@ class OutputTextDeltaEvent(_ItemAddressed):
     @property
     def content_index(self) -> int:
         """Position of the part in the item's content."""
-        return _int(self.data, "content_index")
+        return _int(self._top, "content_index")
 
     @property
     def delta(self) -> str:
@@ -156,7 +158,7 @@ class OutputTextDoneEvent(_ItemAddressed):
     @property
     def content_index(self) -> int:
         """Position of the part in the item's content."""
-        return _int(self.data, "content_index")
+        return _int(self._top, "content_index")
 
     @property
     def text(self) -> str:
@@ -211,6 +213,40 @@ _DELTAS = {
 }
 
 
+class _ResponseEnvelope(APIModel):
+    response: Response
+
+
+class _ItemEnvelope(APIModel):
+    item: OutputItemByType
+
+
+class _PartEnvelope(APIModel):
+    part: OutputContentByType
+
+
+# Status and item events named by their SSE line are validated in one pass over their text
+# (see validated_in_one_pass): class, the envelope's validate_json, the object's field.
+_ONE_PASS: dict[str, tuple[type[ResponseStreamEvent], Callable[[str], Any], str]] = {
+    **dict.fromkeys(
+        LIFECYCLE_EVENTS,
+        (
+            ResponseLifecycleEvent,
+            _ResponseEnvelope.__pydantic_validator__.validate_json,
+            "response",
+        ),
+    ),
+    **dict.fromkeys(
+        ("response.output_item.added", "response.output_item.done"),
+        (OutputItemEvent, _ItemEnvelope.__pydantic_validator__.validate_json, "item"),
+    ),
+    **dict.fromkeys(
+        ("response.content_part.added", "response.content_part.done"),
+        (ContentPartEvent, _PartEnvelope.__pydantic_validator__.validate_json, "part"),
+    ),
+}
+
+
 def _decode_slow(raw: str) -> Any:
     """The JSON value of ``raw`` (surrounding whitespace allowed), else ``raw`` itself."""
     try:
@@ -225,6 +261,18 @@ def parse_response_event(record: SSERecord) -> StreamEvent:
     name = record.event
     if name == "done" or raw == "[DONE]":
         return DoneEvent("done", raw)
+    one_pass = _ONE_PASS.get(name)
+    if one_pass is not None:
+        kind, validate, key = one_pass
+        event = validated_in_one_pass(kind, name, raw, key, validate)
+        if event is not None:
+            return event
+    return decoded_event(name, raw)
+
+
+def decoded_event(name: str, raw: str) -> StreamEvent:
+    """The event of ``raw`` the long way: decode the text, then validate the dict (any event;
+    what an event validated in one pass must equal). Never raises."""
     try:
         # The bare scanner skips json.loads' type checks and whitespace scan (hot path).
         data, end = scan_json(raw, 0)

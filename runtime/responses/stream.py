@@ -182,13 +182,13 @@ class ResponseAccumulator(Notes):
         if handle is not None:
             # The parser's own classes: one lookup instead of the isinstance chain below.
             if kind is not ErrorEvent and kind is not MalformedEvent:
-                sequence = event.data.get("sequence_number")
+                sequence = event._top.get("sequence_number")
                 if type(sequence) is int:
                     self.last_sequence = sequence
             handle(self, event)
             return
         if isinstance(event, ResponseStreamEvent):
-            sequence = event.data.get("sequence_number")
+            sequence = event._top.get("sequence_number")
             if type(sequence) is int:
                 self.last_sequence = sequence
         if isinstance(event, OutputTextDeltaEvent):
@@ -247,7 +247,7 @@ class ResponseAccumulator(Notes):
 
     def _item_event(self, event: OutputItemEvent) -> None:
         item = event.item
-        index = event.data.get("output_index")  # read once, without the property's frames
+        index = event._top.get("output_index")  # read once, without the property's frames
         if type(index) is not int:
             index = event.output_index
         snapshot = self._snapshot(index, item, event.event)

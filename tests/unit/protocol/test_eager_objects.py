@@ -13,12 +13,14 @@ from pydantic import BaseModel, TypeAdapter
 
 from runtime.assistants.events import MessageEvent, RunEvent, RunStepEvent, parse_event
 from runtime.assistants.models import Message, Run, RunStep
+from runtime.protocol.events import MalformedEvent
 from runtime.protocol.objects import ResponseMeta
 from runtime.protocol.sse import SSERecord
 from runtime.responses.events import (
     ContentPartEvent,
     OutputItemEvent,
     ResponseLifecycleEvent,
+    decoded_event,
     parse_response_event,
 )
 from runtime.responses.models import OutputContentByType, OutputItemByType, Response
@@ -119,3 +121,69 @@ def test_attached_meta_survives_copy_pickle_and_counts_for_equality() -> None:
         assert again.response_meta == meta
     assert answered != plain
     assert answered.model_dump() == plain.model_dump()
+
+
+_CALL_ITEM = {
+    "id": "fc_1",
+    "type": "function_call",
+    "status": "completed",
+    "arguments": '{"n":1}',
+    "call_id": "call_1",
+    "name": "ping",
+}
+_SHAPES: list[tuple[str, dict[str, Any]]] = [
+    ("response.output_item.done", {"output_index": 0, "item": _CALL_ITEM}),
+    ("response.output_item.added", {"output_index": 2, "item": {"type": "reasoning", "id": "r"}}),
+    (
+        "response.completed",
+        {"response": {"id": "resp_1", "status": "completed", "output": [_CALL_ITEM], "x": [1]}},
+    ),
+    ("response.content_part.added", {"item_id": "m", "part": {"type": "refusal", "refusal": "no"}}),
+]
+_HOSTILE = [
+    '{"type":"x","sequence_number":1,"response":{"id":"r1"},"response":{"id":"r2"}}',
+    '{"type":"x","response":{"id":"r1","temperature":NaN,"metadata":{"k":Infinity}}}',
+    '{"type":"x","response":{"id":"r1","metadata":{"k":"\\ud800"}}}',
+    '{"type":"x","response":{"id":"r1"}} }',
+    '{"type":"x","response":{"id":5}}',
+    '{"type":"x","response":null}',
+    '{"type":"x","item":{"type":"function_call","call_id":7}}',
+    '{"type":"x","output_index":"0","item":{"type":"message","content":[{"type":"output_text"}]}}',
+    '{"type":"x","part":[]}',
+    "[1, 2]",
+    "",
+]
+_HOSTILE_NAMES = ("response.created", "response.output_item.done", "response.content_part.done")
+
+
+def _named_raw_events(reference_dir: Path) -> list[tuple[str, str]]:
+    lines = (reference_dir / "responses-stream-incomplete.jsonl").read_text().splitlines()
+    recorded = [(json.loads(line)["type"], line) for line in lines if line.strip()]
+    shaped = [(name, json.dumps({"type": name, "sequence_number": 3, **d})) for name, d in _SHAPES]
+    hostile = [(name, raw) for name in _HOSTILE_NAMES for raw in _HOSTILE]
+    return recorded + shaped + hostile
+
+
+def test_one_pass_validation_gives_what_the_long_way_gives(reference_dir: Path) -> None:
+    """An event whose SSE line names it is validated in one pass over its text; the event is
+    the one the long way (decode, then validate the dict) builds from the same text: same
+    class, same object, same data and fields, and the same MalformedEvent for bad input."""
+    one_pass = 0
+    for name, raw in _named_raw_events(reference_dir):
+        fast = parse_response_event(SSERecord(name, raw))
+        slow = decoded_event(name, raw)
+        assert type(fast) is type(slow), (name, raw)
+        assert fast.event == slow.event
+        assert json.dumps(fast.data) == json.dumps(slow.data), (name, raw)
+        for attribute in ("response", "item", "part"):
+            if hasattr(type(slow), attribute) and not isinstance(slow, MalformedEvent):
+                got, expected = getattr(fast, attribute), getattr(slow, attribute)
+                assert type(got) is type(expected)  # repr: NaN, sent on purpose, is not == NaN
+                assert repr(got) == repr(expected), (name, raw)
+                assert got.model_fields_set == expected.model_fields_set
+                assert repr(got.model_extra) == repr(expected.model_extra)
+        for field in ("sequence_number", "output_index", "item_id", "content_index", "reason"):
+            if hasattr(slow, field):
+                assert getattr(fast, field) == getattr(slow, field), (field, name, raw)
+        one_pass += "_raw" in vars(fast)
+    assert one_pass >= 10  # the recorded and shaped status events took the one pass
