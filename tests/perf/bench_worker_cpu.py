@@ -55,6 +55,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -83,6 +84,14 @@ def _message(calls: int) -> str:
 
 
 CONCURRENCY = 8
+
+
+async def _check_completed(queue: Any, jobs: int) -> None:
+    """Every one of the last ``jobs`` jobs ended ``completed`` (else the figure means nothing)."""
+    records = await queue.recent(jobs)
+    failed = [r.job.id for r in records if r.result is None or r.result.status != "completed"]
+    if failed or len(records) != jobs:
+        raise RuntimeError(f"{len(failed)} of {jobs} jobs did not complete, e.g. {failed[:3]}")
 
 
 async def _worker_cpu(
@@ -117,10 +126,7 @@ async def _worker_cpu(
             await asyncio.sleep(0.02)
         cpu = cpu_seconds(proc.pid) - cpu0
         _SPLITS.append(_split_line(proc.pid, split0, threads0, switches0, args.jobs))
-        records = await queue.recent(args.jobs)
-        failed = [r.job.id for r in records if r.result is None or r.result.status != "completed"]
-        if failed:
-            raise RuntimeError(f"{len(failed)} jobs did not complete, e.g. {failed[:3]}")
+        await _check_completed(queue, args.jobs)
     finally:
         stop([proc])
         await queue.aclose()
@@ -314,10 +320,7 @@ async def _burst_worker_instructions(
             )
         command = [sys.executable, "-m", "runtime", "worker", "--config", str(config), "--burst"]
         count = await asyncio.to_thread(instructions, [*command, "--name", name], REPO)
-        records = await queue.recent(jobs)
-        done = sum(1 for r in records if r.result is not None and r.result.status == "completed")
-        if done != jobs:
-            raise RuntimeError(f"{jobs - done} of {jobs} jobs did not complete")
+        await _check_completed(queue, jobs)
     finally:
         await queue.aclose()
         if args.backend == "redis":
