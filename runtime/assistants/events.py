@@ -28,6 +28,7 @@ from runtime.protocol.events import (
     scan_json,
     typed_event,
     validated_into,
+    validated_whole_in_one_pass,
 )
 from runtime.protocol.sse import SSERecord
 
@@ -43,6 +44,7 @@ __all__ = [
     "StreamEvent",
     "ThreadCreatedEvent",
     "UnknownEvent",
+    "decoded_event",
     "parse_event",
 ]
 
@@ -176,12 +178,38 @@ _EAGER: dict[type[StreamEvent], Callable[[Any], object]] = {
 }
 
 
+# Status events are validated in one pass over their text (see validated_whole_in_one_pass):
+# class, the object model's validate_json, the attribute keeping the object.
+_ONE_PASS: dict[str, tuple[type[StreamEvent], Callable[[str], Any], str]] = {
+    **dict.fromkeys(RUN_EVENTS, (RunEvent, Run.__pydantic_validator__.validate_json, "run")),
+    **dict.fromkeys(
+        STEP_EVENTS, (RunStepEvent, RunStep.__pydantic_validator__.validate_json, "step")
+    ),
+    **dict.fromkeys(
+        MESSAGE_EVENTS, (MessageEvent, Message.__pydantic_validator__.validate_json, "message")
+    ),
+    "thread.created": (ThreadCreatedEvent, Thread.__pydantic_validator__.validate_json, "thread"),
+}
+
+
 def parse_event(record: SSERecord) -> StreamEvent:
     """Turn one SSE record into a typed event; never raises on bad data."""
     name = record.event
     raw = record.data
     if name == "done" or raw == "[DONE]":
         return DoneEvent("done", raw)
+    one_pass = _ONE_PASS.get(name)
+    if one_pass is not None:
+        cls, validate, attribute = one_pass
+        event = validated_whole_in_one_pass(cls, name, raw, attribute, validate)
+        if event is not None:
+            return event
+    return decoded_event(name, raw)
+
+
+def decoded_event(name: str, raw: str) -> StreamEvent:
+    """The event of ``raw`` the long way: decode the text, then validate the dict (any event;
+    what an event validated in one pass must equal). Never raises."""
     cls = _CLASS_CACHE.get(name)
     if cls is None:
         cls = _event_class(name)

@@ -38,12 +38,15 @@ class StreamEvent:
         self._top: Any = data
 
     def __getattr__(self, name: str) -> Any:
-        # Called only for attributes not set: ``data`` of an event validated in one pass.
-        if name == "data":
-            raw = self.__dict__.get("_raw")
-            if raw is not None:
-                data = self.__dict__["data"] = json.loads(raw)
-                return data
+        # Called only for attributes not set: ``data`` of an event validated in one pass, and
+        # ``_top`` of one whose whole data is its object.
+        fields = self.__dict__
+        raw = fields.get("_raw")
+        if raw is not None and (name == "data" or name == "_top"):
+            if "data" not in fields:
+                fields["data"] = json.loads(raw)
+            fields.setdefault("_top", fields["data"])
+            return fields[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __repr__(self) -> str:
@@ -122,12 +125,34 @@ def validated_in_one_pass(
         envelope = validate(raw)
     except (ValidationError, ValueError, RecursionError):
         return None
+    event = _undecoded(cls, name, raw)
+    fields = event.__dict__
+    fields["_top"] = envelope.__pydantic_extra__
+    fields[key] = envelope.__dict__[key]
+    return event
+
+
+def validated_whole_in_one_pass(
+    cls: type[StreamEventT], name: str, raw: str, attribute: str, validate: Callable[[str], Any]
+) -> StreamEventT | None:
+    """:func:`validated_in_one_pass` for an event whose whole data is its object (``validate``
+    is the object model's ``validate_json``); the object goes where the cached property
+    ``attribute`` keeps it."""
+    try:
+        obj = validate(raw)
+    except (ValidationError, ValueError, RecursionError):
+        return None
+    event = _undecoded(cls, name, raw)
+    event.__dict__[attribute] = obj
+    return event
+
+
+def _undecoded(cls: type[StreamEventT], name: str, raw: str) -> StreamEventT:
+    # An event whose data (and top-level fields) are decoded from ``raw`` on first read.
     event = cls.__new__(cls)
     fields = event.__dict__
     fields["event"] = name
     fields["_raw"] = raw
-    fields["_top"] = envelope.__pydantic_extra__
-    fields[key] = envelope.__dict__[key]
     return event
 
 

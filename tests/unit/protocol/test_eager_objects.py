@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from runtime.assistants.events import MessageEvent, RunEvent, RunStepEvent, parse_event
+from runtime.assistants.events import (
+    MessageEvent,
+    RunEvent,
+    RunStepEvent,
+    ThreadCreatedEvent,
+    parse_event,
+)
+from runtime.assistants.events import decoded_event as decoded_assistants_event
 from runtime.assistants.models import Message, Run, RunStep
 from runtime.protocol.events import MalformedEvent
 from runtime.protocol.objects import ResponseMeta
@@ -187,3 +194,55 @@ def test_one_pass_validation_gives_what_the_long_way_gives(reference_dir: Path) 
                 assert getattr(fast, field) == getattr(slow, field), (field, name, raw)
         one_pass += "_raw" in vars(fast)
     assert one_pass >= 10  # the recorded and shaped status events took the one pass
+
+
+_ASSISTANTS_HOSTILE = [
+    '{"id":"run_1","status":"queued","status":"completed"}',
+    '{"id":"run_1","temperature":NaN,"metadata":{"k":Infinity}}',
+    '{"id":"run_1","metadata":{"k":"\\ud800"}}',
+    '{"id":"run_1","status":"queued"}}',
+    ' {"id":"run_1","status":"queued"} ',
+    '{"id":5}',
+    '{"id":"s","step_details":3}',
+    '{"id":"m","content":[{"type":"text","text":7}]}',
+    "null",
+    "[1, 2]",
+    "",
+]
+_ASSISTANTS_HOSTILE_NAMES = (
+    "thread.run.completed",
+    "thread.run.step.created",
+    "thread.message.completed",
+    "thread.created",
+)
+
+
+def test_assistants_one_pass_validation_gives_what_the_long_way_gives(
+    reference_dir: Path,
+) -> None:
+    """An Assistants status event is validated in one pass over its text (its whole data is
+    its object); the event equals the one the long way builds: class, object, data, and the
+    same MalformedEvent and reason for bad input."""
+    lines = _lines(reference_dir / "assistants-stream-recorded.jsonl")
+    recorded = [(line["event"], json.dumps(line["data"])) for line in lines]
+    hostile = [(n, raw) for n in _ASSISTANTS_HOSTILE_NAMES for raw in _ASSISTANTS_HOSTILE]
+    one_pass = 0
+    for name, raw in recorded + hostile:
+        fast = parse_event(SSERecord(name, raw))
+        slow = decoded_assistants_event(name, raw)
+        assert type(fast) is type(slow), (name, raw)
+        assert fast.event == slow.event
+        assert json.dumps(fast.data) == json.dumps(slow.data), (name, raw)
+        assert getattr(fast, "reason", None) == getattr(slow, "reason", None), (name, raw)
+        for attribute in ("run", "step", "message", "thread"):
+            if hasattr(type(slow), attribute) and not isinstance(slow, MalformedEvent):
+                got, expected = getattr(fast, attribute), getattr(slow, attribute)
+                assert type(got) is type(expected)  # repr: NaN, sent on purpose, is not == NaN
+                assert repr(got) == repr(expected), (name, raw)
+                assert got.model_fields_set == expected.model_fields_set
+                assert repr(got.model_extra) == repr(expected.model_extra)
+        one_pass += "_raw" in vars(fast)
+    assert one_pass >= 10  # the recorded status events took the one pass
+    thread = parse_event(SSERecord("thread.created", '{"id":"thread_1","object":"thread"}'))
+    assert isinstance(thread, ThreadCreatedEvent) and thread.thread.id == "thread_1"
+    assert "_raw" in vars(thread) and thread.data == {"id": "thread_1", "object": "thread"}
