@@ -253,6 +253,11 @@ class EventStream(Generic[RawT]):
                 # The consumer broke out of ``async for``: run the generator's clean-up
                 # (on_end) now rather than whenever the loop's asyncgen hook gets to it.
                 await gen.aclose()
+            chunks = self._chunks
+            if isinstance(chunks, types.AsyncGeneratorType) and not chunks.ag_running:
+                # Reading stops at ``done`` with the body's reader suspended: finish it here,
+                # not at garbage collection (the loop's hook: a task and a wake-up a stream).
+                await chunks.aclose()
 
     async def until_done(self) -> Self:
         """Consume the whole stream (calling the handler) and return self."""
