@@ -20,7 +20,7 @@ from runtime.assistants.events import (
 )
 from runtime.assistants.events import decoded_event as decoded_assistants_event
 from runtime.assistants.models import Message, Run, RunStep
-from runtime.protocol.events import MalformedEvent
+from runtime.protocol.events import MalformedEvent, StreamEvent
 from runtime.protocol.objects import ResponseMeta
 from runtime.protocol.sse import SSERecord
 from runtime.responses.events import (
@@ -171,6 +171,21 @@ def _named_raw_events(reference_dir: Path) -> list[tuple[str, str]]:
     return recorded + shaped + hostile
 
 
+def _same_event(fast: StreamEvent, slow: StreamEvent, attributes: tuple[str, ...]) -> None:
+    """The one-pass event ``fast`` is the long way's ``slow``: class, name, data, and each
+    typed object among ``attributes`` (values, fields set, extras)."""
+    assert type(fast) is type(slow), (slow.event, slow.data)
+    assert fast.event == slow.event
+    assert json.dumps(fast.data) == json.dumps(slow.data), (slow.event, slow.data)
+    for attribute in attributes:
+        if hasattr(type(slow), attribute) and not isinstance(slow, MalformedEvent):
+            got, expected = getattr(fast, attribute), getattr(slow, attribute)
+            assert type(got) is type(expected)  # repr: NaN, sent on purpose, is not == NaN
+            assert repr(got) == repr(expected), (slow.event, slow.data)
+            assert got.model_fields_set == expected.model_fields_set
+            assert repr(got.model_extra) == repr(expected.model_extra)
+
+
 def test_one_pass_validation_gives_what_the_long_way_gives(reference_dir: Path) -> None:
     """An event whose SSE line names it is validated in one pass over its text; the event is
     the one the long way (decode, then validate the dict) builds from the same text: same
@@ -179,16 +194,7 @@ def test_one_pass_validation_gives_what_the_long_way_gives(reference_dir: Path) 
     for name, raw in _named_raw_events(reference_dir):
         fast = parse_response_event(SSERecord(name, raw))
         slow = decoded_event(name, raw)
-        assert type(fast) is type(slow), (name, raw)
-        assert fast.event == slow.event
-        assert json.dumps(fast.data) == json.dumps(slow.data), (name, raw)
-        for attribute in ("response", "item", "part"):
-            if hasattr(type(slow), attribute) and not isinstance(slow, MalformedEvent):
-                got, expected = getattr(fast, attribute), getattr(slow, attribute)
-                assert type(got) is type(expected)  # repr: NaN, sent on purpose, is not == NaN
-                assert repr(got) == repr(expected), (name, raw)
-                assert got.model_fields_set == expected.model_fields_set
-                assert repr(got.model_extra) == repr(expected.model_extra)
+        _same_event(fast, slow, ("response", "item", "part"))
         for field in ("sequence_number", "output_index", "item_id", "content_index", "reason"):
             if hasattr(slow, field):
                 assert getattr(fast, field) == getattr(slow, field), (field, name, raw)
@@ -230,17 +236,8 @@ def test_assistants_one_pass_validation_gives_what_the_long_way_gives(
     for name, raw in recorded + hostile:
         fast = parse_event(SSERecord(name, raw))
         slow = decoded_assistants_event(name, raw)
-        assert type(fast) is type(slow), (name, raw)
-        assert fast.event == slow.event
-        assert json.dumps(fast.data) == json.dumps(slow.data), (name, raw)
+        _same_event(fast, slow, ("run", "step", "message", "thread"))
         assert getattr(fast, "reason", None) == getattr(slow, "reason", None), (name, raw)
-        for attribute in ("run", "step", "message", "thread"):
-            if hasattr(type(slow), attribute) and not isinstance(slow, MalformedEvent):
-                got, expected = getattr(fast, attribute), getattr(slow, attribute)
-                assert type(got) is type(expected)  # repr: NaN, sent on purpose, is not == NaN
-                assert repr(got) == repr(expected), (name, raw)
-                assert got.model_fields_set == expected.model_fields_set
-                assert repr(got.model_extra) == repr(expected.model_extra)
         one_pass += "_raw" in vars(fast)
     assert one_pass >= 10  # the recorded status events took the one pass
     thread = parse_event(SSERecord("thread.created", '{"id":"thread_1","object":"thread"}'))
