@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tools.values import direct_init
 
+
+@direct_init
 @dataclass(frozen=True)
 class ToolCall:
     """One call requested by the model.
@@ -20,6 +23,7 @@ class ToolCall:
     arguments: str
 
 
+@direct_init
 @dataclass(frozen=True)
 class ToolCallResult:
     """The outcome of one call, ready to submit.

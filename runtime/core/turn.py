@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
 from tools import ToolCall
+from tools.values import direct_init
 
 TurnStatus = Literal[
     "active",
@@ -24,6 +25,7 @@ TERMINAL: frozenset[str] = frozenset({"completed", "incomplete", "failed", "canc
 RawT = TypeVar("RawT")
 
 
+@direct_init
 @dataclass(frozen=True)
 class TurnRef:
     """Where a turn lives.
@@ -37,6 +39,7 @@ class TurnRef:
     conversation: str | None = None
 
 
+@direct_init
 @dataclass(frozen=True)
 class Usage:
     """Token usage, the same on both protocols.
@@ -71,6 +74,7 @@ def _add_optional(a: int | None, b: int | None) -> int | None:
     return (a or 0) + (b or 0)
 
 
+@direct_init
 @dataclass(frozen=True)
 class TurnError:
     """The server's error for a failed turn.
@@ -84,6 +88,7 @@ class TurnError:
     message: str
 
 
+@direct_init
 @dataclass(frozen=True)
 class TextPart:
     """One assistant message's text, as far as it is known.
@@ -97,6 +102,7 @@ class TextPart:
     text: str
 
 
+@direct_init
 @dataclass(frozen=True)
 class Turn(Generic[RawT]):
     """Where a turn stands: a frozen value the loop matches on.
