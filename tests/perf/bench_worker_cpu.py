@@ -41,6 +41,15 @@ orchestrator is the same child process as above. It needs valgrind on PATH and t
 minutes (a job runs about 50 times slower under callgrind, so lease heartbeats, every 10 s,
 happen more often a job than at full speed: at most a few thousand instructions a job). Run
 from another checkout's root (e.g. ``git archive`` of the code before a change) to compare.
+
+``--baseline DIR`` compares two workers instead of a worker and the orchestrator: each pair
+runs a worker of the code in DIR (e.g. ``git archive`` of the code before a change) and one of
+this checkout side by side, on one emulator, each over its own queue, the same jobs submitted
+to both in turn (which one first alternates). Both meet the same machine load at the same
+time, so a pair's ratio (this / baseline) moves far less than the worker / orchestrator
+ratio across runs; the median of the pairs' ratios is printed.
+
+    python tests/perf/bench_worker_cpu.py --baseline /tmp/base --pairs 8 --jobs 200
 """
 
 from __future__ import annotations
@@ -133,6 +142,86 @@ async def _worker_cpu(
         if args.backend == "redis":
             await drop_keys(store, config)
     return cpu / args.jobs
+
+
+async def _side_by_side_pair(
+    args: argparse.Namespace, base_url: str, assistant_id: str, tmp: Path, n: int
+) -> tuple[float, float]:
+    """CPU seconds a job of the baseline's worker and of this checkout's, run at once."""
+    from runtime.worker import Job, Message
+
+    trees = (Path(args.baseline).resolve(), REPO)
+    sides: list[tuple[subprocess.Popen[bytes], Any, int]] = []
+    for tree, name in zip(trees, ("base", "this"), strict=True):
+        config, _store, queue = worker_setup(
+            tmp,
+            f"{name}-{n}",
+            backend="sqlite",
+            redis_url=args.redis_url,
+            base_url=base_url,
+            concurrency=CONCURRENCY,
+            log_level="INFO",
+        )
+        port = free_port()
+        sides.append((start_worker(config, name, port, tree), queue, port))
+    cpu: dict[int, float] = {}
+    try:
+        await wait_ready([port for _proc, _queue, port in sides])
+        for _proc, queue, _port in sides:
+            await queue.ping()
+        cpu0 = [cpu_seconds(proc.pid) for proc, _queue, _port in sides]
+        order = (0, 1) if n % 2 == 0 else (1, 0)
+        message = Message(content=_message(args.calls))
+        for i in range(args.jobs):
+            for side in order:
+                job = Job(id=f"{side}-{n}-{i}", assistant_id=assistant_id, messages=(message,))
+                await sides[side][1].submit(job)
+        while len(cpu) < len(sides):
+            for side, (proc, queue, _port) in enumerate(sides):
+                if side not in cpu and not (await queue.stats()).unfinished:
+                    cpu[side] = (cpu_seconds(proc.pid) - cpu0[side]) / args.jobs
+            await asyncio.sleep(0.02)
+        for _proc, queue, _port in sides:
+            await _check_completed(queue, args.jobs)
+    finally:
+        stop([proc for proc, _queue, _port in sides])
+        for _proc, queue, _port in sides:
+            await queue.aclose()
+    return cpu[0], cpu[1]
+
+
+async def _compare_trees(args: argparse.Namespace) -> None:
+    """``--baseline``: the baseline's worker and this checkout's, side by side, pair by pair."""
+    from runtime import AssistantsClient
+
+    load_before = os.getloadavg()[0]
+    emulator, port = start_emulator()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    ratios: list[float] = []
+    try:
+        await wait_port(port)
+        async with AssistantsClient(base_url=base_url, api_key=API_KEY) as client:
+            assistant = await client.create_assistant(model="gpt-4o", name="bench-cpu")
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in range(args.pairs):
+                base, this = await _side_by_side_pair(args, base_url, assistant.id, Path(tmp), n)
+                ratios.append(this / base)
+                print(
+                    f"  pair {n + 1}: baseline {1000 * base:.2f} ms/job, this checkout "
+                    f"{1000 * this:.2f} ms/job ({ratios[-1]:.3f}x)",
+                    flush=True,
+                )
+    finally:
+        stop([emulator], timeout=10)
+    print(
+        f"\nsqlite jobs={args.jobs} calls/round={args.calls} concurrency={CONCURRENCY} "
+        f"pairs={args.pairs} cores={os.cpu_count()} load average before/after="
+        f"{load_before:.1f}/{os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"this checkout / baseline: {statistics.median(ratios):.3f}x (median of the pairs; "
+        f"{min(ratios):.3f}x-{max(ratios):.3f}x)"
+    )
 
 
 def _orchestrator_cpu(base_url: str, assistant_id: str, jobs: int, n: int, calls: int) -> float:
@@ -401,8 +490,17 @@ def main() -> None:
         help="count user-space instructions a job under callgrind, each side with --jobs and "
         "a fifth of them (load-independent; minutes)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="compare this checkout's worker with the one of the code in DIR, side by side "
+        "(sqlite; CPU time)",
+    )
     args = parser.parse_args()
-    asyncio.run(_count_instructions(args) if args.instructions else _main(args))
+    if args.baseline:
+        asyncio.run(_compare_trees(args))
+    else:
+        asyncio.run(_count_instructions(args) if args.instructions else _main(args))
 
 
 if __name__ == "__main__":

@@ -160,11 +160,14 @@ def start_emulator() -> tuple[subprocess.Popen[bytes], int]:
     return emulator, port
 
 
-def start_worker(config: Path, name: str, http_port: int) -> subprocess.Popen[bytes]:
-    """A ``python -m runtime worker`` process (its logs to /dev/null), /readyz on the port."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RUNTIME_WORKER_HTTP__PORT": str(http_port)}
+def start_worker(
+    config: Path, name: str, http_port: int, tree: Path = REPO
+) -> subprocess.Popen[bytes]:
+    """A ``python -m runtime worker`` process of the code in ``tree`` (this checkout by
+    default; its logs to /dev/null), /readyz on the port."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "RUNTIME_WORKER_HTTP__PORT": str(http_port)}
     cmd = [sys.executable, "-m", "runtime", "worker", "--config", str(config), "--name", name]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(cmd, cwd=tree, env=env, stderr=subprocess.DEVNULL)
 
 
 def stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
