@@ -25,6 +25,7 @@ __all__ = [
     "MessageFrames",
     "ResponseFrames",
     "RunFrames",
+    "RunSettingsFrames",
     "StepFrames",
     "encode_json",
     "message_frames",
@@ -33,7 +34,9 @@ __all__ = [
     "response_json",
     "response_usage_json",
     "run_frames",
+    "run_head",
     "run_json",
+    "run_settings_frames",
     "step_frames",
     "step_json",
     "thread_json",
@@ -147,17 +150,34 @@ _RUN_FIELDS = (
 
 def run_frames(run: Mapping[str, Any]) -> RunFrames:
     """Encode the fields of a run that keep their value for its whole life."""
+    return (run_head(run), *run_settings_frames(run))
+
+
+RunSettingsFrames = tuple[bytes, bytes, bytes]
+"""The last three of a run's :data:`RunFrames`: the fields an assistant and the request's
+overrides give it (model to ``tool_resources``, ``temperature`` on, ``response_format`` on)."""
+
+
+def run_head(run: Mapping[str, Any]) -> bytes:
+    """The first of a run's :data:`RunFrames`: its ids and creation time, up to ``status``."""
     v = value_json
     e = _escape
     # The usual types (ids and model strings, a creation time, sampling floats) inline: a
     # call of value_json a field costs more than the field's formatting.
-    head = b'{"id":%b,"object":%b,"created_at":%b,"assistant_id":%b,"thread_id":%b,"status":' % (
+    return b'{"id":%b,"object":%b,"created_at":%b,"assistant_id":%b,"thread_id":%b,"status":' % (
         e(x).encode() if type(x := run["id"]) is str else v(x),
         e(x).encode() if type(x := run["object"]) is str else v(x),
         b"%d" % x if type(x := run["created_at"]) is int else v(x),
         e(x).encode() if type(x := run["assistant_id"]) is str else v(x),
         e(x).encode() if type(x := run["thread_id"]) is str else v(x),
     )
+
+
+def run_settings_frames(run: Mapping[str, Any]) -> RunSettingsFrames:
+    """The last three of a run's :data:`RunFrames` (the same for every run an assistant
+    makes without overrides)."""
+    v = value_json
+    e = _escape
     middle = b',"model":%b,"instructions":%b,"tools":%b,"tool_resources":%b,"metadata":' % (
         e(x).encode() if type(x := run["model"]) is str else v(x),
         e(x).encode() if type(x := run["instructions"]) is str else v(x),
@@ -186,7 +206,7 @@ def run_frames(run: Mapping[str, Any]) -> RunFrames:
         e(x).encode() if type(x := run["tool_choice"]) is str else v(x),
         v(run["parallel_tool_calls"]),
     )
-    return head, middle, late, tail
+    return middle, late, tail
 
 
 _AUTO_STRATEGY = {"type": "auto", "last_messages": None}
