@@ -52,6 +52,33 @@ _float_repr = float.__repr__
 _finite = math.isfinite
 
 
+_WORDS = {
+    word: _escape(word).encode()
+    for word in (
+        "thread",
+        "thread.run",
+        "thread.run.step",
+        "thread.message",
+        "queued",
+        "in_progress",
+        "requires_action",
+        "cancelling",
+        "cancelled",
+        "failed",
+        "completed",
+        "incomplete",
+        "expired",
+        "message_creation",
+        "tool_calls",
+        "user",
+        "assistant",
+    )
+}
+"""The JSON of the protocol's fixed strings (object names, statuses, step types, roles),
+looked up rather than escaped again at each event (a lookup costs a third of an escape)."""
+_word = _WORDS.get
+
+
 def value_json(value: Any) -> bytes:
     """One value as :func:`encode_json` encodes it (the encoder only for what needs it)."""
     if value is None:
@@ -166,7 +193,7 @@ def run_head(run: Mapping[str, Any]) -> bytes:
     # call of value_json a field costs more than the field's formatting.
     return b'{"id":%b,"object":%b,"created_at":%b,"assistant_id":%b,"thread_id":%b,"status":' % (
         e(x).encode() if type(x := run["id"]) is str else v(x),
-        e(x).encode() if type(x := run["object"]) is str else v(x),
+        (_word(x) or e(x).encode()) if type(x := run["object"]) is str else v(x),
         b"%d" % x if type(x := run["created_at"]) is int else v(x),
         e(x).encode() if type(x := run["assistant_id"]) is str else v(x),
         e(x).encode() if type(x := run["thread_id"]) is str else v(x),
@@ -223,7 +250,7 @@ def run_json(run: Mapping[str, Any], frames: RunFrames) -> bytes:
     return b"".join(
         (
             head,
-            _escape(run["status"]).encode(),
+            _word(x := run["status"]) or _escape(x).encode(),
             b',"started_at":',
             b"null"
             if (x := run["started_at"]) is None
@@ -284,12 +311,14 @@ def step_frames(step: Mapping[str, Any]) -> StepFrames:
         b'"type":%b,"status":'
         % (
             _escape(x).encode() if type(x := step["id"]) is str else value_json(x),
-            _escape(x).encode() if type(x := step["object"]) is str else value_json(x),
+            (_word(x) or _escape(x).encode())
+            if type(x := step["object"]) is str
+            else value_json(x),
             b"%d" % x if type(x := step["created_at"]) is int else value_json(x),
             _escape(x).encode() if type(x := step["run_id"]) is str else value_json(x),
             _escape(x).encode() if type(x := step["assistant_id"]) is str else value_json(x),
             _escape(x).encode() if type(x := step["thread_id"]) is str else value_json(x),
-            _escape(x).encode() if type(x := step["type"]) is str else value_json(x),
+            (_word(x) or _escape(x).encode()) if type(x := step["type"]) is str else value_json(x),
         )
     )
     expires = b',"expires_at":%b,"failed_at":' % (
@@ -319,7 +348,7 @@ def step_json(step: Mapping[str, Any], frames: StepFrames | None = None) -> byte
     return b"".join(
         (
             head,
-            _escape(step["status"]).encode(),
+            _word(x := step["status"]) or _escape(x).encode(),
             b',"cancelled_at":',
             b"null"
             if (x := step["cancelled_at"]) is None
@@ -362,7 +391,9 @@ def message_frames(message: Mapping[str, Any]) -> MessageFrames:
         b'"status":'
         % (
             _escape(x).encode() if type(x := message["id"]) is str else value_json(x),
-            _escape(x).encode() if type(x := message["object"]) is str else value_json(x),
+            (_word(x) or _escape(x).encode())
+            if type(x := message["object"]) is str
+            else value_json(x),
             b"%d" % x if type(x := message["created_at"]) is int else value_json(x),
             _escape(x).encode() if type(x := message["assistant_id"]) is str else value_json(x),
             _escape(x).encode() if type(x := message["thread_id"]) is str else value_json(x),
@@ -370,7 +401,7 @@ def message_frames(message: Mapping[str, Any]) -> MessageFrames:
         )
     )
     role = b',"role":%b,"content":' % (
-        _escape(x).encode() if type(x := message["role"]) is str else value_json(x)
+        (_word(x) or _escape(x).encode()) if type(x := message["role"]) is str else value_json(x)
     )
     return head, role
 
@@ -384,7 +415,7 @@ def message_json(message: Mapping[str, Any], frames: MessageFrames | None = None
     return b"".join(
         (
             head,
-            _escape(message["status"]).encode(),
+            _word(x := message["status"]) or _escape(x).encode(),
             b',"incomplete_details":',
             b"null" if (x := message["incomplete_details"]) is None else value_json(x),
             b',"incomplete_at":',
@@ -438,7 +469,7 @@ def thread_json(thread: Mapping[str, Any]) -> bytes:
     v = value_json
     return b'{"id":%b,"object":%b,"created_at":%b,"metadata":%b,"tool_resources":%b}' % (
         _escape(x).encode() if type(x := thread["id"]) is str else value_json(x),
-        _escape(x).encode() if type(x := thread["object"]) is str else value_json(x),
+        (_word(x) or _escape(x).encode()) if type(x := thread["object"]) is str else value_json(x),
         b"%d" % x if type(x := thread["created_at"]) is int else value_json(x),
         v(thread["metadata"]),
         v(thread["tool_resources"]),
