@@ -337,17 +337,22 @@ class RunEngine:
         strategy = run.obj["truncation_strategy"] or {}
         if strategy.get("type") == "last_messages" and strategy.get("last_messages"):
             messages = messages[-int(strategy["last_messages"]) :]
-        tools = [
-            frozen_instance(
-                FunctionSpec,
-                {
-                    "name": t["function"]["name"],
-                    "parameters": t["function"].get("parameters") or {},
-                },
-            )
-            for t in run.obj["tools"]
-            if t.get("type") == "function" and isinstance(t.get("function"), Mapping)
-        ]
+        # Most runs have no tools: no comprehension (a function call in itself) is made for them.
+        tools = (
+            [
+                frozen_instance(
+                    FunctionSpec,
+                    {
+                        "name": t["function"]["name"],
+                        "parameters": t["function"].get("parameters") or {},
+                    },
+                )
+                for t in run.obj["tools"]
+                if t.get("type") == "function" and isinstance(t.get("function"), Mapping)
+            ]
+            if run.obj["tools"]
+            else []
+        )
         response_format = run.obj["response_format"]
         # Mostly the string "auto": tested before the (slower) abstract Mapping check.
         format_type = (
