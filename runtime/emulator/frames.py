@@ -3,7 +3,8 @@ byte ``json.dumps(obj, separators=(",", ":"))``, built from fixed frames around 
 
 A stream carries the same run three times or more (created, in_progress, a terminal status),
 each time with a few fields changed: the run's fields that never change once it exists are
-encoded once a run (:class:`RunFrames`), and each snapshot formats only the rest; a response
+encoded once a run (:class:`RunFrames`; those an assistant gives, :class:`RunSettingsFrames`, once
+an assistant for its runs without overrides), and each snapshot formats only the rest; a response
 likewise (:class:`ResponseFrames`: created, in_progress and its end). Values are
 formatted without the stdlib encoder where they are a string, a number, null, a boolean or an
 empty container (the encoder's fixed cost a call is several times a field's); anything else
