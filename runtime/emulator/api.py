@@ -144,12 +144,14 @@ class AssistantsApi:
         _check_tools(call.body.get("tools"))
         updatable = _ASSISTANT_FIELDS
         obj.update({k: call.body[k] for k in updatable if k in call.body})
+        self.engine.forget_assistant(obj["id"])
         return JsonReply(obj)
 
     async def delete_assistant(self, call: Call) -> Reply:
         """DELETE /assistants/{id}."""
         obj = self._assistant(call.params["assistant_id"])
         del self.store.assistants[obj["id"]]
+        self.engine.forget_assistant(obj["id"])
         return JsonReply({"id": obj["id"], "object": "assistant.deleted", "deleted": True})
 
     # -- threads ----------------------------------------------------------------------------

@@ -20,9 +20,13 @@ from typing import Any, Protocol
 
 from runtime.emulator.errors import invalid
 from runtime.emulator.frames import (
+    RunFrames,
+    RunSettingsFrames,
     encode_json,
     message_frames,
     message_json,
+    run_head,
+    run_settings_frames,
     step_frames,
     step_json,
 )
@@ -39,13 +43,16 @@ from runtime.emulator.model import (
     frozen_instance,
 )
 from runtime.emulator.objects import (
+    RUN_OVERRIDES,
     Obj,
     message_obj,
+    run_from_defaults,
     run_obj,
     step_obj,
     text_part,
     usage_obj,
 )
+from runtime.emulator.retention import LruStore
 from runtime.emulator.store import ACTIVE, TERMINAL, RunState, Store, ThreadState
 
 __all__ = [
@@ -72,6 +79,7 @@ __all__ = [
 CANCELLABLE = frozenset({"queued", "in_progress", "requires_action"})
 _RUNNING = frozenset({"queued", "in_progress"})  # not stopped (see RunEngine._stopped)
 _CANCELLED_MESSAGE = {"reason": "run_cancelled"}
+_DEFAULTS_KEPT = 64  # assistants whose run defaults are kept (the most recently used)
 
 
 def encode_event(event: str, data: Obj) -> bytes:
@@ -201,6 +209,8 @@ class RunEngine:
         self.delta_delay_s = delta_delay_s
         self.cancel_delay_s = cancel_delay_s
         self._tasks: set[asyncio.Task[Any]] = set()
+        # By assistant id: the assistant, its run without overrides and that run's settings.
+        self._defaults: LruStore[tuple[Obj, Obj, RunSettingsFrames]] = LruStore(_DEFAULTS_KEPT)
 
     # -- task ownership ---------------------------------------------------------------------
 
@@ -224,15 +234,19 @@ class RunEngine:
         """Create a queued run on a thread (the caller validated the body and the thread)."""
         stamp = time.time()
         loop_now = asyncio.get_running_loop().time()
-        obj = run_obj(
+        run_id, created_at, expires_at = (
             self.ids.new("run"),
             int(stamp),
-            thread.obj["id"],
-            assistant,
-            body,
-            expires_at=int(stamp + self.run_ttl_s),
+            int(stamp + self.run_ttl_s),
         )
-        run = RunState(obj=obj, thread=thread, deadline=loop_now + self.run_ttl_s)
+        frames: RunFrames | None = None
+        if RUN_OVERRIDES.isdisjoint(body):
+            defaults, settings = self._run_defaults(assistant)
+            obj = run_from_defaults(defaults, run_id, created_at, thread.obj["id"], expires_at)
+            frames = (run_head(obj), *settings)
+        else:
+            obj = run_obj(run_id, created_at, thread.obj["id"], assistant, body, expires_at)
+        run = RunState(obj=obj, thread=thread, deadline=loop_now + self.run_ttl_s, frames=frames)
         for raw in body.get("additional_messages") or []:
             self.add_message(thread, raw, run_id=obj["id"])
         thread.runs[obj["id"]] = run
@@ -240,6 +254,21 @@ class RunEngine:
         self.store.runs[obj["id"]] = run
         self.stats["runs_created"] += 1
         return run
+
+    def _run_defaults(self, assistant: Obj) -> tuple[Obj, RunSettingsFrames]:
+        """The run an assistant makes without overrides (``run_obj`` of an empty body) and
+        its settings' frames, made once an assistant (until it changes: :meth:`forget_assistant`)."""
+        known = self._defaults.get(assistant["id"])
+        if known is not None and known[0] is assistant:
+            return known[1], known[2]
+        defaults = run_obj("", 0, "", assistant, {}, 0)
+        settings = run_settings_frames(defaults)
+        self._defaults[assistant["id"]] = (assistant, defaults, settings)
+        return defaults, settings
+
+    def forget_assistant(self, assistant_id: str) -> None:
+        """Drop what :meth:`_run_defaults` made of an assistant (updated or deleted)."""
+        self._defaults.pop(assistant_id)
 
     def add_message(
         self, thread: ThreadState, raw: Mapping[str, Any], *, run_id: str | None = None
@@ -308,17 +337,22 @@ class RunEngine:
         strategy = run.obj["truncation_strategy"] or {}
         if strategy.get("type") == "last_messages" and strategy.get("last_messages"):
             messages = messages[-int(strategy["last_messages"]) :]
-        tools = [
-            frozen_instance(
-                FunctionSpec,
-                {
-                    "name": t["function"]["name"],
-                    "parameters": t["function"].get("parameters") or {},
-                },
-            )
-            for t in run.obj["tools"]
-            if t.get("type") == "function" and isinstance(t.get("function"), Mapping)
-        ]
+        # Most runs have no tools: no comprehension (a function call in itself) is made for them.
+        tools = (
+            [
+                frozen_instance(
+                    FunctionSpec,
+                    {
+                        "name": t["function"]["name"],
+                        "parameters": t["function"].get("parameters") or {},
+                    },
+                )
+                for t in run.obj["tools"]
+                if t.get("type") == "function" and isinstance(t.get("function"), Mapping)
+            ]
+            if run.obj["tools"]
+            else []
+        )
         response_format = run.obj["response_format"]
         # Mostly the string "auto": tested before the (slower) abstract Mapping check.
         format_type = (

@@ -383,16 +383,36 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-_decode_json = json.JSONDecoder().decode
+_decoder = json.JSONDecoder()
+_decode_json = _decoder.decode
+# The scanner ``decode`` itself uses (an instance attribute the type stubs do not declare).
+_scan_json: Callable[[str, int], tuple[Any, int]] = vars(_decoder)["scan_once"]
 
 
 def _parse_json(raw: bytes) -> Any:
     """``json.loads(raw)``: a body whose first two bytes are ASCII and not NUL is UTF-8 (what
     ``json.loads`` would find after testing for byte order marks and UTF-16/32), decoded
-    here; any other body goes to ``json.loads``."""
+    here; any other body goes to ``json.loads``.
+
+    An object with nothing around it (what clients send) is scanned straight away, without
+    ``decode``'s two whitespace matches; anything else, an error included, is decoded again
+    by ``decode``, which skips whitespace and raises as ``json.loads`` does.
+    """
     if len(raw) > 1 and 0 < raw[0] < 0x80 and raw[1]:
-        return _decode_json(raw.decode("utf-8", "surrogatepass"))
+        text = raw.decode("utf-8", "surrogatepass")
+        if raw[0] == _OPEN_BRACE:
+            try:
+                value, end = _scan_json(text, 0)
+            except (StopIteration, ValueError, RecursionError):
+                pass
+            else:
+                if end == len(text):
+                    return value
+        return _decode_json(text)
     return json.loads(raw)
+
+
+_OPEN_BRACE = ord("{")
 
 
 def _too_deep(value: Any) -> bool:

@@ -192,8 +192,11 @@ def count_words(text: str | None) -> int:
 def prompt_tokens(inp: ModelInput) -> int:
     """Count the words of everything the model reads for a turn."""
     total = count_words(inp.instructions)
-    total += sum(count_words(m.text) for m in inp.messages)
-    total += sum(count_words(e.arguments) + count_words(e.output) for e in inp.exchanges)
+    # Loops, not sum() over generators: a generator costs more to make than a turn's few items.
+    for message in inp.messages:
+        total += count_words(message.text)
+    for exchange in inp.exchanges:
+        total += count_words(exchange.arguments) + count_words(exchange.output)
     return total
 
 

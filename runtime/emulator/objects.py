@@ -146,6 +146,47 @@ def run_obj(
     }
 
 
+RUN_OVERRIDES = frozenset(
+    {
+        "instructions",
+        "additional_instructions",
+        "model",
+        "tools",
+        "tool_resources",
+        "metadata",
+        "temperature",
+        "top_p",
+        "reasoning_effort",
+        "max_completion_tokens",
+        "max_prompt_tokens",
+        "truncation_strategy",
+        "response_format",
+        "tool_choice",
+        "parallel_tool_calls",
+    }
+)
+"""The fields of a request body :func:`run_obj` reads: a body with none of them makes a run
+of the assistant's settings and the defaults alone (:func:`run_from_defaults`)."""
+
+
+def run_from_defaults(
+    defaults: Mapping[str, Any], run_id: str, created_at: int, thread_id: str, expires_at: int
+) -> Obj:
+    """:func:`run_obj` for a body without any of :data:`RUN_OVERRIDES`, copied from
+    ``defaults`` (``run_obj`` of the same assistant and an empty body); the containers
+    ``run_obj`` makes anew for each run are made anew here too."""
+    run = dict(defaults)
+    run["id"] = run_id
+    run["created_at"] = created_at
+    run["thread_id"] = thread_id
+    run["expires_at"] = expires_at
+    run["tools"] = list(defaults["tools"])
+    run["tool_resources"] = defaults["tool_resources"] or {}
+    run["metadata"] = {}
+    run["truncation_strategy"] = {"type": "auto", "last_messages": None}
+    return run
+
+
 def _first(*values: Any) -> Any:
     """The first value that is not None (the last one is the default)."""
     for value in values[:-1]:

@@ -39,7 +39,9 @@ class RunState:
     streamed: list[str] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     expiry: asyncio.Task[None] | None = None
-    frames: RunFrames | None = None  # its fixed fields' JSON, made at its first event
+    # Its fixed fields' JSON: made with it from its assistant's defaults (no overrides), else
+    # at its first event.
+    frames: RunFrames | None = None
 
     @property
     def status(self) -> str:

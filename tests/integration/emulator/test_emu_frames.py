@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runtime.emulator.api import AssistantsApi, Call
+from runtime.emulator.api import AssistantsApi, Call, JsonReply
 from runtime.emulator.engine import RunEngine, RunState, Store, ThreadState
 from runtime.emulator.frames import (
     message_frames,
@@ -150,6 +150,40 @@ async def test_every_event_is_the_live_object_dumped(
     if text.startswith("/call"):
         assert "thread.run.requires_action" in names
         assert names.count("thread.run.step.completed") == 2
+    await eng.aclose()
+
+
+async def test_runs_from_an_assistants_defaults_follow_its_updates() -> None:
+    """A run made without overrides (from what the engine keeps of its assistant) is
+    ``run_obj`` of its body, field for field and in order, with containers of its own; once
+    the assistant is updated (temperature 1.0 -> 1: equal, encoded otherwise), the next run
+    and its events carry the new settings."""
+    eng = engine()
+    api = AssistantsApi(eng)
+    created = await api.create_assistant(
+        Call(body={"model": "gpt-4o", "temperature": 1.0}, params={}, query={})
+    )
+    assert isinstance(created, JsonReply)
+    assistant = created.body
+    first, _ = new_run(eng, assistant, "hello")
+    second, _ = new_run(eng, assistant, "hello")
+    obj = first.obj
+    expected = run_obj(
+        obj["id"], obj["created_at"], obj["thread_id"], assistant, {}, obj["expires_at"]
+    )
+    assert list(obj.items()) == list(expected.items())
+    for name in ("tools", "tool_resources", "metadata", "truncation_strategy"):
+        assert obj[name] is not second.obj[name]
+    update = {"temperature": 1, "instructions": TRICKY}
+    await api.update_assistant(
+        Call(body=update, params={"assistant_id": assistant["id"]}, query={})
+    )
+    third, _ = new_run(eng, assistant, "hello")
+    sink = CheckingSink(third)
+    await eng.start(third, sink)
+    created_event = sink.events[0][1]
+    assert b'"temperature":1,' in created_event
+    assert json.loads(created_event)["instructions"] == TRICKY
     await eng.aclose()
 
 

@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from runtime.emulator import Emulator, FaultSpecError
+from runtime.emulator.http import _parse_json
 from runtime.emulator.server import EmulatorError
 from runtime.emulator.store import RunState, ThreadState
 
@@ -197,6 +198,34 @@ async def test_bodies_in_every_json_encoding_are_read_as_json_loads_reads_them(
         ) as resp:
             assert resp.status == 400
             assert "could not parse the JSON body" in (await resp.json())["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a":1}',
+        b'{"a" : [1, 2.5, {"b": null}], "c": "\\u00e9 \\ud800"}',
+        b'{"a":1} \n',
+        b'{"a":1}x',
+        b'{"a":1}{"b":2}',
+        b'{"a":',
+        b'{"a":NaN}',
+        b"{}",
+        b"{" * 5000,
+        b'{"\xc3\xa9":"\xe2\x82\xac"}',
+    ],
+)
+def test_request_json_is_parsed_as_json_loads(raw: bytes) -> None:
+    """A body that opens with a brace (scanned without ``decode``) parses to what
+    ``json.loads`` gives, or fails with its error: trailing space, data, truncation."""
+
+    def outcome(parse: Any) -> Any:
+        try:
+            return parse(raw)
+        except (ValueError, RecursionError) as exc:
+            return type(exc), str(exc)
+
+    assert outcome(_parse_json) == outcome(json.loads)
 
 
 async def test_oversized_body_is_a_json_413(emu: Emulator, session: aiohttp.ClientSession) -> None:
