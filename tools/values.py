@@ -1,19 +1,26 @@
-"""A cheaper ``__init__`` for the frozen dataclasses built on every call and every turn.
+"""Cheaper construction of the frozen dataclasses built on every call, turn or event.
 
 A frozen dataclass's generated ``__init__`` sets each field through ``object.__setattr__``
 (frozen classes refuse plain assignment): about 2,000 instructions a field, 16,600 for a
-:class:`~tools.calls.ToolCallResult`. :func:`direct_init` gives the class an ``__init__`` with
-the same parameters that writes the instance's ``__dict__`` instead; everything else (frozen
-assignment, equality, hashing, repr, ``dataclasses.replace``, pickling) stays the dataclass's.
+:class:`~tools.calls.ToolCallResult`. Both helpers write the instance's ``__dict__`` instead;
+everything else (frozen assignment, equality, hashing, repr, ``dataclasses.replace``,
+pickling) stays the dataclass's:
+
+* :func:`direct_init` gives a class an ``__init__`` with the same parameters (its callers
+  are unchanged);
+* :func:`frozen_instance` builds one instance from a dict of every field (the emulator's
+  builders, which hold their values in dicts already).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from types import FunctionType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+_new_instance = object.__new__
+_set_attribute = object.__setattr__
 
 
 def direct_init(cls: type[T]) -> type[T]:
@@ -48,3 +55,14 @@ def direct_init(cls: type[T]) -> type[T]:
     init.__doc__ = f"Initialise a {cls.__name__} (its fields written directly)."
     setattr(cls, "__init__", init)  # noqa: B010  # mypy refuses assigning a method
     return cls
+
+
+def frozen_instance(cls: type[T], values: dict[str, Any]) -> T:
+    """An instance of the frozen dataclass ``cls`` from the values of all of its fields.
+
+    Equal to ``cls(**values)`` without a call of ``__init__``; ``values`` must name every
+    field and becomes the instance's ``__dict__``.
+    """
+    instance = _new_instance(cls)
+    _set_attribute(instance, "__dict__", values)
+    return instance
