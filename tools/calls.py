@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tools.values import direct_init
 
-
-@direct_init
 @dataclass(frozen=True)
 class ToolCall:
     """One call requested by the model.
@@ -22,8 +19,16 @@ class ToolCall:
     name: str
     arguments: str
 
+    # Written here, so the dataclass keeps it: a store a field into the instance's dict, not
+    # the frozen __init__'s object.__setattr__ call a field (one ToolCall a call and a turn).
+    # tests/unit/tools/test_value_inits.py checks that it takes what the generated one would.
+    def __init__(self, id: str, name: str, arguments: str) -> None:
+        fields = self.__dict__
+        fields["id"] = id
+        fields["name"] = name
+        fields["arguments"] = arguments
 
-@direct_init
+
 @dataclass(frozen=True)
 class ToolCallResult:
     """The outcome of one call, ready to submit.
@@ -47,6 +52,27 @@ class ToolCallResult:
     seconds: float
     error_type: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    def __init__(  # the dict written directly, as ToolCall's
+        self,
+        tool_call_id: str,
+        name: str,
+        arguments: str,
+        output: str,
+        is_error: bool,
+        seconds: float,
+        error_type: str | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        fields = self.__dict__
+        fields["tool_call_id"] = tool_call_id
+        fields["name"] = name
+        fields["arguments"] = arguments
+        fields["output"] = output
+        fields["is_error"] = is_error
+        fields["seconds"] = seconds
+        fields["error_type"] = error_type
+        fields["exception"] = exception
 
     @property
     def id(self) -> str:

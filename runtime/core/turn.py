@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
 from tools import ToolCall
-from tools.values import direct_init
 
 TurnStatus = Literal[
     "active",
@@ -25,7 +24,6 @@ TERMINAL: frozenset[str] = frozenset({"completed", "incomplete", "failed", "canc
 RawT = TypeVar("RawT")
 
 
-@direct_init
 @dataclass(frozen=True)
 class TurnRef:
     """Where a turn lives.
@@ -39,7 +37,6 @@ class TurnRef:
     conversation: str | None = None
 
 
-@direct_init
 @dataclass(frozen=True)
 class Usage:
     """Token usage, the same on both protocols.
@@ -74,7 +71,6 @@ def _add_optional(a: int | None, b: int | None) -> int | None:
     return (a or 0) + (b or 0)
 
 
-@direct_init
 @dataclass(frozen=True)
 class TurnError:
     """The server's error for a failed turn.
@@ -88,7 +84,6 @@ class TurnError:
     message: str
 
 
-@direct_init
 @dataclass(frozen=True)
 class TextPart:
     """One assistant message's text, as far as it is known.
@@ -102,7 +97,6 @@ class TextPart:
     text: str
 
 
-@direct_init
 @dataclass(frozen=True)
 class Turn(Generic[RawT]):
     """Where a turn stands: a frozen value the loop matches on.
@@ -136,6 +130,35 @@ class Turn(Generic[RawT]):
     last_sequence: int | None = None
     raw: RawT | None = None
     model: str | None = None
+
+    def __init__(  # the dict written directly, as tools.ToolCall's (one Turn a stream)
+        self,
+        ref: TurnRef,
+        status: TurnStatus,
+        tool_calls: tuple[ToolCall, ...] = (),
+        texts: tuple[TextPart, ...] = (),
+        usage: Usage | None = None,
+        error: TurnError | None = None,
+        incomplete_reason: str | None = None,
+        deadline: float | None = None,
+        poll_after_s: float | None = None,
+        last_sequence: int | None = None,
+        raw: RawT | None = None,
+        model: str | None = None,
+    ) -> None:
+        fields = self.__dict__
+        fields["ref"] = ref
+        fields["status"] = status
+        fields["tool_calls"] = tool_calls
+        fields["texts"] = texts
+        fields["usage"] = usage
+        fields["error"] = error
+        fields["incomplete_reason"] = incomplete_reason
+        fields["deadline"] = deadline
+        fields["poll_after_s"] = poll_after_s
+        fields["last_sequence"] = last_sequence
+        fields["raw"] = raw
+        fields["model"] = model
 
     @property
     def is_terminal(self) -> bool:

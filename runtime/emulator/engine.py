@@ -40,6 +40,7 @@ from runtime.emulator.model import (
     ToolExchange,
     Turn,
     argument_pieces,
+    frozen_instance,
 )
 from runtime.emulator.objects import (
     RUN_OVERRIDES,
@@ -53,7 +54,6 @@ from runtime.emulator.objects import (
 )
 from runtime.emulator.retention import LruStore
 from runtime.emulator.store import ACTIVE, TERMINAL, RunState, Store, ThreadState
-from tools.values import frozen_instance
 
 __all__ = [
     "ACTIVE",

@@ -28,12 +28,12 @@ from runtime.emulator.engine import (
 from runtime.emulator.errors import ApiError, invalid, overloaded, rate_limited, server_error
 from runtime.emulator.faults import Fault, FaultInjector, FaultSpec, FaultSpecError, make_rule
 from runtime.emulator.ids import IdFactory
+from runtime.emulator.model import frozen_instance
 from runtime.emulator.objects import Obj
 from runtime.emulator.ratelimit import RequestLimiter
 from runtime.emulator.responses_api import ResponsesApi
 from runtime.emulator.retention import DEFAULT_RETAINED
 from runtime.logging import ModuleLogger
-from tools.values import frozen_instance
 
 Handler = Callable[[Call], Awaitable[Reply]]
 API_PREFIXES = ("/v1", "/openai")

@@ -25,16 +25,31 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from runtime.emulator.schema_values import object_for, value_for
-from tools.values import frozen_instance
 
 TurnKind = Literal["text", "tool_calls", "fail", "incomplete"]
 
 _CALL_LINE = re.compile(r"^\s*/call\s+([A-Za-z0-9_.-]+)\s*(.*?)\s*$")
 _TEXT_PIECE = re.compile(r"\s*\S+|\s+$")
 _ARG_PIECE = re.compile(r"\w+|\W+")
+
+_Frozen = TypeVar("_Frozen")
+_new_instance = object.__new__
+_set_attribute = object.__setattr__
+
+
+def frozen_instance(cls: type[_Frozen], values: dict[str, Any]) -> _Frozen:
+    """An instance of the frozen dataclass ``cls`` from the values of all of its fields.
+
+    Equal to ``cls(**values)``, without the generated ``__init__``'s ``object.__setattr__``
+    call a field (the emulator builds a ``ModelInput`` and a ``Turn`` a turn); ``values``
+    must name every field and becomes the instance's ``__dict__``.
+    """
+    instance = _new_instance(cls)
+    _set_attribute(instance, "__dict__", values)
+    return instance
 
 
 @dataclass(frozen=True)

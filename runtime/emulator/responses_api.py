@@ -61,6 +61,7 @@ from runtime.emulator.model import (
     ModelInput,
     Turn,
     argument_pieces,
+    frozen_instance,
 )
 from runtime.emulator.objects import Obj, page
 from runtime.emulator.params import RESPONSE_CREATE, check_params
@@ -80,7 +81,6 @@ from runtime.emulator.responses_items import (
     usage_obj,
 )
 from runtime.emulator.retention import DEFAULT_RETAINED, LruStore
-from tools.values import frozen_instance
 
 Handler = Callable[[Call], Awaitable[Reply]]
 ACTIVE = frozenset({"queued", "in_progress"})

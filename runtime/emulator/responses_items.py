@@ -13,9 +13,8 @@ from typing import Any
 
 from runtime.emulator.errors import ApiError, invalid, missing
 from runtime.emulator.ids import IdFactory
-from runtime.emulator.model import ChatMessage, ToolExchange
+from runtime.emulator.model import ChatMessage, ToolExchange, frozen_instance
 from runtime.emulator.objects import DEFAULT_MODEL, Obj, check_metadata
-from tools.values import frozen_instance
 
 MIN_OUTPUT_TOKENS = 16
 OUTPUT_PART_TYPES = frozenset({"input_text", "input_image", "input_file"})

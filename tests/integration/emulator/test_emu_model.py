@@ -17,10 +17,10 @@ from runtime.emulator.model import (
     ToolExchange,
     Turn,
     example_arguments,
+    frozen_instance,
     parse_call_lines,
     text_pieces,
 )
-from tools.values import frozen_instance
 
 SCENARIOS = Path(__file__).resolve().parents[3] / "config" / "scenarios"
 
