@@ -387,6 +387,7 @@ _decoder = json.JSONDecoder()
 _decode_json = _decoder.decode
 # The scanner ``decode`` itself uses (an instance attribute the type stubs do not declare).
 _scan_json: Callable[[str, int], tuple[Any, int]] = vars(_decoder)["scan_once"]
+_OPEN_BRACE = ord("{")
 
 
 def _parse_json(raw: bytes) -> Any:
@@ -410,9 +411,6 @@ def _parse_json(raw: bytes) -> Any:
                     return value
         return _decode_json(text)
     return json.loads(raw)
-
-
-_OPEN_BRACE = ord("{")
 
 
 def _too_deep(value: Any) -> bool:

@@ -27,8 +27,10 @@ from runtime.emulator.frames import (
 from runtime.emulator.ids import IdFactory
 from runtime.emulator.model import ScriptedModel
 from runtime.emulator.objects import (
+    RUN_OVERRIDES,
     assistant_obj,
     message_obj,
+    run_from_defaults,
     run_obj,
     step_obj,
     text_part,
@@ -366,3 +368,37 @@ def test_value_and_usage_json_are_json_dumps(value: Any) -> None:
         value if isinstance(value, dict) else None
     )
     assert usage_json(usage_obj(12, 30)) == dumps(usage_obj(12, 30))
+
+
+class _ReadKeys(dict[str, Any]):
+    """A request body that records every field asked of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return super().__contains__(key)
+
+
+def test_run_overrides_name_every_field_run_obj_reads() -> None:
+    """A body without any of RUN_OVERRIDES is all that may take the defaults' copy: every
+    field run_obj reads of a body is among them, and the copy equals run_obj's run."""
+    assistant = {"id": "asst_1", "model": "m", "instructions": "be brief", "tools": [], "x": 1}
+    body = _ReadKeys()
+    made = run_obj("run_1", 10, "thread_1", assistant, body, 20)
+    assert body.read and body.read <= RUN_OVERRIDES
+    defaults = run_obj("", 0, "", assistant, {}, 0)
+    copied = run_from_defaults(defaults, "run_1", 10, "thread_1", 20)
+    assert copied == made
+    assert copied["metadata"] is not defaults["metadata"]
+    assert copied["tools"] is not defaults["tools"]
