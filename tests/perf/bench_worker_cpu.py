@@ -95,6 +95,16 @@ def _message(calls: int) -> str:
 CONCURRENCY = 8
 
 
+async def _bench_assistant(port: int, base_url: str) -> str:
+    """Wait for the emulator on ``port`` and create the benchmark's assistant: its id."""
+    from runtime import AssistantsClient
+
+    await wait_port(port)
+    async with AssistantsClient(base_url=base_url, api_key=API_KEY) as client:
+        assistant = await client.create_assistant(model="gpt-4o", name="bench-cpu")
+    return assistant.id
+
+
 async def _check_completed(queue: Any, jobs: int) -> None:
     """Every one of the last ``jobs`` jobs ended ``completed`` (else the figure means nothing)."""
     records = await queue.recent(jobs)
@@ -192,19 +202,16 @@ async def _side_by_side_pair(
 
 async def _compare_trees(args: argparse.Namespace) -> None:
     """``--baseline``: the baseline's worker and this checkout's, side by side, pair by pair."""
-    from runtime import AssistantsClient
 
     load_before = os.getloadavg()[0]
     emulator, port = start_emulator()
     base_url = f"http://127.0.0.1:{port}/v1"
     ratios: list[float] = []
     try:
-        await wait_port(port)
-        async with AssistantsClient(base_url=base_url, api_key=API_KEY) as client:
-            assistant = await client.create_assistant(model="gpt-4o", name="bench-cpu")
+        assistant_id = await _bench_assistant(port, base_url)
         with tempfile.TemporaryDirectory() as tmp:
             for n in range(args.pairs):
-                base, this = await _side_by_side_pair(args, base_url, assistant.id, Path(tmp), n)
+                base, this = await _side_by_side_pair(args, base_url, assistant_id, Path(tmp), n)
                 ratios.append(this / base)
                 print(
                     f"  pair {n + 1}: baseline {1000 * base:.2f} ms/job, this checkout "
@@ -308,7 +315,6 @@ async def _child(base_url: str, assistant_id: str, jobs: int, n: str, calls: int
 
 
 async def _main(args: argparse.Namespace) -> None:
-    from runtime import AssistantsClient
 
     load_before = os.getloadavg()[0]
     emulator, port = start_emulator()
@@ -318,15 +324,13 @@ async def _main(args: argparse.Namespace) -> None:
     emu_worker: list[float] = []
     emu_orch: list[float] = []
     try:
-        await wait_port(port)
-        async with AssistantsClient(base_url=base_url, api_key=API_KEY) as client:
-            assistant = await client.create_assistant(model="gpt-4o", name="bench-cpu")
+        assistant_id = await _bench_assistant(port, base_url)
         with tempfile.TemporaryDirectory() as tmp:
             for n in range(args.pairs):
                 e0 = cpu_seconds(emulator.pid)
-                run_worker = _worker_cpu(args, base_url, assistant.id, Path(tmp), n)
+                run_worker = _worker_cpu(args, base_url, assistant_id, Path(tmp), n)
                 run_orch = asyncio.to_thread(
-                    _orchestrator_cpu, base_url, assistant.id, args.jobs, n, args.calls
+                    _orchestrator_cpu, base_url, assistant_id, args.jobs, n, args.calls
                 )
                 if args.together:
                     # Both at once: whatever else loads the machine loads both sides alike.
@@ -427,22 +431,19 @@ async def _count_instructions(args: argparse.Namespace) -> None:
     """``--instructions``: each side's instructions a job, ``--jobs`` and a fifth of them
     differenced; the two sides of one size run at the same time (counts ignore load)."""
     require_valgrind()
-    from runtime import AssistantsClient
 
     few = max(1, args.jobs // 5)
     emulator, port = start_emulator()
     base_url = f"http://127.0.0.1:{port}/v1"
     counts: dict[int, tuple[int, int]] = {}
     try:
-        await wait_port(port)
-        async with AssistantsClient(base_url=base_url, api_key=API_KEY) as client:
-            assistant = await client.create_assistant(model="gpt-4o", name="bench-cpu")
+        assistant_id = await _bench_assistant(port, base_url)
         with tempfile.TemporaryDirectory() as tmp:
             for jobs in (args.jobs, few):
                 worker, orch = await asyncio.gather(
-                    _burst_worker_instructions(args, base_url, assistant.id, Path(tmp), jobs),
+                    _burst_worker_instructions(args, base_url, assistant_id, Path(tmp), jobs),
                     asyncio.to_thread(
-                        _orchestrator_instructions, base_url, assistant.id, jobs, args.calls
+                        _orchestrator_instructions, base_url, assistant_id, jobs, args.calls
                     ),
                 )
                 counts[jobs] = (worker, orch)
