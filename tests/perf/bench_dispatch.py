@@ -14,12 +14,26 @@ configured: silent), ``configure_logging("WARNING", "console")`` (the CLI's) and
 ``configure_logging("INFO", "json")`` (the worker's default), writing to a null stream.
 Last, the cost of one filtered log call (``log.info`` under WARNING) on a module-level
 logger and on a resolved one.
+
+    python tests/perf/bench_dispatch.py --instructions               # a batch, in instructions
+    python tests/perf/bench_dispatch.py --instructions --cache-sim   # and cache misses
+
+``--instructions`` counts the user-space instructions of one batch as a run makes it: 8 calls
+of an async tool that awaits once, each batch through a fresh ``ToolDispatcher``, against
+``asyncio.gather`` of the same 8 coroutines, their arguments parsed with ``json.loads`` (the
+floor loop's round); this file runs under ``valgrind
+--tool=callgrind`` with 400 and with 100 batches and the difference is divided by 300, so
+start-up and imports cancel out and the machine's load does not move the figure.
+``--cache-sim`` adds callgrind's cache and branch simulation (misses and mispredictions a
+batch). Logging: the library's default. It needs valgrind on PATH.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
+import json
 import os
 import statistics
 import sys
@@ -32,8 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import structlog
 
 from runtime.logging import ModuleLogger, configure_logging, reset_logging
+from tests.perf.callgrind import counts, print_simulated, require_valgrind
 from tools import ToolCall, ToolDispatcher, ToolRegistry
 
+REPO = Path(__file__).resolve().parents[2]
 registry = ToolRegistry()
 
 
@@ -47,6 +63,16 @@ async def noop_async(x: int) -> str:
 def noop_sync(x: int) -> str:
     """Return at once (runs in the thread pool)."""
     return "ok"
+
+
+@registry.tool
+async def ping(n: int) -> str:
+    """Await once, as a tool that does I/O would, and answer (``--instructions``)."""
+    await asyncio.sleep(0)
+    return f"pong {n}"
+
+
+BATCH = 8  # calls a batch in --instructions, as in a round of bench_loop.py
 
 
 class NullStream(io.StringIO):
@@ -169,5 +195,60 @@ async def main() -> None:
     reset_logging()
 
 
+async def batches(mode: str, count: int) -> None:
+    """``count`` batches of :data:`BATCH` ``ping`` calls, the calls built alike in both modes:
+    through a fresh dispatcher each (``dispatch``), or each call's arguments parsed with
+    ``json.loads`` and the coroutines gathered (``gather``, as the floor loop of
+    ``bench_loop.py`` runs a round)."""
+    for b in range(count):
+        calls = [
+            ToolCall(f"call_{b}_{i}", "ping", f'{{"n": {b * BATCH + i}}}') for i in range(BATCH)
+        ]
+        if mode == "gather":
+            await asyncio.gather(*(ping(**json.loads(call.arguments)) for call in calls))
+            continue
+        results = await ToolDispatcher(registry).run_batch(calls)
+        assert not any(result.is_error for result in results)
+
+
+def count_instructions(cache_sim: bool, many: int = 400, few: int = 100) -> None:
+    """``--instructions``: a batch's counts for gather and the dispatcher (see the module
+    doc), ``many`` minus ``few`` batches."""
+    require_valgrind()
+    per_batch = {}
+    for mode in ("gather", "dispatch"):
+        big, small = (
+            counts([sys.executable, __file__, "--once", mode, str(n)], REPO, cache_sim=cache_sim)
+            for n in (many, few)
+        )
+        per_batch[mode] = {name: (big[name] - small[name]) / (many - few) for name in big}
+    gather, dispatch = per_batch["gather"]["Ir"], per_batch["dispatch"]["Ir"]
+    print(
+        f"a batch of {BATCH} calls ({many} - {few} batches): gather {gather:,.0f}, "
+        f"dispatcher {dispatch:,.0f} instructions ({dispatch / gather:.2f}x; "
+        f"{(dispatch - gather) / BATCH:,.0f} a call above gather)"
+    )
+    if cache_sim:
+        print_simulated("batch", per_batch)
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    if len(sys.argv) == 4 and sys.argv[1] == "--once":
+        asyncio.run(batches(sys.argv[2], int(sys.argv[3])))
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="a batch's instructions under callgrind, dispatcher and gather (minutes)",
+    )
+    parser.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="with --instructions: also callgrind's cache and branch simulation",
+    )
+    args = parser.parse_args()
+    if args.instructions:
+        count_instructions(args.cache_sim)
+    else:
+        asyncio.run(main())

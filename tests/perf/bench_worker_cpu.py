@@ -41,6 +41,8 @@ orchestrator is the same child process as above. It needs valgrind on PATH and t
 minutes (a job runs about 50 times slower under callgrind, so lease heartbeats, every 10 s,
 happen more often a job than at full speed: at most a few thousand instructions a job). Run
 from another checkout's root (e.g. ``git archive`` of the code before a change) to compare.
+``--cache-sim`` adds callgrind's cache and branch simulation (``--instructions --cache-sim``):
+each side's cache misses and mispredicted branches a job, and each per thousand instructions.
 
 ``--baseline DIR`` compares two workers instead of a worker and the orchestrator: each pair
 runs a worker of the code in DIR (e.g. ``git archive`` of the code before a change) and one of
@@ -56,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import statistics
@@ -69,7 +72,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.perf.callgrind import instructions, require_valgrind  # noqa: E402
+from tests.perf.callgrind import counts, print_simulated, require_valgrind  # noqa: E402
 from tests.perf.worker_procs import (  # noqa: E402
     API_KEY,
     cpu_seconds,
@@ -391,8 +394,9 @@ def _print_scaling(worker_s: float, emulator_s: float) -> None:
 
 async def _burst_worker_instructions(
     args: argparse.Namespace, base_url: str, assistant_id: str, tmp: Path, jobs: int
-) -> int:
-    """Instructions of a burst worker process running ``jobs`` jobs queued before it starts."""
+) -> dict[str, int]:
+    """Instructions (and with ``--cache-sim`` the simulated events) of a burst worker process
+    running ``jobs`` jobs queued before it starts."""
     from runtime.worker import Job, Message
 
     name = f"count-{jobs}"
@@ -412,7 +416,9 @@ async def _burst_worker_instructions(
                 Job(id=f"{name}-{i}", assistant_id=assistant_id, messages=(message,))
             )
         command = [sys.executable, "-m", "runtime", "worker", "--config", str(config), "--burst"]
-        count = await asyncio.to_thread(instructions, [*command, "--name", name], REPO)
+        count = await asyncio.to_thread(
+            functools.partial(counts, [*command, "--name", name], REPO, cache_sim=args.cache_sim)
+        )
         await _check_completed(queue, jobs)
     finally:
         await queue.aclose()
@@ -421,10 +427,13 @@ async def _burst_worker_instructions(
     return count
 
 
-def _orchestrator_instructions(base_url: str, assistant_id: str, jobs: int, calls: int) -> int:
-    """Instructions of the orchestrator's child process making ``jobs`` runs."""
+def _orchestrator_instructions(
+    base_url: str, assistant_id: str, jobs: int, calls: int, cache_sim: bool
+) -> dict[str, int]:
+    """Instructions (and with ``cache_sim`` the simulated events) of the orchestrator's
+    child process making ``jobs`` runs."""
     child = [base_url, assistant_id, str(jobs), f"count-{jobs}", str(calls)]
-    return instructions([sys.executable, __file__, "--child", *child], REPO)
+    return counts([sys.executable, __file__, "--child", *child], REPO, cache_sim=cache_sim)
 
 
 async def _count_instructions(args: argparse.Namespace) -> None:
@@ -435,7 +444,7 @@ async def _count_instructions(args: argparse.Namespace) -> None:
     few = max(1, args.jobs // 5)
     emulator, port = start_emulator()
     base_url = f"http://127.0.0.1:{port}/v1"
-    counts: dict[int, tuple[int, int]] = {}
+    counts: dict[int, tuple[dict[str, int], dict[str, int]]] = {}
     try:
         assistant_id = await _bench_assistant(port, base_url)
         with tempfile.TemporaryDirectory() as tmp:
@@ -443,16 +452,22 @@ async def _count_instructions(args: argparse.Namespace) -> None:
                 worker, orch = await asyncio.gather(
                     _burst_worker_instructions(args, base_url, assistant_id, Path(tmp), jobs),
                     asyncio.to_thread(
-                        _orchestrator_instructions, base_url, assistant_id, jobs, args.calls
+                        _orchestrator_instructions,
+                        base_url,
+                        assistant_id,
+                        jobs,
+                        args.calls,
+                        args.cache_sim,
                     ),
                 )
                 counts[jobs] = (worker, orch)
     finally:
         stop([emulator], timeout=10)
-    worker_per_job, orch_per_job = (
-        (big - small) / (args.jobs - few)
+    worker_events, orch_events = (
+        {name: (big[name] - small[name]) / (args.jobs - few) for name in big}
         for big, small in zip(counts[args.jobs], counts[few], strict=True)
     )
+    worker_per_job, orch_per_job = worker_events["Ir"], orch_events["Ir"]
     print(
         f"backend={args.backend} jobs={args.jobs} - {few} calls/round={args.calls} "
         f"concurrency={CONCURRENCY}"
@@ -461,6 +476,8 @@ async def _count_instructions(args: argparse.Namespace) -> None:
     logs = "INFO JSON logs" if os.environ.get("BENCH_ORCHESTRATOR_LOGS") else "library logging"
     print(f"orchestrator ({logs}): {orch_per_job:,.0f} instructions a run")
     print(f"worker / orchestrator: {worker_per_job / orch_per_job:.3f}x")
+    if args.cache_sim:
+        print_simulated("job", {"orchestrator": orch_events, "worker": worker_events})
 
 
 def main() -> None:
@@ -490,6 +507,12 @@ def main() -> None:
         action="store_true",
         help="count user-space instructions a job under callgrind, each side with --jobs and "
         "a fifth of them (load-independent; minutes)",
+    )
+    parser.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="with --instructions: also callgrind's cache and branch simulation (misses and "
+        "mispredictions a job; several times slower)",
     )
     parser.add_argument(
         "--baseline",
