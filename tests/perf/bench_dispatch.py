@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import structlog
 
 from runtime.logging import ModuleLogger, configure_logging, reset_logging
-from tests.perf.callgrind import counts, print_simulated, require_valgrind
+from tests.perf.callgrind import counts, difference, print_simulated, require_valgrind
 from tools import ToolCall, ToolDispatcher, ToolRegistry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -221,7 +221,7 @@ def count_instructions(cache_sim: bool, many: int = 400, few: int = 100) -> None
             counts([sys.executable, __file__, "--once", mode, str(n)], REPO, cache_sim=cache_sim)
             for n in (many, few)
         )
-        per_batch[mode] = {name: (big[name] - small[name]) / (many - few) for name in big}
+        per_batch[mode] = difference(big, small, many - few)
     gather, dispatch = per_batch["gather"]["Ir"], per_batch["dispatch"]["Ir"]
     print(
         f"a batch of {BATCH} calls ({many} - {few} batches): gather {gather:,.0f}, "

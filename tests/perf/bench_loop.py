@@ -62,7 +62,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.perf.callgrind import counts, print_simulated, require_valgrind  # noqa: E402
+from tests.perf.callgrind import (  # noqa: E402
+    counts,
+    difference,
+    print_simulated,
+    require_valgrind,
+)
 
 CALLS = 8
 ROUNDS = 3
@@ -557,7 +562,7 @@ def count_instructions(
         for loop in ("floor", "ours"):
             many = _counts(protocol, loop, runs, scenario, cache_sim)
             base = _counts(protocol, loop, few, scenario, cache_sim)
-            per_run[loop] = {name: (many[name] - base[name]) / (runs - few) for name in many}
+            per_run[loop] = difference(many, base, runs - few)
         floor, ours = per_run["floor"]["Ir"], per_run["ours"]["Ir"]
         print(
             f"{protocol}: floor {floor / 1e6:.2f} M, ours {ours / 1e6:.2f} M "

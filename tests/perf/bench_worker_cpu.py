@@ -72,7 +72,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.perf.callgrind import counts, print_simulated, require_valgrind  # noqa: E402
+from tests.perf.callgrind import (  # noqa: E402
+    counts,
+    difference,
+    print_simulated,
+    require_valgrind,
+)
 from tests.perf.worker_procs import (  # noqa: E402
     API_KEY,
     cpu_seconds,
@@ -444,7 +449,7 @@ async def _count_instructions(args: argparse.Namespace) -> None:
     few = max(1, args.jobs // 5)
     emulator, port = start_emulator()
     base_url = f"http://127.0.0.1:{port}/v1"
-    counts: dict[int, tuple[dict[str, int], dict[str, int]]] = {}
+    by_size: dict[int, tuple[dict[str, int], dict[str, int]]] = {}
     try:
         assistant_id = await _bench_assistant(port, base_url)
         with tempfile.TemporaryDirectory() as tmp:
@@ -460,12 +465,12 @@ async def _count_instructions(args: argparse.Namespace) -> None:
                         args.cache_sim,
                     ),
                 )
-                counts[jobs] = (worker, orch)
+                by_size[jobs] = (worker, orch)
     finally:
         stop([emulator], timeout=10)
     worker_events, orch_events = (
-        {name: (big[name] - small[name]) / (args.jobs - few) for name in big}
-        for big, small in zip(counts[args.jobs], counts[few], strict=True)
+        difference(big, small, args.jobs - few)
+        for big, small in zip(by_size[args.jobs], by_size[few], strict=True)
     )
     worker_per_job, orch_per_job = worker_events["Ir"], orch_events["Ir"]
     print(

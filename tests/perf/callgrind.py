@@ -22,8 +22,10 @@ def require_valgrind() -> None:
 
 def summary(dump: str) -> int | None:
     """The instruction total of a callgrind dump's text (its ``summary:`` line), if any."""
-    match = re.search(r"^summary: (\d+)", dump, re.MULTILINE)
-    return int(match.group(1)) if match is not None else None
+    try:
+        return events(dump)["Ir"]
+    except (RuntimeError, KeyError):
+        return None
 
 
 def instructions(command: list[str], cwd: Path) -> int:
@@ -39,12 +41,17 @@ def instructions(command: list[str], cwd: Path) -> int:
 SIMULATED = ("--cache-sim=yes", "--branch-sim=yes")
 
 
-def simulated(command: list[str], cwd: Path) -> dict[str, int]:
-    """Every event callgrind's cache and branch simulation counts for ``command``, by name
-    (see :data:`SIMULATED`). The simulated caches are this machine's sizes as valgrind reads
-    them; the counts are a model's, not the CPU's, and like instructions they do not move
-    with the load."""
-    return _run(command, cwd, list(SIMULATED))
+def counts(command: list[str], cwd: Path, *, cache_sim: bool) -> dict[str, int]:
+    """Callgrind's totals for ``command`` by event name: instructions (``Ir``) only, or with
+    ``cache_sim`` every event of its cache and branch simulation (see :data:`SIMULATED`).
+    The simulated caches are this machine's sizes as valgrind reads them; the counts are a
+    model's, not the CPU's, and like instructions they do not move with the load."""
+    return _run(command, cwd, list(SIMULATED) if cache_sim else [])
+
+
+def difference(big: dict[str, int], small: dict[str, int], units: int) -> dict[str, float]:
+    """Each event's count a unit from two runs ``units`` apart (start-up cancels out)."""
+    return {name: (big[name] - small[name]) / units for name in big}
 
 
 # The simulated rows a benchmark prints: a label and the callgrind events it adds up.
@@ -72,13 +79,6 @@ def print_simulated(unit: str, per_unit: dict[str, dict[str, float]]) -> None:
             f"  {label:<36} {x:>14,.0f} {y:>14,.0f} {ratio:>14} "
             f"{1000 * x / a['Ir']:>14.2f} {1000 * y / b['Ir']:>14.2f}"
         )
-
-
-def counts(command: list[str], cwd: Path, *, cache_sim: bool) -> dict[str, int]:
-    """``{"Ir": instructions}`` of ``command``, or with ``cache_sim`` every simulated event."""
-    if cache_sim:
-        return simulated(command, cwd)
-    return {"Ir": instructions(command, cwd)}
 
 
 def events(dump: str) -> dict[str, int]:
